@@ -1,0 +1,49 @@
+# cfsync — build, test, lint, demo, bench.
+SHELL := /bin/bash
+GO ?= go
+FUNCTIONS := token-refresher fileset-poller downloader
+# moto_server and cfn-lint: from PATH, else from the project's virtualenv (make tools).
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: all build test unit lint demo bench tools clean
+
+all: build
+
+## build: the three Lambda bootstraps (bin/<function>/bootstrap, this machine's OS/arch) and the commands
+build:
+	@for f in $(FUNCTIONS); do \
+		CGO_ENABLED=0 $(GO) build -trimpath -o bin/$$f/bootstrap ./functions/$$f || exit 1; \
+	done
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+## tools: moto_server and cfn-lint into .venv when they are not already on PATH
+tools:
+	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null || { \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q "moto[server]>=5.1" cfn-lint; }
+
+## lint: gofmt, go vet, staticcheck (pinned in go.mod's tool directive)
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+## test: lint, then every test (unit, fuzz seed corpora, integration against moto_server + the RDP simulator)
+test: tools lint
+	CFSYNC_REQUIRE_MOTO=1 $(GO) test -count=1 -timeout 20m ./...
+
+## unit: the tests that need no emulator
+unit:
+	$(GO) test -short -count=1 ./...
+
+## demo: the whole pipeline locally (RDP simulator + moto_server), no credentials
+demo: tools
+	$(GO) run ./cmd/cfsync-local $(DEMO_ARGS)
+
+## bench: benchmarks (results are written up in BENCHMARKS.md)
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+clean:
+	rm -rf bin

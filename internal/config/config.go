@@ -1,0 +1,152 @@
+// Package config loads function configuration from environment variables.
+//
+// Each field of a config struct carries an `env:"NAME"` tag and optionally
+// `default:"value"` and `required:"true"`. Supported field types are string,
+// []string (comma-separated, blanks dropped), int, bool and time.Duration
+// (Go duration strings such as "90s"). A bad value is an error naming the
+// variable, so a misconfigured function fails at start-up, not mid-run.
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Getenv looks up an environment variable; os.LookupEnv in production.
+type Getenv func(key string) (string, bool)
+
+// Load fills the struct pointed to by dst from the process environment.
+func Load(dst any) error { return LoadFrom(os.LookupEnv, dst) }
+
+// LoadFrom fills the struct pointed to by dst using getenv.
+func LoadFrom(getenv Getenv, dst any) error {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("config: want pointer to struct, got %T", dst)
+	}
+	return load(getenv, v.Elem())
+}
+
+func load(getenv Getenv, v reflect.Value) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		fv := v.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if err := load(getenv, fv); err != nil {
+				return err
+			}
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		raw, ok := getenv(name)
+		raw = strings.TrimSpace(raw)
+		if !ok || raw == "" {
+			if f.Tag.Get("required") == "true" {
+				return fmt.Errorf("config: %s is required", name)
+			}
+			def, has := f.Tag.Lookup("default")
+			if !has {
+				continue
+			}
+			raw = def
+		}
+		if err := set(fv, raw); err != nil {
+			return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+		}
+		if min, ok := f.Tag.Lookup("min"); ok {
+			if err := checkMin(fv, min); err != nil {
+				return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+			}
+		}
+	}
+	return nil
+}
+
+func set(fv reflect.Value, raw string) error {
+	switch fv.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("not a duration (want e.g. 90s, 2m)")
+		}
+		if d < 0 {
+			return fmt.Errorf("must not be negative")
+		}
+		fv.SetInt(int64(d))
+	case string:
+		fv.SetString(raw)
+	case []string:
+		var out []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(out))
+	case int, int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer")
+		}
+		fv.SetInt(n)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("not a boolean (want true or false)")
+		}
+		fv.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported field type %s", fv.Type())
+	}
+	return nil
+}
+
+func checkMin(fv reflect.Value, min string) error {
+	switch fv.Interface().(type) {
+	case int, int64:
+		m, _ := strconv.ParseInt(min, 10, 64)
+		if fv.Int() < m {
+			return fmt.Errorf("must be at least %d", m)
+		}
+	case time.Duration:
+		m, _ := time.ParseDuration(min)
+		if time.Duration(fv.Int()) < m {
+			return fmt.Errorf("must be at least %s", m)
+		}
+	case []string:
+		m, _ := strconv.Atoi(min)
+		if fv.Len() < m {
+			return fmt.Errorf("needs at least %d entries", m)
+		}
+	}
+	return nil
+}
+
+// EnvNames lists the environment variables a config struct reads, in field
+// order. The template tests use it to check template.yaml sets exactly these.
+func EnvNames(v any) []string {
+	t := reflect.TypeOf(v)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			names = append(names, EnvNames(reflect.New(f.Type).Elem().Interface())...)
+			continue
+		}
+		if n := f.Tag.Get("env"); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}

@@ -1,0 +1,138 @@
+// Package metrics writes CloudWatch Embedded Metric Format (EMF) records: one
+// JSON line per flush, which CloudWatch Logs turns into metrics. No IAM and
+// no API calls are needed.
+package metrics
+
+import (
+	"encoding/json"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Namespace is the CloudWatch namespace of every cfsync metric.
+const Namespace = "cfsync"
+
+// Unit names used by cfsync.
+const (
+	Count        = "Count"
+	Seconds      = "Seconds"
+	Bytes        = "Bytes"
+	BytesPerSec  = "Bytes/Second"
+	Milliseconds = "Milliseconds"
+)
+
+type key struct{ name, dims string }
+
+type value struct {
+	unit string
+	dims map[string]string
+	vals []float64
+}
+
+// Recorder accumulates metrics until Flush. Safe for concurrent use.
+type Recorder struct {
+	mu       sync.Mutex
+	w        io.Writer
+	function string
+	now      func() time.Time
+	order    []key
+	m        map[key]*value
+}
+
+// New returns a recorder writing EMF lines to w (the function's stdout),
+// with dimension Function=function on every metric.
+func New(w io.Writer, function string) *Recorder {
+	return &Recorder{w: w, function: function, now: time.Now, m: map[key]*value{}}
+}
+
+// Put records one value of a metric, with optional extra dimensions as
+// name/value pairs ("grant", "password").
+func (r *Recorder) Put(name, unit string, v float64, dims ...string) {
+	if r == nil {
+		return
+	}
+	d := map[string]string{}
+	for i := 0; i+1 < len(dims); i += 2 {
+		d[dims[i]] = dims[i+1]
+	}
+	k := key{name, dimsKey(d)}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	val, ok := r.m[k]
+	if !ok {
+		val = &value{unit: unit, dims: d}
+		r.m[k] = val
+		r.order = append(r.order, k)
+	}
+	val.vals = append(val.vals, v)
+}
+
+// Add records a count.
+func (r *Recorder) Add(name string, n float64, dims ...string) { r.Put(name, Count, n, dims...) }
+
+func dimsKey(d map[string]string) string {
+	var s string
+	for _, k := range slices.Sorted(maps.Keys(d)) {
+		s += k + "=" + d[k] + ";"
+	}
+	return s
+}
+
+// Flush writes one EMF line per distinct dimension set and resets the recorder.
+func (r *Recorder) Flush() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	groups := map[string][]key{}
+	var gorder []string
+	for _, k := range r.order {
+		if _, ok := groups[k.dims]; !ok {
+			gorder = append(gorder, k.dims)
+		}
+		groups[k.dims] = append(groups[k.dims], k)
+	}
+	for _, g := range gorder {
+		keys := groups[g]
+		rec := map[string]any{}
+		dimNames := []string{"Function"}
+		rec["Function"] = r.function
+		first := r.m[keys[0]]
+		for _, dn := range slices.Sorted(maps.Keys(first.dims)) {
+			dimNames = append(dimNames, dn)
+			rec[dn] = first.dims[dn]
+		}
+		var defs []map[string]string
+		for _, k := range keys {
+			v := r.m[k]
+			defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
+			if len(v.vals) == 1 {
+				rec[k.name] = v.vals[0]
+			} else {
+				rec[k.name] = v.vals
+			}
+		}
+		rec["_aws"] = map[string]any{
+			"Timestamp": r.now().UnixMilli(),
+			"CloudWatchMetrics": []any{map[string]any{
+				"Namespace":  Namespace,
+				"Dimensions": [][]string{dimNames},
+				"Metrics":    defs,
+			}},
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if _, err := r.w.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	r.order = nil
+	r.m = map[key]*value{}
+	return nil
+}

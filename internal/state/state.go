@@ -1,0 +1,58 @@
+// Package state is cfsync's DynamoDB state table: one table, partition key
+// `pk` (S) and sort key `sk` (S), TTL attribute `ttl` (epoch seconds).
+//
+// Item layout (pk / sk):
+//
+//	FILE#<fileId>          / FILE                  one CFS file: status, attempts, file-set, size, key, reason
+//	FILE#<fileId>          / UPLOAD[#…]            downloader checkpoint of a multipart upload (downloader's own items)
+//	SUB#<bucket>/<pkg>     / WATERMARK             poller: largest `modified` seen, polls since full reconcile
+//	AUTH                   / …                     refresher: auth budget, backoff, ring generation, revoke flag
+//	RING                   / REPORT#<generation>   readers' token-invalid reports
+//
+// Nothing secret is ever stored here (DESIGN §7.7).
+package state
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+// DynamoDB is the part of the DynamoDB API the state table uses.
+type DynamoDB interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, opts ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+var _ DynamoDB = (*dynamodb.Client)(nil)
+
+// Table is the state table.
+type Table struct {
+	DB   DynamoDB
+	Name string
+	// Now is the clock (tests inject a fake one); default time.Now.
+	Now func() time.Time
+}
+
+// New returns a Table.
+func New(db DynamoDB, name string) *Table { return &Table{DB: db, Name: name, Now: time.Now} }
+
+func (t *Table) now() time.Time {
+	if t.Now == nil {
+		return time.Now().UTC()
+	}
+	return t.Now().UTC()
+}
+
+// Key attribute names.
+const (
+	AttrPK  = "pk"
+	AttrSK  = "sk"
+	AttrTTL = "ttl"
+)

@@ -1,0 +1,330 @@
+package rdp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is the production RDP API host.
+const DefaultBaseURL = "https://api.refinitiv.com"
+
+// maxBody bounds how much of a JSON answer is read (file-set pages are ~100 KB).
+const maxBody = 32 << 20
+
+// Client talks to the RDP API. Build it with NewClient; it is safe for
+// concurrent use.
+type Client struct {
+	base      *url.URL
+	http      *http.Client // file store: its transport adds the bearer token
+	authHTTP  *http.Client // /auth/*: no bearer token
+	download  *http.Client // presigned URLs: never an Authorization header
+	userAgent string
+	now       func() time.Time
+	retry     RetryPolicy
+	sleep     func(ctx context.Context, d time.Duration) error
+}
+
+// RetryPolicy bounds the automatic retries of idempotent GETs (429, 5xx,
+// connection errors). Auth calls are never retried automatically.
+type RetryPolicy struct {
+	MaxAttempts int           // total attempts including the first; 1 disables retries
+	BaseDelay   time.Duration // first backoff; doubled each attempt, with full jitter
+	MaxDelay    time.Duration // cap on one backoff (Retry-After may ask for more, up to MaxRetryAfter)
+	// MaxRetryAfter: a Retry-After longer than this is not waited for; the
+	// *RateLimitError is returned so the caller can reschedule.
+	MaxRetryAfter time.Duration
+}
+
+// DefaultRetryPolicy is used unless WithRetryPolicy says otherwise.
+var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second, MaxRetryAfter: 60 * time.Second}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithBaseURL sets the API host (default https://api.refinitiv.com).
+func WithBaseURL(u string) Option {
+	return func(c *Client) {
+		if p, err := url.Parse(strings.TrimRight(u, "/")); err == nil {
+			c.base = p
+		} else {
+			c.base = nil
+		}
+	}
+}
+
+// WithHTTPClient sets the client used for file-store calls. Its transport
+// must add the bearer token, e.g. &http.Client{Transport: &oauth2.Transport{Source: ts}}.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithAuthHTTPClient sets the client used for /auth calls (default: a plain client).
+func WithAuthHTTPClient(hc *http.Client) Option { return func(c *Client) { c.authHTTP = hc } }
+
+// WithDownloadHTTPClient sets the client used for presigned URLs (default: a
+// plain client). It must not add an Authorization header.
+func WithDownloadHTTPClient(hc *http.Client) Option { return func(c *Client) { c.download = hc } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// WithClock sets the clock used to turn expires_in into an absolute expiry.
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// WithRetryPolicy sets the retry policy of idempotent GETs.
+func WithRetryPolicy(p RetryPolicy) Option { return func(c *Client) { c.retry = p } }
+
+// WithSleep replaces the backoff sleep (tests).
+func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
+	return func(c *Client) { c.sleep = sleep }
+}
+
+// NewClient returns a client. Without options it talks to production with
+// plain HTTP clients (file-store calls then fail with 401).
+func NewClient(opts ...Option) (*Client, error) {
+	base, _ := url.Parse(DefaultBaseURL)
+	plain := &http.Client{Timeout: 60 * time.Second}
+	c := &Client{
+		base:      base,
+		http:      plain,
+		authHTTP:  plain,
+		download:  &http.Client{},
+		userAgent: "cfsync",
+		now:       time.Now,
+		retry:     DefaultRetryPolicy,
+		sleep:     sleepCtx,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.base == nil || (c.base.Scheme != "http" && c.base.Scheme != "https") || c.base.Host == "" {
+		return nil, errors.New("rdp: base URL must be an absolute http(s) URL")
+	}
+	if c.retry.MaxAttempts < 1 {
+		c.retry.MaxAttempts = 1
+	}
+	return c, nil
+}
+
+// BaseURL returns the API host the client talks to.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// resolve turns an API path (possibly with a query) into an absolute URL on
+// the API host. Absolute URLs must be on the same host.
+func (c *Client) resolve(ref string) (*url.URL, error) {
+	u, err := url.Parse(ref)
+	if err != nil {
+		return nil, fmt.Errorf("rdp: bad link: %w", err)
+	}
+	if u.IsAbs() || u.Host != "" {
+		if !strings.EqualFold(u.Host, c.base.Host) {
+			return nil, fmt.Errorf("%w: %s", ErrForeignLink, u.Host)
+		}
+	}
+	return c.base.ResolveReference(u), nil
+}
+
+// getJSON GETs an API path with retries and decodes the JSON answer into v.
+func (c *Client) getJSON(ctx context.Context, op, ref string, v any) error {
+	u, err := c.resolve(ref)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", c.userAgent)
+		resp, err := c.http.Do(req)
+		var retryAfter time.Duration
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Transport errors. The oauth2 transport's token-source errors
+			// are not network faults: don't retry those.
+			if !isNetError(err) {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			lastErr = fmt.Errorf("%s: %w", op, scrubURLError(err))
+		} else {
+			lastErr = c.readJSON(resp, op, v)
+			if lastErr == nil {
+				return nil
+			}
+			var rl *RateLimitError
+			var ae *APIError
+			switch {
+			case errors.As(lastErr, &rl):
+				retryAfter = rl.RetryAfter
+				if retryAfter > c.retry.MaxRetryAfter {
+					return lastErr
+				}
+			case errors.As(lastErr, &ae) && ae.Temporary():
+			default:
+				return lastErr // 4xx, malformed body: not retryable
+			}
+		}
+		if attempt >= c.retry.MaxAttempts {
+			return lastErr
+		}
+		d := backoff(c.retry, attempt)
+		if retryAfter > d {
+			d = retryAfter
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return lastErr // no time left to wait: the caller decides
+		}
+		if err := c.sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff is full-jitter exponential backoff for the given attempt (1-based).
+func backoff(p RetryPolicy, attempt int) time.Duration {
+	d := p.BaseDelay << (attempt - 1)
+	if d > p.MaxDelay || d <= 0 {
+		d = p.MaxDelay
+	}
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// readJSON turns a response into v or a typed error, closing the body.
+func (c *Client) readJSON(resp *http.Response, op string, v any) error {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("%s: read body: %w", op, err)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return &RateLimitError{Endpoint: op, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now())}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return parseAPIError(op, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return &DecodeError{Endpoint: op, Err: err}
+	}
+	return nil
+}
+
+// parseAPIError decodes a gateway error; it tolerates other shapes.
+func parseAPIError(op string, status int, body []byte) error {
+	e := &APIError{Endpoint: op, StatusCode: status}
+	var gw struct {
+		Error json.RawMessage `json:"error"`
+		// some endpoints answer with OAuth-style errors
+		Description string `json:"error_description"`
+		Message     string `json:"message"`
+	}
+	if json.Unmarshal(body, &gw) == nil {
+		var inner struct {
+			ID      string `json:"id"`
+			Code    any    `json:"code"`
+			Message string `json:"message"`
+			Status  string `json:"status"`
+		}
+		var s string
+		switch {
+		case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &inner) == nil:
+			e.ID, e.Message, e.Status = inner.ID, inner.Message, inner.Status
+			if inner.Code != nil {
+				e.Code = fmt.Sprint(inner.Code)
+			}
+		case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &s) == nil:
+			e.Code, e.Message = s, gw.Description
+		default:
+			e.Message = gw.Message
+		}
+	}
+	return e
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// isNetError reports whether err is a network-level failure worth retrying.
+func isNetError(err error) bool {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return false
+	}
+	// Errors from an oauth2.Transport's TokenSource are wrapped in *url.Error
+	// too; they carry no net error and must not be retried.
+	var tse interface{ Timeout() bool }
+	if errors.As(ue.Err, &tse) {
+		return true
+	}
+	msg := ue.Err.Error()
+	for _, s := range []string{"connection reset", "connection refused", "EOF", "broken pipe", "unexpected EOF", "server closed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrubURLError drops the URL from a *url.Error (it may be presigned).
+func scrubURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, hostOf(ue.URL), ue.Err)
+	}
+	return err
+}
+
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return "(url)"
+}
+
+// RedactURL returns scheme://host/path of u without its query string (which
+// carries the credentials of a presigned URL). Use it for logs.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparseable url)"
+	}
+	return p.Scheme + "://" + p.Host + p.EscapedPath()
+}

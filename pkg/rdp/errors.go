@@ -1,0 +1,167 @@
+package rdp
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors, matched with errors.Is against the typed errors below.
+var (
+	// ErrUnauthorized matches any 401 from the file store.
+	ErrUnauthorized = errors.New("rdp: unauthorized")
+	// ErrTokenExpired matches a 401 whose message says the token expired.
+	ErrTokenExpired = errors.New("rdp: token expired")
+	// ErrNotFound matches 404 and 410 from the file store (the file is gone).
+	ErrNotFound = errors.New("rdp: not found")
+	// ErrInvalidGrant matches an OAuth invalid_grant (bad password, dead refresh token).
+	ErrInvalidGrant = errors.New("rdp: invalid grant")
+	// ErrSessionQuota matches "Session quota is reached." (the account already has a session).
+	ErrSessionQuota = errors.New("rdp: session quota is reached")
+	// ErrUnauthorizedClient matches invalid_client / unauthorized_client (bad app key or secret).
+	ErrUnauthorizedClient = errors.New("rdp: unauthorized client")
+	// ErrRateLimited matches a 429 from any RDP endpoint.
+	ErrRateLimited = errors.New("rdp: rate limited")
+	// ErrURLExpired matches a 403 from the presigned download host: ask /stream again.
+	ErrURLExpired = errors.New("rdp: presigned URL expired or denied")
+	// ErrRepeatedLink is yielded when an @nextLink repeats: paging stops there.
+	ErrRepeatedLink = errors.New("rdp: repeated @nextLink")
+	// ErrForeignLink is yielded when an @nextLink points at another host.
+	ErrForeignLink = errors.New("rdp: @nextLink points to another host")
+)
+
+// APIError is a non-2xx answer from the RDP API gateway, such as
+// {"error":{"id":"…","code":"401","message":"token expired","status":"Unauthorized"}}.
+type APIError struct {
+	Endpoint   string // operation, e.g. "GET /file-store/v1/file-sets"
+	StatusCode int
+	Code       string
+	Message    string
+	Status     string
+	ID         string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	s := fmt.Sprintf("%s: %d %s", e.Endpoint, e.StatusCode, msg)
+	if e.ID != "" {
+		s += " (id " + e.ID + ")"
+	}
+	return s
+}
+
+// Is matches ErrUnauthorized, ErrTokenExpired and ErrNotFound.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrTokenExpired:
+		return e.StatusCode == http.StatusUnauthorized && strings.Contains(strings.ToLower(e.Message), "expired")
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusGone
+	}
+	return false
+}
+
+// Temporary reports whether retrying the same request may succeed (5xx).
+func (e *APIError) Temporary() bool { return e.StatusCode >= 500 }
+
+// AuthError is an OAuth error from /auth/oauth2/*:
+// {"error":"invalid_grant","error_description":"…"}.
+type AuthError struct {
+	Endpoint    string
+	StatusCode  int
+	Code        string // error: invalid_grant, access_denied, invalid_client, …
+	Description string // error_description
+}
+
+func (e *AuthError) Error() string {
+	s := fmt.Sprintf("%s: %d %s", e.Endpoint, e.StatusCode, e.Code)
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	return s
+}
+
+// Is matches ErrInvalidGrant, ErrSessionQuota and ErrUnauthorizedClient.
+func (e *AuthError) Is(target error) bool {
+	switch target {
+	case ErrInvalidGrant:
+		return e.Code == "invalid_grant"
+	case ErrSessionQuota:
+		return strings.Contains(strings.ToLower(e.Description), "session quota")
+	case ErrUnauthorizedClient:
+		return e.Code == "invalid_client" || e.Code == "unauthorized_client"
+	}
+	return false
+}
+
+// RateLimitError is a 429. RetryAfter is the server's Retry-After (0 if absent).
+type RateLimitError struct {
+	Endpoint   string
+	RetryAfter time.Duration
+	Message    string
+}
+
+func (e *RateLimitError) Error() string {
+	s := e.Endpoint + ": 429 too many requests"
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	return s
+}
+
+// Is matches ErrRateLimited.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// DecodeError is a response body that is not the JSON the endpoint promises.
+type DecodeError struct {
+	Endpoint string
+	Err      error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("%s: malformed response: %v", e.Endpoint, e.Err)
+}
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// PresignedError is a non-2xx answer from the presigned download host. It
+// never contains the URL (the URL carries credentials), only its host.
+type PresignedError struct {
+	Host       string
+	StatusCode int
+	Code       string // S3 error code, e.g. AccessDenied
+	Message    string
+}
+
+func (e *PresignedError) Error() string {
+	s := fmt.Sprintf("download from %s: %d", e.Host, e.StatusCode)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Is matches ErrURLExpired (403) and ErrNotFound (404).
+func (e *PresignedError) Is(target error) bool {
+	switch target {
+	case ErrURLExpired:
+		return e.StatusCode == http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	}
+	return false
+}
+
+// Temporary reports whether the same request may succeed later (5xx, 429).
+func (e *PresignedError) Temporary() bool {
+	return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests
+}

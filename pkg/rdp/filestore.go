@@ -1,0 +1,268 @@
+package rdp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// File-store endpoints.
+const (
+	PackagesPath = "/file-store/v1/packages"
+	FileSetsPath = "/file-store/v1/file-sets"
+	FilesPath    = "/file-store/v1/files"
+)
+
+// MaxPageSize is the largest pageSize the file store accepts.
+const MaxPageSize = 100
+
+// Package is a CFS package.
+type Package struct {
+	PackageID   string    `json:"packageId"`
+	PackageName string    `json:"packageName"`
+	BucketNames []string  `json:"bucketNames"`
+	PackageType string    `json:"packageType"`
+	Created     time.Time `json:"created"`
+	Modified    time.Time `json:"modified"`
+}
+
+// Attribute is a name/value pair on a file-set.
+type Attribute struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// FileSet is a CFS file-set: a group of files published together.
+type FileSet struct {
+	ID            string      `json:"id"`
+	Name          string      `json:"name"`
+	BucketName    string      `json:"bucketName"`
+	PackageID     string      `json:"packageId"`
+	Attributes    []Attribute `json:"attributes"`
+	Files         []string    `json:"files"`
+	NumFiles      int         `json:"numFiles"`
+	AvailableFrom time.Time   `json:"availableFrom"`
+	AvailableTo   time.Time   `json:"availableTo"`
+	Status        string      `json:"status"`
+	Created       time.Time   `json:"created"`
+	Modified      time.Time   `json:"modified"`
+}
+
+// StatusReady is the status of a file-set whose files can be downloaded.
+const StatusReady = "READY"
+
+// File is one CFS file.
+type File struct {
+	ID        string    `json:"id"`
+	FileName  string    `json:"filename"`
+	FileSetID string    `json:"filesetId"`
+	Size      int64     `json:"fileSizeInBytes"`
+	MD5       string    `json:"md5"`
+	Href      string    `json:"href"`
+	Created   time.Time `json:"created"`
+	Modified  time.Time `json:"modified"`
+}
+
+// FileSetQuery selects file-sets. Bucket is required.
+type FileSetQuery struct {
+	Bucket        string
+	PackageID     string
+	PageSize      int // 1..100; 0 means 100
+	ModifiedSince time.Time
+	CreatedSince  time.Time
+	Status        string            // e.g. "READY"
+	Attributes    map[string]string // name → value filters
+}
+
+func (q FileSetQuery) path() (string, error) {
+	if q.Bucket == "" {
+		return "", errors.New("bucket is required")
+	}
+	if q.PageSize < 0 || q.PageSize > MaxPageSize {
+		return "", fmt.Errorf("pageSize %d out of range 1..%d", q.PageSize, MaxPageSize)
+	}
+	ps := q.PageSize
+	if ps == 0 {
+		ps = MaxPageSize
+	}
+	v := url.Values{"bucket": {q.Bucket}, "pageSize": {strconv.Itoa(ps)}}
+	if q.PackageID != "" {
+		v.Set("packageId", q.PackageID)
+	}
+	if !q.ModifiedSince.IsZero() {
+		v.Set("modifiedSince", q.ModifiedSince.UTC().Format(time.RFC3339))
+	}
+	if !q.CreatedSince.IsZero() {
+		v.Set("createdSince", q.CreatedSince.UTC().Format(time.RFC3339))
+	}
+	if q.Status != "" {
+		v.Set("status", q.Status)
+	}
+	if len(q.Attributes) > 0 {
+		var attrs []string
+		for k, val := range q.Attributes {
+			attrs = append(attrs, k+":"+val)
+		}
+		// deterministic order
+		slices.Sort(attrs)
+		v.Set("attributes", strings.Join(attrs, ","))
+	}
+	return FileSetsPath + "?" + v.Encode(), nil
+}
+
+// page is one page of a listing.
+type page[T any] struct {
+	Value    []T    `json:"value"`
+	NextLink string `json:"@nextLink"`
+}
+
+// DecodePage parses one listing page (exported for fuzzing).
+func DecodePage[T any](body []byte) ([]T, string, error) {
+	var p page[T]
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, "", err
+	}
+	return p.Value, p.NextLink, nil
+}
+
+// paginate follows @nextLink from first, yielding every item. It stops with
+// ErrForeignLink on a link to another host and ErrRepeatedLink on a link it
+// already followed. onPage, if set, is called once per fetched page.
+func paginate[T any](ctx context.Context, c *Client, op, first string, onPage func()) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		seen := map[string]bool{}
+		link := first
+		for link != "" {
+			u, err := c.resolve(link)
+			if err != nil {
+				yield(zero, fmt.Errorf("%s: %w", op, err))
+				return
+			}
+			key := u.String()
+			if seen[key] {
+				yield(zero, fmt.Errorf("%s: %w after %d pages", op, ErrRepeatedLink, len(seen)))
+				return
+			}
+			seen[key] = true
+			var p page[T]
+			if err := c.getJSON(ctx, op, key, &p); err != nil {
+				yield(zero, err)
+				return
+			}
+			if onPage != nil {
+				onPage()
+			}
+			for _, it := range p.Value {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			link = p.NextLink
+		}
+	}
+}
+
+// Packages lists the packages of a bucket the account can see.
+func (c *Client) Packages(ctx context.Context, bucket string) iter.Seq2[Package, error] {
+	q := url.Values{}
+	if bucket != "" {
+		q.Set("bucketName", bucket)
+	}
+	ref := PackagesPath
+	if len(q) > 0 {
+		ref += "?" + q.Encode()
+	}
+	return paginate[Package](ctx, c, "list packages", ref, nil)
+}
+
+// FileSets lists file-sets matching q, following @nextLink across pages.
+func (c *Client) FileSets(ctx context.Context, q FileSetQuery) iter.Seq2[FileSet, error] {
+	return c.FileSetsWithPages(ctx, q, nil)
+}
+
+// FileSetsWithPages is FileSets calling onPage once per page fetched (for metrics).
+func (c *Client) FileSetsWithPages(ctx context.Context, q FileSetQuery, onPage func()) iter.Seq2[FileSet, error] {
+	ref, err := q.path()
+	if err != nil {
+		return func(yield func(FileSet, error) bool) { yield(FileSet{}, fmt.Errorf("list file-sets: %w", err)) }
+	}
+	return paginate[FileSet](ctx, c, "list file-sets", ref, onPage)
+}
+
+// Files lists the files of a file-set.
+func (c *Client) Files(ctx context.Context, fileSetID string) iter.Seq2[File, error] {
+	if fileSetID == "" {
+		return func(yield func(File, error) bool) { yield(File{}, errors.New("list files: file-set id is required")) }
+	}
+	v := url.Values{"filesetId": {fileSetID}, "pageSize": {strconv.Itoa(MaxPageSize)}}
+	return paginate[File](ctx, c, "list files", FilesPath+"?"+v.Encode(), nil)
+}
+
+// File returns one file's metadata.
+func (c *Client) File(ctx context.Context, id string) (*File, error) {
+	if err := checkID(id); err != nil {
+		return nil, fmt.Errorf("get file: %w", err)
+	}
+	var f File
+	if err := c.getJSON(ctx, "get file", FilesPath+"/"+url.PathEscape(id), &f); err != nil {
+		return nil, err
+	}
+	if f.ID == "" {
+		return nil, &DecodeError{Endpoint: "get file", Err: errors.New("id missing")}
+	}
+	return &f, nil
+}
+
+// StreamURL returns the presigned download URL of a file
+// (GET /files/{id}/stream?doNotRedirect=true). The URL carries credentials:
+// never log it (see RedactURL).
+func (c *Client) StreamURL(ctx context.Context, id string) (string, error) {
+	if err := checkID(id); err != nil {
+		return "", fmt.Errorf("get stream url: %w", err)
+	}
+	var r struct {
+		URL string `json:"url"`
+	}
+	if err := c.getJSON(ctx, "get stream url", FilesPath+"/"+url.PathEscape(id)+"/stream?doNotRedirect=true", &r); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(r.URL)
+	if r.URL == "" || err != nil || !u.IsAbs() || (u.Scheme != "https" && u.Scheme != "http") {
+		return "", &DecodeError{Endpoint: "get stream url", Err: errors.New("url missing or not an absolute http(s) URL")}
+	}
+	return r.URL, nil
+}
+
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("id is required")
+	}
+	if strings.ContainsAny(id, "/?#") {
+		return fmt.Errorf("invalid id %q", id)
+	}
+	return nil
+}
+
+// FileNameFromURL derives the file name from a presigned URL by LSEG's
+// convention: the last path segment, percent-decoded, with ':' replaced by '_'.
+func FileNameFromURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("file name from url: %w", errors.New("unparseable url"))
+	}
+	seg := path.Base(u.EscapedPath())
+	name, err := url.PathUnescape(seg)
+	if err != nil || name == "" || name == "/" || name == "." || name == ".." {
+		return "", errors.New("file name from url: no usable last path segment")
+	}
+	return strings.ReplaceAll(name, ":", "_"), nil
+}
