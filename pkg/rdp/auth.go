@@ -98,7 +98,7 @@ func (f *flexSeconds) UnmarshalJSON(b []byte) error {
 		s = strings.TrimSpace(str)
 	}
 	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 0 || n > 1e9 {
+	if err != nil || !(n >= 0 && n <= 1e9) { // also rejects NaN
 		return fmt.Errorf("expires_in: not a number of seconds: %q", s)
 	}
 	*f = flexSeconds(n)

@@ -1,0 +1,115 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		body    string
+		wantErr string
+	}{
+		{`{"fileId":"f","fileSetId":"s","fileSetName":"n","bucket":"b","packageId":"p"}`, ""},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p","extra":1}`, ""},
+		{`not json`, "not a JSON object"},
+		{`{"fileId":7,"fileSetId":"s","bucket":"b","packageId":"p"}`, `"fileId"`},
+		{`{"fileSetId":"s","bucket":"b","packageId":"p"}`, `"fileId" is required`},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b"}`, `"packageId" is required`},
+		{`{"fileId":"f","fileSetId":"s","bucket":"../x","packageId":"p"}`, `"bucket"`},
+		{`{"fileId":"f/../g","fileSetId":"s","bucket":"b","packageId":"p"}`, `"fileId"`},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p"} {}`, "trailing"},
+	}
+	for _, tt := range tests {
+		m, err := Decode(tt.body)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("Decode(%s) = %v", tt.body, err)
+			} else if back, _ := Decode(m.Encode()); back != m {
+				t.Errorf("round trip of %s changed it", tt.body)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("Decode(%s) = %v, want error containing %s", tt.body, err, tt.wantErr)
+		}
+	}
+}
+
+type fakeSQS struct {
+	send func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
+}
+
+func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	return f.send(in)
+}
+
+func msgs(n int) []Message {
+	var out []Message
+	for i := range n {
+		out = append(out, Message{FileID: "f" + string(rune('a'+i)), FileSetID: "s", Bucket: "b", PackageID: "p"})
+	}
+	return out
+}
+
+func TestSendBatch(t *testing.T) {
+	tests := []struct {
+		name       string
+		n          int
+		send       func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
+		wantSent   int
+		wantFailed int
+		wantCalls  int
+	}{
+		{"25 messages in 3 calls", 25, func(int, *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			return &sqs.SendMessageBatchOutput{}, nil
+		}, 25, 0, 3},
+		{"partial failure retried", 10, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			if call == 1 {
+				return &sqs.SendMessageBatchOutput{Failed: []types.BatchResultErrorEntry{{Id: aws.String("3")}, {Id: aws.String("7")}}}, nil
+			}
+			if len(in.Entries) != 2 {
+				t.Errorf("retry sent %d entries, want 2", len(in.Entries))
+			}
+			return &sqs.SendMessageBatchOutput{}, nil
+		}, 10, 0, 2},
+		{"persistent error reported, not lost", 12, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			if len(in.Entries) == 2 {
+				return nil, errors.New("boom")
+			}
+			return &sqs.SendMessageBatchOutput{}, nil
+		}, 10, 2, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			call := 0
+			s := &Sender{QueueURL: "q", SQS: &fakeSQS{send: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+				call++
+				if len(in.Entries) > 10 {
+					t.Fatalf("%d entries in one call", len(in.Entries))
+				}
+				return tt.send(call, in)
+			}}}
+			res, err := s.SendBatch(context.Background(), msgs(tt.n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Sent) != tt.wantSent || len(res.Failed) != tt.wantFailed || res.Calls != tt.wantCalls {
+				t.Fatalf("sent=%d failed=%d calls=%d, want %d %d %d", len(res.Sent), len(res.Failed), res.Calls, tt.wantSent, tt.wantFailed, tt.wantCalls)
+			}
+			seen := map[string]bool{}
+			for _, m := range append(res.Sent, res.Failed...) {
+				if seen[m.FileID] {
+					t.Fatalf("%s reported twice", m.FileID)
+				}
+				seen[m.FileID] = true
+			}
+		})
+	}
+}
