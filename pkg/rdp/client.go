@@ -328,3 +328,8 @@ func RedactURL(u string) string {
 	}
 	return p.Scheme + "://" + p.Host + p.EscapedPath()
 }
+
+// WithNoRetrySleep makes retries back off without waiting (tests).
+func WithNoRetrySleep() Option {
+	return WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
+}

@@ -1,0 +1,412 @@
+// Package rdptest is an in-process simulator of LSEG's Refinitiv Data Platform (RDP) as cfsync
+// uses it: the OAuth endpoints (/auth/oauth2/v1/token, /auth/oauth2/v2/token,
+// /auth/oauth2/v1/revoke), the Client File Store (/file-store/v1/...) and the presigned-URL "S3"
+// host the downloads come from. It is faithful to the behaviour listed in DESIGN.md §2, including
+// the quirks (expires_in as a string, rotating refresh tokens, session quota, exclusive sign-on,
+// per-account 429s, expiring presigned URLs, Range requests), runs on a caller-supplied clock so
+// that tests can simulate a day in milliseconds, serves file content generated on the fly (a
+// 10 GiB file costs no memory), and can inject faults.
+//
+// The package depends only on the standard library.
+package rdptest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a Server. The zero value gives production-like defaults.
+type Options struct {
+	// Now is the clock every expiry, rate-limit and timestamp decision uses; default time.Now.
+	// Bandwidth throttling and fault stalls use real time.
+	Now func() time.Time
+	// AccessTokenTTL is the life of a v1 access token (default 600s).
+	AccessTokenTTL time.Duration
+	// RefreshTokenTTL is the life of a v1 refresh token from its issue (default 900s); each refresh
+	// issues a new one.
+	RefreshTokenTTL time.Duration
+	// RefreshMaxLifetime caps a v1 session: no refresh token outlives the session's password grant
+	// (or IssueRefreshToken) by more than this (default 18h).
+	RefreshMaxLifetime time.Duration
+	// ServiceTokenTTL is the life of a v2 client_credentials token (default 7199s).
+	ServiceTokenTTL time.Duration
+	// ExpiresInNumber sends expires_in as a JSON number instead of the real string ("600").
+	ExpiresInNumber bool
+	// PasswordGrantLimit is the number of password grants per account per rolling 5 minutes
+	// before 429 (default 250). client_credentials grants per service account share this limit.
+	PasswordGrantLimit int
+	// RefreshGrantLimit is the number of refresh grants per account per rolling 5 minutes
+	// before 429 (default 125).
+	RefreshGrantLimit int
+	// URLExpiry is the life of a presigned URL (X-Amz-Expires, default 15m).
+	URLExpiry time.Duration
+	// BandwidthPerConn caps each presigned download response, in bytes per second (0: unlimited).
+	BandwidthPerConn int64
+	// MD5MaxSize: files up to this size expose "md5" (default 256 MiB); larger ones have none.
+	// A negative value exposes no md5 at all.
+	MD5MaxSize int64
+	// UnknownBucket404 makes /file-sets and /packages answer 404 for a bucket the simulator does
+	// not know; by default they answer 200 with an empty "value" list.
+	UnknownBucket404 bool
+	// APIAddr and S3Addr are the listen addresses (default "127.0.0.1:0", a random port).
+	APIAddr, S3Addr string
+	// Admin serves the /_sim/ control endpoints on the API host (see admin.go); for cmd/rdpsim.
+	Admin bool
+}
+
+func (o *Options) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AccessTokenTTL <= 0 {
+		o.AccessTokenTTL = 600 * time.Second
+	}
+	if o.RefreshTokenTTL <= 0 {
+		o.RefreshTokenTTL = 900 * time.Second
+	}
+	if o.RefreshMaxLifetime <= 0 {
+		o.RefreshMaxLifetime = 18 * time.Hour
+	}
+	if o.ServiceTokenTTL <= 0 {
+		o.ServiceTokenTTL = 7199 * time.Second
+	}
+	if o.PasswordGrantLimit <= 0 {
+		o.PasswordGrantLimit = 250
+	}
+	if o.RefreshGrantLimit <= 0 {
+		o.RefreshGrantLimit = 125
+	}
+	if o.URLExpiry <= 0 {
+		o.URLExpiry = 15 * time.Minute
+	}
+	if o.MD5MaxSize == 0 {
+		o.MD5MaxSize = 256 << 20
+	}
+	if o.APIAddr == "" {
+		o.APIAddr = "127.0.0.1:0"
+	}
+	if o.S3Addr == "" {
+		o.S3Addr = "127.0.0.1:0"
+	}
+}
+
+// Endpoint names, the keys of Counters.Requests.
+const (
+	EPToken      = "POST /auth/oauth2/v1/token"
+	EPTokenV2    = "POST /auth/oauth2/v2/token"
+	EPRevoke     = "POST /auth/oauth2/v1/revoke"
+	EPPackages   = "GET /file-store/v1/packages"
+	EPFileSets   = "GET /file-store/v1/file-sets"
+	EPFiles      = "GET /file-store/v1/files"
+	EPFile       = "GET /file-store/v1/files/{id}"
+	EPStream     = "GET /file-store/v1/files/{id}/stream"
+	EPS3Get      = "GET s3"
+	EPS3Head     = "HEAD s3"
+	EPOther      = "other" // any other path or method on either host
+	rateWindow   = 5 * time.Minute
+	maxPageSize  = 100
+	defaultPage  = 25
+	jsonTimeFmt  = "2006-01-02T15:04:05.000Z"
+	amzDateFmt   = "20060102T150405Z"
+	amzShortDate = "20060102"
+)
+
+// Counters is a snapshot of what the simulator has served.
+type Counters struct {
+	Requests                map[string]int // by endpoint (EP* constants), both hosts, faults included
+	AuthRequests            int            // every request to /auth/*
+	PasswordGrants          int            // password grant requests (any outcome)
+	RefreshGrants           int            // refresh_token grant requests (any outcome)
+	ClientCredentialsGrants int            // v2 client_credentials requests (any outcome)
+	Revokes                 int            // revoke requests (any outcome)
+	AuthFailures            int            // /auth/* answers other than 200 (429s included)
+	Auth429s                int            // /auth/* 429s (rate limit or injected)
+	TokensIssued            int            // successful token responses
+	FileStore401s           int            // /file-store 401s (expired, unknown, revoked, injected)
+	StreamURLs              int            // presigned URLs handed out by /stream
+	S3Requests              int            // requests to the presigned host
+	RangeRequests           int            // presigned requests with a Range header that was honoured (206)
+	S3Expired               int            // 403 "Request has expired" (real or injected)
+	S3BadSignature          int            // 403 SignatureDoesNotMatch / missing auth params
+	AuthHeaderOnS3          int            // presigned requests that carried an Authorization header (must stay 0)
+	BytesServed             int64          // body bytes written by the presigned host
+	ActiveDownloads         int            // presigned GETs in progress now
+	MaxActiveDownloads      int            // the most presigned GETs ever in progress at once
+	FaultsFired             int            // injected faults that fired
+}
+
+// AuthRecord is one request to /auth/*.
+type AuthRecord struct {
+	Time     time.Time // simulator clock
+	Path     string    // e.g. /auth/oauth2/v1/token
+	Grant    string    // grant_type ("password", "refresh_token", "client_credentials"), or "revoke"
+	Username string    // v1 account the request was attributed to, if any
+	Status   int       // HTTP status answered
+	Error    string    // OAuth "error" code when not 200 ("invalid_grant", "access_denied", ...)
+}
+
+// Server is a running simulator. All methods are safe for concurrent use.
+type Server struct {
+	opts    Options
+	apiURL  string
+	s3URL   string
+	apiSrv  *http.Server
+	s3Srv   *http.Server
+	apiMux  *http.ServeMux
+	closing chan struct{}
+	closed  sync.Once
+	flight  inflight       // handlers in flight
+	serveWG sync.WaitGroup // Serve goroutines
+	signKey []byte
+
+	bytesServed atomic.Int64
+
+	mu       sync.Mutex
+	counters Counters
+	authLog  []AuthRecord
+	faults   []*faultState
+	seq      int // id generator
+
+	users     map[string]*account        // by username
+	clientIDs map[string]bool            // known v1 app keys
+	services  map[string]*serviceAccount // by client id
+	sessions  map[string]*session        // by session id
+	access    map[string]*accessToken    // by token
+	refresh   map[string]*refreshToken   // by token
+
+	buckets  map[string]string // lower-case -> canonical name
+	packages []*pkgRec
+	pkgByID  map[string]*pkgRec
+	sets     []*fileSet // insertion order
+	setByID  map[string]*fileSet
+	fileByID map[string]*fileRec
+}
+
+// NewServer starts a simulator on the listen addresses of opts (two random loopback ports by
+// default: the API host and the presigned "S3" host). It panics if it cannot listen; use Start
+// to get an error instead.
+func NewServer(opts Options) *Server {
+	s, err := Start(opts)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Start is NewServer returning an error.
+func Start(opts Options) (*Server, error) {
+	opts.defaults()
+	s := &Server{
+		opts:      opts,
+		closing:   make(chan struct{}),
+		signKey:   randomBytes(32),
+		users:     map[string]*account{},
+		clientIDs: map[string]bool{},
+		services:  map[string]*serviceAccount{},
+		sessions:  map[string]*session{},
+		access:    map[string]*accessToken{},
+		refresh:   map[string]*refreshToken{},
+		buckets:   map[string]string{},
+		pkgByID:   map[string]*pkgRec{},
+		setByID:   map[string]*fileSet{},
+		fileByID:  map[string]*fileRec{},
+	}
+	s.counters.Requests = map[string]int{}
+	apiLn, err := net.Listen("tcp", opts.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("rdptest: listen api %s: %w", opts.APIAddr, err)
+	}
+	s3Ln, err := net.Listen("tcp", opts.S3Addr)
+	if err != nil {
+		_ = apiLn.Close()
+		return nil, fmt.Errorf("rdptest: listen s3 %s: %w", opts.S3Addr, err)
+	}
+	s.apiURL = "http://" + advertised(apiLn.Addr())
+	s.s3URL = "http://" + advertised(s3Ln.Addr())
+	s.apiMux = s.newAPIMux()
+	quiet := log.New(io.Discard, "", 0) // a library never logs
+	s.apiSrv = &http.Server{Handler: s.track(http.HandlerFunc(s.serveAPI)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: quiet}
+	s.s3Srv = &http.Server{Handler: s.track(http.HandlerFunc(s.serveS3)), ReadHeaderTimeout: 30 * time.Second, ErrorLog: quiet}
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.apiSrv, apiLn}, {s.s3Srv, s3Ln}} {
+		s.serveWG.Add(1)
+		go func() {
+			defer s.serveWG.Done()
+			_ = p.srv.Serve(p.ln)
+		}()
+	}
+	return s, nil
+}
+
+// inflight counts running handlers; unlike a WaitGroup it allows add after wait has started.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 && f.zero != nil {
+		f.zero.Broadcast()
+	}
+	f.mu.Unlock()
+}
+
+func (f *inflight) wait() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.zero == nil {
+		f.zero = sync.NewCond(&f.mu)
+	}
+	for f.n > 0 {
+		f.zero.Wait()
+	}
+}
+
+func advertised(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return tcp.String()
+}
+
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.flight.add()
+		defer s.flight.done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// URL is the API host's base URL, e.g. http://127.0.0.1:41234 (no trailing slash).
+func (s *Server) URL() string { return s.apiURL }
+
+// S3URL is the presigned host's base URL (a different host:port from URL, as in production).
+func (s *Server) S3URL() string { return s.s3URL }
+
+// Options returns the effective options (defaults filled in).
+func (s *Server) Options() Options { return s.opts }
+
+// Close stops both hosts at once: open connections are closed, stalled and throttled responses
+// are released, and Close returns when every handler has returned.
+func (s *Server) Close() {
+	s.closed.Do(func() { close(s.closing) })
+	_ = s.apiSrv.Close()
+	_ = s.s3Srv.Close()
+	s.flight.wait()
+	s.serveWG.Wait()
+}
+
+// Shutdown stops accepting connections and waits for requests in flight to finish (or ctx to
+// end, after which it closes everything like Close). Stalled and throttled responses are cut
+// at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closed.Do(func() { close(s.closing) })
+	var errs []error
+	for _, srv := range []*http.Server{s.apiSrv, s.s3Srv} {
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.Close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rdptest: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Counters returns a snapshot of the counters.
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counters
+	c.Requests = make(map[string]int, len(s.counters.Requests))
+	for k, v := range s.counters.Requests {
+		c.Requests[k] = v
+	}
+	c.BytesServed = s.bytesServed.Load()
+	return c
+}
+
+// ResetCounters zeroes the counters and the auth log (state such as sessions is kept).
+func (s *Server) ResetCounters() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	active := s.counters.ActiveDownloads
+	s.counters = Counters{Requests: map[string]int{}, ActiveDownloads: active}
+	s.authLog = nil
+	s.bytesServed.Store(0)
+}
+
+// AuthLog returns every request made to /auth/* so far, in arrival order.
+func (s *Server) AuthLog() []AuthRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]AuthRecord(nil), s.authLog...)
+}
+
+func (s *Server) now() time.Time { return s.opts.Now().UTC() }
+
+func (s *Server) count(ep string) {
+	s.mu.Lock()
+	s.counters.Requests[ep]++
+	s.mu.Unlock()
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+
+func newUUID() string {
+	b := randomBytes(16)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// s3Escape percent-encodes s the way AWS SigV4 does: everything but A-Z a-z 0-9 - _ . ~ is
+// %XX-encoded (so ':' becomes %3A and ' ' %20).
+func s3Escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
