@@ -1,0 +1,73 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) Getenv {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoadRefresher(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		check   func(t *testing.T, c Refresher)
+		wantErr string
+	}{
+		{"defaults", map[string]string{"TOKEN_SECRET_IDS": "a, b,,c", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "cred"}, func(t *testing.T, c Refresher) {
+			if !reflect.DeepEqual(c.TokenSecretIDs, []string{"a", "b", "c"}) {
+				t.Errorf("TokenSecretIDs = %q", c.TokenSecretIDs)
+			}
+			if c.RefreshMargin != 2*time.Minute || c.SecretMinWriteInterval != 10*time.Minute || c.AuthBudget != 20 || c.RDPBaseURL != "https://api.refinitiv.com" || c.LogLevel != "info" {
+				t.Errorf("defaults wrong: %+v", c)
+			}
+		}, ""},
+		{"overrides", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c", "TOKEN_REFRESH_MARGIN": "90s", "AUTH_BUDGET": "7"}, func(t *testing.T, c Refresher) {
+			if c.RefreshMargin != 90*time.Second || c.AuthBudget != 7 {
+				t.Errorf("overrides not applied: %+v", c)
+			}
+		}, ""},
+		{"missing required", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t"}, nil, "RDP_CREDENTIALS_SECRET_ID is required"},
+		{"empty ring", map[string]string{"TOKEN_SECRET_IDS": " , ", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c"}, nil, "TOKEN_SECRET_IDS"},
+		{"bad duration", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c", "SECRET_MIN_WRITE_INTERVAL": "10"}, nil, "SECRET_MIN_WRITE_INTERVAL"},
+		{"negative duration", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c", "TOKEN_REFRESH_MARGIN": "-1m"}, nil, "TOKEN_REFRESH_MARGIN"},
+		{"bad int", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c", "AUTH_BUDGET": "lots"}, nil, "AUTH_BUDGET"},
+		{"int below min", map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "RDP_CREDENTIALS_SECRET_ID": "c", "AUTH_BUDGET": "0"}, nil, "AUTH_BUDGET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Refresher
+			err := LoadFrom(env(tt.env), &c)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	got := EnvNames(Refresher{})
+	for _, want := range []string{"RDP_BASE_URL", "TOKEN_SECRET_IDS", "STATE_TABLE", "LOG_LEVEL", "RDP_CREDENTIALS_SECRET_ID", "AUTH_BUDGET"} {
+		found := false
+		for _, g := range got {
+			found = found || g == want
+		}
+		if !found {
+			t.Errorf("EnvNames(Refresher) lacks %s: %v", want, got)
+		}
+	}
+	if err := LoadFrom(env(nil), Refresher{}); err == nil {
+		t.Error("LoadFrom accepted a non-pointer")
+	}
+}
