@@ -192,10 +192,10 @@ func (t *Table) BeginDownload(ctx context.Context, it FileItem) (*FileItem, erro
 		TableName: &t.Name,
 		Key:       fileKey(it.FileID),
 		UpdateExpression: aws.String("SET #s = :d, updatedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, " +
-			"fileId = :id, fileSetId = if_not_exists(fileSetId, :fs), bucket = if_not_exists(bucket, :b), " +
+			"fileId = :id, fileSetId = if_not_exists(fileSetId, :fs), #b = if_not_exists(#b, :b), " +
 			"packageId = if_not_exists(packageId, :p), createdAt = if_not_exists(createdAt, :now) REMOVE reason"),
 		ConditionExpression:      aws.String("attribute_not_exists(pk) OR #s <> :done"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
+		ExpressionAttributeNames: map[string]string{"#s": "status", "#b": "bucket"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":d":    &types.AttributeValueMemberS{Value: StatusDownloading},
 			":done": &types.AttributeValueMemberS{Value: StatusDone},
@@ -231,8 +231,8 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &t.Name,
 		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET #s = :done, size = :size, s3Key = :key, etag = :etag, doneAt = :now, updatedAt = :now REMOVE reason"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
+		UpdateExpression:         aws.String("SET #s = :done, #size = :size, s3Key = :key, etag = :etag, doneAt = :now, updatedAt = :now REMOVE reason"),
+		ExpressionAttributeNames: map[string]string{"#s": "status", "#size": "size"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":done": &types.AttributeValueMemberS{Value: StatusDone},
 			":size": &types.AttributeValueMemberN{Value: fmt.Sprint(size)},
