@@ -1,0 +1,681 @@
+package lambdarun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// echoBin is the test function (testdata/echo), built once by TestMain.
+var echoBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lambdarun-echo-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	echoBin, err = BuildFunction(ctx, "./testdata/echo", filepath.Join(dir, "echo"))
+	cancel()
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startEcho(t *testing.T, opts Options) *Runner {
+	t.Helper()
+	opts.Binary = echoBin
+	r, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func invoke(t *testing.T, r *Runner, ev map[string]any) Result {
+	t.Helper()
+	res, err := r.Invoke(t.Context(), mustJSON(t, ev))
+	if err != nil {
+		t.Fatalf("Invoke(%v): %v", ev, err)
+	}
+	return res
+}
+
+// echoInfo is the "info" action's answer.
+type echoInfo struct {
+	PID         int               `json:"pid"`
+	RequestID   string            `json:"requestId"`
+	ARN         string            `json:"arn"`
+	RemainingMs int64             `json:"remainingMs"`
+	Env         map[string]string `json:"env"`
+	ChildPID    int               `json:"childPid"`
+}
+
+func decodeInfo(t *testing.T, res Result) echoInfo {
+	t.Helper()
+	if res.Err != nil {
+		t.Fatalf("function error: %v", res.Err)
+	}
+	var in echoInfo
+	if err := json.Unmarshal(res.Payload, &in); err != nil {
+		t.Fatalf("decode %q: %v", res.Payload, err)
+	}
+	return in
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	// pid (comm) STATE ...: comm may hold spaces, so look after the last ')'.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still alive", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestInvoke(t *testing.T) {
+	r := startEcho(t, Options{
+		Name:     "echo-fn",
+		Timeout:  5 * time.Second,
+		MemoryMB: 256,
+		Env:      []string{"CFSYNC_TEST_VAR=hello", "AWS_REGION=eu-west-1", "AWS_ENDPOINT_URL=http://127.0.0.1:1"},
+	})
+	tests := []struct {
+		name    string
+		event   map[string]any
+		payload string         // expected payload, when no error
+		err     *FunctionError // expected error
+	}{
+		{name: "echo object", event: map[string]any{"action": "echo", "echo": map[string]any{"a": 1, "b": []string{"x"}}}, payload: `{"a":1,"b":["x"]}`},
+		{name: "echo string", event: map[string]any{"action": "echo", "echo": "héllo"}, payload: `"héllo"`},
+		{name: "function error", event: map[string]any{"action": "error", "msg": "bad input: field x"}, err: &FunctionError{Type: "customError", Message: "bad input: field x"}},
+		{name: "unknown action", event: map[string]any{"action": "nope"}, err: &FunctionError{Type: "errorString", Message: `unknown action "nope"`}},
+		{name: "not json", event: nil, err: &FunctionError{Type: "UnmarshalTypeError"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := mustJSON(t, tc.event)
+			if tc.event == nil {
+				payload = []byte(`[1,2]`)
+			}
+			res, err := r.Invoke(t.Context(), payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.RequestID == "" {
+				t.Error("empty RequestID")
+			}
+			if tc.err == nil {
+				if res.Err != nil {
+					t.Fatalf("unexpected error %v", res.Err)
+				}
+				if string(res.Payload) != tc.payload {
+					t.Errorf("payload = %s, want %s", res.Payload, tc.payload)
+				}
+				return
+			}
+			if res.Err == nil {
+				t.Fatalf("no error; payload %s", res.Payload)
+			}
+			if res.Err.Type != tc.err.Type || (tc.err.Message != "" && res.Err.Message != tc.err.Message) {
+				t.Errorf("error = %+v, want %+v", res.Err, tc.err)
+			}
+			var doc FunctionError
+			if err := json.Unmarshal(res.Payload, &doc); err != nil || doc.Type != res.Err.Type || doc.Message != res.Err.Message {
+				t.Errorf("error payload = %s (%v), want the error document", res.Payload, err)
+			}
+		})
+	}
+
+	t.Run("environment and context", func(t *testing.T) {
+		vars := []string{"CFSYNC_TEST_VAR", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_LAMBDA_FUNCTION_NAME",
+			"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_TIMEOUT", "AWS_LAMBDA_FUNCTION_VERSION",
+			"_HANDLER", "LAMBDA_TASK_ROOT", "AWS_LAMBDA_RUNTIME_API", "AWS_ACCESS_KEY_ID", "HOME"}
+		res := invoke(t, r, map[string]any{"action": "info", "vars": vars})
+		in := decodeInfo(t, res)
+		want := map[string]string{
+			"CFSYNC_TEST_VAR":                 "hello",
+			"AWS_REGION":                      "eu-west-1",
+			"AWS_ENDPOINT_URL":                "http://127.0.0.1:1",
+			"AWS_LAMBDA_FUNCTION_NAME":        "echo-fn",
+			"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+			"AWS_LAMBDA_FUNCTION_TIMEOUT":     "5",
+			"AWS_LAMBDA_FUNCTION_VERSION":     "$LATEST",
+			"_HANDLER":                        "bootstrap",
+			"LAMBDA_TASK_ROOT":                filepath.Dir(echoBin),
+			"AWS_ACCESS_KEY_ID":               "test",
+			"HOME":                            "", // the parent's environment is not inherited
+		}
+		for k, v := range want {
+			if in.Env[k] != v {
+				t.Errorf("%s = %q, want %q", k, in.Env[k], v)
+			}
+		}
+		if !strings.HasPrefix(in.Env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:") {
+			t.Errorf("AWS_LAMBDA_RUNTIME_API = %q", in.Env["AWS_LAMBDA_RUNTIME_API"])
+		}
+		if in.RequestID != res.RequestID {
+			t.Errorf("request id in function %q, in result %q", in.RequestID, res.RequestID)
+		}
+		if want := "arn:aws:lambda:eu-west-1:123456789012:function:echo-fn"; in.ARN != want {
+			t.Errorf("ARN = %q, want %q", in.ARN, want)
+		}
+		if in.PID != r.PID() {
+			t.Errorf("function pid %d, Runner.PID %d", in.PID, r.PID())
+		}
+	})
+}
+
+func TestDeadlineHeader(t *testing.T) {
+	for _, timeout := range []time.Duration{700 * time.Millisecond, 2 * time.Second} {
+		t.Run(timeout.String(), func(t *testing.T) {
+			r := startEcho(t, Options{Timeout: timeout})
+			in := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"}))
+			got := time.Duration(in.RemainingMs) * time.Millisecond
+			if got > timeout || got < timeout-300*time.Millisecond {
+				t.Errorf("remaining time in function = %v, want just under %v", got, timeout)
+			}
+		})
+	}
+}
+
+func TestTimeoutKillsAndRestarts(t *testing.T) {
+	r := startEcho(t, Options{Timeout: 300 * time.Millisecond})
+	first := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
+
+	res := invoke(t, r, map[string]any{"action": "sleep", "sleep": "10s"})
+	if res.Err == nil || res.Err.Type != ErrorTypeTimeout {
+		t.Fatalf("error = %v, want %s", res.Err, ErrorTypeTimeout)
+	}
+	if want := "Task timed out after 0.30 seconds"; !strings.Contains(res.Err.Message, want) || !strings.Contains(res.Err.Message, res.RequestID) {
+		t.Errorf("message %q, want %q and the request id", res.Err.Message, want)
+	}
+	if res.Duration < 300*time.Millisecond || res.Duration > 3*time.Second {
+		t.Errorf("duration %v, want about the timeout", res.Duration)
+	}
+	waitGone(t, first)
+	if pid := r.PID(); pid != 0 {
+		t.Errorf("PID after timeout = %d, want 0 until the next invocation", pid)
+	}
+
+	res = invoke(t, r, map[string]any{"action": "echo", "echo": "again"})
+	if res.Err != nil || string(res.Payload) != `"again"` {
+		t.Fatalf("after timeout: %s, %v", res.Payload, res.Err)
+	}
+	if pid := r.PID(); pid == first || pid == 0 {
+		t.Errorf("PID after restart = %d, first was %d", pid, first)
+	}
+}
+
+func TestCrashRestarts(t *testing.T) {
+	tests := []struct {
+		name    string
+		event   map[string]any
+		errType string
+		errMsg  string
+	}{
+		{name: "os.Exit", event: map[string]any{"action": "exit", "code": 7}, errType: ErrorTypeExit, errMsg: "Runtime exited with error: exit status 7"},
+		{name: "panic", event: map[string]any{"action": "panic", "msg": "boom"}, errType: "string", errMsg: "boom"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startEcho(t, Options{})
+			first := r.PID()
+			res := invoke(t, r, tc.event)
+			if res.Err == nil || res.Err.Type != tc.errType || !strings.Contains(res.Err.Message, tc.errMsg) {
+				t.Fatalf("error = %v, want %s containing %q", res.Err, tc.errType, tc.errMsg)
+			}
+			waitGone(t, first)
+			for i := range 2 {
+				res = invoke(t, r, map[string]any{"action": "echo", "echo": i})
+				if res.Err != nil || string(res.Payload) != strconv.Itoa(i) {
+					t.Fatalf("invocation %d after crash: %s, %v", i, res.Payload, res.Err)
+				}
+			}
+			if pid := r.PID(); pid == first || pid == 0 {
+				t.Errorf("PID after restart = %d, first was %d", pid, first)
+			}
+		})
+	}
+}
+
+func TestInitError(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     string
+		errType string
+		errMsg  string
+		log     string
+	}{
+		{name: "exit before lambda.Start", env: "ECHO_INIT=exit", errType: ErrorTypeExit, errMsg: "Runtime exited with error: exit status 3", log: "init failed: ECHO_INIT=exit"},
+		{name: "posted init error", env: "ECHO_INIT=post", errType: "ConfigError", errMsg: "bad config: ECHO_INIT"},
+		{name: "init timeout", env: "ECHO_INIT=hang", errType: ErrorTypeTimeout, errMsg: "Init timed out after 0.30 seconds"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Start(t.Context(), Options{Binary: echoBin, Env: []string{tc.env}, InitTimeout: 300 * time.Millisecond})
+			if err == nil {
+				r.Close()
+				t.Fatal("Start succeeded")
+			}
+			var ie *InitError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error %v is not an *InitError", err)
+			}
+			if ie.Err.Type != tc.errType || !strings.Contains(ie.Err.Message, tc.errMsg) {
+				t.Errorf("init error = %+v, want %s containing %q", ie.Err, tc.errType, tc.errMsg)
+			}
+			if tc.log != "" && !slices.Contains(ie.Logs, tc.log) {
+				t.Errorf("logs %q lack %q", ie.Logs, tc.log)
+			}
+		})
+	}
+}
+
+func TestReinitErrorIsReported(t *testing.T) {
+	failFile := filepath.Join(t.TempDir(), "fail")
+	r := startEcho(t, Options{Env: []string{"ECHO_INIT_FAIL_FILE=" + failFile}})
+	if err := os.WriteFile(failFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := invoke(t, r, map[string]any{"action": "exit", "code": 1}); res.Err == nil || res.Err.Type != ErrorTypeExit {
+		t.Fatalf("crash: %v", res.Err)
+	}
+	res := invoke(t, r, map[string]any{"action": "echo", "echo": 1})
+	if res.Err == nil || res.Err.Type != ErrorTypeExit || !strings.Contains(res.Err.Message, "exit status 4") {
+		t.Fatalf("re-init failure: %v, want %s with exit status 4", res.Err, ErrorTypeExit)
+	}
+	if err := os.Remove(failFile); err != nil {
+		t.Fatal(err)
+	}
+	if res := invoke(t, r, map[string]any{"action": "echo", "echo": 2}); res.Err != nil || string(res.Payload) != "2" {
+		t.Fatalf("after init recovers: %s, %v", res.Payload, res.Err)
+	}
+}
+
+// syncBuffer is a LogWriter the test can read while the runner writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestLogsCaptured(t *testing.T) {
+	var tee syncBuffer
+	r := startEcho(t, Options{LogWriter: &tee})
+	if got := r.Logs(); !slices.Contains(got, "init done") {
+		t.Errorf("init log missing: %q", got)
+	}
+	for round := range 3 { // each round's lines must be there when Invoke returns
+		before := len(r.Logs())
+		msg := fmt.Sprintf("round-%d", round)
+		res := invoke(t, r, map[string]any{"action": "log", "msg": msg, "lines": 50, "size": 100_000})
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		got := r.Logs()[before:]
+		var want []string
+		for i := range 50 {
+			want = append(want, fmt.Sprintf("%s %d", msg, i))
+		}
+		want = append(want, strings.Repeat("x", 100_000))
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: got %d lines, want %d (stdout and stderr, in order, long line intact)", round, len(got), len(want))
+		}
+	}
+	if want := strings.Join(r.Logs(), "\n") + "\n"; tee.String() != want {
+		t.Errorf("LogWriter got %d bytes, want %d (the same lines)", len(tee.String()), len(want))
+	}
+
+	// A crash's last words are captured too.
+	res := invoke(t, r, map[string]any{"action": "exit", "code": 5})
+	if res.Err == nil {
+		t.Fatal("no crash")
+	}
+	if !slices.Contains(r.Logs(), "exiting with 5") {
+		t.Errorf("crash log missing: %q", r.Logs()[max(0, len(r.Logs())-3):])
+	}
+}
+
+func TestColdStart(t *testing.T) {
+	fast := startEcho(t, Options{})
+	slow := startEcho(t, Options{Env: []string{"ECHO_INIT=sleep:300ms"}})
+	if d := fast.ColdStart(); d <= 0 || d > 5*time.Second {
+		t.Errorf("fast cold start = %v", d)
+	}
+	if d := slow.ColdStart(); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("slow cold start = %v, want ≥ 300ms", d)
+	}
+}
+
+func TestCloseKillsProcessTree(t *testing.T) {
+	r := startEcho(t, Options{})
+	in := decodeInfo(t, invoke(t, r, map[string]any{"action": "spawn"}))
+	if !alive(in.PID) || !alive(in.ChildPID) {
+		t.Fatalf("function %d or its child %d not running", in.PID, in.ChildPID)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if alive(in.PID) {
+		t.Errorf("function process %d alive after Close", in.PID)
+	}
+	waitGone(t, in.ChildPID) // reparented to init before being reaped
+	if _, err := r.Invoke(t.Context(), []byte(`{}`)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Invoke after Close: %v, want ErrClosed", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestCloseDuringInvoke(t *testing.T) {
+	r := startEcho(t, Options{Timeout: time.Minute})
+	pid := r.PID()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Invoke(context.Background(), []byte(`{"action":"sleep","sleep":"1m"}`))
+		errc <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the invocation start (Close must work either way)
+	r.Close()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Errorf("Invoke during Close: %v, want ErrClosed", err)
+	}
+	if alive(pid) {
+		t.Errorf("process %d alive after Close", pid)
+	}
+}
+
+func TestContextCancellation(t *testing.T) {
+	t.Run("Start's ctx closes the runner", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		r, err := Start(ctx, Options{Binary: echoBin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		pid := r.PID()
+		cancel()
+		waitGone(t, pid)
+		if _, err := r.Invoke(t.Context(), []byte(`{"action":"echo"}`)); !errors.Is(err, ErrClosed) {
+			t.Errorf("Invoke after cancel: %v, want ErrClosed", err)
+		}
+	})
+	t.Run("Invoke's ctx kills a running invocation", func(t *testing.T) {
+		r := startEcho(t, Options{Timeout: time.Minute})
+		pid := r.PID()
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		_, err := r.Invoke(ctx, []byte(`{"action":"sleep","sleep":"1m"}`))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want DeadlineExceeded", err)
+		}
+		waitGone(t, pid)
+		if res := invoke(t, r, map[string]any{"action": "echo", "echo": 1}); res.Err != nil || string(res.Payload) != "1" {
+			t.Fatalf("after cancel: %s, %v", res.Payload, res.Err)
+		}
+	})
+}
+
+func TestConcurrentInvokeIsSerialized(t *testing.T) {
+	r := startEcho(t, Options{})
+	const workers, each = 6, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				want := fmt.Sprintf(`"w%d-%d"`, w, i)
+				res, err := r.Invoke(t.Context(), []byte(`{"action":"echo","echo":`+want+`}`))
+				switch {
+				case err != nil:
+					errs <- err
+				case res.Err != nil:
+					errs <- res.Err
+				case string(res.Payload) != want:
+					errs <- fmt.Errorf("got %s, want %s", res.Payload, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestPoolRunsConcurrently(t *testing.T) {
+	var tee syncBuffer
+	p, err := StartPool(t.Context(), Options{Binary: echoBin, Timeout: 10 * time.Second, LogWriter: &tee}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dir := t.TempDir()
+	ev := []byte(`{"action":"rendezvous","dir":` + strconv.Quote(dir) + `}`)
+	pids := make(chan int, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			res, err := p.Invoke(t.Context(), ev)
+			if err != nil || res.Err != nil {
+				t.Errorf("invoke: %v %v", err, res.Err)
+				pids <- 0
+				return
+			}
+			var in echoInfo
+			_ = json.Unmarshal(res.Payload, &in)
+			pids <- in.PID
+		})
+	}
+	// Both invocations must be running at once before either may finish.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		started, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+		if len(started) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 2 invocations started: the pool does not run them concurrently", len(started))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	a, b := <-pids, <-pids
+	if a == b {
+		t.Errorf("both invocations ran in process %d", a)
+	}
+	if got := strings.Count(strings.Join(p.Logs(), "\n"), "init done"); got != 2 {
+		t.Errorf("pool log has %d init lines, want 2", got)
+	}
+	runners := p.Runners()
+	p.Close()
+	for _, r := range runners {
+		if r.PID() != 0 {
+			t.Errorf("runner still has process %d after Pool.Close", r.PID())
+		}
+	}
+	if _, err := p.Invoke(t.Context(), ev); !errors.Is(err, ErrClosed) {
+		t.Errorf("Invoke after Close: %v", err)
+	}
+}
+
+func TestResponseTooLarge(t *testing.T) {
+	r := startEcho(t, Options{})
+	res := invoke(t, r, map[string]any{"action": "big", "size": MaxPayload + 10})
+	if res.Err == nil || res.Err.Type != ErrorTypeTooLarge {
+		t.Fatalf("error = %v, want %s", res.Err, ErrorTypeTooLarge)
+	}
+	if res := invoke(t, r, map[string]any{"action": "echo", "echo": 1}); res.Err != nil {
+		t.Fatalf("after oversized response: %v", res.Err)
+	}
+	if _, err := r.Invoke(t.Context(), make([]byte, MaxPayload+1)); err == nil {
+		t.Error("oversized request accepted")
+	}
+}
+
+func TestRuntimeAPIRejectsBadCalls(t *testing.T) {
+	r := startEcho(t, Options{})
+	r.mu.Lock()
+	base := "http://" + r.env.api + "/2018-06-01/runtime/"
+	r.mu.Unlock()
+	tests := []struct {
+		name, method, path string
+		status             int
+		errType            string
+	}{
+		{name: "response for unknown request", method: http.MethodPost, path: "invocation/nope/response", status: 400, errType: "InvalidRequestID"},
+		{name: "error for unknown request", method: http.MethodPost, path: "invocation/nope/error", status: 400, errType: "InvalidRequestID"},
+		{name: "init error after init", method: http.MethodPost, path: "init/error", status: 403, errType: "InvalidStateTransition"},
+		{name: "unknown path", method: http.MethodGet, path: "invocation/nope", status: 404},
+		{name: "wrong method", method: http.MethodPost, path: "invocation/next", status: 405},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), tc.method, base+tc.path, strings.NewReader(`{"errorMessage":"x","errorType":"y"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.errType != "" {
+				var fe FunctionError
+				if err := json.NewDecoder(resp.Body).Decode(&fe); err != nil || fe.Type != tc.errType {
+					t.Errorf("body %+v (%v), want errorType %s", fe, err, tc.errType)
+				}
+			}
+		})
+	}
+	// The stray calls did not disturb the function.
+	if res := invoke(t, r, map[string]any{"action": "echo", "echo": 1}); res.Err != nil || string(res.Payload) != "1" {
+		t.Fatalf("after bad calls: %s, %v", res.Payload, res.Err)
+	}
+}
+
+func TestParseFunctionError(t *testing.T) {
+	tests := []struct {
+		name, body, header string
+		want               FunctionError
+	}{
+		{name: "lambda document", body: `{"errorMessage":"m","errorType":"T"}`, want: FunctionError{Message: "m", Type: "T"}},
+		{name: "type from header", body: `{"errorMessage":"m"}`, header: "H", want: FunctionError{Message: "m", Type: "H"}},
+		{name: "not json", body: `oops`, header: "H", want: FunctionError{Message: "oops", Type: "H"}},
+		{name: "nothing", body: ``, want: FunctionError{Type: ErrorTypeUnknown}},
+		{name: "unrelated json", body: `{"a":1}`, want: FunctionError{Message: `{"a":1}`, Type: ErrorTypeUnknown}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := parseFunctionError([]byte(tc.body), tc.header)
+			if got.Message != tc.want.Message || got.Type != tc.want.Type {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	t.Run("stream trailers", func(t *testing.T) {
+		tr := http.Header{}
+		tr.Set(errorTypeHeader, "ReadError")
+		tr.Set(errorBodyTrailer, "eyJlcnJvck1lc3NhZ2UiOiJicm9rZW4gcGlwZSIsImVycm9yVHlwZSI6IlJlYWRFcnJvciJ9") // {"errorMessage":"broken pipe","errorType":"ReadError"}
+		if got := trailerError(tr); got.Type != "ReadError" || got.Message != "broken pipe" {
+			t.Errorf("got %+v", got)
+		}
+	})
+}
+
+func TestStartValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{name: "no binary", opts: Options{}, want: "Binary is required"},
+		{name: "missing binary", opts: Options{Binary: filepath.Join(t.TempDir(), "bootstrap")}, want: "no such file"},
+		{name: "directory", opts: Options{Binary: t.TempDir()}, want: "is a directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Start(t.Context(), tc.opts)
+			if err == nil {
+				r.Close()
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q lacks %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuildFunctionError(t *testing.T) {
+	_, err := BuildFunction(t.Context(), "./testdata/does-not-exist", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "build ./testdata/does-not-exist") {
+		t.Fatalf("err = %v", err)
+	}
+}
