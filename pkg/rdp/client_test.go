@@ -238,8 +238,10 @@ func TestFileNameFromURL(t *testing.T) {
 			t.Errorf("FileNameFromURL(%q) = %q, %v; want %q", tt.url, got, err, tt.want)
 		}
 	}
-	if _, err := FileNameFromURL("https://h/"); err == nil {
-		t.Error("accepted a URL without a file name")
+	for _, bad := range []string{"https://h/", "https://h/p/..%2F..%2Fetc%2Fpasswd", "https://h/p/a%5Cb", "https://h/p/%2E%2E"} {
+		if name, err := FileNameFromURL(bad); err == nil {
+			t.Errorf("FileNameFromURL(%q) = %q, want an error", bad, name)
+		}
 	}
 }
 

@@ -87,7 +87,7 @@ func FuzzFileNameFromURL(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if name == "" || strings.Contains(name, ":") || name == "." || name == ".." {
+		if name == "" || strings.ContainsAny(name, ":/\\") || name == "." || name == ".." {
 			t.Fatalf("bad name %q from %q", name, s)
 		}
 	})

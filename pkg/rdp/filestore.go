@@ -261,8 +261,13 @@ func FileNameFromURL(raw string) (string, error) {
 	}
 	seg := path.Base(u.EscapedPath())
 	name, err := url.PathUnescape(seg)
-	if err != nil || name == "" || name == "/" || name == "." || name == ".." {
+	if err != nil || name == "" || name == "." || name == ".." {
 		return "", errors.New("file name from url: no usable last path segment")
+	}
+	// An encoded '/' (%2F) would add key segments (or climb out of a local
+	// directory): refuse it rather than guess.
+	if strings.ContainsAny(name, "/\\\x00") {
+		return "", errors.New("file name from url: last path segment decodes to a path")
 	}
 	return strings.ReplaceAll(name, ":", "_"), nil
 }

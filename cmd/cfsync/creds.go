@@ -1,0 +1,499 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"golang.org/x/oauth2"
+
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// rdpFlags are the flags of every command that calls RDP.
+type rdpFlags struct {
+	baseURL        string
+	credFile       string
+	credSecret     string
+	tokenRing      bool
+	tokenSecretIDs string
+	takeExclusive  bool
+}
+
+func (f *rdpFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.baseURL, "base-url", "", "RDP API host `URL` (default $RDP_BASE_URL, else "+rdp.DefaultBaseURL+")")
+	fs.StringVar(&f.credFile, "credentials", "", "read RDP credentials from this JSON `FILE` (credentials-secret format)")
+	fs.StringVar(&f.credSecret, "credentials-secret", "", "read RDP credentials from this Secrets Manager secret `ID` (the deployed credentials secret)")
+	fs.BoolVar(&f.tokenRing, "token-ring", false, "use a current token from the deployed token ring (no sign-on)")
+	fs.StringVar(&f.tokenSecretIDs, "token-secret-ids", "", "comma-separated token ring slot `IDS` for --token-ring (default $TOKEN_SECRET_IDS)")
+	fs.BoolVar(&f.takeExclusive, "take-exclusive", false, "v1 only: sign on with takeExclusiveSignOnControl=true, ENDING any other session of the account (e.g. the deployed token-refresher's)")
+}
+
+// credentials are RDP sign-on credentials in the DESIGN §4 format. Their
+// String never reveals a secret.
+type credentials struct {
+	kind         string // "v1", "v2" or "refresh"
+	source       string // where they came from, for messages
+	username     string
+	password     string
+	clientID     string
+	clientSecret string
+	refreshToken string
+	scope        string
+}
+
+func (c credentials) String() string { return fmt.Sprintf("credentials{%s from %s}", c.kind, c.source) }
+
+// GoString never reveals a secret.
+func (c credentials) GoString() string { return c.String() }
+
+// parseCredentials decodes the credentials-secret JSON. Errors name the
+// field, never a value.
+func parseCredentials(data []byte, source string) (credentials, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimSpace(data), &raw); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return credentials{}, fmt.Errorf("credentials in %s: invalid JSON at byte %d", source, se.Offset)
+		}
+		return credentials{}, fmt.Errorf("credentials in %s: not a JSON object", source)
+	}
+	str := func(name string) (string, error) {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", fmt.Errorf("credentials in %s: field %q must be a string", source, name)
+		}
+		return strings.TrimSpace(s), nil
+	}
+	c := credentials{source: source}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"username", &c.username}, {"password", &c.password}, {"client_id", &c.clientID},
+		{"client_secret", &c.clientSecret}, {"refresh_token", &c.refreshToken}, {"scope", &c.scope},
+	} {
+		v, err := str(f.name)
+		if err != nil {
+			return credentials{}, err
+		}
+		*f.dst = v
+	}
+	if v, ok := raw["take_exclusive_sign_on_control"]; ok {
+		var b bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return credentials{}, fmt.Errorf("credentials in %s: field %q must be true or false", source, "take_exclusive_sign_on_control")
+		}
+		// The CLI ignores it: it never takes exclusive control unless told to (--take-exclusive).
+	}
+	switch {
+	case c.refreshToken != "":
+		c.kind = "refresh"
+	case c.clientSecret != "":
+		c.kind = "v2"
+	default:
+		c.kind = "v1"
+	}
+	missing := func(names ...string) error {
+		for _, n := range names {
+			if v, _ := str(n); v == "" {
+				return fmt.Errorf("credentials in %s: field %q is required", source, n)
+			}
+		}
+		return nil
+	}
+	switch c.kind {
+	case "refresh":
+		return c, missing("client_id")
+	case "v2":
+		return c, missing("client_id")
+	default:
+		if len(raw) == 0 {
+			return credentials{}, fmt.Errorf("credentials in %s: empty object: want username, password and client_id (v1) or client_id and client_secret (v2)", source)
+		}
+		return c, missing("username", "password", "client_id")
+	}
+}
+
+// credentialsFromEnv reads RDP_USERNAME/RDP_PASSWORD/RDP_CLIENT_ID (v1) or
+// RDP_CLIENT_ID/RDP_CLIENT_SECRET (v2). ok is false when none is set.
+func credentialsFromEnv(env func(string) string) (c credentials, ok bool, err error) {
+	c = credentials{
+		source:       "the environment",
+		username:     strings.TrimSpace(env("RDP_USERNAME")),
+		password:     env("RDP_PASSWORD"),
+		clientID:     strings.TrimSpace(env("RDP_CLIENT_ID")),
+		clientSecret: env("RDP_CLIENT_SECRET"),
+	}
+	if c.username == "" && c.password == "" && c.clientID == "" && c.clientSecret == "" {
+		return credentials{}, false, nil
+	}
+	switch {
+	case c.clientSecret != "" && (c.username != "" || c.password != ""):
+		return credentials{}, true, errors.New("credentials in the environment: set RDP_USERNAME/RDP_PASSWORD (v1) or RDP_CLIENT_SECRET (v2), not both")
+	case c.clientSecret != "":
+		c.kind = "v2"
+		if c.clientID == "" {
+			return credentials{}, true, errors.New("credentials in the environment: RDP_CLIENT_SECRET is set but RDP_CLIENT_ID is not")
+		}
+	default:
+		c.kind = "v1"
+		for _, v := range []struct{ name, val string }{{"RDP_USERNAME", c.username}, {"RDP_PASSWORD", c.password}, {"RDP_CLIENT_ID", c.clientID}} {
+			if v.val == "" {
+				return credentials{}, true, fmt.Errorf("credentials in the environment: %s is not set (v1 needs RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID; v2 needs RDP_CLIENT_ID and RDP_CLIENT_SECRET)", v.name)
+			}
+		}
+	}
+	return c, true, nil
+}
+
+// tokenInfo describes the token a command works with; never the token itself.
+type tokenInfo struct {
+	Source          string    `json:"source"`
+	Grant           string    `json:"grant"` // password, client_credentials, token-ring
+	TokenType       string    `json:"tokenType,omitempty"`
+	Scope           string    `json:"scope,omitempty"`
+	IssuedAt        time.Time `json:"issuedAt,omitzero"`
+	ExpiresAt       time.Time `json:"expiresAt"`
+	HasRefreshToken bool      `json:"hasRefreshToken"`
+	Generation      int64     `json:"generation,omitempty"` // token ring only
+}
+
+// rdpSession is an authenticated rdp.Client plus what is needed to end it.
+type rdpSession struct {
+	client *rdp.Client
+	info   tokenInfo
+	// end ends a v1 session the CLI opened (revoke), nil otherwise.
+	end func(ctx context.Context) error
+}
+
+// Close ends a session the CLI opened, so that it does not hold the
+// account's session quota. Problems are warnings.
+func (s *rdpSession) Close(a *app) {
+	if s == nil || s.end == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.end(ctx); err != nil {
+		fmt.Fprintf(a.stderr, "cfsync: warning: could not end the RDP session (it expires by itself): %v\n", err)
+	}
+}
+
+func (a *app) baseURL(f *rdpFlags) string {
+	if f.baseURL != "" {
+		return f.baseURL
+	}
+	if v := strings.TrimSpace(a.env("RDP_BASE_URL")); v != "" {
+		return v
+	}
+	return rdp.DefaultBaseURL
+}
+
+func (a *app) rdpClient(f *rdpFlags, extra ...rdp.Option) (*rdp.Client, error) {
+	opts := []rdp.Option{
+		rdp.WithBaseURL(a.baseURL(f)),
+		rdp.WithAuthHTTPClient(a.httpClient),
+		rdp.WithClock(a.now),
+		rdp.WithUserAgent("cfsync-cli"),
+	}
+	opts = append(opts, extra...)
+	opts = append(opts, a.rdpOptions...)
+	c, err := rdp.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("RDP base URL %q: %w", a.baseURL(f), err)
+	}
+	return c, nil
+}
+
+// signOn resolves the credentials (flags, else the environment) and returns
+// an authenticated session. The caller must Close it.
+func (a *app) signOn(ctx context.Context, f *rdpFlags) (*rdpSession, error) {
+	n := 0
+	for _, set := range []bool{f.credFile != "", f.credSecret != "", f.tokenRing} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, usagef("use at most one of --credentials, --credentials-secret and --token-ring")
+	}
+	if f.takeExclusive && f.tokenRing {
+		return nil, usagef("--take-exclusive signs on: it cannot be combined with --token-ring")
+	}
+	auth, err := a.rdpClient(f)
+	if err != nil {
+		return nil, err
+	}
+	if f.tokenRing {
+		return a.ringSession(ctx, f, auth)
+	}
+	var c credentials
+	switch {
+	case f.credFile != "":
+		data, err := os.ReadFile(f.credFile)
+		if err != nil {
+			return nil, fmt.Errorf("read credentials: %w", err)
+		}
+		if c, err = parseCredentials(data, f.credFile); err != nil {
+			return nil, err
+		}
+	case f.credSecret != "":
+		if c, err = a.credentialsFromSecret(ctx, f.credSecret); err != nil {
+			return nil, err
+		}
+	default:
+		var ok bool
+		c, ok, err = credentialsFromEnv(a.env)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		if !ok {
+			return nil, usagef("no RDP credentials: set RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID (v1) or RDP_CLIENT_ID and RDP_CLIENT_SECRET (v2), or use --credentials FILE, --credentials-secret ID or --token-ring")
+		}
+	}
+	if f.takeExclusive && c.kind != "v1" {
+		return nil, usagef("--take-exclusive applies to v1 password credentials only")
+	}
+	switch c.kind {
+	case "v1":
+		return a.passwordSession(ctx, f, auth, c)
+	case "v2":
+		return a.serviceSession(ctx, f, auth, c)
+	default:
+		return nil, fmt.Errorf("credentials in %s hold a refresh token: the CLI does not use it, because a refresh grant rotates it and the deployed token-refresher would lose its session; use --token-ring for the deployed stack", c.source)
+	}
+}
+
+func (a *app) credentialsFromSecret(ctx context.Context, id string) (credentials, error) {
+	cfg, err := a.aws(ctx)
+	if err != nil {
+		return credentials{}, err
+	}
+	out, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return credentials{}, fmt.Errorf("read credentials secret %s: %w", id, err)
+	}
+	if out.SecretString == nil {
+		return credentials{}, fmt.Errorf("read credentials secret %s: no string value", id)
+	}
+	return parseCredentials([]byte(*out.SecretString), "secret "+id)
+}
+
+// sessionQuotaHelp explains "Session quota is reached.".
+const sessionQuotaHelp = `RDP answered "Session quota is reached.": the account already has a session — most
+likely the deployed token-refresher's. The CLI signs on without takeExclusiveSignOnControl so
+that it never ends that session. Either:
+  - use --token-ring to borrow the deployed stack's current token (no sign-on at all), or
+  - pass --take-exclusive to end the other session; the token-refresher then has to sign on
+    again (its readers see 401s until it does).`
+
+func (a *app) passwordSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c credentials) (*rdpSession, error) {
+	if f.takeExclusive {
+		fmt.Fprintln(a.stderr, "cfsync: warning: --take-exclusive ends any other session of this account, including the deployed token-refresher's")
+	}
+	tok, err := auth.PasswordGrant(ctx, rdp.PasswordGrant{
+		Username: c.username, Password: c.password, ClientID: c.clientID, Scope: c.scope,
+		TakeExclusiveSignOnControl: f.takeExclusive,
+	})
+	if err != nil {
+		return nil, explainAuthError(err)
+	}
+	src := &cliTokenSource{ctx: ctx, now: a.now, cur: tok, margin: tokenMargin}
+	src.renew = func(ctx context.Context, cur *rdp.Token) (*rdp.Token, error) {
+		if cur == nil || cur.RefreshToken == "" {
+			return nil, errors.New("the RDP session expired")
+		}
+		t, err := auth.RefreshGrant(ctx, c.clientID, cur.RefreshToken)
+		if err != nil {
+			return nil, explainAuthError(err)
+		}
+		return t, nil
+	}
+	s, err := a.sessionWith(f, src, tokenInfoOf(tok, "password grant with "+c.source, "password"))
+	if err != nil {
+		return nil, err
+	}
+	s.end = func(ctx context.Context) error {
+		t := src.current()
+		rt := t.RefreshToken
+		if rt == "" {
+			rt = t.AccessToken
+		}
+		return auth.Revoke(ctx, c.clientID, rt)
+	}
+	return s, nil
+}
+
+func (a *app) serviceSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c credentials) (*rdpSession, error) {
+	tok, err := auth.ClientCredentialsGrant(ctx, c.clientID, c.clientSecret, c.scope)
+	if err != nil {
+		return nil, explainAuthError(err)
+	}
+	src := &cliTokenSource{ctx: ctx, now: a.now, cur: tok, margin: tokenMargin}
+	src.renew = func(ctx context.Context, _ *rdp.Token) (*rdp.Token, error) {
+		t, err := auth.ClientCredentialsGrant(ctx, c.clientID, c.clientSecret, c.scope)
+		if err != nil {
+			return nil, explainAuthError(err)
+		}
+		return t, nil
+	}
+	return a.sessionWith(f, src, tokenInfoOf(tok, "client credentials grant with "+c.source, "client_credentials"))
+}
+
+// tokenSkew is how early a ring token counts as expired (TOKEN_SKEW, default 30s).
+func (a *app) tokenSkew() (time.Duration, error) {
+	v := strings.TrimSpace(a.env("TOKEN_SKEW"))
+	if v == "" {
+		return 30 * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, usagef("TOKEN_SKEW=%q: not a duration (want e.g. 30s)", v)
+	}
+	return d, nil
+}
+
+func (a *app) ringSession(ctx context.Context, f *rdpFlags, _ *rdp.Client) (*rdpSession, error) {
+	ids := splitList(f.tokenSecretIDs)
+	if len(ids) == 0 {
+		ids = splitList(a.env("TOKEN_SECRET_IDS"))
+	}
+	if len(ids) == 0 {
+		return nil, usagef("--token-ring needs the ring's slot ids: set TOKEN_SECRET_IDS or --token-secret-ids")
+	}
+	skew, err := a.tokenSkew()
+	if err != nil {
+		return nil, err
+	}
+	if skew == 0 {
+		skew = -1 // the reader's "none"
+	}
+	cfg, err := a.aws(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// No state table: the CLI never files token-invalid reports.
+	reader := tokenring.NewReader(secretsmanager.NewFromConfig(cfg), nil, ids, tokenring.ReaderOptions{Skew: skew, Now: a.now})
+	tok, err := reader.TokenContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read a token from the token ring (%d slots; is the token-refresher running?): %w", len(ids), err)
+	}
+	if skew < 0 {
+		skew = 0
+	}
+	typ := tok.TokenType
+	if typ == "" {
+		typ = "Bearer"
+	}
+	info := tokenInfo{Source: fmt.Sprintf("token ring (%d slots), no sign-on", len(ids)), Grant: "token-ring", TokenType: typ,
+		ExpiresAt: tok.Expiry.Add(skew).UTC(), Generation: reader.Generation()}
+	c, err := a.rdpClient(f, rdp.WithHTTPClient(reader.HTTPClient(a.httpClient)))
+	if err != nil {
+		return nil, err
+	}
+	return &rdpSession{client: c, info: info}, nil
+}
+
+func (a *app) sessionWith(f *rdpFlags, src *cliTokenSource, info tokenInfo) (*rdpSession, error) {
+	hc := *a.httpClient
+	hc.Transport = &oauth2.Transport{Source: src, Base: a.httpClient.Transport}
+	c, err := a.rdpClient(f, rdp.WithHTTPClient(&hc))
+	if err != nil {
+		return nil, err
+	}
+	return &rdpSession{client: c, info: info}, nil
+}
+
+func tokenInfoOf(t *rdp.Token, source, grant string) tokenInfo {
+	typ := t.TokenType
+	if typ == "" {
+		typ = "Bearer"
+	}
+	return tokenInfo{Source: source, Grant: grant, TokenType: typ, Scope: t.Scope, IssuedAt: t.IssuedAt.UTC(),
+		ExpiresAt: t.Expiry.UTC(), HasRefreshToken: t.RefreshToken != ""}
+}
+
+// explainAuthError adds what an operator should do to RDP's auth errors.
+func explainAuthError(err error) error {
+	switch {
+	case errors.Is(err, rdp.ErrSessionQuota):
+		return fmt.Errorf("%w\n%s", err, sessionQuotaHelp)
+	case errors.Is(err, rdp.ErrUnauthorizedClient):
+		return fmt.Errorf("%w (check the client_id / app key, or the v2 client secret)", err)
+	case errors.Is(err, rdp.ErrInvalidGrant):
+		return fmt.Errorf("%w (check the username and password)", err)
+	case errors.Is(err, rdp.ErrRateLimited):
+		return fmt.Errorf("%w: RDP limits sign-ons per account and blocks accounts that exceed them; wait before trying again", err)
+	}
+	return err
+}
+
+// cliTokenSource is an oauth2.TokenSource that judges expiry by the app's
+// clock and renews with renew (a refresh grant, a new client-credentials
+// grant, or a ring re-read).
+type cliTokenSource struct {
+	ctx   context.Context
+	now   func() time.Time
+	renew func(ctx context.Context, cur *rdp.Token) (*rdp.Token, error)
+	// margin renews a token this long before it expires.
+	margin time.Duration
+
+	mu  sync.Mutex
+	cur *rdp.Token
+}
+
+// tokenMargin renews a token this long before it expires.
+const tokenMargin = 30 * time.Second
+
+func (s *cliTokenSource) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || !s.cur.Valid(s.now(), s.margin) {
+		t, err := s.renew(s.ctx, s.cur)
+		if err != nil {
+			return nil, fmt.Errorf("renew RDP token: %w", err)
+		}
+		s.cur = t
+	}
+	t := s.cur.OAuth2()
+	t.Expiry = time.Time{} // validity is judged here, by the app's clock
+	return t, nil
+}
+
+func (s *cliTokenSource) current() rdp.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return rdp.Token{}
+	}
+	return *s.cur
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var _ oauth2.TokenSource = (*cliTokenSource)(nil)
+var _ http.RoundTripper = (*oauth2.Transport)(nil)

@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"hash"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// Download retry limits.
+const (
+	// maxStalledAttempts: consecutive failed ranges without a byte of progress.
+	maxStalledAttempts = 5
+	// maxURLRenewals: new presigned URLs after 403s.
+	maxURLRenewals = 5
+)
+
+func downloadCommand() *command {
+	return &command{
+		name:    "download",
+		args:    "FILE_ID [-o DIR] [flags]",
+		summary: "Download one CFS file to a local directory (resumable, verified).",
+		details: `The file is written to DIR/NAME.part and renamed to DIR/NAME once its size (and md5, when
+the API gives one) is verified; NAME is LSEG's file name (':' becomes '_'). Run the command
+again after an interruption: it resumes from the .part file's size with HTTP Range requests.
+A 403 from the download host (an expired presigned URL) gets a new URL. The progress bar
+goes to stderr when stderr is a terminal, or with --progress.`,
+		examples: []string{
+			"cfsync download 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d",
+			"cfsync download 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d -o /data/esg --progress",
+		},
+		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
+			var rf rdpFlags
+			rf.register(fs)
+			dir := fs.String("o", ".", "write the file into `DIR`")
+			force := fs.Bool("force", false, "download again even if DIR/NAME exists")
+			progress := fs.Bool("progress", false, "show a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return usagef("want exactly one FILE_ID")
+				}
+				show := a.isTerminal(a.stderr)
+				fs.Visit(func(f *flag.Flag) {
+					if f.Name == "progress" {
+						show = *progress
+					}
+				})
+				s, err := a.signOn(ctx, &rf)
+				if err != nil {
+					return err
+				}
+				defer s.Close(a)
+				d := &downloader{a: a, c: s.client, showProgress: show}
+				return d.run(ctx, args[0], *dir, *force)
+			}
+		},
+	}
+}
+
+type downloader struct {
+	a            *app
+	c            *rdp.Client
+	showProgress bool
+}
+
+func (d *downloader) run(ctx context.Context, id, dir string, force bool) error {
+	a := d.a
+	meta, err := d.c.File(ctx, id)
+	if errors.Is(err, rdp.ErrNotFound) {
+		return fmt.Errorf("file %s: not found (deleted, or not visible to this account): %w", id, err)
+	}
+	if err != nil {
+		return fmt.Errorf("get file %s: %w", id, err)
+	}
+	presigned, err := d.c.StreamURL(ctx, id)
+	if err != nil {
+		return fmt.Errorf("get download url of %s: %w", id, err)
+	}
+	name, err := rdp.FileNameFromURL(presigned)
+	if err == nil {
+		err = checkLocalName(name)
+	}
+	if err != nil {
+		return fmt.Errorf("file %s: %w", id, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+	dest := filepath.Join(dir, name)
+	part := dest + ".part"
+
+	if st, err := os.Stat(dest); err == nil {
+		if !force {
+			if st.Size() == meta.Size {
+				sum, err := md5File(dest)
+				if err != nil {
+					return err
+				}
+				if meta.MD5 == "" || md5Equal(meta.MD5, sum) {
+					fmt.Fprintf(a.stdout, "%s is already complete (%d bytes%s)\n", dest, st.Size(), md5Note(meta.MD5))
+					return nil
+				}
+			}
+			return fmt.Errorf("%s exists and differs from file %s (size or md5): use --force to download it again", dest, id)
+		}
+		if err := os.Remove(part); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove partial file: %w", err)
+		}
+	}
+
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("open partial file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat partial file: %w", err)
+	}
+	off := st.Size()
+	h := md5.New()
+	if off > meta.Size {
+		fmt.Fprintf(a.stderr, "%s is larger than the file (%d > %d bytes): starting over\n", part, off, meta.Size)
+		if err := f.Truncate(0); err != nil {
+			return fmt.Errorf("truncate partial file: %w", err)
+		}
+		off = 0
+	}
+	if off > 0 {
+		fmt.Fprintf(a.stderr, "resuming %s at %d of %d bytes\n", part, off, meta.Size)
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, off)); err != nil {
+			return fmt.Errorf("read partial file: %w", err)
+		}
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("seek partial file: %w", err)
+	}
+	resumedAt := off
+	fmt.Fprintf(a.stderr, "downloading %s (%s) from %s\n", name, fmtBytes(meta.Size), hostOnly(presigned))
+
+	bar := newProgressBar(a.stderr, name, meta.Size, off, d.showProgress)
+	stalled, renewals := 0, 0
+	for off < meta.Size {
+		n, err := d.copyRange(ctx, presigned, f, h, bar, off, meta.Size)
+		off += n
+		if n > 0 {
+			stalled = 0
+		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			bar.finish()
+			return fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, meta.Size, ctx.Err())
+		}
+		switch {
+		case errors.Is(err, rdp.ErrURLExpired):
+			if renewals >= maxURLRenewals {
+				bar.finish()
+				return fmt.Errorf("download %s: still refused after %d new URLs: %w", id, renewals, err)
+			}
+			renewals++
+			bar.note(fmt.Sprintf("download host answered 403 (URL expired): getting a new URL (%d/%d)", renewals, maxURLRenewals))
+			if presigned, err = d.c.StreamURL(ctx, id); err != nil {
+				bar.finish()
+				return fmt.Errorf("get a new download url of %s: %w", id, err)
+			}
+			continue
+		case permanent(err):
+			bar.finish()
+			return fmt.Errorf("download %s: %w", id, err)
+		}
+		stalled++
+		if stalled >= maxStalledAttempts {
+			bar.finish()
+			return fmt.Errorf("download %s: giving up at %d of %d bytes after %d attempts without progress (run again to resume): %w", id, off, meta.Size, stalled, err)
+		}
+		wait := time.Second << (stalled - 1)
+		bar.note(fmt.Sprintf("transfer failed at %d bytes (%v): retrying in %s", off, err, wait))
+		if err := a.sleep(ctx, wait); err != nil {
+			bar.finish()
+			return fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, meta.Size, err)
+		}
+	}
+	bar.finish()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", part, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", part, err)
+	}
+	if st, err := os.Stat(part); err != nil || st.Size() != meta.Size {
+		got := int64(-1)
+		if err == nil {
+			got = st.Size()
+		}
+		return fmt.Errorf("download %s: %s has %d bytes, want %d", id, part, got, meta.Size)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if meta.MD5 != "" && !md5Equal(meta.MD5, sum) {
+		_ = os.Remove(part)
+		return fmt.Errorf("download %s: md5 mismatch (got %s, the API says %s): removed %s, run again to download from scratch", id, sum, meta.MD5, part)
+	}
+	if err := os.Rename(part, dest); err != nil {
+		return fmt.Errorf("rename %s: %w", part, err)
+	}
+	fmt.Fprintf(a.stdout, "downloaded %s\n", dest)
+	fmt.Fprintf(a.stdout, "  file id: %s\n", id)
+	fmt.Fprintf(a.stdout, "  size:    %d bytes\n", meta.Size)
+	if meta.MD5 != "" {
+		fmt.Fprintf(a.stdout, "  md5:     %s (verified)\n", sum)
+	} else {
+		fmt.Fprintf(a.stdout, "  md5:     %s (not verified: the API gives no md5 for this file)\n", sum)
+	}
+	if resumedAt > 0 {
+		fmt.Fprintf(a.stdout, "  resumed: at %d bytes\n", resumedAt)
+	}
+	if renewals > 0 {
+		fmt.Fprintf(a.stdout, "  renewed: %d download URL(s) after 403\n", renewals)
+	}
+	return nil
+}
+
+// checkLocalName refuses file names that would leave the output directory
+// (the URL's last segment may hold a percent-encoded '/').
+func checkLocalName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") {
+		return fmt.Errorf("file name %q from the download URL is not a plain file name", name)
+	}
+	return nil
+}
+
+// copyRange downloads [off, size) into f (at its current position) and h,
+// returning the bytes written.
+func (d *downloader) copyRange(ctx context.Context, presigned string, f *os.File, h hash.Hash, bar *progressBar, off, size int64) (int64, error) {
+	rr, err := d.c.GetRange(ctx, presigned, off, -1)
+	if err != nil {
+		return 0, err
+	}
+	defer rr.Body.Close()
+	if rr.TotalSize >= 0 && rr.TotalSize != size {
+		return 0, &sizeMismatch{api: size, host: rr.TotalSize}
+	}
+	n, err := io.Copy(io.MultiWriter(f, h, bar), io.LimitReader(rr.Body, size-off))
+	if err == nil && off+n < size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+type sizeMismatch struct{ api, host int64 }
+
+func (e *sizeMismatch) Error() string {
+	return fmt.Sprintf("size mismatch: the API says %d bytes, the download host %d", e.api, e.host)
+}
+
+// permanent reports errors a retry cannot fix.
+func permanent(err error) bool {
+	var sm *sizeMismatch
+	if errors.As(err, &sm) || errors.Is(err, rdp.ErrNotFound) {
+		return true
+	}
+	var pe *rdp.PresignedError
+	return errors.As(err, &pe) && !pe.Temporary()
+}
+
+func md5File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// md5Equal compares the API's md5 (hex, or base64 as S3 sometimes gives) with a hex sum.
+func md5Equal(api, hexSum string) bool {
+	api = strings.TrimSpace(api)
+	if strings.EqualFold(api, hexSum) {
+		return true
+	}
+	if b, err := base64.StdEncoding.DecodeString(api); err == nil && len(b) == md5.Size {
+		return hex.EncodeToString(b) == hexSum
+	}
+	return false
+}
+
+func md5Note(apiMD5 string) string {
+	if apiMD5 == "" {
+		return ""
+	}
+	return ", md5 verified"
+}
+
+// hostOnly is scheme://host of a URL: presigned URLs carry credentials.
+func hostOnly(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(download host)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// progressBar draws "name [=====     ]  45%  1.2 MiB / 2.6 MiB  3.1 MiB/s" on one line.
+type progressBar struct {
+	w       io.Writer
+	name    string
+	total   int64
+	done    int64
+	base    int64 // bytes already there when the bar started
+	start   time.Time
+	last    time.Time
+	enabled bool
+	drawn   bool
+}
+
+func newProgressBar(w io.Writer, name string, total, done int64, enabled bool) *progressBar {
+	return &progressBar{w: w, name: truncate(name, 32), total: total, done: done, base: done, start: time.Now(), enabled: enabled}
+}
+
+func (p *progressBar) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if p.enabled && time.Since(p.last) >= 200*time.Millisecond {
+		p.draw()
+	}
+	return len(b), nil
+}
+
+func (p *progressBar) draw() {
+	pct := int64(100)
+	if p.total > 0 {
+		pct = p.done * 100 / p.total
+	}
+	const width = 30
+	filled := int(pct * width / 100)
+	rate := 0.0
+	if el := time.Since(p.start).Seconds(); el > 0 {
+		rate = float64(p.done-p.base) / el
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% %10s / %-10s %10s/s ", p.name, strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
+		pct, fmtBytes(p.done), fmtBytes(p.total), fmtBytes(int64(rate)))
+	p.last = time.Now()
+	p.drawn = true
+}
+
+// note prints a message on its own line, keeping the bar below it.
+func (p *progressBar) note(msg string) {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progressBar) finish() {
+	if !p.enabled {
+		return
+	}
+	p.draw()
+	fmt.Fprintln(p.w)
+	p.drawn = false
+	p.enabled = false
+}
