@@ -1,0 +1,187 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Token ring items (see the layout in state.go):
+//
+//	AUTH / RING                 the ring's generation counter and each slot's last write
+//	RING / REPORT#<generation>  a reader's token-invalid report for one generation
+//
+// Neither holds a token: only generation numbers, slot ids and times.
+const (
+	PKAuth         = "AUTH"
+	SKRing         = "RING"
+	PKRing         = "RING"
+	skReportPrefix = "REPORT#"
+)
+
+// ReportTTL is how long a token-invalid report is kept (DynamoDB TTL).
+const ReportTTL = 24 * time.Hour
+
+// SlotWrite is the refresher's record of one write to a ring slot.
+type SlotWrite struct {
+	Generation int64     `dynamodbav:"generation"`
+	WrittenAt  time.Time `dynamodbav:"writtenAt"`
+}
+
+// RingState is the AUTH / RING item: the highest generation ever claimed
+// (never reset, starting at 1) and the last write to each slot, keyed by the
+// slot's secret id.
+type RingState struct {
+	PK         string               `dynamodbav:"pk"`
+	SK         string               `dynamodbav:"sk"`
+	Generation int64                `dynamodbav:"generation"`
+	Slots      map[string]SlotWrite `dynamodbav:"slots"`
+	UpdatedAt  time.Time            `dynamodbav:"updatedAt"`
+}
+
+func ringKey() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: PKAuth},
+		AttrSK: &types.AttributeValueMemberS{Value: SKRing},
+	}
+}
+
+// GetRingState returns the ring state; a zero state (generation 0, no slots)
+// when the refresher never wrote one.
+func (t *Table) GetRingState(ctx context.Context) (*RingState, error) {
+	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: ringKey(), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("get ring state: %w", err)
+	}
+	st := &RingState{PK: PKAuth, SK: SKRing, Slots: map[string]SlotWrite{}}
+	if out.Item == nil {
+		return st, nil
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, st); err != nil {
+		return nil, fmt.Errorf("decode ring state: %w", err)
+	}
+	if st.Slots == nil {
+		st.Slots = map[string]SlotWrite{}
+	}
+	return st, nil
+}
+
+// ClaimGeneration records that generation next is being written to slotID at
+// `at`. It succeeds only if the stored generation is still prev (conditional
+// write on the generation): of two refreshers that overlap, one wins and the
+// other gets ErrConflict and must not write its token. next must be > prev.
+func (t *Table) ClaimGeneration(ctx context.Context, prev *RingState, next int64, slotID string, at time.Time) (*RingState, error) {
+	if prev == nil {
+		return nil, errors.New("claim generation: no previous ring state")
+	}
+	if next <= prev.Generation {
+		return nil, fmt.Errorf("claim generation %d: not above the stored generation %d", next, prev.Generation)
+	}
+	st := &RingState{PK: PKAuth, SK: SKRing, Generation: next, Slots: map[string]SlotWrite{}, UpdatedAt: t.now()}
+	for k, v := range prev.Slots {
+		st.Slots[k] = v
+	}
+	st.Slots[slotID] = SlotWrite{Generation: next, WrittenAt: at.UTC()}
+	av, err := attributevalue.MarshalMap(st)
+	if err != nil {
+		return nil, fmt.Errorf("claim generation %d: %w", next, err)
+	}
+	in := &dynamodb.PutItemInput{TableName: &t.Name, Item: av}
+	if prev.Generation == 0 {
+		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR attribute_not_exists(generation) OR generation = :zero")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":zero": &types.AttributeValueMemberN{Value: "0"}}
+	} else {
+		in.ConditionExpression = aws.String("generation = :prev")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":prev": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev.Generation, 10)},
+		}
+	}
+	_, err = t.DB.PutItem(ctx, in)
+	if isConditionFailed(err) {
+		return nil, fmt.Errorf("claim generation %d: %w", next, ErrConflict)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim generation %d: %w", next, err)
+	}
+	return st, nil
+}
+
+// TokenReport is a reader's report that the token of one generation was
+// refused (401) even after re-reading the ring. It holds no token.
+type TokenReport struct {
+	PK         string    `dynamodbav:"pk"`
+	SK         string    `dynamodbav:"sk"`
+	Generation int64     `dynamodbav:"generation"`
+	FirstAt    time.Time `dynamodbav:"firstAt"`
+	LastAt     time.Time `dynamodbav:"lastAt"`
+	Reason     string    `dynamodbav:"reason"`
+	Reports    int64     `dynamodbav:"reports"`
+	TTL        int64     `dynamodbav:"ttl,omitempty"`
+}
+
+// ReportSK is the sort key of the report for generation gen.
+func ReportSK(gen int64) string { return skReportPrefix + strconv.FormatInt(gen, 10) }
+
+func reportKey(gen int64) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: PKRing},
+		AttrSK: &types.AttributeValueMemberS{Value: ReportSK(gen)},
+	}
+}
+
+// maxReason bounds a stored reason.
+const maxReason = 300
+
+// ReportInvalidToken records (or counts again) a token-invalid report for
+// generation gen. reason must not contain anything secret (callers pass an
+// HTTP status and message, never a token or URL).
+func (t *Table) ReportInvalidToken(ctx context.Context, gen int64, reason string) error {
+	if gen <= 0 {
+		return fmt.Errorf("report invalid token: bad generation %d", gen)
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	now := t.now()
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &t.Name,
+		Key:       reportKey(gen),
+		UpdateExpression: aws.String("SET generation = :g, firstAt = if_not_exists(firstAt, :now), lastAt = :now, " +
+			"reason = :r, #ttl = :ttl ADD reports :one"),
+		ExpressionAttributeNames: map[string]string{"#ttl": AttrTTL},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":g":   &types.AttributeValueMemberN{Value: strconv.FormatInt(gen, 10)},
+			":now": timeAV(now),
+			":r":   &types.AttributeValueMemberS{Value: reason},
+			":ttl": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(ReportTTL).Unix(), 10)},
+			":one": &types.AttributeValueMemberN{Value: "1"},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("report invalid token generation %d: %w", gen, err)
+	}
+	return nil
+}
+
+// GetTokenReport returns the report for generation gen, or ErrNotFound.
+func (t *Table) GetTokenReport(ctx context.Context, gen int64) (*TokenReport, error) {
+	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: reportKey(gen), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("get token report %d: %w", gen, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("get token report %d: %w", gen, ErrNotFound)
+	}
+	var r TokenReport
+	if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil {
+		return nil, fmt.Errorf("decode token report %d: %w", gen, err)
+	}
+	return &r, nil
+}

@@ -1,0 +1,181 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
+	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
+)
+
+var authT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// backends runs fn against the in-memory fake and (unless -short) moto, so
+// the fake the refresher simulation relies on is checked against moto.
+func authBackends(t *testing.T, fn func(t *testing.T, newTable func(t *testing.T) *state.Table)) {
+	t.Run("fake", func(t *testing.T) {
+		fn(t, func(t *testing.T) *state.Table {
+			tb := state.New(ringtest.NewDynamo(), "state")
+			tb.Now = func() time.Time { return authT0 }
+			return tb
+		})
+	})
+	t.Run("moto", func(t *testing.T) {
+		m := testenv.Moto(t)
+		cfg, err := m.AWSConfig(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := dynamodb.NewFromConfig(cfg)
+		n := 0
+		fn(t, func(t *testing.T) *state.Table {
+			n++
+			name := fmt.Sprintf("state-%d", n)
+			authCreateTable(t, db, name)
+			tb := state.New(db, name)
+			tb.Now = func() time.Time { return authT0 }
+			return tb
+		})
+	})
+}
+
+// TestAuthAndRingItems runs the AUTH / RING item tests against the fake
+// and (one) moto_server.
+func TestAuthAndRingItems(t *testing.T) {
+	authBackends(t, func(t *testing.T, newTable func(t *testing.T) *state.Table) {
+		t.Run("RingState", func(t *testing.T) { testRingState(t, newTable) })
+		t.Run("ClaimGenerationRace", func(t *testing.T) { testClaimGenerationRace(t, newTable) })
+		t.Run("TokenReports", func(t *testing.T) { testTokenReports(t, newTable) })
+		t.Run("AuthStateOptimisticLock", func(t *testing.T) { testAuthStateOptimisticLock(t, newTable) })
+	})
+}
+
+func authCreateTable(t *testing.T, db *dynamodb.Client, name string) {
+	t.Helper()
+	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName: aws.String(name),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("sk"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange},
+		},
+		BillingMode: types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+}
+
+func testRingState(t *testing.T, newTable func(t *testing.T) *state.Table) {
+	ctx := context.Background()
+	tb := newTable(t)
+	st, err := tb.GetRingState(ctx)
+	if err != nil || st.Generation != 0 || len(st.Slots) != 0 {
+		t.Fatalf("empty ring state = %+v, %v", st, err)
+	}
+	st1, err := tb.ClaimGeneration(ctx, st, 1, "slot-a", authT0)
+	if err != nil {
+		t.Fatalf("claim 1: %v", err)
+	}
+	// A second writer still holding generation 0 loses.
+	if _, err := tb.ClaimGeneration(ctx, st, 1, "slot-b", authT0); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("stale claim: %v, want ErrConflict", err)
+	}
+	st2, err := tb.ClaimGeneration(ctx, st1, 2, "slot-b", authT0.Add(8*time.Minute))
+	if err != nil {
+		t.Fatalf("claim 2: %v", err)
+	}
+	if _, err := tb.ClaimGeneration(ctx, st1, 2, "slot-c", authT0); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("stale claim 2: %v, want ErrConflict", err)
+	}
+	if _, err := tb.ClaimGeneration(ctx, st2, 2, "slot-c", authT0); err == nil {
+		t.Fatal("claim of a generation not above the stored one succeeded")
+	}
+	got, err := tb.GetRingState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]state.SlotWrite{
+		"slot-a": {Generation: 1, WrittenAt: authT0},
+		"slot-b": {Generation: 2, WrittenAt: authT0.Add(8 * time.Minute)},
+	}
+	if got.Generation != 2 || len(got.Slots) != 2 {
+		t.Fatalf("ring state = %+v", got)
+	}
+	for k, w := range want {
+		if g := got.Slots[k]; g.Generation != w.Generation || !g.WrittenAt.Equal(w.WrittenAt) {
+			t.Errorf("slot %s = %+v, want %+v", k, g, w)
+		}
+	}
+}
+
+func testClaimGenerationRace(t *testing.T, newTable func(t *testing.T) *state.Table) {
+	ctx := context.Background()
+	tb := newTable(t)
+	st, _ := tb.GetRingState(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tb.ClaimGeneration(ctx, st, 1, fmt.Sprintf("slot-%d", i), authT0); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, state.ErrConflict) {
+				t.Errorf("claim: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d concurrent claims of generation 1 won, want 1", wins)
+	}
+}
+
+func testTokenReports(t *testing.T, newTable func(t *testing.T) *state.Table) {
+	ctx := context.Background()
+	tb := newTable(t)
+	if _, err := tb.GetTokenReport(ctx, 3); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("missing report: %v", err)
+	}
+	if err := tb.ReportInvalidToken(ctx, 0, "x"); err == nil {
+		t.Fatal("report of generation 0 accepted")
+	}
+	if err := tb.ReportInvalidToken(ctx, 3, "401 token expired (GET /file-store/v1/file-sets)"); err != nil {
+		t.Fatal(err)
+	}
+	later := authT0.Add(time.Minute)
+	tb.Now = func() time.Time { return later }
+	if err := tb.ReportInvalidToken(ctx, 3, "401 Unauthorized (GET /file-store/v1/files/{id}/stream)"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tb.GetTokenReport(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Generation != 3 || r.Reports != 2 || !r.FirstAt.Equal(authT0) || !r.LastAt.Equal(later) ||
+		r.Reason != "401 Unauthorized (GET /file-store/v1/files/{id}/stream)" || r.TTL != later.Add(state.ReportTTL).Unix() {
+		t.Fatalf("report = %+v", r)
+	}
+	if r.SK != "REPORT#3" || r.PK != "RING" {
+		t.Errorf("key = %s / %s", r.PK, r.SK)
+	}
+	if _, err := tb.GetTokenReport(ctx, 4); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("report 4: %v", err)
+	}
+}

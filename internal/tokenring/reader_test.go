@@ -1,0 +1,410 @@
+package tokenring_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func slotJSON(t *testing.T, gen int64, access string, expires time.Time) string {
+	t.Helper()
+	b, err := json.Marshal(tokenring.Slot{AccessToken: access, RefreshToken: "rt-" + access, TokenType: "Bearer", Scope: "trapi",
+		ExpiresAt: expires, IssuedAt: expires.Add(-10 * time.Minute), Generation: gen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func ptr(s string) *string { return &s }
+
+func TestTokenPicksNewestUnexpired(t *testing.T) {
+	ids := []string{"ring-0", "ring-1", "ring-2"}
+	tests := []struct {
+		name     string
+		slots    map[string]*string // nil value: secret without a version; missing key: secret does not exist
+		noBatch  bool
+		want     string // access token, or "" for ErrNoValidToken
+		wantErrs []string
+	}{
+		{name: "highest generation wins", slots: map[string]*string{
+			"ring-0": ptr(slotJSON(t, 4, "tok4", t0.Add(5*time.Minute))),
+			"ring-1": ptr(slotJSON(t, 6, "tok6", t0.Add(9*time.Minute))),
+			"ring-2": ptr(slotJSON(t, 5, "tok5", t0.Add(7*time.Minute))),
+		}, want: "tok6"},
+		{name: "newest expired falls back to older valid", slots: map[string]*string{
+			"ring-0": ptr(slotJSON(t, 7, "tok7", t0.Add(-time.Minute))),
+			"ring-1": ptr(slotJSON(t, 6, "tok6", t0.Add(3*time.Minute))),
+			"ring-2": ptr(`{}`),
+		}, want: "tok6"},
+		{name: "token inside the skew counts as expired", slots: map[string]*string{
+			"ring-0": ptr(slotJSON(t, 9, "tok9", t0.Add(20*time.Second))),
+			"ring-1": ptr(slotJSON(t, 8, "tok8", t0.Add(2*time.Minute))),
+			"ring-2": nil,
+		}, want: "tok8"},
+		{name: "empty placeholder, no version and missing secret are empty", slots: map[string]*string{
+			"ring-0": ptr(`{}`),
+			"ring-1": nil,
+			"ring-2": ptr(slotJSON(t, 1, "tok1", t0.Add(9*time.Minute))),
+		}, want: "tok1"},
+		{name: "fallback to GetSecretValue when batch is unsupported", noBatch: true, slots: map[string]*string{
+			"ring-0": ptr(slotJSON(t, 2, "tok2", t0.Add(9*time.Minute))),
+			"ring-1": nil,
+			"ring-2": ptr(`{}`),
+		}, want: "tok2"},
+		{name: "malformed slot skipped", slots: map[string]*string{
+			"ring-0": ptr(`{"access_token":"x","generation":"seven"}`),
+			"ring-1": ptr(slotJSON(t, 3, "tok3", t0.Add(9*time.Minute))),
+			"ring-2": ptr(`not json`),
+		}, want: "tok3"},
+		{name: "all empty", slots: map[string]*string{"ring-0": ptr(`{}`), "ring-1": nil}, wantErrs: []string{"none holds a token"}},
+		{name: "all expired", slots: map[string]*string{
+			"ring-0": ptr(slotJSON(t, 3, "tok3", t0.Add(-time.Minute))),
+			"ring-1": ptr(slotJSON(t, 2, "tok2", t0.Add(-5*time.Minute))),
+		}, wantErrs: []string{"newest generation 3 expired"}},
+		{name: "malformed slots reported when nothing usable", slots: map[string]*string{
+			"ring-0": ptr(`{"access_token":"sekrit","generation":"seven"}`),
+			"ring-1": ptr(`{"access_token":"sekrit","generation":2}`),
+			"ring-2": ptr(`[1,2]`),
+		}, wantErrs: []string{`ring-0`, `"generation"`, `ring-1`, `"expires_at" is missing`, `ring-2`, "not a JSON object"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: t0}
+			sm := ringtest.NewSecrets(clk.Now)
+			sm.NoBatch = tc.noBatch
+			for id, v := range tc.slots {
+				sm.Create(id, v)
+			}
+			r := tokenring.NewReader(sm, nil, ids, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
+			tok, err := r.Token()
+			if tc.want == "" {
+				if !errors.Is(err, tokenring.ErrNoValidToken) {
+					t.Fatalf("err = %v, want ErrNoValidToken", err)
+				}
+				for _, w := range tc.wantErrs {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "sekrit") {
+					t.Errorf("error reveals slot content: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			if tok.AccessToken != tc.want || tok.TokenType != "Bearer" {
+				t.Fatalf("token = %q %q, want %q Bearer", tok.AccessToken, tok.TokenType, tc.want)
+			}
+			if tc.noBatch && sm.Calls("GetSecretValue") != len(ids) {
+				t.Errorf("GetSecretValue calls = %d, want %d", sm.Calls("GetSecretValue"), len(ids))
+			}
+			if !tc.noBatch && sm.Calls("GetSecretValue") != 0 {
+				t.Errorf("GetSecretValue calls = %d with batch available", sm.Calls("GetSecretValue"))
+			}
+		})
+	}
+}
+
+func TestTokenCachedUntilNearExpiry(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	sm.Create("b", ptr(`{}`))
+	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now}) // default skew 30s
+	for i := range 5 {
+		if _, err := r.Token(); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Minute)
+		_ = i
+	}
+	if n := sm.Calls("BatchGetSecretValue"); n != 1 {
+		t.Fatalf("ring read %d times in 5 minutes of a 10-minute token, want 1", n)
+	}
+	// A newer token arrives; the cached one is still used until near its expiry.
+	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(20*time.Minute)))); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := r.Token()
+	if tok.AccessToken != "tok1" {
+		t.Fatalf("got %q before near-expiry, want cached tok1", tok.AccessToken)
+	}
+	clk.Add(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
+	tok, err := r.Token()
+	if err != nil || tok.AccessToken != "tok2" {
+		t.Fatalf("got %v %v, want tok2 after the cache expired", tok, err)
+	}
+	if n := sm.Calls("BatchGetSecretValue"); n != 2 {
+		t.Fatalf("ring reads = %d, want 2", n)
+	}
+	if !tok.Expiry.Equal(t0.Add(20*time.Minute - 30*time.Second)) {
+		t.Errorf("oauth2 expiry = %s, want expires_at minus skew", tok.Expiry)
+	}
+}
+
+func TestBatchWholeFailureFallsBack(t *testing.T) {
+	// moto fails the whole batch when one slot has no value.
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", nil)
+	sm.Create("b", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	sm.BatchErr = func([]string) error {
+		return &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "no value"}
+	}
+	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+	tok, err := r.Token()
+	if err != nil || tok.AccessToken != "tok1" {
+		t.Fatalf("got %v, %v", tok, err)
+	}
+	r.Invalidate()
+	if _, err := r.Token(); err != nil {
+		t.Fatal(err)
+	}
+	// Not an "unsupported" error: the batch is tried again each time.
+	if n := sm.Calls("BatchGetSecretValue"); n != 2 {
+		t.Errorf("batch calls = %d, want 2", n)
+	}
+	// Unsupported: tried once, then never again.
+	sm2 := ringtest.NewSecrets(clk.Now)
+	sm2.NoBatch = true
+	sm2.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	r2 := tokenring.NewReader(sm2, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
+	for range 3 {
+		r2.Invalidate()
+		if _, err := r2.Token(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sm2.Calls("BatchGetSecretValue"); n != 1 {
+		t.Errorf("unsupported batch called %d times, want 1", n)
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	sm.NoBatch = true
+	sm.GetErr = func(string) error { return &smithy.GenericAPIError{Code: "AccessDeniedException", Message: "denied"} }
+	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
+	_, err := r.Token()
+	if !errors.Is(err, tokenring.ErrNoValidToken) || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("err = %v, want ErrNoValidToken naming AccessDenied", err)
+	}
+}
+
+func putInput(id, v string) *secretsmanager.PutSecretValueInput {
+	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
+}
+
+// unauthorized is the error the rdp client returns for a gateway 401.
+func unauthorized() error {
+	return &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Code: "401", Message: "token expired", Status: "Unauthorized"}
+}
+
+func TestDo(t *testing.T) {
+	tests := []struct {
+		name       string
+		newer      bool    // a newer generation is in the ring when op first fails
+		results    []error // op's results, in order
+		wantCalls  int
+		wantErr    []error
+		wantReport int64 // generation reported, 0 for none
+	}{
+		{name: "success", results: []error{nil}, wantCalls: 1},
+		{name: "other error passes through", results: []error{rdp.ErrNotFound}, wantCalls: 1, wantErr: []error{rdp.ErrNotFound}},
+		{name: "401 then newer token works", newer: true, results: []error{unauthorized(), nil}, wantCalls: 2},
+		{name: "401 twice reports the newer generation", newer: true, results: []error{unauthorized(), unauthorized()}, wantCalls: 2,
+			wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 2},
+		{name: "401 and nothing newer reports at once", results: []error{unauthorized()}, wantCalls: 1,
+			wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 1},
+		{name: "401 then other error", newer: true, results: []error{unauthorized(), rdp.ErrNotFound}, wantCalls: 2, wantErr: []error{rdp.ErrNotFound}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: t0}
+			sm := ringtest.NewSecrets(clk.Now)
+			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+			sm.Create("b", ptr(`{}`))
+			db := ringtest.NewDynamo()
+			table := state.New(db, "state")
+			table.Now = clk.Now
+			r := tokenring.NewReader(sm, table, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+			if _, err := r.Token(); err != nil { // cache generation 1
+				t.Fatal(err)
+			}
+			if tc.newer {
+				if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls := 0
+			var seen []string
+			err := r.Do(context.Background(), func(ctx context.Context) error {
+				tok, err := r.Token()
+				if err != nil {
+					return err
+				}
+				seen = append(seen, tok.AccessToken)
+				res := tc.results[calls]
+				calls++
+				return res
+			})
+			if calls != tc.wantCalls {
+				t.Fatalf("op ran %d times, want %d", calls, tc.wantCalls)
+			}
+			if tc.newer && calls == 2 && (seen[0] != "tok1" || seen[1] != "tok2") {
+				t.Errorf("tokens used = %v, want [tok1 tok2]", seen)
+			}
+			if len(tc.wantErr) == 0 && err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			for _, w := range tc.wantErr {
+				if !errors.Is(err, w) {
+					t.Errorf("err = %v, want it to wrap %v", err, w)
+				}
+			}
+			reports := 0
+			for _, it := range db.Items() {
+				if it["pk"].(*types.AttributeValueMemberS).Value == state.PKRing {
+					reports++
+				}
+			}
+			if tc.wantReport == 0 {
+				if reports != 0 {
+					t.Fatalf("%d reports recorded, want none", reports)
+				}
+				return
+			}
+			rep, err := table.GetTokenReport(context.Background(), tc.wantReport)
+			if err != nil {
+				t.Fatalf("report for generation %d: %v", tc.wantReport, err)
+			}
+			if rep.Reports != 1 || !rep.FirstAt.Equal(t0) || !strings.Contains(rep.Reason, "401 token expired") {
+				t.Errorf("report = %+v", rep)
+			}
+			if reports != 1 {
+				t.Errorf("%d reports, want 1", reports)
+			}
+			raw := fmt.Sprint(db.Items())
+			if strings.Contains(raw, "tok1") || strings.Contains(raw, "tok2") {
+				t.Errorf("state table holds a token: %s", raw)
+			}
+		})
+	}
+}
+
+func TestDoNoValidToken(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(`{}`))
+	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
+	ran := false
+	err := r.Do(context.Background(), func(context.Context) error { ran = true; return nil })
+	if ran || !errors.Is(err, tokenring.ErrNoValidToken) {
+		t.Fatalf("ran=%v err=%v, want ErrNoValidToken without running op", ran, err)
+	}
+}
+
+func TestHTTPClientSendsBearer(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		got = req.Header.Get("Authorization")
+	}))
+	defer srv.Close()
+	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
+	hc := r.HTTPClient(&http.Client{Timeout: 5 * time.Second})
+	if hc.Timeout != 5*time.Second {
+		t.Errorf("timeout not kept")
+	}
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got != "Bearer tok1" {
+		t.Fatalf("Authorization = %q", got)
+	}
+}
+
+// TestDoWithRDPClient runs Do around a real rdp.Client call against a server
+// that refuses the first token: the reader re-reads the ring and succeeds.
+func TestDoWithRDPClient(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "old", t0.Add(10*time.Minute))))
+	sm.Create("b", ptr(`{}`))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer new" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(401)
+			fmt.Fprint(w, `{"error":{"id":"x","code":"401","message":"token expired","status":"Unauthorized"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"value":[]}`)
+	}))
+	defer srv.Close()
+	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+	c, err := rdp.NewClient(rdp.WithBaseURL(srv.URL), rdp.WithHTTPClient(r.HTTPClient(nil)), rdp.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := func(ctx context.Context) error {
+		for _, err := range c.Packages(ctx, "bulk-ESG") {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := r.Token(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "new", t0.Add(15*time.Minute)))); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(context.Background(), op); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if r.Generation() != 2 {
+		t.Errorf("generation = %d, want 2", r.Generation())
+	}
+}
