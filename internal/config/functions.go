@@ -22,6 +22,9 @@ type Refresher struct {
 	RefreshMargin          time.Duration `env:"TOKEN_REFRESH_MARGIN" default:"2m"`
 	SecretMinWriteInterval time.Duration `env:"SECRET_MIN_WRITE_INTERVAL" default:"10m"`
 	AuthBudget             int           `env:"AUTH_BUDGET" default:"20" min:"1"`
+	// SessionMaxLifetime is how long a v1 session (password grant) can be
+	// refreshed: the refresher signs on again before it ends.
+	SessionMaxLifetime time.Duration `env:"RDP_SESSION_MAX_LIFETIME" default:"18h" min:"10m"`
 }
 
 // Poller configures functions/fileset-poller.
@@ -30,6 +33,16 @@ type Poller struct {
 	Reader
 	DownloadQueueURL string   `env:"DOWNLOAD_QUEUE_URL" required:"true"`
 	Subscriptions    []string `env:"SUBSCRIPTIONS"`
+	// PollOverlap is subtracted from a package's watermark to form modifiedSince.
+	PollOverlap time.Duration `env:"POLL_OVERLAP" default:"1h"`
+	// FullReconcileEvery: every N-th poll of a package ignores the watermark.
+	FullReconcileEvery int `env:"FULL_RECONCILE_EVERY" default:"24" min:"1"`
+	// ExpiryWarning: a file not DONE whose file-set's availableTo is closer than this is reported.
+	ExpiryWarning time.Duration `env:"EXPIRY_WARNING" default:"24h"`
+	// FileTTLMargin: a file item's DynamoDB TTL is its file-set's availableTo plus this.
+	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
+	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
+	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1"`
 }
 
 // Downloader configures functions/downloader.
@@ -39,6 +52,27 @@ type Downloader struct {
 	DownloadQueueURL string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
 	DestBucket       string `env:"DEST_BUCKET" required:"true"`
 	DestPrefix       string `env:"DEST_PREFIX"`
-	PartSize         int64  `env:"PART_SIZE"`
-	ParallelRanges   int    `env:"PARALLEL_RANGES" default:"4" min:"1"`
+	// PartSize overrides the multipart part size in bytes (S3: 5 MiB–5 GiB);
+	// 0 chooses it from the file size (≥ 8 MiB, ≤ 10,000 parts).
+	PartSize int64 `env:"PART_SIZE" min:"5242880"`
+	// ParallelRanges is the number of byte ranges in flight per invocation,
+	// shared by the messages of a batch; buffers are bounded by part size × it.
+	ParallelRanges int `env:"PARALLEL_RANGES" default:"4" min:"1"`
+	// MessageConcurrency bounds the messages of one batch processed at once.
+	MessageConcurrency int `env:"MESSAGE_CONCURRENCY" default:"4" min:"1"`
+	// DeadlineMargin: this long before the Lambda deadline no new range is
+	// started; the upload is checkpointed and a continuation message enqueued.
+	DeadlineMargin time.Duration `env:"DEADLINE_MARGIN" default:"45s"`
+	// RangeReadTimeout: a range that delivers no byte for this long is
+	// abandoned and retried (stall detection).
+	RangeReadTimeout time.Duration `env:"RANGE_READ_TIMEOUT" default:"30s" min:"100ms"`
+	// RangeAttempts bounds the attempts of one range (faults, 5xx, throttling).
+	RangeAttempts int `env:"RANGE_ATTEMPTS" default:"6" min:"1"`
+	// RetryBaseDelay and RetryMaxDelay shape the jittered exponential backoff
+	// between attempts of a range.
+	RetryBaseDelay time.Duration `env:"RETRY_BASE_DELAY" default:"500ms"`
+	RetryMaxDelay  time.Duration `env:"RETRY_MAX_DELAY" default:"20s"`
+	// CheckpointInterval: how often a running multipart upload saves its
+	// progress (so a crash loses at most this much work).
+	CheckpointInterval time.Duration `env:"CHECKPOINT_INTERVAL" default:"30s" min:"1s"`
 }

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// FileStore is the part of the RDP client the poller uses.
+type FileStore interface {
+	FileSetsWithPages(ctx context.Context, q rdp.FileSetQuery, onPage func()) iter.Seq2[rdp.FileSet, error]
+	Packages(ctx context.Context, bucket string) iter.Seq2[rdp.Package, error]
+	Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.File, error]
+}
+
+var _ FileStore = (*rdp.Client)(nil)
+
+// TokenGuard runs RDP calls and handles a 401 (DESIGN §7.1): re-read the
+// ring, retry once, then report the token and fail with rdp.ErrUnauthorized.
+type TokenGuard interface {
+	Do(ctx context.Context, op func(ctx context.Context) error) error
+}
+
+var _ TokenGuard = (*tokenring.Reader)(nil)
+
+// StateStore is the part of the state table the poller uses.
+type StateStore interface {
+	BatchGetFiles(ctx context.Context, ids []string) (map[string]*state.FileItem, int, error)
+	ClaimFile(ctx context.Context, it state.FileItem) error
+	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
+	MarkQueued(ctx context.Context, fileID string) error
+	GetWatermark(ctx context.Context, bucket, packageID string) (*state.Watermark, error)
+	PutWatermark(ctx context.Context, w state.Watermark) error
+}
+
+var _ StateStore = (*state.Table)(nil)
+
+// Sender sends download-queue messages (10 per SendMessageBatch).
+type Sender interface {
+	SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error)
+}
+
+var _ Sender = (*queue.Sender)(nil)
+
+// Defaults of the tuning knobs (config.Poller carries the same defaults).
+const (
+	DefaultOverlap       = time.Hour
+	DefaultFullEvery     = 24
+	DefaultExpiryWarning = 24 * time.Hour
+	DefaultTTLMargin     = 7 * 24 * time.Hour
+	// DefaultPageSize is the file-set page size asked for (the API's maximum).
+	DefaultPageSize = rdp.MaxPageSize
+	// flushFiles: file ids looked up per BatchGetItem (DynamoDB's limit).
+	flushFiles = 100
+	// writeConcurrency bounds the parallel conditional writes per flush.
+	writeConcurrency = 8
+	// deadlineReserve is kept free before the Lambda deadline to report.
+	deadlineReserve = 5 * time.Second
+)
+
+// Handler is the fileset-poller. Build it with its fields set; zero knobs
+// take the defaults above.
+type Handler struct {
+	Files  FileStore
+	Tokens TokenGuard
+	State  StateStore
+	Queue  Sender
+
+	Logger  *slog.Logger
+	Metrics *metrics.Recorder
+
+	// Subscriptions is SUBSCRIPTIONS: "bucket/packageId" or "bucket/*" entries.
+	Subscriptions []string
+	// Overlap is subtracted from the watermark to form modifiedSince (POLL_OVERLAP).
+	Overlap time.Duration
+	// FullEvery: every N-th poll of a package is a full reconciliation (FULL_RECONCILE_EVERY).
+	FullEvery int
+	// ExpiryWarning: files not DONE whose file-set's availableTo is closer are reported (EXPIRY_WARNING).
+	ExpiryWarning time.Duration
+	// TTLMargin: a file item expires this long after its file-set's availableTo (FILE_TTL_MARGIN).
+	TTLMargin time.Duration
+	// PageSize of the file-set listing, 1..100 (POLL_PAGE_SIZE; default 100).
+	PageSize int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	// AfterClaim is a test hook: it runs after a batch of files was claimed
+	// (status CLAIMED) and before their messages are sent. An error aborts
+	// the invocation on the spot, as a crash between claim and send would.
+	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
+}
+
+// Result summarises an invocation (the Lambda response).
+type Result struct {
+	Full               bool            `json:"full"`
+	Packages           []PackageResult `json:"packages"`
+	Errors             []string        `json:"errors,omitempty"`
+	PagesFetched       int             `json:"pagesFetched"`
+	FileSetsSeen       int             `json:"fileSetsSeen"`
+	FilesQueued        int             `json:"filesQueued"`
+	FilesNearingExpiry int             `json:"filesNearingExpiry"`
+	DurationSeconds    float64         `json:"durationSeconds"`
+}
+
+// PackageResult is what one package's poll did.
+type PackageResult struct {
+	Subscription  string    `json:"subscription"` // bucket/packageId
+	Full          bool      `json:"full"`
+	ModifiedSince time.Time `json:"modifiedSince,omitzero"`
+	Pages         int       `json:"pages"`
+	FileSets      int       `json:"fileSets"`      // distinct READY file-sets listed
+	Files         int       `json:"files"`         // distinct files of those
+	New           int       `json:"new"`           // files claimed by this poll
+	Resent        int       `json:"resent"`        // files found CLAIMED (unsent) and sent again
+	Queued        int       `json:"queued"`        // messages sent (new + resent)
+	SendFailed    int       `json:"sendFailed"`    // messages not sent: left CLAIMED for the next poll
+	NearingExpiry int       `json:"nearingExpiry"` // files not DONE whose file-set expires soon
+	Watermark     time.Time `json:"watermark,omitzero"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// errAbort marks an error that ends the whole invocation (bad token, crash hook).
+type errAbort struct{ err error }
+
+func (e *errAbort) Error() string { return e.err.Error() }
+func (e *errAbort) Unwrap() error { return e.err }
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+func (h *Handler) overlap() time.Duration {
+	if h.Overlap > 0 {
+		return h.Overlap
+	}
+	return DefaultOverlap
+}
+
+func (h *Handler) fullEvery() int {
+	if h.FullEvery > 0 {
+		return h.FullEvery
+	}
+	return DefaultFullEvery
+}
+
+func (h *Handler) expiryWarning() time.Duration {
+	if h.ExpiryWarning > 0 {
+		return h.ExpiryWarning
+	}
+	return DefaultExpiryWarning
+}
+
+func (h *Handler) pageSize() int {
+	if h.PageSize > 0 && h.PageSize <= rdp.MaxPageSize {
+		return h.PageSize
+	}
+	return DefaultPageSize
+}
+
+func (h *Handler) ttlMargin() time.Duration {
+	if h.TTLMargin > 0 {
+		return h.TTLMargin
+	}
+	return DefaultTTLMargin
+}
+
+// Invoke implements lambda.Handler: it parses the payload itself so that
+// non-JSON input gets an error naming the problem.
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	res, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// Handle runs one invocation. It polls every subscription the event selects,
+// even when some fail, and returns an error naming each one that failed (the
+// invocation then fails). A refused token (401 after the ring re-read) or
+// an empty ring ends the invocation at once.
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result, error) {
+	start := time.Now()
+	log := logx.WithRequest(ctx, h.logger())
+	ev, err := ParseEvent(payload)
+	if err != nil {
+		log.Error("bad event", "error", err.Error())
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 2*deadlineReserve {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-deadlineReserve))
+		defer cancel()
+	}
+	res := &Result{Full: ev.Full, Packages: []PackageResult{}}
+	var errs []error
+	fail := func(e error) {
+		errs = append(errs, e)
+		res.Errors = append(res.Errors, e.Error())
+	}
+
+	subs := ev.Subscriptions
+	source := "event"
+	if subs == nil {
+		subs, source = h.Subscriptions, "SUBSCRIPTIONS"
+	}
+	if len(subs) == 0 {
+		err := errors.New("no subscriptions: SUBSCRIPTIONS is empty and the event names none")
+		log.Error("nothing to poll", "error", err.Error())
+		return nil, err
+	}
+	log.Info("poll started", "subscriptions", len(subs), "source", source, "full", ev.Full)
+
+	seen := map[string]bool{}
+	aborted := false
+	for _, raw := range subs {
+		if aborted {
+			break
+		}
+		sub, err := ParseSubscription(raw)
+		if err != nil {
+			log.Error("bad subscription", "subscription", raw, "error", err.Error())
+			fail(err)
+			continue
+		}
+		targets := []Target{{Bucket: sub.Bucket, PackageID: sub.PackageID}}
+		if sub.All {
+			targets, err = h.resolvePackages(ctx, sub)
+			if err != nil {
+				log.Error("resolve packages failed", "subscription", sub.Raw, "error", err.Error())
+				fail(err)
+				if isAbort(err) {
+					aborted = true
+				}
+				continue
+			}
+			log.Info("packages resolved", "subscription", sub.Raw, "packages", len(targets))
+		}
+		for _, t := range targets {
+			if seen[t.key()] {
+				continue
+			}
+			seen[t.key()] = true
+			pr, err := h.pollPackage(ctx, log, t, ev.Full)
+			res.Packages = append(res.Packages, pr)
+			res.PagesFetched += pr.Pages
+			res.FileSetsSeen += pr.FileSets
+			res.FilesQueued += pr.Queued
+			res.FilesNearingExpiry += pr.NearingExpiry
+			if err != nil {
+				fail(err)
+				if isAbort(err) {
+					aborted = true
+					break
+				}
+			}
+		}
+	}
+	res.DurationSeconds = time.Since(start).Seconds()
+	h.putMetrics(res, len(errs))
+	attrs := []any{
+		"packages", len(res.Packages), "pages", res.PagesFetched, "file_sets", res.FileSetsSeen,
+		"files_queued", res.FilesQueued, "files_nearing_expiry", res.FilesNearingExpiry,
+		"errors", len(errs), "seconds", res.DurationSeconds,
+	}
+	if len(errs) > 0 {
+		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
+		log.Error("poll failed", append(attrs, "error", err.Error())...)
+		return res, err
+	}
+	log.Info("poll done", attrs...)
+	return res, nil
+}
+
+func isAbort(err error) bool {
+	var a *errAbort
+	return errors.As(err, &a)
+}
+
+// guardErr turns token failures into aborts: every further RDP call would
+// fail the same way (and report the same token again).
+func guardErr(err error) error {
+	if err == nil || isAbort(err) {
+		return err
+	}
+	if errors.Is(err, rdp.ErrUnauthorized) || errors.Is(err, tokenring.ErrNoValidToken) {
+		return &errAbort{err}
+	}
+	return err
+}
+
+func (h *Handler) putMetrics(res *Result, errs int) {
+	m := h.Metrics
+	if m == nil {
+		return
+	}
+	m.Add("FileSetsSeen", float64(res.FileSetsSeen))
+	m.Add("FilesQueued", float64(res.FilesQueued))
+	m.Add("PagesFetched", float64(res.PagesFetched))
+	m.Add("FilesNearingExpiry", float64(res.FilesNearingExpiry))
+	m.Add("PollErrors", float64(errs))
+	m.Put("PollSeconds", metrics.Seconds, res.DurationSeconds)
+	_ = m.Flush()
+}
+
+// resolvePackages lists the packages of a bucket/* subscription.
+func (h *Handler) resolvePackages(ctx context.Context, sub Subscription) ([]Target, error) {
+	var targets []Target
+	err := h.Tokens.Do(ctx, func(ctx context.Context) error {
+		targets = targets[:0]
+		seen := map[string]bool{}
+		for p, err := range h.Files.Packages(ctx, sub.Bucket) {
+			if err != nil {
+				return err
+			}
+			if p.PackageID == "" || strings.ContainsAny(p.PackageID, "/?#") {
+				return fmt.Errorf(`list packages: malformed package: field "packageId" is %q`, p.PackageID)
+			}
+			if !seen[p.PackageID] {
+				seen[p.PackageID] = true
+				targets = append(targets, Target{Bucket: sub.Bucket, PackageID: p.PackageID})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscription %q: %w", sub.Raw, guardErr(err))
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("subscription %q: bucket %q: no package visible to this account (unknown bucket?)", sub.Raw, sub.Bucket)
+	}
+	return targets, nil
+}

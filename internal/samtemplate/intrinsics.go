@@ -1,0 +1,555 @@
+package samtemplate
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// DefaultPseudoParameters are the pseudo parameter values used when the caller
+// gives none: moto's account and region, CloudFormation's partition.
+var DefaultPseudoParameters = map[string]string{
+	"AWS::AccountId": "123456789012",
+	"AWS::Region":    "us-east-1",
+	"AWS::Partition": "aws",
+	"AWS::URLSuffix": "amazonaws.com",
+	"AWS::StackName": "cfsync",
+	"AWS::StackId":   "arn:aws:cloudformation:us-east-1:123456789012:stack/cfsync/00000000-0000-0000-0000-000000000000",
+}
+
+// ParameterValues returns every parameter's value: overrides, else the
+// default. Like CloudFormation it rejects unknown names, missing values and
+// values outside AllowedValues/AllowedPattern. Pseudo parameters (AWS::…) in
+// overrides are kept, and missing ones are taken from DefaultPseudoParameters.
+func (t Template) ParameterValues(overrides map[string]string) (map[string]string, error) {
+	out := map[string]string{}
+	for k, v := range DefaultPseudoParameters {
+		out[k] = v
+	}
+	declared := map[string]Parameter{}
+	for _, p := range t.Parameters() {
+		declared[p.Name] = p
+	}
+	for k, v := range overrides {
+		if strings.HasPrefix(k, "AWS::") {
+			out[k] = v
+			continue
+		}
+		if _, ok := declared[k]; !ok {
+			return nil, fmt.Errorf("parameter %s: not declared by the template", k)
+		}
+	}
+	for _, p := range declared {
+		v, ok := overrides[p.Name]
+		if !ok {
+			if !p.HasDefault {
+				return nil, fmt.Errorf("parameter %s: no value and no default", p.Name)
+			}
+			v = p.Default
+		}
+		if len(p.AllowedValues) > 0 && !slices.Contains(p.AllowedValues, v) {
+			return nil, fmt.Errorf("parameter %s=%q: not one of %v", p.Name, v, p.AllowedValues)
+		}
+		if p.AllowedPattern != "" {
+			re, err := regexp.Compile("^(?:" + p.AllowedPattern + ")$")
+			if err != nil {
+				return nil, fmt.Errorf("parameter %s: AllowedPattern: %w", p.Name, err)
+			}
+			if !re.MatchString(v) {
+				return nil, fmt.Errorf("parameter %s=%q: does not match %s", p.Name, v, p.AllowedPattern)
+			}
+		}
+		if p.Type == "Number" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return nil, fmt.Errorf("parameter %s=%q: not a number", p.Name, v)
+			}
+			if p.MinValue != nil && f < *p.MinValue {
+				return nil, fmt.Errorf("parameter %s=%q: below MinValue %g", p.Name, v, *p.MinValue)
+			}
+			if p.MaxValue != nil && f > *p.MaxValue {
+				return nil, fmt.Errorf("parameter %s=%q: above MaxValue %g", p.Name, v, *p.MaxValue)
+			}
+		}
+		out[p.Name] = v
+	}
+	return out, nil
+}
+
+// Conditions evaluates the Conditions section with the given parameter values.
+func (t Template) Conditions(params map[string]string) (map[string]bool, error) {
+	defs := t.section("Conditions")
+	done := map[string]bool{}
+	visiting := map[string]bool{}
+	r := &Resolver{Params: params}
+	var eval func(name string) (bool, error)
+	var expr func(v any) (bool, error)
+	eval = func(name string) (bool, error) {
+		if v, ok := done[name]; ok {
+			return v, nil
+		}
+		def, ok := defs[name]
+		if !ok {
+			return false, fmt.Errorf("condition %s: not defined", name)
+		}
+		if visiting[name] {
+			return false, fmt.Errorf("condition %s: refers to itself", name)
+		}
+		visiting[name] = true
+		v, err := expr(def)
+		if err != nil {
+			return false, fmt.Errorf("condition %s: %w", name, err)
+		}
+		done[name] = v
+		return v, nil
+	}
+	expr = func(v any) (bool, error) {
+		m, ok := v.(map[string]any)
+		if !ok || len(m) != 1 {
+			return false, fmt.Errorf("not a condition function: %v", v)
+		}
+		for fn, arg := range m {
+			args, _ := arg.([]any)
+			switch fn {
+			case "Condition":
+				name, _ := arg.(string)
+				return eval(name)
+			case "Fn::Equals":
+				if len(args) != 2 {
+					return false, fmt.Errorf("Fn::Equals wants 2 arguments")
+				}
+				a, err := r.Resolve(args[0])
+				if err != nil {
+					return false, err
+				}
+				b, err := r.Resolve(args[1])
+				if err != nil {
+					return false, err
+				}
+				return scalarString(a) == scalarString(b), nil
+			case "Fn::Not":
+				if len(args) != 1 {
+					return false, fmt.Errorf("Fn::Not wants 1 argument")
+				}
+				c, err := expr(args[0])
+				return !c, err
+			case "Fn::And", "Fn::Or":
+				if len(args) < 2 {
+					return false, fmt.Errorf("%s wants at least 2 arguments", fn)
+				}
+				for _, a := range args {
+					c, err := expr(a)
+					if err != nil {
+						return false, err
+					}
+					if fn == "Fn::And" && !c {
+						return false, nil
+					}
+					if fn == "Fn::Or" && c {
+						return true, nil
+					}
+				}
+				return fn == "Fn::And", nil
+			default:
+				return false, fmt.Errorf("unsupported condition function %s", fn)
+			}
+		}
+		panic("unreachable")
+	}
+	out := map[string]bool{}
+	for _, name := range SortedKeys(defs) {
+		v, err := eval(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// Resolver evaluates CloudFormation intrinsic functions: Ref, Fn::Sub,
+// Fn::Join, Fn::GetAtt, Fn::If, Fn::Select, Fn::Split, Fn::Base64 and
+// AWS::NoValue. Parameters (pseudo parameters included) come from Params;
+// references to resources go to Ref and GetAtt.
+type Resolver struct {
+	Params     map[string]string
+	Conditions map[string]bool
+	Ref        func(id string) (string, error)
+	GetAtt     func(id, attr string) (string, error)
+}
+
+// noValue marks a value that AWS::NoValue removed.
+type noValue struct{}
+
+// Resolve evaluates every intrinsic function in v. A value that resolves to
+// AWS::NoValue is dropped from its map or list; at the top level Resolve
+// returns nil.
+func (r *Resolver) Resolve(v any) (any, error) {
+	out, err := r.resolve(v)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := out.(noValue); ok {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// ResolveString resolves v and requires a string result.
+func (r *Resolver) ResolveString(v any) (string, error) {
+	out, err := r.Resolve(v)
+	if err != nil {
+		return "", err
+	}
+	switch x := out.(type) {
+	case string:
+		return x, nil
+	case int64, float64, bool:
+		return scalarString(x), nil
+	}
+	return "", fmt.Errorf("want a string, got %T", out)
+}
+
+func (r *Resolver) resolve(v any) (any, error) {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, 0, len(x))
+		for _, e := range x {
+			rv, err := r.resolve(e)
+			if err != nil {
+				return nil, err
+			}
+			if _, drop := rv.(noValue); !drop {
+				out = append(out, rv)
+			}
+		}
+		return out, nil
+	case map[string]any:
+		if len(x) == 1 {
+			for fn, arg := range x {
+				if fn == "Ref" || strings.HasPrefix(fn, "Fn::") {
+					return r.function(fn, arg)
+				}
+			}
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			rv, err := r.resolve(e)
+			if err != nil {
+				return nil, err
+			}
+			if _, drop := rv.(noValue); !drop {
+				out[k] = rv
+			}
+		}
+		return out, nil
+	default:
+		return v, nil
+	}
+}
+
+func (r *Resolver) function(fn string, arg any) (any, error) {
+	args, _ := arg.([]any)
+	switch fn {
+	case "Ref":
+		name, ok := arg.(string)
+		if !ok {
+			return nil, fmt.Errorf("!Ref: want a name, got %v", arg)
+		}
+		return r.ref(name)
+	case "Fn::If":
+		if len(args) != 3 {
+			return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
+		}
+		name, _ := args[0].(string)
+		c, ok := r.Conditions[name]
+		if !ok {
+			return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
+		}
+		if c {
+			return r.resolve(args[1])
+		}
+		return r.resolve(args[2])
+	case "Fn::GetAtt":
+		var id, attr string
+		switch a := arg.(type) {
+		case string:
+			id, attr, _ = strings.Cut(a, ".")
+		case []any:
+			if len(a) == 2 {
+				id, _ = a[0].(string)
+				attr, _ = a[1].(string)
+			}
+		}
+		if id == "" || attr == "" {
+			return nil, fmt.Errorf("Fn::GetAtt: want [resource, attribute], got %v", arg)
+		}
+		if r.GetAtt == nil {
+			return nil, fmt.Errorf("Fn::GetAtt %s.%s: resource attributes unknown here", id, attr)
+		}
+		return r.GetAtt(id, attr)
+	case "Fn::Join":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("Fn::Join wants [delimiter, list]")
+		}
+		delim, _ := args[0].(string)
+		list, err := r.resolve(args[1])
+		if err != nil {
+			return nil, err
+		}
+		items, ok := list.([]any)
+		if !ok {
+			return nil, fmt.Errorf("Fn::Join: second argument is not a list")
+		}
+		parts := make([]string, len(items))
+		for i, it := range items {
+			s, ok := it.(string)
+			if !ok {
+				return nil, fmt.Errorf("Fn::Join: element %d is %T, not a string", i, it)
+			}
+			parts[i] = s
+		}
+		return strings.Join(parts, delim), nil
+	case "Fn::Split":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("Fn::Split wants [delimiter, string]")
+		}
+		delim, _ := args[0].(string)
+		s, err := r.ResolveString(args[1])
+		if err != nil {
+			return nil, fmt.Errorf("Fn::Split: %w", err)
+		}
+		var out []any
+		for _, p := range strings.Split(s, delim) {
+			out = append(out, p)
+		}
+		return out, nil
+	case "Fn::Select":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("Fn::Select wants [index, list]")
+		}
+		idx, err := r.ResolveString(args[0])
+		if err != nil {
+			return nil, err
+		}
+		i, err := strconv.Atoi(idx)
+		if err != nil {
+			return nil, fmt.Errorf("Fn::Select: index %q", idx)
+		}
+		list, err := r.resolve(args[1])
+		if err != nil {
+			return nil, err
+		}
+		items, _ := list.([]any)
+		if i < 0 || i >= len(items) {
+			return nil, fmt.Errorf("Fn::Select: index %d out of range", i)
+		}
+		return items[i], nil
+	case "Fn::Base64":
+		s, err := r.ResolveString(arg)
+		if err != nil {
+			return nil, err
+		}
+		return base64.StdEncoding.EncodeToString([]byte(s)), nil
+	case "Fn::Sub":
+		return r.sub(arg)
+	}
+	return nil, fmt.Errorf("unsupported intrinsic function %s", fn)
+}
+
+func (r *Resolver) ref(name string) (any, error) {
+	if name == "AWS::NoValue" {
+		return noValue{}, nil
+	}
+	if v, ok := r.Params[name]; ok {
+		return v, nil
+	}
+	if strings.HasPrefix(name, "AWS::") {
+		return nil, fmt.Errorf("!Ref %s: unknown pseudo parameter", name)
+	}
+	if r.Ref == nil {
+		return nil, fmt.Errorf("!Ref %s: not a parameter and resources are unknown here", name)
+	}
+	return r.Ref(name)
+}
+
+func (r *Resolver) sub(arg any) (any, error) {
+	var text string
+	vars := map[string]any{}
+	switch a := arg.(type) {
+	case string:
+		text = a
+	case []any:
+		if len(a) != 2 {
+			return nil, fmt.Errorf("Fn::Sub wants a string or [string, variables]")
+		}
+		text, _ = a[0].(string)
+		m, _ := a[1].(map[string]any)
+		for k, v := range m {
+			rv, err := r.ResolveString(v)
+			if err != nil {
+				return nil, fmt.Errorf("Fn::Sub variable %s: %w", k, err)
+			}
+			vars[k] = rv
+		}
+	default:
+		return nil, fmt.Errorf("Fn::Sub wants a string or [string, variables]")
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(text, "${")
+		if i < 0 {
+			b.WriteString(text)
+			break
+		}
+		b.WriteString(text[:i])
+		j := strings.Index(text[i:], "}")
+		if j < 0 {
+			return nil, fmt.Errorf("Fn::Sub: unterminated ${ in %q", text)
+		}
+		name := text[i+2 : i+j]
+		text = text[i+j+1:]
+		if strings.HasPrefix(name, "!") { // ${!Literal}
+			b.WriteString("${" + name[1:] + "}")
+			continue
+		}
+		val, err := r.subVar(name, vars)
+		if err != nil {
+			return nil, fmt.Errorf("Fn::Sub ${%s}: %w", name, err)
+		}
+		b.WriteString(val)
+	}
+	return b.String(), nil
+}
+
+func (r *Resolver) subVar(name string, vars map[string]any) (string, error) {
+	if v, ok := vars[name]; ok {
+		return v.(string), nil
+	}
+	if id, attr, ok := strings.Cut(name, "."); ok && !strings.HasPrefix(name, "AWS::") {
+		v, err := r.function("Fn::GetAtt", []any{id, attr})
+		if err != nil {
+			return "", err
+		}
+		return scalarString(v), nil
+	}
+	v, err := r.ref(name)
+	if err != nil {
+		return "", err
+	}
+	if _, ok := v.(noValue); ok {
+		return "", fmt.Errorf("AWS::NoValue inside Fn::Sub")
+	}
+	return scalarString(v), nil
+}
+
+// PruneConditions returns a copy of v with every Fn::If replaced by the
+// branch its condition selects and every AWS::NoValue removed. Other
+// intrinsic functions are left for CloudFormation to evaluate.
+func PruneConditions(v any, conds map[string]bool) (any, error) {
+	out, err := prune(v, conds)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := out.(noValue); ok {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func prune(v any, conds map[string]bool) (any, error) {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, 0, len(x))
+		for _, e := range x {
+			pv, err := prune(e, conds)
+			if err != nil {
+				return nil, err
+			}
+			if _, drop := pv.(noValue); !drop {
+				out = append(out, pv)
+			}
+		}
+		return out, nil
+	case map[string]any:
+		if len(x) == 1 {
+			if ref, ok := x["Ref"].(string); ok && ref == "AWS::NoValue" {
+				return noValue{}, nil
+			}
+			if args, ok := x["Fn::If"].([]any); ok {
+				if len(args) != 3 {
+					return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
+				}
+				name, _ := args[0].(string)
+				c, ok := conds[name]
+				if !ok {
+					return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
+				}
+				if c {
+					return prune(args[1], conds)
+				}
+				return prune(args[2], conds)
+			}
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			pv, err := prune(e, conds)
+			if err != nil {
+				return nil, err
+			}
+			if _, drop := pv.(noValue); !drop {
+				out[k] = pv
+			}
+		}
+		return out, nil
+	default:
+		return v, nil
+	}
+}
+
+// Specialize returns the template as CloudFormation would create it for the
+// given parameter values: conditions evaluated, resources and outputs whose
+// condition is false removed, every Fn::If replaced by its selected branch and
+// AWS::NoValue dropped. The Conditions section and the Condition keys are gone.
+// It also returns the evaluated conditions.
+func (t Template) Specialize(params map[string]string) (Template, map[string]bool, error) {
+	conds, err := t.Conditions(params)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := t.Clone()
+	delete(out, "Conditions")
+	for _, sec := range []string{"Resources", "Outputs"} {
+		m := out.section(sec)
+		for id, v := range m {
+			e, _ := v.(map[string]any)
+			if c, ok := e["Condition"].(string); ok {
+				val, known := conds[c]
+				if !known {
+					return nil, nil, fmt.Errorf("%s %s: unknown condition %q", sec, id, c)
+				}
+				if !val {
+					delete(m, id)
+					continue
+				}
+				delete(e, "Condition")
+			}
+			pv, err := PruneConditions(e, conds)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s %s: %w", sec, id, err)
+			}
+			m[id] = pv
+		}
+	}
+	if g := out.section("Globals"); g != nil {
+		pg, err := PruneConditions(map[string]any(g), conds)
+		if err != nil {
+			return nil, nil, fmt.Errorf("section Globals: %w", err)
+		}
+		out["Globals"] = pg
+	}
+	return out, conds, nil
+}
