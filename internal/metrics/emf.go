@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -43,8 +44,13 @@ type Recorder struct {
 }
 
 // New returns a recorder writing EMF lines to w (the function's stdout),
-// with dimension Function=function on every metric.
+// with dimension Function on every metric: the deployed function's name
+// (AWS_LAMBDA_FUNCTION_NAME, so two stacks in one account never feed each
+// other's alarms), or function when not running in Lambda.
 func New(w io.Writer, function string) *Recorder {
+	if n := os.Getenv("AWS_LAMBDA_FUNCTION_NAME"); n != "" {
+		function = n
+	}
 	return &Recorder{w: w, function: function, now: time.Now, m: map[key]*value{}}
 }
 

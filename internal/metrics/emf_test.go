@@ -52,3 +52,16 @@ func TestFlushWritesEMF(t *testing.T) {
 	var nilRec *Recorder
 	nilRec.Add("x", 1) // a nil recorder is a no-op
 }
+
+func TestDeployedFunctionNameIsTheDimension(t *testing.T) {
+	t.Setenv("AWS_LAMBDA_FUNCTION_NAME", "cfsync-prod-FilesetPollerFunction-AbC123")
+	var buf bytes.Buffer
+	r := New(&buf, "fileset-poller")
+	r.Add("FilesQueued", 3)
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"Function":"cfsync-prod-FilesetPollerFunction-AbC123"`) {
+		t.Fatalf("dimension is not the deployed name: %s", buf.String())
+	}
+}

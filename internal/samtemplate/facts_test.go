@@ -99,10 +99,10 @@ func TestTemplateFacts(t *testing.T) {
 		// The EMF metrics as internal/metrics writes them: namespace, dimension Function.
 		{"no-valid-token alarm", []any{res("NoValidTokenAlarm", "Properties", "Namespace"), res("NoValidTokenAlarm", "Properties", "MetricName"),
 			res("NoValidTokenAlarm", "Properties", "Dimensions")},
-			[]any{metrics.Namespace, "TokenRemainingSeconds", []any{map[string]any{"Name": "Function", "Value": "token-refresher"}}}},
+			[]any{metrics.Namespace, "TokenRemainingSeconds", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
 		{"expiry alarm", []any{res("FilesNearingExpiryAlarm", "Properties", "Namespace"), res("FilesNearingExpiryAlarm", "Properties", "MetricName"),
 			res("FilesNearingExpiryAlarm", "Properties", "Dimensions")},
-			[]any{metrics.Namespace, "FilesNearingExpiry", []any{map[string]any{"Name": "Function", "Value": "fileset-poller"}}}},
+			[]any{metrics.Namespace, "FilesNearingExpiry", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}}},
 		{"DLQ alarm", res("DeadLetterQueueNotEmptyAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Fn::GetAtt": []any{"DownloadDeadLetterQueue", "QueueName"}}},
 		{"refresher errors alarm", res("TokenRefresherErrorsAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Ref": TokenRefresher}},
 		{"e-mail subscription", []any{res("AlarmEmailSubscription", "Condition"), res("AlarmEmailSubscription", "Properties", "Protocol")}, []any{"HasAlarmEmail", "email"}},
