@@ -408,3 +408,53 @@ func TestDoWithRDPClient(t *testing.T) {
 		t.Errorf("generation = %d, want 2", r.Generation())
 	}
 }
+
+// TestReaderConcurrent: many goroutines share one reader (the downloader's
+// parallel ranges); a 401 storm on the old generation ends in one re-read
+// per goroutine at most and no report, since the ring holds a newer token.
+func TestReaderConcurrent(t *testing.T) {
+	clk := &clock{t: t0}
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	sm.Create("b", ptr(`{}`))
+	db := ringtest.NewDynamo()
+	table := state.New(db, "state")
+	r := tokenring.NewReader(sm, table, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+	if _, err := r.Token(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- r.Do(context.Background(), func(context.Context) error {
+				tok, err := r.Token()
+				if err != nil {
+					return err
+				}
+				if tok.AccessToken != "tok2" {
+					return unauthorized()
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Do: %v", err)
+		}
+	}
+	if n := sm.Calls("BatchGetSecretValue"); n > 17 {
+		t.Errorf("%d ring reads for 16 goroutines", n)
+	}
+	if len(db.Items()) != 0 {
+		t.Errorf("reports recorded although a newer token was available: %v", db.Items())
+	}
+}

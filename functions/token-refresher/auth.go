@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// Failure reasons (metric dimension "reason", AuthState.LastFailure).
+const (
+	reasonInvalidGrant = "invalid_grant"
+	reasonSessionQuota = "session_quota"
+	reasonRateLimited  = "rate_limited"
+	reasonClient       = "unauthorized_client"
+	reasonAuthError    = "auth_error"
+	reasonServer       = "server_error"
+	reasonBadResponse  = "bad_response"
+	reasonNetwork      = "network"
+	reasonCredentials  = "credentials_secret"
+	reasonBudget       = "budget_exhausted"
+)
+
+var (
+	// errBusy: another invocation holds the /auth lease.
+	errBusy = errors.New("another refresher invocation is signing on")
+	// errLostRace: another invocation wrote a newer generation since this one read the ring.
+	errLostRace = errors.New("another refresher invocation wrote a newer token")
+	// ErrBudget: the rolling auth budget is spent.
+	ErrBudget = errors.New("auth budget exhausted")
+)
+
+// classify maps an /auth error to a failure reason and a Retry-After.
+func classify(err error) (string, time.Duration) {
+	var rl *rdp.RateLimitError
+	var ae *rdp.AuthError
+	var api *rdp.APIError
+	var de *rdp.DecodeError
+	switch {
+	case errors.As(err, &rl):
+		return reasonRateLimited, rl.RetryAfter
+	case errors.Is(err, rdp.ErrSessionQuota):
+		return reasonSessionQuota, 0
+	case errors.Is(err, rdp.ErrInvalidGrant):
+		return reasonInvalidGrant, 0
+	case errors.Is(err, rdp.ErrUnauthorizedClient):
+		return reasonClient, 0
+	case errors.As(err, &ae):
+		return reasonAuthError, 0
+	case errors.As(err, &api):
+		if api.StatusCode >= 500 {
+			return reasonServer, 0
+		}
+		if api.StatusCode == http.StatusUnauthorized {
+			return reasonClient, 0
+		}
+		return reasonAuthError, 0
+	case errors.As(err, &de):
+		return reasonBadResponse, 0
+	}
+	return reasonNetwork, 0
+}
+
+// updateAuth applies fn to the auth state with an optimistic write,
+// re-reading and retrying when another invocation wrote in between.
+func (r *run) updateAuth(ctx context.Context, fn func(st *state.AuthState) error) error {
+	for range 8 {
+		st, err := r.h.Table.GetAuthState(ctx)
+		if err != nil {
+			return err
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+		err = r.h.Table.PutAuthState(ctx, st)
+		if err == nil {
+			r.auth = st
+			return nil
+		}
+		if !errors.Is(err, state.ErrConflict) {
+			return err
+		}
+	}
+	return errors.New("update auth state: too many concurrent writers")
+}
+
+// reserve counts one auth request against the rolling budget and takes the
+// /auth lease, before the request is sent (failed requests count too). The
+// first reservation of a run also checks that no other invocation wrote a
+// newer generation since this run read the ring.
+func (r *run) reserve(ctx context.Context, grant string) error {
+	if !r.leased {
+		st, err := r.h.Table.GetRingState(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Generation != r.ringSt.Generation {
+			r.log.Warn("another refresher wrote a newer token meanwhile: nothing to do", "generation", st.Generation)
+			return errLostRace
+		}
+	}
+	var retryAt time.Time
+	var inWindow int
+	err := r.updateAuth(ctx, func(st *state.AuthState) error {
+		now := r.h.now()
+		if st.LeaseOwner != "" && st.LeaseOwner != r.owner && now.Before(st.LeaseUntil) {
+			return errBusy
+		}
+		st.Prune(now, r.h.Opts.AuthWindow)
+		inWindow = st.RequestsIn(now, r.h.Opts.AuthWindow)
+		if inWindow >= r.h.Opts.AuthBudget {
+			retryAt = st.NextFree(now, r.h.Opts.AuthWindow, r.h.Opts.AuthBudget)
+			return ErrBudget
+		}
+		st.Requests = append(st.Requests, now.UnixMilli())
+		st.LeaseOwner, st.LeaseUntil = r.owner, now.Add(r.h.Opts.Lease)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errBusy):
+		r.log.Warn("another refresher invocation holds the auth lease: skipping this run")
+		return err
+	case errors.Is(err, ErrBudget):
+		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonBudget)
+		r.log.Error("auth budget exhausted: request not sent", "grant", grant, "auth_budget", r.h.Opts.AuthBudget,
+			"window", r.h.Opts.AuthWindow.String(), "requests_in_window", inWindow, "retry_at", retryAt.Format(time.RFC3339))
+		return fmt.Errorf("%s: %w (%d requests in the last %s, AUTH_BUDGET=%d; next at %s)", grant, ErrBudget,
+			inWindow, r.h.Opts.AuthWindow, r.h.Opts.AuthBudget, retryAt.Format(time.RFC3339))
+	case err != nil:
+		return fmt.Errorf("reserve auth request: %w", err)
+	}
+	r.leased = true
+	return nil
+}
+
+// call sends one /auth request within the budget and counts it.
+func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, error)) (*rdp.Token, error) {
+	if err := r.reserve(ctx, grant); err != nil {
+		return nil, err
+	}
+	r.authCalls++
+	r.h.Metrics.Add("AuthRequests", 1, "grant", grant)
+	tok, err := fn()
+	if err != nil {
+		reason, _ := classify(err)
+		r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
+		return nil, err
+	}
+	return tok, nil
+}
+
+// obtain gets a new token with as few /auth requests as possible.
+func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, error) {
+	rdpc := r.h.RDP
+	revokedForce := r.ev.Force && r.auth.Revoked
+	var (
+		tok   *rdp.Token
+		err   error
+		grant string
+	)
+	switch c.Kind {
+	case KindServiceAccount:
+		grant = grantClient
+		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+			return rdpc.ClientCredentialsGrant(ctx, c.ClientID, c.ClientSecret, c.Scope)
+		})
+		if err != nil {
+			err = fmt.Errorf("v2 client_credentials grant (check client_id and client_secret in the credentials secret): %w", err)
+		}
+	case KindRefreshToken:
+		grant = grantRefresh
+		rt := c.RefreshToken
+		fromRing := r.have && r.latest.RefreshToken != "" && !revokedForce
+		if fromRing {
+			rt = r.latest.RefreshToken
+		}
+		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, rt) })
+		if errors.Is(err, rdp.ErrInvalidGrant) && fromRing && rt != c.RefreshToken {
+			r.log.Warn("the ring's refresh token was refused: trying the credentials secret's refresh token")
+			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, c.RefreshToken) })
+		}
+		if err != nil {
+			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
+		}
+	default: // KindPassword
+		password, why := r.needPassword(c, revokedForce)
+		if !password {
+			grant = grantRefresh
+			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, r.latest.RefreshToken) })
+			if errors.Is(err, rdp.ErrInvalidGrant) {
+				r.log.Warn("refresh token refused (invalid_grant): signing on with the password grant", "generation", r.latest.Generation)
+				password = true
+			} else if err != nil {
+				err = fmt.Errorf("refresh grant: %w", err)
+			}
+		} else {
+			r.log.Info("signing on with the password grant", "why", why)
+		}
+		if password {
+			grant = grantPassword
+			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+				return rdpc.PasswordGrant(ctx, rdp.PasswordGrant{Username: c.Username, Password: c.Password, ClientID: c.ClientID,
+					Scope: c.Scope, TakeExclusiveSignOnControl: c.TakeExclusive})
+			})
+			if err != nil {
+				err = fmt.Errorf("v1 password grant (check username, password and client_id in the credentials secret): %w", err)
+			}
+		}
+	}
+	if errors.Is(err, errBusy) || errors.Is(err, errLostRace) || errors.Is(err, ErrBudget) {
+		return nil, grant, err
+	}
+	if err != nil {
+		reason, retryAfter := classify(err)
+		if reason == reasonSessionQuota && !c.TakeExclusive {
+			r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
+				`end the other session or set it to true. Retried only after the backoff.`, "grant", grant)
+		}
+		if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return nil, grant, err
+	}
+	if err := r.succeed(ctx, grant, tok); err != nil {
+		// The token is good; losing the bookkeeping only costs a backoff reset.
+		r.log.Warn("record auth success", "error", err.Error())
+	}
+	return tok, grant, nil
+}
+
+// needPassword decides whether a v1 refresh must be a password grant.
+func (r *run) needPassword(c Credentials, revokedForce bool) (bool, string) {
+	switch {
+	case revokedForce:
+		return true, "the session was revoked"
+	case !r.have || r.latest.RefreshToken == "":
+		return true, "no refresh token in the ring"
+	case r.auth.SessionStart.IsZero():
+		return false, ""
+	}
+	end := r.auth.SessionStart.Add(r.h.Opts.SessionMaxLifetime)
+	left := end.Sub(r.h.now())
+	if c.TakeExclusive {
+		// Sign on again before the session's last refresh token dies: the
+		// next scheduled refresh (about one token life from now) would be too late.
+		if left < r.latestTTL()+r.h.Opts.RefreshMargin {
+			return true, fmt.Sprintf("the session reaches its maximum lifetime in %s", left.Round(time.Second))
+		}
+		return false, ""
+	}
+	// Without exclusive sign-on a second session is refused while the old
+	// one lives: wait for its end.
+	if left <= 0 {
+		return true, "the session reached its maximum lifetime"
+	}
+	return false, ""
+}
+
+func (r *run) backoff(failures int) time.Duration {
+	d := r.h.Opts.BackoffBase
+	for i := 1; i < failures && d < r.h.Opts.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, r.h.Opts.BackoffMax)
+}
+
+// fail records a failed attempt: consecutive failures back off exponentially
+// across invocations; a 429's Retry-After is honoured if longer.
+func (r *run) fail(ctx context.Context, reason string, retryAfter time.Duration) error {
+	var at time.Time
+	var n int
+	err := r.updateAuth(ctx, func(st *state.AuthState) error {
+		now := r.h.now()
+		st.Failures++
+		n = st.Failures
+		d := max(r.backoff(st.Failures), retryAfter)
+		st.NotBefore = now.Add(d)
+		at = st.NotBefore
+		st.LastFailure, st.LastFailureAt = reason, now
+		if r.ev.Force {
+			st.Revoked = false
+		}
+		r.releaseIn(st)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record auth failure: %w", err)
+	}
+	r.log.Warn("auth failure recorded: backing off", "reason", reason, "consecutive_failures", n, "retry_at", at.Format(time.RFC3339))
+	return nil
+}
+
+func (r *run) succeed(ctx context.Context, grant string, tok *rdp.Token) error {
+	return r.updateAuth(ctx, func(st *state.AuthState) error {
+		st.Failures, st.NotBefore, st.LastFailure = 0, time.Time{}, ""
+		if grant == grantPassword {
+			st.SessionStart = tok.IssuedAt.UTC()
+		}
+		if r.ev.Force {
+			st.Revoked = false
+		}
+		// The lease is kept until the token is in the ring (released by Handle).
+		return nil
+	})
+}
+
+func (r *run) releaseIn(st *state.AuthState) {
+	if st.LeaseOwner == r.owner {
+		st.LeaseOwner, st.LeaseUntil = "", time.Time{}
+	}
+}
+
+// release gives the /auth lease back if this run still holds it.
+func (r *run) release(ctx context.Context) {
+	if !r.leased {
+		return
+	}
+	r.leased = false
+	if r.auth != nil && r.auth.LeaseOwner != r.owner {
+		return
+	}
+	err := r.updateAuth(ctx, func(st *state.AuthState) error {
+		if st.LeaseOwner != r.owner {
+			return errNoop
+		}
+		r.releaseIn(st)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoop) {
+		r.log.Warn("release auth lease", "error", err.Error())
+	}
+}
+
+var errNoop = errors.New("nothing to do")
+
+// revoke ends the session at RDP and holds sign-ons until a forced refresh.
+// Slots are not rewritten: readers of the dead token get 401s and report them.
+func (r *run) revoke(ctx context.Context) (Result, error) {
+	res := Result{Generation: r.latest.Generation}
+	c, err := r.credentials(ctx)
+	if err != nil {
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	tok := r.latest.RefreshToken
+	if tok == "" {
+		tok = r.latest.AccessToken
+	}
+	switch {
+	case !r.have || tok == "":
+		r.log.Warn("the ring holds no token: nothing to revoke at RDP; sign-ons held")
+	case c.Kind == KindServiceAccount:
+		r.log.Warn("v2 service-account tokens have no session to revoke at RDP; sign-ons held until the tokens expire and a forced refresh",
+			"expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
+	default:
+		if err := r.reserve(ctx, grantRevoke); err != nil {
+			if errors.Is(err, errBusy) || errors.Is(err, errLostRace) {
+				res.Outcome = OutcomeBusy
+				return res, fmt.Errorf("revoke: %w; try again", err)
+			}
+			res.Outcome = OutcomeFailed
+			return res, err
+		}
+		r.authCalls++
+		r.h.Metrics.Add("AuthRequests", 1, "grant", grantRevoke)
+		if err := r.h.RDP.Revoke(ctx, c.ClientID, tok); err != nil {
+			reason, _ := classify(err)
+			r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
+			res.Outcome = OutcomeFailed
+			return res, fmt.Errorf("revoke the session at RDP: %w", err)
+		}
+	}
+	err = r.updateAuth(ctx, func(st *state.AuthState) error {
+		st.Revoked, st.RevokedAt = true, r.h.now()
+		r.releaseIn(st)
+		return nil
+	})
+	if err != nil {
+		res.Outcome = OutcomeFailed
+		return res, fmt.Errorf("record the revoke: %w", err)
+	}
+	r.log.Warn(`session revoked: sign-ons held until {"action":"refresh","force":true}`, "generation", r.latest.Generation)
+	res.Outcome = OutcomeRevoked
+	return res, nil
+}

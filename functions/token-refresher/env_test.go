@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeRDP is a hand-written AuthAPI: each func field may be replaced; the
+// defaults issue tokens on the fake clock.
+type fakeRDP struct {
+	clk      *clock
+	ttl      time.Duration
+	mu       sync.Mutex
+	n        int
+	calls    []string
+	Password func(g rdp.PasswordGrant) (*rdp.Token, error)
+	Refresh  func(clientID, rt string) (*rdp.Token, error)
+	Client   func(id, secret, scope string) (*rdp.Token, error)
+	RevokeFn func(clientID, tok string) error
+	lastRT   string // refresh token passed to the last refresh grant
+	lastPW   rdp.PasswordGrant
+	revoked  string
+}
+
+func (f *fakeRDP) issue(refresh bool) *rdp.Token {
+	f.n++
+	now := f.clk.Now()
+	t := &rdp.Token{AccessToken: fmt.Sprintf("AT-secret-%d", f.n), TokenType: "Bearer", Scope: "trapi", IssuedAt: now, Expiry: now.Add(f.ttl)}
+	if refresh {
+		t.RefreshToken = fmt.Sprintf("RT-secret-%d", f.n)
+	}
+	return t
+}
+
+func (f *fakeRDP) PasswordGrant(_ context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, grantPassword)
+	f.lastPW = g
+	if f.Password != nil {
+		return f.Password(g)
+	}
+	return f.issue(true), nil
+}
+
+func (f *fakeRDP) RefreshGrant(_ context.Context, clientID, rt string) (*rdp.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, grantRefresh)
+	f.lastRT = rt
+	if f.Refresh != nil {
+		return f.Refresh(clientID, rt)
+	}
+	return f.issue(true), nil
+}
+
+func (f *fakeRDP) ClientCredentialsGrant(_ context.Context, id, secret, scope string) (*rdp.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, grantClient)
+	if f.Client != nil {
+		return f.Client(id, secret, scope)
+	}
+	return f.issue(false), nil
+}
+
+func (f *fakeRDP) Revoke(_ context.Context, clientID, tok string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, grantRevoke)
+	f.revoked = tok
+	if f.RevokeFn != nil {
+		return f.RevokeFn(clientID, tok)
+	}
+	return nil
+}
+
+func (f *fakeRDP) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+const (
+	credsV1          = `{"username":"user-secret","password":"pw-secret","client_id":"appkey-secret"}`
+	credsV1NoExcl    = `{"username":"user-secret","password":"pw-secret","client_id":"appkey-secret","take_exclusive_sign_on_control":false}`
+	credsV2          = `{"client_id":"sa-secret","client_secret":"cs-secret"}`
+	credsPreIssued   = `{"client_id":"appkey-secret","refresh_token":"RT-portal-secret"}`
+	credsSecretID    = "rdp-credentials"
+	defaultTokenLife = 10 * time.Minute
+)
+
+type env struct {
+	t     *testing.T
+	clk   *clock
+	sm    *ringtest.Secrets
+	db    *ringtest.Dynamo
+	table *state.Table
+	rdp   *fakeRDP
+	h     *Handler
+	logs  *bytes.Buffer
+	emf   *bytes.Buffer
+	ids   []string
+}
+
+func newEnv(t *testing.T, creds string, slots int) *env {
+	t.Helper()
+	clk := &clock{t: t0}
+	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), db: ringtest.NewDynamo(), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
+	e.table = state.New(e.db, "state")
+	e.table.Now = clk.Now
+	e.rdp = &fakeRDP{clk: clk, ttl: defaultTokenLife}
+	for i := range slots {
+		id := fmt.Sprintf("cfsync/token-%d", i)
+		e.ids = append(e.ids, id)
+		e.sm.Create(id, nil)
+	}
+	if creds != "" {
+		e.sm.Create(credsSecretID, &creds)
+	}
+	rec := metrics.New(e.emf, "token-refresher")
+	e.h = &Handler{
+		SM: e.sm, Table: e.table, RDP: e.rdp, Now: clk.Now, Metrics: rec,
+		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
+			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},
+	}
+	return e
+}
+
+func (e *env) handle(evt string) (Result, error) {
+	e.t.Helper()
+	return e.h.Handle(context.Background(), json.RawMessage(evt))
+}
+
+func (e *env) mustHandle(evt string) Result {
+	e.t.Helper()
+	res, err := e.handle(evt)
+	if err != nil {
+		e.t.Fatalf("Handle(%s): %v", evt, err)
+	}
+	return res
+}
+
+// seed writes a token of generation gen into slot i as the refresher would
+// have, written `ago` before now and expiring `left` after now.
+func (e *env) seed(i int, gen int64, ago, left time.Duration) tokenring.Slot {
+	e.t.Helper()
+	now := e.clk.Now()
+	s := tokenring.Slot{AccessToken: fmt.Sprintf("AT-seed-%d", gen), RefreshToken: fmt.Sprintf("RT-seed-%d", gen), TokenType: "Bearer",
+		IssuedAt: now.Add(-ago), ExpiresAt: now.Add(left), Generation: gen}
+	e.clk.Add(-ago)
+	defer e.clk.Add(ago)
+	if err := tokenring.Write(context.Background(), e.sm, e.ids[i], s); err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := e.table.GetRingState(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.table.ClaimGeneration(context.Background(), st, max(gen, st.Generation+1), e.ids[i], now.Add(-ago)); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) slot(i int) tokenring.Slot {
+	e.t.Helper()
+	v, ok := e.sm.Value(e.ids[i])
+	if !ok {
+		return tokenring.Slot{}
+	}
+	s, err := tokenring.ParseSlot(v)
+	if err != nil {
+		return tokenring.Slot{}
+	}
+	return s
+}
+
+func (e *env) authState() *state.AuthState {
+	e.t.Helper()
+	st, err := e.table.GetAuthState(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+func (e *env) setAuth(fn func(st *state.AuthState)) {
+	e.t.Helper()
+	st := e.authState()
+	fn(st)
+	if err := e.table.PutAuthState(context.Background(), st); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// metric returns every value of an EMF metric with the given dimensions.
+func (e *env) metric(name string, dims ...string) []float64 {
+	e.t.Helper()
+	var out []float64
+	sc := bufio.NewScanner(bytes.NewReader(e.emf.Bytes()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			e.t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
+		}
+		match := true
+		for i := 0; i+1 < len(dims); i += 2 {
+			if rec[dims[i]] != dims[i+1] {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch v := rec[name].(type) {
+		case float64:
+			out = append(out, v)
+		case []any:
+			for _, x := range v {
+				out = append(out, x.(float64))
+			}
+		}
+	}
+	return out
+}
+
+func sum(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
+
+func (e *env) logHas(substr string) bool { return strings.Contains(e.logs.String(), substr) }
+
+func putInput(id, v string) *secretsmanager.PutSecretValueInput {
+	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
+}

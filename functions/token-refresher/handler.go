@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// SecretsAPI is the part of Secrets Manager the refresher uses: the
+// credentials secret (GetSecretValue) and the ring (read and write).
+type SecretsAPI interface {
+	tokenring.SecretsAPI
+	tokenring.PutAPI
+}
+
+var _ SecretsAPI = (*secretsmanager.Client)(nil)
+
+// AuthAPI is the part of the RDP client the refresher uses (/auth only).
+type AuthAPI interface {
+	PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error)
+	RefreshGrant(ctx context.Context, clientID, refreshToken string) (*rdp.Token, error)
+	ClientCredentialsGrant(ctx context.Context, clientID, clientSecret, scope string) (*rdp.Token, error)
+	Revoke(ctx context.Context, clientID, token string) error
+}
+
+var _ AuthAPI = (*rdp.Client)(nil)
+
+// Options are the refresher's knobs.
+type Options struct {
+	CredentialsSecretID string
+	SlotIDs             []string      // TOKEN_SECRET_IDS
+	RefreshMargin       time.Duration // TOKEN_REFRESH_MARGIN
+	MinWriteInterval    time.Duration // SECRET_MIN_WRITE_INTERVAL
+	AuthBudget          int           // AUTH_BUDGET, per AuthWindow
+	AuthWindow          time.Duration // 5m
+	SessionMaxLifetime  time.Duration // RDP_SESSION_MAX_LIFETIME
+	BackoffBase         time.Duration // first backoff after a failure (1m)
+	BackoffMax          time.Duration // cap of the exponential backoff (30m)
+	Lease               time.Duration // how long a run may hold /auth to itself (2m)
+}
+
+// OptionsFromConfig maps the environment configuration to Options.
+func OptionsFromConfig(c config.Refresher) Options {
+	return Options{
+		CredentialsSecretID: c.CredentialsSecretID,
+		SlotIDs:             c.TokenSecretIDs,
+		RefreshMargin:       c.RefreshMargin,
+		MinWriteInterval:    c.SecretMinWriteInterval,
+		AuthBudget:          c.AuthBudget,
+		SessionMaxLifetime:  c.SessionMaxLifetime,
+	}
+}
+
+func (o *Options) defaults() {
+	if o.RefreshMargin <= 0 {
+		o.RefreshMargin = 2 * time.Minute
+	}
+	if o.MinWriteInterval < 0 {
+		o.MinWriteInterval = 0
+	}
+	if o.AuthBudget <= 0 {
+		o.AuthBudget = 20
+	}
+	if o.AuthWindow <= 0 {
+		o.AuthWindow = 5 * time.Minute
+	}
+	if o.SessionMaxLifetime <= 0 {
+		o.SessionMaxLifetime = 18 * time.Hour
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = time.Minute
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 30 * time.Minute
+	}
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Minute
+	}
+}
+
+// Handler is the token-refresher. One Handle call is one invocation.
+type Handler struct {
+	SM      SecretsAPI
+	Table   *state.Table
+	RDP     AuthAPI
+	Opts    Options
+	Log     *slog.Logger      // nil: discard
+	Metrics *metrics.Recorder // nil: none
+	Now     func() time.Time  // nil: time.Now
+
+	ring *tokenring.Ring
+}
+
+// Outcomes of a run (Result.Outcome).
+const (
+	OutcomeFresh     = "fresh"     // the newest token has time left: nothing to do
+	OutcomeRefreshed = "refreshed" // a new token was written to the ring
+	OutcomeHeld      = "held"      // a refresh was due but sign-ons are held after a revoke
+	OutcomeBackoff   = "backoff"   // a refresh was due but the backoff / Retry-After has not passed
+	OutcomeDeferred  = "deferred"  // a refresh was due but no ring slot may be written yet
+	OutcomeBusy      = "busy"      // another invocation is talking to /auth
+	OutcomeLostRace  = "lost_race" // another invocation wrote a newer generation meanwhile
+	OutcomeRevoked   = "revoked"   // the session was revoked; sign-ons are held
+	OutcomeFailed    = "failed"
+)
+
+// Result is what an invocation returns (no secrets).
+type Result struct {
+	Action      string     `json:"action"`
+	Outcome     string     `json:"outcome"`
+	Reason      string     `json:"reason,omitempty"` // why a refresh was due
+	Grant       string     `json:"grant,omitempty"`
+	Generation  int64      `json:"generation,omitempty"`
+	Slot        string     `json:"slot,omitempty"`
+	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
+	RetryAt     *time.Time `json:"retryAt,omitempty"`
+	SlotsNeeded int        `json:"slotsNeeded,omitempty"`
+	AuthCalls   int        `json:"authCalls"`
+}
+
+// Grant names (metric dimension "grant").
+const (
+	grantPassword = "password"
+	grantRefresh  = "refresh_token"
+	grantClient   = "client_credentials"
+	grantRevoke   = "revoke"
+)
+
+// Reasons a refresh is due (Result.Reason).
+const (
+	dueForced   = "forced"
+	dueEmpty    = "ring has no token"
+	dueExpiring = "expiring"
+	dueReported = "reported invalid"
+)
+
+func (h *Handler) now() time.Time {
+	if h.Now == nil {
+		return time.Now().UTC()
+	}
+	return h.Now().UTC()
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Log == nil {
+		return slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	return h.Log
+}
+
+// Handle runs one invocation: payload is the raw event (DESIGN §5).
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
+	h.Opts.defaults()
+	if h.ring == nil {
+		h.ring = &tokenring.Ring{SM: h.SM, IDs: h.Opts.SlotIDs}
+	}
+	log := logx.WithRequest(ctx, h.logger())
+	defer func() {
+		if err := h.Metrics.Flush(); err != nil {
+			log.Warn("flush metrics", "error", err.Error())
+		}
+	}()
+	ev, err := ParseEvent(payload)
+	if err != nil {
+		log.Error("rejected event", "error", err.Error())
+		return Result{Outcome: OutcomeFailed}, err
+	}
+	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
+	res, err := r.exec(ctx)
+	r.release(ctx)
+	res.Action = ev.Action
+	res.AuthCalls = r.authCalls
+	if err != nil {
+		if res.Outcome == "" {
+			res.Outcome = OutcomeFailed
+		}
+		log.Error("token refresh failed", "outcome", res.Outcome, "error", err.Error())
+		return res, err
+	}
+	attrs := []any{"action", res.Action, "outcome", res.Outcome, "auth_requests", res.AuthCalls}
+	if res.Reason != "" {
+		attrs = append(attrs, "reason", res.Reason)
+	}
+	if res.Generation > 0 {
+		attrs = append(attrs, "generation", res.Generation)
+	}
+	if res.ExpiresAt != nil {
+		attrs = append(attrs, "expires_at", res.ExpiresAt.Format(time.RFC3339))
+	}
+	log.Info("token refresher run", attrs...)
+	return res, nil
+}
+
+func newOwner() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run is one invocation's working state.
+type run struct {
+	h     *Handler
+	log   *slog.Logger
+	ev    Event
+	owner string
+
+	vals   []tokenring.SlotValue
+	ringSt *state.RingState
+	auth   *state.AuthState
+	latest tokenring.Slot // highest generation in the ring (may be expired)
+	have   bool
+
+	authCalls int
+	leased    bool
+	written   *tokenring.Slot
+}
+
+func (r *run) exec(ctx context.Context) (Result, error) {
+	h := r.h
+	vals, err := h.ring.Read(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	r.vals = vals
+	for _, v := range vals {
+		if v.Err != nil {
+			r.log.Warn("token ring slot unusable", "slot", v.ID, "error", v.Err.Error())
+		}
+	}
+	if r.ringSt, err = h.Table.GetRingState(ctx); err != nil {
+		return Result{}, err
+	}
+	if r.auth, err = h.Table.GetAuthState(ctx); err != nil {
+		return Result{}, err
+	}
+	if l, ok := tokenring.Latest(vals); ok {
+		r.latest, r.have = l.Slot, true
+	}
+	defer r.emitRemaining()
+
+	if r.ev.Action == ActionRevoke {
+		return r.revoke(ctx)
+	}
+	due, err := r.due(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if due == "" {
+		exp := r.latest.ExpiresAt
+		return Result{Outcome: OutcomeFresh, Generation: r.latest.Generation, ExpiresAt: &exp}, nil
+	}
+	now := h.now()
+	res := Result{Reason: due, Generation: r.latest.Generation}
+	if r.auth.Revoked && !r.ev.Force {
+		r.log.Warn(`sign-on held: the session was revoked; send {"action":"refresh","force":true} to sign on again`,
+			"reason", due, "revoked_at", r.auth.RevokedAt.Format(time.RFC3339))
+		res.Outcome = OutcomeHeld
+		return res, nil
+	}
+	if now.Before(r.auth.NotBefore) && (!r.ev.Force || r.auth.LastFailure == reasonRateLimited) {
+		at := r.auth.NotBefore
+		r.log.Warn("refresh due but backing off after failures", "reason", due, "failures", r.auth.Failures,
+			"last_failure", r.auth.LastFailure, "retry_at", at.Format(time.RFC3339))
+		res.Outcome, res.RetryAt = OutcomeBackoff, &at
+		return res, nil
+	}
+	creds, err := r.credentials(ctx)
+	if err != nil {
+		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonCredentials)
+		if ferr := r.fail(ctx, reasonCredentials, 0); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	slotID, nextAt, ok := r.pickSlot(now)
+	if !ok {
+		needed := r.slotsNeeded(r.latestTTL())
+		if needed <= len(h.Opts.SlotIDs) {
+			needed = len(h.Opts.SlotIDs) + 1
+		}
+		r.ringTooSmall(needed, "no ring slot may be written yet: refresh deferred", "next_slot_at", nextAt.Format(time.RFC3339))
+		res.Outcome, res.RetryAt, res.SlotsNeeded = OutcomeDeferred, &nextAt, needed
+		return res, nil
+	}
+	tok, grant, err := r.obtain(ctx, creds)
+	res.Grant = grant
+	if err != nil {
+		switch {
+		case errors.Is(err, errBusy):
+			res.Outcome = OutcomeBusy
+			return res, nil
+		case errors.Is(err, errLostRace):
+			res.Outcome = OutcomeLostRace
+			return res, nil
+		}
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	return r.store(ctx, res, tok, grant, slotID)
+}
+
+// due says why a refresh is needed now ("" when it is not).
+func (r *run) due(ctx context.Context) (string, error) {
+	now := r.h.now()
+	switch {
+	case r.ev.Force:
+		return dueForced, nil
+	case !r.have:
+		return dueEmpty, nil
+	case r.latest.ExpiresAt.Sub(now) <= r.h.Opts.RefreshMargin:
+		return dueExpiring, nil
+	}
+	rep, err := r.h.Table.GetTokenReport(ctx, r.latest.Generation)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		return "", nil
+	case err != nil:
+		r.log.Warn("cannot read token-invalid reports", "error", err.Error())
+		return "", nil
+	}
+	r.log.Warn("a reader reported the newest token invalid", "generation", rep.Generation, "reports", rep.Reports,
+		"reported_at", rep.FirstAt.Format(time.RFC3339), "report_reason", rep.Reason)
+	return dueReported, nil
+}
+
+// latestTTL is the life of the newest token as issued (10m if unknown).
+func (r *run) latestTTL() time.Duration {
+	if r.have && !r.latest.IssuedAt.IsZero() && r.latest.ExpiresAt.After(r.latest.IssuedAt) {
+		return r.latest.ExpiresAt.Sub(r.latest.IssuedAt)
+	}
+	return 10 * time.Minute
+}
+
+// slotsNeeded is the ring size that lets every slot rest MinWriteInterval
+// between writes with one unscheduled write to spare:
+// N ≥ ⌈interval ÷ refresh cadence⌉ + 1, cadence = token life − margin (≥ 1 min).
+func (r *run) slotsNeeded(ttl time.Duration) int {
+	return SlotsNeeded(r.h.Opts.MinWriteInterval, ttl-r.h.Opts.RefreshMargin)
+}
+
+// SlotsNeeded returns ⌈interval ÷ cadence⌉ + 1 (cadence floored at one minute, the schedule).
+func SlotsNeeded(interval, cadence time.Duration) int {
+	if cadence < time.Minute {
+		cadence = time.Minute
+	}
+	n := int(interval / cadence)
+	if interval%cadence != 0 {
+		n++
+	}
+	return n + 1
+}
+
+func (r *run) ringTooSmall(needed int, msg string, attrs ...any) {
+	r.h.Metrics.Add("RingSlotsNeeded", float64(needed))
+	attrs = append([]any{"slots", len(r.h.Opts.SlotIDs), "slots_needed", needed,
+		"token_lifetime", r.latestTTL().String(), "refresh_margin", r.h.Opts.RefreshMargin.String(),
+		"min_write_interval", r.h.Opts.MinWriteInterval.String(),
+		"fix", fmt.Sprintf("list at least %d secrets in TOKEN_SECRET_IDS", needed)}, attrs...)
+	r.log.Error(msg, attrs...)
+}
+
+// pickSlot returns the least recently written slot if it may be written at
+// now; otherwise false and when the first slot becomes writable. A slot's
+// last write is the later of the refresher's record and, for a slot holding
+// a token (or unreadable content), the version date Secrets Manager reports,
+// so a lost state table cannot cause an early rewrite. An empty placeholder
+// (`{}` from the template) is not a token write: a fresh deployment gets its
+// first token at once.
+func (r *run) pickSlot(now time.Time) (string, time.Time, bool) {
+	var best string
+	var bestAt time.Time
+	found := false
+	for i, id := range r.h.Opts.SlotIDs {
+		var last time.Time
+		if w, ok := r.ringSt.Slots[id]; ok {
+			last = w.WrittenAt
+		}
+		if i < len(r.vals) {
+			v := r.vals[i]
+			if v.Err != nil && v.VersionCreated.IsZero() {
+				continue // unreadable: its last write is unknown
+			}
+			if (!v.Slot.Empty() || v.Err != nil) && v.VersionCreated.After(last) {
+				last = v.VersionCreated
+			}
+		}
+		if !found || last.Before(bestAt) {
+			best, bestAt, found = id, last, true
+		}
+	}
+	if !found {
+		return "", now.Add(r.h.Opts.MinWriteInterval), false
+	}
+	next := bestAt.Add(r.h.Opts.MinWriteInterval)
+	if bestAt.IsZero() || !now.Before(next) {
+		return best, now, true
+	}
+	return "", next, false
+}
+
+func (r *run) credentials(ctx context.Context) (Credentials, error) {
+	out, err := r.h.SM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(r.h.Opts.CredentialsSecretID)})
+	if err != nil {
+		return Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
+	}
+	if out.SecretString == nil {
+		return Credentials{}, fmt.Errorf("%w %s: no string value", ErrCredentials, r.h.Opts.CredentialsSecretID)
+	}
+	c, err := ParseCredentials(*out.SecretString)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("%s: %w", r.h.Opts.CredentialsSecretID, err)
+	}
+	return c, nil
+}
+
+// store claims the next generation and writes the token to slotID.
+func (r *run) store(ctx context.Context, res Result, tok *rdp.Token, grant, slotID string) (Result, error) {
+	h := r.h
+	gen := max(r.ringSt.Generation, r.latest.Generation) + 1
+	slot := tokenring.Slot{
+		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Scope: tok.Scope,
+		IssuedAt: tok.IssuedAt, ExpiresAt: tok.Expiry, Generation: gen,
+	}
+	if _, err := h.Table.ClaimGeneration(ctx, r.ringSt, gen, slotID, h.now()); err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			r.log.Warn("another refresher claimed this generation first: token discarded", "generation", gen)
+			res.Outcome = OutcomeLostRace
+			return res, nil
+		}
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	if err := tokenring.Write(ctx, h.SM, slotID, slot); err != nil {
+		h.Metrics.Add("RingWriteFailures", 1)
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	h.Metrics.Add("RingWrites", 1)
+	r.written = &slot
+	exp := slot.ExpiresAt
+	res.Outcome, res.Generation, res.Slot, res.ExpiresAt = OutcomeRefreshed, gen, slotID, &exp
+	ttl := tok.ExpiresIn()
+	r.log.Info("token written to the ring", "generation", gen, "slot", slotID, "grant", grant, "reason", res.Reason,
+		"expires_at", exp.Format(time.RFC3339), "token_lifetime", ttl.String())
+	if needed := r.slotsNeeded(ttl); needed > len(h.Opts.SlotIDs) {
+		res.SlotsNeeded = needed
+		r.ringTooSmall(needed, "token ring too small for this token lifetime: refreshes will be deferred")
+	}
+	return res, nil
+}
+
+// emitRemaining records TokenRemainingSeconds of the newest usable token.
+func (r *run) emitRemaining() {
+	now := r.h.now()
+	var exp time.Time
+	if r.written != nil {
+		exp = r.written.ExpiresAt
+	} else if v, ok := tokenring.Newest(r.vals, now, 0); ok {
+		exp = v.Slot.ExpiresAt
+	}
+	rem := 0.0
+	if exp.After(now) {
+		rem = exp.Sub(now).Seconds()
+	}
+	r.h.Metrics.Put("TokenRemainingSeconds", metrics.Seconds, rem)
+}

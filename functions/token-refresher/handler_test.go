@@ -1,0 +1,811 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+func TestParseEvent(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Event
+		wantErr string
+	}{
+		{in: `{}`, want: Event{Scheduled: true, Action: ActionRefresh}},
+		{in: `{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, want: Event{Scheduled: true, Action: ActionRefresh}},
+		{in: `{"action":"refresh"}`, want: Event{Action: ActionRefresh}},
+		{in: `{"action":"refresh","force":true}`, want: Event{Action: ActionRefresh, Force: true}},
+		{in: `{"force":true}`, want: Event{Action: ActionRefresh, Force: true}},
+		{in: `{"action":"revoke"}`, want: Event{Action: ActionRevoke}},
+		{in: `{"action":"revoke","force":false}`, want: Event{Action: ActionRevoke}},
+		{in: ` {"action":"refresh","force":false,"extra":1} `, want: Event{Action: ActionRefresh}},
+		{in: ``, wantErr: "JSON object"},
+		{in: `not json`, wantErr: "JSON object"},
+		{in: `[]`, wantErr: "JSON object"},
+		{in: `null`, wantErr: "JSON object"},
+		{in: `"refresh"`, wantErr: "JSON object"},
+		{in: `{"action":"refresh"`, wantErr: "JSON object"},
+		{in: `{"action":"rotate"}`, wantErr: `field "action": unknown action "rotate"`},
+		{in: `{"action":7}`, wantErr: `field "action" must be a string`},
+		{in: `{"action":null}`, wantErr: `unknown action ""`},
+		{in: `{"action":"refresh","force":"yes"}`, wantErr: `field "force" must be true or false`},
+		{in: `{"force":null}`, wantErr: `field "force" must be true or false`},
+		{in: `{"action":"revoke","force":true}`, wantErr: `"force" applies to action "refresh" only`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseEvent([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrMalformedEvent) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseCredentials(t *testing.T) {
+	tests := []struct {
+		in      string
+		kind    string
+		excl    bool
+		wantErr string
+	}{
+		{in: credsV1, kind: KindPassword, excl: true},
+		{in: credsV1NoExcl, kind: KindPassword, excl: false},
+		{in: `{"username":"u","password":"p","client_id":"c","scope":"trapi.x"}`, kind: KindPassword, excl: true},
+		{in: credsV2, kind: KindServiceAccount, excl: true},
+		{in: credsPreIssued, kind: KindRefreshToken, excl: true},
+		{in: `pw-secret`, wantErr: "not a JSON object"},
+		{in: `["pw-secret"]`, wantErr: "not a JSON object"},
+		{in: `{"username":"u","password":"p"}`, wantErr: `field "client_id" is missing`},
+		{in: `{"username":"u","client_id":"c"}`, wantErr: `field "password" is missing`},
+		{in: `{"password":"pw-secret","client_id":"c"}`, wantErr: `field "username" is missing`},
+		{in: `{"username":"u","password":"","client_id":"c"}`, wantErr: `field "password" is missing or empty`},
+		{in: `{"username":"u","password":12345,"client_id":"c"}`, wantErr: `field "password" must be a string`},
+		{in: `{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":"no"}`, wantErr: `field "take_exclusive_sign_on_control" must be true or false`},
+		{in: `{"client_id":"c","client_secret":""}`, wantErr: `field "client_secret" is missing`},
+		{in: `{"client_id":"c","client_secret":"s","password":"p"}`, wantErr: `cannot be combined`},
+		{in: `{"client_id":"c"}`, wantErr: `needs "username"+"password"`},
+		{in: `{"client_id":"c","user":"u","pass":"p"}`, wantErr: `unknown fields ["pass" "user"]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			c, err := ParseCredentials(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrCredentials) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "pw-secret") || strings.Contains(err.Error(), "12345") {
+					t.Fatalf("error reveals the secret: %v", err)
+				}
+				return
+			}
+			if err != nil || c.Kind != tc.kind || c.TakeExclusive != tc.excl {
+				t.Fatalf("got %v excl=%v, %v", c, c.TakeExclusive, err)
+			}
+			if s := c.String(); strings.Contains(s, "secret") || strings.Contains(s, c.ClientID) {
+				t.Fatalf("String reveals credentials: %s", s)
+			}
+		})
+	}
+}
+
+// TestDecisions drives h.Handle through the refresher's decision table.
+func TestDecisions(t *testing.T) {
+	tests := []struct {
+		name        string
+		creds       string
+		slots       int
+		setup       func(e *env)
+		event       string
+		wantOutcome string
+		wantReason  string
+		wantCalls   []string // /auth requests, in order
+		wantSlot    int      // slot written (-1: none)
+		wantGen     int64
+		check       func(t *testing.T, e *env, res Result)
+	}{
+		{
+			name: "empty ring: password grant into the first slot", creds: credsV1, slots: 3,
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
+			check: func(t *testing.T, e *env, res Result) {
+				st := e.authState()
+				if !st.SessionStart.Equal(t0) || st.Failures != 0 || len(st.Requests) != 1 || st.LeaseOwner != "" {
+					t.Errorf("auth state = %+v", st)
+				}
+				if g := e.rdp.lastPW; !g.TakeExclusiveSignOnControl || g.Username != "user-secret" || g.ClientID != "appkey-secret" {
+					t.Errorf("password grant = %+v", g.TakeExclusiveSignOnControl)
+				}
+				rs, _ := e.table.GetRingState(context.Background())
+				if rs.Generation != 1 || !rs.Slots[e.ids[0]].WrittenAt.Equal(t0) {
+					t.Errorf("ring state = %+v", rs)
+				}
+				if sum(e.metric("RingWrites")) != 1 || sum(e.metric("AuthRequests", "grant", "password")) != 1 {
+					t.Errorf("metrics: %s", e.emf)
+				}
+				if v := e.metric("TokenRemainingSeconds"); len(v) != 1 || v[0] != 600 {
+					t.Errorf("TokenRemainingSeconds = %v", v)
+				}
+			},
+		},
+		{
+			name: "fresh token: nothing to do", creds: credsV1, slots: 3,
+			setup: func(e *env) { e.seed(0, 1, 4*time.Minute, 6*time.Minute) },
+			event: `{}`, wantOutcome: OutcomeFresh, wantSlot: -1, wantGen: 1,
+			check: func(t *testing.T, e *env, res Result) {
+				if v := e.metric("TokenRemainingSeconds"); len(v) != 1 || v[0] != 360 {
+					t.Errorf("TokenRemainingSeconds = %v", v)
+				}
+			},
+		},
+		{
+			name: "expiring within the margin: refresh grant with the ring's refresh token", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-8 * time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueExpiring, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
+			check: func(t *testing.T, e *env, res Result) {
+				if e.rdp.lastRT != "RT-seed-1" {
+					t.Errorf("refresh grant used %q", e.rdp.lastRT)
+				}
+				if !e.authState().SessionStart.Equal(t0.Add(-8 * time.Minute)) {
+					t.Errorf("session start moved on a refresh grant")
+				}
+			},
+		},
+		{
+			name: "least recently written slot is chosen", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(1, 1, 30*time.Minute, -20*time.Minute)
+				e.seed(2, 2, 20*time.Minute, -10*time.Minute)
+				e.seed(0, 3, 10*time.Minute, time.Minute)
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueExpiring, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 4,
+		},
+		{
+			name: "generation continues above the state's even if the ring is behind", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				st, _ := e.table.GetRingState(context.Background())
+				if _, err := e.table.ClaimGeneration(context.Background(), st, 7, "cfsync/token-2", t0.Add(-time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 8,
+		},
+		{
+			name: "reader's report for the newest generation forces a refresh", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 12*time.Minute, -2*time.Minute)
+				e.seed(1, 2, 2*time.Minute, 8*time.Minute)
+				if err := e.table.ReportInvalidToken(context.Background(), 2, "401 token revoked"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueReported, wantCalls: []string{grantRefresh}, wantSlot: 2, wantGen: 3,
+		},
+		{
+			name: "a report for an older generation is ignored", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 12*time.Minute, -2*time.Minute)
+				e.seed(1, 2, 2*time.Minute, 8*time.Minute)
+				_ = e.table.ReportInvalidToken(context.Background(), 1, "401")
+			},
+			event: `{}`, wantOutcome: OutcomeFresh, wantSlot: -1, wantGen: 2,
+		},
+		{
+			name: "force refreshes a fresh token", creds: credsV1, slots: 3,
+			setup: func(e *env) { e.seed(0, 1, 11*time.Minute, 9*time.Minute) },
+			event: `{"action":"refresh","force":true}`, wantOutcome: OutcomeRefreshed, wantReason: dueForced, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
+		},
+		{
+			name: "dead refresh token: one password grant", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+					return nil, &rdp.AuthError{Endpoint: "refresh grant", StatusCode: 400, Code: "invalid_grant", Description: "Invalid refresh token."}
+				}
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh, grantPassword}, wantSlot: 1, wantGen: 2,
+			check: func(t *testing.T, e *env, res Result) {
+				st := e.authState()
+				if st.Failures != 0 || !st.SessionStart.Equal(t0) || len(st.Requests) != 2 {
+					t.Errorf("auth state = %+v", st)
+				}
+				if sum(e.metric("AuthFailures", "reason", "invalid_grant")) != 1 {
+					t.Errorf("AuthFailures{invalid_grant} missing: %s", e.emf)
+				}
+			},
+		},
+		{
+			name: "session near its maximum lifetime: password grant instead of refresh", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 11*time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 1, wantGen: 2,
+		},
+		{
+			name: "session with time left: refresh grant", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 13*time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
+		},
+		{
+			name: "without exclusive sign-on the old session is refreshed until it ends", creds: credsV1NoExcl, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 5*time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
+		},
+		{
+			name: "v2 service account: client_credentials", creds: credsV2, slots: 2,
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantClient}, wantSlot: 0, wantGen: 1,
+			check: func(t *testing.T, e *env, res Result) {
+				if e.slot(0).RefreshToken != "" {
+					t.Error("v2 token has a refresh token")
+				}
+			},
+		},
+		{
+			name: "pre-issued refresh token: first from the credentials", creds: credsPreIssued, slots: 3,
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 0, wantGen: 1,
+			check: func(t *testing.T, e *env, res Result) {
+				if e.rdp.lastRT != "RT-portal-secret" {
+					t.Errorf("used %q", e.rdp.lastRT)
+				}
+			},
+		},
+		{
+			name: "pre-issued refresh token: then from the ring", creds: credsPreIssued, slots: 3,
+			setup: func(e *env) { e.seed(0, 1, 9*time.Minute, time.Minute) },
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
+			check: func(t *testing.T, e *env, res Result) {
+				if e.rdp.lastRT != "RT-seed-1" {
+					t.Errorf("used %q", e.rdp.lastRT)
+				}
+			},
+		},
+		{
+			name: "pre-issued: ring token refused, credentials token tried", creds: credsPreIssued, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				e.rdp.Refresh = func(_, rt string) (*rdp.Token, error) {
+					if rt == "RT-seed-1" {
+						return nil, &rdp.AuthError{Endpoint: "refresh grant", StatusCode: 400, Code: "invalid_grant"}
+					}
+					return e.rdp.issue(true), nil
+				}
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh, grantRefresh}, wantSlot: 1, wantGen: 2,
+		},
+		{
+			name: "revoked: scheduled runs hold sign-ons", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.Revoked, st.RevokedAt = true, t0.Add(-time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeHeld, wantReason: dueExpiring, wantSlot: -1, wantGen: 1,
+		},
+		{
+			name: "revoked: forced refresh signs on with the password and clears the hold", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 5*time.Minute, 5*time.Minute)
+				e.setAuth(func(st *state.AuthState) { st.Revoked, st.RevokedAt = true, t0.Add(-time.Minute) })
+			},
+			event: `{"action":"refresh","force":true}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 1, wantGen: 2,
+			check: func(t *testing.T, e *env, res Result) {
+				if e.authState().Revoked {
+					t.Error("hold not cleared")
+				}
+			},
+		},
+		{
+			name: "backoff holds scheduled runs", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) {
+					st.Failures, st.LastFailure, st.NotBefore = 2, "invalid_grant", t0.Add(time.Minute)
+				})
+			},
+			event: `{}`, wantOutcome: OutcomeBackoff, wantReason: dueEmpty, wantSlot: -1,
+			check: func(t *testing.T, e *env, res Result) {
+				if res.RetryAt == nil || !res.RetryAt.Equal(t0.Add(time.Minute)) {
+					t.Errorf("retryAt = %v", res.RetryAt)
+				}
+			},
+		},
+		{
+			name: "force overrides the failure backoff", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) {
+					st.Failures, st.LastFailure, st.NotBefore = 2, "invalid_grant", t0.Add(time.Minute)
+				})
+			},
+			event: `{"force":true}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
+		},
+		{
+			name: "force does not override a 429's Retry-After", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) {
+					st.Failures, st.LastFailure, st.NotBefore = 1, reasonRateLimited, t0.Add(3*time.Minute)
+				})
+			},
+			event: `{"force":true}`, wantOutcome: OutcomeBackoff, wantSlot: -1,
+		},
+		{
+			name: "no slot may be written yet: deferred, with the ring size needed", creds: credsV1, slots: 2,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				e.seed(1, 2, 1*time.Minute, 9*time.Minute)
+				_ = e.table.ReportInvalidToken(context.Background(), 2, "401")
+			},
+			event: `{}`, wantOutcome: OutcomeDeferred, wantReason: dueReported, wantSlot: -1, wantGen: 2,
+			check: func(t *testing.T, e *env, res Result) {
+				if res.SlotsNeeded != 3 || res.RetryAt == nil || !res.RetryAt.Equal(t0.Add(time.Minute)) {
+					t.Errorf("result = %+v", res)
+				}
+				if v := e.metric("RingSlotsNeeded"); len(v) != 1 || v[0] != 3 {
+					t.Errorf("RingSlotsNeeded = %v", v)
+				}
+				if !e.logHas(`"level":"ERROR"`) || !e.logHas("list at least 3 secrets in TOKEN_SECRET_IDS") {
+					t.Errorf("no clear error log: %s", e.logs)
+				}
+			},
+		},
+		{
+			name: "a template placeholder is not a token write", creds: credsV1, slots: 1,
+			setup: func(e *env) {
+				if _, err := e.sm.PutSecretValue(context.Background(), putInput(e.ids[0], "{}")); err != nil {
+					t.Fatal(err)
+				}
+				e.clk.Add(time.Minute)
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
+		},
+		{
+			name: "a token's version date counts as a write even if the state table forgot it", creds: credsV1, slots: 2,
+			setup: func(e *env) {
+				e.clk.Add(-9 * time.Minute)
+				s := tokenring.Slot{AccessToken: "AT-old", RefreshToken: "RT-old", ExpiresAt: t0.Add(time.Minute), IssuedAt: t0.Add(-9 * time.Minute), Generation: 4}
+				if err := tokenring.Write(context.Background(), e.sm, e.ids[0], s); err != nil {
+					t.Fatal(err)
+				}
+				e.clk.Add(8 * time.Minute)
+				s = tokenring.Slot{AccessToken: "AT-new", RefreshToken: "RT-new", ExpiresAt: t0.Add(9 * time.Minute), IssuedAt: t0.Add(-time.Minute), Generation: 5}
+				if err := tokenring.Write(context.Background(), e.sm, e.ids[1], s); err != nil {
+					t.Fatal(err)
+				}
+				e.clk.Add(time.Minute)
+			},
+			event: `{"force":true}`, wantOutcome: OutcomeDeferred, wantReason: dueForced, wantSlot: -1, wantGen: 5,
+			check: func(t *testing.T, e *env, res Result) {
+				if res.RetryAt == nil || !res.RetryAt.Equal(t0.Add(time.Minute)) {
+					t.Errorf("retryAt = %v, want 10 minutes after the oldest token write", res.RetryAt)
+				}
+			},
+		},
+		{
+			name: "ring too small for 5-minute tokens is reported after the write", creds: credsV1, slots: 3,
+			setup: func(e *env) { e.rdp.ttl = 5 * time.Minute },
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
+			check: func(t *testing.T, e *env, res Result) {
+				if res.SlotsNeeded != 5 {
+					t.Errorf("slotsNeeded = %d, want 5", res.SlotsNeeded)
+				}
+				if v := e.metric("RingSlotsNeeded"); len(v) != 1 || v[0] != 5 {
+					t.Errorf("RingSlotsNeeded = %v", v)
+				}
+			},
+		},
+		{
+			name: "another run holds the auth lease", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) { st.LeaseOwner, st.LeaseUntil = "other", t0.Add(time.Minute) })
+			},
+			event: `{}`, wantOutcome: OutcomeBusy, wantSlot: -1,
+		},
+		{
+			name: "an expired lease is taken over", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) { st.LeaseOwner, st.LeaseUntil = "other", t0.Add(-time.Second) })
+			},
+			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
+		},
+		{
+			name: "another run wrote a newer generation meanwhile", creds: credsV1, slots: 3,
+			setup: func(e *env) {
+				e.seed(0, 1, 9*time.Minute, time.Minute)
+				e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+					st, _ := e.table.GetRingState(context.Background())
+					if _, err := e.table.ClaimGeneration(context.Background(), st, 2, e.ids[2], t0); err != nil {
+						t.Fatal(err)
+					}
+					return e.rdp.issue(true), nil
+				}
+			},
+			event: `{}`, wantOutcome: OutcomeLostRace, wantCalls: []string{grantRefresh}, wantSlot: -1, wantGen: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.creds, tc.slots)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			writesBefore := len(e.sm.Writes())
+			res, err := e.handle(tc.event)
+			if err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			if res.Outcome != tc.wantOutcome {
+				t.Fatalf("outcome = %q, want %q (result %+v)\nlogs: %s", res.Outcome, tc.wantOutcome, res, e.logs)
+			}
+			if tc.wantReason != "" && res.Reason != tc.wantReason {
+				t.Errorf("reason = %q, want %q", res.Reason, tc.wantReason)
+			}
+			if got := e.rdp.Calls(); !slices.Equal(got, tc.wantCalls) {
+				t.Errorf("auth calls = %v, want %v", got, tc.wantCalls)
+			}
+			if res.AuthCalls != len(tc.wantCalls) {
+				t.Errorf("result authCalls = %d", res.AuthCalls)
+			}
+			if tc.wantGen != 0 && res.Generation != tc.wantGen {
+				t.Errorf("generation = %d, want %d", res.Generation, tc.wantGen)
+			}
+			writes := e.sm.Writes()[writesBefore:]
+			if tc.wantSlot < 0 {
+				if len(writes) != 0 {
+					t.Fatalf("slots written: %v", writes)
+				}
+			} else {
+				if len(writes) != 1 || writes[0].ID != e.ids[tc.wantSlot] {
+					t.Fatalf("writes = %v, want one to slot %d", writes, tc.wantSlot)
+				}
+				s := e.slot(tc.wantSlot)
+				if s.Generation != tc.wantGen || s.Empty() || writes[0].VersionID != tokenring.ClientRequestToken(tc.wantGen) {
+					t.Errorf("slot = %v version %s", s, writes[0].VersionID)
+				}
+				if res.Slot != e.ids[tc.wantSlot] {
+					t.Errorf("result slot = %q", res.Slot)
+				}
+			}
+			if st := e.authState(); st.LeaseOwner != "" && st.LeaseOwner != "other" {
+				t.Errorf("lease not released: %+v", st)
+			}
+			if tc.check != nil {
+				tc.check(t, e, res)
+			}
+		})
+	}
+}
+
+// TestFailures: errors name the field or RDP's error, nothing is written,
+// and consecutive failures back off exponentially across invocations.
+func TestFailures(t *testing.T) {
+	invalidPassword := &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "invalid_grant", Description: "Invalid username or password."}
+	tests := []struct {
+		name       string
+		creds      string // "" : no credentials secret
+		setup      func(e *env)
+		wantErr    []string
+		wantReason string
+		wantCalls  []string
+		wantWait   time.Duration // NotBefore - now after the first failure
+	}{
+		{name: "credentials secret missing", wantErr: []string{"read credentials secret rdp-credentials", "ResourceNotFound"}, wantReason: reasonCredentials, wantWait: time.Minute},
+		{name: "credentials not JSON", creds: `user:pw-secret`, wantErr: []string{"credentials secret: not a JSON object"}, wantReason: reasonCredentials, wantWait: time.Minute},
+		{name: "credentials missing a field", creds: `{"username":"u","client_id":"appkey-secret"}`, wantErr: []string{`field "password" is missing`}, wantReason: reasonCredentials, wantWait: time.Minute},
+		{name: "wrong password", creds: credsV1, setup: func(e *env) {
+			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) { return nil, invalidPassword }
+		}, wantErr: []string{"v1 password grant", "invalid_grant: Invalid username or password."}, wantReason: reasonInvalidGrant, wantCalls: []string{grantPassword}, wantWait: time.Minute},
+		{name: "v2 secret wrong", creds: credsV2, setup: func(e *env) {
+			e.rdp.Client = func(string, string, string) (*rdp.Token, error) {
+				return nil, &rdp.AuthError{Endpoint: "client credentials grant", StatusCode: 401, Code: "invalid_client", Description: "Invalid client credentials."}
+			}
+		}, wantErr: []string{"client_secret", "invalid_client: Invalid client credentials."}, wantReason: reasonClient, wantCalls: []string{grantClient}, wantWait: time.Minute},
+		{name: "session quota without exclusive sign-on", creds: credsV1NoExcl, setup: func(e *env) {
+			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
+				return nil, &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "access_denied", Description: "Session quota is reached."}
+			}
+		}, wantErr: []string{"Session quota is reached."}, wantReason: reasonSessionQuota, wantCalls: []string{grantPassword}, wantWait: time.Minute},
+		{name: "429 honours Retry-After", creds: credsV1, setup: func(e *env) {
+			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
+				return nil, &rdp.RateLimitError{Endpoint: "password grant", RetryAfter: 4 * time.Minute}
+			}
+		}, wantErr: []string{"429"}, wantReason: reasonRateLimited, wantCalls: []string{grantPassword}, wantWait: 4 * time.Minute},
+		{name: "gateway 5xx", creds: credsV1, setup: func(e *env) {
+			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
+				return nil, &rdp.APIError{Endpoint: "password grant", StatusCode: 503, Message: "Service Unavailable"}
+			}
+		}, wantErr: []string{"503"}, wantReason: reasonServer, wantCalls: []string{grantPassword}, wantWait: time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.creds, 3)
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			res, err := e.handle(`{}`)
+			if err == nil {
+				t.Fatalf("no error (result %+v)", res)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			for _, s := range []string{"pw-secret", "appkey-secret", "cs-secret", "user-secret"} {
+				if strings.Contains(err.Error(), s) || e.logHas(s) {
+					t.Errorf("error or logs reveal %s", s)
+				}
+			}
+			if res.Outcome != OutcomeFailed {
+				t.Errorf("outcome = %q", res.Outcome)
+			}
+			if got := e.rdp.Calls(); !slices.Equal(got, tc.wantCalls) {
+				t.Errorf("calls = %v, want %v", got, tc.wantCalls)
+			}
+			if n := len(e.sm.Writes()); n != 0 {
+				t.Fatalf("%d slot writes after a failure", n)
+			}
+			st := e.authState()
+			if st.Failures != 1 || st.LastFailure != tc.wantReason || st.NotBefore.Sub(t0) != tc.wantWait || st.LeaseOwner != "" {
+				t.Fatalf("auth state = %+v", st)
+			}
+			if sum(e.metric("AuthFailures", "reason", tc.wantReason)) != 1 {
+				t.Errorf("AuthFailures{reason=%s} missing: %s", tc.wantReason, e.emf)
+			}
+			if !e.logHas(`"level":"ERROR"`) {
+				t.Errorf("no error log")
+			}
+			// Runs during the backoff send nothing; then the backoff doubles.
+			e.clk.Add(tc.wantWait - time.Second)
+			res, err = e.handle(`{}`)
+			if err != nil || res.Outcome != OutcomeBackoff {
+				t.Fatalf("during backoff: %+v, %v", res, err)
+			}
+			e.clk.Add(time.Second)
+			if _, err := e.handle(`{}`); err == nil {
+				t.Fatal("second attempt succeeded")
+			}
+			st = e.authState()
+			want := max(2*time.Minute, tc.wantWait)
+			if st.Failures != 2 || st.NotBefore.Sub(e.clk.Now()) != want {
+				t.Errorf("after 2 failures: failures=%d wait=%s, want %s", st.Failures, st.NotBefore.Sub(e.clk.Now()), want)
+			}
+			if n := len(e.rdp.Calls()); n != 2*len(tc.wantCalls) {
+				t.Errorf("%d auth calls after two attempts", n)
+			}
+		})
+	}
+}
+
+func TestBackoffIsCapped(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
+		return nil, &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "invalid_grant"}
+	}
+	var waits []time.Duration
+	for range 8 {
+		if _, err := e.handle(`{}`); err == nil {
+			t.Fatal("no error")
+		}
+		st := e.authState()
+		w := st.NotBefore.Sub(e.clk.Now())
+		waits = append(waits, w)
+		e.clk.Add(w)
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
+	for i, w := range want {
+		if waits[i] != w*time.Minute {
+			t.Fatalf("backoffs = %v, want %v minutes", waits, want)
+		}
+	}
+	if n := len(e.rdp.Calls()); n != 8 {
+		t.Fatalf("%d password grants in 8 attempts", n)
+	}
+}
+
+func TestAuthBudget(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	e.h.Opts.AuthBudget = 3
+	now := e.clk.Now()
+	e.setAuth(func(st *state.AuthState) {
+		st.Requests = []int64{now.Add(-4 * time.Minute).UnixMilli(), now.Add(-2 * time.Minute).UnixMilli(), now.Add(-time.Minute).UnixMilli()}
+	})
+	res, err := e.handle(`{}`)
+	if !errors.Is(err, ErrBudget) || !strings.Contains(err.Error(), "AUTH_BUDGET=3") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(e.rdp.Calls()) != 0 || len(e.sm.Writes()) != 0 || res.Outcome != OutcomeFailed {
+		t.Fatalf("calls %v, result %+v", e.rdp.Calls(), res)
+	}
+	if sum(e.metric("AuthFailures", "reason", reasonBudget)) != 1 {
+		t.Errorf("budget metric missing")
+	}
+	e.clk.Add(time.Minute + time.Second) // the oldest request leaves the window
+	if res := e.mustHandle(`{}`); res.Outcome != OutcomeRefreshed {
+		t.Fatalf("after the window moved: %+v", res)
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	e.mustHandle(`{}`) // generation 1
+	first := e.slot(0)
+	writes := len(e.sm.Writes())
+	res := e.mustHandle(`{"action":"revoke"}`)
+	if res.Outcome != OutcomeRevoked || res.Action != ActionRevoke || e.rdp.revoked != first.RefreshToken {
+		t.Fatalf("revoke: %+v, revoked %q", res, e.rdp.revoked)
+	}
+	if st := e.authState(); !st.Revoked || len(st.Requests) != 2 {
+		t.Fatalf("auth state = %+v", st)
+	}
+	if sum(e.metric("AuthRequests", "grant", "revoke")) != 1 {
+		t.Errorf("revoke not counted")
+	}
+	// Slots are not rewritten; scheduled runs hold, even when a report comes in.
+	_ = e.table.ReportInvalidToken(context.Background(), 1, "401 token revoked")
+	for range 3 {
+		e.clk.Add(time.Minute)
+		if res := e.mustHandle(`{}`); res.Outcome != OutcomeHeld {
+			t.Fatalf("after revoke: %+v", res)
+		}
+	}
+	if len(e.sm.Writes()) != writes || len(e.rdp.Calls()) != 2 {
+		t.Fatalf("writes %d, calls %v", len(e.sm.Writes()), e.rdp.Calls())
+	}
+	e.clk.Add(10 * time.Minute)
+	res = e.mustHandle(`{"action":"refresh","force":true}`)
+	if res.Outcome != OutcomeRefreshed || res.Grant != grantPassword || res.Generation != 2 {
+		t.Fatalf("forced refresh: %+v", res)
+	}
+	if e.authState().Revoked {
+		t.Fatal("hold not cleared")
+	}
+}
+
+func TestRevokeFailureIsAnError(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	e.mustHandle(`{}`)
+	e.rdp.RevokeFn = func(string, string) error {
+		return &rdp.AuthError{Endpoint: "revoke", StatusCode: 401, Code: "invalid_client"}
+	}
+	_, err := e.handle(`{"action":"revoke"}`)
+	if err == nil || !strings.Contains(err.Error(), "invalid_client") {
+		t.Fatalf("err = %v", err)
+	}
+	if e.authState().Revoked {
+		t.Fatal("hold recorded although RDP refused the revoke")
+	}
+}
+
+func TestMalformedEventIsRejected(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	for _, ev := range []string{`nope`, `{"action":"rotate"}`, `{"force":"true"}`} {
+		if _, err := e.handle(ev); !errors.Is(err, ErrMalformedEvent) {
+			t.Errorf("%s: err = %v", ev, err)
+		}
+	}
+	if len(e.rdp.Calls()) != 0 || len(e.sm.Writes()) != 0 {
+		t.Fatal("a malformed event did something")
+	}
+}
+
+func TestWriteFailure(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	e.sm.PutErr = func(string) error { return ringtest.ErrInjected }
+	if _, err := e.handle(`{}`); !errors.Is(err, ringtest.ErrInjected) {
+		t.Fatalf("err = %v", err)
+	}
+	if sum(e.metric("RingWriteFailures")) != 1 {
+		t.Error("RingWriteFailures missing")
+	}
+	// The generation is burned and the slot counted as written: the next run
+	// uses the next slot and generation.
+	e.sm.PutErr = nil
+	e.clk.Add(time.Minute)
+	res := e.mustHandle(`{}`)
+	if res.Generation != 2 || res.Slot != e.ids[1] {
+		t.Fatalf("after a failed write: %+v", res)
+	}
+}
+
+func TestSlotsNeeded(t *testing.T) {
+	tests := []struct {
+		interval, cadence time.Duration
+		want              int
+	}{
+		{10 * time.Minute, 8 * time.Minute, 3},
+		{10 * time.Minute, 3 * time.Minute, 5},
+		{10 * time.Minute, 5 * time.Minute, 3},
+		{10 * time.Minute, 118 * time.Minute, 2},
+		{10 * time.Minute, 0, 11},
+		{0, 8 * time.Minute, 1},
+	}
+	for _, tc := range tests {
+		if got := SlotsNeeded(tc.interval, tc.cadence); got != tc.want {
+			t.Errorf("SlotsNeeded(%s, %s) = %d, want %d", tc.interval, tc.cadence, got, tc.want)
+		}
+	}
+}
+
+// TestOverlappingRuns: two invocations at once (reserved concurrency
+// notwithstanding). The second finds the /auth lease and stays away; if the
+// first outlives its lease, the conditional claim of the generation lets
+// only one token into the ring.
+func TestOverlappingRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		advance     time.Duration // clock moved while the first run is inside RDP
+		wantSecond  string
+		wantFirst   string
+		wantWriters int
+	}{
+		{name: "second run sees the lease", advance: 30 * time.Second, wantSecond: OutcomeBusy, wantFirst: OutcomeRefreshed, wantWriters: 1},
+		{name: "first run outlives its lease: the generation claim decides", advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeLostRace, wantWriters: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, credsV1, 3)
+			e.seed(0, 1, 9*time.Minute, time.Minute)
+			inside, release := make(chan struct{}), make(chan struct{})
+			first := true
+			e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+				if first {
+					first = false
+					close(inside)
+					e.rdp.mu.Unlock() // let the second run use the fake meanwhile
+					<-release
+					e.rdp.mu.Lock()
+				}
+				return e.rdp.issue(true), nil
+			}
+			hA, hB := *e.h, *e.h
+			type out struct {
+				res Result
+				err error
+			}
+			done := make(chan out)
+			go func() {
+				res, err := hA.Handle(context.Background(), []byte(`{}`))
+				done <- out{res, err}
+			}()
+			<-inside
+			e.clk.Add(tc.advance)
+			resB, err := hB.Handle(context.Background(), []byte(`{}`))
+			if err != nil || resB.Outcome != tc.wantSecond {
+				t.Fatalf("second run: %+v, %v", resB, err)
+			}
+			close(release)
+			a := <-done
+			if a.err != nil || a.res.Outcome != tc.wantFirst {
+				t.Fatalf("first run: %+v, %v", a.res, a.err)
+			}
+			if n := len(e.sm.Writes()) - 1; n != tc.wantWriters {
+				t.Fatalf("%d tokens written, want %d", n, tc.wantWriters)
+			}
+			rs, _ := e.table.GetRingState(context.Background())
+			if rs.Generation != 2 {
+				t.Fatalf("generation = %d, want 2", rs.Generation)
+			}
+		})
+	}
+}

@@ -1,0 +1,60 @@
+// Command token-refresher is the Lambda function that keeps RDP tokens
+// fresh in the token ring for every other cfsync function (DESIGN.md §3,
+// §5, §7.1–7.3). main only wires dependencies; the logic is in handler.go
+// and auth.go.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cfsync/cfsync/internal/awsconf"
+	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+const functionName = "token-refresher"
+
+func main() {
+	h, err := newHandler(context.Background())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, `{"level":"ERROR","function":%q,"msg":"start-up failed","error":%q}`+"\n", functionName, err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+func newHandler(ctx context.Context) (*Handler, error) {
+	var cfg config.Refresher
+	if err := config.Load(&cfg); err != nil {
+		return nil, err
+	}
+	level, err := logx.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	awsCfg, err := awsconf.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client, err := rdp.NewClient(rdp.WithBaseURL(cfg.RDPBaseURL), rdp.WithUserAgent("cfsync-"+functionName))
+	if err != nil {
+		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
+	}
+	return &Handler{
+		SM:      secretsmanager.NewFromConfig(awsCfg),
+		Table:   state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable),
+		RDP:     client,
+		Opts:    OptionsFromConfig(cfg),
+		Log:     logx.New(os.Stdout, level, functionName),
+		Metrics: metrics.New(os.Stdout, functionName),
+	}, nil
+}
