@@ -64,6 +64,8 @@ func OptionsFromConfig(c config.Refresher) Options {
 		MinWriteInterval:    c.SecretMinWriteInterval,
 		AuthBudget:          c.AuthBudget,
 		SessionMaxLifetime:  c.SessionMaxLifetime,
+		BackoffBase:         c.AuthBackoffBase,
+		BackoffMax:          c.AuthBackoffMax,
 	}
 }
 

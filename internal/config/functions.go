@@ -25,6 +25,10 @@ type Refresher struct {
 	// SessionMaxLifetime is how long a v1 session (password grant) can be
 	// refreshed: the refresher signs on again before it ends.
 	SessionMaxLifetime time.Duration `env:"RDP_SESSION_MAX_LIFETIME" default:"18h" min:"10m"`
+	// AuthBackoffBase is the first backoff after a failed auth request,
+	// doubled per consecutive failure up to AuthBackoffMax (persisted across runs).
+	AuthBackoffBase time.Duration `env:"AUTH_BACKOFF_BASE" default:"1m" min:"1s"`
+	AuthBackoffMax  time.Duration `env:"AUTH_BACKOFF_MAX" default:"30m" min:"1s"`
 }
 
 // Poller configures functions/fileset-poller.
