@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/state"
+)
+
+// TestContinuation: a deadline in the middle of a file checkpoints the
+// upload and enqueues a continuation; the next invocation resumes from the
+// first missing part and completes the file, md5 included.
+func TestContinuation(t *testing.T) {
+	const size = 25 * MiB // five 5 MiB parts
+	tests := []struct {
+		name string
+		md5  bool
+		p    int
+	}{
+		{"md5, one range at a time", true, 1},
+		{"md5, parallel ranges", true, 2},
+		{"no md5, parallel ranges", false, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, func(s *Settings) { s.ParallelRanges = tt.p; s.RangeReadTimeout = 5 * time.Second })
+			r.rdp.add("f1", "big.bin", size, tt.md5)
+			// Ranges take 150 ms; no range starts after 250 ms (550 ms - 300 ms margin).
+			r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
+			ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+			defer cancel()
+			resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+			if len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("first invocation failed:\n%s", r.logs.String())
+			}
+			sent := r.snd.messages()
+			if len(sent) != 1 || sent[0] != msgFor("f1") {
+				t.Fatalf("continuation messages %v, want the same message once", sent)
+			}
+			up := r.st.upload("f1")
+			if up == nil || up.UploadID == "" || up.Owner != "" || up.PartsDone < 1 || up.PartsDone >= 5 {
+				t.Fatalf("checkpoint %+v: want an upload id, a released lease and 1..4 parts", up)
+			}
+			if tt.md5 && (up.MD5Through != int32(up.PartsDone) || len(up.MD5State) == 0) {
+				t.Errorf("checkpoint md5 through %d with %d parts done, state %d bytes", up.MD5Through, up.PartsDone, len(up.MD5State))
+			}
+			if r.s3.object(keyOf("big.bin")) != nil {
+				t.Fatal("object visible before completion")
+			}
+			if f := r.st.file("f1"); f.Status != state.StatusDownloading {
+				t.Errorf("state %s after a continuation, want DOWNLOADING", f.Status)
+			}
+			first := r.rdp.Ranges()
+			r.rdp.Delay = nil
+			resp, _ = r.h.Handle(context.Background(), event(sent[0].Encode()))
+			if len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("continuation failed:\n%s", r.logs.String())
+			}
+			r.checkLanded(t, "f1", "big.bin", size)
+			if got := r.rdp.Ranges(); got > 5+tt.p-1 || got-first != 5-up.PartsDone {
+				t.Errorf("%d ranges in all (%d in the first invocation, %d parts saved): saved parts were downloaded again", got, first, up.PartsDone)
+			}
+			if r.s3.Calls("ListParts") != 1 || r.s3.Calls("CreateMultipartUpload") != 1 {
+				t.Errorf("ListParts %d, CreateMultipartUpload %d: want the upload resumed", r.s3.Calls("ListParts"), r.s3.Calls("CreateMultipartUpload"))
+			}
+			if verified := strings.Contains(r.logs.String(), `"md5_verified":true`); verified != tt.md5 {
+				t.Errorf("md5 verified %v, want %v", verified, tt.md5)
+			}
+		})
+	}
+}
+
+// TestNoProgressFails: invocations that never have time for a part continue
+// MaxNoProgress times, then the file fails instead of looping forever.
+func TestNoProgressFails(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.MaxNoProgress = 2 })
+	r.rdp.add("f1", "a.bin", 12*MiB, false)
+	for i := 1; i <= 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond) // < DeadlineMargin
+		resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+		cancel()
+		wantFail := i == 3
+		if (len(resp.BatchItemFailures) == 1) != wantFail {
+			t.Fatalf("invocation %d: failures %v, want failed=%v\n%s", i, failedIDs(resp), wantFail, r.logs.String())
+		}
+	}
+	if n := len(r.snd.messages()); n != 2 {
+		t.Errorf("%d continuations, want 2", n)
+	}
+	if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "no-progress") {
+		t.Errorf("state %+v, want FAILED no-progress", f)
+	}
+	if r.rdp.Ranges() != 0 {
+		t.Errorf("%d ranges: nothing should have started", r.rdp.Ranges())
+	}
+}
+
+// TestContinuationSendFails: without the continuation message the current
+// message fails; its redelivery resumes from the saved checkpoint.
+func TestContinuationSendFails(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
+	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r.rdp.Delay = func(int64) time.Duration { return 100 * time.Millisecond }
+	r.snd.Err = context.Canceled
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	defer cancel()
+	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("want the message to fail when the continuation cannot be sent, got %v", failedIDs(resp))
+	}
+	up := r.st.upload("f1")
+	if up == nil || up.PartsDone == 0 || up.UploadID == "" {
+		t.Fatalf("checkpoint %+v: progress must be kept", up)
+	}
+	r.snd.Err, r.rdp.Delay = nil, nil
+	resp, _ = r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("redelivery failed:\n%s", r.logs.String())
+	}
+	r.checkLanded(t, "f1", "big.bin", 25*MiB)
+	if r.s3.Calls("CreateMultipartUpload") != 1 {
+		t.Errorf("%d uploads created: the redelivery did not resume", r.s3.Calls("CreateMultipartUpload"))
+	}
+}
+
+// TestResumeStartsOverWhenUploadGone: a checkpoint whose upload S3 no longer
+// has (aborted by a lifecycle rule) is dropped and the file starts over.
+func TestResumeStartsOverWhenUploadGone(t *testing.T) {
+	r := newRig(t, nil)
+	r.rdp.add("f1", "big.bin", 12*MiB, true)
+	r.st.uploads["f1"] = &state.Upload{FileID: "f1", UploadID: "vanished", Bucket: "dest", Key: keyOf("big.bin"), Size: 12 * MiB, PartSize: 5 * MiB, PartsDone: 1}
+	r.st.chunks["f1"] = map[int][]state.Part{0: {{Number: 1, ETag: `"x"`, Size: 5 * MiB}}}
+	resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failed:\n%s", r.logs.String())
+	}
+	r.checkLanded(t, "f1", "big.bin", 12*MiB)
+	if r.rdp.Ranges() != 3 {
+		t.Errorf("%d ranges, want all 3 parts downloaded again", r.rdp.Ranges())
+	}
+	if !strings.Contains(r.logs.String(), "checkpoint unusable") {
+		t.Error("restart not logged")
+	}
+}
+
+// TestNoTimeKeepsCheckpoint: an invocation with no time left for a resumed
+// file continues it without touching the saved parts.
+func TestNoTimeKeepsCheckpoint(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
+	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+	cancel()
+	saved := r.st.upload("f1")
+	if len(resp.BatchItemFailures) != 0 || saved == nil || saved.PartsDone == 0 {
+		t.Fatalf("first invocation: failures %v, checkpoint %+v", failedIDs(resp), saved)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond) // less than the margin
+	resp, _ = r.h.Handle(ctx, event(msgFor("f1").Encode()))
+	cancel()
+	if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 2 {
+		t.Fatalf("no-time invocation: failures %v, %d continuations", failedIDs(resp), len(r.snd.messages()))
+	}
+	if up := r.st.upload("f1"); up.PartsDone != saved.PartsDone || up.NoProgress != 1 || up.UploadID != saved.UploadID {
+		t.Fatalf("checkpoint after the no-time invocation %+v, was %+v", up, saved)
+	}
+	r.rdp.Delay = nil
+	before := r.rdp.Ranges()
+	resp, _ = r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("resume failed:\n%s", r.logs.String())
+	}
+	r.checkLanded(t, "f1", "big.bin", 25*MiB)
+	if got := r.rdp.Ranges() - before; got != 5-saved.PartsDone {
+		t.Errorf("resume made %d range requests for %d missing parts", got, 5-saved.PartsDone)
+	}
+}

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// Object metadata (DESIGN §6), as S3 user metadata (x-amz-meta-…).
+const (
+	metaFileID    = "cfs-file-id"
+	metaFileSetID = "cfs-fileset-id"
+	metaPackageID = "cfs-package-id"
+	metaBucket    = "cfs-bucket"
+	metaSize      = "cfs-size"
+)
+
+// leaseSlack is added to the invocation's deadline for the lease expiry.
+const leaseSlack = 30 * time.Second
+
+// leaseWithoutDeadline is the lease of a context without a deadline (tests).
+const leaseWithoutDeadline = 15 * time.Minute
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// checksumCRC32C is the base64 big-endian CRC32C S3 expects in x-amz-checksum-crc32c.
+func checksumCRC32C(b []byte) string {
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(b, crc32c))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// unsignedPayload signs S3 uploads without hashing the body with SHA-256: the
+// body's integrity is carried by the x-amz-checksum-crc32c header, which is
+// signed and which S3 verifies.
+var unsignedPayload = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+
+// Outcome kinds of one message.
+const (
+	outDone     = "done"     // the file landed in this invocation
+	outSkipped  = "skipped"  // nothing to do (already DONE, in S3, or a duplicate)
+	outContinue = "continue" // checkpointed before the deadline; a continuation message follows
+	outFailed   = "failed"   // the message fails
+)
+
+type outcome struct {
+	kind   string
+	reason string // short, metric-friendly
+	err    error
+}
+
+func failed(reason string, err error) outcome {
+	return outcome{kind: outFailed, reason: reason, err: err}
+}
+
+// job is one message's file.
+type job struct {
+	h     *Handler
+	log   *slog.Logger
+	msg   queue.Message
+	owner string
+	up    *state.Upload
+	start time.Time
+
+	hasDeadline       bool
+	hard, soft, drain time.Time
+
+	size    int64
+	wantMD5 []byte // nil: the API gives no (usable) md5
+	key     string
+	host    string
+	urls    *urlSource
+	fetcher *fetcher
+	mp      *multipart // nil until a multipart upload is in use
+	bytes   int64      // downloaded (and uploaded) in this invocation
+	parts   int        // parts uploaded in this invocation
+	md5OK   bool       // the md5 was verified
+	etag    string
+}
+
+// processFile downloads one file; a non-nil error fails the message.
+func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message) error {
+	fi, err := h.state.GetFile(ctx, m.FileID)
+	switch {
+	case err == nil && fi.Status == state.StatusDone:
+		log.Info("already downloaded: nothing to do", "key", fi.Key)
+		h.metrics.Add("FilesSkipped", 1, "reason", "done")
+		return nil
+	case err != nil && !errors.Is(err, state.ErrNotFound):
+		log.Error("read file state", "error", err.Error())
+		return err
+	}
+	j := &job{h: h, log: log, msg: m, owner: newOwner(), start: h.now()}
+	j.deadlines(ctx)
+	up, err := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
+	if errors.Is(err, state.ErrLeaseHeld) {
+		// The holder's own message is still in flight (not yet deleted), so
+		// the file does not depend on this duplicate delivery.
+		log.Info("duplicate delivery: another invocation is downloading this file")
+		h.metrics.Add("FilesSkipped", 1, "reason", "duplicate")
+		return nil
+	}
+	if err != nil {
+		log.Error("acquire download lease", "error", err.Error())
+		return err
+	}
+	j.up = up
+	return j.finish(ctx, j.run(ctx))
+}
+
+func newOwner() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// deadlines derives the soft deadline (no new range after it) and the drain
+// deadline (ranges in flight are abandoned) from the invocation's deadline.
+func (j *job) deadlines(ctx context.Context) {
+	j.hard, j.hasDeadline = ctx.Deadline()
+	if !j.hasDeadline {
+		return
+	}
+	margin := j.h.cfg.DeadlineMargin
+	j.soft = j.hard.Add(-margin)
+	j.drain = j.hard.Add(-margin / 3)
+}
+
+func (j *job) leaseUntil() time.Time {
+	if j.hasDeadline {
+		return j.hard.Add(leaseSlack)
+	}
+	return j.h.now().Add(leaseWithoutDeadline)
+}
+
+func (j *job) pastSoft() bool { return j.hasDeadline && !j.h.now().Before(j.soft) }
+
+// run does the work; finish does the bookkeeping of its outcome.
+func (j *job) run(ctx context.Context) outcome {
+	h, m := j.h, j.msg
+	if j.pastSoft() {
+		return outcome{kind: outContinue, reason: "no time left"}
+	}
+	_, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
+	if errors.Is(err, state.ErrConflict) {
+		return outcome{kind: outSkipped, reason: "done"}
+	}
+	if err != nil {
+		return failed("state", err)
+	}
+	var f *rdp.File
+	err = h.tokens.Do(ctx, func(ctx context.Context) error {
+		var err error
+		f, err = h.rdp.File(ctx, m.FileID)
+		return err
+	})
+	if err != nil {
+		return failed(apiReason(err), fmt.Errorf("get file metadata: %w", err))
+	}
+	if f.Size < 0 {
+		return failed("bad-metadata", fmt.Errorf("get file metadata: field \"fileSizeInBytes\" is negative (%d)", f.Size))
+	}
+	j.size = f.Size
+	if f.MD5 != "" {
+		if j.wantMD5 = parseMD5(f.MD5); j.wantMD5 == nil {
+			j.log.Warn("file metadata: field \"md5\" is not an MD5 digest; verifying the size only")
+		}
+	}
+	fetchURL := func(ctx context.Context) (string, error) {
+		var u string
+		err := h.tokens.Do(ctx, func(ctx context.Context) error {
+			var err error
+			u, err = h.rdp.StreamURL(ctx, m.FileID)
+			return err
+		})
+		return u, err
+	}
+	u, err := fetchURL(ctx)
+	if err != nil {
+		return failed(apiReason(err), fmt.Errorf("get stream url: %w", err))
+	}
+	name, err := rdp.FileNameFromURL(u)
+	if err != nil {
+		return failed("bad-url", err)
+	}
+	j.host = hostOf(u)
+	j.key = h.cfg.DestPrefix + m.Bucket + "/" + m.PackageID + "/" + m.FileSetID + "/" + name
+	j.log = j.log.With("key", j.key, "size", j.size, "host", j.host)
+	j.urls = &urlSource{url: u, max: h.cfg.MaxURLRefreshes, fetch: fetchURL}
+	j.fetcher = &fetcher{
+		rdp: h.rdp, urls: j.urls, size: j.size, readTimeout: h.cfg.RangeReadTimeout,
+		attempts: h.cfg.RangeAttempts, base: h.cfg.RetryBaseDelay, max: h.cfg.RetryMaxDelay, sleep: h.sleep,
+		onRetry: func(kind string, err error, attempt int) {
+			h.metrics.Add("Retries", 1, "kind", kind)
+			j.log.Warn("range failed; retrying", "kind", kind, "attempt", attempt, "error", err.Error())
+		},
+	}
+	if etag, ok := j.inS3(ctx); ok {
+		j.etag = etag
+		if err := h.state.MarkDone(ctx, m.FileID, j.size, j.key, etag); err != nil {
+			return failed("state", err)
+		}
+		return outcome{kind: outSkipped, reason: "in-s3"}
+	}
+	ps := j.up.PartSize
+	if j.up.UploadID == "" || ps < minPartSize || ps > maxPartSize {
+		if ps, err = choosePartSize(j.size, h.cfg.PartSize); err != nil {
+			return failed("too-large", err)
+		}
+	}
+	if j.up.UploadID == "" && j.size <= ps {
+		return j.single(ctx)
+	}
+	return j.multipart(ctx, ps)
+}
+
+// inS3 reports whether the target key already holds this file (same file id
+// and cfs-size): a redelivery after a crash between landing and MarkDone.
+func (j *job) inS3(ctx context.Context) (string, bool) {
+	out, err := j.h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &j.h.cfg.DestBucket, Key: &j.key})
+	if err != nil {
+		if !isS3NotFound(err) {
+			j.log.Warn("head object failed; downloading anyway", "error", err.Error())
+		}
+		return "", false
+	}
+	meta := func(k string) string {
+		for mk, v := range out.Metadata {
+			if strings.EqualFold(mk, k) {
+				return v
+			}
+		}
+		return ""
+	}
+	if meta(metaFileID) != j.msg.FileID || meta(metaSize) != strconv.FormatInt(j.size, 10) || aws.ToInt64(out.ContentLength) != j.size {
+		return "", false
+	}
+	j.log.Info("object already in S3 with matching cfs-size: not downloading again")
+	return aws.ToString(out.ETag), true
+}
+
+func (j *job) metadata() map[string]string {
+	return map[string]string{
+		metaFileID:    j.msg.FileID,
+		metaFileSetID: j.msg.FileSetID,
+		metaPackageID: j.msg.PackageID,
+		metaBucket:    j.msg.Bucket,
+		metaSize:      strconv.FormatInt(j.size, 10),
+	}
+}
+
+// workContext is ctx bounded by the drain deadline.
+func (j *job) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if j.hasDeadline {
+		return context.WithDeadline(ctx, j.drain)
+	}
+	return context.WithCancel(ctx)
+}
+
+// single downloads a file that fits in one part and stores it with PutObject.
+func (j *job) single(ctx context.Context) outcome {
+	h := j.h
+	wctx, cancel := j.workContext(ctx)
+	defer cancel()
+	actx := wctx
+	if j.hasDeadline {
+		var c context.CancelFunc
+		actx, c = context.WithDeadline(wctx, j.soft) // the range must start before the soft deadline
+		defer c()
+	}
+	buf, err := h.slots.acquire(actx, j.size)
+	if err != nil {
+		return j.stopOr(ctx, err)
+	}
+	defer h.slots.release(buf)
+	body := *buf
+	if j.size > 0 {
+		if err := j.fetcher.fetch(wctx, 0, body); err != nil {
+			return j.stopOr(ctx, err)
+		}
+	}
+	if j.wantMD5 != nil {
+		sum := md5.Sum(body)
+		if !bytes.Equal(sum[:], j.wantMD5) {
+			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the file store says %x, downloaded %x", j.wantMD5, sum))
+		}
+		j.md5OK = true
+	}
+	out, err := h.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:            &h.cfg.DestBucket,
+		Key:               &j.key,
+		Body:              bytes.NewReader(body),
+		ContentLength:     aws.Int64(j.size),
+		ContentType:       aws.String("application/octet-stream"),
+		Metadata:          j.metadata(),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+		ChecksumCRC32C:    aws.String(checksumCRC32C(body)),
+	}, unsignedPayload)
+	if err != nil {
+		return j.stopOr(ctx, fmt.Errorf("put object: %w", err))
+	}
+	j.bytes, j.parts, j.etag = j.size, 1, aws.ToString(out.ETag)
+	if err := h.state.MarkDone(ctx, j.msg.FileID, j.size, j.key, j.etag); err != nil {
+		return failed("state", err)
+	}
+	return outcome{kind: outDone}
+}
+
+// stopOr turns an error into a continuation when it only reflects the
+// deadline (or the end of the invocation), and into a failure otherwise.
+func (j *job) stopOr(ctx context.Context, err error) outcome {
+	if ctx.Err() != nil {
+		return outcome{kind: outContinue, reason: "invocation ended"}
+	}
+	if j.hasDeadline && errors.Is(err, context.DeadlineExceeded) {
+		return outcome{kind: outContinue, reason: "deadline"}
+	}
+	return failed(errReason(err), err)
+}
+
+// finish records an outcome: state, checkpoint, continuation, metrics, log.
+// It returns the message's error (nil: the message succeeded).
+func (j *job) finish(ctx context.Context, o outcome) error {
+	h, m := j.h, j.msg
+	// Bookkeeping must happen even when ctx ended (deadline, cancellation).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CleanupTimeout)
+	defer cancel()
+	elapsed := h.now().Sub(j.start)
+	if j.bytes > 0 {
+		h.metrics.Put("BytesDownloaded", metrics.Bytes, float64(j.bytes))
+	}
+	switch o.kind {
+	case outDone:
+		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
+			j.log.Warn("delete upload checkpoint", "error", err.Error())
+		}
+		h.metrics.Add("FilesDownloaded", 1)
+		h.metrics.Put("DownloadSeconds", metrics.Seconds, elapsed.Seconds())
+		j.log.Info("file downloaded", "etag", j.etag, "parts", j.parts, "bytes", j.bytes,
+			"seconds", elapsed.Seconds(), "md5_verified", j.md5OK, "invocations", j.up.Invocations)
+		return nil
+	case outSkipped:
+		if j.up.UploadID != "" {
+			j.abort(cctx)
+		}
+		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
+			j.log.Warn("delete upload checkpoint", "error", err.Error())
+		}
+		if o.reason == "done" {
+			j.log.Info("already downloaded: nothing to do")
+		}
+		h.metrics.Add("FilesSkipped", 1, "reason", o.reason)
+		return nil
+	case outContinue:
+		return j.continueLater(cctx, o, elapsed)
+	}
+	// failed
+	if errors.Is(o.err, state.ErrLeaseHeld) {
+		// Another invocation took the file over (our lease had expired): its
+		// upload and checkpoint are not ours to abort or delete.
+		h.metrics.Add("FilesFailed", 1, "reason", "lease-lost")
+		j.log.Error("download lease lost to another invocation: this message fails", "error", o.err.Error())
+		return fmt.Errorf("lease lost: %w", o.err)
+	}
+	if j.up != nil && j.up.UploadID != "" {
+		j.abort(cctx)
+	}
+	if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
+		j.log.Warn("delete upload checkpoint", "error", err.Error())
+	}
+	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
+	if err := h.state.MarkFailed(cctx, m.FileID, reason); err != nil {
+		j.log.Error("mark file failed", "error", err.Error())
+	}
+	h.metrics.Add("FilesFailed", 1, "reason", o.reason)
+	j.log.Error("download failed: the message fails (DLQ after maxReceiveCount)", "reason", o.reason, "error", o.err.Error(), "seconds", elapsed.Seconds())
+	return fmt.Errorf("%s: %w", o.reason, o.err)
+}
+
+// continueLater checkpoints the upload, releases the lease and enqueues a
+// continuation message with the same body; the current message succeeds.
+func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duration) error {
+	h, m := j.h, j.msg
+	progressed := j.parts > 0
+	if progressed {
+		j.up.NoProgress = 0
+	} else {
+		j.up.NoProgress++
+	}
+	if j.up.NoProgress > h.cfg.MaxNoProgress {
+		err := fmt.Errorf("no part completed in %d consecutive invocations (part size %d; raise the function timeout or lower PART_SIZE)", j.up.NoProgress, j.up.PartSize)
+		return j.finish(ctx, failed("no-progress", err))
+	}
+	var parts []state.Part
+	var dirty []int
+	if j.mp != nil {
+		parts, dirty = j.mp.snapshot(j.up)
+	}
+	owner := j.owner
+	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
+	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
+		if j.mp != nil {
+			j.mp.redirty(dirty)
+		}
+		j.log.Error("checkpoint failed: the message fails and is retried", "error", err.Error())
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	res, err := h.sender.SendBatch(ctx, []queue.Message{m})
+	if err == nil && len(res.Failed) > 0 {
+		err = errors.New("SQS refused the continuation message")
+	}
+	if err != nil {
+		// The checkpoint is saved: the redelivered message resumes from it.
+		j.log.Error("enqueue continuation failed: the message fails and is retried", "error", err.Error())
+		return fmt.Errorf("enqueue continuation: %w", err)
+	}
+	h.metrics.Add("Continuations", 1)
+	j.log.Info("deadline near: checkpointed, continuation enqueued", "reason", o.reason,
+		"parts_done", len(parts), "parts_now", j.parts, "bytes", j.bytes, "seconds", elapsed.Seconds(), "upload_id_set", j.up.UploadID != "")
+	return nil
+}
+
+// abort aborts the multipart upload of the checkpoint (no orphaned parts).
+func (j *job) abort(ctx context.Context) {
+	_, err := j.h.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(j.up.Bucket), Key: aws.String(j.up.Key), UploadId: aws.String(j.up.UploadID)})
+	if err != nil && !isNoSuchUpload(err) {
+		j.log.Error("abort multipart upload", "upload_key", j.up.Key, "error", err.Error())
+		return
+	}
+	j.log.Info("multipart upload aborted", "upload_key", j.up.Key)
+	j.up.UploadID, j.up.PartsDone, j.up.MD5State, j.up.MD5Through = "", 0, nil, 0
+}
+
+// parseMD5 accepts a hex (32 digits) or base64 MD5 digest.
+func parseMD5(s string) []byte {
+	s = strings.TrimSpace(s)
+	if b, err := hex.DecodeString(s); err == nil && len(b) == md5.Size {
+		return b
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == md5.Size {
+		return b
+	}
+	return nil
+}
+
+// apiReason names a file-store failure for state and metrics.
+func apiReason(err error) string {
+	switch {
+	case errors.Is(err, rdp.ErrNotFound):
+		return "gone"
+	case errors.Is(err, rdp.ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, rdp.ErrRateLimited):
+		return "rate-limited"
+	}
+	var de *rdp.DecodeError
+	if errors.As(err, &de) {
+		return "bad-metadata"
+	}
+	return "file-store"
+}
+
+// errReason names a download/upload failure.
+func errReason(err error) string {
+	if errors.Is(err, rdp.ErrNotFound) {
+		return "gone"
+	}
+	var sm *sizeMismatchError
+	if errors.As(err, &sm) {
+		return "size-mismatch"
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return "s3"
+	}
+	return "download"
+}
+
+func isS3NotFound(err error) bool {
+	var nf *types.NotFound
+	var nk *types.NoSuchKey
+	if errors.As(err, &nf) || errors.As(err, &nk) {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "404")
+}
+
+func isNoSuchUpload(err error) bool {
+	var nu *types.NoSuchUpload
+	if errors.As(err, &nu) {
+		return true
+	}
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
+}

@@ -1,0 +1,620 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
+)
+
+// ---- S3 ----
+
+type fakeObject struct {
+	data []byte
+	meta map[string]string
+	etag string
+}
+
+type fakePart struct {
+	data []byte
+	etag string
+	crc  string
+}
+
+type fakeUpload struct {
+	key   string
+	meta  map[string]string
+	parts map[int32]fakePart
+}
+
+// fakeS3 is an in-memory S3 bucket with multipart uploads.
+type fakeS3 struct {
+	mu      sync.Mutex
+	bucket  string
+	objects map[string]*fakeObject
+	uploads map[string]*fakeUpload
+	seq     int
+	calls   map[string]int
+	// Hooks: a non-nil error is returned instead of doing the call.
+	UploadPartErr func(n int32) error
+	PutObjectErr  func() error
+}
+
+func newFakeS3(bucket string) *fakeS3 {
+	return &fakeS3{bucket: bucket, objects: map[string]*fakeObject{}, uploads: map[string]*fakeUpload{}, calls: map[string]int{}}
+}
+
+type apiErr struct{ code string }
+
+func (e *apiErr) Error() string                 { return "api error " + e.code }
+func (e *apiErr) ErrorCode() string             { return e.code }
+func (e *apiErr) ErrorMessage() string          { return e.code }
+func (e *apiErr) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }
+func (s *fakeS3) count(op string)               { s.mu.Lock(); s.calls[op]++; s.mu.Unlock() }
+func (s *fakeS3) Calls(op string) int           { s.mu.Lock(); defer s.mu.Unlock(); return s.calls[op] }
+func (s *fakeS3) checkBucket(b *string) error {
+	if aws.ToString(b) != s.bucket {
+		return &apiErr{"NoSuchBucket"}
+	}
+	return nil
+}
+
+func etagOf(b []byte) string { s := md5.Sum(b); return `"` + hex.EncodeToString(s[:]) + `"` }
+
+func (s *fakeS3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	s.count("HeadObject")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.objects[aws.ToString(in.Key)]
+	if !ok {
+		return nil, &types.NotFound{}
+	}
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(o.data))), Metadata: maps.Clone(o.meta), ETag: aws.String(o.etag)}, nil
+}
+
+func readBody(r io.Reader, n *int64) ([]byte, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil && int64(len(b)) != *n {
+		return nil, fmt.Errorf("body %d bytes, content-length %d", len(b), *n)
+	}
+	return b, nil
+}
+
+func (s *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	s.count("PutObject")
+	if err := s.checkBucket(in.Bucket); err != nil {
+		return nil, err
+	}
+	if s.PutObjectErr != nil {
+		if err := s.PutObjectErr(); err != nil {
+			return nil, err
+		}
+	}
+	b, err := readBody(in.Body, in.ContentLength)
+	if err != nil {
+		return nil, err
+	}
+	if c := aws.ToString(in.ChecksumCRC32C); c != checksumCRC32C(b) {
+		return nil, &apiErr{"BadDigest"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := &fakeObject{data: b, meta: maps.Clone(in.Metadata), etag: etagOf(b)}
+	s.objects[aws.ToString(in.Key)] = o
+	return &s3.PutObjectOutput{ETag: aws.String(o.etag)}, nil
+}
+
+func (s *fakeS3) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, _ ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	s.count("CreateMultipartUpload")
+	if err := s.checkBucket(in.Bucket); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	id := "upload-" + strconv.Itoa(s.seq)
+	s.uploads[id] = &fakeUpload{key: aws.ToString(in.Key), meta: maps.Clone(in.Metadata), parts: map[int32]fakePart{}}
+	return &s3.CreateMultipartUploadOutput{UploadId: aws.String(id)}, nil
+}
+
+func (s *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, _ ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	s.count("UploadPart")
+	n := aws.ToInt32(in.PartNumber)
+	if s.UploadPartErr != nil {
+		if err := s.UploadPartErr(n); err != nil {
+			return nil, err
+		}
+	}
+	b, err := readBody(in.Body, in.ContentLength)
+	if err != nil {
+		return nil, err
+	}
+	crc := checksumCRC32C(b)
+	if aws.ToString(in.ChecksumCRC32C) != crc {
+		return nil, &apiErr{"BadDigest"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[aws.ToString(in.UploadId)]
+	if !ok || u.key != aws.ToString(in.Key) {
+		return nil, &types.NoSuchUpload{}
+	}
+	p := fakePart{data: b, etag: etagOf(b), crc: crc}
+	u.parts[n] = p
+	return &s3.UploadPartOutput{ETag: aws.String(p.etag), ChecksumCRC32C: aws.String(crc)}, nil
+}
+
+func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, _ ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	s.count("CompleteMultipartUpload")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := aws.ToString(in.UploadId)
+	u, ok := s.uploads[id]
+	if !ok {
+		return nil, &types.NoSuchUpload{}
+	}
+	var data []byte
+	prev := int32(0)
+	for i, cp := range in.MultipartUpload.Parts {
+		n := aws.ToInt32(cp.PartNumber)
+		p, ok := u.parts[n]
+		if !ok || n <= prev || p.etag != aws.ToString(cp.ETag) || p.crc != aws.ToString(cp.ChecksumCRC32C) {
+			return nil, &apiErr{"InvalidPart"}
+		}
+		if i < len(in.MultipartUpload.Parts)-1 && int64(len(p.data)) < minPartSize {
+			return nil, &apiErr{"EntityTooSmall"}
+		}
+		prev = n
+		data = append(data, p.data...)
+	}
+	o := &fakeObject{data: data, meta: u.meta, etag: fmt.Sprintf(`"%x-%d"`, md5.Sum(data), len(in.MultipartUpload.Parts))}
+	s.objects[u.key] = o
+	delete(s.uploads, id)
+	return &s3.CompleteMultipartUploadOutput{ETag: aws.String(o.etag)}, nil
+}
+
+func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	s.count("AbortMultipartUpload")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.uploads[aws.ToString(in.UploadId)]; !ok {
+		return nil, &types.NoSuchUpload{}
+	}
+	delete(s.uploads, aws.ToString(in.UploadId))
+	return &s3.AbortMultipartUploadOutput{}, nil
+}
+
+func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	s.count("ListParts")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[aws.ToString(in.UploadId)]
+	if !ok {
+		return nil, &types.NoSuchUpload{}
+	}
+	nums := slices.Sorted(maps.Keys(u.parts))
+	out := &s3.ListPartsOutput{}
+	for _, n := range nums {
+		p := u.parts[n]
+		out.Parts = append(out.Parts, types.Part{PartNumber: aws.Int32(n), ETag: aws.String(p.etag), Size: aws.Int64(int64(len(p.data))), ChecksumCRC32C: aws.String(p.crc)})
+	}
+	return out, nil
+}
+
+func (s *fakeS3) object(key string) *fakeObject {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.objects[key]
+}
+
+func (s *fakeS3) openUploads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.uploads)
+}
+
+// ---- RDP ----
+
+type fakeFile struct {
+	name string
+	size int64
+	md5  string // "" none; "auto" the real one
+}
+
+// rangeFault lets a test fail or alter one range attempt. Returning
+// (nil, nil) serves the range normally.
+type rangeFault func(ctx context.Context, off, n int64, attempt int) (*rdp.RangeResponse, error)
+
+// fakeRDP serves files whose content is rdptest.Content(id, size).
+type fakeRDP struct {
+	mu         sync.Mutex
+	files      map[string]fakeFile
+	streamURLs int
+	attempts   map[int64]int // per offset
+	ranges     int
+	inFlight   atomic.Int32
+	maxFlight  atomic.Int32
+	Fault      rangeFault
+	FileErr    func(id string) error
+	StreamErr  func(id string, call int) error
+	Delay      func(off int64) time.Duration
+	urlVersion int
+}
+
+func newFakeRDP() *fakeRDP {
+	return &fakeRDP{files: map[string]fakeFile{}, attempts: map[int64]int{}}
+}
+
+func (r *fakeRDP) add(id, name string, size int64, withMD5 bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := fakeFile{name: name, size: size}
+	if withMD5 {
+		f.md5 = rdptest.ContentMD5(id, size)
+	}
+	r.files[id] = f
+}
+
+func (r *fakeRDP) File(ctx context.Context, id string) (*rdp.File, error) {
+	if r.FileErr != nil {
+		if err := r.FileErr(id); err != nil {
+			return nil, err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.files[id]
+	if !ok {
+		return nil, &rdp.APIError{Endpoint: "get file", StatusCode: 404, Message: "File not found"}
+	}
+	return &rdp.File{ID: id, FileName: f.name, Size: f.size, MD5: f.md5}, nil
+}
+
+func (r *fakeRDP) StreamURL(ctx context.Context, id string) (string, error) {
+	r.mu.Lock()
+	r.streamURLs++
+	call := r.streamURLs
+	r.urlVersion++
+	v := r.urlVersion
+	f, ok := r.files[id]
+	r.mu.Unlock()
+	if r.StreamErr != nil {
+		if err := r.StreamErr(id, call); err != nil {
+			return "", err
+		}
+	}
+	if !ok {
+		return "", &rdp.APIError{Endpoint: "get stream url", StatusCode: 404}
+	}
+	return fmt.Sprintf("https://presigned.example/bucket/pkg/%s/%s?X-Amz-Security-Token=SECRET%d&X-Amz-Signature=sig%d", id, url.PathEscape(f.name), v, v), nil
+}
+
+func fileIDFromURL(u string) string {
+	p, _ := url.Parse(u)
+	segs := strings.Split(strings.Trim(p.Path, "/"), "/")
+	return segs[2]
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (r *fakeRDP) GetRange(ctx context.Context, u string, off, n int64) (*rdp.RangeResponse, error) {
+	id := fileIDFromURL(u)
+	r.mu.Lock()
+	f := r.files[id]
+	r.attempts[off]++
+	attempt := r.attempts[off]
+	r.ranges++
+	r.mu.Unlock()
+	cur := r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	for {
+		m := r.maxFlight.Load()
+		if cur <= m || r.maxFlight.CompareAndSwap(m, cur) {
+			break
+		}
+	}
+	if r.Delay != nil {
+		if err := sleepCtx(ctx, r.Delay(off)); err != nil {
+			return nil, err
+		}
+	}
+	if r.Fault != nil {
+		if rr, err := r.Fault(ctx, off, n, attempt); rr != nil || err != nil {
+			return rr, err
+		}
+	}
+	if off+n > f.size {
+		n = f.size - off
+	}
+	buf := make([]byte, n)
+	rdptest.ContentAt(id, buf, off)
+	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size}, nil
+}
+
+func (r *fakeRDP) Ranges() int { r.mu.Lock(); defer r.mu.Unlock(); return r.ranges }
+func (r *fakeRDP) StreamURLs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.streamURLs
+}
+
+// Fault bodies.
+
+// truncatedBody yields half the range, then an unexpected EOF.
+func truncatedBody(id string, off, n, size int64) *rdp.RangeResponse {
+	buf := make([]byte, n/2)
+	rdptest.ContentAt(id, buf, off)
+	return &rdp.RangeResponse{Body: io.NopCloser(io.MultiReader(bytes.NewReader(buf), errReader{io.ErrUnexpectedEOF})), Offset: off, Length: n, TotalSize: size}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// stallBody blocks until its request's context ends.
+type stallBody struct{ ctx context.Context }
+
+func (s stallBody) Read([]byte) (int, error) { <-s.ctx.Done(); return 0, s.ctx.Err() }
+func (s stallBody) Close() error             { return nil }
+
+func resetErr() error {
+	return &net.OpError{Op: "read", Net: "tcp", Err: &netSyscallErr{syscall.ECONNRESET}}
+}
+
+type netSyscallErr struct{ errno syscall.Errno }
+
+func (e *netSyscallErr) Error() string { return "read: " + e.errno.Error() }
+func (e *netSyscallErr) Unwrap() error { return e.errno }
+
+// ---- tokens ----
+
+// fakeTokens runs op once and turns a 401 into the reader's final error
+// (as after its re-read, retry and report).
+type fakeTokens struct {
+	calls atomic.Int32
+}
+
+var errTokenInvalid = errors.New("token refused by RDP (reported to the refresher)")
+
+func (t *fakeTokens) Do(ctx context.Context, op func(ctx context.Context) error) error {
+	t.calls.Add(1)
+	err := op(ctx)
+	if errors.Is(err, rdp.ErrUnauthorized) {
+		return fmt.Errorf("token generation 1: %w: %w", err, errTokenInvalid)
+	}
+	return err
+}
+
+// ---- state ----
+
+type fakeState struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	files   map[string]*state.FileItem
+	uploads map[string]*state.Upload
+	chunks  map[string]map[int][]state.Part // fileID → chunk → parts
+	saves   int
+	SaveErr func() error
+}
+
+func newFakeState() *fakeState {
+	return &fakeState{now: time.Now, files: map[string]*state.FileItem{}, uploads: map[string]*state.Upload{}, chunks: map[string]map[int][]state.Part{}}
+}
+
+func (s *fakeState) GetFile(ctx context.Context, id string) (*state.FileItem, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[id]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	c := *f
+	return &c, nil
+}
+
+func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[it.FileID]
+	if ok && f.Status == state.StatusDone {
+		return nil, state.ErrConflict
+	}
+	if !ok {
+		f = &it
+		s.files[it.FileID] = f
+	}
+	f.Status = state.StatusDownloading
+	f.Attempts++
+	f.Reason = ""
+	return nil, nil
+}
+
+func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[id]
+	if !ok {
+		f = &state.FileItem{FileID: id}
+		s.files[id] = f
+	}
+	f.Status, f.Size, f.Key, f.ETag, f.Reason = state.StatusDone, size, key, etag, ""
+	return nil
+}
+
+func (s *fakeState) MarkFailed(ctx context.Context, id, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[id]
+	if !ok {
+		f = &state.FileItem{FileID: id}
+		s.files[id] = f
+	}
+	if f.Status != state.StatusDone {
+		f.Status, f.Reason = state.StatusFailed, reason
+	}
+	return nil
+}
+
+func (s *fakeState) AcquireUpload(ctx context.Context, id, owner string, until time.Time) (*state.Upload, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[id]
+	if ok && u.Owner != "" && u.Owner != owner && u.LeaseUntilMs >= s.now().UnixMilli() {
+		return nil, state.ErrLeaseHeld
+	}
+	if !ok {
+		u = &state.Upload{FileID: id}
+		s.uploads[id] = u
+	}
+	u.Owner, u.LeaseUntilMs = owner, until.UnixMilli()
+	u.Invocations++
+	c := *u
+	return &c, nil
+}
+
+func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var parts []state.Part
+	for _, c := range s.chunks[u.FileID] {
+		parts = append(parts, c...)
+	}
+	sort.Slice(parts, func(a, b int) bool { return parts[a].Number < parts[b].Number })
+	if len(parts) != u.PartsDone {
+		return nil, fmt.Errorf("found %d parts, checkpoint says %d", len(parts), u.PartsDone)
+	}
+	return parts, nil
+}
+
+func (s *fakeState) SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error {
+	if s.SaveErr != nil {
+		if err := s.SaveErr(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.uploads[u.FileID]
+	if !ok || cur.Owner != owner {
+		return state.ErrLeaseHeld
+	}
+	byChunk := map[int][]state.Part{}
+	for _, p := range parts {
+		byChunk[state.ChunkOf(p.Number)] = append(byChunk[state.ChunkOf(p.Number)], p)
+	}
+	if s.chunks[u.FileID] == nil {
+		s.chunks[u.FileID] = map[int][]state.Part{}
+	}
+	for _, c := range dirty {
+		s.chunks[u.FileID][c] = byChunk[c]
+	}
+	c := *u
+	if parts != nil {
+		c.PartsDone = len(parts)
+	}
+	c.MD5State = slices.Clone(u.MD5State)
+	s.uploads[u.FileID] = &c
+	u.PartsDone = c.PartsDone
+	s.saves++
+	return nil
+}
+
+func (s *fakeState) ReleaseUpload(ctx context.Context, id, owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.uploads[id]; ok && u.Owner == owner {
+		u.Owner, u.LeaseUntilMs = "", 0
+	}
+	return nil
+}
+
+func (s *fakeState) DeleteUpload(ctx context.Context, id, owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.uploads[id]; ok && u.Owner != owner {
+		return state.ErrLeaseHeld
+	}
+	delete(s.uploads, id)
+	delete(s.chunks, id)
+	return nil
+}
+
+func (s *fakeState) file(id string) state.FileItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[id]; ok {
+		return *f
+	}
+	return state.FileItem{}
+}
+
+func (s *fakeState) upload(id string) *state.Upload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.uploads[id]; ok {
+		c := *u
+		return &c
+	}
+	return nil
+}
+
+// ---- sender ----
+
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []queue.Message
+	Err  error
+}
+
+func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return queue.SendResult{Failed: msgs, Calls: 1}, nil
+	}
+	s.sent = append(s.sent, msgs...)
+	return queue.SendResult{Sent: msgs, Calls: 1}, nil
+}
+
+func (s *fakeSender) messages() []queue.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sent)
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// S3API is the part of the S3 API the downloader uses. It drives multipart
+// uploads itself rather than through the SDK's transfer manager: the
+// manager's Uploader reads one io.Reader from start to end and keeps its
+// upload id to itself, so it can neither fetch the parts as independent HTTP
+// ranges (retrying just the range that failed) nor resume an upload in the
+// next invocation from a checkpoint — both of which the downloader needs.
+type S3API interface {
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+}
+
+var _ S3API = (*s3.Client)(nil)
+
+// RDP is the part of the RDP client the downloader uses.
+type RDP interface {
+	File(ctx context.Context, id string) (*rdp.File, error)
+	StreamURL(ctx context.Context, id string) (string, error)
+	GetRange(ctx context.Context, presignedURL string, offset, length int64) (*rdp.RangeResponse, error)
+}
+
+var _ RDP = (*rdp.Client)(nil)
+
+// Tokens runs file-store calls with the token ring's 401 handling
+// (re-read, retry once, report; DESIGN §7.1).
+type Tokens interface {
+	Do(ctx context.Context, op func(ctx context.Context) error) error
+}
+
+var _ Tokens = (*tokenring.Reader)(nil)
+
+// State is the part of the state table the downloader uses.
+type State interface {
+	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
+	BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error)
+	MarkDone(ctx context.Context, fileID string, size int64, key, etag string) error
+	MarkFailed(ctx context.Context, fileID, reason string) error
+	AcquireUpload(ctx context.Context, fileID, owner string, until time.Time) (*state.Upload, error)
+	LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error)
+	SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error
+	ReleaseUpload(ctx context.Context, fileID, owner string) error
+	DeleteUpload(ctx context.Context, fileID, owner string) error
+}
+
+var _ State = (*state.Table)(nil)
+
+// Sender enqueues continuation messages.
+type Sender interface {
+	SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error)
+}
+
+var _ Sender = (*queue.Sender)(nil)
+
+// Settings are the downloader's knobs (config.Downloader, validated).
+type Settings struct {
+	DestBucket         string
+	DestPrefix         string
+	PartSize           int64 // 0: chosen from the file size
+	ParallelRanges     int
+	MessageConcurrency int
+	DeadlineMargin     time.Duration
+	RangeReadTimeout   time.Duration
+	RangeAttempts      int
+	RetryBaseDelay     time.Duration
+	RetryMaxDelay      time.Duration
+	CheckpointInterval time.Duration
+	// MaxURLRefreshes bounds the new URLs asked of /stream per file and
+	// invocation after 403s (default 8).
+	MaxURLRefreshes int
+	// MaxNoProgress: after this many consecutive invocations that completed
+	// no part, the file fails instead of continuing (default 3).
+	MaxNoProgress int
+	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
+	// continuation message) done after the work context ended (default 10s).
+	CleanupTimeout time.Duration
+}
+
+// SettingsFrom converts the loaded configuration.
+func SettingsFrom(c config.Downloader) Settings {
+	return Settings{
+		DestBucket:         c.DestBucket,
+		DestPrefix:         c.DestPrefix,
+		PartSize:           c.PartSize,
+		ParallelRanges:     c.ParallelRanges,
+		MessageConcurrency: c.MessageConcurrency,
+		DeadlineMargin:     c.DeadlineMargin,
+		RangeReadTimeout:   c.RangeReadTimeout,
+		RangeAttempts:      c.RangeAttempts,
+		RetryBaseDelay:     c.RetryBaseDelay,
+		RetryMaxDelay:      c.RetryMaxDelay,
+		CheckpointInterval: c.CheckpointInterval,
+	}
+}
+
+func (s *Settings) validate() error {
+	if s.DestBucket == "" {
+		return errors.New("config: DEST_BUCKET is required")
+	}
+	if s.PartSize != 0 && (s.PartSize < minPartSize || s.PartSize > maxPartSize) {
+		return fmt.Errorf("config: PART_SIZE=%d: must be between %d (5 MiB) and %d (5 GiB)", s.PartSize, minPartSize, maxPartSize)
+	}
+	if s.ParallelRanges < 1 {
+		return fmt.Errorf("config: PARALLEL_RANGES=%d: must be at least 1", s.ParallelRanges)
+	}
+	if s.MessageConcurrency < 1 {
+		s.MessageConcurrency = 1
+	}
+	if s.RangeReadTimeout <= 0 {
+		s.RangeReadTimeout = 30 * time.Second
+	}
+	if s.RangeAttempts < 1 {
+		s.RangeAttempts = 1
+	}
+	if s.RetryMaxDelay < s.RetryBaseDelay {
+		s.RetryMaxDelay = s.RetryBaseDelay
+	}
+	if s.CheckpointInterval <= 0 {
+		s.CheckpointInterval = 30 * time.Second
+	}
+	if s.MaxURLRefreshes <= 0 {
+		s.MaxURLRefreshes = 8
+	}
+	if s.MaxNoProgress <= 0 {
+		s.MaxNoProgress = 3
+	}
+	if s.CleanupTimeout <= 0 {
+		s.CleanupTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// Deps are the handler's collaborators.
+type Deps struct {
+	S3      S3API
+	RDP     RDP
+	Tokens  Tokens
+	State   State
+	Sender  Sender
+	Log     *slog.Logger      // default: discard
+	Metrics *metrics.Recorder // nil: no metrics
+	// Sleep replaces the backoff sleep (tests); default a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Handler is the downloader: one SQS batch per Handle call. It is safe for
+// concurrent use; its buffers are shared by every message it processes.
+type Handler struct {
+	s3      S3API
+	rdp     RDP
+	tokens  Tokens
+	state   State
+	sender  Sender
+	log     *slog.Logger
+	metrics *metrics.Recorder
+	sleep   func(ctx context.Context, d time.Duration) error
+	now     func() time.Time
+	cfg     Settings
+	slots   *slotPool
+}
+
+// New returns a handler.
+func New(d Deps, s Settings) (*Handler, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if d.S3 == nil || d.RDP == nil || d.Tokens == nil || d.State == nil || d.Sender == nil {
+		return nil, errors.New("downloader: S3, RDP, Tokens, State and Sender are required")
+	}
+	h := &Handler{
+		s3: d.S3, rdp: d.RDP, tokens: d.Tokens, state: d.State, sender: d.Sender,
+		log: d.Log, metrics: d.Metrics, sleep: d.Sleep, now: d.Now, cfg: s,
+		slots: newSlotPool(s.ParallelRanges),
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.sleep == nil {
+		h.sleep = sleepCtx
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h, nil
+}
+
+// Handle processes one SQS batch. Each message is one file; up to
+// MESSAGE_CONCURRENCY are processed at once. It never returns an error: the
+// messages that failed (poison, permanent or exhausted failures) are listed
+// in BatchItemFailures so that only they return to the queue (and, after
+// maxReceiveCount, to the DLQ).
+func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEventResponse, error) {
+	log := logx.WithRequest(ctx, h.log)
+	type failure struct {
+		idx int
+		id  string
+	}
+	var (
+		mu       sync.Mutex
+		failures []failure
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, h.cfg.MessageConcurrency)
+	)
+	for i, rec := range evt.Records {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := h.handleRecord(ctx, log, rec); err != nil {
+				mu.Lock()
+				failures = append(failures, failure{i, rec.MessageId})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Slice(failures, func(a, b int) bool { return failures[a].idx < failures[b].idx })
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	for _, f := range failures {
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: f.id})
+	}
+	if err := h.metrics.Flush(); err != nil {
+		log.Warn("flush metrics", "error", err)
+	}
+	return resp, nil
+}
+
+// Invoke implements aws-lambda-go's lambda.Handler (main passes the Handler
+// to lambda.Start): the raw event goes through HandleEvent, so that even a
+// payload that is not JSON gets an error of ours.
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	resp, err := h.HandleEvent(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(resp)
+}
+
+// HandleEvent decodes the raw Lambda event and runs Handle: an event that is
+// not JSON, or not shaped like an SQS event, gets an error that says so and
+// names the field (DESIGN §5, §7.8) instead of the JSON decoder's bare message.
+func (h *Handler) HandleEvent(ctx context.Context, raw []byte) (events.SQSEventResponse, error) {
+	evt, err := decodeEvent(raw)
+	if err != nil {
+		logx.WithRequest(ctx, h.log).Error("malformed event", "error", err.Error())
+		return events.SQSEventResponse{}, err
+	}
+	return h.Handle(ctx, evt)
+}
+
+func decodeEvent(raw []byte) (events.SQSEvent, error) {
+	var evt events.SQSEvent
+	err := json.Unmarshal(raw, &evt)
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return evt, nil
+	case errors.As(err, &se):
+		return evt, fmt.Errorf("event: not valid JSON (at byte %d): %w", se.Offset, err)
+	case errors.As(err, &te) && te.Field == "":
+		return evt, fmt.Errorf("event: want a JSON object (an SQS event), got JSON %s", te.Value)
+	case errors.As(err, &te):
+		return evt, fmt.Errorf("event: field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	}
+	return evt, fmt.Errorf("event: not valid JSON: %w", err)
+}
+
+// handleRecord processes one message; a non-nil error fails the message.
+// A panic is turned into a failure of this message only.
+func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events.SQSMessage) (err error) {
+	log = log.With("message_id", rec.MessageId)
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic while processing message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			h.metrics.Add("FilesFailed", 1, "reason", "panic")
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	m, err := queue.Decode(rec.Body)
+	if err != nil {
+		log.Error("bad message: it fails and goes to the DLQ after maxReceiveCount", "error", err.Error(), "receive_count", rec.Attributes["ApproximateReceiveCount"])
+		h.metrics.Add("PoisonMessages", 1)
+		return err
+	}
+	log = log.With("file_id", m.FileID, "fileset_id", m.FileSetID)
+	return h.processFile(ctx, log, m)
+}

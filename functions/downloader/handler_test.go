@@ -1,0 +1,743 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type rig struct {
+	h       *Handler
+	s3      *fakeS3
+	rdp     *fakeRDP
+	tokens  *fakeTokens
+	st      *fakeState
+	snd     *fakeSender
+	logs    *syncBuffer
+	metrics *syncBuffer
+	cfg     Settings
+}
+
+func testSettings() Settings {
+	return Settings{
+		DestBucket: "dest", DestPrefix: "cfs/", PartSize: 5 * MiB, ParallelRanges: 3, MessageConcurrency: 2,
+		DeadlineMargin: 300 * time.Millisecond, RangeReadTimeout: time.Second, RangeAttempts: 4,
+		RetryBaseDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond, CheckpointInterval: time.Hour,
+	}
+}
+
+func newRig(t *testing.T, mod func(*Settings)) *rig {
+	t.Helper()
+	r := &rig{s3: newFakeS3("dest"), rdp: newFakeRDP(), tokens: &fakeTokens{}, st: newFakeState(), snd: &fakeSender{},
+		logs: &syncBuffer{}, metrics: &syncBuffer{}, cfg: testSettings()}
+	if mod != nil {
+		mod(&r.cfg)
+	}
+	h, err := New(Deps{
+		S3: r.s3, RDP: r.rdp, Tokens: r.tokens, State: r.st, Sender: r.snd,
+		Log:     slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(r.metrics, "downloader"),
+	}, r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+	return r
+}
+
+func msgFor(id string) queue.Message {
+	return queue.Message{FileID: id, FileSetID: "fs1", FileSetName: "Set 1", Bucket: "bulk-ESG", PackageID: "pkg1"}
+}
+
+func event(bodies ...string) events.SQSEvent {
+	var evt events.SQSEvent
+	for i, b := range bodies {
+		evt.Records = append(evt.Records, events.SQSMessage{MessageId: "m" + strconv.Itoa(i), Body: b})
+	}
+	return evt
+}
+
+func failedIDs(resp events.SQSEventResponse) []string {
+	ids := []string{}
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	return ids
+}
+
+// keyOf is the key DESIGN §6 gives a file of msgFor(id) named name.
+func keyOf(name string) string {
+	return "cfs/bulk-ESG/pkg1/fs1/" + strings.ReplaceAll(name, ":", "_")
+}
+
+// checkLanded asserts the object is byte-identical with its DESIGN §6 metadata
+// and the state is DONE.
+func (r *rig) checkLanded(t *testing.T, id, name string, size int64) {
+	t.Helper()
+	o := r.s3.object(keyOf(name))
+	if o == nil {
+		t.Fatalf("no object at %s", keyOf(name))
+	}
+	want, _ := io.ReadAll(rdptest.Content(id, size))
+	if !bytes.Equal(o.data, want) {
+		t.Fatalf("object %s: %d bytes, not byte-identical with the %d-byte source", keyOf(name), len(o.data), size)
+	}
+	wantMeta := map[string]string{"cfs-file-id": id, "cfs-fileset-id": "fs1", "cfs-package-id": "pkg1", "cfs-bucket": "bulk-ESG", "cfs-size": strconv.FormatInt(size, 10)}
+	for k, v := range wantMeta {
+		if o.meta[k] != v {
+			t.Errorf("metadata %s = %q, want %q", k, o.meta[k], v)
+		}
+	}
+	if len(o.meta) != len(wantMeta) {
+		t.Errorf("metadata %v has extra entries", o.meta)
+	}
+	f := r.st.file(id)
+	if f.Status != state.StatusDone || f.Key != keyOf(name) || f.Size != size || f.ETag != o.etag {
+		t.Errorf("state %+v, want DONE with key %s, size %d, etag %s", f, keyOf(name), size, o.etag)
+	}
+	if u := r.st.upload(id); u != nil {
+		t.Errorf("checkpoint left behind: %+v", u)
+	}
+	if n := r.s3.openUploads(); n != 0 {
+		t.Errorf("%d multipart uploads left open", n)
+	}
+}
+
+// metric sums the values of an EMF metric whose dimensions include dims.
+func metric(t *testing.T, emf string, name string, dims ...string) float64 {
+	t.Helper()
+	var sum float64
+	sc := bufio.NewScanner(strings.NewReader(emf))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
+		}
+		match := true
+		for i := 0; i+1 < len(dims); i += 2 {
+			if rec[dims[i]] != dims[i+1] {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch v := rec[name].(type) {
+		case float64:
+			sum += v
+		case []any:
+			for _, x := range v {
+				sum += x.(float64)
+			}
+		}
+	}
+	return sum
+}
+
+func TestChoosePartSize(t *testing.T) {
+	tests := []struct {
+		name     string
+		size     int64
+		override int64
+		want     int64
+		wantErr  bool
+	}{
+		{"empty file", 0, 0, 8 * MiB, false},
+		{"tiny file", 1, 0, 8 * MiB, false},
+		{"1 GiB", GiB, 0, 8 * MiB, false},
+		{"50 GiB still fits 8 MiB parts", 50 * GiB, 0, 8 * MiB, false},
+		{"80 GiB needs 9 MiB parts", 80 * GiB, 0, 9 * MiB, false},
+		{"5 TiB needs 525 MiB parts", 5 << 40, 0, 525 * MiB, false},
+		{"override used", GiB, 5 * MiB, 5 * MiB, false},
+		{"override raised to fit 10,000 parts", 100 * GiB, 5 * MiB, 11 * MiB, false},
+		{"override too small", GiB, 4 * MiB, 0, true},
+		{"override too large", GiB, 6 * GiB, 0, true},
+		{"larger than S3 allows", 5<<40 + 1, 0, 0, true},
+		{"negative size", -1, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := choosePartSize(tt.size, tt.override)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if got != tt.want {
+				t.Errorf("part size %d (%.2f MiB), want %d (%.2f MiB)", got, float64(got)/float64(MiB), tt.want, float64(tt.want)/float64(MiB))
+			}
+			if n := partCount(tt.size, got); n > maxParts || got < minPartSize || got > maxPartSize {
+				t.Errorf("part size %d gives %d parts: outside S3's limits", got, n)
+			}
+		})
+	}
+}
+
+func TestPartLen(t *testing.T) {
+	tests := []struct {
+		size, ps int64
+		n        int32
+		want     int64
+	}{
+		{12*MiB + 7, 5 * MiB, 1, 5 * MiB},
+		{12*MiB + 7, 5 * MiB, 3, 2*MiB + 7},
+		{10 * MiB, 5 * MiB, 2, 5 * MiB},
+	}
+	for _, tt := range tests {
+		if got := partLen(tt.size, tt.ps, tt.n); got != tt.want {
+			t.Errorf("partLen(%d, %d, %d) = %d, want %d", tt.size, tt.ps, tt.n, got, tt.want)
+		}
+	}
+	if got := partCount(10*MiB, 5*MiB); got != 2 {
+		t.Errorf("partCount = %d, want 2", got)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want decision
+	}{
+		{"stall", fmt.Errorf("x: %w", errStalled), decision{actRetry, kindStall}},
+		{"truncated", fmt.Errorf("%w: got 1 of 2 bytes", errTruncated), decision{actRetry, kindTruncated}},
+		{"unexpected EOF", io.ErrUnexpectedEOF, decision{actRetry, kindTruncated}},
+		{"connection reset", resetErr(), decision{actRetry, kindReset}},
+		{"EOF before response", fmt.Errorf("get range from http://h: %w", io.EOF), decision{actRetry, kindReset}},
+		{"403 expired URL", &rdp.PresignedError{Host: "h", StatusCode: 403, Code: "AccessDenied"}, decision{actRefreshURL, kindURLExpired}},
+		{"404 gone", &rdp.PresignedError{Host: "h", StatusCode: 404, Code: "NoSuchKey"}, decision{actFail, "gone"}},
+		{"429", &rdp.PresignedError{Host: "h", StatusCode: 429, Code: "SlowDown"}, decision{actRetry, kindThrottle}},
+		{"503 SlowDown", &rdp.PresignedError{Host: "h", StatusCode: 503, Code: "SlowDown"}, decision{actRetry, kindThrottle}},
+		{"500", &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}, decision{actRetry, kindServer}},
+		{"400", &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "InvalidArgument"}, decision{actFail, "http-400"}},
+		{"size mismatch", &sizeMismatchError{want: 1, got: 2}, decision{actFail, "size-mismatch"}},
+		{"unknown", errors.New("tls: something odd"), decision{actRetry, kindNetwork}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %+v, want %+v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for attempt := 1; attempt <= 10; attempt++ {
+		want := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
+		for range 50 {
+			d := backoff(100*time.Millisecond, 2*time.Second, attempt)
+			if d < want/2 || d > want {
+				t.Fatalf("attempt %d: backoff %s outside [%s, %s]", attempt, d, want/2, want)
+			}
+		}
+	}
+}
+
+// faultAt fails the first attempt of the range at off with f.
+func faultAt(off int64, f func(id string, off, n int64) (*rdp.RangeResponse, error)) rangeFault {
+	return func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+		if o == off && attempt == 1 {
+			return f("f1", o, n)
+		}
+		return nil, nil
+	}
+}
+
+func TestHandle(t *testing.T) {
+	const big = 12*MiB + 7 // three parts of 5 MiB
+	bigName := "ESG Delta 2024-01-01T00:00:00Z part 1.jsonl.gz"
+	tests := []struct {
+		name  string
+		mod   func(*Settings)
+		setup func(r *rig)
+		msgs  []string // bodies; "f1" etc. stand for msgFor(id)
+		fail  []string
+		check func(t *testing.T, r *rig)
+	}{
+		{
+			name:  "small file lands with one PutObject",
+			setup: func(r *rig) { r.rdp.add("f1", "small:file 1.csv", 3*MiB+1, true) },
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", "small:file 1.csv", 3*MiB+1)
+				if r.s3.Calls("PutObject") != 1 || r.s3.Calls("CreateMultipartUpload") != 0 {
+					t.Errorf("PutObject %d, CreateMultipartUpload %d: want 1, 0", r.s3.Calls("PutObject"), r.s3.Calls("CreateMultipartUpload"))
+				}
+				if !strings.Contains(r.logs.String(), `"md5_verified":true`) {
+					t.Error("md5 not verified")
+				}
+				if metric(t, r.metrics.String(), "FilesDownloaded") != 1 || metric(t, r.metrics.String(), "BytesDownloaded") != float64(3*MiB+1) {
+					t.Errorf("metrics: %s", r.metrics.String())
+				}
+			},
+		},
+		{
+			name:  "empty file lands without a range request",
+			setup: func(r *rig) { r.rdp.add("f1", "empty.csv", 0, true) },
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", "empty.csv", 0)
+				if r.rdp.Ranges() != 0 {
+					t.Errorf("%d range requests for an empty file", r.rdp.Ranges())
+				}
+			},
+		},
+		{
+			name:  "multipart file lands in three parts",
+			setup: func(r *rig) { r.rdp.add("f1", bigName, big, true) },
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", bigName, big)
+				if r.s3.Calls("UploadPart") != 3 || r.rdp.Ranges() != 3 {
+					t.Errorf("UploadPart %d, ranges %d: want 3, 3", r.s3.Calls("UploadPart"), r.rdp.Ranges())
+				}
+				if !strings.HasSuffix(r.st.file("f1").ETag, `-3"`) {
+					t.Errorf("etag %s: not a 3-part etag", r.st.file("f1").ETag)
+				}
+				if !strings.Contains(r.logs.String(), `"md5_verified":true`) {
+					t.Error("md5 not verified")
+				}
+			},
+		},
+		{
+			name:  "PART_SIZE unset: chosen from the size (8 MiB)",
+			mod:   func(s *Settings) { s.PartSize = 0 },
+			setup: func(r *rig) { r.rdp.add("f1", bigName, big, false) },
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", bigName, big)
+				if r.s3.Calls("UploadPart") != 2 {
+					t.Errorf("UploadPart %d, want 2 parts of 8 MiB", r.s3.Calls("UploadPart"))
+				}
+			},
+		},
+		{
+			name: "state DONE: nothing is downloaded",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.st.files["f1"] = &state.FileItem{FileID: "f1", Status: state.StatusDone, Key: keyOf("a.csv")}
+			},
+			msgs: []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				if r.rdp.Ranges() != 0 || r.tokens.calls.Load() != 0 || r.s3.Calls("PutObject") != 0 {
+					t.Errorf("ranges %d, token calls %d, puts %d: want none", r.rdp.Ranges(), r.tokens.calls.Load(), r.s3.Calls("PutObject"))
+				}
+			},
+		},
+		{
+			name: "object already in S3 with matching cfs-size: marked DONE without downloading",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.s3.objects[keyOf("a.csv")] = &fakeObject{data: make([]byte, MiB), meta: map[string]string{"cfs-file-id": "f1", "cfs-size": strconv.Itoa(int(MiB))}, etag: `"e1"`}
+			},
+			msgs: []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				if r.rdp.Ranges() != 0 || r.s3.Calls("PutObject") != 0 {
+					t.Errorf("ranges %d, puts %d: want none", r.rdp.Ranges(), r.s3.Calls("PutObject"))
+				}
+				if f := r.st.file("f1"); f.Status != state.StatusDone || f.ETag != `"e1"` {
+					t.Errorf("state %+v, want DONE with the object's etag", f)
+				}
+			},
+		},
+		{
+			name: "object in S3 with another cfs-size: downloaded again",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.s3.objects[keyOf("a.csv")] = &fakeObject{data: make([]byte, 10), meta: map[string]string{"cfs-file-id": "f1", "cfs-size": "10"}, etag: `"old"`}
+			},
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) { r.checkLanded(t, "f1", "a.csv", MiB) },
+		},
+		{
+			name:  "poison messages fail alone, naming the field",
+			setup: func(r *rig) { r.rdp.add("f1", "a.csv", MiB, true) },
+			msgs:  []string{"not json", `{"fileId":"f9","bucket":"b","packageId":"p"}`, `{"fileId":5,"fileSetId":"s","bucket":"b","packageId":"p"}`, "f1"},
+			fail:  []string{"m0", "m1", "m2"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", "a.csv", MiB)
+				logs := r.logs.String()
+				for _, want := range []string{"not a JSON object", `\"fileSetId\" is required`, `field \"fileId\"`} {
+					if !strings.Contains(logs, want) {
+						t.Errorf("logs lack %q", want)
+					}
+				}
+				if metric(t, r.metrics.String(), "PoisonMessages") != 3 {
+					t.Errorf("PoisonMessages != 3")
+				}
+			},
+		},
+		{
+			name:  "duplicate delivery in one batch: one download",
+			setup: func(r *rig) { r.rdp.add("f1", bigName, big, true) },
+			msgs:  []string{"f1", "f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", bigName, big)
+				if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
+					t.Errorf("ranges %d, uploads %d: want one download (3, 1)", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
+				}
+			},
+		},
+		{
+			name: "lease held by another invocation: success without download",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.st.uploads["f1"] = &state.Upload{FileID: "f1", Owner: "someone", LeaseUntilMs: time.Now().Add(time.Hour).UnixMilli()}
+			},
+			msgs: []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				if r.rdp.Ranges() != 0 || metric(t, r.metrics.String(), "FilesSkipped", "reason", "duplicate") != 1 {
+					t.Errorf("ranges %d; metrics %s", r.rdp.Ranges(), r.metrics.String())
+				}
+			},
+		},
+		{
+			name: "expired lease is taken over",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.st.uploads["f1"] = &state.Upload{FileID: "f1", Owner: "crashed", LeaseUntilMs: time.Now().Add(-time.Minute).UnixMilli()}
+			},
+			msgs:  []string{"f1"},
+			check: func(t *testing.T, r *rig) { r.checkLanded(t, "f1", "a.csv", MiB) },
+		},
+		{
+			name:  "404 from /files: fails as gone",
+			setup: func(r *rig) {},
+			msgs:  []string{"f1"},
+			fail:  []string{"m0"},
+			check: func(t *testing.T, r *rig) {
+				if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "gone:") {
+					t.Errorf("state %+v, want FAILED gone", f)
+				}
+			},
+		},
+		{
+			name: "401 on /stream after the reader's retry: fails, FAILED unauthorized",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.rdp.StreamErr = func(string, int) error {
+					return &rdp.APIError{Endpoint: "get stream url", StatusCode: 401, Message: "token expired"}
+				}
+			},
+			msgs: []string{"f1"},
+			fail: []string{"m0"},
+			check: func(t *testing.T, r *rig) {
+				if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "unauthorized:") {
+					t.Errorf("state %+v, want FAILED unauthorized", f)
+				}
+			},
+		},
+		{
+			name: "md5 mismatch: fails, upload aborted, no object",
+			setup: func(r *rig) {
+				r.rdp.add("f1", bigName, big, false)
+				f := r.rdp.files["f1"]
+				f.md5 = "0123456789abcdef0123456789abcdef"
+				r.rdp.files["f1"] = f
+			},
+			msgs: []string{"f1"},
+			fail: []string{"m0"},
+			check: func(t *testing.T, r *rig) {
+				if r.s3.object(keyOf(bigName)) != nil || r.s3.openUploads() != 0 {
+					t.Error("object or open upload left after an md5 mismatch")
+				}
+				if f := r.st.file("f1"); !strings.HasPrefix(f.Reason, "md5-mismatch") {
+					t.Errorf("reason %q", f.Reason)
+				}
+			},
+		},
+		{
+			name: "S3 refuses a part: upload aborted, FAILED",
+			setup: func(r *rig) {
+				r.rdp.add("f1", bigName, big, true)
+				r.s3.UploadPartErr = func(n int32) error {
+					if n == 2 {
+						return &apiErr{"AccessDenied"}
+					}
+					return nil
+				}
+			},
+			msgs: []string{"f1"},
+			fail: []string{"m0"},
+			check: func(t *testing.T, r *rig) {
+				if r.s3.openUploads() != 0 || r.s3.Calls("AbortMultipartUpload") != 1 {
+					t.Errorf("open uploads %d, aborts %d", r.s3.openUploads(), r.s3.Calls("AbortMultipartUpload"))
+				}
+				if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "s3:") {
+					t.Errorf("state %+v", f)
+				}
+				if r.st.upload("f1") != nil {
+					t.Error("checkpoint left after the failure")
+				}
+			},
+		},
+		{
+			name: "a panic fails only its message",
+			setup: func(r *rig) {
+				r.rdp.add("f1", "a.csv", MiB, true)
+				r.rdp.FileErr = func(id string) error {
+					if id == "boom" {
+						panic("fake crash")
+					}
+					return nil
+				}
+			},
+			msgs:  []string{"boom", "f1"},
+			fail:  []string{"m0"},
+			check: func(t *testing.T, r *rig) { r.checkLanded(t, "f1", "a.csv", MiB) },
+		},
+		{
+			name: "parts finishing out of order are hashed in order",
+			mod:  func(s *Settings) { s.RangeReadTimeout = 5 * time.Second },
+			setup: func(r *rig) {
+				r.rdp.add("f1", bigName, big, true)
+				r.rdp.Delay = func(off int64) time.Duration {
+					if off == 0 {
+						return 150 * time.Millisecond
+					}
+					return 0
+				}
+			},
+			msgs: []string{"f1"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", bigName, big)
+				if !strings.Contains(r.logs.String(), `"md5_verified":true`) {
+					t.Error("md5 not verified")
+				}
+			},
+		},
+		{
+			name: "ranges in flight never exceed PARALLEL_RANGES across the batch",
+			mod:  func(s *Settings) { s.ParallelRanges = 2; s.RangeReadTimeout = 5 * time.Second },
+			setup: func(r *rig) {
+				r.rdp.add("f1", bigName, big, true)
+				r.rdp.add("f2", "other.bin", big, false)
+				r.rdp.Delay = func(int64) time.Duration { return 20 * time.Millisecond }
+			},
+			msgs: []string{"f1", "f2"},
+			check: func(t *testing.T, r *rig) {
+				r.checkLanded(t, "f1", bigName, big)
+				r.checkLanded(t, "f2", "other.bin", big)
+				if m := r.rdp.maxFlight.Load(); m > 2 || m < 2 {
+					t.Errorf("at most %d ranges in flight, want exactly PARALLEL_RANGES=2", m)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, tt.mod)
+			tt.setup(r)
+			var bodies []string
+			for _, m := range tt.msgs {
+				if !strings.ContainsAny(m, "{ ") {
+					m = msgFor(m).Encode()
+				}
+				bodies = append(bodies, m)
+			}
+			resp, err := r.h.Handle(context.Background(), event(bodies...))
+			if err != nil {
+				t.Fatalf("Handle returned an error: %v", err)
+			}
+			want := tt.fail
+			if want == nil {
+				want = []string{}
+			}
+			if got := failedIDs(resp); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("failed messages %v, want %v\nlogs:\n%s", got, want, r.logs.String())
+			}
+			if strings.Contains(r.logs.String(), "SECRET") || strings.Contains(r.logs.String(), "X-Amz-") {
+				t.Error("a presigned URL reached the logs")
+			}
+			tt.check(t, r)
+		})
+	}
+}
+
+// TestHandleRangeFaults: each fault on the second part's first attempt is
+// retried (that range only) and the file still lands byte-identical; the
+// permanent ones fail the file with no open upload.
+func TestHandleRangeFaults(t *testing.T) {
+	const size = 12*MiB + 7
+	name := "faulty.bin"
+	off := 5 * MiB
+	tests := []struct {
+		name    string
+		fault   rangeFault
+		kind    string // Retries{kind} expected once; "" for failures
+		failure string // state reason prefix when the file must fail
+		urls    int    // /stream calls expected (0: don't check)
+	}{
+		{name: "connection reset", kind: kindReset, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) { return nil, resetErr() })},
+		{name: "truncated body", kind: kindTruncated, fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
+			return truncatedBody(id, o, n, size), nil
+		})},
+		{name: "stall: no byte within the read timeout", kind: kindStall, fault: func(ctx context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+			if o == off && attempt == 1 {
+				// Like a real response body, it ends only when its request is cancelled.
+				return &rdp.RangeResponse{Body: stallBody{ctx}, Offset: o, Length: n, TotalSize: size}, nil
+			}
+			return nil, nil
+		}},
+		{name: "403 expired URL: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 403, Code: "AccessDenied", Message: "Request has expired"}
+		})},
+		{name: "503 SlowDown", kind: kindThrottle, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 503, Code: "SlowDown"}
+		})},
+		{name: "500", kind: kindServer, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}
+		})},
+		{name: "404 on the URL: permanent", failure: "gone:", fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 404, Code: "NoSuchKey"}
+		})},
+		{name: "500 on every attempt: gives up", failure: "download:", fault: func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+			if o == off {
+				return nil, &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}
+			}
+			return nil, nil
+		}},
+		{name: "size differs from /files", failure: "size-mismatch:", fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
+			return &rdp.RangeResponse{Body: io.NopCloser(strings.NewReader("")), Offset: o, Length: n, TotalSize: size + 1}, nil
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, nil)
+			r.rdp.add("f1", name, size, true)
+			r.rdp.Fault = tt.fault
+			resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+			if tt.failure != "" {
+				if len(resp.BatchItemFailures) != 1 {
+					t.Fatalf("want the message to fail, got %v", failedIDs(resp))
+				}
+				f := r.st.file("f1")
+				if f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, tt.failure) {
+					t.Errorf("state %s %q, want FAILED %q…", f.Status, f.Reason, tt.failure)
+				}
+				if r.s3.openUploads() != 0 || r.s3.object(keyOf(name)) != nil {
+					t.Error("open upload or object left after a failure")
+				}
+				if tt.name == "500 on every attempt: gives up" && r.rdp.attempts[off] != r.cfg.RangeAttempts {
+					t.Errorf("%d attempts at the range, want RANGE_ATTEMPTS=%d", r.rdp.attempts[off], r.cfg.RangeAttempts)
+				}
+				return
+			}
+			if len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("message failed:\n%s", r.logs.String())
+			}
+			r.checkLanded(t, "f1", name, size)
+			if got := metric(t, r.metrics.String(), "Retries", "kind", tt.kind); got != 1 {
+				t.Errorf("Retries{kind=%s} = %v, want 1; metrics: %s", tt.kind, got, r.metrics.String())
+			}
+			if r.rdp.attempts[0] != 1 || r.rdp.attempts[10*MiB] != 1 || r.rdp.attempts[off] != 2 {
+				t.Errorf("attempts per range %v: want only the faulty range retried (once)", r.rdp.attempts)
+			}
+			if tt.urls > 0 && r.rdp.StreamURLs() != tt.urls {
+				t.Errorf("/stream calls %d, want %d", r.rdp.StreamURLs(), tt.urls)
+			}
+		})
+	}
+}
+
+func TestHandleEventMalformed(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want string // substring of the error; "" for success
+	}{
+		{`not json`, "event: not valid JSON"},
+		{`[1,2]`, "want a JSON object"},
+		{`{"Records":"x"}`, `field "Records"`},
+		{`{"Records":[{"body":5}]}`, `field "Records.body"`},
+		{`{"Records":[]}`, ""},
+		{`{}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			r := newRig(t, nil)
+			out, err := r.h.Invoke(context.Background(), []byte(tt.raw))
+			if tt.want == "" {
+				if err != nil || string(out) != `{"batchItemFailures":[]}` {
+					t.Fatalf("got %s, %v", out, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestLeaseLost: when a checkpoint finds the lease taken over, the upload
+// (now someone else's) is neither aborted nor deleted.
+func TestLeaseLost(t *testing.T) {
+	r := newRig(t, func(s *Settings) {
+		s.ParallelRanges = 1
+		s.CheckpointInterval = 50 * time.Millisecond
+		s.RangeReadTimeout = 5 * time.Second
+	})
+	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	var once sync.Once
+	r.rdp.Delay = func(off int64) time.Duration {
+		if off >= 10*MiB {
+			once.Do(func() { // another invocation takes over while part 3 downloads
+				r.st.mu.Lock()
+				r.st.uploads["f1"].Owner = "usurper"
+				r.st.mu.Unlock()
+			})
+			return 200 * time.Millisecond
+		}
+		return 0
+	}
+	resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("failures %v, want the message to fail", failedIDs(resp))
+	}
+	if r.s3.Calls("AbortMultipartUpload") != 0 || r.s3.openUploads() != 1 || r.st.upload("f1") == nil {
+		t.Errorf("aborts %d, open uploads %d, checkpoint %v: the new holder's upload was touched",
+			r.s3.Calls("AbortMultipartUpload"), r.s3.openUploads(), r.st.upload("f1"))
+	}
+	if f := r.st.file("f1"); f.Status == state.StatusFailed {
+		t.Errorf("state %s: the file must not be marked FAILED under the new holder", f.Status)
+	}
+}

@@ -1,0 +1,128 @@
+// Command downloader is cfsync's downloader Lambda: one SQS message per CFS
+// file; each file is streamed with HTTP range requests from its presigned
+// URL into an S3 multipart upload (see handler.go and docs/downloader.md).
+// main only wires configuration → clients → Handler → lambda.Start.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cfsync/cfsync/internal/awsconf"
+	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+const function = "downloader"
+
+var _ lambda.Handler = (*Handler)(nil)
+
+func main() {
+	var cfg config.Downloader
+	if err := config.Load(&cfg); err != nil {
+		fatal(slog.New(slog.NewJSONHandler(os.Stdout, nil)), "configuration", err)
+	}
+	level, err := logx.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		fatal(slog.New(slog.NewJSONHandler(os.Stdout, nil)), "configuration", err)
+	}
+	log := logx.New(os.Stdout, level, function)
+	setMemoryLimit(log)
+
+	ctx := context.Background()
+	awsCfg, err := awsconf.Load(ctx)
+	if err != nil {
+		fatal(log, "aws configuration", err)
+	}
+	// S3 5xx/SlowDown and throttling: the SDK retries with jittered backoff,
+	// without a client-side retry quota (a long download must not run out).
+	awsCfg.Retryer = func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 8
+			o.MaxBackoff = 20 * time.Second
+			o.RateLimiter = ratelimit.None
+		})
+	}
+	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
+	reader := tokenring.NewReader(secretsmanager.NewFromConfig(awsCfg), table, cfg.TokenSecretIDs, tokenring.ReaderOptions{Skew: cfg.TokenSkew})
+	client, err := rdp.NewClient(
+		rdp.WithBaseURL(cfg.RDPBaseURL),
+		rdp.WithHTTPClient(reader.HTTPClient(&http.Client{Timeout: 60 * time.Second})),
+		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(cfg)}),
+		rdp.WithUserAgent("cfsync-downloader"),
+	)
+	if err != nil {
+		fatal(log, "rdp client", err)
+	}
+	h, err := New(Deps{
+		S3:      s3.NewFromConfig(awsCfg, awsconf.S3Options()...),
+		RDP:     client,
+		Tokens:  reader,
+		State:   table,
+		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
+		Log:     log,
+		Metrics: metrics.New(os.Stdout, function),
+	}, SettingsFrom(cfg))
+	if err != nil {
+		fatal(log, "configuration", err)
+	}
+	lambda.Start(h) // h.Invoke: see HandleEvent
+}
+
+// downloadTransport is the presigned host's transport: one connection per
+// range in flight, and no overall timeout (stalls are caught per range).
+func downloadTransport(cfg config.Downloader) *http.Transport {
+	conns := max(cfg.ParallelRanges, 1) * 2
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          conns,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       60 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.RangeReadTimeout,
+		ForceAttemptHTTP2:     false,
+		ReadBufferSize:        256 << 10,
+	}
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of 85% of the
+// function's memory (unless GOMEMLIMIT is set), so that dropped buffers are
+// collected before the process nears the Lambda limit.
+func setMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	mb, err := strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	if err != nil || mb <= 0 {
+		return
+	}
+	limit := int64(mb) << 20 * 85 / 100
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit set", "bytes", limit)
+}
+
+func fatal(log *slog.Logger, what string, err error) {
+	log.Error("downloader cannot start: "+what, "error", err.Error())
+	os.Exit(1)
+}

@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding"
+	"errors"
+	"fmt"
+	"hash"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/cfsync/cfsync/internal/state"
+)
+
+// multipart is the progress of one file's multipart upload in this invocation.
+//
+// Ranges run in parallel and complete out of order. When the file store gives
+// an md5, the parts are hashed strictly in part order: a part that finished
+// early keeps its buffer (and its slot) until every part before it has been
+// hashed, so memory stays at P buffers and the head-of-line part is never
+// starved. Only parts that are hashed count as done, so the saved MD5 state
+// always covers exactly parts 1..k and a resumed upload continues the same
+// hash: the md5 of a file that took several invocations is still verified.
+// Without an md5 a part is done as soon as S3 has it.
+type multipart struct {
+	j        *job
+	partSize int64
+	nparts   int32
+
+	mu         sync.Mutex
+	parts      []state.Part // index n-1; Number 0: not done
+	done       int
+	dirty      map[int]bool // chunk items to write at the next checkpoint
+	md5        hash.Hash    // nil: not verifying the md5
+	md5Through int32        // parts 1..md5Through are hashed
+	waiters    map[int32]chan struct{}
+	fatal      error
+}
+
+func newMultipart(j *job, partSize int64) *multipart {
+	n := partCount(j.size, partSize)
+	return &multipart{j: j, partSize: partSize, nparts: n, parts: make([]state.Part, n), dirty: map[int]bool{}, waiters: map[int32]chan struct{}{}}
+}
+
+// multipart uploads the file in parts, resuming the checkpoint's upload.
+func (j *job) multipart(ctx context.Context, partSize int64) outcome {
+	if err := j.prepare(ctx, partSize); err != nil {
+		return j.stopOr(ctx, err)
+	}
+	stopped, err := j.mp.run(ctx)
+	if err != nil {
+		return j.stopOr(ctx, err)
+	}
+	if stopped {
+		return outcome{kind: outContinue, reason: "deadline"}
+	}
+	return j.mp.complete(ctx)
+}
+
+// notResumable says why the checkpoint's upload cannot continue ("" if it can).
+func (j *job) notResumable() string {
+	up := j.up
+	switch {
+	case up.Key != j.key:
+		return "target key changed"
+	case up.Bucket != j.h.cfg.DestBucket:
+		return "destination bucket changed"
+	case up.Size != j.size:
+		return fmt.Sprintf("file size changed from %d", up.Size)
+	case up.PartSize < minPartSize || up.PartSize > maxPartSize || partCount(j.size, up.PartSize) > maxParts:
+		return fmt.Sprintf("unusable part size %d", up.PartSize)
+	}
+	return ""
+}
+
+// prepare resumes the checkpoint's multipart upload or creates a new one.
+func (j *job) prepare(ctx context.Context, partSize int64) error {
+	h, up := j.h, j.up
+	if up.UploadID != "" {
+		if why := j.notResumable(); why != "" {
+			j.log.Warn("checkpoint does not match the file: starting the upload over", "why", why)
+			j.abort(ctx)
+		}
+	}
+	if up.UploadID != "" {
+		mp := newMultipart(j, up.PartSize)
+		parts, err := h.state.LoadParts(ctx, up)
+		if err == nil {
+			err = j.checkListedParts(ctx, parts)
+		}
+		if err == nil {
+			for _, p := range parts {
+				if p.Number < 1 || p.Number > mp.nparts {
+					err = fmt.Errorf("checkpoint has part %d of %d", p.Number, mp.nparts)
+					break
+				}
+				mp.parts[p.Number-1] = p
+				mp.done++
+			}
+		}
+		if err != nil {
+			j.log.Warn("checkpoint unusable: starting the upload over", "error", err.Error())
+			j.abort(ctx)
+		} else {
+			if j.wantMD5 != nil && !mp.restoreMD5(up) {
+				j.log.Warn("md5 cannot be resumed from the checkpoint: this file's md5 is not verified (its size and every part's CRC32C are)")
+			}
+			j.mp = mp
+			j.log.Info("resuming multipart upload", "parts_done", mp.done, "parts", mp.nparts, "part_size", mp.partSize, "invocation", up.Invocations)
+			return nil
+		}
+	}
+	mp := newMultipart(j, partSize)
+	if j.wantMD5 != nil {
+		mp.md5 = md5.New()
+	}
+	out, err := h.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:            &h.cfg.DestBucket,
+		Key:               &j.key,
+		ContentType:       aws.String("application/octet-stream"),
+		Metadata:          j.metadata(),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+	})
+	if err != nil {
+		return fmt.Errorf("create multipart upload: %w", err)
+	}
+	up.UploadID, up.Bucket, up.Key, up.Size, up.PartSize = aws.ToString(out.UploadId), h.cfg.DestBucket, j.key, j.size, partSize
+	up.PartsDone, up.MD5State, up.MD5Through = 0, nil, 0
+	// Persist the upload id at once: from here on a crash never orphans it.
+	if err := h.state.SaveUpload(ctx, up, nil, nil, j.owner); err != nil {
+		j.abort(ctx)
+		return fmt.Errorf("save upload checkpoint: %w", err)
+	}
+	j.mp = mp
+	j.log.Info("multipart upload created", "parts", mp.nparts, "part_size", partSize, "md5", mp.md5 != nil)
+	return nil
+}
+
+// restoreMD5 continues the checkpoint's MD5 state; false when it cannot
+// (then the md5 is not verified for this file).
+func (mp *multipart) restoreMD5(up *state.Upload) bool {
+	k := int32(mp.done)
+	for n := int32(1); n <= k; n++ {
+		if mp.parts[n-1].Number != n {
+			return false // not a prefix: written without md5
+		}
+	}
+	h := md5.New()
+	if k > 0 {
+		u, ok := h.(encoding.BinaryUnmarshaler)
+		if !ok || up.MD5Through != k || u.UnmarshalBinary(up.MD5State) != nil {
+			return false
+		}
+	}
+	mp.md5, mp.md5Through = h, k
+	return true
+}
+
+func trimETag(s string) string { return strings.Trim(s, `"`) }
+
+// checkListedParts cross-checks the saved parts against S3's ListParts: the
+// upload must still exist and hold every saved part with the same ETag and
+// size. (ListParts is also S3's own record if the state table lost a chunk.)
+func (j *job) checkListedParts(ctx context.Context, parts []state.Part) error {
+	listed := map[int32]types.Part{}
+	p := s3.NewListPartsPaginator(j.h.s3, &s3.ListPartsInput{Bucket: aws.String(j.up.Bucket), Key: aws.String(j.up.Key), UploadId: aws.String(j.up.UploadID)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list parts: %w", err)
+		}
+		for _, lp := range out.Parts {
+			listed[aws.ToInt32(lp.PartNumber)] = lp
+		}
+	}
+	for _, sp := range parts {
+		lp, ok := listed[sp.Number]
+		switch {
+		case !ok:
+			return fmt.Errorf("part %d is not in S3's upload", sp.Number)
+		case trimETag(aws.ToString(lp.ETag)) != trimETag(sp.ETag):
+			return fmt.Errorf("part %d: S3 has ETag %s, the checkpoint %s", sp.Number, aws.ToString(lp.ETag), sp.ETag)
+		case aws.ToInt64(lp.Size) != sp.Size:
+			return fmt.Errorf("part %d: S3 has %d bytes, the checkpoint %d", sp.Number, aws.ToInt64(lp.Size), sp.Size)
+		}
+	}
+	return nil
+}
+
+// run uploads every missing part, P at a time. stopped reports that it
+// stopped for the deadline with parts missing; err is a failure of the file.
+func (mp *multipart) run(ctx context.Context) (stopped bool, err error) {
+	j := mp.j
+	h := j.h
+	fileCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workCtx, cancelWork := j.workContext(fileCtx)
+	defer cancelWork()
+	dispatchCtx := workCtx
+	if j.hasDeadline {
+		var c context.CancelFunc
+		dispatchCtx, c = context.WithDeadline(workCtx, j.soft)
+		defer c()
+	}
+	stopCP := make(chan struct{})
+	cpDone := make(chan struct{})
+	go func() {
+		defer close(cpDone)
+		t := time.NewTicker(h.cfg.CheckpointInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopCP:
+				return
+			case <-t.C:
+				if err := mp.checkpoint(workCtx); err != nil {
+					if errors.Is(err, state.ErrLeaseHeld) {
+						mp.setFatal(err)
+						cancel(err)
+						return
+					}
+					j.log.Warn("periodic checkpoint failed", "error", err.Error())
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for n := int32(1); n <= mp.nparts; n++ {
+		if mp.isDone(n) {
+			continue
+		}
+		buf, err := h.slots.acquire(dispatchCtx, partLen(j.size, mp.partSize, n))
+		if err != nil {
+			break // deadline, or the file failed
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer h.slots.release(buf)
+			if err := mp.part(workCtx, n, *buf); err != nil && workCtx.Err() == nil {
+				mp.setFatal(err)
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopCP)
+	<-cpDone
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	if mp.fatal != nil {
+		return false, mp.fatal
+	}
+	return mp.done < int(mp.nparts), nil
+}
+
+func (mp *multipart) setFatal(err error) {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	if mp.fatal == nil {
+		mp.fatal = err
+	}
+}
+
+func (mp *multipart) isDone(n int32) bool {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	return mp.parts[n-1].Number != 0
+}
+
+// part downloads part n into buf, uploads it with its CRC32C, and records it.
+func (mp *multipart) part(ctx context.Context, n int32, buf []byte) error {
+	j := mp.j
+	off := int64(n-1) * mp.partSize
+	if err := j.fetcher.fetch(ctx, off, buf); err != nil {
+		return fmt.Errorf("part %d: %w", n, err)
+	}
+	sum := checksumCRC32C(buf)
+	out, err := j.h.s3.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:            aws.String(j.up.Bucket),
+		Key:               aws.String(j.up.Key),
+		UploadId:          aws.String(j.up.UploadID),
+		PartNumber:        aws.Int32(n),
+		Body:              bytes.NewReader(buf),
+		ContentLength:     aws.Int64(int64(len(buf))),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+		ChecksumCRC32C:    aws.String(sum),
+	}, unsignedPayload)
+	if err != nil {
+		return fmt.Errorf("upload part %d: %w", n, err)
+	}
+	if got := aws.ToString(out.ChecksumCRC32C); got != "" && got != sum {
+		return fmt.Errorf("upload part %d: S3 stored CRC32C %s, sent %s", n, got, sum)
+	}
+	return mp.finishPart(ctx, state.Part{Number: n, ETag: aws.ToString(out.ETag), Checksum: sum, Size: int64(len(buf))}, buf)
+}
+
+// finishPart records an uploaded part — after hashing it in part order when
+// the md5 is verified.
+func (mp *multipart) finishPart(ctx context.Context, p state.Part, buf []byte) error {
+	for {
+		mp.mu.Lock()
+		if mp.md5 == nil || mp.md5Through == p.Number-1 {
+			if mp.md5 != nil {
+				mp.md5.Write(buf)
+				mp.md5Through = p.Number
+				if ch, ok := mp.waiters[p.Number+1]; ok {
+					close(ch)
+					delete(mp.waiters, p.Number+1)
+				}
+			}
+			mp.parts[p.Number-1] = p
+			mp.done++
+			mp.dirty[state.ChunkOf(p.Number)] = true
+			mp.j.parts++
+			mp.j.bytes += p.Size
+			mp.mu.Unlock()
+			return nil
+		}
+		ch, ok := mp.waiters[p.Number]
+		if !ok {
+			ch = make(chan struct{})
+			mp.waiters[p.Number] = ch
+		}
+		mp.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// snapshot returns every done part and the chunks to write, and puts the
+// MD5 state into up. The dirty set is handed over (see redirty).
+func (mp *multipart) snapshot(up *state.Upload) ([]state.Part, []int) {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	parts := make([]state.Part, 0, mp.done)
+	for _, p := range mp.parts {
+		if p.Number != 0 {
+			parts = append(parts, p)
+		}
+	}
+	dirty := slices.Sorted(maps.Keys(mp.dirty))
+	mp.dirty = map[int]bool{}
+	up.MD5State, up.MD5Through = nil, 0
+	if mp.md5 != nil {
+		if m, ok := mp.md5.(encoding.BinaryMarshaler); ok {
+			if b, err := m.MarshalBinary(); err == nil {
+				up.MD5State, up.MD5Through = b, mp.md5Through
+			}
+		}
+	}
+	return parts, dirty
+}
+
+// redirty marks chunks for the next checkpoint again after a failed save.
+func (mp *multipart) redirty(chunks []int) {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	for _, c := range chunks {
+		mp.dirty[c] = true
+	}
+}
+
+// checkpoint saves the progress and keeps the lease.
+func (mp *multipart) checkpoint(ctx context.Context) error {
+	j := mp.j
+	parts, dirty := mp.snapshot(j.up)
+	if len(dirty) == 0 {
+		return nil
+	}
+	if err := j.h.state.SaveUpload(ctx, j.up, parts, dirty, j.owner); err != nil {
+		mp.redirty(dirty)
+		return err
+	}
+	return nil
+}
+
+// complete verifies size and md5 and completes the upload (atomically: the
+// object appears whole or not at all).
+func (mp *multipart) complete(ctx context.Context) outcome {
+	j := mp.j
+	h := j.h
+	var total int64
+	cps := make([]types.CompletedPart, 0, mp.nparts)
+	for i, p := range mp.parts {
+		if p.Number == 0 {
+			return failed("internal", fmt.Errorf("part %d missing at completion", i+1))
+		}
+		total += p.Size
+		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag), ChecksumCRC32C: nonEmpty(p.Checksum)})
+	}
+	if total != j.size {
+		return failed("size-mismatch", fmt.Errorf("parts hold %d bytes, the file store says %d", total, j.size))
+	}
+	if mp.md5 != nil {
+		if sum := mp.md5.Sum(nil); !bytes.Equal(sum, j.wantMD5) {
+			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the file store says %x, downloaded %x", j.wantMD5, sum))
+		}
+		j.md5OK = true
+	}
+	out, err := h.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(j.up.Bucket),
+		Key:             aws.String(j.up.Key),
+		UploadId:        aws.String(j.up.UploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
+	})
+	if err != nil {
+		return j.stopOr(ctx, fmt.Errorf("complete multipart upload: %w", err))
+	}
+	j.up.UploadID = "" // completed: nothing to abort any more
+	j.etag = aws.ToString(out.ETag)
+	if err := h.state.MarkDone(ctx, j.msg.FileID, j.size, j.key, j.etag); err != nil {
+		return failed("state", err)
+	}
+	return outcome{kind: outDone}
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,342 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Downloader checkpoint items (see the layout in state.go):
+//
+//	FILE#<fileId> / UPLOAD                the download lease and the multipart upload's header
+//	FILE#<fileId> / UPLOAD#PARTS#<nnnnn>  completed parts, PartsPerChunk per item: chunk c holds
+//	                                      part numbers c*PartsPerChunk+1 … (c+1)*PartsPerChunk
+//
+// A part entry takes ~70 bytes, so a chunk stays far below DynamoDB's 400 KB
+// item limit and a 10,000-part upload needs 10 chunk items. Chunks carry the
+// upload id they belong to: stale chunks of an earlier upload are ignored.
+// Nothing secret is stored (no URL, no token).
+const (
+	SKUpload            = "UPLOAD"
+	SKUploadPartsPrefix = "UPLOAD#PARTS#"
+	// PartsPerChunk is the number of parts one chunk item holds.
+	PartsPerChunk = 1000
+	// UploadTTL: checkpoint items expire this long after their last write
+	// (an abandoned checkpoint; S3's lifecycle rule aborts the upload itself).
+	UploadTTL = 14 * 24 * time.Hour
+)
+
+// ErrLeaseHeld: another invocation holds the file's download lease.
+var ErrLeaseHeld = fmt.Errorf("download lease held by another invocation: %w", ErrConflict)
+
+// Upload is the FILE#<id> / UPLOAD item: who is downloading the file (the
+// lease) and, once a multipart upload exists, where it stands.
+type Upload struct {
+	PK     string `dynamodbav:"pk"`
+	SK     string `dynamodbav:"sk"`
+	FileID string `dynamodbav:"fileId"`
+	// Owner is the lease holder's random token; LeaseUntilMs its expiry
+	// (epoch milliseconds). An empty Owner is a released lease.
+	Owner        string `dynamodbav:"owner,omitempty"`
+	LeaseUntilMs int64  `dynamodbav:"leaseUntilMs,omitempty"`
+	// The multipart upload (empty UploadID: none yet).
+	UploadID string `dynamodbav:"uploadId,omitempty"`
+	Bucket   string `dynamodbav:"s3Bucket,omitempty"`
+	Key      string `dynamodbav:"s3Key,omitempty"`
+	Size     int64  `dynamodbav:"size,omitempty"`
+	PartSize int64  `dynamodbav:"partSize,omitempty"`
+	// PartsDone is the number of parts saved in the chunk items.
+	PartsDone int `dynamodbav:"partsDone,omitempty"`
+	// MD5State is the binary state of the MD5 of parts 1..MD5Through
+	// (crypto/md5's MarshalBinary), so a resumed download still verifies the
+	// whole file's md5.
+	MD5State   []byte `dynamodbav:"md5State,omitempty"`
+	MD5Through int32  `dynamodbav:"md5Through,omitempty"`
+	// NoProgress counts consecutive invocations that ended without
+	// completing a part; Invocations counts lease acquisitions.
+	NoProgress  int       `dynamodbav:"noProgress,omitempty"`
+	Invocations int       `dynamodbav:"invocations,omitempty"`
+	CreatedAt   time.Time `dynamodbav:"createdAt"`
+	UpdatedAt   time.Time `dynamodbav:"updatedAt"`
+	TTL         int64     `dynamodbav:"ttl,omitempty"`
+}
+
+// LeaseUntil is the lease's expiry.
+func (u *Upload) LeaseUntil() time.Time { return time.UnixMilli(u.LeaseUntilMs).UTC() }
+
+// Part is one completed part of a multipart upload.
+type Part struct {
+	Number   int32  `dynamodbav:"n"`
+	ETag     string `dynamodbav:"e"`
+	Checksum string `dynamodbav:"c,omitempty"` // base64 CRC32C as S3 reported/verified it
+	Size     int64  `dynamodbav:"s"`
+}
+
+type partsChunk struct {
+	PK       string `dynamodbav:"pk"`
+	SK       string `dynamodbav:"sk"`
+	FileID   string `dynamodbav:"fileId"`
+	UploadID string `dynamodbav:"uploadId"`
+	Chunk    int    `dynamodbav:"chunk"`
+	Parts    []Part `dynamodbav:"parts"`
+	TTL      int64  `dynamodbav:"ttl"`
+}
+
+// ChunkOf returns the chunk index holding part number n (1-based).
+func ChunkOf(n int32) int { return int(n-1) / PartsPerChunk }
+
+// UploadPartsSK is the sort key of chunk c.
+func UploadPartsSK(c int) string { return fmt.Sprintf("%s%05d", SKUploadPartsPrefix, c) }
+
+func uploadKey(fileID string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: FilePK(fileID)},
+		AttrSK: &types.AttributeValueMemberS{Value: SKUpload},
+	}
+}
+
+func (t *Table) uploadTTL() int64 { return t.now().Add(UploadTTL).Unix() }
+
+// AcquireUpload takes the download lease of a file for owner until `until`,
+// creating the UPLOAD item if needed, and returns the item as it now is. It
+// succeeds when nobody holds the lease, the lease expired, or owner already
+// holds it; otherwise it returns an error wrapping ErrLeaseHeld.
+func (t *Table) AcquireUpload(ctx context.Context, fileID, owner string, until time.Time) (*Upload, error) {
+	if owner == "" {
+		return nil, errors.New("acquire download lease: empty owner")
+	}
+	now := t.now()
+	out, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &t.Name,
+		Key:       uploadKey(fileID),
+		UpdateExpression: aws.String("SET fileId = :id, #o = :o, leaseUntilMs = :until, updatedAt = :now, " +
+			"createdAt = if_not_exists(createdAt, :now), invocations = if_not_exists(invocations, :zero) + :one, #ttl = :ttl"),
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR attribute_not_exists(#o) OR #o = :o OR leaseUntilMs < :nowms"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner", "#ttl": AttrTTL},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":id":    &types.AttributeValueMemberS{Value: fileID},
+			":o":     &types.AttributeValueMemberS{Value: owner},
+			":until": numAV(until.UnixMilli()),
+			":nowms": numAV(now.UnixMilli()),
+			":now":   timeAV(now),
+			":zero":  numAV(0),
+			":one":   numAV(1),
+			":ttl":   numAV(t.uploadTTL()),
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if isConditionFailed(err) {
+		return nil, fmt.Errorf("acquire download lease %s: %w", fileID, ErrLeaseHeld)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("acquire download lease %s: %w", fileID, err)
+	}
+	var u Upload
+	if err := attributevalue.UnmarshalMap(out.Attributes, &u); err != nil {
+		return nil, fmt.Errorf("decode upload checkpoint %s: %w", fileID, err)
+	}
+	return &u, nil
+}
+
+// GetUpload returns a file's UPLOAD item, or ErrNotFound.
+func (t *Table) GetUpload(ctx context.Context, fileID string) (*Upload, error) {
+	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: uploadKey(fileID), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, ErrNotFound)
+	}
+	var u Upload
+	if err := attributevalue.UnmarshalMap(out.Item, &u); err != nil {
+		return nil, fmt.Errorf("decode upload checkpoint %s: %w", fileID, err)
+	}
+	return &u, nil
+}
+
+// queryChunks returns the chunk items of a file (any upload id).
+func (t *Table) queryChunks(ctx context.Context, fileID string) ([]partsChunk, error) {
+	var chunks []partsChunk
+	p := dynamodb.NewQueryPaginator(t.DB, &dynamodb.QueryInput{
+		TableName:              &t.Name,
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :prefix)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":     &types.AttributeValueMemberS{Value: FilePK(fileID)},
+			":prefix": &types.AttributeValueMemberS{Value: SKUploadPartsPrefix},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range out.Items {
+			var c partsChunk
+			if err := attributevalue.UnmarshalMap(raw, &c); err != nil {
+				return nil, fmt.Errorf("decode parts chunk: %w", err)
+			}
+			chunks = append(chunks, c)
+		}
+	}
+	return chunks, nil
+}
+
+// LoadParts returns the saved parts of u's multipart upload, sorted by part
+// number. It fails when fewer parts are found than u.PartsDone says (a lost
+// chunk): the caller then starts the upload over.
+func (t *Table) LoadParts(ctx context.Context, u *Upload) ([]Part, error) {
+	if u.UploadID == "" {
+		return nil, nil
+	}
+	chunks, err := t.queryChunks(ctx, u.FileID)
+	if err != nil {
+		return nil, fmt.Errorf("load parts of %s: %w", u.FileID, err)
+	}
+	var parts []Part
+	for _, c := range chunks {
+		if c.UploadID != u.UploadID {
+			continue // left over from an earlier upload of the file
+		}
+		parts = append(parts, c.Parts...)
+	}
+	slices.SortFunc(parts, func(a, b Part) int { return int(a.Number) - int(b.Number) })
+	parts = slices.CompactFunc(parts, func(a, b Part) bool { return a.Number == b.Number })
+	if len(parts) != u.PartsDone {
+		return nil, fmt.Errorf("load parts of %s: found %d parts, checkpoint says %d", u.FileID, len(parts), u.PartsDone)
+	}
+	return parts, nil
+}
+
+// SaveUpload checkpoints a multipart upload: it writes the chunk items listed
+// in dirty (each with its parts taken from parts, which must hold every saved
+// part) and then the header u — only while owner still holds the lease
+// (u.Owner may be empty to release it). With parts == nil only the header is
+// written and u.PartsDone is kept as it is. A header without an upload id (no
+// multipart upload yet) just records the lease and counters. It returns an
+// error wrapping ErrLeaseHeld when the lease was lost.
+func (t *Table) SaveUpload(ctx context.Context, u *Upload, parts []Part, dirty []int, owner string) error {
+	if len(parts) > 0 && u.UploadID == "" {
+		return fmt.Errorf("save upload checkpoint %s: parts without an upload id", u.FileID)
+	}
+	now := t.now()
+	ttl := t.uploadTTL()
+	byChunk := map[int][]Part{}
+	for _, p := range parts {
+		byChunk[ChunkOf(p.Number)] = append(byChunk[ChunkOf(p.Number)], p)
+	}
+	for _, c := range slices.Compact(slices.Sorted(slices.Values(dirty))) {
+		item := partsChunk{PK: FilePK(u.FileID), SK: UploadPartsSK(c), FileID: u.FileID, UploadID: u.UploadID, Chunk: c, Parts: byChunk[c], TTL: ttl}
+		if item.Parts == nil {
+			item.Parts = []Part{}
+		}
+		av, err := attributevalue.MarshalMap(item)
+		if err != nil {
+			return fmt.Errorf("save upload checkpoint %s: encode chunk %d: %w", u.FileID, c, err)
+		}
+		if _, err := t.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &t.Name, Item: av}); err != nil {
+			return fmt.Errorf("save upload checkpoint %s: chunk %d: %w", u.FileID, c, err)
+		}
+	}
+	h := *u
+	h.PK, h.SK = FilePK(u.FileID), SKUpload
+	if parts != nil {
+		h.PartsDone = len(parts)
+	}
+	h.UpdatedAt = now
+	if h.CreatedAt.IsZero() {
+		h.CreatedAt = now
+	}
+	h.TTL = ttl
+	av, err := attributevalue.MarshalMap(h)
+	if err != nil {
+		return fmt.Errorf("save upload checkpoint %s: encode: %w", u.FileID, err)
+	}
+	_, err = t.DB.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 &t.Name,
+		Item:                      av,
+		ConditionExpression:       aws.String("#o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("save upload checkpoint %s: %w", u.FileID, ErrLeaseHeld)
+	}
+	if err != nil {
+		return fmt.Errorf("save upload checkpoint %s: %w", u.FileID, err)
+	}
+	u.PartsDone, u.UpdatedAt, u.CreatedAt, u.TTL = h.PartsDone, h.UpdatedAt, h.CreatedAt, h.TTL
+	return nil
+}
+
+// ReleaseUpload gives the lease up (when owner still holds it) and keeps the
+// checkpoint. Releasing a lease that is not owner's is a no-op.
+func (t *Table) ReleaseUpload(ctx context.Context, fileID, owner string) error {
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &t.Name,
+		Key:                       uploadKey(fileID),
+		UpdateExpression:          aws.String("REMOVE #o, leaseUntilMs SET updatedAt = :now"),
+		ConditionExpression:       aws.String("#o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}, ":now": timeAV(t.now())},
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("release download lease %s: %w", fileID, err)
+	}
+	return nil
+}
+
+// DeleteUpload removes a file's checkpoint (its chunk items, then the header)
+// when the upload completed or was aborted. The header is deleted only while
+// owner holds the lease (or when it no longer exists); otherwise the error
+// wraps ErrLeaseHeld and nothing of the new holder's is touched.
+func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
+	cur, err := t.GetUpload(ctx, fileID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	}
+	if cur.Owner != owner {
+		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, ErrLeaseHeld)
+	}
+	chunks, err := t.queryChunks(ctx, fileID)
+	if err != nil {
+		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	}
+	for _, c := range chunks {
+		if _, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &t.Name, Key: map[string]types.AttributeValue{
+			AttrPK: &types.AttributeValueMemberS{Value: c.PK},
+			AttrSK: &types.AttributeValueMemberS{Value: c.SK},
+		}}); err != nil {
+			return fmt.Errorf("delete upload checkpoint %s: chunk %d: %w", fileID, c.Chunk, err)
+		}
+	}
+	_, err = t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 &t.Name,
+		Key:                       uploadKey(fileID),
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR #o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, ErrLeaseHeld)
+	}
+	if err != nil {
+		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	}
+	return nil
+}
+
+func numAV(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
