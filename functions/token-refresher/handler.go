@@ -166,6 +166,18 @@ func (h *Handler) logger() *slog.Logger {
 	return h.Log
 }
 
+// Invoke implements lambda.Handler, so that a payload that is not JSON
+// reaches ParseEvent and gets the refresher's own error naming the problem
+// (aws-lambda-go would reject it with the decoder's bare message before a
+// typed handler runs).
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	res, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
 // Handle runs one invocation: payload is the raw event (DESIGN §5).
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
 	h.Opts.defaults()

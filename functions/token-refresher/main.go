@@ -29,7 +29,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, `{"level":"ERROR","function":%q,"msg":"start-up failed","error":%q}`+"\n", functionName, err.Error())
 		os.Exit(1)
 	}
-	lambda.Start(h.Handle)
+	lambda.Start(h)
 }
 
 func newHandler(ctx context.Context) (*Handler, error) {
