@@ -6,7 +6,7 @@ FUNCTIONS := token-refresher fileset-poller downloader
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all build test unit lint demo bench tools clean
+.PHONY: all build test unit lint demo bench bench-tools tools clean
 
 all: build
 
@@ -41,8 +41,13 @@ unit:
 demo: tools
 	$(GO) run ./cmd/cfsync-local $(DEMO_ARGS)
 
+## bench-tools: versitygw, the S3 server the multi-GiB downloader benchmark writes into (moto keeps objects in memory)
+bench-tools: tools
+	@command -v versitygw >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/versitygw" ] || \
+		$(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
 ## bench: benchmarks (results are written up in BENCHMARKS.md)
-bench: tools
+bench: bench-tools
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 clean:
