@@ -51,20 +51,8 @@ func TestAWS(t *testing.T) {
 
 func createStateTable(t *testing.T, db *dynamodb.Client, name string) {
 	t.Helper()
-	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName: aws.String(name),
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{
-			{AttributeName: aws.String(state.AttrPK), AttributeType: ddbtypes.ScalarAttributeTypeS},
-			{AttributeName: aws.String(state.AttrSK), AttributeType: ddbtypes.ScalarAttributeTypeS},
-		},
-		KeySchema: []ddbtypes.KeySchemaElement{
-			{AttributeName: aws.String(state.AttrPK), KeyType: ddbtypes.KeyTypeHash},
-			{AttributeName: aws.String(state.AttrSK), KeyType: ddbtypes.KeyTypeRange},
-		},
-		BillingMode: ddbtypes.BillingModePayPerRequest,
-	})
-	if err != nil {
-		t.Fatalf("create table: %v", err)
+	if err := testenv.CreateStateTable(context.Background(), db, name); err != nil {
+		t.Fatal(err)
 	}
 }
 

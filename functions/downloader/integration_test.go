@@ -71,18 +71,7 @@ func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 		}),
 		ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
 	e.table = state.New(e.ddb, itTable)
-	if _, err := e.ddb.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String(itTable),
-		AttributeDefinitions: []dtypes.AttributeDefinition{
-			{AttributeName: aws.String("pk"), AttributeType: dtypes.ScalarAttributeTypeS},
-			{AttributeName: aws.String("sk"), AttributeType: dtypes.ScalarAttributeTypeS},
-		},
-		KeySchema: []dtypes.KeySchemaElement{
-			{AttributeName: aws.String("pk"), KeyType: dtypes.KeyTypeHash},
-			{AttributeName: aws.String("sk"), KeyType: dtypes.KeyTypeRange},
-		},
-		BillingMode: dtypes.BillingModePayPerRequest,
-	}); err != nil {
+	if err := testenv.CreateStateTable(ctx, e.ddb, itTable); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(itDest)}); err != nil {

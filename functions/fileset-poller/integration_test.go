@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -80,20 +79,8 @@ func newITEnv(t testing.TB, opts rdptest.Options) *itEnv {
 
 func createStateTable(t testing.TB, db *dynamodb.Client, name string) {
 	t.Helper()
-	_, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
-		TableName: aws.String(name),
-		AttributeDefinitions: []dtypes.AttributeDefinition{
-			{AttributeName: aws.String("pk"), AttributeType: dtypes.ScalarAttributeTypeS},
-			{AttributeName: aws.String("sk"), AttributeType: dtypes.ScalarAttributeTypeS},
-		},
-		KeySchema: []dtypes.KeySchemaElement{
-			{AttributeName: aws.String("pk"), KeyType: dtypes.KeyTypeHash},
-			{AttributeName: aws.String("sk"), KeyType: dtypes.KeyTypeRange},
-		},
-		BillingMode: dtypes.BillingModePayPerRequest,
-	})
-	if err != nil {
-		t.Fatalf("create table: %v", err)
+	if err := testenv.CreateStateTable(context.Background(), db, name); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -25,18 +25,7 @@ func uploadTable(t *testing.T) (*state.Table, *dynamodb.Client) {
 		t.Fatal(err)
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String("state"),
-		AttributeDefinitions: []types.AttributeDefinition{
-			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
-			{AttributeName: aws.String("sk"), AttributeType: types.ScalarAttributeTypeS},
-		},
-		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
-			{AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange},
-		},
-		BillingMode: types.BillingModePayPerRequest,
-	}); err != nil {
+	if err := testenv.CreateStateTable(ctx, db, "state"); err != nil {
 		t.Fatal(err)
 	}
 	return state.New(db, "state"), db
