@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
+)
+
+func TestHumanBytes(t *testing.T) {
+	tests := []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
+		{20 << 20, "20.0 MiB"}, {3 << 30, "3.0 GiB"}, {5 << 40, "5.0 TiB"},
+	}
+	for _, tt := range tests {
+		if got := humanBytes(tt.n); got != tt.want {
+			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestRateAndClock(t *testing.T) {
+	tests := []struct {
+		n    int64
+		d    time.Duration
+		want string
+	}{
+		{10 << 20, 2 * time.Second, "5.0 MiB/s"},
+		{0, time.Second, "-"},
+		{100, 0, "-"},
+	}
+	for _, tt := range tests {
+		if got := rate(tt.n, tt.d); got != tt.want {
+			t.Errorf("rate(%d, %s) = %q, want %q", tt.n, tt.d, got, tt.want)
+		}
+	}
+	for d, want := range map[time.Duration]string{0: "0:00", 61 * time.Second: "1:01", 125*time.Second + 400*time.Millisecond: "2:05"} {
+		if got := clock(d); got != want {
+			t.Errorf("clock(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestFormatGrants(t *testing.T) {
+	ok, failed := authByGrant([]rdptest.AuthRecord{
+		{Grant: "password", Status: 200}, {Grant: "refresh_token", Status: 200}, {Grant: "refresh_token", Status: 200},
+		{Grant: "refresh_token", Status: 400, Error: "invalid_grant"}, {Grant: "revoke", Status: 200},
+	})
+	if got, want := formatGrants(ok, failed), "5: password 1, refresh_token 2 (+1 failed), revoke 1"; got != want {
+		t.Errorf("formatGrants = %q, want %q", got, want)
+	}
+	if got := formatGrants(map[string]int{}, map[string]int{}); got != "0" {
+		t.Errorf("no grants: %q", got)
+	}
+}
+
+func TestRealRDP(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		real    bool
+		wantErr string
+		kind    string
+		doc     map[string]string
+	}{
+		{name: "nothing set: simulator", env: nil},
+		{name: "v1", env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "RDP_CLIENT_ID": "k", "SUBSCRIPTIONS": "bulk-ESG/x, bulk-ESG/*", "RDP_BASE_URL": "https://api.refinitiv.com"},
+			real: true, kind: "v1 password grant", doc: map[string]string{"username": "u", "password": "p", "client_id": "k"}},
+		{name: "v2", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "bulk-ESG/x", "RDP_BASE_URL": "https://api.refinitiv.com"},
+			real: true, kind: "v2 client credentials", doc: map[string]string{"client_id": "id", "client_secret": "s"}},
+		{name: "credentials without subscriptions", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "RDP_BASE_URL": "https://x"}, wantErr: "SUBSCRIPTIONS"},
+		{name: "subscriptions without credentials", env: map[string]string{"SUBSCRIPTIONS": "bulk-ESG/x"}, wantErr: "RDP_USERNAME"},
+		{name: "no base URL", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p"}, wantErr: "RDP_BASE_URL"},
+		{name: "v1 without the app key", env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "SUBSCRIPTIONS": "b/p", "RDP_BASE_URL": "https://x"}, wantErr: "RDP_CLIENT_ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, subs, creds, kind, real, err := realRDP(func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || real != tt.real {
+				t.Fatalf("real = %v, err = %v; want real = %v", real, err, tt.real)
+			}
+			if !real {
+				return
+			}
+			if kind != tt.kind || len(subs) == 0 {
+				t.Errorf("kind %q subs %v", kind, subs)
+			}
+			var doc map[string]string
+			if err := json.Unmarshal([]byte(creds), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if len(doc) != len(tt.doc) {
+				t.Errorf("credentials %v, want %v", doc, tt.doc)
+			}
+			for k, v := range tt.doc {
+				if doc[k] != v {
+					t.Errorf("credentials[%s] = %q, want %q", k, doc[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr bool
+	}{
+		{nil, false},
+		{[]string{"-keep", "-out", "./downloads", "-sets", "5"}, false},
+		{[]string{"-sets", "0"}, true},
+		{[]string{"-token-ttl", "5s"}, true},
+		{[]string{"extra"}, true},
+		{[]string{"-nope"}, true},
+	}
+	for _, tt := range tests {
+		_, err := parseFlags(tt.args, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("parseFlags(%v) error = %v, want error %v", tt.args, err, tt.wantErr)
+		}
+	}
+}
+
+func TestLiveWriter(t *testing.T) {
+	pr := pipeline.Progress{ByStatus: map[string]int{state.StatusDone: 3, state.StatusDownloading: 2, state.StatusQueued: 1}, BytesDone: 3 << 20}
+	line := progressLine(pr, 6, 5*time.Second, 2*time.Second, 1)
+	for _, want := range []string{"0:05", "3/6 files landed", "2 downloading", "1 waiting", "3.0 MiB at 1.5 MiB/s", "auth 1"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line %q lacks %q", line, want)
+		}
+	}
+
+	var tty bytes.Buffer
+	lw := &liveWriter{w: &tty, tty: true, width: 20}
+	lw.status("a line much longer than twenty columns", false)
+	lw.event("event %d", 1)
+	lw.status("short", false)
+	lw.endLive()
+	if got, want := tty.String(), "\r\033[Ka line much longer…\r\033[Kevent 1\n\r\033[Kshort\n"; got != want {
+		t.Errorf("terminal output %q, want %q", got, want)
+	}
+
+	var plain bytes.Buffer
+	lw = &liveWriter{w: &plain, plainEvery: time.Hour}
+	lw.status("first", false)
+	lw.status("suppressed", false)
+	lw.status("forced", true)
+	lw.endLive()
+	if got, want := plain.String(), "first\nforced\n"; got != want {
+		t.Errorf("plain output %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,114 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// The three functions, by the name of their directory under functions/ (and
+// of their binary's directory: bin/<name>/bootstrap).
+const (
+	Refresher  = "token-refresher"
+	Poller     = "fileset-poller"
+	Downloader = "downloader"
+)
+
+// Functions lists the function names.
+var Functions = []string{Refresher, Poller, Downloader}
+
+// logicalIDs maps function names to their logical ids in template.yaml.
+var logicalIDs = map[string]string{
+	Refresher:  "TokenRefresherFunction",
+	Poller:     "FilesetPollerFunction",
+	Downloader: "DownloaderFunction",
+}
+
+// RepoRoot finds the repository root (the directory holding go.mod and
+// template.yaml) from the working directory upwards.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for {
+		if isFile(filepath.Join(dir, "go.mod")) && isFile(filepath.Join(dir, "template.yaml")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find repository root: no directory with go.mod and template.yaml above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// BuildFunctions builds the named functions (default: all three) as
+// `make build` does (CGO_ENABLED=0, this machine's OS/arch) with one
+// `go build` run, into outDir/<name>/bootstrap. With trimpath the flags are
+// exactly make build's; without it the build shares the go build cache of
+// `go run`/`go build ./...` (on a cold cache about 25 s instead of 65 s on 2
+// cores) and the binaries differ only in the file paths they embed. It
+// returns the binaries' paths by function name.
+func BuildFunctions(ctx context.Context, root, outDir string, trimpath bool, names ...string) (map[string]string, error) {
+	if len(names) == 0 {
+		names = Functions
+	}
+	tmp, err := os.MkdirTemp(outDir, ".build-")
+	if err != nil {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return nil, fmt.Errorf("build functions: %w", err)
+		}
+		if tmp, err = os.MkdirTemp(outDir, ".build-"); err != nil {
+			return nil, fmt.Errorf("build functions: %w", err)
+		}
+	}
+	defer os.RemoveAll(tmp)
+	args := []string{"build"}
+	if trimpath {
+		args = append(args, "-trimpath")
+	}
+	args = append(args, "-o", tmp+string(filepath.Separator))
+	for _, n := range names {
+		args = append(args, "./functions/"+n)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("build functions (go %s): %w\n%s", strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
+	}
+	bins := map[string]string{}
+	for _, n := range names {
+		dir := filepath.Join(outDir, n)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("build functions: %w", err)
+		}
+		dst := filepath.Join(dir, "bootstrap")
+		if err := os.Rename(filepath.Join(tmp, n), dst); err != nil {
+			return nil, fmt.Errorf("build functions: %w", err)
+		}
+		abs, err := filepath.Abs(dst)
+		if err != nil {
+			return nil, fmt.Errorf("build functions: %w", err)
+		}
+		bins[n] = abs
+	}
+	return bins, nil
+}

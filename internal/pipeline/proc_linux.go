@@ -1,0 +1,7 @@
+package pipeline
+
+import "syscall"
+
+// setParentDeathSignal kills the child if this process dies without stopping
+// it (SIGKILL, a crash), so that moto_server is never orphaned.
+func setParentDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }

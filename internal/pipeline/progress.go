@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/cfsync/cfsync/internal/state"
+)
+
+// Progress is a snapshot of the pipeline's state, read from the state table
+// and the queues (what an operator could see in AWS) and the local loops.
+type Progress struct {
+	At        time.Time
+	ByStatus  map[string]int // file items by status
+	Files     int            // file items in the state table
+	BytesDone int64          // sum of the sizes of DONE files
+	LastDone  time.Time      // when the last file became DONE
+	Queued    int            // download-queue messages visible
+	InFlight  int            // download-queue messages received, not yet deleted
+	DLQ       int            // dead-letter-queue messages
+	Events    StatsSnapshot
+	Refresh   ScheduleStats
+	Poll      ScheduleStats
+}
+
+// Done is the number of files in S3 (state DONE).
+func (p Progress) Done() int { return p.ByStatus[state.StatusDone] }
+
+// Failed is the number of files given up (state FAILED).
+func (p Progress) Failed() int { return p.ByStatus[state.StatusFailed] }
+
+// Progress reads a snapshot.
+func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
+	pr := Progress{At: time.Now(), ByStatus: map[string]int{}}
+	err := p.State.ScanFiles(ctx, func(it *state.FileItem) error {
+		pr.Files++
+		pr.ByStatus[it.Status]++
+		if it.Status == state.StatusDone {
+			pr.BytesDone += it.Size
+			if it.DoneAt.After(pr.LastDone) {
+				pr.LastDone = it.DoneAt
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return pr, fmt.Errorf("progress: %w", err)
+	}
+	if pr.Queued, pr.InFlight, err = p.queueDepth(ctx, p.Res.QueueURL); err != nil {
+		return pr, fmt.Errorf("progress: %w", err)
+	}
+	if pr.DLQ, _, err = p.queueDepth(ctx, p.Res.DLQURL); err != nil {
+		return pr, fmt.Errorf("progress: %w", err)
+	}
+	if p.Events != nil {
+		pr.Events = p.Events.Stats()
+	}
+	if p.RefreshSchedule != nil {
+		pr.Refresh = p.RefreshSchedule.Stats()
+	}
+	if p.PollSchedule != nil {
+		pr.Poll = p.PollSchedule.Stats()
+	}
+	return pr, nil
+}
+
+func (p *Pipeline) queueDepth(ctx context.Context, url string) (visible, inFlight int, err error) {
+	out, err := p.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &url,
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue attributes: %w", err)
+	}
+	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
+	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return visible, inFlight, nil
+}
+
+// WaitFor polls Progress every interval until done returns true, ctx ends
+// (its error is returned with the last snapshot) or a read fails.
+func (p *Pipeline) WaitFor(ctx context.Context, interval time.Duration, done func(Progress) bool) (Progress, error) {
+	for {
+		pr, err := p.Progress(ctx)
+		if err == nil && done(pr) {
+			return pr, nil
+		}
+		if err != nil && ctx.Err() == nil {
+			return pr, err
+		}
+		select {
+		case <-ctx.Done():
+			return pr, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/testenv"
+)
+
+// demoProcess is a running cfsync-local.
+type demoProcess struct {
+	cmd    *exec.Cmd
+	binDir string
+	mu     sync.Mutex
+	lines  []string
+	seen   chan string // every line, for waiters
+	done   chan error
+}
+
+func buildDemo(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cfsync-local")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cfsync-local")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build cfsync-local: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startDemo runs cfsync-local with args (and never the real RDP: the RDP_*
+// variables are removed from its environment).
+func startDemo(t *testing.T, bin string, args ...string) *demoProcess {
+	t.Helper()
+	d := &demoProcess{binDir: filepath.Join(t.TempDir(), "bin"), seen: make(chan string, 1024), done: make(chan error, 1)}
+	args = append([]string{"-bin", d.binDir, "-logs", t.TempDir(), "-status-every", "1s"}, args...)
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Dir = repoRoot
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RDP_") && !strings.HasPrefix(kv, "SUBSCRIPTIONS=") {
+			d.cmd.Env = append(d.cmd.Env, kv)
+		}
+	}
+	pr, pw := io.Pipe()
+	d.cmd.Stdout, d.cmd.Stderr = pw, pw
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.lines = append(d.lines, sc.Text())
+			d.mu.Unlock()
+			select {
+			case d.seen <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { err := d.cmd.Wait(); pw.Close(); d.done <- err }()
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("cfsync-local output:\n%s", d.output())
+		}
+	})
+	return d
+}
+
+func (d *demoProcess) output() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.lines, "\n")
+}
+
+// waitLine waits for a line matching re and returns its submatches.
+func (d *demoProcess) waitLine(t *testing.T, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-d.seen:
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("cfsync-local exited (%v) before printing a line matching %s", err, re)
+		case <-deadline:
+			t.Fatalf("no line matching %s after %s", re, timeout)
+		}
+	}
+}
+
+// bootstrapPIDs lists the running processes whose executable is under dir.
+func bootstrapPIDs(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid is a live process (not gone, not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+var (
+	upLine   = regexp.MustCompile(`up in .*moto_server http://127\.0\.0\.1:(\d+) \(pid (\d+)\)`)
+	keepLine = regexp.MustCompile(`-keep: everything keeps running`)
+	doneLine = regexp.MustCompile(`(\d+) of (\d+) files landed in .* and verified`)
+)
+
+// TestDemo runs `make demo`'s command (cfsync-local) on a small data set:
+// the files land and are verified, -keep keeps everything up, and Ctrl-C
+// (SIGINT) stops it cleanly with moto_server and every bootstrap gone; and
+// when cfsync-local is killed outright (SIGKILL), its children die with it.
+func TestDemo(t *testing.T) {
+	testenv.Moto(t) // skips under -short or without moto_server
+	if runtime.GOOS != "linux" {
+		t.Skip("the orphan check reads /proc")
+	}
+	functionBinaries(t) // finds the repository root; the demo builds its own
+	bin := buildDemo(t)
+
+	t.Run("Ctrl-C", func(t *testing.T) {
+		d := startDemo(t, bin, "-sets", "3", "-keep", "-bandwidth", "0")
+		up := d.waitLine(t, upLine, 3*time.Minute)
+		motoPID, _ := strconv.Atoi(up[2])
+		m := d.waitLine(t, doneLine, 2*time.Minute)
+		if m[1] != m[2] || m[1] != "6" {
+			t.Errorf("%s of %s files landed, want 6 of 6", m[1], m[2])
+		}
+		d.waitLine(t, keepLine, time.Minute)
+		boots := bootstrapPIDs(d.binDir)
+		if len(boots) != 4 { // refresher, poller, 2 downloaders
+			t.Errorf("%d bootstrap processes running, want 4", len(boots))
+		}
+		if !alive(motoPID) {
+			t.Fatalf("moto_server (pid %d) is not running", motoPID)
+		}
+		start := time.Now()
+		if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-d.done:
+			if err != nil {
+				t.Errorf("cfsync-local exited with %v after Ctrl-C following success, want status 0", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("cfsync-local still running 30s after Ctrl-C")
+		}
+		t.Logf("stopped %.1fs after SIGINT", time.Since(start).Seconds())
+		if !strings.Contains(d.output(), "cfsync-local: stopped") {
+			t.Errorf("no shutdown line")
+		}
+		for _, pid := range append(boots, motoPID) {
+			if alive(pid) {
+				t.Errorf("process %d still running after cfsync-local exited (orphan)", pid)
+			}
+		}
+	})
+
+	t.Run("SIGKILL", func(t *testing.T) {
+		d := startDemo(t, bin, "-sets", "1", "-keep", "-bandwidth", "0")
+		up := d.waitLine(t, upLine, 3*time.Minute)
+		motoPID, _ := strconv.Atoi(up[2])
+		d.waitLine(t, keepLine, 2*time.Minute)
+		boots := bootstrapPIDs(d.binDir)
+		if len(boots) == 0 {
+			t.Fatal("no bootstrap processes found")
+		}
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, pid := range append(boots, motoPID) {
+			for alive(pid) && ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if alive(pid) {
+				t.Errorf("process %d outlived a SIGKILLed cfsync-local by 10s (orphan)", pid)
+			}
+		}
+	})
+}
