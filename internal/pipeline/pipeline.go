@@ -35,6 +35,7 @@ import (
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/samtemplate"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 // Region is the AWS region of the local stack.
@@ -106,8 +107,8 @@ type Resources struct {
 // Pipeline is a running local pipeline.
 type Pipeline struct {
 	Config    Config
-	Endpoint  string // moto_server
-	Moto      *Moto  // nil when Config.MotoEndpoint was given
+	Endpoint  string              // moto_server
+	Moto      *testenv.MotoServer // nil when Config.MotoEndpoint was given
 	Stack     *samtemplate.MotoStack
 	Res       Resources
 	AWS       aws.Config
@@ -164,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	if cfg.MotoEndpoint != "" {
 		p.Endpoint = cfg.MotoEndpoint
 	} else {
-		if p.Moto, err = StartMoto(ctx, cfg.Root); err != nil {
+		if p.Moto, err = testenv.StartMoto(ctx, cfg.Root); err != nil {
 			return p, fmt.Errorf("start pipeline: %w", err)
 		}
 		p.Endpoint = p.Moto.Endpoint

@@ -9,6 +9,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,36 +18,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
-
-// MotoServer is a running moto_server process.
-type MotoServer struct {
-	Endpoint string // http://127.0.0.1:PORT
-	cmd      *exec.Cmd
-	log      *bytes.Buffer
-}
-
-// motoBinary finds moto_server on PATH or in the repository's .venv.
-func motoBinary() (string, error) {
-	if p := os.Getenv("MOTO_SERVER"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("moto_server"); err == nil {
-		return p, nil
-	}
-	if root, err := RepoRoot(); err == nil {
-		p := filepath.Join(root, ".venv", "bin", "moto_server")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("moto_server not found (run `make tools`)")
-}
 
 // RepoRoot returns the directory holding go.mod.
 func RepoRoot() (string, error) {
@@ -74,45 +53,6 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// StartMoto starts a moto_server on a free port and waits until it answers.
-func StartMoto() (*MotoServer, error) {
-	bin, err := motoBinary()
-	if err != nil {
-		return nil, err
-	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	var log bytes.Buffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start moto_server: %w", err)
-	}
-	m := &MotoServer{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, log: &log}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(m.Endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			return m, nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	m.Stop()
-	return nil, fmt.Errorf("moto_server did not start: %s", log.String())
-}
-
-// Stop kills the server.
-func (m *MotoServer) Stop() {
-	if m.cmd.Process != nil {
-		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
-	}
-}
-
 // Reset wipes every resource (moto's reset API).
 func (m *MotoServer) Reset() error {
 	resp, err := http.Post(m.Endpoint+"/moto-api/reset", "application/json", nil)
@@ -129,7 +69,7 @@ func Moto(t testing.TB) *MotoServer {
 	if testing.Short() {
 		t.Skip("integration test: needs moto_server (skipped with -short)")
 	}
-	m, err := StartMoto()
+	m, err := StartMoto(context.Background(), "")
 	if err != nil {
 		if os.Getenv("CFSYNC_REQUIRE_MOTO") != "" {
 			t.Fatalf("moto: %v", err)
@@ -162,4 +102,123 @@ func (m *MotoServer) AWSConfig(ctx context.Context) (aws.Config, error) {
 			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", SessionToken: "testing", Source: "testenv"}, nil
 		})),
 	)
+}
+
+// MotoServer is a running moto_server process.
+type MotoServer struct {
+	Endpoint string // http://127.0.0.1:PORT
+	Port     int
+	PID      int
+	cmd      *exec.Cmd
+	out      *tailBuffer
+	exited   chan struct{}
+	stopOnce sync.Once
+}
+
+// MotoBinary finds moto_server: $MOTO_SERVER, then PATH, then root/.venv/bin
+// (where `make tools` installs it).
+func MotoBinary(root string) (string, error) {
+	if p := os.Getenv("MOTO_SERVER"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("moto_server"); err == nil {
+		return p, nil
+	}
+	if root != "" {
+		p := filepath.Join(root, ".venv", "bin", "moto_server")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("moto_server not found on PATH or in .venv (run `make tools`, or pip install \"moto[server]\")")
+}
+
+// StartMoto starts moto_server on a free loopback port, in its own process
+// group and (on Linux) with a parent-death signal, and waits until it answers.
+func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
+	if root == "" {
+		root, _ = RepoRoot()
+	}
+	bin, err := MotoBinary(root)
+	if err != nil {
+		return nil, fmt.Errorf("start moto_server: %w", err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("start moto_server: %w", err)
+	}
+	out := &tailBuffer{max: 16 << 10}
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start moto_server: %w", err)
+	}
+	m := &MotoServer{
+		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, PID: cmd.Process.Pid,
+		cmd: cmd, out: out, exited: make(chan struct{}),
+	}
+	go func() { _ = cmd.Wait(); close(m.exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(m.Endpoint + "/moto-api/")
+		if err == nil {
+			resp.Body.Close()
+			return m, nil
+		}
+		select {
+		case <-m.exited:
+			return nil, fmt.Errorf("start moto_server: it exited: %s", strings.TrimSpace(out.String()))
+		case <-ctx.Done():
+			m.Stop()
+			return nil, fmt.Errorf("start moto_server: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			m.Stop()
+			return nil, fmt.Errorf("start moto_server: no answer on %s after 60s: %s", m.Endpoint, strings.TrimSpace(out.String()))
+		}
+	}
+}
+
+// Stop terminates moto_server and its process group (SIGTERM, then SIGKILL
+// after 3 s) and waits for it.
+func (m *MotoServer) Stop() {
+	m.stopOnce.Do(func() {
+		terminateGroup(m.PID)
+		select {
+		case <-m.exited:
+		case <-time.After(3 * time.Second):
+		}
+		killGroup(m.PID)
+		<-m.exited
+	})
+}
+
+// Output is the tail of moto_server's output.
+func (m *MotoServer) Output() string { return m.out.String() }
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf bytes.Buffer
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
 }
