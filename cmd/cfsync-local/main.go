@@ -3,7 +3,7 @@
 // for AWS with the resources of template.yaml, and the three functions built
 // and run as Lambda bootstraps, the refresher and the poller on a compressed
 // schedule and the downloader fed from the SQS queue. It shows the files
-// landing, verifies them and prints a summary. See docs/demo.md.
+// landing, verifies them and prints a summary. See README.md, "Run it locally".
 package main
 
 import (
@@ -137,7 +137,7 @@ func randomHex(n int) string {
 }
 
 // demoFaults is one fault of every class the simulator knows, spread over
-// the API and the presigned host (see docs/demo.md).
+// the API and the presigned host (see README.md).
 func demoFaults() []rdptest.Fault {
 	fs := []rdptest.Fault{
 		{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/file-sets"},
@@ -257,7 +257,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		expected = pipeline.SeedDemo(sim, o.sets)
 		subs = pipeline.DemoSubscriptions()
 		cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
-		// Compressed token timing (docs/demo.md): refresh when a third of the
+		// Compressed token timing (README.md, "Compressed timing"): refresh when a third of the
 		// token's life is left, readers skip a token a sixth early, a ring slot
 		// may be rewritten 10 s after its last write (3 slots, a refresh every
 		// two thirds of a token life: each slot is written every 2 token lives).

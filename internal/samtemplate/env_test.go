@@ -14,7 +14,7 @@ import (
 // settings the template must set for every function that reads them. Any
 // other variable a function reads is a tuning knob with a safe default
 // (internal/config): the template may leave it unset, and operators add it to
-// a function's Environment when they need another value (docs/deploy.md).
+// a function's Environment when they need another value (README.md, "Tuning knobs").
 //
 // Rule, checked below per function:
 //   - every variable the template sets is read by that function's config;
