@@ -56,10 +56,7 @@ type AuthState struct {
 }
 
 func budgetKey() map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: PKAuth},
-		AttrSK: &types.AttributeValueMemberS{Value: SKBudget},
-	}
+	return itemKey(PKAuth, SKBudget)
 }
 
 // GetAuthState returns the auth state (a zero state with Version 0 when none

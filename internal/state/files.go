@@ -54,10 +54,7 @@ type FileItem struct {
 func FilePK(fileID string) string { return "FILE#" + fileID }
 
 func fileKey(fileID string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: FilePK(fileID)},
-		AttrSK: &types.AttributeValueMemberS{Value: SKFile},
-	}
+	return itemKey(FilePK(fileID), SKFile)
 }
 
 // ErrNotFound: no such item.

@@ -50,10 +50,7 @@ func SubscriptionPK(bucket, packageID string) string {
 }
 
 func watermarkKey(bucket, packageID string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: SubscriptionPK(bucket, packageID)},
-		AttrSK: &types.AttributeValueMemberS{Value: SKWatermark},
-	}
+	return itemKey(SubscriptionPK(bucket, packageID), SKWatermark)
 }
 
 func checkSubscription(bucket, packageID string) error {

@@ -47,10 +47,7 @@ type RingState struct {
 }
 
 func ringKey() map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: PKAuth},
-		AttrSK: &types.AttributeValueMemberS{Value: SKRing},
-	}
+	return itemKey(PKAuth, SKRing)
 }
 
 // GetRingState returns the ring state; a zero state (generation 0, no slots)
@@ -130,10 +127,7 @@ type TokenReport struct {
 func ReportSK(gen int64) string { return skReportPrefix + strconv.FormatInt(gen, 10) }
 
 func reportKey(gen int64) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: PKRing},
-		AttrSK: &types.AttributeValueMemberS{Value: ReportSK(gen)},
-	}
+	return itemKey(PKRing, ReportSK(gen))
 }
 
 // maxReason bounds a stored reason.

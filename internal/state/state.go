@@ -4,10 +4,12 @@
 // Item layout (pk / sk):
 //
 //	FILE#<fileId>          / FILE                  one CFS file: status, attempts, file-set, size, key, reason
-//	FILE#<fileId>          / UPLOAD[#…]            downloader checkpoint of a multipart upload (downloader's own items)
-//	SUB#<bucket>/<pkg>     / WATERMARK             poller: largest `modified` seen, polls since full reconcile
-//	AUTH                   / …                     refresher: auth budget, backoff, ring generation, revoke flag
-//	RING                   / REPORT#<generation>   readers' token-invalid reports
+//	FILE#<fileId>          / UPLOAD                downloader: lease and multipart upload header (upload.go)
+//	FILE#<fileId>          / UPLOAD#PARTS#<nnnnn>  downloader: completed parts, 1,000 per item (upload.go)
+//	SUB#<bucket>/<pkg>     / WATERMARK             poller: largest `modified` seen, polls since full reconcile (poller.go)
+//	AUTH                   / BUDGET                refresher: auth budget, backoff, session start, revoke hold, lease (auth.go)
+//	AUTH                   / RING                  refresher: ring generation, last write per slot (ring.go)
+//	RING                   / REPORT#<generation>   readers' token-invalid reports (ring.go)
 //
 // Nothing secret is ever stored here (DESIGN §7.7).
 package state
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // DynamoDB is the part of the DynamoDB API the state table uses.
@@ -56,3 +59,11 @@ const (
 	AttrSK  = "sk"
 	AttrTTL = "ttl"
 )
+
+// itemKey is the primary key of an item.
+func itemKey(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: pk},
+		AttrSK: &types.AttributeValueMemberS{Value: sk},
+	}
+}

@@ -97,10 +97,7 @@ func ChunkOf(n int32) int { return int(n-1) / PartsPerChunk }
 func UploadPartsSK(c int) string { return fmt.Sprintf("%s%05d", SKUploadPartsPrefix, c) }
 
 func uploadKey(fileID string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
-		AttrPK: &types.AttributeValueMemberS{Value: FilePK(fileID)},
-		AttrSK: &types.AttributeValueMemberS{Value: SKUpload},
-	}
+	return itemKey(FilePK(fileID), SKUpload)
 }
 
 func (t *Table) uploadTTL() int64 { return t.now().Add(UploadTTL).Unix() }
