@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -282,25 +284,20 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// isNetError reports whether err is a network-level failure worth retrying.
+// isNetError reports whether err is a network-level failure worth retrying:
+// timeouts, refused or reset connections, a connection closed mid-answer.
+// Errors from an oauth2.Transport's TokenSource are wrapped in *url.Error too;
+// they are not network errors and are not retried.
 func isNetError(err error) bool {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		return false
 	}
-	// Errors from an oauth2.Transport's TokenSource are wrapped in *url.Error
-	// too; they carry no net error and must not be retried.
-	var tse interface{ Timeout() bool }
-	if errors.As(ue.Err, &tse) {
-		return true
-	}
-	msg := ue.Err.Error()
-	for _, s := range []string{"connection reset", "connection refused", "EOF", "broken pipe", "unexpected EOF", "server closed"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
+	var ne net.Error
+	return errors.As(ue.Err, &ne) ||
+		errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF) ||
+		errors.Is(ue.Err, syscall.ECONNRESET) || errors.Is(ue.Err, syscall.ECONNREFUSED) ||
+		errors.Is(ue.Err, syscall.EPIPE)
 }
 
 // scrubURLError drops the URL from a *url.Error (it may be presigned).

@@ -285,6 +285,27 @@ func TestFileStoreAgainstSimulator(t *testing.T) {
 			t.Fatalf("after two 503s: %v", err)
 		}
 	})
+	t.Run("connection reset then success", func(t *testing.T) {
+		// Two resets: Go's transport silently retries a reset on a reused connection once.
+		sim.Inject(rdptest.Fault{Kind: rdptest.FaultReset, PathPrefix: rdp.FilesPath, Times: 2})
+		if _, err := c.File(ctx, sets[0].Files[0].ID); err != nil {
+			t.Fatalf("after two resets: %v", err)
+		}
+		if len(sim.PendingFaults()) != 0 {
+			t.Fatal("the resets did not fire")
+		}
+	})
+	t.Run("token source failure is not retried", func(t *testing.T) {
+		failing := &http.Client{Transport: &oauth2.Transport{Source: failingSource{}}}
+		fc, _ := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(failing), rdp.WithNoRetrySleep())
+		sim.ResetCounters()
+		if _, err := fc.File(ctx, sets[0].Files[0].ID); err == nil || !strings.Contains(err.Error(), "no token in the ring") {
+			t.Fatalf("err = %v", err)
+		}
+		if n := sim.Counters().Requests[rdptest.EPFile]; n != 0 {
+			t.Fatalf("%d requests reached the API without a token", n)
+		}
+	})
 	t.Run("deleted file is ErrNotFound", func(t *testing.T) {
 		id := sets[1].Files[0].ID
 		sim.DeleteFile(id)
@@ -323,3 +344,7 @@ func TestContextCancelledAgainstSimulator(t *testing.T) {
 	}
 	t.Fatal("no error yielded")
 }
+
+type failingSource struct{}
+
+func (failingSource) Token() (*oauth2.Token, error) { return nil, errors.New("no token in the ring") }
