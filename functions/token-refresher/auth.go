@@ -32,7 +32,31 @@ var (
 	errLostRace = errors.New("another refresher invocation wrote a newer token")
 	// ErrBudget: the rolling auth budget is spent.
 	ErrBudget = errors.New("auth budget exhausted")
+	// errBackoff: the state table (re-read before a request) says to wait:
+	// a failure backoff or a 429's Retry-After, possibly recorded by an
+	// overlapping invocation after this one started.
+	errBackoff = errors.New("backing off after failed auth requests")
+	// errHeld: the session was revoked (possibly by an overlapping
+	// invocation after this one started); sign-ons wait for a forced refresh.
+	errHeld = errors.New("sign-on held after a revoke")
 )
+
+// authDeadlineReserve is kept free before the invocation's deadline when an
+// /auth request hangs, so that its failure is still recorded.
+const authDeadlineReserve = 10 * time.Second
+
+// authContext bounds an /auth request so that, if RDP does not answer, the
+// request fails while the invocation still has time to record the failure:
+// an invocation killed at its deadline records nothing, and the persisted
+// backoff would never grow.
+func authContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	reserve := min(authDeadlineReserve, time.Until(dl)/4)
+	return context.WithDeadline(ctx, dl.Add(-reserve))
+}
 
 // classify maps an /auth error to a failure reason and a Retry-After.
 func classify(err error) (string, time.Duration) {
@@ -105,10 +129,22 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 	}
 	var retryAt time.Time
 	var inWindow int
+	var lastFailure string
 	err := r.updateAuth(ctx, func(st *state.AuthState) error {
 		now := r.h.now()
 		if st.LeaseOwner != "" && st.LeaseOwner != r.owner && now.Before(st.LeaseUntil) {
 			return errBusy
+		}
+		// The run decided from its first read of the state; an overlapping
+		// invocation may have recorded a revoke, a failure or a 429 since.
+		// A forced refresh and a revoke skip the failure backoff, never a
+		// 429's Retry-After.
+		if st.Revoked && !r.ev.Force && grant != grantRevoke {
+			return errHeld
+		}
+		if now.Before(st.NotBefore) && (st.LastFailure == reasonRateLimited || (!r.ev.Force && grant != grantRevoke)) {
+			retryAt, lastFailure = st.NotBefore, st.LastFailure
+			return errBackoff
 		}
 		st.Prune(now, r.h.Opts.AuthWindow)
 		inWindow = st.RequestsIn(now, r.h.Opts.AuthWindow)
@@ -124,6 +160,17 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 	case errors.Is(err, errBusy):
 		r.log.Warn("another refresher invocation holds the auth lease: skipping this run")
 		return err
+	case errors.Is(err, errHeld):
+		r.log.Warn(`sign-on held: the session was revoked; send {"action":"refresh","force":true} to sign on again`, "grant", grant)
+		return err
+	case errors.Is(err, errBackoff):
+		r.retryAt = retryAt
+		r.log.Warn("auth request not sent: backing off after failures", "grant", grant, "last_failure", lastFailure,
+			"retry_at", retryAt.Format(time.RFC3339))
+		if lastFailure == reasonRateLimited {
+			return fmt.Errorf("%s: %w: RDP asked to wait (429 Retry-After) until %s", grant, errBackoff, retryAt.Format(time.RFC3339))
+		}
+		return fmt.Errorf("%s: %w (last failure %s) until %s", grant, errBackoff, lastFailure, retryAt.Format(time.RFC3339))
 	case errors.Is(err, ErrBudget):
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonBudget)
 		r.log.Error("auth budget exhausted: request not sent", "grant", grant, "auth_budget", r.h.Opts.AuthBudget,
@@ -156,6 +203,8 @@ func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, err
 // obtain gets a new token with as few /auth requests as possible.
 func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, error) {
 	rdpc := r.h.RDP
+	actx, cancel := authContext(ctx) // for the /auth requests; bookkeeping keeps ctx
+	defer cancel()
 	revokedForce := r.ev.Force && r.auth.Revoked
 	var (
 		tok   *rdp.Token
@@ -166,7 +215,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 	case KindServiceAccount:
 		grant = grantClient
 		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
-			return rdpc.ClientCredentialsGrant(ctx, c.ClientID, c.ClientSecret, c.Scope)
+			return rdpc.ClientCredentialsGrant(actx, c.ClientID, c.ClientSecret, c.Scope)
 		})
 		if err != nil {
 			err = fmt.Errorf("v2 client_credentials grant (check client_id and client_secret in the credentials secret): %w", err)
@@ -178,10 +227,10 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if fromRing {
 			rt = r.latest.RefreshToken
 		}
-		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, rt) })
+		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, rt) })
 		if errors.Is(err, rdp.ErrInvalidGrant) && fromRing && rt != c.RefreshToken {
 			r.log.Warn("the ring's refresh token was refused: trying the credentials secret's refresh token")
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, c.RefreshToken) })
+			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, c.RefreshToken) })
 		}
 		if err != nil {
 			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
@@ -190,7 +239,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		password, why := r.needPassword(c, revokedForce)
 		if !password {
 			grant = grantRefresh
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(ctx, c.ClientID, r.latest.RefreshToken) })
+			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, r.latest.RefreshToken) })
 			if errors.Is(err, rdp.ErrInvalidGrant) {
 				r.log.Warn("refresh token refused (invalid_grant): signing on with the password grant", "generation", r.latest.Generation)
 				password = true
@@ -203,7 +252,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if password {
 			grant = grantPassword
 			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
-				return rdpc.PasswordGrant(ctx, rdp.PasswordGrant{Username: c.Username, Password: c.Password, ClientID: c.ClientID,
+				return rdpc.PasswordGrant(actx, rdp.PasswordGrant{Username: c.Username, Password: c.Password, ClientID: c.ClientID,
 					Scope: c.Scope, TakeExclusiveSignOnControl: c.TakeExclusive})
 			})
 			if err != nil {
@@ -211,7 +260,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 			}
 		}
 	}
-	if errors.Is(err, errBusy) || errors.Is(err, errLostRace) || errors.Is(err, ErrBudget) {
+	if errors.Is(err, errBusy) || errors.Is(err, errLostRace) || errors.Is(err, ErrBudget) || errors.Is(err, errBackoff) || errors.Is(err, errHeld) {
 		return nil, grant, err
 	}
 	if err != nil {
@@ -362,16 +411,29 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 				res.Outcome = OutcomeBusy
 				return res, fmt.Errorf("revoke: %w; try again", err)
 			}
+			if errors.Is(err, errBackoff) {
+				res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+				return res, fmt.Errorf("revoke not sent: %w; try again then", err)
+			}
 			res.Outcome = OutcomeFailed
 			return res, err
 		}
 		r.authCalls++
 		r.h.Metrics.Add("AuthRequests", 1, "grant", grantRevoke)
-		if err := r.h.RDP.Revoke(ctx, c.ClientID, tok); err != nil {
-			reason, _ := classify(err)
+		actx, cancel := authContext(ctx)
+		err := r.h.RDP.Revoke(actx, c.ClientID, tok)
+		cancel()
+		if err != nil {
+			// A failed revoke is a failed /auth request: it backs off, and a
+			// 429's Retry-After holds every later request.
+			reason, retryAfter := classify(err)
 			r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
 			res.Outcome = OutcomeFailed
-			return res, fmt.Errorf("revoke the session at RDP: %w", err)
+			err = fmt.Errorf("revoke the session at RDP: %w", err)
+			if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+			return res, err
 		}
 	}
 	err = r.updateAuth(ctx, func(st *state.AuthState) error {

@@ -48,7 +48,8 @@ type fakeRDP struct {
 	Refresh  func(clientID, rt string) (*rdp.Token, error)
 	Client   func(id, secret, scope string) (*rdp.Token, error)
 	RevokeFn func(clientID, tok string) error
-	lastRT   string // refresh token passed to the last refresh grant
+	lastRT   string          // refresh token passed to the last refresh grant
+	ctx      context.Context // context of the last call
 	lastPW   rdp.PasswordGrant
 	revoked  string
 }
@@ -63,9 +64,10 @@ func (f *fakeRDP) issue(refresh bool) *rdp.Token {
 	return t
 }
 
-func (f *fakeRDP) PasswordGrant(_ context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+func (f *fakeRDP) PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ctx = ctx
 	f.calls = append(f.calls, grantPassword)
 	f.lastPW = g
 	if f.Password != nil {
@@ -74,9 +76,10 @@ func (f *fakeRDP) PasswordGrant(_ context.Context, g rdp.PasswordGrant) (*rdp.To
 	return f.issue(true), nil
 }
 
-func (f *fakeRDP) RefreshGrant(_ context.Context, clientID, rt string) (*rdp.Token, error) {
+func (f *fakeRDP) RefreshGrant(ctx context.Context, clientID, rt string) (*rdp.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ctx = ctx
 	f.calls = append(f.calls, grantRefresh)
 	f.lastRT = rt
 	if f.Refresh != nil {
@@ -85,9 +88,10 @@ func (f *fakeRDP) RefreshGrant(_ context.Context, clientID, rt string) (*rdp.Tok
 	return f.issue(true), nil
 }
 
-func (f *fakeRDP) ClientCredentialsGrant(_ context.Context, id, secret, scope string) (*rdp.Token, error) {
+func (f *fakeRDP) ClientCredentialsGrant(ctx context.Context, id, secret, scope string) (*rdp.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ctx = ctx
 	f.calls = append(f.calls, grantClient)
 	if f.Client != nil {
 		return f.Client(id, secret, scope)
@@ -95,9 +99,10 @@ func (f *fakeRDP) ClientCredentialsGrant(_ context.Context, id, secret, scope st
 	return f.issue(false), nil
 }
 
-func (f *fakeRDP) Revoke(_ context.Context, clientID, tok string) error {
+func (f *fakeRDP) Revoke(ctx context.Context, clientID, tok string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ctx = ctx
 	f.calls = append(f.calls, grantRevoke)
 	f.revoked = tok
 	if f.RevokeFn != nil {

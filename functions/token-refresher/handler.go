@@ -243,6 +243,7 @@ type run struct {
 	authCalls int
 	leased    bool
 	written   *tokenring.Slot
+	retryAt   time.Time // set when a reservation found a backoff (errBackoff)
 }
 
 func (r *run) exec(ctx context.Context) (Result, error) {
@@ -322,6 +323,12 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 			return res, nil
 		case errors.Is(err, errLostRace):
 			res.Outcome = OutcomeLostRace
+			return res, nil
+		case errors.Is(err, errBackoff):
+			res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+			return res, nil
+		case errors.Is(err, errHeld):
+			res.Outcome = OutcomeHeld
 			return res, nil
 		}
 		res.Outcome = OutcomeFailed

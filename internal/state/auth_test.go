@@ -61,6 +61,10 @@ func TestAuthBudgetWindow(t *testing.T) {
 			wantFree: time.Minute + time.Millisecond},
 		{name: "over budget: wait for enough to leave", requests: []int64{ms(-4 * time.Minute), ms(-3 * time.Minute), ms(-2 * time.Minute), ms(-time.Minute)}, budget: 2, wantIn: 4,
 			wantFree: 3*time.Minute + time.Millisecond},
+		// A request stamped by an invocation whose clock runs ahead is in
+		// the window too: it was sent, and RDP counts it.
+		{name: "request stamped ahead by a skewed clock counts", requests: []int64{ms(-time.Minute), ms(2 * time.Second)}, budget: 2, wantIn: 2,
+			wantFree: 4*time.Minute + time.Millisecond},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
