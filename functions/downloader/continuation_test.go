@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
 // TestContinuation: a deadline in the middle of a file checkpoints the
@@ -176,5 +182,118 @@ func TestNoTimeKeepsCheckpoint(t *testing.T) {
 	r.checkLanded(t, "f1", "big.bin", 25*MiB)
 	if got := r.rdp.Ranges() - before; got != 5-saved.PartsDone {
 		t.Errorf("resume made %d range requests for %d missing parts", got, 5-saved.PartsDone)
+	}
+}
+
+// TestStaleCheckpointPartSize: a checkpoint whose upload no longer fits the
+// file (its size changed) is aborted and the new upload gets a part size
+// chosen for the new size — not the stale one, which would need more than
+// 10,000 parts for a file that grew, or a zero-length range for a file that
+// is now empty.
+func TestStaleCheckpointPartSize(t *testing.T) {
+	stale := func(r *rig) string {
+		out, err := r.s3.CreateMultipartUpload(context.Background(), &s3.CreateMultipartUploadInput{Bucket: aws.String("dest"), Key: aws.String(keyOf("big.bin"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := aws.ToString(out.UploadId)
+		r.st.uploads["f1"] = &state.Upload{FileID: "f1", UploadID: id, Bucket: "dest", Key: keyOf("big.bin"), Size: 12 * MiB, PartSize: 5 * MiB}
+		return id
+	}
+	t.Run("grew to 10,001 parts of the old part size", func(t *testing.T) {
+		r := newRig(t, func(s *Settings) { s.RangeReadTimeout = 5 * time.Second })
+		size := maxParts*5*MiB + 1
+		r.rdp.add("f1", "big.bin", size, false)
+		r.rdp.Fault = func(ctx context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+			return &rdp.RangeResponse{Body: stallBody{ctx}, Offset: o, Length: n, TotalSize: size}, nil
+		}
+		old := stale(r)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+		if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 1 {
+			t.Fatalf("failures %v, continuations %d: want a continuation\n%s", failedIDs(resp), len(r.snd.messages()), r.logs.String())
+		}
+		up := r.st.upload("f1")
+		want, _ := choosePartSize(size, r.cfg.PartSize)
+		if up == nil || up.UploadID == "" || up.UploadID == old || up.PartSize != want || partCount(size, up.PartSize) > maxParts {
+			t.Fatalf("checkpoint %+v: want a new upload with part size %d (≤ 10,000 parts)", up, want)
+		}
+		if r.s3.Calls("AbortMultipartUpload") != 1 || r.s3.openUploads() != 1 {
+			t.Errorf("aborts %d, open uploads %d: want the stale upload aborted", r.s3.Calls("AbortMultipartUpload"), r.s3.openUploads())
+		}
+	})
+	t.Run("shrank to zero bytes", func(t *testing.T) {
+		r := newRig(t, nil)
+		r.rdp.add("f1", "big.bin", 0, true)
+		r.rdp.Fault = func(ctx context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+			if n == 0 { // as rdp.Client.GetRange
+				return nil, errors.New("get range: zero length")
+			}
+			return nil, nil
+		}
+		stale(r)
+		resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+		if len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("failed:\n%s", r.logs.String())
+		}
+		r.checkLanded(t, "f1", "big.bin", 0)
+		if r.rdp.Ranges() != 0 {
+			t.Errorf("%d range requests for an empty file", r.rdp.Ranges())
+		}
+	})
+}
+
+// TestAbortFailsKeepsCheckpoint: when a failed file's multipart upload
+// cannot be aborted, the checkpoint keeps its upload id (lease released) so
+// that the next attempt finds the upload — it is never orphaned.
+func TestAbortFailsKeepsCheckpoint(t *testing.T) {
+	r := newRig(t, nil)
+	r.rdp.add("f1", "big.bin", 12*MiB, false)
+	f := r.rdp.files["f1"]
+	f.md5 = "0123456789abcdef0123456789abcdef" // a permanent failure: md5 mismatch
+	r.rdp.files["f1"] = f
+	r.s3.AbortErr = func() error { return &apiErr{"InternalError"} }
+	resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("failures %v, want the message to fail", failedIDs(resp))
+	}
+	up := r.st.upload("f1")
+	if r.s3.openUploads() != 1 || up == nil || up.UploadID == "" || up.Owner != "" {
+		t.Fatalf("open uploads %d, checkpoint %+v: the unaborted upload must stay in a released checkpoint", r.s3.openUploads(), up)
+	}
+	if st := r.st.file("f1"); st.Status != state.StatusFailed || !strings.HasPrefix(st.Reason, "md5-mismatch") {
+		t.Errorf("state %+v, want FAILED md5-mismatch", st)
+	}
+	r.s3.AbortErr = nil
+	resp, _ = r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	if len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("failures %v, want the redelivery to fail too", failedIDs(resp))
+	}
+	if r.s3.openUploads() != 0 || r.st.upload("f1") != nil {
+		t.Errorf("open uploads %d, checkpoint %+v after the redelivery", r.s3.openUploads(), r.st.upload("f1"))
+	}
+}
+
+// TestLandedThenGone: a crash after CompleteMultipartUpload and before
+// MarkDone, and the file is gone from the file store by the redelivery: the
+// object that landed (checkpoint key, file id and size) is recorded DONE,
+// not FAILED.
+func TestLandedThenGone(t *testing.T) {
+	r := newRig(t, nil)
+	const size = 12 * MiB
+	r.st.files["f1"] = &state.FileItem{FileID: "f1", Status: state.StatusDownloading}
+	r.st.uploads["f1"] = &state.Upload{FileID: "f1", UploadID: "completed", Bucket: "dest", Key: keyOf("big.bin"), Size: size, PartSize: 5 * MiB}
+	r.s3.objects[keyOf("big.bin")] = &fakeObject{data: make([]byte, size), etag: `"landed-3"`,
+		meta: map[string]string{"cfs-file-id": "f1", "cfs-size": strconv.FormatInt(size, 10)}}
+	resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode())) // f1 is unknown to RDP: 404
+	if len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures %v:\n%s", failedIDs(resp), r.logs.String())
+	}
+	if f := r.st.file("f1"); f.Status != state.StatusDone || f.ETag != `"landed-3"` || f.Key != keyOf("big.bin") {
+		t.Errorf("state %+v, want DONE with the landed object", f)
+	}
+	if r.st.upload("f1") != nil {
+		t.Error("checkpoint left behind")
 	}
 }

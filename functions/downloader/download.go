@@ -177,6 +177,9 @@ func (j *job) run(ctx context.Context) outcome {
 		return err
 	})
 	if err != nil {
+		if o, ok := j.landedBeforeGone(ctx, err); ok {
+			return o
+		}
 		return failed(apiReason(err), fmt.Errorf("get file metadata: %w", err))
 	}
 	if f.Size < 0 {
@@ -199,6 +202,9 @@ func (j *job) run(ctx context.Context) outcome {
 	}
 	u, err := fetchURL(ctx)
 	if err != nil {
+		if o, ok := j.landedBeforeGone(ctx, err); ok {
+			return o
+		}
 		return failed(apiReason(err), fmt.Errorf("get stream url: %w", err))
 	}
 	name, err := rdp.FileNameFromURL(u)
@@ -217,12 +223,23 @@ func (j *job) run(ctx context.Context) outcome {
 			j.log.Warn("range failed; retrying", "kind", kind, "attempt", attempt, "error", err.Error())
 		},
 	}
-	if etag, ok := j.inS3(ctx); ok {
+	if etag, ok := j.inS3(ctx, j.key, j.size); ok {
 		j.etag = etag
 		if err := h.state.MarkDone(ctx, m.FileID, j.size, j.key, etag); err != nil {
 			return failed("state", err)
 		}
 		return outcome{kind: outSkipped, reason: "in-s3"}
+	}
+	// A checkpoint that no longer fits the file is dropped before the part
+	// size is chosen: its part size was chosen for another size (more than
+	// 10,000 parts for a file that grew; a zero-length part for an empty one).
+	if j.up.UploadID != "" {
+		if why := j.notResumable(); why != "" {
+			j.log.Warn("checkpoint does not match the file: starting the upload over", "why", why)
+			if err := j.abort(ctx); err != nil {
+				return j.stopOr(ctx, fmt.Errorf("abort the checkpoint's multipart upload: %w", err))
+			}
+		}
 	}
 	ps := j.up.PartSize
 	if j.up.UploadID == "" || ps < minPartSize || ps > maxPartSize {
@@ -236,10 +253,30 @@ func (j *job) run(ctx context.Context) outcome {
 	return j.multipart(ctx, ps)
 }
 
-// inS3 reports whether the target key already holds this file (same file id
-// and cfs-size): a redelivery after a crash between landing and MarkDone.
-func (j *job) inS3(ctx context.Context) (string, bool) {
-	out, err := j.h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &j.h.cfg.DestBucket, Key: &j.key})
+// landedBeforeGone handles a file the file store no longer has (404/410)
+// while a checkpoint names its target: after a crash between
+// CompleteMultipartUpload and MarkDone the object has landed (verified) and
+// the file is DONE, not FAILED.
+func (j *job) landedBeforeGone(ctx context.Context, err error) (outcome, bool) {
+	up := j.up
+	if !errors.Is(err, rdp.ErrNotFound) || up.Key == "" || up.Bucket != j.h.cfg.DestBucket {
+		return outcome{}, false
+	}
+	etag, ok := j.inS3(ctx, up.Key, up.Size)
+	if !ok {
+		return outcome{}, false
+	}
+	j.key, j.size, j.etag = up.Key, up.Size, etag
+	if err := j.h.state.MarkDone(ctx, j.msg.FileID, up.Size, up.Key, etag); err != nil {
+		return failed("state", err), true
+	}
+	return outcome{kind: outSkipped, reason: "in-s3"}, true
+}
+
+// inS3 reports whether key already holds this file (same file id and
+// cfs-size): a redelivery after a crash between landing and MarkDone.
+func (j *job) inS3(ctx context.Context, key string, size int64) (string, bool) {
+	out, err := j.h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &j.h.cfg.DestBucket, Key: &key})
 	if err != nil {
 		if !isS3NotFound(err) {
 			j.log.Warn("head object failed; downloading anyway", "error", err.Error())
@@ -254,7 +291,7 @@ func (j *job) inS3(ctx context.Context) (string, bool) {
 		}
 		return ""
 	}
-	if meta(metaFileID) != j.msg.FileID || meta(metaSize) != strconv.FormatInt(j.size, 10) || aws.ToInt64(out.ContentLength) != j.size {
+	if meta(metaFileID) != j.msg.FileID || meta(metaSize) != strconv.FormatInt(size, 10) || aws.ToInt64(out.ContentLength) != size {
 		return "", false
 	}
 	j.log.Info("object already in S3 with matching cfs-size: not downloading again")
@@ -363,7 +400,7 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		return nil
 	case outSkipped:
 		if j.up.UploadID != "" {
-			j.abort(cctx)
+			_ = j.abort(cctx)
 		}
 		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
 			j.log.Warn("delete upload checkpoint", "error", err.Error())
@@ -384,10 +421,13 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		j.log.Error("download lease lost to another invocation: this message fails", "error", o.err.Error())
 		return fmt.Errorf("lease lost: %w", o.err)
 	}
-	if j.up != nil && j.up.UploadID != "" {
-		j.abort(cctx)
-	}
-	if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
+	if j.up != nil && j.up.UploadID != "" && j.abort(cctx) != nil {
+		// Keep the checkpoint (it is the only record of the upload) and
+		// release the lease: the next attempt resumes or aborts the upload.
+		if err := h.state.ReleaseUpload(cctx, m.FileID, j.owner); err != nil {
+			j.log.Warn("release download lease", "error", err.Error())
+		}
+	} else if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
 		j.log.Warn("delete upload checkpoint", "error", err.Error())
 	}
 	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
@@ -443,14 +483,16 @@ func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duratio
 }
 
 // abort aborts the multipart upload of the checkpoint (no orphaned parts).
-func (j *job) abort(ctx context.Context) {
+// On an error the checkpoint keeps the upload id.
+func (j *job) abort(ctx context.Context) error {
 	_, err := j.h.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(j.up.Bucket), Key: aws.String(j.up.Key), UploadId: aws.String(j.up.UploadID)})
 	if err != nil && !isNoSuchUpload(err) {
 		j.log.Error("abort multipart upload", "upload_key", j.up.Key, "error", err.Error())
-		return
+		return err
 	}
 	j.log.Info("multipart upload aborted", "upload_key", j.up.Key)
 	j.up.UploadID, j.up.PartsDone, j.up.MD5State, j.up.MD5Through = "", 0, nil, 0
+	return nil
 }
 
 // parseMD5 accepts a hex (32 digits) or base64 MD5 digest.

@@ -62,6 +62,7 @@ type fakeS3 struct {
 	// Hooks: a non-nil error is returned instead of doing the call.
 	UploadPartErr func(n int32) error
 	PutObjectErr  func() error
+	AbortErr      func() error
 }
 
 func newFakeS3(bucket string) *fakeS3 {
@@ -202,6 +203,11 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
 	s.count("AbortMultipartUpload")
+	if s.AbortErr != nil {
+		if err := s.AbortErr(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.uploads[aws.ToString(in.UploadId)]; !ok {

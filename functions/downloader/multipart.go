@@ -88,7 +88,10 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 	if up.UploadID != "" {
 		if why := j.notResumable(); why != "" {
 			j.log.Warn("checkpoint does not match the file: starting the upload over", "why", why)
-			j.abort(ctx)
+			if err := j.abort(ctx); err != nil {
+				// Never resume an upload that does not fit the file.
+				return fmt.Errorf("abort the checkpoint's multipart upload: %w", err)
+			}
 		}
 	}
 	if up.UploadID != "" {
@@ -109,7 +112,10 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		}
 		if err != nil {
 			j.log.Warn("checkpoint unusable: starting the upload over", "error", err.Error())
-			j.abort(ctx)
+			if aerr := j.abort(ctx); aerr != nil {
+				// Starting over would orphan the upload: keep it in the checkpoint.
+				return fmt.Errorf("abort the checkpoint's multipart upload: %w", aerr)
+			}
 		} else {
 			if j.wantMD5 != nil && !mp.restoreMD5(up) {
 				j.log.Warn("md5 cannot be resumed from the checkpoint: this file's md5 is not verified (its size and every part's CRC32C are)")
@@ -137,7 +143,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 	up.PartsDone, up.MD5State, up.MD5Through = 0, nil, 0
 	// Persist the upload id at once: from here on a crash never orphans it.
 	if err := h.state.SaveUpload(ctx, up, nil, nil, j.owner); err != nil {
-		j.abort(ctx)
+		_ = j.abort(ctx)
 		return fmt.Errorf("save upload checkpoint: %w", err)
 	}
 	j.mp = mp
