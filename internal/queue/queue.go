@@ -123,18 +123,24 @@ func (s *Sender) SendBatch(ctx context.Context, msgs []Message) (SendResult, err
 			if err != nil {
 				retry = pending
 			} else {
-				failed := map[int]bool{}
+				// Only an entry SQS lists as successful counts as sent; one
+				// it lists as failed, or not at all, is tried again.
+				ok := map[int]bool{}
+				for _, e := range out.Successful {
+					if i, convErr := strconv.Atoi(aws.ToString(e.Id)); convErr == nil {
+						ok[i] = true
+					}
+				}
 				for _, f := range out.Failed {
-					i, convErr := strconv.Atoi(aws.ToString(f.Id))
-					if convErr == nil && i >= 0 && i < len(pending) {
-						failed[i] = true
+					if i, convErr := strconv.Atoi(aws.ToString(f.Id)); convErr == nil {
+						delete(ok, i)
 					}
 				}
 				for i, m := range pending {
-					if failed[i] {
-						retry = append(retry, m)
-					} else {
+					if ok[i] {
 						res.Sent = append(res.Sent, m)
+					} else {
+						retry = append(retry, m)
 					}
 				}
 			}

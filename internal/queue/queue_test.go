@@ -46,8 +46,23 @@ type fakeSQS struct {
 	send func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
 }
 
+// SendMessageBatch lists every entry the test did not mark failed as
+// successful, as SQS does, unless the test answered Successful itself.
 func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
-	return f.send(in)
+	out, err := f.send(in)
+	if err != nil || out.Successful != nil {
+		return out, err
+	}
+	failed := map[string]bool{}
+	for _, e := range out.Failed {
+		failed[aws.ToString(e.Id)] = true
+	}
+	for _, e := range in.Entries {
+		if !failed[aws.ToString(e.Id)] {
+			out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id})
+		}
+	}
+	return out, nil
 }
 
 func msgs(n int) []Message {
@@ -79,6 +94,15 @@ func TestSendBatch(t *testing.T) {
 			}
 			return &sqs.SendMessageBatchOutput{}, nil
 		}, 10, 0, 2},
+		{"an entry in neither list is not counted as sent", 3, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			if call == 1 {
+				return &sqs.SendMessageBatchOutput{Successful: []types.SendMessageBatchResultEntry{{Id: aws.String("0")}, {Id: aws.String("2")}}}, nil
+			}
+			if len(in.Entries) != 1 {
+				t.Errorf("retry sent %d entries, want 1", len(in.Entries))
+			}
+			return &sqs.SendMessageBatchOutput{}, nil
+		}, 3, 0, 2},
 		{"persistent error reported, not lost", 12, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
 			if len(in.Entries) == 2 {
 				return nil, errors.New("boom")
