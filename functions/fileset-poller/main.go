@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -33,10 +32,6 @@ func main() {
 	var cfg config.Poller
 	if err := config.Load(&cfg); err != nil {
 		boot.Error("start-up failed", "error", err.Error())
-		os.Exit(1)
-	}
-	if cfg.PollPageSize > rdp.MaxPageSize {
-		boot.Error("start-up failed", "error", fmt.Sprintf("config: POLL_PAGE_SIZE=%d: must be at most %d", cfg.PollPageSize, rdp.MaxPageSize))
 		os.Exit(1)
 	}
 	level, err := logx.ParseLevel(cfg.LogLevel)

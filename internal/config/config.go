@@ -1,7 +1,7 @@
 // Package config loads function configuration from environment variables.
 //
 // Each field of a config struct carries an `env:"NAME"` tag and optionally
-// `default:"value"` and `required:"true"`. Supported field types are string,
+// `default:"value"`, `required:"true"`, `min:"n"` and `max:"n"`. Supported field types are string,
 // []string (comma-separated, blanks dropped), int, bool and time.Duration
 // (Go duration strings such as "90s"). A bad value is an error naming the
 // variable, so a misconfigured function fails at start-up, not mid-run.
@@ -60,6 +60,11 @@ func load(getenv Getenv, v reflect.Value) error {
 		}
 		if err := set(fv, raw); err != nil {
 			return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+		}
+		if max, ok := f.Tag.Lookup("max"); ok {
+			if err := checkMax(fv, max); err != nil {
+				return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+			}
 		}
 		if min, ok := f.Tag.Lookup("min"); ok {
 			if err := checkMin(fv, min); err != nil {
@@ -125,6 +130,22 @@ func checkMin(fv reflect.Value, min string) error {
 		m, _ := strconv.Atoi(min)
 		if fv.Len() < m {
 			return fmt.Errorf("needs at least %d entries", m)
+		}
+	}
+	return nil
+}
+
+func checkMax(fv reflect.Value, max string) error {
+	switch fv.Interface().(type) {
+	case int, int64:
+		m, _ := strconv.ParseInt(max, 10, 64)
+		if fv.Int() > m {
+			return fmt.Errorf("must be at most %d", m)
+		}
+	case time.Duration:
+		m, _ := time.ParseDuration(max)
+		if time.Duration(fv.Int()) > m {
+			return fmt.Errorf("must be at most %s", m)
 		}
 	}
 	return nil

@@ -71,3 +71,21 @@ func TestEnvNames(t *testing.T) {
 		t.Error("LoadFrom accepted a non-pointer")
 	}
 }
+
+func TestLoadPollerPageSizeBounds(t *testing.T) {
+	base := map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "DOWNLOAD_QUEUE_URL": "q"}
+	for _, tt := range []struct {
+		v       string
+		wantErr bool
+	}{{"100", false}, {"1", false}, {"101", true}, {"0", true}} {
+		m := map[string]string{"POLL_PAGE_SIZE": tt.v}
+		for k, v := range base {
+			m[k] = v
+		}
+		var c Poller
+		err := LoadFrom(env(m), &c)
+		if tt.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), "POLL_PAGE_SIZE")) {
+			t.Errorf("POLL_PAGE_SIZE=%s: err = %v", tt.v, err)
+		}
+	}
+}

@@ -46,7 +46,7 @@ type Poller struct {
 	// FileTTLMargin: a file item's DynamoDB TTL is its file-set's availableTo plus this.
 	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
-	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1"`
+	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
 }
 
 // Downloader configures functions/downloader.
