@@ -195,12 +195,15 @@ func (r *Reader) Do(ctx context.Context, op func(ctx context.Context) error) err
 			return r.report(ctx, used, err)
 		}
 	}
-	used = r.Generation()
+	// The generation the retry uses comes from the slot itself, not from the
+	// cache, which another goroutine may drop at any moment.
+	next, serr := r.slot(ctx, false)
+	if serr != nil {
+		return fmt.Errorf("after 401 on generation %d: %w: %w", used, err, serr)
+	}
+	used = next.Generation
 	err = op(ctx)
 	if !errors.Is(err, rdp.ErrUnauthorized) {
-		return err
-	}
-	if used == 0 {
 		return err
 	}
 	return r.report(ctx, used, err)
