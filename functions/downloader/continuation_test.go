@@ -112,7 +112,9 @@ func TestContinuationSendFails(t *testing.T) {
 	r.snd.Err = context.Canceled
 	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	defer cancel()
-	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+	// The first of several receives: a redelivery follows (on the last
+	// receive the failure is final: TestEveryReceiveFails).
+	resp, _ := r.h.Handle(ctx, eventAt(1, "f1"))
 	if len(resp.BatchItemFailures) != 1 {
 		t.Fatalf("want the message to fail when the continuation cannot be sent, got %v", failedIDs(resp))
 	}
@@ -121,7 +123,7 @@ func TestContinuationSendFails(t *testing.T) {
 		t.Fatalf("checkpoint %+v: progress must be kept", up)
 	}
 	r.snd.Err, r.rdp.Delay = nil, nil
-	resp, _ = r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	resp, _ = r.h.Handle(context.Background(), eventAt(2, "f1"))
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("redelivery failed:\n%s", r.logs.String())
 	}

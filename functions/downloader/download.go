@@ -75,6 +75,29 @@ func failed(reason string, err error) outcome {
 	return outcome{kind: outFailed, reason: reason, err: err}
 }
 
+// permanentReasons are the failures a redelivery cannot cure: the file is
+// gone or not what the file store says, its metadata is unusable, or the
+// upload is unknown to S3. They abort the upload and mark the file FAILED at
+// once; every other failure is transient (see job.retryLater).
+var permanentReasons = map[string]bool{
+	"gone":          true,
+	"md5-mismatch":  true,
+	"size-mismatch": true,
+	"bad-metadata":  true,
+	"bad-url":       true,
+	"too-large":     true,
+	"upload-gone":   true,
+	"no-progress":   true,
+	"internal":      true,
+}
+
+// stateError marks a state-table failure inside a download error (its
+// reason is "state", not that of the AWS error it wraps).
+type stateError struct{ err error }
+
+func (e stateError) Error() string { return e.err.Error() }
+func (e stateError) Unwrap() error { return e.err }
+
 // job is one message's file.
 type job struct {
 	h     *Handler
@@ -83,25 +106,30 @@ type job struct {
 	owner string
 	up    *state.Upload
 	start time.Time
+	// final: this is the message's last receive (see Handler.lastReceive):
+	// any failure is final.
+	final bool
 
 	hasDeadline       bool
 	hard, soft, drain time.Time
 
-	size    int64
-	wantMD5 []byte // nil: the API gives no (usable) md5
-	key     string
-	host    string
-	urls    *urlSource
-	fetcher *fetcher
-	mp      *multipart // nil until a multipart upload is in use
-	bytes   int64      // downloaded (and uploaded) in this invocation
-	parts   int        // parts uploaded in this invocation
-	md5OK   bool       // the md5 was verified
-	etag    string
+	size         int64
+	wantMD5      []byte // nil: the API gives no (usable) md5
+	key          string
+	host         string
+	urls         *urlSource
+	fetcher      *fetcher
+	mp           *multipart // nil until a multipart upload is in use
+	bytes        int64      // downloaded (and uploaded) in this invocation
+	bytesCounted bool       // BytesDownloaded was recorded
+	parts        int        // parts uploaded in this invocation
+	md5OK        bool       // the md5 was verified
+	etag         string
 }
 
-// processFile downloads one file; a non-nil error fails the message.
-func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message) error {
+// processFile downloads one file; a non-nil error fails the message. final:
+// this is the message's last receive.
+func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) error {
 	fi, err := h.state.GetFile(ctx, m.FileID)
 	switch {
 	case err == nil && fi.Status == state.StatusDone:
@@ -109,10 +137,13 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 		h.metrics.Add("FilesSkipped", 1, "reason", "done")
 		return nil
 	case err != nil && !errors.Is(err, state.ErrNotFound):
-		log.Error("read file state", "error", err.Error())
+		log.Error("read file state", "error", err.Error(), "final", final)
+		if final {
+			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
+		}
 		return err
 	}
-	j := &job{h: h, log: log, msg: m, owner: newOwner(), start: h.now()}
+	j := &job{h: h, log: log, msg: m, owner: newOwner(), start: h.now(), final: final}
 	j.deadlines(ctx)
 	up, err := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
 	if errors.Is(err, state.ErrLeaseHeld) {
@@ -123,7 +154,10 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 		return nil
 	}
 	if err != nil {
-		log.Error("acquire download lease", "error", err.Error())
+		log.Error("acquire download lease", "error", err.Error(), "final", final)
+		if final {
+			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
+		}
 		return err
 	}
 	j.up = up
@@ -345,6 +379,15 @@ func (j *job) single(ctx context.Context) outcome {
 		}
 		j.md5OK = true
 	}
+	// Record the target in the checkpoint first: after a crash between the
+	// PutObject and MarkDone, a redelivery that finds the file gone (404)
+	// still finds the object that landed (landedBeforeGone).
+	if j.up.Key != j.key || j.up.Bucket != h.cfg.DestBucket || j.up.Size != j.size {
+		j.up.Bucket, j.up.Key, j.up.Size = h.cfg.DestBucket, j.key, j.size
+		if err := h.state.SaveUpload(ctx, j.up, nil, nil, j.owner); err != nil {
+			return j.stopOr(ctx, fmt.Errorf("record the target key: %w", stateError{err}))
+		}
+	}
 	out, err := h.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:            &h.cfg.DestBucket,
 		Key:               &j.key,
@@ -385,8 +428,9 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CleanupTimeout)
 	defer cancel()
 	elapsed := h.now().Sub(j.start)
-	if j.bytes > 0 {
+	if j.bytes > 0 && !j.bytesCounted { // finish may run twice (a failed continuation)
 		h.metrics.Put("BytesDownloaded", metrics.Bytes, float64(j.bytes))
+		j.bytesCounted = true
 	}
 	switch o.kind {
 	case outDone:
@@ -421,6 +465,9 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		j.log.Error("download lease lost to another invocation: this message fails", "error", o.err.Error())
 		return fmt.Errorf("lease lost: %w", o.err)
 	}
+	if !j.final && !permanentReasons[o.reason] {
+		return j.retryLater(cctx, o, elapsed)
+	}
 	if j.up != nil && j.up.UploadID != "" && j.abort(cctx) != nil {
 		// Keep the checkpoint (it is the only record of the upload) and
 		// release the lease: the next attempt resumes or aborts the upload.
@@ -435,7 +482,39 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		j.log.Error("mark file failed", "error", err.Error())
 	}
 	h.metrics.Add("FilesFailed", 1, "reason", o.reason)
-	j.log.Error("download failed: the message fails (DLQ after maxReceiveCount)", "reason", o.reason, "error", o.err.Error(), "seconds", elapsed.Seconds())
+	j.log.Error("download failed: the message fails (DLQ after maxReceiveCount)", "reason", o.reason, "error", o.err.Error(),
+		"seconds", elapsed.Seconds(), "permanent", permanentReasons[o.reason], "last_receive", j.final)
+	return fmt.Errorf("%s: %w", o.reason, o.err)
+}
+
+// retryLater handles a transient failure before the message's last receive:
+// the multipart upload and its checkpoint are kept (with the parts done so
+// far) and the lease released, the reason is recorded on the DOWNLOADING
+// file, and the message fails so that SQS redelivers it and the next attempt
+// resumes.
+func (j *job) retryLater(ctx context.Context, o outcome, elapsed time.Duration) error {
+	h, m := j.h, j.msg
+	var parts []state.Part
+	var dirty []int
+	if j.mp != nil && j.up.UploadID != "" {
+		parts, dirty = j.mp.snapshot(j.up)
+	}
+	owner := j.owner
+	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
+	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
+		// The last saved checkpoint stays; parts since then are fetched again.
+		j.log.Warn("save checkpoint after a transient failure", "error", err.Error())
+		if err := h.state.ReleaseUpload(ctx, m.FileID, owner); err != nil {
+			j.log.Warn("release download lease", "error", err.Error())
+		}
+	}
+	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
+	if err := h.state.MarkRetrying(ctx, m.FileID, reason); err != nil {
+		j.log.Warn("record the retry reason", "error", err.Error())
+	}
+	h.metrics.Add("TransientFailures", 1, "reason", o.reason)
+	j.log.Warn("download failed transiently: upload and checkpoint kept, the message fails and is retried", "reason", o.reason,
+		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", len(parts), "upload_id_set", j.up.UploadID != "")
 	return fmt.Errorf("%s: %w", o.reason, o.err)
 }
 
@@ -464,22 +543,51 @@ func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duratio
 		if j.mp != nil {
 			j.mp.redirty(dirty)
 		}
-		j.log.Error("checkpoint failed: the message fails and is retried", "error", err.Error())
-		return fmt.Errorf("checkpoint: %w", err)
+		j.up.Owner = owner // not released
+		j.log.Error("checkpoint failed: the message fails", "error", err.Error())
+		return j.finish(ctx, failed("checkpoint", fmt.Errorf("save checkpoint: %w", stateError{err})))
 	}
 	res, err := h.sender.SendBatch(ctx, []queue.Message{m})
 	if err == nil && len(res.Failed) > 0 {
 		err = errors.New("SQS refused the continuation message")
 	}
 	if err != nil {
-		// The checkpoint is saved: the redelivered message resumes from it.
-		j.log.Error("enqueue continuation failed: the message fails and is retried", "error", err.Error())
-		return fmt.Errorf("enqueue continuation: %w", err)
+		return j.continuationFailed(ctx, err)
 	}
 	h.metrics.Add("Continuations", 1)
 	j.log.Info("deadline near: checkpointed, continuation enqueued", "reason", o.reason,
 		"parts_done", len(parts), "parts_now", j.parts, "bytes", j.bytes, "seconds", elapsed.Seconds(), "upload_id_set", j.up.UploadID != "")
 	return nil
+}
+
+// continuationFailed: the checkpoint is saved and the lease released, but the
+// continuation message could not be sent, so the current message fails.
+// Before the last receive its redelivery resumes from the checkpoint. On the
+// last receive nothing will resume it: the lease is taken back and the
+// failure is final (upload aborted, FAILED).
+func (j *job) continuationFailed(ctx context.Context, err error) error {
+	h, m := j.h, j.msg
+	err = fmt.Errorf("enqueue continuation: %w", err)
+	if !j.final {
+		j.log.Error("enqueue continuation failed: the message fails and is retried from the checkpoint", "error", err.Error())
+		if merr := h.state.MarkRetrying(ctx, m.FileID, "continuation: "+err.Error()); merr != nil {
+			j.log.Warn("record the retry reason", "error", merr.Error())
+		}
+		h.metrics.Add("TransientFailures", 1, "reason", "continuation")
+		return err
+	}
+	up, aerr := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
+	if aerr != nil {
+		// Another invocation has the file (its upload is not ours to abort),
+		// or the table is unreachable.
+		j.log.Error("enqueue continuation failed on the last receive; lease not taken back", "error", err.Error(), "lease_error", aerr.Error())
+		if !errors.Is(aerr, state.ErrLeaseHeld) {
+			h.markFailed(ctx, j.log, m.FileID, "continuation: "+err.Error())
+		}
+		return err
+	}
+	j.up = up
+	return j.finish(ctx, failed("continuation", err))
 }
 
 // abort aborts the multipart upload of the checkpoint (no orphaned parts).
@@ -532,6 +640,13 @@ func errReason(err error) string {
 	var sm *sizeMismatchError
 	if errors.As(err, &sm) {
 		return "size-mismatch"
+	}
+	var se stateError
+	if errors.As(err, &se) {
+		return "state"
+	}
+	if isNoSuchUpload(err) {
+		return "upload-gone"
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {

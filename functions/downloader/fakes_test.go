@@ -63,6 +63,7 @@ type fakeS3 struct {
 	UploadPartErr func(n int32) error
 	PutObjectErr  func() error
 	AbortErr      func() error
+	ListPartsErr  func() error
 }
 
 func newFakeS3(bucket string) *fakeS3 {
@@ -219,6 +220,11 @@ func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipart
 
 func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	s.count("ListParts")
+	if s.ListPartsErr != nil {
+		if err := s.ListPartsErr(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.uploads[aws.ToString(in.UploadId)]
@@ -438,6 +444,9 @@ type fakeState struct {
 	chunks  map[string]map[int][]state.Part // fileID → chunk → parts
 	saves   int
 	SaveErr func() error
+	// LoadPartsErr and MarkDoneErr fail those calls (DynamoDB throttling).
+	LoadPartsErr func() error
+	MarkDoneErr  func() error
 }
 
 func newFakeState() *fakeState {
@@ -473,6 +482,11 @@ func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*stat
 }
 
 func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {
+	if s.MarkDoneErr != nil {
+		if err := s.MarkDoneErr(); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.files[id]
@@ -498,6 +512,16 @@ func (s *fakeState) MarkFailed(ctx context.Context, id, reason string) error {
 	return nil
 }
 
+// MarkRetrying records the reason of a transient failure on a DOWNLOADING file.
+func (s *fakeState) MarkRetrying(ctx context.Context, id, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[id]; ok && f.Status == state.StatusDownloading {
+		f.Reason = reason
+	}
+	return nil
+}
+
 func (s *fakeState) AcquireUpload(ctx context.Context, id, owner string, until time.Time) (*state.Upload, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -516,6 +540,11 @@ func (s *fakeState) AcquireUpload(ctx context.Context, id, owner string, until t
 }
 
 func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error) {
+	if s.LoadPartsErr != nil {
+		if err := s.LoadPartsErr(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var parts []state.Part
@@ -524,7 +553,7 @@ func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Par
 	}
 	sort.Slice(parts, func(a, b int) bool { return parts[a].Number < parts[b].Number })
 	if len(parts) != u.PartsDone {
-		return nil, fmt.Errorf("found %d parts, checkpoint says %d", len(parts), u.PartsDone)
+		return nil, fmt.Errorf("found %d parts, checkpoint says %d: %w", len(parts), u.PartsDone, state.ErrPartsMissing)
 	}
 	return parts, nil
 }

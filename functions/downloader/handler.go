@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -64,6 +65,7 @@ type State interface {
 	BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error)
 	MarkDone(ctx context.Context, fileID string, size int64, key, etag string) error
 	MarkFailed(ctx context.Context, fileID, reason string) error
+	MarkRetrying(ctx context.Context, fileID, reason string) error
 	AcquireUpload(ctx context.Context, fileID, owner string, until time.Time) (*state.Upload, error)
 	LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error)
 	SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error
@@ -99,6 +101,9 @@ type Settings struct {
 	// MaxNoProgress: after this many consecutive invocations that completed
 	// no part, the file fails instead of continuing (default 3).
 	MaxNoProgress int
+	// MaxReceiveCount is the queue's redrive maxReceiveCount (default 5): on
+	// that receive a failure is final (upload aborted, state FAILED).
+	MaxReceiveCount int
 	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
 	// continuation message) done after the work context ended (default 10s).
 	CleanupTimeout time.Duration
@@ -118,6 +123,7 @@ func SettingsFrom(c config.Downloader) Settings {
 		RetryBaseDelay:     c.RetryBaseDelay,
 		RetryMaxDelay:      c.RetryMaxDelay,
 		CheckpointInterval: c.CheckpointInterval,
+		MaxReceiveCount:    c.MaxReceiveCount,
 	}
 }
 
@@ -151,6 +157,9 @@ func (s *Settings) validate() error {
 	}
 	if s.MaxNoProgress <= 0 {
 		s.MaxNoProgress = 3
+	}
+	if s.MaxReceiveCount <= 0 {
+		s.MaxReceiveCount = 5
 	}
 	if s.CleanupTimeout <= 0 {
 		s.CleanupTimeout = 10 * time.Second
@@ -216,9 +225,10 @@ func New(d Deps, s Settings) (*Handler, error) {
 
 // Handle processes one SQS batch. Each message is one file; up to
 // MESSAGE_CONCURRENCY are processed at once. It never returns an error: the
-// messages that failed (poison, permanent or exhausted failures) are listed
+// messages that failed (poison, permanent or transient failures) are listed
 // in BatchItemFailures so that only they return to the queue (and, after
-// maxReceiveCount, to the DLQ).
+// maxReceiveCount, to the DLQ). A transient failure keeps the file's upload
+// for the redelivery, except on the last receive (see lastReceive).
 func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEventResponse, error) {
 	log := logx.WithRequest(ctx, h.log)
 	type failure struct {
@@ -301,19 +311,46 @@ func decodeEvent(raw []byte) (events.SQSEvent, error) {
 // A panic is turned into a failure of this message only.
 func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events.SQSMessage) (err error) {
 	log = log.With("message_id", rec.MessageId)
+	final := h.lastReceive(rec)
+	var m queue.Message
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic while processing message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			h.metrics.Add("FilesFailed", 1, "reason", "panic")
 			err = fmt.Errorf("panic: %v", r)
+			if final && m.FileID != "" {
+				h.markFailed(ctx, log, m.FileID, fmt.Sprintf("panic: %v", r))
+			}
 		}
 	}()
-	m, err := queue.Decode(rec.Body)
+	m, err = queue.Decode(rec.Body)
 	if err != nil {
 		log.Error("bad message: it fails and goes to the DLQ after maxReceiveCount", "error", err.Error(), "receive_count", rec.Attributes["ApproximateReceiveCount"])
 		h.metrics.Add("PoisonMessages", 1)
 		return err
 	}
 	log = log.With("file_id", m.FileID, "fileset_id", m.FileSetID)
-	return h.processFile(ctx, log, m)
+	return h.processFile(ctx, log, m, final)
+}
+
+// lastReceive reports whether a failure of this delivery is final: its
+// ApproximateReceiveCount has reached MAX_RECEIVE_COUNT (the queue's redrive
+// maxReceiveCount), so a failed message goes to the DLQ instead of coming
+// back. A record without a usable count (not delivered by the SQS event
+// source) has no redelivery to count on and is treated as final too.
+func (h *Handler) lastReceive(rec events.SQSMessage) bool {
+	n, err := strconv.Atoi(rec.Attributes["ApproximateReceiveCount"])
+	if err != nil || n < 1 {
+		return true
+	}
+	return n >= h.cfg.MaxReceiveCount
+}
+
+// markFailed records a final failure, even after ctx ended (best effort).
+func (h *Handler) markFailed(ctx context.Context, log *slog.Logger, fileID, reason string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CleanupTimeout)
+	defer cancel()
+	if err := h.state.MarkFailed(cctx, fileID, reason); err != nil {
+		log.Error("mark file failed", "error", err.Error())
+	}
 }

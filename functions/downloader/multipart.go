@@ -97,8 +97,16 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 	if up.UploadID != "" {
 		mp := newMultipart(j, up.PartSize)
 		parts, err := h.state.LoadParts(ctx, up)
+		if err != nil && !errors.Is(err, state.ErrPartsMissing) {
+			// The table could not be read (throttling…): the checkpoint may
+			// be fine, so it is kept for the next attempt.
+			return fmt.Errorf("load the checkpoint's parts: %w", stateError{err})
+		}
 		if err == nil {
-			err = j.checkListedParts(ctx, parts)
+			var lerr error
+			if err, lerr = j.checkListedParts(ctx, parts); lerr != nil {
+				return lerr // S3 could not be asked: keep the checkpoint
+			}
 		}
 		if err == nil {
 			for _, p := range parts {
@@ -144,7 +152,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 	// Persist the upload id at once: from here on a crash never orphans it.
 	if err := h.state.SaveUpload(ctx, up, nil, nil, j.owner); err != nil {
 		_ = j.abort(ctx)
-		return fmt.Errorf("save upload checkpoint: %w", err)
+		return fmt.Errorf("save upload checkpoint: %w", stateError{err})
 	}
 	j.mp = mp
 	j.log.Info("multipart upload created", "parts", mp.nparts, "part_size", partSize, "md5", mp.md5 != nil)
@@ -176,13 +184,19 @@ func trimETag(s string) string { return strings.Trim(s, `"`) }
 // checkListedParts cross-checks the saved parts against S3's ListParts: the
 // upload must still exist and hold every saved part with the same ETag and
 // size. (ListParts is also S3's own record if the state table lost a chunk.)
-func (j *job) checkListedParts(ctx context.Context, parts []state.Part) error {
+// unusable says why the checkpoint cannot be resumed; err is a failure to
+// ask S3 (throttling, 5xx after the SDK's retries), which proves nothing
+// about the checkpoint.
+func (j *job) checkListedParts(ctx context.Context, parts []state.Part) (unusable, err error) {
 	listed := map[int32]types.Part{}
 	p := s3.NewListPartsPaginator(j.h.s3, &s3.ListPartsInput{Bucket: aws.String(j.up.Bucket), Key: aws.String(j.up.Key), UploadId: aws.String(j.up.UploadID)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
+		if isNoSuchUpload(err) {
+			return fmt.Errorf("list parts: %w", err), nil
+		}
 		if err != nil {
-			return fmt.Errorf("list parts: %w", err)
+			return nil, fmt.Errorf("list parts: %w", err)
 		}
 		for _, lp := range out.Parts {
 			listed[aws.ToInt32(lp.PartNumber)] = lp
@@ -192,14 +206,14 @@ func (j *job) checkListedParts(ctx context.Context, parts []state.Part) error {
 		lp, ok := listed[sp.Number]
 		switch {
 		case !ok:
-			return fmt.Errorf("part %d is not in S3's upload", sp.Number)
+			return fmt.Errorf("part %d is not in S3's upload", sp.Number), nil
 		case trimETag(aws.ToString(lp.ETag)) != trimETag(sp.ETag):
-			return fmt.Errorf("part %d: S3 has ETag %s, the checkpoint %s", sp.Number, aws.ToString(lp.ETag), sp.ETag)
+			return fmt.Errorf("part %d: S3 has ETag %s, the checkpoint %s", sp.Number, aws.ToString(lp.ETag), sp.ETag), nil
 		case aws.ToInt64(lp.Size) != sp.Size:
-			return fmt.Errorf("part %d: S3 has %d bytes, the checkpoint %d", sp.Number, aws.ToInt64(lp.Size), sp.Size)
+			return fmt.Errorf("part %d: S3 has %d bytes, the checkpoint %d", sp.Number, aws.ToInt64(lp.Size), sp.Size), nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // run uploads every missing part, P at a time. stopped reports that it

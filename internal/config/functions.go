@@ -79,4 +79,8 @@ type Downloader struct {
 	// CheckpointInterval: how often a running multipart upload saves its
 	// progress (so a crash loses at most this much work).
 	CheckpointInterval time.Duration `env:"CHECKPOINT_INTERVAL" default:"30s" min:"1s"`
+	// MaxReceiveCount is the download queue's redrive maxReceiveCount: on
+	// the receive that is the last before the DLQ, any failure of a file is
+	// final (upload aborted, state FAILED with the reason).
+	MaxReceiveCount int `env:"MAX_RECEIVE_COUNT" default:"5" min:"1"`
 }

@@ -37,6 +37,11 @@ const (
 // ErrLeaseHeld: another invocation holds the file's download lease.
 var ErrLeaseHeld = fmt.Errorf("download lease held by another invocation: %w", ErrConflict)
 
+// ErrPartsMissing: the checkpoint's part items do not hold the parts its
+// header counts (a lost or stale chunk). The checkpoint is unusable — unlike
+// an error reaching the table, after which it may be retried.
+var ErrPartsMissing = errors.New("checkpoint parts missing")
+
 // Upload is the FILE#<id> / UPLOAD item: who is downloading the file (the
 // lease) and, once a multipart upload exists, where it stands.
 type Upload struct {
@@ -188,8 +193,10 @@ func (t *Table) queryChunks(ctx context.Context, fileID string) ([]partsChunk, e
 }
 
 // LoadParts returns the saved parts of u's multipart upload, sorted by part
-// number. It fails when fewer parts are found than u.PartsDone says (a lost
-// chunk): the caller then starts the upload over.
+// number. It fails with an error wrapping ErrPartsMissing when fewer parts
+// are found than u.PartsDone says (a lost chunk): the caller then starts the
+// upload over. Any other error (the table unreachable, throttling) leaves the
+// checkpoint as good as it was.
 func (t *Table) LoadParts(ctx context.Context, u *Upload) ([]Part, error) {
 	if u.UploadID == "" {
 		return nil, nil
@@ -208,7 +215,7 @@ func (t *Table) LoadParts(ctx context.Context, u *Upload) ([]Part, error) {
 	slices.SortFunc(parts, func(a, b Part) int { return int(a.Number) - int(b.Number) })
 	parts = slices.CompactFunc(parts, func(a, b Part) bool { return a.Number == b.Number })
 	if len(parts) != u.PartsDone {
-		return nil, fmt.Errorf("load parts of %s: found %d parts, checkpoint says %d", u.FileID, len(parts), u.PartsDone)
+		return nil, fmt.Errorf("load parts of %s: found %d parts, checkpoint says %d: %w", u.FileID, len(parts), u.PartsDone, ErrPartsMissing)
 	}
 	return parts, nil
 }
@@ -330,6 +337,32 @@ func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	}
+	return nil
+}
+
+// MarkRetrying records the reason of a transient download failure on a
+// DOWNLOADING file without marking it FAILED: the message is retried and the
+// checkpoint kept. The next BeginDownload clears the reason. A file in any
+// other status (DONE, FAILED, unknown) is left alone.
+func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
+	if len(reason) > 1000 {
+		reason = reason[:1000]
+	}
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &t.Name,
+		Key:                      fileKey(fileID),
+		UpdateExpression:         aws.String("SET reason = :r, updatedAt = :now"),
+		ConditionExpression:      aws.String("#s = :d"),
+		ExpressionAttributeNames: map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":r":   &types.AttributeValueMemberS{Value: reason},
+			":d":   &types.AttributeValueMemberS{Value: StatusDownloading},
+			":now": timeAV(t.now()),
+		},
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("record retry reason of file %s: %w", fileID, err)
 	}
 	return nil
 }

@@ -143,6 +143,8 @@ func TestUploadCheckpointAgainstMoto(t *testing.T) {
 	b.PartsDone = 4
 	if _, err := tbl.LoadParts(ctx, b); err == nil {
 		t.Fatal("LoadParts accepted a checkpoint with a missing part")
+	} else if !errors.Is(err, state.ErrPartsMissing) {
+		t.Fatalf("LoadParts with a missing part: %v, want ErrPartsMissing (the checkpoint is unusable, not the table unreachable)", err)
 	}
 
 	// Delete removes the header and every chunk.
@@ -181,6 +183,46 @@ func TestUploadCheckpointAgainstMoto(t *testing.T) {
 	}
 	if _, err := tbl.AcquireUpload(ctx, "f2", "next", until); err != nil {
 		t.Fatalf("take over an expired lease: %v", err)
+	}
+}
+
+// TestMarkRetrying: a transient failure records its reason on a DOWNLOADING
+// file without marking it FAILED; other statuses are left alone, and the
+// next BeginDownload clears the reason.
+func TestMarkRetrying(t *testing.T) {
+	tbl, _ := uploadTable(t)
+	ctx := context.Background()
+	if _, err := tbl.BeginDownload(ctx, state.FileItem{FileID: "r1", FileSetID: "fs", Bucket: "b", PackageID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.MarkRetrying(ctx, "r1", "download: range 0+5: giving up after 6 attempts"); err != nil {
+		t.Fatal(err)
+	}
+	it, err := tbl.GetFile(ctx, "r1")
+	if err != nil || it.Status != state.StatusDownloading || it.Reason != "download: range 0+5: giving up after 6 attempts" {
+		t.Fatalf("after MarkRetrying: %+v, %v; want DOWNLOADING with the reason", it, err)
+	}
+	if _, err := tbl.BeginDownload(ctx, state.FileItem{FileID: "r1", FileSetID: "fs", Bucket: "b", PackageID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := tbl.GetFile(ctx, "r1"); it.Reason != "" {
+		t.Errorf("reason %q kept by the next attempt", it.Reason)
+	}
+	// DONE and FAILED files, and unknown ones, are not touched.
+	if err := tbl.MarkDone(ctx, "r1", 5, "k", `"e"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.MarkRetrying(ctx, "r1", "late"); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := tbl.GetFile(ctx, "r1"); it.Status != state.StatusDone || it.Reason != "" {
+		t.Errorf("DONE file changed by MarkRetrying: %+v", it)
+	}
+	if err := tbl.MarkRetrying(ctx, "nobody", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tbl.GetFile(ctx, "nobody"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("MarkRetrying created an item for an unknown file: %v", err)
 	}
 }
 
