@@ -80,6 +80,8 @@ func TestTemplateFacts(t *testing.T) {
 		{"visibility >= 6 x downloader timeout", num(res("DownloadQueue", "Properties", "VisibilityTimeout")) >= 6*downloaderTimeout && downloaderTimeout > 0, true},
 		{"redrive target", res("DownloadQueue", "Properties", "RedrivePolicy", "deadLetterTargetArn"), map[string]any{"Fn::GetAtt": []any{"DownloadDeadLetterQueue", "Arn"}}},
 		{"redrive count", res("DownloadQueue", "Properties", "RedrivePolicy", "maxReceiveCount"), int64(5)},
+		{"downloader knows the redrive count", res("DownloaderFunction", "Properties", "Environment", "Variables", "MAX_RECEIVE_COUNT"),
+			fmt.Sprint(res("DownloadQueue", "Properties", "RedrivePolicy", "maxReceiveCount"))},
 		{"DLQ 14 days", res("DownloadDeadLetterQueue", "Properties", "MessageRetentionPeriod"), int64(14 * 24 * 3600)},
 		{"queue sse", res("DownloadQueue", "Properties", "SqsManagedSseEnabled"), map[string]any{"Fn::If": []any{"HasKmsKey", map[string]any{"Ref": "AWS::NoValue"}, true}}},
 		{"DLQ sse", res("DownloadDeadLetterQueue", "Properties", "SqsManagedSseEnabled"), map[string]any{"Fn::If": []any{"HasKmsKey", map[string]any{"Ref": "AWS::NoValue"}, true}}},
