@@ -49,7 +49,7 @@ func main() {
 	}
 	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
 	reader := tokenring.NewReader(secretsmanager.NewFromConfig(awsCfg), table, cfg.TokenSecretIDs,
-		tokenring.ReaderOptions{Skew: cfg.TokenSkew})
+		tokenring.ReaderOptions{Skew: tokenring.ConfiguredSkew(cfg.TokenSkew)})
 	client, err := rdp.NewClient(
 		rdp.WithBaseURL(cfg.RDPBaseURL),
 		rdp.WithHTTPClient(reader.HTTPClient(&http.Client{Timeout: 60 * time.Second})),

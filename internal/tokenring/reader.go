@@ -22,6 +22,16 @@ var ErrNoValidToken = errors.New("tokenring: no valid token in the ring")
 // of the ring; a token-invalid report was recorded for the refresher.
 var ErrTokenInvalid = errors.New("tokenring: token refused by RDP (reported to the refresher)")
 
+// ConfiguredSkew maps TOKEN_SKEW, as the config loader read it (30s when
+// unset), to ReaderOptions.Skew, where zero means the default: an explicit
+// TOKEN_SKEW=0s means no skew at all.
+func ConfiguredSkew(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // DefaultSkew is the reader's default TOKEN_SKEW.
 const DefaultSkew = 30 * time.Second
 

@@ -458,3 +458,24 @@ func TestReaderConcurrent(t *testing.T) {
 		t.Errorf("reports recorded although a newer token was available: %v", db.Items())
 	}
 }
+
+func TestConfiguredSkew(t *testing.T) {
+	for _, tt := range []struct{ in, want time.Duration }{{0, -1}, {30 * time.Second, 30 * time.Second}, {time.Minute, time.Minute}} {
+		if got := tokenring.ConfiguredSkew(tt.in); got != tt.want {
+			t.Errorf("ConfiguredSkew(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+	// TOKEN_SKEW=0s serves a token until its last second; the default 30s does not.
+	for _, tt := range []struct {
+		skew    time.Duration
+		wantErr bool
+	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
+		clk := &clock{t: t0}
+		sm := ringtest.NewSecrets(clk.Now)
+		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
+		r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Skew: tt.skew, Now: clk.Now})
+		if _, err := r.Token(); (err != nil) != tt.wantErr {
+			t.Errorf("skew %s, token with 10s left: err = %v, want error %v", tt.skew, err, tt.wantErr)
+		}
+	}
+}
