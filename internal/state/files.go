@@ -246,9 +246,7 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 
 // MarkFailed records why a file failed. A DONE file is never downgraded.
 func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
-	if len(reason) > 1000 {
-		reason = reason[:1000]
-	}
+	reason = clipReason(reason, maxFailureReason)
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &t.Name,
 		Key:                      fileKey(fileID),

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/cfsync/cfsync/internal/state"
@@ -108,5 +110,24 @@ func TestBatchGetFiles(t *testing.T) {
 	n := 0
 	if err := tbl.ScanFiles(ctx, func(*state.FileItem) error { n++; return nil }); err != nil || n != 105 {
 		t.Fatalf("scan saw %d, %v", n, err)
+	}
+}
+
+func TestFailureReasonIsClipped(t *testing.T) {
+	tbl := newTestTable(t)
+	ctx := context.Background()
+	if err := tbl.ClaimFile(ctx, state.FileItem{FileID: "f", FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 700) // 1,400 bytes of 2-byte characters
+	if err := tbl.MarkFailed(ctx, "f", long); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tbl.GetFile(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Reason) != 1000 || !utf8.ValidString(got.Reason) {
+		t.Fatalf("reason of %d bytes, valid UTF-8 %v", len(got.Reason), utf8.ValidString(got.Reason))
 	}
 }

@@ -140,9 +140,7 @@ func (t *Table) ReportInvalidToken(ctx context.Context, gen int64, reason string
 	if gen <= 0 {
 		return fmt.Errorf("report invalid token: bad generation %d", gen)
 	}
-	if len(reason) > maxReason {
-		reason = reason[:maxReason]
-	}
+	reason = clipReason(reason, maxReason)
 	now := t.now()
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: &t.Name,

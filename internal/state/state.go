@@ -17,6 +17,7 @@ package state
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -66,4 +67,20 @@ func itemKey(pk, sk string) map[string]types.AttributeValue {
 		AttrPK: &types.AttributeValueMemberS{Value: pk},
 		AttrSK: &types.AttributeValueMemberS{Value: sk},
 	}
+}
+
+// maxFailureReason bounds a stored file failure reason.
+const maxFailureReason = 1000
+
+// clipReason shortens a stored reason to at most max bytes without
+// splitting a UTF-8 character.
+func clipReason(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	s = s[:max]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

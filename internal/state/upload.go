@@ -346,9 +346,7 @@ func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 // checkpoint kept. The next BeginDownload clears the reason. A file in any
 // other status (DONE, FAILED, unknown) is left alone.
 func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
-	if len(reason) > 1000 {
-		reason = reason[:1000]
-	}
+	reason = clipReason(reason, maxFailureReason)
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &t.Name,
 		Key:                      fileKey(fileID),

@@ -125,14 +125,8 @@ func (d *Dynamo) PutItem(ctx context.Context, in *dynamodb.PutItemInput, _ ...fu
 		}
 	}
 	old := d.items[dkey(pk, sk)]
-	if c := aws.ToString(in.ConditionExpression); c != "" {
-		ok, err := evalCondition(c, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, conditionFailed()
-		}
+	if err := checkCondition(aws.ToString(in.ConditionExpression), old, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
+		return nil, err
 	}
 	d.items[dkey(pk, sk)] = clone(in.Item)
 	out := &dynamodb.PutItemOutput{}
@@ -160,14 +154,8 @@ func (d *Dynamo) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, _
 		}
 	}
 	old := d.items[dkey(pk, sk)]
-	if c := aws.ToString(in.ConditionExpression); c != "" {
-		ok, err := evalCondition(c, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, conditionFailed()
-		}
+	if err := checkCondition(aws.ToString(in.ConditionExpression), old, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
+		return nil, err
 	}
 	next := clone(old)
 	if next == nil {
@@ -197,14 +185,8 @@ func (d *Dynamo) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, _
 	defer d.mu.Unlock()
 	d.calls["DeleteItem"]++
 	old := d.items[dkey(pk, sk)]
-	if c := aws.ToString(in.ConditionExpression); c != "" {
-		ok, err := evalCondition(c, old, in.ExpressionAttributeNames, in.ExpressionAttributeValues)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, conditionFailed()
-		}
+	if err := checkCondition(aws.ToString(in.ConditionExpression), old, in.ExpressionAttributeNames, in.ExpressionAttributeValues); err != nil {
+		return nil, err
 	}
 	delete(d.items, dkey(pk, sk))
 	return &dynamodb.DeleteItemOutput{}, nil
@@ -493,4 +475,20 @@ func splitTop(s string) []string {
 		out = append(out, p)
 	}
 	return out
+}
+
+// checkCondition evaluates a write's ConditionExpression (none: true) against
+// the item as it is, failing like DynamoDB when it does not hold.
+func checkCondition(expr string, old map[string]types.AttributeValue, names map[string]string, values map[string]types.AttributeValue) error {
+	if expr == "" {
+		return nil
+	}
+	ok, err := evalCondition(expr, old, names, values)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return conditionFailed()
+	}
+	return nil
 }
