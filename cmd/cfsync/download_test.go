@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -95,6 +96,7 @@ func TestDownload(t *testing.T) {
 			t.Fatalf("code %d stderr %s", r.code, r.stderr)
 		}
 		checkFile(t, filepath.Join(dir, bigName), want)
+		sim.WaitIdle(2 * time.Second)
 		cn := sim.Counters()
 		if cn.BytesServed != int64(len(want)-have) || cn.RangeRequests != 1 {
 			t.Errorf("served %d bytes in %d range requests; want %d in 1", cn.BytesServed, cn.RangeRequests, len(want)-have)
@@ -137,6 +139,7 @@ func TestDownload(t *testing.T) {
 			t.Fatalf("code %d stderr %s", r.code, r.stderr)
 		}
 		checkFile(t, filepath.Join(dir, bigName), want)
+		sim.WaitIdle(2 * time.Second)
 		cn := sim.Counters()
 		if cn.S3Expired != 1 || cn.StreamURLs != 2 {
 			t.Errorf("S3Expired %d, StreamURLs %d; want 1 and 2", cn.S3Expired, cn.StreamURLs)
@@ -159,6 +162,7 @@ func TestDownload(t *testing.T) {
 			t.Fatalf("code %d stderr %s", r.code, r.stderr)
 		}
 		checkFile(t, filepath.Join(dir, bigName), want)
+		sim.WaitIdle(2 * time.Second)
 		if cn := sim.Counters(); cn.BytesServed != int64(len(want)) || cn.FaultsFired != 3 {
 			t.Errorf("served %d bytes (want %d: nothing twice), %d faults fired", cn.BytesServed, len(want), cn.FaultsFired)
 		}

@@ -352,6 +352,7 @@ func TestConcurrentDownloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	e.s.WaitIdle(2 * time.Second)
 	if c := e.s.Counters(); c.RangeRequests != 16 || c.BytesServed != 8*300<<10 || c.ActiveDownloads != 0 || c.MaxActiveDownloads < 1 {
 		t.Fatalf("counters %+v", c)
 	}

@@ -353,6 +353,27 @@ func (s *Server) Counters() Counters {
 	return c
 }
 
+// WaitIdle waits until no presigned download is in progress, or timeout. A
+// handler counts a response's last bytes and ends the download after its final
+// write, which can come just after the client has read them: call WaitIdle
+// before asserting BytesServed or ActiveDownloads. It reports whether the
+// server went idle.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		active := s.counters.ActiveDownloads
+		s.mu.Unlock()
+		if active == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // ResetCounters zeroes the counters and the auth log (state such as sessions is kept).
 func (s *Server) ResetCounters() {
 	s.mu.Lock()
