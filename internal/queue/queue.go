@@ -25,6 +25,12 @@ type Message struct {
 	FileSetName string `json:"fileSetName"`
 	Bucket      string `json:"bucket"`
 	PackageID   string `json:"packageId"`
+
+	// Optional, from the file listing (/file-store/v1/files?filesetId=): the
+	// downloader uses them when present, so it needs no GET /files/{id}.
+	// Bodies without them stay valid.
+	FileName string `json:"fileName,omitempty"`
+	Size     *int64 `json:"size,omitempty"`
 }
 
 // Validate checks the required fields, naming the first one missing.
