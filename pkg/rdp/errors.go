@@ -16,8 +16,15 @@ var (
 	ErrTokenExpired = errors.New("rdp: token expired")
 	// ErrNotFound matches 404 and 410 from the file store (the file is gone).
 	ErrNotFound = errors.New("rdp: not found")
-	// ErrInvalidGrant matches an OAuth invalid_grant (bad password, dead refresh token).
+	// ErrInvalidGrant matches an OAuth invalid_grant (a dead refresh token).
 	ErrInvalidGrant = errors.New("rdp: invalid grant")
+	// ErrInvalidCredentials matches a rejected username or password (400
+	// access_denied "Invalid username or password."). Retrying gets the
+	// account blocked: back off and raise an alarm instead.
+	ErrInvalidCredentials = errors.New("rdp: invalid username or password")
+	// ErrForbidden matches a 403 from the file store (missing entitlement:
+	// "Access denied: Insufficient claims to access this resource").
+	ErrForbidden = errors.New("rdp: forbidden")
 	// ErrSessionQuota matches "Session quota is reached." (the account already has a session).
 	ErrSessionQuota = errors.New("rdp: session quota is reached")
 	// ErrUnauthorizedClient matches invalid_client / unauthorized_client (bad app key or secret).
