@@ -99,6 +99,54 @@ func rel(path string) string {
 	return filepath.ToSlash(r)
 }
 
+// citedTest is a test, benchmark or example named in a document.
+var citedTest = regexp.MustCompile("`((?:Test|Benchmark|Example)[A-Z0-9][A-Za-z0-9_]*)")
+
+// TestCitedTestsExist checks that every test, benchmark or example a document
+// names in backticks (the invariants and failure modes cite them) is a
+// function in some _test.go file.
+func TestCitedTestsExist(t *testing.T) {
+	defined := map[string]bool{}
+	funcRE := regexp.MustCompile(`(?m)^func ((?:Test|Benchmark|Example)\w+)\(`)
+	walkGo(t, func(path, src string) {
+		if strings.HasSuffix(path, "_test.go") {
+			for _, m := range funcRE.FindAllStringSubmatch(src, -1) {
+				defined[m[1]] = true
+			}
+		}
+	})
+	for _, doc := range documents(t) {
+		for i, line := range strings.Split(read(t, doc), "\n") {
+			for _, m := range citedTest.FindAllStringSubmatch(line, -1) {
+				if !defined[m[1]] {
+					t.Errorf("%s:%d: names %s, which no _test.go file defines", rel(doc), i+1, m[1])
+				}
+			}
+		}
+	}
+}
+
+// walkGo calls fn with the path and content of every Go file of the
+// repository, skipping hidden directories and testdata.
+func walkGo(t *testing.T, fn func(path, src string)) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") {
+			fn(path, read(t, path))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 var (
 	// docRef is a reference from code to a document under docs/.
 	docRef = regexp.MustCompile(`docs/([A-Za-z0-9_.-]+\.md)(?:#([A-Za-z0-9_-]+))?`)
@@ -111,27 +159,12 @@ var (
 // mentions exists, and nothing cites the design contract by section number.
 func TestCodeReferencesResolve(t *testing.T) {
 	anchors := map[string]map[string]bool{}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") {
-			return nil
-		}
-		checkGoFile(t, path, anchors)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	walkGo(t, func(path, src string) { checkGoFile(t, path, src, anchors) })
 }
 
-func checkGoFile(t *testing.T, path string, anchors map[string]map[string]bool) {
+func checkGoFile(t *testing.T, path, src string, anchors map[string]map[string]bool) {
 	t.Helper()
-	for i, line := range strings.Split(read(t, path), "\n") {
+	for i, line := range strings.Split(src, "\n") {
 		where := rel(path) + ":" + strconv.Itoa(i+1)
 		if oldDesignRef.MatchString(line) {
 			t.Errorf("%s: cites a design section the repository does not contain; point at docs/design.md#<anchor>", where)
