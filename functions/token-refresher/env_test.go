@@ -130,8 +130,7 @@ type env struct {
 	t     *testing.T
 	clk   *clock
 	sm    *ringtest.Secrets
-	db    *ringtest.Dynamo
-	table *state.Table
+	table *fakeState
 	rdp   *fakeRDP
 	h     *Handler
 	logs  *bytes.Buffer
@@ -142,9 +141,8 @@ type env struct {
 func newEnv(t *testing.T, creds string, slots int) *env {
 	t.Helper()
 	clk := &clock{t: t0}
-	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), db: ringtest.NewDynamo(), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
-	e.table = state.New(e.db, "state")
-	e.table.Now = clk.Now
+	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
+	e.table = newFakeState(clk.Now)
 	e.rdp = &fakeRDP{clk: clk, ttl: defaultTokenLife}
 	for i := range slots {
 		id := fmt.Sprintf("cfsync/token-%d", i)

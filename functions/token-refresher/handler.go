@@ -41,6 +41,20 @@ type AuthAPI interface {
 
 var _ AuthAPI = (*rdp.Client)(nil)
 
+// StateStore is the part of the state table the refresher uses: the ring's
+// generation counter and slot writes, readers' token-invalid reports, and
+// the /auth bookkeeping (budget, backoff, lease).
+type StateStore interface {
+	GetRingState(ctx context.Context) (*state.RingState, error)
+	ClaimGeneration(ctx context.Context, prev *state.RingState, next int64, slotID string, at time.Time) (*state.RingState, error)
+	GetTokenReport(ctx context.Context, gen int64) (*state.TokenReport, error)
+	MarkReportChecked(ctx context.Context, gen int64, at time.Time) error
+	GetAuthState(ctx context.Context) (*state.AuthState, error)
+	PutAuthState(ctx context.Context, st *state.AuthState) error
+}
+
+var _ StateStore = (*state.Table)(nil)
+
 // Options are the refresher's knobs.
 type Options struct {
 	CredentialsSecretID string
@@ -99,7 +113,7 @@ func (o *Options) defaults() {
 // Handler is the token-refresher. One Handle call is one invocation.
 type Handler struct {
 	SM      SecretsAPI
-	Table   *state.Table
+	Table   StateStore
 	RDP     AuthAPI
 	Opts    Options
 	Log     *slog.Logger      // nil: discard

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/metrics"
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -62,8 +61,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		ids = append(ids, id)
 		sm.Create(id, nil)
 	}
-	table := state.New(ringtest.NewDynamo(), "state")
-	table.Now = clk.Now
+	table := newFakeState(clk.Now)
 	authClient, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
