@@ -115,6 +115,7 @@ type Handler struct {
 	SM      SecretsAPI
 	Table   StateStore
 	RDP     AuthAPI
+	Probe   TokenProber // checks reported tokens; nil: every check is inconclusive
 	Opts    Options
 	Log     *slog.Logger      // nil: discard
 	Metrics *metrics.Recorder // nil: none
@@ -133,6 +134,7 @@ const (
 	OutcomeBusy      = "busy"      // another invocation is talking to /auth
 	OutcomeLostRace  = "lost_race" // another invocation wrote a newer generation meanwhile
 	OutcomeRevoked   = "revoked"   // the session was revoked; sign-ons are held
+	OutcomeKept      = "kept"      // a report could not be verified and no slot can be spared: the token is kept
 	OutcomeFailed    = "failed"
 )
 
@@ -160,10 +162,11 @@ const (
 
 // Reasons a refresh is due (Result.Reason).
 const (
-	dueForced   = "forced"
-	dueEmpty    = "ring has no token"
-	dueExpiring = "expiring"
-	dueReported = "reported invalid"
+	dueForced     = "forced"
+	dueEmpty      = "ring has no token"
+	dueExpiring   = "expiring"
+	dueReported   = "reported invalid"                     // and RDP refused it
+	dueUnverified = "reported invalid, check inconclusive" // RDP's answer said neither
 )
 
 func (h *Handler) now() time.Time {
@@ -286,15 +289,18 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 	if r.ev.Action == ActionRevoke {
 		return r.revoke(ctx)
 	}
-	due, err := r.due(ctx)
-	if err != nil {
-		return Result{}, err
-	}
+	due := r.due(ctx)
 	if due == "" {
 		exp := r.latest.ExpiresAt
 		return Result{Outcome: OutcomeFresh, Generation: r.latest.Generation, ExpiresAt: &exp}, nil
 	}
-	now := h.now()
+	return r.refresh(ctx, due)
+}
+
+// refresh replaces the newest token for the reason due, unless sign-ons are
+// held, backing off, or no ring slot may be written.
+func (r *run) refresh(ctx context.Context, due string) (Result, error) {
+	now := r.h.now()
 	res := Result{Reason: due, Generation: r.latest.Generation}
 	if r.auth.Revoked && !r.ev.Force {
 		r.log.Warn(`sign-on held: the session was revoked; send {"action":"refresh","force":true} to sign on again`,
@@ -318,61 +324,94 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		res.Outcome = OutcomeFailed
 		return res, err
 	}
-	slotID, nextAt, ok := r.pickSlot(now)
+	slotID, nextAt, ok := r.pickSlot(now, nil)
 	if !ok {
-		needed := r.slotsNeeded(r.latestTTL())
-		if needed <= len(h.Opts.SlotIDs) {
-			needed = len(h.Opts.SlotIDs) + 1
-		}
-		r.ringTooSmall(needed, "no ring slot may be written yet: refresh deferred", "next_slot_at", nextAt.Format(time.RFC3339))
+		needed := max(r.slotsNeeded(r.latestTTL()), len(r.h.Opts.SlotIDs)+1)
+		r.ringTooSmall(needed, "no ring slot may be written yet: refresh deferred", "reason", due, "next_slot_at", nextAt.Format(time.RFC3339))
 		res.Outcome, res.RetryAt, res.SlotsNeeded = OutcomeDeferred, &nextAt, needed
+		return res, nil
+	}
+	if due == dueUnverified && !r.spareSlot(slotID, now) {
+		r.log.Warn("reported token not replaced: its check was inconclusive and the scheduled refresh needs the writable slots; checked again next run",
+			"generation", r.latest.Generation, "expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
+		res.Outcome = OutcomeKept
 		return res, nil
 	}
 	tok, grant, err := r.obtain(ctx, creds)
 	res.Grant = grant
 	if err != nil {
-		switch {
-		case errors.Is(err, errBusy):
-			res.Outcome = OutcomeBusy
-			return res, nil
-		case errors.Is(err, errLostRace):
-			res.Outcome = OutcomeLostRace
-			return res, nil
-		case errors.Is(err, errBackoff):
-			res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
-			return res, nil
-		case errors.Is(err, errHeld):
-			res.Outcome = OutcomeHeld
-			return res, nil
-		}
-		res.Outcome = OutcomeFailed
-		return res, err
+		return r.obtainFailed(res, err)
 	}
 	return r.store(ctx, res, tok, grant, slotID)
 }
 
+// obtainFailed maps obtain's error to the run's outcome: waiting for
+// another invocation, a backoff or a held sign-on is not a failure.
+func (r *run) obtainFailed(res Result, err error) (Result, error) {
+	switch {
+	case errors.Is(err, errBusy):
+		res.Outcome = OutcomeBusy
+	case errors.Is(err, errLostRace):
+		res.Outcome = OutcomeLostRace
+	case errors.Is(err, errBackoff):
+		res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+	case errors.Is(err, errHeld):
+		res.Outcome = OutcomeHeld
+	default:
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	return res, nil
+}
+
 // due says why a refresh is needed now ("" when it is not).
-func (r *run) due(ctx context.Context) (string, error) {
+func (r *run) due(ctx context.Context) string {
 	now := r.h.now()
 	switch {
 	case r.ev.Force:
-		return dueForced, nil
+		return dueForced
 	case !r.have:
-		return dueEmpty, nil
+		return dueEmpty
 	case r.latest.ExpiresAt.Sub(now) <= r.h.Opts.RefreshMargin:
-		return dueExpiring, nil
+		return dueExpiring
 	}
+	return r.dueToReport(ctx)
+}
+
+// dueToReport weighs a reader's token-invalid report of the newest token
+// (docs/design.md#token-ring): one file-store GET asks RDP whether it still
+// accepts the token. Refused: replace it now. Accepted: the report costs no
+// ring write and is dismissed until a newer report. Inconclusive: replace
+// it only with a slot the scheduled refresh can spare.
+func (r *run) dueToReport(ctx context.Context) string {
 	rep, err := r.h.Table.GetTokenReport(ctx, r.latest.Generation)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
-		return "", nil
+		return ""
 	case err != nil:
 		r.log.Warn("cannot read token-invalid reports", "error", err.Error())
-		return "", nil
+		return ""
+	case !rep.Unconfirmed():
+		return ""
 	}
-	r.log.Warn("a reader reported the newest token invalid", "generation", rep.Generation, "reports", rep.Reports,
-		"reported_at", rep.FirstAt.Format(time.RFC3339), "report_reason", rep.Reason)
-	return dueReported, nil
+	checkedAt := r.h.now()
+	verdict, perr := r.checkReported(ctx)
+	r.h.Metrics.Add("TokenReportChecks", 1, "verdict", verdict)
+	attrs := []any{"generation", rep.Generation, "reports", rep.Reports, "reported_at", rep.FirstAt.Format(time.RFC3339),
+		"report_reason", rep.Reason, "verdict", verdict}
+	switch verdict {
+	case verdictAccepted:
+		r.log.Info("a reader reported the newest token invalid but RDP still accepts it: no new token", attrs...)
+		if err := r.h.Table.MarkReportChecked(ctx, rep.Generation, checkedAt); err != nil {
+			r.log.Warn("record the report check", "error", err.Error())
+		}
+		return ""
+	case verdictRefused:
+		r.log.Warn("a reader reported the newest token invalid and RDP refuses it: replacing it", attrs...)
+		return dueReported
+	}
+	r.log.Warn("a reader reported the newest token invalid and RDP's answer was inconclusive", append(attrs, "error", perr.Error())...)
+	return dueUnverified
 }
 
 // latestTTL is the life of the newest token as issued (10m if unknown).
@@ -411,30 +450,39 @@ func (r *run) ringTooSmall(needed int, msg string, attrs ...any) {
 	r.log.Error(msg, attrs...)
 }
 
-// pickSlot returns the least recently written slot if it may be written at
-// now; otherwise false and when the first slot becomes writable. A slot's
-// last write is the later of the refresher's record and, for a slot holding
-// a token (or unreadable content), the version date Secrets Manager reports,
-// so a lost state table cannot cause an early rewrite. An empty placeholder
-// (`{}` from the template) is not a token write: a fresh deployment gets its
-// first token at once.
-func (r *run) pickSlot(now time.Time) (string, time.Time, bool) {
+// lastWrite is slot i's last write: the later of the refresher's record
+// and, for a slot holding a token (or unreadable content), the version date
+// Secrets Manager reports, so a lost state table cannot cause an early
+// rewrite. An empty placeholder (`{}` from the template) is not a token
+// write: a fresh deployment gets its first token at once. ok is false when
+// the slot is unreadable and its last write unknown.
+func (r *run) lastWrite(i int, id string) (last time.Time, ok bool) {
+	if w, found := r.ringSt.Slots[id]; found {
+		last = w.WrittenAt
+	}
+	if i < len(r.vals) {
+		v := r.vals[i]
+		if v.Err != nil && v.VersionCreated.IsZero() {
+			return time.Time{}, false
+		}
+		if (!v.Slot.Empty() || v.Err != nil) && v.VersionCreated.After(last) {
+			last = v.VersionCreated
+		}
+	}
+	return last, true
+}
+
+// pickSlot returns the least recently written slot (not in skip) if it may
+// be written at now; otherwise false and when the first slot becomes
+// writable.
+func (r *run) pickSlot(now time.Time, skip map[string]bool) (string, time.Time, bool) {
 	var best string
 	var bestAt time.Time
 	found := false
 	for i, id := range r.h.Opts.SlotIDs {
-		var last time.Time
-		if w, ok := r.ringSt.Slots[id]; ok {
-			last = w.WrittenAt
-		}
-		if i < len(r.vals) {
-			v := r.vals[i]
-			if v.Err != nil && v.VersionCreated.IsZero() {
-				continue // unreadable: its last write is unknown
-			}
-			if (!v.Slot.Empty() || v.Err != nil) && v.VersionCreated.After(last) {
-				last = v.VersionCreated
-			}
+		last, ok := r.lastWrite(i, id)
+		if !ok || skip[id] {
+			continue
 		}
 		if !found || last.Before(bestAt) {
 			best, bestAt, found = id, last, true
@@ -448,6 +496,26 @@ func (r *run) pickSlot(now time.Time) (string, time.Time, bool) {
 		return best, now, true
 	}
 	return "", next, false
+}
+
+// spareSlot reports whether writing slotID at now still leaves the next
+// scheduled refresh a slot it may write when it falls due (the new token's
+// expiry less the refresh margin), so an out-of-schedule write never makes
+// the scheduled refresh wait (docs/design.md#token-ring: slot priority).
+func (r *run) spareSlot(slotID string, now time.Time) bool {
+	due := now.Add(r.latestTTL() - r.h.Opts.RefreshMargin)
+	if !now.Add(r.h.Opts.MinWriteInterval).After(due) {
+		return true // slotID itself is writable again in time
+	}
+	for i, id := range r.h.Opts.SlotIDs {
+		if id == slotID {
+			continue
+		}
+		if last, ok := r.lastWrite(i, id); ok && !last.Add(r.h.Opts.MinWriteInterval).After(due) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *run) credentials(ctx context.Context) (Credentials, error) {

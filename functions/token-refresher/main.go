@@ -53,6 +53,7 @@ func newHandler(ctx context.Context) (*Handler, error) {
 		SM:      secretsmanager.NewFromConfig(awsCfg),
 		Table:   state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable),
 		RDP:     client,
+		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
 		Opts:    OptionsFromConfig(cfg),
 		Log:     logx.New(os.Stdout, level, functionName),
 		Metrics: metrics.New(os.Stdout, functionName),

@@ -45,7 +45,7 @@ func TestNeverLogsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &Handler{
-		SM: sm, Table: table, RDP: client, Now: clk.Now,
+		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(&out, "token-refresher"),
 		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,

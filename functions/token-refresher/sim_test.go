@@ -25,6 +25,9 @@ type simConfig struct {
 	// access token is expired at RDP (0: never): readers get 401, report, and
 	// the refresher must write out of cadence, right after a regular write.
 	injectAfter time.Duration
+	// spuriousEvery: every so often a reader reports the newest token
+	// invalid although RDP still accepts it (a one-off 401, 0: never).
+	spuriousEvery time.Duration
 }
 
 type simStats struct {
@@ -38,6 +41,7 @@ type simStats struct {
 	deferred                                              int
 	slotsNeeded                                           int // largest RingSlotsNeeded the refresher reported
 	handlerErrors                                         []error
+	spuriousReports                                       int
 }
 
 const simMargin = 2 * time.Minute
@@ -67,7 +71,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		t.Fatal(err)
 	}
 	h := &Handler{
-		SM: sm, Table: table, RDP: authClient, Now: clk.Now,
+		SM: sm, Table: table, RDP: authClient, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Metrics: metrics.New(io.Discard, "token-refresher"),
 		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
@@ -104,6 +108,12 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		if cfg.injectAfter > 0 && !injected && m >= cfg.injectAfter && res.Outcome == OutcomeRefreshed {
 			sim.ExpireAccessTokens()
 			injected, st.injectedAt = true, m
+		}
+		if cfg.spuriousEvery > 0 && m%cfg.spuriousEvery == 0 {
+			if _, err := reader.Token(); err == nil {
+				_ = table.ReportInvalidToken(ctx, reader.Generation(), "401 token expired (spurious)")
+				st.spuriousReports++
+			}
 		}
 		// A reader at this minute: an unexpired token, accepted by RDP.
 		tok, err := reader.Token()
@@ -239,5 +249,25 @@ func TestSimulateDayRingSize(t *testing.T) {
 		if ttl == 600*time.Second && found != 3 {
 			t.Errorf("600 s tokens need N=%d, want 3", found)
 		}
+	}
+}
+
+// TestSimulateDaySpuriousReports: 24 h with a reader reporting the newest
+// token invalid every 3 minutes although RDP still accepts it (the one-off
+// 401s of issue 11), plus one real invalidation: no reader ever lacks a
+// usable token, no refresh is deferred, and the spurious reports cost no
+// ring write (the same grants as a quiet day).
+func TestSimulateDaySpuriousReports(t *testing.T) {
+	cfg := simConfig{accessTTL: 600 * time.Second, slots: 3, duration: 24 * time.Hour, injectAfter: 6 * time.Hour,
+		spuriousEvery: 3 * time.Minute}
+	st := simulate(t, cfg)
+	t.Logf("600 s tokens, N=3, spurious 401 reports every 3 min: %s spurious=%d", st, st.spuriousReports)
+	if st.spuriousReports < 400 {
+		t.Fatalf("only %d spurious reports filed", st.spuriousReports)
+	}
+	checkDay(t, cfg, st)
+	quiet := simulate(t, simConfig{accessTTL: cfg.accessTTL, slots: cfg.slots, duration: cfg.duration, injectAfter: cfg.injectAfter})
+	if st.writes != quiet.writes {
+		t.Errorf("%d ring writes with spurious reports, %d without: spurious reports cost writes", st.writes, quiet.writes)
 	}
 }

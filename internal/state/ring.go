@@ -124,7 +124,7 @@ type TokenReport struct {
 	// token is still accepted, and it was: reports up to then cost no ring
 	// write. Zero: not checked yet.
 	CheckedAt time.Time `dynamodbav:"checkedAt,omitempty"`
-	TTL        int64     `dynamodbav:"ttl,omitempty"`
+	TTL       int64     `dynamodbav:"ttl,omitempty"`
 }
 
 // ReportSK is the sort key of the report for generation gen.
