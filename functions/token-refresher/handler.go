@@ -533,40 +533,101 @@ func (r *run) credentials(ctx context.Context) (Credentials, error) {
 	return c, nil
 }
 
-// store claims the next generation and writes the token to slotID.
+// writeAttempts is how many times one slot is written before the token is
+// tried in another eligible slot (the SDK already retries throttling).
+const writeAttempts = 2
+
+// store puts the token into the ring (docs/design.md#token-ring): it claims
+// the next generation for slotID and writes the slot. A failed write is
+// retried, then tried in every other eligible slot, because RDP has already
+// replaced the refresh token that was used: losing the new one can leave
+// only dead tokens. When another invocation claimed the generation first, a
+// token carrying a refresh token is stored all the same, one generation
+// higher; one without (v2) is discarded, the other invocation's is as good.
 func (r *run) store(ctx context.Context, res Result, tok *rdp.Token, grant, slotID string) (Result, error) {
-	h := r.h
-	gen := max(r.ringSt.Generation, r.latest.Generation) + 1
 	slot := tokenring.Slot{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Scope: tok.Scope,
-		IssuedAt: tok.IssuedAt, ExpiresAt: tok.Expiry, Generation: gen,
+		IssuedAt: tok.IssuedAt, ExpiresAt: tok.Expiry,
 	}
-	if _, err := h.Table.ClaimGeneration(ctx, r.ringSt, gen, slotID, h.now()); err != nil {
-		if errors.Is(err, state.ErrConflict) {
-			r.log.Warn("another refresher claimed this generation first: token discarded", "generation", gen)
+	failed := map[string]bool{}
+	var errs []error
+	for range 2 * len(r.h.Opts.SlotIDs) {
+		slot.Generation = max(r.ringSt.Generation, r.latest.Generation) + 1
+		err := r.claimAndWrite(ctx, slotID, slot)
+		switch {
+		case err == nil:
+			return r.stored(res, tok, grant, slotID, slot), nil
+		case errors.Is(err, state.ErrConflict) && tok.RefreshToken == "":
+			r.log.Warn("another refresher claimed this generation first: token discarded (it carries no refresh token)", "generation", slot.Generation)
 			res.Outcome = OutcomeLostRace
 			return res, nil
+		case errors.Is(err, state.ErrConflict):
+			r.log.Warn("another refresher claimed this generation first: keeping this run's token, whose refresh token replaced the one used",
+				"generation", slot.Generation)
+			if r.ringSt, err = r.h.Table.GetRingState(ctx); err != nil {
+				errs = append(errs, err)
+				return r.lost(res, grant, errs)
+			}
+		case errors.Is(err, errWrite):
+			errs, failed[slotID] = append(errs, err), true
+		default:
+			errs = append(errs, err)
+			return r.lost(res, grant, errs)
 		}
-		res.Outcome = OutcomeFailed
-		return res, err
+		next, _, ok := r.pickSlot(r.h.now(), failed)
+		if !ok {
+			errs = append(errs, errors.New("no other ring slot may be written now"))
+			break
+		}
+		slotID = next
 	}
-	if err := tokenring.Write(ctx, h.SM, slotID, slot); err != nil {
-		h.Metrics.Add("RingWriteFailures", 1)
-		res.Outcome = OutcomeFailed
-		return res, err
+	return r.lost(res, grant, errs)
+}
+
+// errWrite marks a failed PutSecretValue (the claim succeeded).
+var errWrite = errors.New("ring write failed")
+
+// claimAndWrite claims slot.Generation for slotID, then writes the slot,
+// retrying the same slot (the write is idempotent per generation). A failed
+// write leaves the slot counted as written: the write may have landed.
+func (r *run) claimAndWrite(ctx context.Context, slotID string, slot tokenring.Slot) error {
+	st, err := r.h.Table.ClaimGeneration(ctx, r.ringSt, slot.Generation, slotID, r.h.now())
+	if err != nil {
+		return err
 	}
+	r.ringSt = st
+	for i := range writeAttempts {
+		if err = tokenring.Write(ctx, r.h.SM, slotID, slot); err == nil {
+			return nil
+		}
+		r.h.Metrics.Add("RingWriteFailures", 1)
+		r.log.Warn("ring write failed", "slot", slotID, "generation", slot.Generation, "attempt", i+1, "error", err.Error())
+	}
+	return fmt.Errorf("%w: %w", errWrite, err)
+}
+
+// lost reports a token that could not be stored.
+func (r *run) lost(res Result, grant string, errs []error) (Result, error) {
+	r.log.Error("new token could not be stored in the ring: the next run signs on again", "grant", grant)
+	res.Outcome = OutcomeFailed
+	return res, fmt.Errorf("store token: %w", errors.Join(errs...))
+}
+
+// stored records a successful write in the result, logs and metrics.
+func (r *run) stored(res Result, tok *rdp.Token, grant, slotID string, slot tokenring.Slot) Result {
+	h := r.h
 	h.Metrics.Add("RingWrites", 1)
 	r.written = &slot
 	exp := slot.ExpiresAt
-	res.Outcome, res.Generation, res.Slot, res.ExpiresAt = OutcomeRefreshed, gen, slotID, &exp
+	res.Outcome, res.Generation, res.Slot, res.ExpiresAt = OutcomeRefreshed, slot.Generation, slotID, &exp
 	ttl := tok.ExpiresIn()
-	r.log.Info("token written to the ring", "generation", gen, "slot", slotID, "grant", grant, "reason", res.Reason,
+	r.log.Info("token written to the ring", "generation", slot.Generation, "slot", slotID, "grant", grant, "reason", res.Reason,
 		"expires_at", exp.Format(time.RFC3339), "token_lifetime", ttl.String())
 	if needed := r.slotsNeeded(ttl); needed > len(h.Opts.SlotIDs) {
 		res.SlotsNeeded = needed
 		r.ringTooSmall(needed, "token ring too small for this token lifetime: refreshes will be deferred")
 	}
-	return res, nil
+	return res
 }
 
 // emitRemaining records TokenRemainingSeconds of the newest usable token.

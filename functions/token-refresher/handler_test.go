@@ -10,7 +10,6 @@ import (
 
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
-	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -430,18 +429,18 @@ func TestDecisions(t *testing.T) {
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
 		},
 		{
-			name: "another run wrote a newer generation meanwhile", creds: credsV1, slots: 3,
+			name: "another run wrote a newer generation meanwhile: a v2 token is discarded", creds: credsV2, slots: 3,
 			setup: func(e *env) {
 				e.seed(0, 1, 9*time.Minute, time.Minute)
-				e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+				e.rdp.Client = func(string, string, string) (*rdp.Token, error) {
 					st, _ := e.table.GetRingState(context.Background())
 					if _, err := e.table.ClaimGeneration(context.Background(), st, 2, e.ids[2], t0); err != nil {
 						t.Fatal(err)
 					}
-					return e.rdp.issue(true), nil
+					return e.rdp.issue(false), nil
 				}
 			},
-			event: `{}`, wantOutcome: OutcomeLostRace, wantCalls: []string{grantRefresh}, wantSlot: -1, wantGen: 1,
+			event: `{}`, wantOutcome: OutcomeLostRace, wantCalls: []string{grantClient}, wantSlot: -1, wantGen: 1,
 		},
 	}
 	for _, tc := range tests {
@@ -710,25 +709,6 @@ func TestMalformedEventIsRejected(t *testing.T) {
 	}
 }
 
-func TestWriteFailure(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.sm.PutErr = func(string) error { return ringtest.ErrInjected }
-	if _, err := e.handle(`{}`); !errors.Is(err, ringtest.ErrInjected) {
-		t.Fatalf("err = %v", err)
-	}
-	if sum(e.metric("RingWriteFailures")) != 1 {
-		t.Error("RingWriteFailures missing")
-	}
-	// The generation is burned and the slot counted as written: the next run
-	// uses the next slot and generation.
-	e.sm.PutErr = nil
-	e.clk.Add(time.Minute)
-	res := e.mustHandle(`{}`)
-	if res.Generation != 2 || res.Slot != e.ids[1] {
-		t.Fatalf("after a failed write: %+v", res)
-	}
-}
-
 func TestSlotsNeeded(t *testing.T) {
 	tests := []struct {
 		interval, cadence time.Duration
@@ -755,20 +735,26 @@ func TestSlotsNeeded(t *testing.T) {
 func TestOverlappingRuns(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
+		creds       string
 		advance     time.Duration // clock moved while the first run is inside RDP
 		wantSecond  string
 		wantFirst   string
 		wantWriters int
+		wantGen     int64
 	}{
-		{name: "second run sees the lease", advance: 30 * time.Second, wantSecond: OutcomeBusy, wantFirst: OutcomeRefreshed, wantWriters: 1},
-		{name: "first run outlives its lease: the generation claim decides", advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeLostRace, wantWriters: 1},
+		{name: "second run sees the lease", creds: credsV1, advance: 30 * time.Second, wantSecond: OutcomeBusy, wantFirst: OutcomeRefreshed,
+			wantWriters: 1, wantGen: 2},
+		{name: "first run outlives its lease: its rotated refresh token is stored one generation higher", creds: credsV1,
+			advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeRefreshed, wantWriters: 2, wantGen: 3},
+		{name: "first run outlives its lease: a v2 token (no refresh token) is discarded", creds: credsV2,
+			advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeLostRace, wantWriters: 1, wantGen: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, credsV1, 3)
+			e := newEnv(t, tc.creds, 3)
 			e.seed(0, 1, 9*time.Minute, time.Minute)
 			inside, release := make(chan struct{}), make(chan struct{})
 			first := true
-			e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+			grant := func() (*rdp.Token, error) {
 				if first {
 					first = false
 					close(inside)
@@ -776,8 +762,10 @@ func TestOverlappingRuns(t *testing.T) {
 					<-release
 					e.rdp.mu.Lock()
 				}
-				return e.rdp.issue(true), nil
+				return e.rdp.issue(tc.creds != credsV2), nil
 			}
+			e.rdp.Refresh = func(string, string) (*rdp.Token, error) { return grant() }
+			e.rdp.Client = func(string, string, string) (*rdp.Token, error) { return grant() }
 			hA, hB := *e.h, *e.h
 			type out struct {
 				res Result
@@ -803,8 +791,8 @@ func TestOverlappingRuns(t *testing.T) {
 				t.Fatalf("%d tokens written, want %d", n, tc.wantWriters)
 			}
 			rs, _ := e.table.GetRingState(context.Background())
-			if rs.Generation != 2 {
-				t.Fatalf("generation = %d, want 2", rs.Generation)
+			if rs.Generation != tc.wantGen {
+				t.Fatalf("generation = %d, want %d", rs.Generation, tc.wantGen)
 			}
 		})
 	}
