@@ -95,17 +95,29 @@ func (e *AuthError) Error() string {
 	return s
 }
 
-// Is matches ErrInvalidGrant, ErrSessionQuota and ErrUnauthorizedClient.
+// Is matches ErrInvalidGrant (invalid_grant: a dead refresh token),
+// ErrInvalidCredentials (access_denied "Invalid username or password."),
+// ErrSessionQuota and ErrUnauthorizedClient.
 func (e *AuthError) Is(target error) bool {
 	switch target {
 	case ErrInvalidGrant:
 		return e.Code == "invalid_grant"
+	case ErrInvalidCredentials:
+		return e.Code == "access_denied" && isBadPassword(e.Description)
 	case ErrSessionQuota:
 		return strings.Contains(strings.ToLower(e.Description), "session quota")
 	case ErrUnauthorizedClient:
 		return e.Code == "invalid_client" || e.Code == "unauthorized_client"
 	}
 	return false
+}
+
+// isBadPassword recognises RDP's wrong-username-or-password description
+// ("Invalid username or password.") and close variants of it.
+func isBadPassword(desc string) bool {
+	d := strings.ToLower(desc)
+	return strings.Contains(d, "username or password") || strings.Contains(d, "invalid password") ||
+		strings.Contains(d, "invalid username")
 }
 
 // RateLimitError is a 429. RetryAfter is the server's Retry-After (0 if absent).
