@@ -14,6 +14,9 @@ import (
 // Failure reasons (metric dimension "reason", AuthState.LastFailure).
 const (
 	reasonInvalidGrant = "invalid_grant"
+	// reasonInvalidCredentials: RDP rejected the username or password
+	// (access_denied); retrying gets the account blocked.
+	reasonInvalidCredentials = "invalid_credentials"
 	reasonSessionQuota = "session_quota"
 	reasonRateLimited  = "rate_limited"
 	reasonClient       = "unauthorized_client"
@@ -69,6 +72,8 @@ func classify(err error) (string, time.Duration) {
 		return reasonRateLimited, rl.RetryAfter
 	case errors.Is(err, rdp.ErrSessionQuota):
 		return reasonSessionQuota, 0
+	case errors.Is(err, rdp.ErrInvalidCredentials):
+		return reasonInvalidCredentials, 0
 	case errors.Is(err, rdp.ErrInvalidGrant):
 		return reasonInvalidGrant, 0
 	case errors.Is(err, rdp.ErrUnauthorizedClient):
@@ -265,10 +270,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 	}
 	if err != nil {
 		reason, retryAfter := classify(err)
-		if reason == reasonSessionQuota && !c.TakeExclusive {
-			r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
-				`end the other session or set it to true. Retried only after the backoff.`, "grant", grant)
-		}
+		r.explainFailure(reason, grant, c)
 		if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
 			err = errors.Join(err, ferr)
 		}
@@ -279,6 +281,21 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		r.log.Warn("record auth success", "error", err.Error())
 	}
 	return tok, grant, nil
+}
+
+// explainFailure logs what an operator must do about a failure that
+// retrying cannot fix.
+func (r *run) explainFailure(reason, grant string, c Credentials) {
+	switch {
+	case reason == reasonSessionQuota && !c.TakeExclusive:
+		r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
+			`end the other session or set it to true. Retried only after the backoff.`, "grant", grant)
+	case reason == reasonInvalidCredentials:
+		r.h.Metrics.Add("AuthCredentialsRejected", 1)
+		r.log.Error(`RDP rejected the username or password of the credentials secret: not retried in this run, and later only `+
+			`after an exponential backoff (repeated failures get the account blocked); put the right ones into the secret, `+
+			`then send {"action":"refresh","force":true}`, "grant", grant, "credentials_secret", r.h.Opts.CredentialsSecretID)
+	}
 }
 
 // needPassword decides whether a v1 refresh must be a password grant.
