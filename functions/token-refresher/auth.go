@@ -17,15 +17,15 @@ const (
 	// reasonInvalidCredentials: RDP rejected the username or password
 	// (access_denied); retrying gets the account blocked.
 	reasonInvalidCredentials = "invalid_credentials"
-	reasonSessionQuota = "session_quota"
-	reasonRateLimited  = "rate_limited"
-	reasonClient       = "unauthorized_client"
-	reasonAuthError    = "auth_error"
-	reasonServer       = "server_error"
-	reasonBadResponse  = "bad_response"
-	reasonNetwork      = "network"
-	reasonCredentials  = "credentials_secret"
-	reasonBudget       = "budget_exhausted"
+	reasonSessionQuota       = "session_quota"
+	reasonRateLimited        = "rate_limited"
+	reasonClient             = "unauthorized_client"
+	reasonAuthError          = "auth_error"
+	reasonServer             = "server_error"
+	reasonBadResponse        = "bad_response"
+	reasonNetwork            = "network"
+	reasonCredentials        = "credentials_secret"
+	reasonBudget             = "budget_exhausted"
 )
 
 var (
