@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -206,7 +207,7 @@ func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, err
 }
 
 // obtain gets a new token with as few /auth requests as possible.
-func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, error) {
+func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token, string, error) {
 	rdpc := r.h.RDP
 	actx, cancel := authContext(ctx) // for the /auth requests; bookkeeping keeps ctx
 	defer cancel()
@@ -217,7 +218,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		grant string
 	)
 	switch c.Kind {
-	case KindServiceAccount:
+	case credentials.ServiceAccount:
 		grant = grantClient
 		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
 			return rdpc.ClientCredentialsGrant(actx, c.ClientID, c.ClientSecret, c.Scope)
@@ -225,7 +226,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if err != nil {
 			err = fmt.Errorf("v2 client_credentials grant (check client_id and client_secret in the credentials secret): %w", err)
 		}
-	case KindRefreshToken:
+	case credentials.RefreshToken:
 		grant = grantRefresh
 		rt := c.RefreshToken
 		fromRing := r.have && r.latest.RefreshToken != "" && !revokedForce
@@ -240,7 +241,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if err != nil {
 			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
 		}
-	default: // KindPassword
+	default: // credentials.Password
 		password, why := r.needPassword(c, revokedForce)
 		if !password {
 			grant = grantRefresh
@@ -285,7 +286,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 
 // explainFailure logs what an operator must do about a failure that
 // retrying cannot fix.
-func (r *run) explainFailure(reason, grant string, c Credentials) {
+func (r *run) explainFailure(reason, grant string, c credentials.Credentials) {
 	switch {
 	case reason == reasonSessionQuota && !c.TakeExclusive:
 		r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
@@ -299,7 +300,7 @@ func (r *run) explainFailure(reason, grant string, c Credentials) {
 }
 
 // needPassword decides whether a v1 refresh must be a password grant.
-func (r *run) needPassword(c Credentials, revokedForce bool) (bool, string) {
+func (r *run) needPassword(c credentials.Credentials, revokedForce bool) (bool, string) {
 	switch {
 	case revokedForce:
 		return true, "the session was revoked"
@@ -407,7 +408,7 @@ var errNoop = errors.New("nothing to do")
 // Slots are not rewritten: readers of the dead token get 401s and report them.
 func (r *run) revoke(ctx context.Context) (Result, error) {
 	res := Result{Generation: r.latest.Generation}
-	c, err := r.credentials(ctx)
+	c, err := r.readCredentials(ctx)
 	if err != nil {
 		res.Outcome = OutcomeFailed
 		return res, err
@@ -419,7 +420,7 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 	switch {
 	case !r.have || tok == "":
 		r.log.Warn("the ring holds no token: nothing to revoke at RDP; sign-ons held")
-	case c.Kind == KindServiceAccount:
+	case c.Kind == credentials.ServiceAccount:
 		r.log.Warn("v2 service-account tokens have no session to revoke at RDP; sign-ons held until the tokens expire and a forced refresh",
 			"expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
@@ -315,7 +316,7 @@ func (r *run) refresh(ctx context.Context, due string) (Result, error) {
 		res.Outcome, res.RetryAt = OutcomeBackoff, &at
 		return res, nil
 	}
-	creds, err := r.credentials(ctx)
+	creds, err := r.readCredentials(ctx)
 	if err != nil {
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonCredentials)
 		if ferr := r.fail(ctx, reasonCredentials, 0); ferr != nil {
@@ -518,17 +519,18 @@ func (r *run) spareSlot(slotID string, now time.Time) bool {
 	return false
 }
 
-func (r *run) credentials(ctx context.Context) (Credentials, error) {
+// readCredentials reads and parses the credentials secret.
+func (r *run) readCredentials(ctx context.Context) (credentials.Credentials, error) {
 	out, err := r.h.SM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(r.h.Opts.CredentialsSecretID)})
 	if err != nil {
-		return Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	if out.SecretString == nil {
-		return Credentials{}, fmt.Errorf("%w %s: no string value", ErrCredentials, r.h.Opts.CredentialsSecretID)
+		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid)
 	}
-	c, err := ParseCredentials(*out.SecretString)
+	c, err := credentials.Parse([]byte(*out.SecretString))
 	if err != nil {
-		return Credentials{}, fmt.Errorf("%s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	return c, nil
 }

@@ -56,53 +56,6 @@ func TestParseEvent(t *testing.T) {
 	}
 }
 
-func TestParseCredentials(t *testing.T) {
-	tests := []struct {
-		in      string
-		kind    string
-		excl    bool
-		wantErr string
-	}{
-		{in: credsV1, kind: KindPassword, excl: true},
-		{in: credsV1NoExcl, kind: KindPassword, excl: false},
-		{in: `{"username":"u","password":"p","client_id":"c","scope":"trapi.x"}`, kind: KindPassword, excl: true},
-		{in: credsV2, kind: KindServiceAccount, excl: true},
-		{in: credsPreIssued, kind: KindRefreshToken, excl: true},
-		{in: `pw-secret`, wantErr: "not a JSON object"},
-		{in: `["pw-secret"]`, wantErr: "not a JSON object"},
-		{in: `{"username":"u","password":"p"}`, wantErr: `field "client_id" is missing`},
-		{in: `{"username":"u","client_id":"c"}`, wantErr: `field "password" is missing`},
-		{in: `{"password":"pw-secret","client_id":"c"}`, wantErr: `field "username" is missing`},
-		{in: `{"username":"u","password":"","client_id":"c"}`, wantErr: `field "password" is missing or empty`},
-		{in: `{"username":"u","password":12345,"client_id":"c"}`, wantErr: `field "password" must be a string`},
-		{in: `{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":"no"}`, wantErr: `field "take_exclusive_sign_on_control" must be true or false`},
-		{in: `{"client_id":"c","client_secret":""}`, wantErr: `field "client_secret" is missing`},
-		{in: `{"client_id":"c","client_secret":"s","password":"p"}`, wantErr: `cannot be combined`},
-		{in: `{"client_id":"c"}`, wantErr: `needs "username"+"password"`},
-		{in: `{"client_id":"c","user":"u","pass":"p"}`, wantErr: `unknown fields ["pass" "user"]`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			c, err := ParseCredentials(tc.in)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrCredentials) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				if strings.Contains(err.Error(), "pw-secret") || strings.Contains(err.Error(), "12345") {
-					t.Fatalf("error reveals the secret: %v", err)
-				}
-				return
-			}
-			if err != nil || c.Kind != tc.kind || c.TakeExclusive != tc.excl {
-				t.Fatalf("got %v excl=%v, %v", c, c.TakeExclusive, err)
-			}
-			if s := c.String(); strings.Contains(s, "secret") || strings.Contains(s, c.ClientID) {
-				t.Fatalf("String reveals credentials: %s", s)
-			}
-		})
-	}
-}
-
 // TestDecisions drives h.Handle through the refresher's decision table.
 func TestDecisions(t *testing.T) {
 	tests := []struct {
@@ -510,7 +463,7 @@ func TestFailures(t *testing.T) {
 		wantWait   time.Duration // NotBefore - now after the first failure
 	}{
 		{name: "credentials secret missing", wantErr: []string{"read credentials secret rdp-credentials", "ResourceNotFound"}, wantReason: reasonCredentials, wantWait: time.Minute},
-		{name: "credentials not JSON", creds: `user:pw-secret`, wantErr: []string{"credentials secret: not a JSON object"}, wantReason: reasonCredentials, wantWait: time.Minute},
+		{name: "credentials not JSON", creds: `user:pw-secret`, wantErr: []string{"credentials secret rdp-credentials: invalid RDP credentials: invalid JSON"}, wantReason: reasonCredentials, wantWait: time.Minute},
 		{name: "credentials missing a field", creds: `{"username":"u","client_id":"appkey-secret"}`, wantErr: []string{`field "password" is missing`}, wantReason: reasonCredentials, wantWait: time.Minute},
 		{name: "wrong password", creds: credsV1, setup: func(e *env) {
 			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) { return nil, invalidPassword }

@@ -116,7 +116,7 @@ func TestNeverLogsSecrets(t *testing.T) {
 		}
 	}
 	// The scenario really went through the failure paths.
-	for _, want := range []string{"invalid_grant", "429", `field \"client_id\" is missing`, "not a JSON object", "invalid_client", "session revoked"} {
+	for _, want := range []string{"invalid_grant", "429", `field \"client_id\" is missing`, "invalid JSON at byte", "invalid_client", "session revoked"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q: the scenario missed a path", want)
 		}
