@@ -196,7 +196,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return json.Marshal(res)
 }
 
-// Handle runs one invocation: payload is the raw event (DESIGN §5).
+// Handle runs one invocation: payload is the raw event (docs/design.md#events).
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
 	h.Opts.defaults()
 	if h.ring == nil {
@@ -380,7 +380,7 @@ func (r *run) due(ctx context.Context) string {
 }
 
 // dueToReport weighs a reader's token-invalid report of the newest token
-// (docs/design.md#token-ring): one file-store GET asks RDP whether it still
+// (docs/design.md#the-token-ring): one file-store GET asks RDP whether it still
 // accepts the token. Refused: replace it now. Accepted: the report costs no
 // ring write and is dismissed until a newer report. Inconclusive: replace
 // it only with a slot the scheduled refresh can spare.
@@ -502,7 +502,7 @@ func (r *run) pickSlot(now time.Time, skip map[string]bool) (string, time.Time, 
 // spareSlot reports whether writing slotID at now still leaves the next
 // scheduled refresh a slot it may write when it falls due (the new token's
 // expiry less the refresh margin), so an out-of-schedule write never makes
-// the scheduled refresh wait (docs/design.md#token-ring: slot priority).
+// the scheduled refresh wait (docs/design.md#the-token-ring: slot priority).
 func (r *run) spareSlot(slotID string, now time.Time) bool {
 	due := now.Add(r.latestTTL() - r.h.Opts.RefreshMargin)
 	if !now.Add(r.h.Opts.MinWriteInterval).After(due) {
@@ -539,7 +539,7 @@ func (r *run) readCredentials(ctx context.Context) (credentials.Credentials, err
 // tried in another eligible slot (the SDK already retries throttling).
 const writeAttempts = 2
 
-// store puts the token into the ring (docs/design.md#token-ring): it claims
+// store puts the token into the ring (docs/design.md#the-token-ring): it claims
 // the next generation for slotID and writes the slot. A failed write is
 // retried, then tried in every other eligible slot, because RDP has already
 // replaced the refresh token that was used: losing the new one can leave

@@ -550,32 +550,6 @@ func TestFailures(t *testing.T) {
 	}
 }
 
-func TestBackoffIsCapped(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
-		return nil, &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "invalid_grant"}
-	}
-	var waits []time.Duration
-	for range 8 {
-		if _, err := e.handle(`{}`); err == nil {
-			t.Fatal("no error")
-		}
-		st := e.authState()
-		w := st.NotBefore.Sub(e.clk.Now())
-		waits = append(waits, w)
-		e.clk.Add(w)
-	}
-	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
-	for i, w := range want {
-		if waits[i] != w*time.Minute {
-			t.Fatalf("backoffs = %v, want %v minutes", waits, want)
-		}
-	}
-	if n := len(e.rdp.Calls()); n != 8 {
-		t.Fatalf("%d password grants in 8 attempts", n)
-	}
-}
-
 func TestAuthBudget(t *testing.T) {
 	e := newEnv(t, credsV1, 3)
 	e.h.Opts.AuthBudget = 3
@@ -596,57 +570,6 @@ func TestAuthBudget(t *testing.T) {
 	e.clk.Add(time.Minute + time.Second) // the oldest request leaves the window
 	if res := e.mustHandle(`{}`); res.Outcome != OutcomeRefreshed {
 		t.Fatalf("after the window moved: %+v", res)
-	}
-}
-
-func TestRevoke(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`) // generation 1
-	first := e.slot(0)
-	writes := len(e.sm.Writes())
-	res := e.mustHandle(`{"action":"revoke"}`)
-	if res.Outcome != OutcomeRevoked || res.Action != ActionRevoke || e.rdp.revoked != first.RefreshToken {
-		t.Fatalf("revoke: %+v, revoked %q", res, e.rdp.revoked)
-	}
-	if st := e.authState(); !st.Revoked || len(st.Requests) != 2 {
-		t.Fatalf("auth state = %+v", st)
-	}
-	if sum(e.metric("AuthRequests", "grant", "revoke")) != 1 {
-		t.Errorf("revoke not counted")
-	}
-	// Slots are not rewritten; scheduled runs hold, even when a report comes in.
-	_ = e.table.ReportInvalidToken(context.Background(), 1, "401 token revoked")
-	for range 3 {
-		e.clk.Add(time.Minute)
-		if res := e.mustHandle(`{}`); res.Outcome != OutcomeHeld {
-			t.Fatalf("after revoke: %+v", res)
-		}
-	}
-	if len(e.sm.Writes()) != writes || len(e.rdp.Calls()) != 2 {
-		t.Fatalf("writes %d, calls %v", len(e.sm.Writes()), e.rdp.Calls())
-	}
-	e.clk.Add(10 * time.Minute)
-	res = e.mustHandle(`{"action":"refresh","force":true}`)
-	if res.Outcome != OutcomeRefreshed || res.Grant != grantPassword || res.Generation != 2 {
-		t.Fatalf("forced refresh: %+v", res)
-	}
-	if e.authState().Revoked {
-		t.Fatal("hold not cleared")
-	}
-}
-
-func TestRevokeFailureIsAnError(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`)
-	e.rdp.RevokeFn = func(string, string) error {
-		return &rdp.AuthError{Endpoint: "revoke", StatusCode: 401, Code: "invalid_client"}
-	}
-	_, err := e.handle(`{"action":"revoke"}`)
-	if err == nil || !strings.Contains(err.Error(), "invalid_client") {
-		t.Fatalf("err = %v", err)
-	}
-	if e.authState().Revoked {
-		t.Fatal("hold recorded although RDP refused the revoke")
 	}
 }
 

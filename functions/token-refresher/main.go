@@ -1,7 +1,7 @@
 // Command token-refresher is the Lambda function that keeps RDP tokens
-// fresh in the token ring for every other cfsync function (DESIGN.md §3,
-// §5, §7.1–7.3). main only wires dependencies; the logic is in handler.go
-// and auth.go.
+// fresh in the token ring for every other cfsync function
+// (docs/design.md#token-refresher). main only wires dependencies; the logic
+// is in handler.go, auth.go and probe.go.
 package main
 
 import (

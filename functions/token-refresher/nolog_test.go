@@ -20,7 +20,7 @@ import (
 // TestNeverLogsSecrets captures everything the handler writes (debug logs,
 // EMF metrics), returns (results, errors) and stores in the state table over
 // runs that take every path, and asserts that no password, client_id,
-// client secret or token appears in any of it (DESIGN §7.7).
+// client secret or token appears in any of it (docs/design.md#invariants).
 func TestNeverLogsSecrets(t *testing.T) {
 	const (
 		user, password, appKey = "machine-user-x", "Pa55-word-7f3a9", "appkey-5e1d0c2b9a"

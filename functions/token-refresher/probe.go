@@ -13,7 +13,7 @@ import (
 )
 
 // TokenProber asks RDP whether it still accepts an access token, without
-// an /auth request (docs/design.md#token-ring: verified reports).
+// an /auth request (docs/design.md#the-token-ring: verified reports).
 type TokenProber interface {
 	// ProbeToken returns nil when RDP accepted the token, an error matching
 	// rdp.ErrUnauthorized when RDP refused it (401), and any other error

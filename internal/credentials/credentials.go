@@ -1,5 +1,5 @@
 // Package credentials parses RDP sign-on credentials: the credentials
-// secret's JSON (docs/configuration.md#credentials-secret) and, for the
+// secret's JSON (docs/configuration.md#the-credentials-secret-rdp_credentials_secret_id) and, for the
 // command-line tools, the RDP_* environment variables. It is the one copy
 // of these rules; errors name the field and never quote a value.
 package credentials
