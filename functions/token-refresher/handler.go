@@ -610,7 +610,7 @@ func (r *run) claimAndWrite(ctx context.Context, slotID string, slot tokenring.S
 
 // lost reports a token that could not be stored.
 func (r *run) lost(res Result, grant string, errs []error) (Result, error) {
-	r.log.Error("new token could not be stored in the ring: the next run signs on again", "grant", grant)
+	r.log.Error("new token could not be stored in the ring: the next run tries again", "grant", grant)
 	res.Outcome = OutcomeFailed
 	return res, fmt.Errorf("store token: %w", errors.Join(errs...))
 }
