@@ -32,8 +32,14 @@ var (
 	ErrUnauthorizedClient = errors.New("rdp: unauthorized client")
 	// ErrRateLimited matches a 429 from any RDP endpoint.
 	ErrRateLimited = errors.New("rdp: rate limited")
-	// ErrURLExpired matches a 403 from the presigned download host: ask /stream again.
+	// ErrURLExpired matches a presigned URL the download host no longer
+	// accepts: 403, or 400 ExpiredToken / TokenRefreshRequired / InvalidToken
+	// (its session token ended before X-Amz-Expires). Ask /stream again.
 	ErrURLExpired = errors.New("rdp: presigned URL expired or denied")
+	// ErrSourceChanged matches a 412 Precondition Failed from the download
+	// host: the object no longer has the ETag given to GetRangeIfMatch.
+	// Start the file again (its earlier bytes belong to another version).
+	ErrSourceChanged = errors.New("rdp: source object changed (ETag mismatch)")
 	// ErrRepeatedLink is yielded when an @nextLink repeats: paging stops there.
 	ErrRepeatedLink = errors.New("rdp: repeated @nextLink")
 	// ErrForeignLink is yielded when an @nextLink points at another host.
@@ -183,18 +189,33 @@ func (e *PresignedError) Error() string {
 	return s
 }
 
-// Is matches ErrURLExpired (403) and ErrNotFound (404).
+// Is matches ErrURLExpired (403; 400 ExpiredToken, TokenRefreshRequired or
+// InvalidToken), ErrNotFound (404) and ErrSourceChanged (412).
 func (e *PresignedError) Is(target error) bool {
 	switch target {
 	case ErrURLExpired:
-		return e.StatusCode == http.StatusForbidden
+		return e.StatusCode == http.StatusForbidden ||
+			(e.StatusCode == http.StatusBadRequest && expiredTokenCodes[e.Code])
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
+	case ErrSourceChanged:
+		return e.StatusCode == http.StatusPreconditionFailed
 	}
 	return false
 }
 
-// Temporary reports whether the same request may succeed later (5xx, 429).
+// expiredTokenCodes are the S3 error codes of a 400 whose cause is the
+// presigned URL's temporary credentials, not the request.
+var expiredTokenCodes = map[string]bool{"ExpiredToken": true, "TokenRefreshRequired": true, "InvalidToken": true}
+
+// Throttled reports a 503 SlowDown (or a 429) from the download host: retry
+// the same URL later, more slowly.
+func (e *PresignedError) Throttled() bool {
+	return e.StatusCode == http.StatusTooManyRequests || (e.StatusCode == http.StatusServiceUnavailable)
+}
+
+// Temporary reports whether the same request may succeed later (5xx,
+// including 503 SlowDown, and 429).
 func (e *PresignedError) Temporary() bool {
 	return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests
 }
