@@ -80,9 +80,8 @@ type Options struct {
 	// (the simulator's old behaviour) instead of RDP's 404 EDS.CFS.NoBucketFound /
 	// EDS.CFS.NoFilesetFound.
 	EmptyForUnknown bool
-	// UnknownBucket404 is kept for old callers; 404 is now the default (see EmptyForUnknown).
-	//
-	// Deprecated: has no effect.
+	// UnknownBucket404 is what RDP does and now the default, whatever its value (kept so
+	// that old callers compile; see EmptyForUnknown for the opposite).
 	UnknownBucket404 bool
 	// WrongPasswordInvalidGrant answers a wrong password with invalid_grant (the simulator's old
 	// behaviour) instead of RDP's 400 access_denied "Invalid username or password.".
