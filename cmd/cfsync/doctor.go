@@ -285,9 +285,9 @@ func describeNextLink(p fileSetPage) string {
 		where = "an absolute URL on " + u.Host
 	}
 	tok := u.Query().Get("skipToken")
-	b, err := base64.StdEncoding.DecodeString(tok)
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
 	if err != nil {
-		b, err = base64.RawURLEncoding.DecodeString(tok)
+		b, err = base64.StdEncoding.DecodeString(tok)
 	}
 	switch {
 	case tok == "":

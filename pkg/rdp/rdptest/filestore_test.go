@@ -85,7 +85,7 @@ func TestFileSetPaging(t *testing.T) {
 	if err != nil || u.IsAbs() || u.Path != "/file-store/v1/file-sets" {
 		t.Fatalf("@nextLink %q is not a relative path", next)
 	}
-	if tok, _ := base64.StdEncoding.DecodeString(u.Query().Get("skipToken")); string(tok) != "filesetId="+want[49] {
+	if tok, _ := base64.RawURLEncoding.DecodeString(u.Query().Get("skipToken")); string(tok) != "filesetId="+want[49] {
 		t.Fatalf("skipToken decodes to %q, want filesetId=%s", tok, want[49])
 	}
 	// A file-set published behind the cursor while a client pages is not in the rest of that

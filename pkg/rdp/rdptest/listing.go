@@ -9,19 +9,21 @@ import (
 )
 
 // File-set listing in RDP's order: ascending file-set id, @nextLink a path relative to the API
-// host whose skipToken is base64("filesetId=<last id>") (docs/rdp.md#file-set-paging).
+// host whose skipToken is unpadded base64 of "filesetId=<last id>" (docs/rdp.md#file-set-paging).
 
 const skipPrefix = "filesetId="
 
+// encodeSetCursor is base64 without padding, as in LSEG's published @nextLink examples
+// (skipToken=ZmlsZXNldElkPTQwMjAt… decodes to "filesetId=4020-…").
 func encodeSetCursor(lastID string) string {
-	return base64.StdEncoding.EncodeToString([]byte(skipPrefix + lastID))
+	return base64.RawURLEncoding.EncodeToString([]byte(skipPrefix + lastID))
 }
 
 func decodeSetCursor(tok string) (string, bool) {
 	if tok == "" {
 		return "", true
 	}
-	b, err := base64.StdEncoding.DecodeString(tok)
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
 	if err != nil {
 		return "", false
 	}
