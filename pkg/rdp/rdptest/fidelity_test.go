@@ -1,6 +1,7 @@
 package rdptest
 
 import (
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -253,5 +254,68 @@ func TestAvailableTo(t *testing.T) {
 				t.Fatalf("after availableTo: %d listed, files %d, stream %d", len(items), files.status, stream.status)
 			}
 		})
+	}
+}
+
+// TestAdminFidelityEndpoints: the new hooks are reachable out of process (cmd/rdpsim).
+func TestAdminFidelityEndpoints(t *testing.T) {
+	e := newEnv(t, Options{Admin: true})
+	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
+	u := e.streamURL(f.ID, at)
+	post := func(path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.s.URL()+"/_sim/"+path, strings.NewReader(body))
+		if r := e.do(req); r.status != 200 {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+	}
+	post("expire-session-tokens", "")
+	if r := e.s3("GET", u); r.status != 400 || s3Code(r) != "ExpiredToken" {
+		t.Fatalf("after expire-session-tokens: %d", r.status)
+	}
+	post("claims/remove", DefaultBucket)
+	if r := e.get("/file-store/v1/file-sets?bucket="+DefaultBucket, at); r.status != 403 {
+		t.Fatalf("after claims/remove: %d", r.status)
+	}
+	post("claims/restore", DefaultBucket)
+	if r := e.get("/file-store/v1/file-sets?bucket="+DefaultBucket, at); r.status != 200 {
+		t.Fatalf("after claims/restore: %d", r.status)
+	}
+}
+
+// TestETags: a plain MD5 up to 256 MiB, S3's multipart ETag above (verifiable from the content
+// and the part size), none above ETagMaxSize; If-Match pins the object.
+func TestETags(t *testing.T) {
+	e := newEnv(t, Options{ETagMaxSize: 300 << 20})
+	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "e", Files: []FileSpec{
+		{Name: "small", Size: 1000}, {Name: "multipart", Size: 260 << 20}, {Name: "huge", Size: 301 << 20},
+	}})
+	small, multi, huge := fs.Files[0], fs.Files[1], fs.Files[2]
+	etagOf := func(f File) string {
+		r := e.s3("GET", e.streamURL(f.ID, at), "Range", "bytes=0-0")
+		if r.status != 206 {
+			t.Fatalf("%s: %d", f.Name, r.status)
+		}
+		return r.header.Get("ETag")
+	}
+	if got := etagOf(small); got != `"`+ContentMD5(small.ID, small.Size)+`"` {
+		t.Fatalf("small: %s", got)
+	}
+	// 260 MiB in 8 MiB parts: 33 parts, the last one 4 MiB.
+	want := `"` + MultipartETag(multi.ID, multi.Size, MultipartPartSize) + `"`
+	if got := etagOf(multi); got != want || !strings.HasSuffix(got, `-33"`) {
+		t.Fatalf("multipart: %s, want %s", got, want)
+	}
+	if got := etagOf(huge); got != "" {
+		t.Fatalf("over ETagMaxSize: %q", got)
+	}
+	u := e.streamURL(small.ID, at)
+	if r := e.s3("GET", u, "If-Match", `"`+ContentMD5(small.ID, small.Size)+`"`); r.status != 200 {
+		t.Fatalf("If-Match current: %d", r.status)
+	}
+	if r := e.s3("GET", u, "If-Match", `"0123"`); r.status != 412 || s3Code(r) != "PreconditionFailed" {
+		t.Fatalf("If-Match stale: %d", r.status)
 	}
 }

@@ -101,6 +101,9 @@ type fileRec struct {
 
 	md5Once sync.Once
 	md5     string
+
+	etagOnce      sync.Once
+	multipartETag string
 }
 
 // trueMD5 computes (once) the md5 of the content. Call without holding Server.mu.

@@ -2,11 +2,13 @@ package rdptest
 
 import (
 	"crypto/hmac"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -306,18 +308,43 @@ func (s *Server) s3Denied(w http.ResponseWriter, r *http.Request, e s3Error) {
 	writeS3Error(w, r, http.StatusForbidden, e)
 }
 
-// singlePartMax is the largest object whose ETag is its plain MD5 (a single-part upload).
+// singlePartMax is the largest object whose ETag is its plain MD5 (a single-part upload);
+// larger objects are multipart uploads in MultipartPartSize parts.
 const singlePartMax = 256 << 20
 
-// etag is the object's ETag: the md5 up to singlePartMax (like a
-// single-part upload), else a multipart-style "<hash>-<parts>".
+// MultipartPartSize is the part size of the simulated multipart uploads: the ETag of an object
+// over 256 MiB is hex(md5(md5(part 1) ‖ … ‖ md5(part N)))-N, as S3 computes it.
+const MultipartPartSize = 8 << 20
+
+// etag is the object's ETag: the plain md5 up to singlePartMax, else S3's multipart ETag up to
+// Options.ETagMaxSize, else none (computing it would read the whole object).
 func (s *Server) etag(f *fileRec) string {
-	if f.size <= singlePartMax {
+	switch {
+	case f.size <= singlePartMax:
 		return `"` + f.trueMD5() + `"`
+	case f.size <= s.opts.ETagMaxSize:
+		f.etagOnce.Do(func() { f.multipartETag = MultipartETag(f.id, f.size, MultipartPartSize) })
+		return `"` + f.multipartETag + `"`
 	}
-	sum := sha256.Sum256([]byte("etag/" + f.id))
-	parts := (f.size + (64<<20 - 1)) / (64 << 20)
-	return fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(sum[:16]), parts)
+	return ""
+}
+
+// MultipartETag is S3's ETag of a file's content uploaded in parts of partSize:
+// hex(md5 of the concatenated binary md5s of the parts) + "-" + the number of parts.
+func MultipartETag(fileID string, size, partSize int64) string {
+	all := md5.New()
+	part := md5.New()
+	r := Content(fileID, size)
+	n := 0
+	for off := int64(0); off < size; off += partSize {
+		part.Reset()
+		if _, err := io.CopyN(part, r, min(partSize, size-off)); err != nil {
+			panic(err)
+		}
+		all.Write(part.Sum(nil))
+		n++
+	}
+	return fmt.Sprintf("%s-%d", hex.EncodeToString(all.Sum(nil)), n)
 }
 
 // parseRange interprets a Range header like S3: ok=false means serve the whole object (no,
@@ -366,11 +393,13 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, f *fileRec,
 	etag := s.etag(f)
 	h := w.Header()
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("ETag", etag)
+	if etag != "" {
+		h.Set("ETag", etag)
+	}
 	h.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
 	h.Set("x-amz-request-id", strings.ToUpper(randomHex(8)))
 	h.Set("Server", "AmazonS3")
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag {
+	if im := r.Header.Get("If-Match"); im != "" && (etag == "" || (im != "*" && im != etag)) {
 		writeS3Error(w, r, http.StatusPreconditionFailed, s3Error{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"})
 		return
 	}

@@ -67,6 +67,10 @@ type Options struct {
 	// MD5MaxSize: with MD5, files up to this size expose "md5" (default 256 MiB); larger ones
 	// have none. A negative value exposes no md5 at all.
 	MD5MaxSize int64
+	// ETagMaxSize is the largest object given an ETag. Objects up to 256 MiB get their plain MD5
+	// (a single-part upload), larger ones S3's multipart ETag over MultipartPartSize parts, which
+	// costs reading the whole content once (default 1 GiB); larger ones get no ETag.
+	ETagMaxSize int64
 	// FileEndpoint serves GET /file-store/v1/files/{id} (file metadata). No public RDP sample or
 	// library uses it, so by default the route is absent: the gateway's generic 404
 	// {"error":{…,"code":"404","message":"Resource not found",…}} like any unknown path.
@@ -126,6 +130,9 @@ func (o *Options) defaults() {
 	}
 	if o.MD5MaxSize == 0 {
 		o.MD5MaxSize = 256 << 20
+	}
+	if o.ETagMaxSize == 0 {
+		o.ETagMaxSize = 1 << 30
 	}
 	if !o.MD5 {
 		o.MD5MaxSize = -1
