@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cfsync/cfsync/internal/testenv"
+	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -124,4 +131,41 @@ func TestDoctor(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDoctorTokenRing: with --token-ring the doctor borrows the deployed
+// stack's token: no /auth request, the refresher's session stays, and the
+// sign-on-only rows say why they were skipped.
+func TestDoctorTokenRing(t *testing.T) {
+	m := testenv.Moto(t)
+	ctx := context.Background()
+	cfg, err := m.AWSConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := newSim(t, rdptest.Options{})
+	access, refresh := sim.IssueTokens(testUser, testAppKey) // the refresher's session
+	b, _ := json.Marshal(tokenring.Slot{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresAt: t0.Add(10 * time.Minute), IssuedAt: t0, Generation: 3})
+	if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("cfsync/token-1"), SecretString: aws.String(string(b))}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"AWS_ENDPOINT_URL": m.Endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+		"RDP_BASE_URL": sim.URL(), "TOKEN_SECRET_IDS": "cfsync/token-1"}
+	sim.ResetCounters()
+	r := (&cli{t: t, env: env}).run("doctor", "--token-ring", "--bucket", bucketESG, "--page-size", "1", "--json")
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	_, rows := doctorRows(t, r.stdout)
+	for name, want := range map[string]string{"sign-on": resOK, "expires_in": resSkipped, "Range": resOK, "revoke": resSkipped} {
+		if rows[name].Result != want {
+			t.Errorf("%s: %q (%s), want %q", name, rows[name].Result, rows[name].Observed, want)
+		}
+	}
+	if n := sim.Counters().AuthRequests; n != 0 || !sim.SessionLive(testUser) {
+		t.Errorf("%d /auth requests, refresher's session live: %t", n, sim.SessionLive(testUser))
+	}
+	if strings.Contains(r.stdout+r.stderr, access) || strings.Contains(r.stdout+r.stderr, refresh) {
+		t.Error("output contains a ring token")
+	}
 }
