@@ -447,9 +447,9 @@ func (a *app) printDoctor(rep *doctorReport, asJSON bool) error {
 		}
 		fmt.Fprintln(w)
 		for _, c := range rep.Checks {
-			fmt.Fprintf(w, "\n%-12s %s\n", "["+c.Result+"]", c.Name)
-			fmt.Fprintf(w, "%-12s assumes:  %s\n", "", oneLine(c.Assumption))
-			fmt.Fprintf(w, "%-12s observed: %s\n", "", oneLine(c.Observed))
+			fmt.Fprintf(w, "\n%-14s %s\n", "["+c.Result+"]", c.Name)
+			fmt.Fprintf(w, "%-14s assumes:  %s\n", "", oneLine(c.Assumption))
+			fmt.Fprintf(w, "%-14s observed: %s\n", "", oneLine(c.Observed))
 		}
 		if rep.OK {
 			fmt.Fprintln(w, "\nEvery RDP behaviour cfsync depends on is as expected.")
