@@ -334,8 +334,10 @@ func explainAuthError(err error) error {
 		return fmt.Errorf("%w\n%s", err, sessionQuotaHelp)
 	case errors.Is(err, rdp.ErrUnauthorizedClient):
 		return fmt.Errorf("%w (check the client_id / app key, or the v2 client secret)", err)
+	case errors.Is(err, rdp.ErrInvalidCredentials):
+		return fmt.Errorf("%w (check the username and password; do not retry with the same ones: repeated failures can block the account)", err)
 	case errors.Is(err, rdp.ErrInvalidGrant):
-		return fmt.Errorf("%w (check the username and password)", err)
+		return fmt.Errorf("%w (the refresh token is no longer valid: sign on again)", err)
 	case errors.Is(err, rdp.ErrRateLimited):
 		return fmt.Errorf("%w: RDP limits sign-ons per account and blocks accounts that exceed them; wait before trying again", err)
 	}

@@ -53,6 +53,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	start := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
 	clk := &clock{t: start}
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: 900 * time.Second, RefreshMaxLifetime: 18 * time.Hour})
+	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // an unknown bucket is a 404 at RDP
 	defer sim.Close()
 	sim.AddUser("machine-user", "pw-secret", "appkey-secret")
 
