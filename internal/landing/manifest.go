@@ -66,12 +66,12 @@ func PackagePrefix(destPrefix, bucket, packageID string) string {
 
 // ManifestKey is the key of a file-set's manifest.
 func ManifestKey(destPrefix, bucket, packageID, fileSetID string) string {
-	return PackagePrefix(destPrefix, bucket, packageID) + fileSetID + "/_manifest.json"
+	return PackagePrefix(destPrefix, bucket, packageID) + fileSetID + "/" + ManifestName
 }
 
 // IndexKey is the key of a package's index.
 func IndexKey(destPrefix, bucket, packageID string) string {
-	return PackagePrefix(destPrefix, bucket, packageID) + "_index.json"
+	return PackagePrefix(destPrefix, bucket, packageID) + IndexName
 }
 
 // buildManifest builds the manifest of a complete file-set from its files'
@@ -151,4 +151,17 @@ func kindOf(s string) string {
 		}
 	}
 	return ""
+}
+
+// Names of the objects the landing step writes (the manifest next to a
+// file-set's files, the index at the package's root).
+const (
+	ManifestName = "_manifest.json"
+	IndexName    = "_index.json"
+)
+
+// IsLandingObject reports whether key is a manifest or an index rather than
+// a CFS file (tools that list the files skip these).
+func IsLandingObject(key string) bool {
+	return strings.HasSuffix(key, "/"+ManifestName) || strings.HasSuffix(key, "/"+IndexName)
 }
