@@ -37,6 +37,11 @@ func (p *poll) recordFileSets(ctx context.Context, batch []fileSetFiles, fresh [
 			ttl = ff.fs.AvailableTo.Add(p.h.ttlMargin()).Unix()
 		}
 		it := landing.FileSetItem(ff.fs, p.target.Bucket, p.target.PackageID, ff.ids, ttl)
+		if !landing.Recordable(it) {
+			p.log.Warn("file-set too large to track for the landing step: its files land without a manifest or event",
+				"file_set_id", it.FileSetID, "files", len(it.FileIDs))
+			continue
+		}
 		if err := p.h.FileSets.RecordFileSet(ctx, it); err != nil {
 			return err
 		}

@@ -83,3 +83,21 @@ func TestFileSetRecordFailureClaimsNothing(t *testing.T) {
 		}
 	}
 }
+
+// A file-set too large for a state item is not recorded, and its files are
+// claimed and sent all the same.
+func TestHugeFileSetIsNotRecordedButLands(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	rec := &fakeRecorder{st: f.st}
+	f.h.FileSets = rec
+	sets := mkSets("bulk-ESG", "p1", 0, 1, 6000, t0.Add(-time.Hour))
+	for i := range sets[0].Files {
+		sets[0].Files[i] += "-4e94-6d63-fea034dc-90e2-de33895bd4e9" // ids as long as RDP's
+	}
+	f.files.add(sets...)
+	f.mustHandle(t, `{}`)
+	if len(rec.sets) != 0 {
+		t.Errorf("a file-set of %d files was recorded", len(sets[0].Files))
+	}
+	assertSentOnce(t, f.q, sets[0].Files)
+}

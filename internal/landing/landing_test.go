@@ -399,3 +399,19 @@ func TestNewValidates(t *testing.T) {
 		t.Error("no state: no error")
 	}
 }
+
+func TestRecordable(t *testing.T) {
+	ids := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("4e94-6d63-fea034dc-90e2-%012d", i))
+		}
+		return out
+	}
+	if !Recordable(state.FileSetItem{FileSetID: "fs", FileIDs: ids(3000)}) {
+		t.Error("3,000 files: not recordable")
+	}
+	if Recordable(state.FileSetItem{FileSetID: "fs", FileIDs: ids(5000)}) {
+		t.Error("5,000 files (over 400 KB with the landed set): recordable")
+	}
+}

@@ -37,3 +37,21 @@ func dedupe(ids []string) []string {
 	}
 	return out
 }
+
+// maxItemBytes keeps a file-set item (its file ids twice: listed and
+// landed) well inside DynamoDB's 400 KB item limit.
+const maxItemBytes = 300 << 10
+
+// Recordable reports whether a file-set's item fits in DynamoDB: a file-set
+// of very many files (several thousand) does not, and gets no manifest,
+// index entry or event (its files land as usual).
+func Recordable(it state.FileSetItem) bool {
+	n := len(it.Name) + len(it.FileSetID) + len(it.Bucket) + len(it.PackageID) + 512
+	for _, a := range it.Attributes {
+		n += len(a.Name) + len(a.Value) + 16
+	}
+	for _, id := range it.FileIDs {
+		n += 2 * (len(id) + 4)
+	}
+	return n <= maxItemBytes
+}
