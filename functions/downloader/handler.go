@@ -335,7 +335,7 @@ func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events
 	if err := h.processFile(ctx, log, m, final); err != nil {
 		return err
 	}
-	return h.afterFile(ctx, log, m)
+	return h.afterFile(ctx, log, m, final)
 }
 
 // lastReceive reports whether a failure of this delivery is final: its
