@@ -171,11 +171,14 @@ func isNotFound(err error) bool {
 
 // lostRace: the conditional PUT lost to another writer.
 func lostRace(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
+		return false
+	}
 	switch httpStatus(err) {
 	case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
 		return true
 	}
-	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey":

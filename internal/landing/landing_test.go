@@ -3,6 +3,7 @@ package landing
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/state"
@@ -413,5 +415,24 @@ func TestRecordable(t *testing.T) {
 	}
 	if Recordable(state.FileSetItem{FileSetID: "fs", FileIDs: ids(5000)}) {
 		t.Error("5,000 files (over 400 KB with the landed set): recordable")
+	}
+}
+
+func TestLostRace(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&smithy.GenericAPIError{Code: "PreconditionFailed"}, true},
+		{&smithy.GenericAPIError{Code: "ConditionalRequestConflict"}, true},
+		{&smithy.GenericAPIError{Code: "NoSuchKey"}, true},
+		{&smithy.GenericAPIError{Code: "NoSuchBucket"}, false},
+		{&smithy.GenericAPIError{Code: "AccessDenied"}, false},
+		{errors.New("connection reset"), false},
+	}
+	for _, tt := range tests {
+		if got := lostRace(tt.err); got != tt.want {
+			t.Errorf("lostRace(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
