@@ -38,6 +38,7 @@ func (c *clock) add(d time.Duration) {
 // atomic, as DynamoDB's are.
 type fakeState struct {
 	mu    sync.Mutex
+	calls int // DynamoDB requests the real table would send
 	clock *clock
 	files map[string]*state.FileItem
 	sets  map[string]*state.FileSetItem
@@ -64,6 +65,7 @@ func (f *fakeState) done(fileID, fileSetID, key string, size int64, etag string)
 func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	it, ok := f.files[id]
 	if !ok {
 		return nil, state.ErrNotFound
@@ -75,6 +77,7 @@ func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, erro
 func (f *fakeState) BatchGetFiles(_ context.Context, ids []string) (map[string]*state.FileItem, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	out := map[string]*state.FileItem{}
 	for _, id := range ids {
 		if it, ok := f.files[id]; ok {
@@ -88,6 +91,7 @@ func (f *fakeState) BatchGetFiles(_ context.Context, ids []string) (map[string]*
 func (f *fakeState) AddLanded(_ context.Context, fsID, fileID string) (*state.FileSetItem, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	fs, ok := f.sets[fsID]
 	if !ok {
 		return nil, state.ErrNotFound
@@ -103,6 +107,7 @@ func (f *fakeState) AddLanded(_ context.Context, fsID, fileID string) (*state.Fi
 func (f *fakeState) ClaimLanding(_ context.Context, fsID, owner string, until time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	fs, ok := f.sets[fsID]
 	if !ok || fs.PublishedAt != nil || (fs.LandingOwner != "" && fs.LandingLeaseUntil >= f.clock.now().UnixMilli()) {
 		return state.ErrConflict
@@ -122,6 +127,7 @@ func (f *fakeState) ReleaseLanding(_ context.Context, fsID, owner string) error 
 func (f *fakeState) end(fsID, owner string, published bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
 	fs, ok := f.sets[fsID]
 	if !ok || fs.LandingOwner != owner {
 		return state.ErrConflict
@@ -140,6 +146,7 @@ type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string]fakeObject
 	puts    map[string]int
+	gets    int
 	// getDelay widens the read-modify-write window (races in tests).
 	getDelay time.Duration
 }
@@ -156,6 +163,7 @@ func newFakeS3() *fakeS3 { return &fakeS3{objects: map[string]fakeObject{}, puts
 func (f *fakeS3) GetObject(_ context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	f.mu.Lock()
 	o, ok := f.objects[aws.ToString(in.Key)]
+	f.gets++
 	f.mu.Unlock()
 	time.Sleep(f.getDelay)
 	if !ok {

@@ -31,7 +31,7 @@ type env struct {
 	l      *Lander
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	e := &env{clock: c, state: newFakeState(c), s3: newFakeS3(), events: &fakeEvents{}}
