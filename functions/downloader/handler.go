@@ -174,6 +174,7 @@ type Deps struct {
 	Tokens  Tokens
 	State   State
 	Sender  Sender
+	Landing Landing           // nil: no file-set landing step
 	Log     *slog.Logger      // default: discard
 	Metrics *metrics.Recorder // nil: no metrics
 	// Sleep replaces the backoff sleep (tests); default a timer.
@@ -190,6 +191,7 @@ type Handler struct {
 	tokens  Tokens
 	state   State
 	sender  Sender
+	landing Landing
 	log     *slog.Logger
 	metrics *metrics.Recorder
 	sleep   func(ctx context.Context, d time.Duration) error
@@ -207,7 +209,7 @@ func New(d Deps, s Settings) (*Handler, error) {
 		return nil, errors.New("downloader: S3, RDP, Tokens, State and Sender are required")
 	}
 	h := &Handler{
-		s3: d.S3, rdp: d.RDP, tokens: d.Tokens, state: d.State, sender: d.Sender,
+		s3: d.S3, rdp: d.RDP, tokens: d.Tokens, state: d.State, sender: d.Sender, landing: d.Landing,
 		log: d.Log, metrics: d.Metrics, sleep: d.Sleep, now: d.Now, cfg: s,
 		slots: newSlotPool(s.ParallelRanges),
 	}
@@ -330,7 +332,10 @@ func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events
 		return err
 	}
 	log = log.With("file_id", m.FileID, "fileset_id", m.FileSetID)
-	return h.processFile(ctx, log, m, final)
+	if err := h.processFile(ctx, log, m, final); err != nil {
+		return err
+	}
+	return h.afterFile(ctx, log, m, final)
 }
 
 // lastReceive reports whether a failure of this delivery is final: its

@@ -78,6 +78,8 @@ type Handler struct {
 	Tokens TokenGuard
 	State  StateStore
 	Queue  Sender
+	// FileSets records file-sets for the landing step; nil: not recorded.
+	FileSets FileSetRecorder
 
 	Logger  *slog.Logger
 	Metrics *metrics.Recorder

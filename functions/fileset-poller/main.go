@@ -63,6 +63,7 @@ func main() {
 		Files:         client,
 		Tokens:        reader,
 		State:         table,
+		FileSets:      table,
 		Queue:         &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
 		Logger:        logger,
 		Metrics:       metrics.New(os.Stdout, functionName),

@@ -278,6 +278,9 @@ func (p *poll) flush(ctx context.Context, batch []fileSetFiles) error {
 		}
 	}
 
+	if err := p.recordFileSets(ctx, batch, fresh); err != nil {
+		return err
+	}
 	// Claim the new files (conditional puts, in parallel). A lost race means
 	// another poll claimed it: send it too if it is still CLAIMED.
 	type outcome struct {

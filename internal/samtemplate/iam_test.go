@@ -139,6 +139,8 @@ func TestIAMExactGrants(t *testing.T) {
 			"s3:PutObject " + objects, "s3:GetObject " + objects,
 			"s3:AbortMultipartUpload " + objects, "s3:ListMultipartUploadParts " + objects,
 			"s3:ListBucket " + bucket,
+			// internal/landing: the "FileSet Landed" event, on the default bus, source cfsync only.
+			"events:PutEvents arn:aws:events:us-east-1:123456789012:event-bus/default if map[StringEquals:map[events:source:cfsync]]",
 		}
 	}
 	tests := []struct {

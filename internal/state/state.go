@@ -10,6 +10,7 @@
 //	AUTH                   / BUDGET                refresher: auth budget, backoff, session start, revoke hold, lease (auth.go)
 //	AUTH                   / RING                  refresher: ring generation, last write per slot (ring.go)
 //	RING                   / REPORT#<generation>   readers' token-invalid reports (ring.go)
+//	FILESET#<fileSetId>    / FILESET               file-set metadata, file ids, landed ids, landing lease (filesets.go)
 //
 // Nothing secret is ever stored here (DESIGN §7.7).
 package state
