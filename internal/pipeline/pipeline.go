@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
+	"github.com/cfsync/cfsync/internal/repo"
 	"github.com/cfsync/cfsync/internal/samtemplate"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -146,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 		return nil, errors.New("start pipeline: Config.Credentials is required")
 	}
 	if cfg.Root == "" {
-		if cfg.Root, err = RepoRoot(); err != nil {
+		if cfg.Root, err = repo.Root(); err != nil {
 			return nil, fmt.Errorf("start pipeline: %w", err)
 		}
 	}
