@@ -27,6 +27,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -295,37 +296,34 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 		return err
 	}
 	r.TokenSecretIDs = strings.Split(ids, ",")
-	api := &lambdaAPI{cfg: p.AWS, endpoint: p.Endpoint}
+	api := lambda.NewFromConfig(p.AWS)
 	for _, f := range Functions {
 		mf, ok := p.Stack.Functions[logicalIDs[f]]
 		if !ok {
 			return fmt.Errorf("stack %s has no function %s", p.Stack.StackName, logicalIDs[f])
 		}
 		r.FunctionNames[f] = mf.Name
-		fc, err := api.functionConfig(ctx, mf.Name)
+		fc, err := functionConfig(ctx, api, mf.Name)
 		if err != nil {
 			return err
 		}
 		p.Functions[f] = fc
 	}
-	esms, err := api.eventSourceMappings(ctx, r.FunctionNames[Downloader])
+	esms, err := queueMappings(ctx, api, r.FunctionNames[Downloader], r.QueueARN)
 	if err != nil {
 		return err
 	}
 	for _, m := range esms {
-		if m.EventSourceArn != r.QueueARN {
-			continue
+		if p.Config.BatchSize == 0 && aws.ToInt32(m.BatchSize) > 0 {
+			p.Config.BatchSize = int(aws.ToInt32(m.BatchSize))
 		}
-		if p.Config.BatchSize == 0 && m.BatchSize > 0 {
-			p.Config.BatchSize = m.BatchSize
+		if sc := m.ScalingConfig; p.Config.DownloaderConcurrency == 0 && sc != nil && aws.ToInt32(sc.MaximumConcurrency) > 0 {
+			p.Config.DownloaderConcurrency = int(aws.ToInt32(sc.MaximumConcurrency))
 		}
-		if p.Config.DownloaderConcurrency == 0 && m.ScalingConfig != nil && m.ScalingConfig.MaximumConcurrency > 0 {
-			p.Config.DownloaderConcurrency = m.ScalingConfig.MaximumConcurrency
-		}
-		if err := api.disableEventSourceMapping(ctx, m.UUID); err != nil {
+		if err := disableMapping(ctx, api, aws.ToString(m.UUID)); err != nil {
 			return err
 		}
-		r.EventSourceMappingDisabled = append(r.EventSourceMappingDisabled, m.UUID)
+		r.EventSourceMappingDisabled = append(r.EventSourceMappingDisabled, aws.ToString(m.UUID))
 	}
 	if len(r.EventSourceMappingDisabled) == 0 {
 		return fmt.Errorf("stack %s: no event source mapping from the download queue to the downloader", p.Stack.StackName)
