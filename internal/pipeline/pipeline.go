@@ -67,8 +67,11 @@ type Config struct {
 	// Credentials is the JSON written into the stack's credentials secret
 	// (DESIGN §4: v1, v2 or pre-issued refresh token).
 	Credentials string
-	// Env holds extra KEY=value entries per function name, applied after the
-	// environment template.yaml gives the function; key "" applies to all.
+	// CommonEnv holds extra KEY=value entries for every function, applied
+	// after the environment template.yaml gives it.
+	CommonEnv []string
+	// Env holds extra KEY=value entries per function name, applied after
+	// CommonEnv.
 	Env map[string][]string
 	// Timeouts override the template's function timeouts, by function name.
 	Timeouts map[string]time.Duration
@@ -343,7 +346,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 		env = append(env, k+"="+tmpl[k])
 	}
 	env = append(env, AWSEnv(p.Endpoint)...)
-	env = append(env, p.Config.Env[""]...)
+	env = append(env, p.Config.CommonEnv...)
 	return append(env, p.Config.Env[name]...)
 }
 
