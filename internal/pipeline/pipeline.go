@@ -181,46 +181,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	p.DynamoDB = dynamodb.NewFromConfig(p.AWS)
 	p.Secrets = secretsmanager.NewFromConfig(p.AWS)
 
-	// Build and deploy at the same time.
-	var toBuild []string
-	for _, f := range Functions {
-		if b := cfg.Binaries[f]; b != "" {
-			p.Binaries[f] = b
-		} else {
-			toBuild = append(toBuild, f)
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	if len(toBuild) > 0 {
-		g.Go(func() error {
-			dir := cfg.BinDir
-			if dir == "" {
-				tmp, err := os.MkdirTemp("", "cfsync-bin-")
-				if err != nil {
-					return fmt.Errorf("build functions: %w", err)
-				}
-				p.tmpDir, dir = tmp, tmp
-			}
-			bins, err := BuildFunctions(gctx, cfg.Root, dir, cfg.Trimpath, toBuild...)
-			if err != nil {
-				return err
-			}
-			maps.Copy(p.Binaries, bins)
-			return nil
-		})
-	}
-	g.Go(func() error {
-		st, err := samtemplate.Deploy(gctx, samtemplate.MotoOptions{
-			Endpoint: p.Endpoint, StackName: cfg.StackName, Region: Region, Params: cfg.Params,
-			TemplatePath: cfg.Root + "/" + samtemplate.FileName,
-		})
-		if err != nil {
-			return err
-		}
-		p.Stack = st
-		return p.adopt(gctx)
-	})
-	if err = g.Wait(); err != nil {
+	if err = p.buildAndDeploy(ctx); err != nil {
 		return p, fmt.Errorf("start pipeline: %w", err)
 	}
 
@@ -238,6 +199,50 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	p.stopLoops = stopLoops
 	p.startLoops(loopCtx)
 	return p, nil
+}
+
+// buildAndDeploy builds the functions not given in Config.Binaries and, at
+// the same time, deploys template.yaml into moto and adopts its resources.
+func (p *Pipeline) buildAndDeploy(ctx context.Context) error {
+	var toBuild []string
+	for _, f := range Functions {
+		if b := p.Config.Binaries[f]; b != "" {
+			p.Binaries[f] = b
+		} else {
+			toBuild = append(toBuild, f)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if len(toBuild) > 0 {
+		g.Go(func() error {
+			dir := p.Config.BinDir
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "cfsync-bin-")
+				if err != nil {
+					return fmt.Errorf("build functions: %w", err)
+				}
+				p.tmpDir, dir = tmp, tmp
+			}
+			bins, err := BuildFunctions(gctx, p.Config.Root, dir, p.Config.Trimpath, toBuild...)
+			if err != nil {
+				return err
+			}
+			maps.Copy(p.Binaries, bins)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		st, err := samtemplate.Deploy(gctx, samtemplate.MotoOptions{
+			Endpoint: p.Endpoint, StackName: p.Config.StackName, Region: Region, Params: p.Config.Params,
+			TemplatePath: p.Config.Root + "/" + samtemplate.FileName,
+		})
+		if err != nil {
+			return err
+		}
+		p.Stack = st
+		return p.adopt(gctx)
+	})
+	return g.Wait()
 }
 
 // AWSConfig is an SDK configuration for the moto_server at endpoint with
