@@ -1,8 +1,8 @@
 // Package pipeline runs the whole cfsync pipeline on one machine, with the
 // same machinery as production minus AWS and LSEG: the resources come from
 // template.yaml deployed into moto_server's CloudFormation, the three
-// functions are the built bootstrap binaries running under the project's
-// Lambda Runtime API server (internal/lambdarun), and this package plays the
+// functions are the built bootstrap binaries running under AWS's Lambda
+// Runtime Interface Emulator (internal/lambdarun), and this package plays the
 // parts of AWS that call them: EventBridge Scheduler (the refresher and the
 // poller on a schedule) and the SQS event source mapping of the downloader
 // (batches with receipt handles and ApproximateReceiveCount, partial batch
