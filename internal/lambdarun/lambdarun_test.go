@@ -645,3 +645,40 @@ func TestBuildFunctionError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestFindEmulator(t *testing.T) {
+	t.Run("override", func(t *testing.T) {
+		t.Setenv(EmulatorEnv, "/opt/rie/aws-lambda-rie")
+		if got, err := FindEmulator(); err != nil || got != "/opt/rie/aws-lambda-rie" {
+			t.Errorf("FindEmulator() = %q, %v; want the override", got, err)
+		}
+	})
+	t.Run("GOPATH/bin", func(t *testing.T) {
+		gopath := t.TempDir()
+		bin := filepath.Join(gopath, "bin", "aws-lambda-rie")
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(EmulatorEnv, "")
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOPATH", gopath)
+		if got, err := FindEmulator(); err != nil || got != bin {
+			t.Errorf("FindEmulator() = %q, %v; want %s", got, err, bin)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		t.Setenv(EmulatorEnv, "")
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOPATH", t.TempDir())
+		if _, err := FindEmulator(); err == nil || !strings.Contains(err.Error(), "make tools") {
+			t.Errorf("err = %v, want one saying to run make tools", err)
+		}
+		_, err := Start(t.Context(), Options{Binary: echoBin})
+		if err == nil || !strings.Contains(err.Error(), "aws-lambda-rie not found") {
+			t.Errorf("Start: %v, want the emulator named", err)
+		}
+	})
+}

@@ -159,6 +159,9 @@ func (r *Runner) noteColdStart(e *emulator) {
 	}
 }
 
+// spawnAttempts bounds starting an emulator.
+const spawnAttempts = 3
+
 // emulator returns the running emulator, starting a new one when there is
 // none or it has exited.
 func (r *Runner) emulator() (*emulator, error) {
@@ -175,7 +178,15 @@ func (r *Runner) emulator() (*emulator, error) {
 			return r.emu, nil
 		}
 	}
-	e, err := spawn(r.opts, r.logs)
+	var e *emulator
+	var err error
+	// The free ports are chosen before the emulator binds them: another
+	// process may take one meanwhile, so a failed start is tried again.
+	for range spawnAttempts {
+		if e, err = spawn(r.opts, r.logs); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		r.emu = nil
 		return nil, fmt.Errorf("start %s: %w", r.opts.Name, err)
