@@ -36,8 +36,8 @@ const (
 )
 
 // FindEmulator returns the aws-lambda-rie executable: $CFSYNC_LAMBDA_RIE,
-// else aws-lambda-rie on PATH, else in $(go env GOPATH)/bin, where `make
-// tools` installs it.
+// else aws-lambda-rie on PATH, else in $GOBIN or $(go env GOPATH)/bin, where
+// `make tools` installs it.
 func FindEmulator() (string, error) {
 	if p := os.Getenv(EmulatorEnv); p != "" {
 		return p, nil
@@ -51,9 +51,13 @@ func FindEmulator() (string, error) {
 			gopath = strings.TrimSpace(string(out))
 		}
 	}
+	dirs := []string{os.Getenv("GOBIN")} // where go install puts it when set
 	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", emulatorName)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		dirs = append(dirs, filepath.Join(dir, "bin"))
+	}
+	for _, dir := range dirs {
+		p := filepath.Join(dir, emulatorName)
+		if st, err := os.Stat(p); dir != "" && err == nil && !st.IsDir() {
 			return p, nil
 		}
 	}

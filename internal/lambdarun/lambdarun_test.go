@@ -664,6 +664,7 @@ func TestFindEmulator(t *testing.T) {
 		}
 		t.Setenv(EmulatorEnv, "")
 		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", "")
 		t.Setenv("GOPATH", gopath)
 		if got, err := FindEmulator(); err != nil || got != bin {
 			t.Errorf("FindEmulator() = %q, %v; want %s", got, err, bin)
@@ -672,6 +673,7 @@ func TestFindEmulator(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		t.Setenv(EmulatorEnv, "")
 		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", "")
 		t.Setenv("GOPATH", t.TempDir())
 		if _, err := FindEmulator(); err == nil || !strings.Contains(err.Error(), "make tools") {
 			t.Errorf("err = %v, want one saying to run make tools", err)
