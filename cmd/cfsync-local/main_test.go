@@ -84,7 +84,8 @@ func TestRealRDP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, subs, creds, kind, real, err := realRDP(func(k string) string { return tt.env[k] })
+			target, err := realRDP(func(k string) string { return tt.env[k] })
+			real := target != nil
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
@@ -97,11 +98,11 @@ func TestRealRDP(t *testing.T) {
 			if !real {
 				return
 			}
-			if kind != tt.kind || len(subs) == 0 {
-				t.Errorf("kind %q subs %v", kind, subs)
+			if target.kind != tt.kind || len(target.subs) == 0 || target.baseURL == "" {
+				t.Errorf("target %+v", target)
 			}
 			var doc map[string]string
-			if err := json.Unmarshal([]byte(creds), &doc); err != nil {
+			if err := json.Unmarshal([]byte(target.creds), &doc); err != nil {
 				t.Fatal(err)
 			}
 			if len(doc) != len(tt.doc) {

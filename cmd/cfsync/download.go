@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -26,6 +27,10 @@ const (
 	// maxURLRenewals: new presigned URLs after 403s.
 	maxURLRenewals = 5
 )
+
+// downloadBackoff spaces the retries of a stalled transfer: full jitter
+// under 1s, 2s, 4s, 8s (see internal/backoff).
+var downloadBackoff = backoff.Policy{Base: time.Second, Max: 8 * time.Second}
 
 func downloadCommand() *command {
 	return &command{
@@ -76,84 +81,138 @@ type downloader struct {
 }
 
 func (d *downloader) run(ctx context.Context, id, dir string, force bool) error {
-	a := d.a
+	meta, presigned, dest, err := d.target(ctx, id, dir)
+	if err != nil {
+		return err
+	}
+	part := dest + ".part"
+	if done, err := d.checkExisting(dest, part, id, meta, force); done || err != nil {
+		return err
+	}
+	f, h, off, err := d.openPart(part, meta.Size)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	name := filepath.Base(dest)
+	fmt.Fprintf(d.a.stderr, "downloading %s (%s) from %s\n", name, fmtBytes(meta.Size), hostOnly(presigned))
+	bar := newProgressBar(d.a.stderr, name, meta.Size, off, d.showProgress)
+	renewals, err := d.transfer(ctx, id, presigned, f, h, bar, off, meta.Size)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	sum, err := finishPart(f, part, dest, id, meta, h)
+	if err != nil {
+		return err
+	}
+	d.report(dest, id, meta, sum, off, renewals)
+	return nil
+}
+
+// target resolves a file id to its metadata, a presigned URL and the local
+// path it is written to (dir/NAME, dir created).
+func (d *downloader) target(ctx context.Context, id, dir string) (*rdp.File, string, string, error) {
 	meta, err := d.c.File(ctx, id)
 	if errors.Is(err, rdp.ErrNotFound) {
-		return fmt.Errorf("file %s: not found (deleted, or not visible to this account): %w", id, err)
+		return meta, "", "", fmt.Errorf("file %s: not found (deleted, or not visible to this account): %w", id, err)
 	}
 	if err != nil {
-		return fmt.Errorf("get file %s: %w", id, err)
+		return meta, "", "", fmt.Errorf("get file %s: %w", id, err)
 	}
 	presigned, err := d.c.StreamURL(ctx, id)
 	if err != nil {
-		return fmt.Errorf("get download url of %s: %w", id, err)
+		return meta, "", "", fmt.Errorf("get download url of %s: %w", id, err)
 	}
 	name, err := rdp.FileNameFromURL(presigned)
 	if err == nil {
 		err = checkLocalName(name)
 	}
 	if err != nil {
-		return fmt.Errorf("file %s: %w", id, err)
+		return meta, "", "", fmt.Errorf("file %s: %w", id, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create output directory: %w", err)
+		return meta, "", "", fmt.Errorf("create output directory: %w", err)
 	}
-	dest := filepath.Join(dir, name)
-	part := dest + ".part"
+	return meta, presigned, filepath.Join(dir, name), nil
+}
 
-	if st, err := os.Stat(dest); err == nil {
-		if !force {
-			if st.Size() == meta.Size {
-				sum, err := md5File(dest)
-				if err != nil {
-					return err
-				}
-				if meta.MD5 == "" || md5Equal(meta.MD5, sum) {
-					fmt.Fprintf(a.stdout, "%s is already complete (%d bytes%s)\n", dest, st.Size(), md5Note(meta.MD5))
-					return nil
-				}
-			}
-			return fmt.Errorf("%s exists and differs from file %s (size or md5): use --force to download it again", dest, id)
-		}
+// checkExisting handles a dest that is already there: done when it is the
+// complete file; an error when it differs and force is off; with force, the
+// partial file is removed so that the download starts over.
+func (d *downloader) checkExisting(dest, part, id string, meta *rdp.File, force bool) (done bool, err error) {
+	st, err := os.Stat(dest)
+	if err != nil {
+		return false, nil
+	}
+	if force {
 		if err := os.Remove(part); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove partial file: %w", err)
+			return false, fmt.Errorf("remove partial file: %w", err)
+		}
+		return false, nil
+	}
+	if st.Size() == meta.Size {
+		sum, err := md5File(dest)
+		if err != nil {
+			return false, err
+		}
+		if meta.MD5 == "" || md5Equal(meta.MD5, sum) {
+			fmt.Fprintf(d.a.stdout, "%s is already complete (%d bytes%s)\n", dest, st.Size(), md5Note(meta.MD5))
+			return true, nil
 		}
 	}
+	return false, fmt.Errorf("%s exists and differs from file %s (size or md5): use --force to download it again", dest, id)
+}
 
+// openPart opens (or creates) the partial file positioned at its end, with
+// the md5 of what it holds; one larger than the file starts over.
+func (d *downloader) openPart(part string, size int64) (*os.File, hash.Hash, int64, error) {
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return fmt.Errorf("open partial file: %w", err)
+		return nil, nil, 0, fmt.Errorf("open partial file: %w", err)
 	}
-	defer f.Close()
+	h, off, err := d.resumePart(f, part, size)
+	if err != nil {
+		f.Close()
+		return nil, nil, 0, err
+	}
+	return f, h, off, nil
+}
+
+func (d *downloader) resumePart(f *os.File, part string, size int64) (hash.Hash, int64, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat partial file: %w", err)
+		return nil, 0, fmt.Errorf("stat partial file: %w", err)
 	}
 	off := st.Size()
 	h := md5.New()
-	if off > meta.Size {
-		fmt.Fprintf(a.stderr, "%s is larger than the file (%d > %d bytes): starting over\n", part, off, meta.Size)
+	if off > size {
+		fmt.Fprintf(d.a.stderr, "%s is larger than the file (%d > %d bytes): starting over\n", part, off, size)
 		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("truncate partial file: %w", err)
+			return nil, 0, fmt.Errorf("truncate partial file: %w", err)
 		}
 		off = 0
 	}
 	if off > 0 {
-		fmt.Fprintf(a.stderr, "resuming %s at %d of %d bytes\n", part, off, meta.Size)
+		fmt.Fprintf(d.a.stderr, "resuming %s at %d of %d bytes\n", part, off, size)
 		if _, err := io.Copy(h, io.NewSectionReader(f, 0, off)); err != nil {
-			return fmt.Errorf("read partial file: %w", err)
+			return nil, 0, fmt.Errorf("read partial file: %w", err)
 		}
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return fmt.Errorf("seek partial file: %w", err)
+		return nil, 0, fmt.Errorf("seek partial file: %w", err)
 	}
-	resumedAt := off
-	fmt.Fprintf(a.stderr, "downloading %s (%s) from %s\n", name, fmtBytes(meta.Size), hostOnly(presigned))
+	return h, off, nil
+}
 
-	bar := newProgressBar(a.stderr, name, meta.Size, off, d.showProgress)
+// transfer downloads [off, size) with Range requests: a 403 gets a new
+// presigned URL (at most maxURLRenewals), other transient failures are
+// retried with downloadBackoff while they make progress. It returns the
+// number of URL renewals.
+func (d *downloader) transfer(ctx context.Context, id, presigned string, f *os.File, h hash.Hash, bar *progressBar, off, size int64) (int, error) {
 	stalled, renewals := 0, 0
-	for off < meta.Size {
-		n, err := d.copyRange(ctx, presigned, f, h, bar, off, meta.Size)
+	for off < size {
+		n, err := d.copyRange(ctx, presigned, f, h, bar, off, size)
 		off += n
 		if n > 0 {
 			stalled = 0
@@ -162,75 +221,78 @@ func (d *downloader) run(ctx context.Context, id, dir string, force bool) error 
 			continue
 		}
 		if ctx.Err() != nil {
-			bar.finish()
-			return fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, meta.Size, ctx.Err())
+			return renewals, fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, size, ctx.Err())
 		}
 		switch {
 		case errors.Is(err, rdp.ErrURLExpired):
 			if renewals >= maxURLRenewals {
-				bar.finish()
-				return fmt.Errorf("download %s: still refused after %d new URLs: %w", id, renewals, err)
+				return renewals, fmt.Errorf("download %s: still refused after %d new URLs: %w", id, renewals, err)
 			}
 			renewals++
 			bar.note(fmt.Sprintf("download host answered 403 (URL expired): getting a new URL (%d/%d)", renewals, maxURLRenewals))
 			if presigned, err = d.c.StreamURL(ctx, id); err != nil {
-				bar.finish()
-				return fmt.Errorf("get a new download url of %s: %w", id, err)
+				return renewals, fmt.Errorf("get a new download url of %s: %w", id, err)
 			}
 			continue
 		case permanent(err):
-			bar.finish()
-			return fmt.Errorf("download %s: %w", id, err)
+			return renewals, fmt.Errorf("download %s: %w", id, err)
 		}
 		stalled++
 		if stalled >= maxStalledAttempts {
-			bar.finish()
-			return fmt.Errorf("download %s: giving up at %d of %d bytes after %d attempts without progress (run again to resume): %w", id, off, meta.Size, stalled, err)
+			return renewals, fmt.Errorf("download %s: giving up at %d of %d bytes after %d attempts without progress (run again to resume): %w", id, off, size, stalled, err)
 		}
-		wait := time.Second << (stalled - 1)
-		bar.note(fmt.Sprintf("transfer failed at %d bytes (%v): retrying in %s", off, err, wait))
-		if err := a.sleep(ctx, wait); err != nil {
-			bar.finish()
-			return fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, meta.Size, err)
+		wait := downloadBackoff.Delay(stalled)
+		bar.note(fmt.Sprintf("transfer failed at %d bytes (%v): retrying in %s", off, err, wait.Round(time.Millisecond)))
+		if err := d.a.sleep(ctx, wait); err != nil {
+			return renewals, fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, size, err)
 		}
 	}
-	bar.finish()
+	return renewals, nil
+}
+
+// finishPart syncs and checks the partial file (size, md5 when the API gives
+// one) and renames it to dest. It returns the file's md5 (hex).
+func finishPart(f *os.File, part, dest, id string, meta *rdp.File, h hash.Hash) (string, error) {
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", part, err)
+		return "", fmt.Errorf("sync %s: %w", part, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", part, err)
+		return "", fmt.Errorf("close %s: %w", part, err)
 	}
 	if st, err := os.Stat(part); err != nil || st.Size() != meta.Size {
 		got := int64(-1)
 		if err == nil {
 			got = st.Size()
 		}
-		return fmt.Errorf("download %s: %s has %d bytes, want %d", id, part, got, meta.Size)
+		return "", fmt.Errorf("download %s: %s has %d bytes, want %d", id, part, got, meta.Size)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if meta.MD5 != "" && !md5Equal(meta.MD5, sum) {
 		_ = os.Remove(part)
-		return fmt.Errorf("download %s: md5 mismatch (got %s, the API says %s): removed %s, run again to download from scratch", id, sum, meta.MD5, part)
+		return "", fmt.Errorf("download %s: md5 mismatch (got %s, the API says %s): removed %s, run again to download from scratch", id, sum, meta.MD5, part)
 	}
 	if err := os.Rename(part, dest); err != nil {
-		return fmt.Errorf("rename %s: %w", part, err)
+		return "", fmt.Errorf("rename %s: %w", part, err)
 	}
-	fmt.Fprintf(a.stdout, "downloaded %s\n", dest)
-	fmt.Fprintf(a.stdout, "  file id: %s\n", id)
-	fmt.Fprintf(a.stdout, "  size:    %d bytes\n", meta.Size)
+	return sum, nil
+}
+
+func (d *downloader) report(dest, id string, meta *rdp.File, sum string, resumedAt int64, renewals int) {
+	out := d.a.stdout
+	fmt.Fprintf(out, "downloaded %s\n", dest)
+	fmt.Fprintf(out, "  file id: %s\n", id)
+	fmt.Fprintf(out, "  size:    %d bytes\n", meta.Size)
 	if meta.MD5 != "" {
-		fmt.Fprintf(a.stdout, "  md5:     %s (verified)\n", sum)
+		fmt.Fprintf(out, "  md5:     %s (verified)\n", sum)
 	} else {
-		fmt.Fprintf(a.stdout, "  md5:     %s (not verified: the API gives no md5 for this file)\n", sum)
+		fmt.Fprintf(out, "  md5:     %s (not verified: the API gives no md5 for this file)\n", sum)
 	}
 	if resumedAt > 0 {
-		fmt.Fprintf(a.stdout, "  resumed: at %d bytes\n", resumedAt)
+		fmt.Fprintf(out, "  resumed: at %d bytes\n", resumedAt)
 	}
 	if renewals > 0 {
-		fmt.Fprintf(a.stdout, "  renewed: %d download URL(s) after 403\n", renewals)
+		fmt.Fprintf(out, "  renewed: %d download URL(s) after 403\n", renewals)
 	}
-	return nil
 }
 
 // checkLocalName refuses file names that would leave the output directory

@@ -170,11 +170,22 @@ func TestDownload(t *testing.T) {
 
 	t.Run("gives up without progress", func(t *testing.T) {
 		dir := t.TempDir()
+		var waits []time.Duration
+		c := &cli{t: t, env: c.env, waits: &waits}
 		sim.Inject(rdptest.Fault{Kind: rdptest.FaultServerError, FileID: bigFile, Times: -1})
 		r := c.run("download", bigFile, "-o", dir)
 		sim.ClearFaults()
 		if r.code != exitError || !strings.Contains(r.stderr, "giving up") || !strings.Contains(r.stderr, "run again to resume") {
 			t.Errorf("code %d stderr %s", r.code, r.stderr)
+		}
+		// One wait between attempts, each within the backoff's ceiling (1s, 2s, 4s, 8s).
+		if len(waits) != maxStalledAttempts-1 {
+			t.Fatalf("%d waits %v, want %d", len(waits), waits, maxStalledAttempts-1)
+		}
+		for i, w := range waits {
+			if ceil := time.Second << i; w < 0 || w > ceil {
+				t.Errorf("wait %d = %v, want within [0, %v]", i+1, w, ceil)
+			}
 		}
 	})
 

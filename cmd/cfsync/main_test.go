@@ -89,6 +89,8 @@ type cli struct {
 	rec http.RoundTripper
 	// terminal pretends stderr is a terminal.
 	terminal bool
+	// waits, when set, records the command's own sleeps (not the rdp client's).
+	waits *[]time.Duration
 }
 
 type result struct {
@@ -101,7 +103,12 @@ func (c *cli) run(args ...string) result {
 	var out, errb bytes.Buffer
 	a := newApp(&out, &errb, func(k string) string { return c.env[k] })
 	a.now = fixedClock
-	a.sleep = func(ctx context.Context, d time.Duration) error { return ctx.Err() }
+	a.sleep = func(ctx context.Context, d time.Duration) error {
+		if c.waits != nil {
+			*c.waits = append(*c.waits, d)
+		}
+		return ctx.Err()
+	}
 	a.isTerminal = func(io.Writer) bool { return c.terminal }
 	a.rdpOptions = []rdp.Option{rdp.WithSleep(func(ctx context.Context, d time.Duration) error { return ctx.Err() })}
 	if c.rec != nil {
