@@ -78,6 +78,7 @@ type downloader struct {
 	a            *app
 	c            *rdp.Client
 	showProgress bool
+	renewals     int // URLs renewed before the transfer (by probe)
 }
 
 func (d *downloader) run(ctx context.Context, id, dir string, force bool) error {
@@ -98,6 +99,7 @@ func (d *downloader) run(ctx context.Context, id, dir string, force bool) error 
 	fmt.Fprintf(d.a.stderr, "downloading %s (%s) from %s\n", name, fmtBytes(meta.Size), hostOnly(presigned))
 	bar := newProgressBar(d.a.stderr, name, meta.Size, off, d.showProgress)
 	renewals, err := d.transfer(ctx, id, presigned, f, h, bar, off, meta.Size)
+	renewals += d.renewals
 	bar.finish()
 	if err != nil {
 		return err
@@ -111,30 +113,77 @@ func (d *downloader) run(ctx context.Context, id, dir string, force bool) error 
 }
 
 // target resolves a file id to its metadata, a presigned URL and the local
-// path it is written to (dir/NAME, dir created).
+// path it is written to (dir/NAME, dir created). It asks the file store only
+// for the stream URL (no public sample uses GET /files/{id}): the size comes
+// from a one-byte range's Content-Range, and a plain-MD5 ETag (S3 single-part
+// objects) stands in for the md5 no public API gives.
 func (d *downloader) target(ctx context.Context, id, dir string) (*rdp.File, string, string, error) {
-	meta, err := d.c.File(ctx, id)
-	if errors.Is(err, rdp.ErrNotFound) {
-		return meta, "", "", fmt.Errorf("file %s: not found (deleted, or not visible to this account): %w", id, err)
-	}
-	if err != nil {
-		return meta, "", "", fmt.Errorf("get file %s: %w", id, err)
-	}
 	presigned, err := d.c.StreamURL(ctx, id)
+	if errors.Is(err, rdp.ErrNotFound) {
+		return nil, "", "", fmt.Errorf("file %s: not found (deleted, or not visible to this account): %w", id, err)
+	}
 	if err != nil {
-		return meta, "", "", fmt.Errorf("get download url of %s: %w", id, err)
+		return nil, "", "", fmt.Errorf("get download url of %s: %w", id, err)
+	}
+	meta, presigned, err := d.probe(ctx, id, presigned)
+	if err != nil {
+		return nil, "", "", err
 	}
 	name, err := rdp.FileNameFromURL(presigned)
 	if err == nil {
 		err = checkLocalName(name)
 	}
 	if err != nil {
-		return meta, "", "", fmt.Errorf("file %s: %w", id, err)
+		return nil, "", "", fmt.Errorf("file %s: %w", id, err)
 	}
+	meta.FileName = name
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return meta, "", "", fmt.Errorf("create output directory: %w", err)
+		return nil, "", "", fmt.Errorf("create output directory: %w", err)
 	}
 	return meta, presigned, filepath.Join(dir, name), nil
+}
+
+// probe reads the first byte of the object to learn its size and ETag,
+// with the same URL renewal and retries as the transfer. It returns the
+// (possibly renewed) URL.
+func (d *downloader) probe(ctx context.Context, id, presigned string) (*rdp.File, string, error) {
+	r := retrier{d: d, id: id, presigned: presigned, note: func(s string) { fmt.Fprintln(d.a.stderr, s) }}
+	for {
+		meta, err := d.probeOnce(ctx, id, r.presigned)
+		if err == nil {
+			d.renewals = r.renewals
+			return meta, r.presigned, nil
+		}
+		if err := r.recover(ctx, err, "before the first byte"); err != nil {
+			return nil, "", err
+		}
+	}
+}
+
+func (d *downloader) probeOnce(ctx context.Context, id, presigned string) (*rdp.File, error) {
+	r, err := d.c.GetRange(ctx, presigned, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Body.Close()
+	_, _ = io.Copy(io.Discard, r.Body)
+	if r.TotalSize < 0 {
+		return nil, &rdp.PresignedError{Host: hostOnly(presigned), StatusCode: 200, Message: "no Content-Range total: the object's size is unknown"}
+	}
+	meta := &rdp.File{ID: id, Size: r.TotalSize}
+	if etag := strings.Trim(r.ETag, `"`); len(etag) == 32 && isHex(etag) {
+		meta.MD5 = etag // S3's ETag of a single-part object is its MD5
+	}
+	return meta, nil
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkExisting handles a dest that is already there: done when it is the
@@ -210,44 +259,63 @@ func (d *downloader) resumePart(f *os.File, part string, size int64) (hash.Hash,
 // retried with downloadBackoff while they make progress. It returns the
 // number of URL renewals.
 func (d *downloader) transfer(ctx context.Context, id, presigned string, f *os.File, h hash.Hash, bar *progressBar, off, size int64) (int, error) {
-	stalled, renewals := 0, 0
+	r := retrier{d: d, id: id, presigned: presigned, note: bar.note}
 	for off < size {
-		n, err := d.copyRange(ctx, presigned, f, h, bar, off, size)
+		n, err := d.copyRange(ctx, r.presigned, f, h, bar, off, size)
 		off += n
 		if n > 0 {
-			stalled = 0
+			r.stalled = 0
 		}
 		if err == nil {
 			continue
 		}
-		if ctx.Err() != nil {
-			return renewals, fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, size, ctx.Err())
-		}
-		switch {
-		case errors.Is(err, rdp.ErrURLExpired):
-			if renewals >= maxURLRenewals {
-				return renewals, fmt.Errorf("download %s: still refused after %d new URLs: %w", id, renewals, err)
-			}
-			renewals++
-			bar.note(fmt.Sprintf("download host answered 403 (URL expired): getting a new URL (%d/%d)", renewals, maxURLRenewals))
-			if presigned, err = d.c.StreamURL(ctx, id); err != nil {
-				return renewals, fmt.Errorf("get a new download url of %s: %w", id, err)
-			}
-			continue
-		case permanent(err):
-			return renewals, fmt.Errorf("download %s: %w", id, err)
-		}
-		stalled++
-		if stalled >= maxStalledAttempts {
-			return renewals, fmt.Errorf("download %s: giving up at %d of %d bytes after %d attempts without progress (run again to resume): %w", id, off, size, stalled, err)
-		}
-		wait := downloadBackoff.Delay(stalled)
-		bar.note(fmt.Sprintf("transfer failed at %d bytes (%v): retrying in %s", off, err, wait.Round(time.Millisecond)))
-		if err := d.a.sleep(ctx, wait); err != nil {
-			return renewals, fmt.Errorf("download %s interrupted at %d of %d bytes (run again to resume): %w", id, off, size, err)
+		if err := r.recover(ctx, err, fmt.Sprintf("at %d of %d bytes", off, size)); err != nil {
+			return r.renewals, err
 		}
 	}
-	return renewals, nil
+	return r.renewals, nil
+}
+
+// retrier decides, after a failed request to the download host, whether to
+// get a new URL (403 / 400 ExpiredToken), give up (permanent, or too many
+// attempts without progress) or wait and try again.
+type retrier struct {
+	d                 *downloader
+	id, presigned     string
+	stalled, renewals int
+	note              func(string)
+}
+
+// recover returns nil when the caller should try again (after a new URL or a
+// wait), else the error to return; where says where the transfer stands.
+func (r *retrier) recover(ctx context.Context, err error, where string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("download %s interrupted %s (run again to resume): %w", r.id, where, ctx.Err())
+	}
+	switch {
+	case errors.Is(err, rdp.ErrURLExpired):
+		if r.renewals >= maxURLRenewals {
+			return fmt.Errorf("download %s: still refused after %d new URLs: %w", r.id, r.renewals, err)
+		}
+		r.renewals++
+		r.note(fmt.Sprintf("download host answered 403 (URL expired): getting a new URL (%d/%d)", r.renewals, maxURLRenewals))
+		if r.presigned, err = r.d.c.StreamURL(ctx, r.id); err != nil {
+			return fmt.Errorf("get a new download url of %s: %w", r.id, err)
+		}
+		return nil
+	case permanent(err):
+		return fmt.Errorf("download %s: %w", r.id, err)
+	}
+	r.stalled++
+	if r.stalled >= maxStalledAttempts {
+		return fmt.Errorf("download %s: giving up %s after %d attempts without progress (run again to resume): %w", r.id, where, r.stalled, err)
+	}
+	wait := downloadBackoff.Delay(r.stalled)
+	r.note(fmt.Sprintf("transfer failed %s (%v): retrying in %s", where, err, wait.Round(time.Millisecond)))
+	if err := r.d.a.sleep(ctx, wait); err != nil {
+		return fmt.Errorf("download %s interrupted %s (run again to resume): %w", r.id, where, err)
+	}
+	return nil
 }
 
 // finishPart syncs and checks the partial file (size, md5 when the API gives
@@ -283,9 +351,9 @@ func (d *downloader) report(dest, id string, meta *rdp.File, sum string, resumed
 	fmt.Fprintf(out, "  file id: %s\n", id)
 	fmt.Fprintf(out, "  size:    %d bytes\n", meta.Size)
 	if meta.MD5 != "" {
-		fmt.Fprintf(out, "  md5:     %s (verified)\n", sum)
+		fmt.Fprintf(out, "  md5:     %s (verified against the source's ETag)\n", sum)
 	} else {
-		fmt.Fprintf(out, "  md5:     %s (not verified: the API gives no md5 for this file)\n", sum)
+		fmt.Fprintf(out, "  md5:     %s (not verified: the source's ETag is not a plain MD5)\n", sum)
 	}
 	if resumedAt > 0 {
 		fmt.Fprintf(out, "  resumed: at %d bytes\n", resumedAt)

@@ -320,6 +320,8 @@ const MultipartPartSize = 8 << 20
 // Options.ETagMaxSize, else none (computing it would read the whole object).
 func (s *Server) etag(f *fileRec) string {
 	switch {
+	case s.opts.NoETag:
+		return ""
 	case f.size <= singlePartMax:
 		return `"` + f.trueMD5() + `"`
 	case f.size <= s.opts.ETagMaxSize:

@@ -71,6 +71,9 @@ type Options struct {
 	// (a single-part upload), larger ones S3's multipart ETag over MultipartPartSize parts, which
 	// costs reading the whole content once (default 1 GiB); larger ones get no ETag.
 	ETagMaxSize int64
+	// NoETag: the download host sends no ETag at all. No public source shows the ETag RDP's
+	// presigned objects carry, so clients must work without one.
+	NoETag bool
 	// FileEndpoint serves GET /file-store/v1/files/{id} (file metadata). No public RDP sample or
 	// library uses it, so by default the route is absent: the gateway's generic 404
 	// {"error":{…,"code":"404","message":"Resource not found",…}} like any unknown path.
