@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cfsync/cfsync/internal/credentials"
 	"io"
 	"os"
 	"os/signal"
@@ -109,32 +110,33 @@ type realTarget struct {
 // credentials. It is nil when none of them is set (a simulator run).
 func realRDP(getenv func(string) string) (*realTarget, error) {
 	t := &realTarget{baseURL: strings.TrimSpace(getenv("RDP_BASE_URL"))}
-	user, pass := getenv("RDP_USERNAME"), getenv("RDP_PASSWORD")
-	id, secret := getenv("RDP_CLIENT_ID"), getenv("RDP_CLIENT_SECRET")
 	for _, s := range strings.Split(getenv("SUBSCRIPTIONS"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			t.subs = append(t.subs, s)
 		}
 	}
-	var doc map[string]string
+	creds, ok, err := credentials.FromEnv(getenv)
 	switch {
-	case user != "" && pass != "" && id != "":
-		doc, t.kind = map[string]string{"username": user, "password": pass, "client_id": id}, "v1 password grant"
-	case id != "" && secret != "":
-		doc, t.kind = map[string]string{"client_id": id, "client_secret": secret}, "v2 client credentials"
-	}
-	switch {
-	case doc == nil && t.baseURL == "" && len(t.subs) == 0:
+	case err != nil:
+		return nil, fmt.Errorf("real RDP: %w", err)
+	case !ok && t.baseURL == "" && len(t.subs) == 0:
 		return nil, nil
-	case doc == nil:
+	case !ok:
 		return nil, errors.New("real RDP: set RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID (v1) or RDP_CLIENT_ID and RDP_CLIENT_SECRET (v2)")
 	case len(t.subs) == 0:
 		return nil, errors.New("real RDP: set SUBSCRIPTIONS (bucket/packageId or bucket/*, comma-separated)")
 	case t.baseURL == "":
 		return nil, errors.New("real RDP: set RDP_BASE_URL (e.g. https://api.refinitiv.com)")
 	}
-	b, _ := json.Marshal(doc)
-	t.creds = string(b)
+	// The local refresher stands in for a deployed one: like the credentials
+	// secret's default, it takes exclusive sign-on control (FromEnv's default
+	// is off, for the CLI's one-off sign-ons).
+	creds.TakeExclusive = true
+	b, err := creds.SecretJSON()
+	if err != nil {
+		return nil, fmt.Errorf("real RDP: %w", err)
+	}
+	t.creds, t.kind = string(b), string(creds.Kind)
 	return t, nil
 }
 

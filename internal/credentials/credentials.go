@@ -180,3 +180,24 @@ func FromEnv(getenv func(string) string) (c Credentials, ok bool, err error) {
 	}
 	return c, true, nil
 }
+
+// SecretJSON is c as the credentials secret's JSON (what Parse reads), for
+// tools that store credentials they were given another way.
+func (c Credentials) SecretJSON() ([]byte, error) {
+	doc := map[string]any{"client_id": c.ClientID}
+	switch c.Kind {
+	case Password:
+		doc["username"], doc["password"] = c.Username, c.Password
+		doc["take_exclusive_sign_on_control"] = c.TakeExclusive
+	case ServiceAccount:
+		doc["client_secret"] = c.ClientSecret
+	case RefreshToken:
+		doc["refresh_token"] = c.RefreshToken
+	default:
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalid, c.Kind)
+	}
+	if c.Scope != "" {
+		doc["scope"] = c.Scope
+	}
+	return json.Marshal(doc)
+}

@@ -103,3 +103,27 @@ func TestFromEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestSecretJSONRoundTrips(t *testing.T) {
+	for _, c := range []credentials.Credentials{
+		{Kind: credentials.Password, Username: "u", Password: "p", ClientID: "k", TakeExclusive: true},
+		{Kind: credentials.Password, Username: "u", Password: "p", ClientID: "k", Scope: "trapi"},
+		{Kind: credentials.ServiceAccount, ClientID: "k", ClientSecret: "s", TakeExclusive: true},
+		{Kind: credentials.RefreshToken, ClientID: "k", RefreshToken: "r", TakeExclusive: true},
+	} {
+		b, err := c.SecretJSON()
+		if err != nil {
+			t.Fatalf("%v: %v", c.Kind, err)
+		}
+		got, err := credentials.Parse(b)
+		if err != nil {
+			t.Fatalf("%v: Parse(SecretJSON) = %v", c.Kind, err)
+		}
+		if got != c {
+			t.Errorf("round trip of %v changed it", c.Kind)
+		}
+	}
+	if _, err := (credentials.Credentials{}).SecretJSON(); err == nil {
+		t.Error("SecretJSON of no kind: want an error")
+	}
+}
