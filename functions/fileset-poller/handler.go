@@ -21,7 +21,7 @@ import (
 
 // FileStore is the part of the RDP client the poller uses.
 type FileStore interface {
-	FileSetsWithPages(ctx context.Context, q rdp.FileSetQuery, onPage func()) iter.Seq2[rdp.FileSet, error]
+	FileSetPages(ctx context.Context, q rdp.FileSetQuery, from string) iter.Seq2[rdp.Page[rdp.FileSet], error]
 	Packages(ctx context.Context, bucket string) iter.Seq2[rdp.Package, error]
 	Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.File, error]
 }
@@ -42,8 +42,14 @@ type StateStore interface {
 	ClaimFile(ctx context.Context, it state.FileItem) error
 	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
 	MarkQueued(ctx context.Context, fileID string) error
+	MarkFailed(ctx context.Context, fileID, reason string) error
 	GetWatermark(ctx context.Context, bucket, packageID string) (*state.Watermark, error)
 	PutWatermark(ctx context.Context, w state.Watermark) error
+	SavePass(ctx context.Context, bucket, packageID string, p state.Pass) error
+	// The sweep of non-final files.
+	QueryNonFinal(ctx context.Context, before time.Time, limit int, fn func(*state.FileItem) error) error
+	RequeueFile(ctx context.Context, fileID string, seen time.Time) error
+	GetUpload(ctx context.Context, fileID string) (*state.Upload, error)
 }
 
 var _ StateStore = (*state.Table)(nil)
@@ -69,6 +75,16 @@ const (
 	writeConcurrency = 8
 	// deadlineReserve is kept free before the Lambda deadline to report.
 	deadlineReserve = 5 * time.Second
+	// DefaultStuckAfter: a non-final file not updated for this long, lease
+	// free, is sent again. Well above the queue's visibility (30 min) ×
+	// maxReceiveCount (5) = 2.5 h and the downloader's deferral delays.
+	DefaultStuckAfter = 6 * time.Hour
+	// DefaultSweepLimit bounds the stale files handled per run.
+	DefaultSweepLimit = 200
+	// listingReserve: no new page is fetched when less than this (or a
+	// quarter of the invocation's time, if smaller) is left before the
+	// deadline; the pass is saved and the next run resumes it.
+	listingReserve = 30 * time.Second
 )
 
 // Handler is the fileset-poller. Build it with its fields set; zero knobs
@@ -94,6 +110,10 @@ type Handler struct {
 	TTLMargin time.Duration
 	// PageSize of the file-set listing, 1..100 (POLL_PAGE_SIZE; default 100).
 	PageSize int
+	// StuckAfter: a non-final file not updated for this long is swept (STUCK_AFTER).
+	StuckAfter time.Duration
+	// SweepLimit: stale files handled per run (SWEEP_LIMIT).
+	SweepLimit int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
@@ -112,6 +132,8 @@ type Result struct {
 	FileSetsSeen       int             `json:"fileSetsSeen"`
 	FilesQueued        int             `json:"filesQueued"`
 	FilesNearingExpiry int             `json:"filesNearingExpiry"`
+	FilesFailed        int             `json:"filesFailed"`     // names SQS refuses + expired stale files
+	Sweep              *SweepResult    `json:"sweep,omitempty"` // nil when the run had no time left to sweep
 	DurationSeconds    float64         `json:"durationSeconds"`
 }
 
@@ -119,6 +141,8 @@ type Result struct {
 type PackageResult struct {
 	Subscription  string    `json:"subscription"` // bucket/packageId
 	Full          bool      `json:"full"`
+	Resumed       bool      `json:"resumed,omitempty"` // a pass paused by an earlier run
+	Paused        bool      `json:"paused,omitempty"`  // stopped by the time budget; the next run resumes
 	ModifiedSince time.Time `json:"modifiedSince,omitzero"`
 	Pages         int       `json:"pages"`
 	FileSets      int       `json:"fileSets"`      // distinct READY file-sets listed
@@ -128,6 +152,7 @@ type PackageResult struct {
 	Queued        int       `json:"queued"`        // messages sent (new + resent)
 	SendFailed    int       `json:"sendFailed"`    // messages not sent: left CLAIMED for the next poll
 	NearingExpiry int       `json:"nearingExpiry"` // files not DONE whose file-set expires soon
+	Failed        int       `json:"failed"`        // files FAILED because SQS refuses their name
 	Watermark     time.Time `json:"watermark,omitzero"`
 	Error         string    `json:"error,omitempty"`
 }
@@ -178,6 +203,31 @@ func (h *Handler) pageSize() int {
 		return h.PageSize
 	}
 	return DefaultPageSize
+}
+
+func (h *Handler) stuckAfter() time.Duration {
+	if h.StuckAfter > 0 {
+		return h.StuckAfter
+	}
+	return DefaultStuckAfter
+}
+
+func (h *Handler) sweepLimit() int {
+	if h.SweepLimit > 0 {
+		return h.SweepLimit
+	}
+	return DefaultSweepLimit
+}
+
+// stopAt is when listings stop fetching pages: the deadline less
+// listingReserve or a quarter of the time left, whichever is smaller.
+// Zero (no budget) without a deadline.
+func stopAt(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	return dl.Add(-min(listingReserve, time.Until(dl)/4))
 }
 
 func (h *Handler) ttlMargin() time.Duration {
@@ -235,6 +285,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 
 	seen := map[string]bool{}
 	aborted := false
+	stop := stopAt(ctx)
 	for _, raw := range subs {
 		if aborted {
 			break
@@ -263,12 +314,13 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 				continue
 			}
 			seen[t.key()] = true
-			pr, err := h.pollPackage(ctx, log, t, ev.Full)
+			pr, err := h.pollPackage(ctx, log, t, ev.Full, stop)
 			res.Packages = append(res.Packages, pr)
 			res.PagesFetched += pr.Pages
 			res.FileSetsSeen += pr.FileSets
 			res.FilesQueued += pr.Queued
 			res.FilesNearingExpiry += pr.NearingExpiry
+			res.FilesFailed += pr.Failed
 			if err != nil {
 				fail(err)
 				if isAbort(err) {
@@ -276,6 +328,15 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 					break
 				}
 			}
+		}
+	}
+	if ctx.Err() == nil {
+		sr, err := h.sweep(ctx, log)
+		res.Sweep = &sr
+		res.FilesFailed += sr.Expired
+		if err != nil {
+			log.Error("sweep failed", "error", err.Error())
+			fail(err)
 		}
 	}
 	res.DurationSeconds = time.Since(start).Seconds()
@@ -299,13 +360,17 @@ func isAbort(err error) bool {
 	return errors.As(err, &a)
 }
 
-// guardErr turns token failures into aborts: every further RDP call would
-// fail the same way (and report the same token again).
+// guardErr turns outages into aborts: no usable token (every further RDP
+// call would fail the same way, and report the same token again), and RDP
+// rate limiting that outlasted the client's retries (more requests only
+// prolong it, and the limit is the account's). A server error fails only
+// its package. Either way the run fails; what was listed stays claimed and
+// sent, the pass keeps its cursor, and the next run catches up.
 func guardErr(err error) error {
 	if err == nil || isAbort(err) {
 		return err
 	}
-	if errors.Is(err, rdp.ErrUnauthorized) || errors.Is(err, tokenring.ErrNoValidToken) {
+	if errors.Is(err, rdp.ErrUnauthorized) || errors.Is(err, tokenring.ErrNoValidToken) || errors.Is(err, rdp.ErrRateLimited) {
 		return &errAbort{err}
 	}
 	return err
@@ -321,6 +386,13 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 	m.Add("PagesFetched", float64(res.PagesFetched))
 	m.Add("FilesNearingExpiry", float64(res.FilesNearingExpiry))
 	m.Add("PollErrors", float64(errs))
+	// FilesFailed (dimension Function only) is the name the downloader uses
+	// too: one alarm covers both functions' FAILED files.
+	m.Add("FilesFailed", float64(res.FilesFailed))
+	if res.Sweep != nil {
+		m.Add("FilesResent", float64(res.Sweep.Resent))
+		m.Put("OldestNonFinalAgeSeconds", metrics.Seconds, res.Sweep.OldestAgeSeconds)
+	}
 	m.Put("PollSeconds", metrics.Seconds, res.DurationSeconds)
 	_ = m.Flush()
 }

@@ -66,7 +66,7 @@ func mkSets(bucket, pkg string, from, n, filesPer int, base time.Time) []rdp.Fil
 	var out []rdp.FileSet
 	for i := from; i < from+n; i++ {
 		fs := rdp.FileSet{
-			ID: fmt.Sprintf("fs-%s-%d", pkg, i), Name: fmt.Sprintf("%s set %d", pkg, i),
+			ID: fmt.Sprintf("fs-%s-%04d", pkg, i), Name: fmt.Sprintf("%s set %d", pkg, i),
 			BucketName: bucket, PackageID: pkg, Status: rdp.StatusReady,
 			Created: base.Add(time.Duration(i) * time.Minute), Modified: base.Add(time.Duration(i) * time.Minute),
 			AvailableTo: base.Add(30 * 24 * time.Hour),
@@ -270,39 +270,46 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 	base := t0.Add(-48 * time.Hour)
 	sets := mkSets("bulk-ESG", "p1", 0, 250, 1, base) // 3 pages
 	f.files.add(sets...)
-	newest := sets[len(sets)-1].Modified
 
+	// An incremental poll asks for what changed since the previous
+	// completed poll's start (each step runs an hour after the last), less
+	// the overlap.
+	prevStart := func() time.Time { return f.now.Add(-time.Hour - 30*time.Minute) }
 	steps := []struct {
-		name      string
-		event     string
-		add       int // file-sets published before this poll
-		wantFull  bool
-		wantSince time.Time
-		wantPages int
-		wantNew   int
+		name        string
+		event       string
+		add         int // file-sets published before this poll
+		wantFull    bool
+		wantPages   int
+		wantNew     int
+		wantPrevRef bool // modifiedSince = previous poll's start - overlap
 	}{
-		{"first poll is full", `{}`, 0, true, time.Time{}, 3, 250},
-		{"then incremental, nothing new", `{}`, 0, false, newest.Add(-30 * time.Minute), 1, 0},
-		{"incremental picks up new file-sets", `{}`, 5, false, newest.Add(-30 * time.Minute), 1, 5},
-		{"every 3rd poll is full", `{}`, 0, true, time.Time{}, 3, 0},
-		{"incremental again", `{}`, 0, false, newest.Add(5*time.Minute - 30*time.Minute), 1, 0},
-		{"forced full ignores the watermark", `{"full":true}`, 0, true, time.Time{}, 3, 0},
+		{"first poll is full", `{}`, 0, true, 3, 250, false},
+		{"then incremental, nothing new", `{}`, 0, false, 1, 0, true},
+		{"incremental picks up new file-sets", `{}`, 5, false, 1, 5, true},
+		{"every 3rd poll is full", `{}`, 0, true, 3, 0, false},
+		{"incremental again", `{}`, 0, false, 1, 0, true},
+		{"forced full ignores the watermark", `{"full":true}`, 0, true, 3, 0, false},
 	}
 	next := 250
 	for _, s := range steps {
-		if s.add > 0 {
-			// published after the watermark, modified later than any before
-			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, base)...)
-			next += s.add
-		}
 		f.q.reset()
 		f.now = f.now.Add(time.Hour)
+		if s.add > 0 {
+			// published since the last poll: modified minutes ago
+			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, f.now.Add(-time.Duration(next+10)*time.Minute))...)
+			next += s.add
+		}
 		pagesBefore := f.files.pages
 		res := f.mustHandle(t, s.event)
 		q := f.files.lastQuery()
 		pr := res.Packages[0]
-		if pr.Full != s.wantFull || !q.ModifiedSince.Equal(s.wantSince) {
-			t.Fatalf("%s: full=%v modifiedSince=%v, want full=%v since=%v", s.name, pr.Full, q.ModifiedSince, s.wantFull, s.wantSince)
+		var wantSince time.Time
+		if s.wantPrevRef {
+			wantSince = prevStart()
+		}
+		if pr.Full != s.wantFull || !q.ModifiedSince.Equal(wantSince) {
+			t.Fatalf("%s: full=%v modifiedSince=%v, want full=%v since=%v", s.name, pr.Full, q.ModifiedSince, s.wantFull, wantSince)
 		}
 		if got := f.files.pages - pagesBefore; got != s.wantPages || pr.Pages != s.wantPages || res.PagesFetched != s.wantPages {
 			t.Errorf("%s: pages fetched %d (result %d), want %d", s.name, got, pr.Pages, s.wantPages)
@@ -312,8 +319,8 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 		}
 	}
 	w := f.st.watermark("bulk-ESG", "p1")
-	if want := base.Add(254 * time.Minute); !w.Modified.Equal(want) || w.PollsSinceFull != 0 || !w.LastFullAt.Equal(f.now) {
-		t.Errorf("watermark %+v, want modified %v after a full poll", w, want)
+	if !w.Modified.Equal(f.now) || w.PollsSinceFull != 0 || !w.LastFullAt.Equal(f.now) {
+		t.Errorf("watermark %+v, want modified %v (the last poll's start) after a full poll", w, f.now)
 	}
 	// Every file queued exactly once over all the polls.
 	for id, st := range f.st.files {
@@ -335,14 +342,21 @@ func TestClaimItemContents(t *testing.T) {
 	for _, id := range sets[0].Files {
 		it := f.st.files[id]
 		want := state.FileItem{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1",
+			FileName: id + ".csv", Size: int64(100 + len(id)),
 			Status: state.StatusQueued, AvailableTo: sets[0].AvailableTo, TTL: sets[0].AvailableTo.Add(48 * time.Hour).Unix(),
 			CreatedAt: f.now, UpdatedAt: f.now}
 		if it != want {
 			t.Errorf("item %+v\nwant %+v", it, want)
 		}
 	}
+	// The message carries the name and size from /files?filesetId=.
 	sent := f.q.sent[0]
-	if want := (queue.Message{FileID: sets[0].Files[0], FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1"}); sent != want {
+	id := sets[0].Files[0]
+	want := queue.Message{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1", FileName: id + ".csv"}
+	if sent.Size == nil || *sent.Size != int64(100+len(id)) {
+		t.Errorf("message size %v, want %d", sent.Size, 100+len(id))
+	}
+	if sent.Size = nil; sent != want {
 		t.Errorf("message %+v, want %+v", sent, want)
 	}
 }
@@ -406,8 +420,8 @@ func TestSendFailureLeavesClaimedAndNextPollSends(t *testing.T) {
 	if res.Packages[0].Resent != 2 {
 		t.Errorf("result %+v, want 2 resent", res.Packages[0])
 	}
-	if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.Equal(sets[29].Modified) {
-		t.Errorf("watermark %v, want %v", w.Modified, sets[29].Modified)
+	if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.Equal(f.now) {
+		t.Errorf("watermark %v, want the successful poll's start %v", w.Modified, f.now)
 	}
 }
 
