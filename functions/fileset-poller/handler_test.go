@@ -270,46 +270,39 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 	base := t0.Add(-48 * time.Hour)
 	sets := mkSets("bulk-ESG", "p1", 0, 250, 1, base) // 3 pages
 	f.files.add(sets...)
+	newest := sets[len(sets)-1].Modified
 
-	// An incremental poll asks for what changed since the previous
-	// completed poll's start (each step runs an hour after the last), less
-	// the overlap.
-	prevStart := func() time.Time { return f.now.Add(-time.Hour - 30*time.Minute) }
 	steps := []struct {
-		name        string
-		event       string
-		add         int // file-sets published before this poll
-		wantFull    bool
-		wantPages   int
-		wantNew     int
-		wantPrevRef bool // modifiedSince = previous poll's start - overlap
+		name      string
+		event     string
+		add       int // file-sets published before this poll
+		wantFull  bool
+		wantSince time.Time
+		wantPages int
+		wantNew   int
 	}{
-		{"first poll is full", `{}`, 0, true, 3, 250, false},
-		{"then incremental, nothing new", `{}`, 0, false, 1, 0, true},
-		{"incremental picks up new file-sets", `{}`, 5, false, 1, 5, true},
-		{"every 3rd poll is full", `{}`, 0, true, 3, 0, false},
-		{"incremental again", `{}`, 0, false, 1, 0, true},
-		{"forced full ignores the watermark", `{"full":true}`, 0, true, 3, 0, false},
+		{"first poll is full", `{}`, 0, true, time.Time{}, 3, 250},
+		{"then incremental, nothing new", `{}`, 0, false, newest.Add(-30 * time.Minute), 1, 0},
+		{"incremental picks up new file-sets", `{}`, 5, false, newest.Add(-30 * time.Minute), 1, 5},
+		{"every 3rd poll is full", `{}`, 0, true, time.Time{}, 3, 0},
+		{"incremental again", `{}`, 0, false, newest.Add(5*time.Minute - 30*time.Minute), 1, 0},
+		{"forced full ignores the watermark", `{"full":true}`, 0, true, time.Time{}, 3, 0},
 	}
 	next := 250
 	for _, s := range steps {
-		f.q.reset()
-		f.now = f.now.Add(time.Hour)
 		if s.add > 0 {
-			// published since the last poll: modified minutes ago
-			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, f.now.Add(-time.Duration(next+10)*time.Minute))...)
+			// published after the watermark, modified later than any before
+			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, base)...)
 			next += s.add
 		}
+		f.q.reset()
+		f.now = f.now.Add(time.Hour)
 		pagesBefore := f.files.pages
 		res := f.mustHandle(t, s.event)
 		q := f.files.lastQuery()
 		pr := res.Packages[0]
-		var wantSince time.Time
-		if s.wantPrevRef {
-			wantSince = prevStart()
-		}
-		if pr.Full != s.wantFull || !q.ModifiedSince.Equal(wantSince) {
-			t.Fatalf("%s: full=%v modifiedSince=%v, want full=%v since=%v", s.name, pr.Full, q.ModifiedSince, s.wantFull, wantSince)
+		if pr.Full != s.wantFull || !q.ModifiedSince.Equal(s.wantSince) {
+			t.Fatalf("%s: full=%v modifiedSince=%v, want full=%v since=%v", s.name, pr.Full, q.ModifiedSince, s.wantFull, s.wantSince)
 		}
 		if got := f.files.pages - pagesBefore; got != s.wantPages || pr.Pages != s.wantPages || res.PagesFetched != s.wantPages {
 			t.Errorf("%s: pages fetched %d (result %d), want %d", s.name, got, pr.Pages, s.wantPages)
@@ -319,8 +312,8 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 		}
 	}
 	w := f.st.watermark("bulk-ESG", "p1")
-	if !w.Modified.Equal(f.now) || w.PollsSinceFull != 0 || !w.LastFullAt.Equal(f.now) {
-		t.Errorf("watermark %+v, want modified %v (the last poll's start) after a full poll", w, f.now)
+	if want := base.Add(254 * time.Minute); !w.Modified.Equal(want) || w.PollsSinceFull != 0 || !w.LastFullAt.Equal(f.now) {
+		t.Errorf("watermark %+v, want modified %v after a full poll", w, want)
 	}
 	// Every file queued exactly once over all the polls.
 	for id, st := range f.st.files {
@@ -420,8 +413,8 @@ func TestSendFailureLeavesClaimedAndNextPollSends(t *testing.T) {
 	if res.Packages[0].Resent != 2 {
 		t.Errorf("result %+v, want 2 resent", res.Packages[0])
 	}
-	if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.Equal(f.now) {
-		t.Errorf("watermark %v, want the successful poll's start %v", w.Modified, f.now)
+	if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.Equal(sets[29].Modified) {
+		t.Errorf("watermark %v, want %v", w.Modified, sets[29].Modified)
 	}
 }
 

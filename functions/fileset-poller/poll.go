@@ -130,15 +130,21 @@ func (p *poll) problems(ctx context.Context) error {
 	return errors.Join(problems...)
 }
 
-// complete ends the pass: every file-set modified before its start (less
-// the overlap, for the next incremental pass) has been listed, so the
-// watermark may move to the start — never to a file-set's `modified`: the
-// listing is in id order, and a file-set published while the pass paged can
-// land behind the cursor with an older `modified` than others listed.
+// complete ends the pass and moves the watermark to the earlier of the
+// pass's start and the largest `modified` it listed. Never later than the
+// start: the listing is in id order, so a file-set published while the pass
+// paged (over one run or several) can land behind the cursor, with a
+// `modified` after the start. Never later than what was listed: RDP stamps
+// `modified` with its own clock, which may run behind ours. A pass that
+// listed nothing leaves the watermark where it was.
 func (p *poll) complete(ctx context.Context) (time.Time, error) {
 	next := p.wm.Modified
-	if p.pass.StartedAt.After(next) {
-		next = p.pass.StartedAt
+	cand := p.pass.StartedAt
+	if m := p.pass.MaxModified; !m.IsZero() && m.Before(cand) {
+		cand = m
+	}
+	if !p.pass.MaxModified.IsZero() && cand.After(next) {
+		next = cand
 	}
 	w := state.Watermark{Bucket: p.target.Bucket, PackageID: p.target.PackageID, Modified: next, LastPollAt: p.now,
 		PollsSinceFull: p.wm.PollsSinceFull + 1}
@@ -257,6 +263,9 @@ func (p *poll) page(ctx context.Context, items []rdp.FileSet) error {
 	}
 	for _, fs := range sets {
 		p.seenSets[fs.ID] = true
+		if fs.Modified.After(p.pass.MaxModified) {
+			p.pass.MaxModified = fs.Modified
+		}
 	}
 	p.fileSets += len(sets)
 	p.malformed = append(p.malformed, malformed...)

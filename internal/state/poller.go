@@ -25,9 +25,10 @@ const (
 	SKWatermark = "WATERMARK"
 )
 
-// Watermark is the fileset-poller's progress for one package: the start time
-// of the last listing pass that completed with every message sent (every
-// file-set modified before it, less the poll overlap, has been seen), how
+// Watermark is the fileset-poller's progress for one package: the earlier of
+// the start time and the largest `modified` of the last listing pass that
+// completed with every message sent (every file-set modified before it,
+// less the poll overlap, has been seen), how
 // many incremental polls ran since the last full reconciliation, and the
 // listing pass in progress, if any.
 type Watermark struct {
@@ -55,6 +56,8 @@ type Pass struct {
 	Full      bool      `dynamodbav:"full"`
 	Since     time.Time `dynamodbav:"since,omitempty"` // modifiedSince; zero for a full pass
 	StartedAt time.Time `dynamodbav:"startedAt"`       // taken before the first page
+	// MaxModified is the largest `modified` of the file-sets listed so far.
+	MaxModified time.Time `dynamodbav:"maxModified,omitempty"`
 	Cursor    string    `dynamodbav:"cursor,omitempty"`
 	Pages     int       `dynamodbav:"pages"` // pages fetched so far
 	Runs      int       `dynamodbav:"runs"`  // invocations that worked on the pass
