@@ -58,9 +58,9 @@ type Pass struct {
 	StartedAt time.Time `dynamodbav:"startedAt"`       // taken before the first page
 	// MaxModified is the largest `modified` of the file-sets listed so far.
 	MaxModified time.Time `dynamodbav:"maxModified,omitempty"`
-	Cursor    string    `dynamodbav:"cursor,omitempty"`
-	Pages     int       `dynamodbav:"pages"` // pages fetched so far
-	Runs      int       `dynamodbav:"runs"`  // invocations that worked on the pass
+	Cursor      string    `dynamodbav:"cursor,omitempty"`
+	Pages       int       `dynamodbav:"pages"` // pages fetched so far
+	Runs        int       `dynamodbav:"runs"`  // invocations that worked on the pass
 }
 
 // SavePass records the listing pass in progress of bucket/packageID.
