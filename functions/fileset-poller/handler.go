@@ -283,6 +283,29 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	}
 	log.Info("poll started", "subscriptions", len(subs), "source", source, "full", ev.Full)
 
+	h.pollSubscriptions(ctx, log, subs, ev.Full, fail, res)
+	if err := h.sweepInto(ctx, log, res); err != nil {
+		fail(err)
+	}
+	res.DurationSeconds = time.Since(start).Seconds()
+	h.putMetrics(res, len(errs))
+	attrs := []any{
+		"packages", len(res.Packages), "pages", res.PagesFetched, "file_sets", res.FileSetsSeen,
+		"files_queued", res.FilesQueued, "files_nearing_expiry", res.FilesNearingExpiry,
+		"errors", len(errs), "seconds", res.DurationSeconds,
+	}
+	if len(errs) > 0 {
+		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
+		log.Error("poll failed", append(attrs, "error", err.Error())...)
+		return res, err
+	}
+	log.Info("poll done", attrs...)
+	return res, nil
+}
+
+// pollSubscriptions polls every package the subscriptions name, each once,
+// until an error aborts the invocation (an outage: see guardErr).
+func (h *Handler) pollSubscriptions(ctx context.Context, log *slog.Logger, subs []string, full bool, fail func(error), res *Result) {
 	seen := map[string]bool{}
 	aborted := false
 	stop := stopAt(ctx)
@@ -314,13 +337,8 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 				continue
 			}
 			seen[t.key()] = true
-			pr, err := h.pollPackage(ctx, log, t, ev.Full, stop)
-			res.Packages = append(res.Packages, pr)
-			res.PagesFetched += pr.Pages
-			res.FileSetsSeen += pr.FileSets
-			res.FilesQueued += pr.Queued
-			res.FilesNearingExpiry += pr.NearingExpiry
-			res.FilesFailed += pr.Failed
+			pr, err := h.pollPackage(ctx, log, t, full, stop)
+			res.add(pr)
 			if err != nil {
 				fail(err)
 				if isAbort(err) {
@@ -330,29 +348,31 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 			}
 		}
 	}
-	if ctx.Err() == nil {
-		sr, err := h.sweep(ctx, log)
-		res.Sweep = &sr
-		res.FilesFailed += sr.Expired
-		if err != nil {
-			log.Error("sweep failed", "error", err.Error())
-			fail(err)
-		}
+}
+
+// add counts one package's poll in the invocation's result.
+func (res *Result) add(pr PackageResult) {
+	res.Packages = append(res.Packages, pr)
+	res.PagesFetched += pr.Pages
+	res.FileSetsSeen += pr.FileSets
+	res.FilesQueued += pr.Queued
+	res.FilesNearingExpiry += pr.NearingExpiry
+	res.FilesFailed += pr.Failed
+}
+
+// sweepInto sweeps the non-final files (see sweep) unless the invocation
+// has no time left, and records the outcome in res.
+func (h *Handler) sweepInto(ctx context.Context, log *slog.Logger, res *Result) error {
+	if ctx.Err() != nil {
+		return nil
 	}
-	res.DurationSeconds = time.Since(start).Seconds()
-	h.putMetrics(res, len(errs))
-	attrs := []any{
-		"packages", len(res.Packages), "pages", res.PagesFetched, "file_sets", res.FileSetsSeen,
-		"files_queued", res.FilesQueued, "files_nearing_expiry", res.FilesNearingExpiry,
-		"errors", len(errs), "seconds", res.DurationSeconds,
+	sr, err := h.sweep(ctx, log)
+	res.Sweep = &sr
+	res.FilesFailed += sr.Expired
+	if err != nil {
+		log.Error("sweep failed", "error", err.Error())
 	}
-	if len(errs) > 0 {
-		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
-		log.Error("poll failed", append(attrs, "error", err.Error())...)
-		return res, err
-	}
-	log.Info("poll done", attrs...)
-	return res, nil
+	return err
 }
 
 func isAbort(err error) bool {
