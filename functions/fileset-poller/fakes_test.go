@@ -235,8 +235,10 @@ type fakeState struct {
 	watermarks map[string]state.Watermark
 	uploads    map[string]state.Upload
 	passSaves  int
-	batchGets  int
-	now        func() time.Time
+	// markNonFinal counts MarkNonFinal calls.
+	markNonFinal int
+	batchGets    int
+	now          func() time.Time
 
 	ClaimErr      func(id string) error
 	MarkQueuedErr func(id string) error
@@ -271,7 +273,7 @@ func (s *fakeState) ClaimFile(ctx context.Context, it state.FileItem) error {
 	if _, ok := s.files[it.FileID]; ok {
 		return fmt.Errorf("claim file %s: %w", it.FileID, state.ErrConflict)
 	}
-	it.Status = state.StatusClaimed
+	it.Status, it.NonFinal = state.StatusClaimed, state.NonFinalValue
 	it.CreatedAt, it.UpdatedAt = s.now(), s.now()
 	s.files[it.FileID] = it
 	return nil
@@ -338,7 +340,7 @@ func (s *fakeState) MarkFailed(ctx context.Context, id, reason string) error {
 	if ok && it.Status == state.StatusDone {
 		return nil
 	}
-	it.FileID, it.Status, it.Reason, it.UpdatedAt = id, state.StatusFailed, reason, s.now()
+	it.FileID, it.Status, it.Reason, it.UpdatedAt, it.NonFinal = id, state.StatusFailed, reason, s.now(), ""
 	s.files[id] = it
 	return nil
 }
@@ -357,12 +359,13 @@ func (s *fakeState) SavePass(ctx context.Context, bucket, pkg string, p state.Pa
 	return nil
 }
 
-// QueryNonFinal: the files not DONE or FAILED, least recently updated first.
+// QueryNonFinal: the files in the sparse index (nonFinal set), least
+// recently updated first.
 func (s *fakeState) QueryNonFinal(ctx context.Context, before time.Time, limit int, fn func(*state.FileItem) error) error {
 	s.mu.Lock()
 	var out []state.FileItem
 	for _, it := range s.files {
-		if it.Status == state.StatusDone || it.Status == state.StatusFailed {
+		if it.NonFinal == "" {
 			continue
 		}
 		if before.IsZero() || it.UpdatedAt.Before(before) {
@@ -386,7 +389,7 @@ func (s *fakeState) RequeueFile(ctx context.Context, id string, seen time.Time) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it, ok := s.files[id]
-	if !ok || it.Status == state.StatusDone || it.Status == state.StatusFailed || !it.UpdatedAt.Equal(seen) {
+	if !ok || it.NonFinal == "" || !it.UpdatedAt.Equal(seen) {
 		return fmt.Errorf("requeue file %s: %w", id, state.ErrConflict)
 	}
 	it.Status, it.UpdatedAt = state.StatusClaimed, s.now()
@@ -403,6 +406,18 @@ func (s *fakeState) GetUpload(ctx context.Context, id string) (*state.Upload, er
 		return nil, fmt.Errorf("get upload checkpoint %s: %w", id, state.ErrNotFound)
 	}
 	return &u, nil
+}
+
+func (s *fakeState) MarkNonFinal(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markNonFinal++
+	it, ok := s.files[id]
+	if ok && it.Status != state.StatusDone && it.Status != state.StatusFailed {
+		it.NonFinal = state.NonFinalValue
+		s.files[id] = it
+	}
+	return nil
 }
 
 // put stores an item as is (tests arrange stale states with it).
@@ -429,6 +444,10 @@ func (s *fakeState) setStatus(id, status string) {
 	defer s.mu.Unlock()
 	it := s.files[id]
 	it.FileID, it.Status, it.UpdatedAt = id, status, s.now()
+	it.NonFinal = state.NonFinalValue
+	if status == state.StatusDone || status == state.StatusFailed {
+		it.NonFinal = ""
+	}
 	s.files[id] = it
 }
 

@@ -197,6 +197,12 @@ func (p *poll) flush(ctx context.Context, batch []fileSetFiles) error {
 			send = append(send, e.msg)
 			p.resent++
 		}
+		if it.NonFinal == "" && it.Status != state.StatusDone && it.Status != state.StatusFailed {
+			// Written before the sparse index existed: add it, so the sweep sees it.
+			if err := h.State.MarkNonFinal(ctx, it.FileID); err != nil {
+				return err
+			}
+		}
 		if it.Status != state.StatusDone && p.nearExpiry(e.fs) {
 			notDone[e.fs]++
 		}

@@ -50,6 +50,7 @@ type StateStore interface {
 	QueryNonFinal(ctx context.Context, before time.Time, limit int, fn func(*state.FileItem) error) error
 	RequeueFile(ctx context.Context, fileID string, seen time.Time) error
 	GetUpload(ctx context.Context, fileID string) (*state.Upload, error)
+	MarkNonFinal(ctx context.Context, fileID string) error
 }
 
 var _ StateStore = (*state.Table)(nil)

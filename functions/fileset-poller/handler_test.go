@@ -335,7 +335,7 @@ func TestClaimItemContents(t *testing.T) {
 	for _, id := range sets[0].Files {
 		it := f.st.files[id]
 		want := state.FileItem{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1",
-			FileName: id + ".csv", Size: int64(100 + len(id)),
+			FileName: id + ".csv", Size: int64(100 + len(id)), NonFinal: state.NonFinalValue,
 			Status: state.StatusQueued, AvailableTo: sets[0].AvailableTo, TTL: sets[0].AvailableTo.Add(48 * time.Hour).Unix(),
 			CreatedAt: f.now, UpdatedAt: f.now}
 		if it != want {

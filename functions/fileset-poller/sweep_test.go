@@ -14,8 +14,12 @@ import (
 // package bulk-ESG/p1, which lists no file-set).
 func (f *fixture) stale(id, status string, ago time.Duration, availableTo time.Time) {
 	f.files.packages["bulk-esg"] = []rdp.Package{{PackageID: "p1"}}
+	nonFinal := state.NonFinalValue
+	if status == state.StatusDone || status == state.StatusFailed {
+		nonFinal = ""
+	}
 	f.st.put(state.FileItem{FileID: id, FileSetID: "s-" + id, FileSetName: "set", FileName: id + ".csv", Size: 42,
-		Bucket: "bulk-ESG", PackageID: "p1", Status: status, AvailableTo: availableTo,
+		Bucket: "bulk-ESG", PackageID: "p1", Status: status, AvailableTo: availableTo, NonFinal: nonFinal,
 		CreatedAt: f.now.Add(-ago), UpdatedAt: f.now.Add(-ago)})
 }
 
@@ -123,4 +127,27 @@ func TestConcurrentSweepsSendOnce(t *testing.T) {
 	}
 	wg.Wait()
 	assertSentOnce(t, f.q, want)
+}
+
+// TestLegacyItemsJoinTheSweep: a non-final item written before the sparse
+// index existed (no nonFinal) is added to it when a poll lists its
+// file-set, and then swept like any other; final ones are not touched.
+func TestLegacyItemsJoinTheSweep(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	fs := set("s1", t0.Add(-time.Hour))
+	fs.Files, fs.NumFiles = []string{"legacy-queued", "legacy-done"}, 2
+	f.files.add(fs)
+	for id, st := range map[string]string{"legacy-queued": state.StatusQueued, "legacy-done": state.StatusDone} {
+		f.st.put(state.FileItem{FileID: id, FileSetID: "s1", Bucket: "bulk-ESG", PackageID: "p1", Status: st,
+			CreatedAt: f.now.Add(-7 * time.Hour), UpdatedAt: f.now.Add(-7 * time.Hour)})
+	}
+	f.mustHandle(t, `{}`)
+	if f.st.markNonFinal != 1 || f.st.file("legacy-queued").NonFinal == "" {
+		t.Fatalf("MarkNonFinal calls %d, item %+v; want the QUEUED legacy item indexed", f.st.markNonFinal, f.st.file("legacy-queued"))
+	}
+	assertSentOnce(t, f.q, []string{"legacy-queued"}) // swept in the same run: 7 h without a move
+	f.mustHandle(t, `{"full":true}`)
+	if f.st.markNonFinal != 1 {
+		t.Errorf("MarkNonFinal called again for an indexed item (%d calls)", f.st.markNonFinal)
+	}
 }

@@ -102,3 +102,25 @@ func (t *Table) RequeueFile(ctx context.Context, fileID string, seen time.Time) 
 	}
 	return nil
 }
+
+// MarkNonFinal adds a file written before the sparse index existed to it:
+// it sets nonFinal on a file item that is not DONE or FAILED (anything else
+// is left alone).
+func (t *Table) MarkNonFinal(ctx context.Context, fileID string) error {
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &t.Name,
+		Key:                      fileKey(fileID),
+		UpdateExpression:         aws.String("SET #nf = :nf"),
+		ConditionExpression:      aws.String("attribute_exists(pk) AND NOT #s IN (:done, :failed)"),
+		ExpressionAttributeNames: map[string]string{"#nf": AttrNonFinal, "#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":nf":     &types.AttributeValueMemberS{Value: NonFinalValue},
+			":done":   &types.AttributeValueMemberS{Value: StatusDone},
+			":failed": &types.AttributeValueMemberS{Value: StatusFailed},
+		},
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("index file %s as non-final: %w", fileID, err)
+	}
+	return nil
+}

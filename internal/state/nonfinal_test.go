@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/cfsync/cfsync/internal/state"
 )
 
@@ -98,5 +102,40 @@ func TestRequeueFileOnlyIfUnchanged(t *testing.T) {
 	done, _ := tbl.GetFile(ctx, "f")
 	if err := tbl.RequeueFile(ctx, "f", done.UpdatedAt); !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("requeue of a DONE file: %v, want ErrConflict", err)
+	}
+}
+
+// TestMarkNonFinalIndexesLegacyItems: an item written before the index
+// existed (no nonFinal) joins it, unless it is DONE or FAILED.
+func TestMarkNonFinalIndexesLegacyItems(t *testing.T) {
+	tbl := newTestTable(t)
+	ctx := context.Background()
+	for _, id := range []string{"legacy-queued", "legacy-done"} {
+		if err := tbl.ClaimFile(ctx, state.FileItem{FileID: id, FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tbl.MarkDone(ctx, "legacy-done", 1, "k", "e"); err != nil {
+		t.Fatal(err)
+	}
+	// Strip nonFinal as an older version would have written the item.
+	if _, err := tbl.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl.Name,
+		Key:              map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: state.FilePK("legacy-queued")}, "sk": &types.AttributeValueMemberS{Value: state.SKFile}},
+		UpdateExpression: aws.String("REMOVE nonFinal")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); len(got) != 0 {
+		t.Fatalf("before: %v, want none indexed", got)
+	}
+	for _, id := range []string{"legacy-queued", "legacy-done", "unknown"} {
+		if err := tbl.MarkNonFinal(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); !slices.Equal(got, []string{"legacy-queued"}) {
+		t.Fatalf("after MarkNonFinal: %v, want legacy-queued only", got)
+	}
+	if _, err := tbl.GetFile(ctx, "unknown"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("MarkNonFinal created an item: %v", err)
 	}
 }
