@@ -43,12 +43,9 @@ func (p *poll) describe(ctx context.Context, sets []rdp.FileSet) ([]fileSetFiles
 			embedded = append(embedded, sets[i].Files...)
 		}
 	}
-	known := map[string]*state.FileItem{}
-	if len(embedded) > 0 {
-		var err error
-		if known, _, err = p.h.State.BatchGetFiles(ctx, embedded); err != nil {
-			return nil, err
-		}
+	known, err := p.lookup(ctx, embedded)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]fileSetFiles, 0, len(sets))
 	for _, fs := range sets {
@@ -99,6 +96,33 @@ func (p *poll) listFiles(ctx context.Context, ff *fileSetFiles) error {
 		ff.files = append(ff.files, f)
 	}
 	return nil
+}
+
+// lookup returns the state items of ids (nil: unknown), reading only the
+// ids this page has not read yet (one BatchGetItem per 100).
+func (p *poll) lookup(ctx context.Context, ids []string) (map[string]*state.FileItem, error) {
+	var missing []string
+	for _, id := range ids {
+		if _, ok := p.looked[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		found, _, err := p.h.State.BatchGetFiles(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range missing {
+			p.looked[id] = found[id]
+		}
+	}
+	out := make(map[string]*state.FileItem, len(ids))
+	for _, id := range ids {
+		if it := p.looked[id]; it != nil {
+			out[id] = it
+		}
+	}
+	return out, nil
 }
 
 type entry struct {
@@ -177,7 +201,7 @@ func (p *poll) flush(ctx context.Context, batch []fileSetFiles) error {
 	for _, e := range append(entries, refused...) {
 		ids = append(ids, e.msg.FileID)
 	}
-	known, _, err := h.State.BatchGetFiles(ctx, ids)
+	known, err := p.lookup(ctx, ids)
 	if err != nil {
 		return err
 	}

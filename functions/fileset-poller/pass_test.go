@@ -172,9 +172,13 @@ func TestKnownFileSetsCostNoFilesRequest(t *testing.T) {
 	if f.files.filesCalls != 20 {
 		t.Fatalf("first poll: %d /files requests, want 20 (one per new file-set)", f.files.filesCalls)
 	}
+	gets := f.st.batchGets
 	f.mustHandle(t, `{"full":true}`)
 	if f.files.filesCalls != 20 {
 		t.Errorf("full reconciliation of known file-sets made %d more /files requests, want 0", f.files.filesCalls-20)
+	}
+	if got := f.st.batchGets - gets; got != 1 {
+		t.Errorf("full reconciliation of 40 known files (one page) made %d BatchGetItem requests, want 1", got)
 	}
 }
 

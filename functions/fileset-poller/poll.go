@@ -27,6 +27,7 @@ type poll struct {
 
 	seenSets   map[string]bool
 	seenFiles  map[string]bool
+	looked     map[string]*state.FileItem // the page's file items read so far (nil: unknown)
 	fileSets   int
 	files      int
 	sendFailed int
@@ -245,6 +246,7 @@ func (p *poll) page(ctx context.Context, items []rdp.FileSet) error {
 		onPage[fs.ID] = true
 		sets = append(sets, fs)
 	}
+	p.looked = map[string]*state.FileItem{}
 	described, err := p.describe(ctx, sets)
 	if err != nil {
 		return err
