@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -314,4 +315,36 @@ func lastEMF(t *testing.T, buf *bytes.Buffer) map[string]any {
 		}
 	}
 	return out
+}
+
+// TestPassCursorSavedEveryTenPagesAndOnFailure: a running pass saves its
+// cursor every 10 pages (a killed run re-lists at most 10) and when it
+// fails; the next run resumes after the last page done.
+func TestPassCursorSavedEveryTenPagesAndOnFailure(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	f.h.PageSize = 1
+	sets := mkSets("bulk-ESG", "p1", 0, 25, 1, t0.Add(-time.Hour))
+	f.files.add(sets...)
+	f.h.AfterClaim = func(ctx context.Context, target Target, msgs []queue.Message) error {
+		if msgs[0].FileSetID == sets[14].ID { // a crash while page 15 is processed
+			return errors.New("injected crash")
+		}
+		return nil
+	}
+	if _, err := f.handle(t, `{}`); err == nil {
+		t.Fatal("want the injected crash")
+	}
+	if f.st.passSaves != 2 { // after page 10, and on the failure (after page 14)
+		t.Errorf("%d pass saves, want 2", f.st.passSaves)
+	}
+	f.h.AfterClaim = nil
+	pages := f.files.pages
+	f.mustHandle(t, `{}`)
+	if got := f.files.pages - pages; got != 11 {
+		t.Errorf("the next run fetched %d pages, want 11 (pages 15-25)", got)
+	}
+	if f.st.passSaves != 3 { // one more, after page 24
+		t.Errorf("%d pass saves, want 3", f.st.passSaves)
+	}
+	assertSentOnce(t, f.q, allFiles(sets))
 }

@@ -156,52 +156,69 @@ func (p *poll) complete(ctx context.Context) (time.Time, error) {
 }
 
 // run lists the pass's pages from its cursor, processing each page before
-// fetching the next and saving the cursor after it, until the listing ends
-// or the time budget is spent.
+// fetching the next, until the listing ends or the time budget is spent.
+// The cursor is saved when the run pauses or fails, and every
+// savePassEvery pages (a crash re-lists at most that many pages).
 func (p *poll) run(ctx context.Context) error {
 	t := p.target
 	q := rdp.FileSetQuery{Bucket: t.Bucket, PackageID: t.PackageID, PageSize: p.h.pageSize(), ModifiedSince: p.pass.Since, Status: rdp.StatusReady}
 	if p.budgetSpent() {
 		return p.pause(ctx)
 	}
-	first := true
+	first, unsaved := true, 0
 	for pg, err := range p.h.Files.FileSetPages(ctx, q, p.pass.Cursor) {
+		if err != nil && first && p.pass.Cursor != "" && cursorRejected(err) {
+			// A saved cursor the API no longer takes: list the pass again
+			// from page 1 (its start time stays: still safe).
+			p.log.Warn("saved listing cursor refused; the pass starts again from page 1", "error", err.Error())
+			p.pass.Cursor = ""
+			return p.run(ctx)
+		}
+		if err == nil {
+			p.pages++
+			p.pass.Pages++
+			err = p.page(ctx, pg.Items)
+		}
 		if err != nil {
-			if first && p.pass.Cursor != "" && cursorRejected(err) {
-				// A saved cursor the API no longer takes: list the pass again
-				// from page 1 (its start time stays: still safe).
-				p.log.Warn("saved listing cursor refused; the pass starts again from page 1", "error", err.Error())
-				p.pass.Cursor = ""
-				return p.run(ctx)
-			}
-			return err
+			return p.keepProgress(ctx, unsaved, err)
 		}
 		first = false
-		p.pages++
-		p.pass.Pages++
-		if err := p.page(ctx, pg.Items); err != nil {
-			return err
-		}
 		p.pass.Cursor = pg.NextLink
 		if pg.NextLink == "" {
 			break
 		}
-		if err := p.h.State.SavePass(ctx, t.Bucket, t.PackageID, p.pass); err != nil {
-			return err
+		if unsaved++; unsaved >= savePassEvery {
+			if err := p.h.State.SavePass(ctx, t.Bucket, t.PackageID, p.pass); err != nil {
+				return err
+			}
+			unsaved = 0
 		}
 		if p.budgetSpent() {
-			p.paused = true
-			return nil
+			return p.pause(ctx)
 		}
 	}
 	if p.pass.Full && p.fileSets == 0 && p.pass.Pages == p.pages { // the whole pass, in this run
-
 		return p.checkPackage(ctx)
 	}
 	return nil
 }
 
+// keepProgress saves the cursor of the pages done before a failure (best
+// effort: the failure is what the run reports), so the next run resumes
+// after them.
+func (p *poll) keepProgress(ctx context.Context, unsaved int, err error) error {
+	if unsaved > 0 {
+		if serr := p.h.State.SavePass(ctx, p.target.Bucket, p.target.PackageID, p.pass); serr != nil {
+			p.log.Warn("listing cursor not saved; the next run lists those pages again", "error", serr.Error())
+		}
+	}
+	return err
+}
+
 func (p *poll) budgetSpent() bool { return !p.stopAt.IsZero() && !time.Now().Before(p.stopAt) }
+
+// savePassEvery: pages between two saves of a running pass's cursor.
+const savePassEvery = 10
 
 // pause records a pass that this run has no time to start or continue.
 func (p *poll) pause(ctx context.Context) error {
