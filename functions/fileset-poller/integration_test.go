@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +270,40 @@ func TestIntegration(t *testing.T) {
 			t.Fatalf("poll after the crash: %v", err)
 		}
 		wantExactlyOnce(t, e.drain(t, q), e.filesOf("p-crash"))
+	})
+
+	t.Run("lost messages are swept, once, lease and DONE respected", func(t *testing.T) {
+		// Its own state table: the sweep covers every file of a table.
+		createStateTable(t, e.ddb, "state-sweep")
+		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
+		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		st := state.New(e.ddb, "state-sweep")
+		st.Now = clock
+		q := e.newQueue(t)
+		h, _ := e.handler(t, q, nil, "", itBucket+"/p-sweep")
+		h.State, h.Now = st, clock
+		e.sim.AddFileSets(itBucket, "p-sweep", 1, 3, 10)
+		files := e.filesOf("p-sweep")
+		if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		wantExactlyOnce(t, e.drain(t, q), files) // ... and the messages are lost
+		if err := st.MarkDone(ctx, files[0], 10, "k", "e"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AcquireUpload(ctx, files[1], "downloader-1", clock().Add(9*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		skew.Store(int64(7 * time.Hour)) // past STUCK_AFTER (6h)
+		for range 2 {                    // the second poll finds nothing stale
+			if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantExactlyOnce(t, e.drain(t, q), files[2:])
+		if it, err := st.GetFile(ctx, files[2]); err != nil || it.Status != state.StatusQueued || it.Resends != 1 {
+			t.Errorf("swept file %+v, %v; want QUEUED after 1 resend", it, err)
+		}
 	})
 
 	t.Run("sqs failing mid-batch", func(t *testing.T) {
