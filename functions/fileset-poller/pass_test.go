@@ -348,3 +348,36 @@ func TestPassCursorSavedEveryTenPagesAndOnFailure(t *testing.T) {
 	}
 	assertSentOnce(t, f.q, allFiles(sets))
 }
+
+// TestProblemsOfAPausedRunKeepTheWatermark: a message not sent in a run
+// that then paused is remembered by the pass: the run fails, the completed
+// pass leaves the watermark, and the next pass sends the file.
+func TestProblemsOfAPausedRunKeepTheWatermark(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	f.h.PageSize = 1
+	sets := mkSets("bulk-ESG", "p1", 0, 3, 1, t0.Add(-time.Hour))
+	f.files.add(sets...)
+	f.q.Fail = func(m queue.Message) bool { return m.FileSetID == sets[0].ID }
+	f.files.AfterPage = func(int) { time.Sleep(1600 * time.Millisecond) }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	res, err := f.h.Handle(ctx, json.RawMessage(`{}`))
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "1 message(s) not sent") || !res.Packages[0].Paused {
+		t.Fatalf("run 1: %v (%+v), want paused and failed for the unsent message", err, res.Packages)
+	}
+	if w := f.st.watermark("bulk-ESG", "p1"); w.Pass == nil || w.Pass.Problems != 1 {
+		t.Fatalf("saved pass %+v, want 1 problem", w.Pass)
+	}
+	f.q.Fail, f.files.AfterPage = nil, nil
+	if _, err := f.handle(t, `{}`); err == nil || !strings.Contains(err.Error(), "earlier runs of this listing pass") {
+		t.Fatalf("run 2: %v, want the earlier problem reported", err)
+	}
+	if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.IsZero() || w.Pass != nil {
+		t.Fatalf("after run 2: %+v, want the pass ended and the watermark unmoved", w)
+	}
+	f.mustHandle(t, `{}`) // a new full pass re-sends the CLAIMED file
+	assertSentOnce(t, f.q, allFiles(sets))
+	if w := f.st.watermark("bulk-ESG", "p1"); w.Modified.IsZero() {
+		t.Errorf("watermark not advanced after a clean pass")
+	}
+}

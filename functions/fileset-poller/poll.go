@@ -60,8 +60,8 @@ func (h *Handler) newPass(wm *state.Watermark, forceFull bool, now time.Time) (s
 // pollPackage polls one package: list its READY file-sets (all of them, or
 // those modified since the watermark less the overlap), claim and send the
 // files not yet known, re-send the ones left CLAIMED, and, when the pass
-// completes with every message sent, advance the watermark to the pass's
-// start. A pass stopped by the time budget is saved and resumed next run.
+// completes with every message sent, advance the watermark (see complete).
+// A pass stopped by the time budget is saved and resumed next run.
 func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, forceFull bool, stopAt time.Time) (PackageResult, error) {
 	started := time.Now()
 	pr := PackageResult{Subscription: t.String()}
@@ -96,6 +96,9 @@ func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, f
 		pr.Paused = true
 		log.Info("listing paused by its time budget; the next run resumes it", "full", p.pass.Full,
 			"pages", pr.Pages, "pass_pages", p.pass.Pages, "pass_runs", p.pass.Runs, "queued", pr.Queued)
+		if p.sendFailed > 0 || len(p.malformed) > 0 {
+			return failed(errors.Join(append([]error{fmt.Errorf("%d message(s) not sent (the files stay CLAIMED)", p.sendFailed)}, p.malformed...)...))
+		}
 		return pr, nil
 	}
 	if err := p.problems(ctx); err != nil {
@@ -121,6 +124,9 @@ func (p *poll) problems(ctx context.Context) error {
 		problems = append(problems, fmt.Errorf("%d message(s) not sent: the files stay CLAIMED and the next poll sends them", p.sendFailed))
 	}
 	problems = append(problems, p.malformed...)
+	if n := p.pass.Problems; n > 0 {
+		problems = append(problems, fmt.Errorf("%d problem(s) in earlier runs of this listing pass (see their logs): the watermark stays", n))
+	}
 	if len(problems) == 0 {
 		return nil
 	}
@@ -188,7 +194,7 @@ func (p *poll) run(ctx context.Context) error {
 			break
 		}
 		if unsaved++; unsaved >= savePassEvery {
-			if err := p.h.State.SavePass(ctx, t.Bucket, t.PackageID, p.pass); err != nil {
+			if err := p.savePass(ctx); err != nil {
 				return err
 			}
 			unsaved = 0
@@ -208,7 +214,7 @@ func (p *poll) run(ctx context.Context) error {
 // after them.
 func (p *poll) keepProgress(ctx context.Context, unsaved int, err error) error {
 	if unsaved > 0 {
-		if serr := p.h.State.SavePass(ctx, p.target.Bucket, p.target.PackageID, p.pass); serr != nil {
+		if serr := p.savePass(ctx); serr != nil {
 			p.log.Warn("listing cursor not saved; the next run lists those pages again", "error", serr.Error())
 		}
 	}
@@ -223,7 +229,14 @@ const savePassEvery = 10
 // pause records a pass that this run has no time to start or continue.
 func (p *poll) pause(ctx context.Context) error {
 	p.paused = true
-	return p.h.State.SavePass(ctx, p.target.Bucket, p.target.PackageID, p.pass)
+	return p.savePass(ctx)
+}
+
+// savePass saves the pass, its problem count including this run's so far.
+func (p *poll) savePass(ctx context.Context) error {
+	pass := p.pass
+	pass.Problems += p.sendFailed + len(p.malformed)
+	return p.h.State.SavePass(ctx, p.target.Bucket, p.target.PackageID, pass)
 }
 
 // cursorRejected: the API answered a saved @nextLink with a client error

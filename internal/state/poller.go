@@ -59,8 +59,12 @@ type Pass struct {
 	// MaxModified is the largest `modified` of the file-sets listed so far.
 	MaxModified time.Time `dynamodbav:"maxModified,omitempty"`
 	Cursor      string    `dynamodbav:"cursor,omitempty"`
-	Pages       int       `dynamodbav:"pages"` // pages fetched so far
-	Runs        int       `dynamodbav:"runs"`  // invocations that worked on the pass
+	// Problems counts what earlier runs of the pass could not do (messages
+	// not sent, malformed file-sets): the completed pass then does not move
+	// the watermark, so the next pass lists those file-sets again.
+	Problems int `dynamodbav:"problems,omitempty"`
+	Pages    int `dynamodbav:"pages"` // pages fetched so far
+	Runs     int `dynamodbav:"runs"`  // invocations that worked on the pass
 }
 
 // SavePass records the listing pass in progress of bucket/packageID.
