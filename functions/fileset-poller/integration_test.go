@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,7 +279,8 @@ func TestIntegration(t *testing.T) {
 		createStateTable(t, e.ddb, "state-sweep")
 		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
 		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-		st := state.New(e.ddb, "state-sweep")
+		ops := &opsDB{DynamoDB: e.ddb}
+		st := state.New(ops, "state-sweep")
 		st.Now = clock
 		q := e.newQueue(t)
 		h, _ := e.handler(t, q, nil, "", itBucket+"/p-sweep")
@@ -303,6 +306,13 @@ func TestIntegration(t *testing.T) {
 		wantExactlyOnce(t, e.drain(t, q), files[2:])
 		if it, err := st.GetFile(ctx, files[2]); err != nil || it.Status != state.StatusQueued || it.Resends != 1 {
 			t.Errorf("swept file %+v, %v; want QUEUED after 1 resend", it, err)
+		}
+		// template.yaml grants the poller exactly these on the state table.
+		allowed := []string{"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query " + state.NonFinalIndex}
+		for _, op := range ops.seen() {
+			if !slices.Contains(allowed, op) {
+				t.Errorf("the poller called DynamoDB %s, which its IAM role does not allow (%v)", op, allowed)
+			}
 		}
 	})
 
@@ -518,4 +528,62 @@ func malformingProxy(t *testing.T, target, badPackage string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// opsDB records which DynamoDB operations the state table makes (Query with
+// its index), to check them against the IAM role.
+type opsDB struct {
+	state.DynamoDB
+	mu  sync.Mutex
+	ops map[string]bool
+}
+
+func (o *opsDB) note(op string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ops == nil {
+		o.ops = map[string]bool{}
+	}
+	o.ops[op] = true
+}
+
+func (o *opsDB) seen() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Sorted(maps.Keys(o.ops))
+}
+
+func (o *opsDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	o.note("GetItem")
+	return o.DynamoDB.GetItem(ctx, in, f...)
+}
+
+func (o *opsDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, f ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	o.note("PutItem")
+	return o.DynamoDB.PutItem(ctx, in, f...)
+}
+
+func (o *opsDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, f ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	o.note("UpdateItem")
+	return o.DynamoDB.UpdateItem(ctx, in, f...)
+}
+
+func (o *opsDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, f ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	o.note("DeleteItem")
+	return o.DynamoDB.DeleteItem(ctx, in, f...)
+}
+
+func (o *opsDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	o.note("BatchGetItem")
+	return o.DynamoDB.BatchGetItem(ctx, in, f...)
+}
+
+func (o *opsDB) Query(ctx context.Context, in *dynamodb.QueryInput, f ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	o.note(strings.TrimSpace("Query " + aws.ToString(in.IndexName)))
+	return o.DynamoDB.Query(ctx, in, f...)
+}
+
+func (o *opsDB) Scan(ctx context.Context, in *dynamodb.ScanInput, f ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	o.note("Scan")
+	return o.DynamoDB.Scan(ctx, in, f...)
 }

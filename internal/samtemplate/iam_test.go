@@ -110,6 +110,16 @@ func tableGrants() []string {
 	return out
 }
 
+// pollerTableGrants: what the poller's state calls use (no Query on the
+// table, no deletes, no batch writes).
+func pollerTableGrants() []string {
+	var out []string
+	for _, a := range []string{"GetItem", "BatchGetItem", "PutItem", "UpdateItem"} {
+		out = append(out, "dynamodb:"+a+" {StateTable.Arn}")
+	}
+	return out
+}
+
 // nonFinalIndexGrant: the poller's sweep queries the sparse index of
 // non-final files, and nothing else may touch an index.
 const nonFinalIndexGrant = "dynamodb:Query {StateTable.Arn}/index/nonFinal-updatedAt"
@@ -154,7 +164,7 @@ func TestIAMExactGrants(t *testing.T) {
 			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), tableGrants(),
 				[]string{"secretsmanager:GetSecretValue {CredentialsSecret}", "secretsmanager:DescribeSecret {CredentialsSecret}"},
 				ringGrants(3, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
-			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), tableGrants(), []string{nonFinalIndexGrant},
+			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), pollerTableGrants(), []string{nonFinalIndexGrant},
 				ringGrants(3, "secretsmanager:GetSecretValue"),
 				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
 			Downloader: sorted(commonGrants("DownloaderLogGroup"), tableGrants(),
@@ -169,7 +179,7 @@ func TestIAMExactGrants(t *testing.T) {
 			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), tableGrants(),
 				[]string{"secretsmanager:GetSecretValue " + cred, "secretsmanager:DescribeSecret " + cred},
 				ringGrants(1, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
-			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), tableGrants(), []string{nonFinalIndexGrant},
+			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), pollerTableGrants(), []string{nonFinalIndexGrant},
 				ringGrants(1, "secretsmanager:GetSecretValue"),
 				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
 			Downloader: sorted(commonGrants("DownloaderLogGroup"), tableGrants(),
