@@ -47,6 +47,11 @@ type Poller struct {
 	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
 	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
+	// StuckAfter: a file not DONE or FAILED, not updated for this long and
+	// with a free download lease, has its message sent again by the poll's sweep.
+	StuckAfter time.Duration `env:"STUCK_AFTER" default:"6h"`
+	// SweepLimit bounds the stale files one poll sweeps.
+	SweepLimit int `env:"SWEEP_LIMIT" default:"200" min:"1"`
 }
 
 // Downloader configures functions/downloader.
