@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -32,6 +34,14 @@ func main() {
 	lambda.Start(h)
 }
 
+// queueConfig is the notification queue credentials' configuration (both
+// secrets empty: notifications off).
+type queueConfig struct {
+	SubscriptionSecretID string        `env:"NOTIFY_SUBSCRIPTION_SECRET_ID"`
+	CredentialsSecretID  string        `env:"NOTIFY_CREDENTIALS_SECRET_ID"`
+	RefreshAfter         time.Duration `env:"QUEUE_CREDENTIALS_REFRESH" default:"30m" min:"1m"`
+}
+
 func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.Refresher
 	if err := config.Load(&cfg); err != nil {
@@ -49,9 +59,21 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
+	var qc queueConfig
+	if err := config.Load(&qc); err != nil {
+		return nil, err
+	}
+	if (qc.SubscriptionSecretID == "") != (qc.CredentialsSecretID == "") {
+		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
+	}
+	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
 	return &Handler{
-		SM:      secretsmanager.NewFromConfig(awsCfg),
-		Table:   state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable),
+		SM:         secretsmanager.NewFromConfig(awsCfg),
+		Table:      table,
+		Cloud:      client,
+		QueueState: table,
+		Queue: QueueCredsOptions{SubscriptionSecretID: qc.SubscriptionSecretID, CredentialsSecretID: qc.CredentialsSecretID,
+			RefreshAfter: qc.RefreshAfter},
 		RDP:     client,
 		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
 		Opts:    OptionsFromConfig(cfg),

@@ -108,3 +108,9 @@ func (c QueueCredentials) GoString() string { return c.String() }
 func (c QueueCredentials) LogValue() slog.Value {
 	return slog.GroupValue(slog.Int64("generation", c.Generation), slog.Time("fetched_at", c.FetchedAt))
 }
+
+// MarshalSecret encodes the credentials for their secret.
+func (c QueueCredentials) MarshalSecret() ([]byte, error) {
+	type plain QueueCredentials // no String/GoString hiding in the encoding
+	return json.Marshal(plain(c))
+}
