@@ -15,6 +15,7 @@ func (s *Server) newAPIMux() *http.ServeMux {
 	mux.HandleFunc(EPFiles, s.handleFiles)
 	mux.HandleFunc(EPFile, s.handleFile)
 	mux.HandleFunc(EPStream, s.handleStream)
+	s.registerNotifications(mux)
 	if s.opts.Admin {
 		s.registerAdmin(mux)
 	}

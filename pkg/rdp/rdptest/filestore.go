@@ -254,6 +254,7 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 	}
 	s.sets = append(s.sets, fs)
 	s.setByID[fs.id] = fs
+	s.notifyLocked(fs) // push notification when READY (notifications.go)
 	return fs
 }
 
@@ -301,6 +302,7 @@ func (s *Server) SetFileSetStatus(id, status string) {
 	fs := s.mustSet(id)
 	fs.status = status
 	fs.modified = s.now()
+	s.notifyLocked(fs)
 }
 
 // DeleteFileSet removes a file-set and its files: the API stops listing them, /files/{id} and

@@ -191,6 +191,8 @@ type Server struct {
 	sets     []*fileSet // insertion order
 	setByID  map[string]*fileSet
 	fileByID map[string]*fileRec
+
+	notes *notifier // nil until EnableNotifications (notifications.go)
 }
 
 // NewServer starts a simulator on the listen addresses of opts (two random loopback ports by
