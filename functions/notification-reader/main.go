@@ -34,23 +34,6 @@ import (
 
 const functionName = "notification-reader"
 
-// Config is the reader's environment.
-type Config struct {
-	config.Common
-	config.Reader
-	DownloadQueueURL     string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
-	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
-	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
-	// QueueEndpointURL overrides the SQS endpoint of LSEG's queue (local
-	// emulator or the simulator's credential gate); empty in production.
-	QueueEndpointURL string        `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
-	Wait             time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
-	DeadlineMargin   time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
-	Visibility       time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
-	// FileTTLMargin: as the poller's (a file item's TTL is availableTo plus this).
-	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
-}
-
 func main() {
 	h, err := newHandler(context.Background())
 	if err != nil {
@@ -61,7 +44,7 @@ func main() {
 }
 
 func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg Config
+	var cfg config.NotificationReader
 	if err := config.Load(&cfg); err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -34,14 +33,6 @@ func main() {
 	lambda.Start(h)
 }
 
-// queueConfig is the notification queue credentials' configuration (both
-// secrets empty: notifications off).
-type queueConfig struct {
-	SubscriptionSecretID string        `env:"NOTIFY_SUBSCRIPTION_SECRET_ID"`
-	CredentialsSecretID  string        `env:"NOTIFY_CREDENTIALS_SECRET_ID"`
-	RefreshAfter         time.Duration `env:"QUEUE_CREDENTIALS_REFRESH" default:"30m" min:"1m"`
-}
-
 func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.Refresher
 	if err := config.Load(&cfg); err != nil {
@@ -59,11 +50,7 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
-	var qc queueConfig
-	if err := config.Load(&qc); err != nil {
-		return nil, err
-	}
-	if (qc.SubscriptionSecretID == "") != (qc.CredentialsSecretID == "") {
+	if (cfg.NotifySubscriptionSecretID == "") != (cfg.NotifyCredentialsSecretID == "") {
 		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
 	}
 	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
@@ -72,8 +59,8 @@ func newHandler(ctx context.Context) (*Handler, error) {
 		Table:      table,
 		Cloud:      client,
 		QueueState: table,
-		Queue: QueueCredsOptions{SubscriptionSecretID: qc.SubscriptionSecretID, CredentialsSecretID: qc.CredentialsSecretID,
-			RefreshAfter: qc.RefreshAfter},
+		Queue: QueueCredsOptions{SubscriptionSecretID: cfg.NotifySubscriptionSecretID, CredentialsSecretID: cfg.NotifyCredentialsSecretID,
+			RefreshAfter: cfg.QueueCredentialsRefresh},
 		RDP:     client,
 		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
 		Opts:    OptionsFromConfig(cfg),

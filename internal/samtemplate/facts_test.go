@@ -119,8 +119,8 @@ func TestTemplateFacts(t *testing.T) {
 
 	t.Run("every alarm notifies the topic", func(t *testing.T) {
 		alarms := tpl.ResourcesOfType("AWS::CloudWatch::Alarm")
-		if len(alarms) != 4 {
-			t.Errorf("%d alarms, want 4", len(alarms))
+		if len(alarms) != 6 { // 2 of them only with Notifications=true
+			t.Errorf("%d alarms, want 6", len(alarms))
 		}
 		for _, a := range alarms {
 			if got := fmt.Sprint(a.Properties["AlarmActions"]); got != "[map[Ref:AlarmTopic]]" {
