@@ -134,6 +134,7 @@ func commands() []*command {
 		statusCommand(),
 		redriveCommand(),
 		subscriptionsCommand(),
+		notificationsCommand(),
 	}
 }
 
