@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/cfsync/cfsync/internal/notify"
 )
 
 func newTestHandler(t *testing.T, sm fakeSecrets, q *fakeQueue, e *fakeEnqueuer, rep *fakeReporter, logs *bytes.Buffer) *Handler {
@@ -64,6 +67,11 @@ func TestHandle(t *testing.T) {
 			bodies:     func(t *testing.T) []string { return []string{seal(t, testKey, notification("fs1", "READY", "f1"))} },
 			enqueueErr: errors.New("dynamodb down"),
 			want:       Result{Outcome: OutcomeFailed, Messages: 1, Kept: 1, Generation: 3}, wantErr: "kept in the queue"},
+		{name: "hand-off finds a malformed field: rejected and deleted, not retried forever", creds: goodCreds,
+			bodies:      func(t *testing.T) []string { return []string{seal(t, testKey, notification("fs1", "READY", "f1"))} },
+			enqueueErr:  fmt.Errorf("%w: file-set fs1: message: field \"fileId\" has an invalid value", notify.ErrMalformed),
+			want:        Result{Outcome: OutcomeDone, Messages: 1, Rejected: 1, Generation: 3},
+			wantDeleted: 1},
 		{name: "expired credentials are reported, nothing deleted, no error", creds: goodCreds,
 			bodies:     func(t *testing.T) []string { return []string{seal(t, testKey, notification("fs1", "READY", "f1"))} },
 			receiveErr: expiredToken(),

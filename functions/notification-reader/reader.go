@@ -146,6 +146,12 @@ func (r *reader) handle(ctx context.Context, m sqstypes.Message) {
 	}
 	r.res.Claimed += hr.Claimed
 	r.res.Queued += hr.Queued
+	if errors.Is(err, notify.ErrMalformed) { // a field no download message can carry: never retried
+		r.res.Rejected++
+		log.Error("notification rejected and deleted (the poller's reconciliation covers its file-set)", "reason", "malformed", "error", err.Error())
+		r.delete(ctx, m)
+		return
+	}
 	if err != nil {
 		r.res.Kept++
 		r.failed = append(r.failed, err)

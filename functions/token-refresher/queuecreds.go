@@ -94,6 +94,10 @@ func (r *run) upkeepQueueCreds(ctx context.Context) string {
 		return ""
 	}
 	out, err := r.queueCreds(ctx, o)
+	if errors.Is(err, errBusy) || errors.Is(err, errLostRace) {
+		r.log.Info("queue credentials left to the other refresher invocation")
+		return "busy"
+	}
 	if err != nil {
 		r.h.Metrics.Add("QueueCredentialsFailures", 1)
 		r.log.Error("queue credentials not refreshed: the next run tries again", "error", err.Error())

@@ -111,6 +111,7 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 		st        state.QueueCredsState
 		cloudErr  error
 		event     string
+		setup     func(e *env)
 		want      string
 		wantCalls int
 		wantGen   int64 // generation in the secret afterwards
@@ -139,6 +140,10 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 		}(), st: written(4, 15*time.Minute), want: "refreshed", wantCalls: 1, wantGen: 5},
 		{name: "RDP refuses: failed, old credentials kept", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute),
 			cloudErr: &rdp.APIError{Endpoint: "get cloud credentials", StatusCode: 403}, want: "failed", wantCalls: 1, wantGen: 4},
+		{name: "another invocation holds the auth lease: left to it", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute),
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) { st.LeaseOwner, st.LeaseUntil = "other", t0.Add(time.Minute) })
+			}, want: "busy", wantGen: 4},
 		{name: "revoke: no upkeep", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute), event: `{"action":"revoke"}`, want: "", wantGen: 4},
 	}
 	for _, tt := range tests {
@@ -147,6 +152,9 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 			e.seed(0, 1, 4*time.Minute, 6*time.Minute)
 			cloud, _ := withQueue(e, tt.cur, tt.st)
 			cloud.err = tt.cloudErr
+			if tt.setup != nil {
+				tt.setup(e)
+			}
 			ev := tt.event
 			if ev == "" {
 				ev = `{}`
