@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/cfsync/cfsync/internal/notify"
+	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
 func newTestHandler(t *testing.T, sm fakeSecrets, q *fakeQueue, e *fakeEnqueuer, rep *fakeReporter, logs *bytes.Buffer) *Handler {
@@ -181,5 +183,42 @@ func TestQueueRegion(t *testing.T) {
 		if got := QueueRegion(in); got != want {
 			t.Errorf("%s: %s, want %s", in, got, want)
 		}
+	}
+}
+
+type fakeLister struct{ ids []string }
+
+func (l fakeLister) Files(_ context.Context, fsID string) iter.Seq2[rdp.File, error] {
+	return func(yield func(rdp.File, error) bool) {
+		for _, id := range l.ids {
+			if !yield(rdp.File{ID: id, FileSetID: fsID, FileName: id + ".gz", Size: 7}, nil) {
+				return
+			}
+		}
+	}
+}
+
+type passGuard struct{ calls int }
+
+func (g *passGuard) Do(ctx context.Context, op func(context.Context) error) error {
+	g.calls++
+	return op(ctx)
+}
+
+// A notification that lists fewer files than its numFiles: the reader lists
+// the file-set's files (with the ring's token) and hands all of them off.
+func TestHandleListsMissingFiles(t *testing.T) {
+	q := &fakeQueue{}
+	body := strings.Replace(notification("fs1", "READY", "f1"), `"numFiles":1`, `"numFiles":3`, 1)
+	q.add(seal(t, testKey, body))
+	e := &fakeEnqueuer{}
+	h := newTestHandler(t, secrets(t, goodCreds), q, e, &fakeReporter{}, &bytes.Buffer{})
+	g := &passGuard{}
+	h.Files, h.Tokens = fakeLister{ids: []string{"f1", "f2", "f3"}}, g
+	if _, err := h.Handle(context.Background(), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.calls) != 1 || len(e.calls[0].files) != 3 || e.calls[0].files[2].ID != "f3" || g.calls != 1 {
+		t.Fatalf("handed off %+v (guard calls %d)", e.calls, g.calls)
 	}
 }
