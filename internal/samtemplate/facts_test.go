@@ -140,8 +140,8 @@ func TestTemplateFacts(t *testing.T) {
 
 	t.Run("every alarm notifies the topic", func(t *testing.T) {
 		alarms := tpl.ResourcesOfType("AWS::CloudWatch::Alarm")
-		if len(alarms) != 8 {
-			t.Errorf("%d alarms, want 8", len(alarms))
+		if len(alarms) != 10 { // 2 of them only with Notifications=true
+			t.Errorf("%d alarms, want 10", len(alarms))
 		}
 		for _, a := range alarms {
 			if got := fmt.Sprint(a.Properties["AlarmActions"]); got != "[map[Ref:AlarmTopic]]" {
