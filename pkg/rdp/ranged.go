@@ -21,10 +21,22 @@ type RangeResponse struct {
 	ETag      string
 }
 
+// ErrSourceChanged matches a 412 from the presigned host to GetRangeMatch:
+// the object no longer has the ETag the caller pinned (it was replaced).
+var ErrSourceChanged = errors.New("rdp: source object changed (If-Match failed)")
+
 // GetRange opens bytes [offset, offset+length) of a presigned URL (length < 0:
 // to the end). It sends no Authorization header and is not retried: the
 // caller retries the range. Errors never contain the URL.
 func (c *Client) GetRange(ctx context.Context, presignedURL string, offset, length int64) (*RangeResponse, error) {
+	return c.GetRangeMatch(ctx, presignedURL, offset, length, "")
+}
+
+// GetRangeMatch is GetRange with an If-Match header when ifMatch is not
+// empty (S3 answers 412 when the object's ETag differs: the error then
+// matches ErrSourceChanged). Presigned URLs sign only the host header, so
+// the extra header does not affect the signature.
+func (c *Client) GetRangeMatch(ctx context.Context, presignedURL string, offset, length int64, ifMatch string) (*RangeResponse, error) {
 	if offset < 0 {
 		return nil, errors.New("get range: negative offset")
 	}
@@ -46,6 +58,9 @@ func (c *Client) GetRange(ctx context.Context, presignedURL string, offset, leng
 	}
 	req.Header.Set("Range", rng)
 	req.Header.Set("User-Agent", c.userAgent)
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
 	req.Header.Del("Authorization")
 	resp, err := c.download.Do(req)
 	if err != nil {
@@ -83,7 +98,11 @@ func (c *Client) GetRange(ctx context.Context, presignedURL string, offset, leng
 			Message string `xml:"Message"`
 		}
 		_ = xml.Unmarshal(b, &s3)
-		return nil, &PresignedError{Host: host, StatusCode: resp.StatusCode, Code: s3.Code, Message: s3.Message}
+		pe := &PresignedError{Host: host, StatusCode: resp.StatusCode, Code: s3.Code, Message: s3.Message}
+		if resp.StatusCode == http.StatusPreconditionFailed {
+			return nil, fmt.Errorf("%w: %w", ErrSourceChanged, pe)
+		}
+		return nil, pe
 	}
 }
 
