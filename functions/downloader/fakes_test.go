@@ -257,7 +257,8 @@ func (s *fakeS3) openUploads() int {
 type fakeFile struct {
 	name string
 	size int64
-	md5  string // "" none; "auto" the real one
+	md5  string // the md5 the message carries ("" none, as RDP gives none)
+	etag string // the source object's ETag: the plain MD5 or a multipart "…-N" one
 }
 
 // rangeFault lets a test fail or alter one range attempt. Returning
@@ -274,39 +275,43 @@ type fakeRDP struct {
 	inFlight   atomic.Int32
 	maxFlight  atomic.Int32
 	Fault      rangeFault
-	FileErr    func(id string) error
 	StreamErr  func(id string, call int) error
+	ifMatch    []string // If-Match of every range request
 	Delay      func(off int64) time.Duration
 	urlVersion int
 }
 
+// listing is the test's fakeRDP: msgFor takes a file's size (and md5) from
+// it, as the poller takes them from /files?filesetId=.
+var listing *fakeRDP
+
 func newFakeRDP() *fakeRDP {
-	return &fakeRDP{files: map[string]fakeFile{}, attempts: map[int64]int{}}
+	r := &fakeRDP{files: map[string]fakeFile{}, attempts: map[int64]int{}}
+	listing = r
+	return r
 }
 
-func (r *fakeRDP) add(id, name string, size int64, withMD5 bool) {
+// add serves a file; plainETag: its ETag is its MD5 (a single-part source
+// object), else a multipart ETag that verifies nothing.
+func (r *fakeRDP) add(id, name string, size int64, plainETag bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := fakeFile{name: name, size: size}
-	if withMD5 {
-		f.md5 = rdptest.ContentMD5(id, size)
+	f := fakeFile{name: name, size: size, etag: `"` + rdptest.ContentMD5(id, size)[:24] + `00000000-3"`}
+	if plainETag {
+		f.etag = `"` + rdptest.ContentMD5(id, size) + `"`
 	}
 	r.files[id] = f
 }
 
-func (r *fakeRDP) File(ctx context.Context, id string) (*rdp.File, error) {
-	if r.FileErr != nil {
-		if err := r.FileErr(id); err != nil {
-			return nil, err
-		}
+// listed returns what the listing says of a file (ok false: not listed).
+func (r *fakeRDP) listed(id string) (fakeFile, bool) {
+	if r == nil {
+		return fakeFile{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f, ok := r.files[id]
-	if !ok {
-		return nil, &rdp.APIError{Endpoint: "get file", StatusCode: 404, Message: "File not found"}
-	}
-	return &rdp.File{ID: id, FileName: f.name, Size: f.size, MD5: f.md5}, nil
+	return f, ok
 }
 
 func (r *fakeRDP) StreamURL(ctx context.Context, id string) (string, error) {
@@ -346,13 +351,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (r *fakeRDP) GetRange(ctx context.Context, u string, off, n int64) (*rdp.RangeResponse, error) {
+func (r *fakeRDP) GetRangeMatch(ctx context.Context, u string, off, n int64, ifMatch string) (*rdp.RangeResponse, error) {
 	id := fileIDFromURL(u)
 	r.mu.Lock()
 	f := r.files[id]
 	r.attempts[off]++
 	attempt := r.attempts[off]
 	r.ranges++
+	r.ifMatch = append(r.ifMatch, ifMatch)
 	r.mu.Unlock()
 	cur := r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
@@ -372,12 +378,18 @@ func (r *fakeRDP) GetRange(ctx context.Context, u string, off, n int64) (*rdp.Ra
 			return rr, err
 		}
 	}
+	if ifMatch != "" && ifMatch != f.etag {
+		return nil, fmt.Errorf("%w: %w", rdp.ErrSourceChanged, &rdp.PresignedError{Host: "h", StatusCode: 412, Code: "PreconditionFailed"})
+	}
+	if off >= f.size {
+		return nil, &rdp.PresignedError{Host: "h", StatusCode: 416, Code: "InvalidRange"}
+	}
 	if off+n > f.size {
 		n = f.size - off
 	}
 	buf := make([]byte, n)
 	rdptest.ContentAt(id, buf, off)
-	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size}, nil
+	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size, ETag: f.etag}, nil
 }
 
 func (r *fakeRDP) Ranges() int { r.mu.Lock(); defer r.mu.Unlock(); return r.ranges }
@@ -608,6 +620,20 @@ func (s *fakeState) DeleteUpload(ctx context.Context, id, owner string) error {
 	}
 	delete(s.uploads, id)
 	delete(s.chunks, id)
+	return nil
+}
+
+func (s *fakeState) BumpSeq(ctx context.Context, id string, seq int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[id]
+	if !ok {
+		u = &state.Upload{FileID: id}
+		s.uploads[id] = u
+	}
+	if seq > u.Seq {
+		u.Seq, u.SeqAtMs = seq, s.now().UnixMilli()
+	}
 	return nil
 }
 

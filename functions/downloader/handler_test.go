@@ -81,7 +81,19 @@ func newRig(t *testing.T, mod func(*Settings)) *rig {
 	return r
 }
 
+// msgFor is the poller's message for file id: with the size (and md5, if
+// the test gave one) the listing has for it.
 func msgFor(id string) queue.Message {
+	m := oldMsgFor(id)
+	if f, ok := listing.listed(id); ok {
+		m.Size = &f.size
+		m.MD5 = f.md5
+	}
+	return m
+}
+
+// oldMsgFor is a message of the first format: no size, no name.
+func oldMsgFor(id string) queue.Message {
 	return queue.Message{FileID: id, FileSetID: "fs1", FileSetName: "Set 1", Bucket: "bulk-ESG", PackageID: "pkg1"}
 }
 
@@ -418,15 +430,19 @@ func TestHandle(t *testing.T) {
 			},
 		},
 		{
-			name: "lease held by another invocation: success without download",
+			name: "lease held by another invocation: not acknowledged as done, a delayed copy follows",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.st.uploads["f1"] = &state.Upload{FileID: "f1", Owner: "someone", LeaseUntilMs: time.Now().Add(time.Hour).UnixMilli()}
 			},
 			msgs: []string{"f1"},
 			check: func(t *testing.T, r *rig) {
-				if r.rdp.Ranges() != 0 || metric(t, r.metrics.String(), "FilesSkipped", "reason", "duplicate") != 1 {
-					t.Errorf("ranges %d; metrics %s", r.rdp.Ranges(), r.metrics.String())
+				if r.rdp.Ranges() != 0 {
+					t.Errorf("ranges %d", r.rdp.Ranges())
+				}
+				sent := r.snd.messages()
+				if len(sent) != 1 || sent[0].FileID != "f1" || sent[0].Delay <= 0 || sent[0].Seq != 0 || sent[0].Deferrals != 1 {
+					t.Fatalf("sent %+v: want one delayed copy of the same chain link", sent)
 				}
 			},
 		},
@@ -440,7 +456,7 @@ func TestHandle(t *testing.T) {
 			check: func(t *testing.T, r *rig) { r.checkLanded(t, "f1", "a.csv", MiB) },
 		},
 		{
-			name:  "404 from /files: fails as gone",
+			name:  "404 from /stream: fails as gone",
 			setup: func(r *rig) {},
 			msgs:  []string{"f1"},
 			fail:  []string{"m0"},
@@ -451,7 +467,7 @@ func TestHandle(t *testing.T) {
 			},
 		},
 		{
-			name: "401 on /stream after the reader's retry: fails, FAILED unauthorized",
+			name: "401 on /stream after the reader's retry: deferred with a delay, the message succeeds",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.rdp.StreamErr = func(string, int) error {
@@ -459,10 +475,16 @@ func TestHandle(t *testing.T) {
 				}
 			},
 			msgs: []string{"f1"},
-			fail: []string{"m0"},
 			check: func(t *testing.T, r *rig) {
-				if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "unauthorized:") {
-					t.Errorf("state %+v, want FAILED unauthorized", f)
+				if f := r.st.file("f1"); f.Status != state.StatusDownloading || !strings.HasPrefix(f.Reason, "deferred (unauthorized)") {
+					t.Errorf("state %+v, want DOWNLOADING, deferred (unauthorized)", f)
+				}
+				sent := r.snd.messages()
+				if len(sent) != 1 || sent[0].Deferrals != 1 || sent[0].Delay <= 0 || sent[0].Seq != 1 {
+					t.Fatalf("sent %+v, want one delayed message, deferral 1, seq 1", sent)
+				}
+				if metric(t, r.metrics.String(), "FilesDeferred") != 1 {
+					t.Errorf("FilesDeferred not counted: %s", r.metrics.String())
 				}
 			},
 		},
@@ -514,7 +536,7 @@ func TestHandle(t *testing.T) {
 			name: "a panic fails only its message",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
-				r.rdp.FileErr = func(id string) error {
+				r.rdp.StreamErr = func(id string, _ int) error {
 					if id == "boom" {
 						panic("fake crash")
 					}

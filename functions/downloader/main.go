@@ -74,6 +74,8 @@ func main() {
 	if err != nil {
 		fatal(log, "rdp client", err)
 	}
+	settings := SettingsFrom(cfg)
+	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	h, err := New(Deps{
 		S3:      s3.NewFromConfig(awsCfg, awsconf.S3Options()...),
 		RDP:     client,
@@ -82,7 +84,7 @@ func main() {
 		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
 		Log:     log,
 		Metrics: metrics.New(os.Stdout, function),
-	}, SettingsFrom(cfg))
+	}, settings)
 	if err != nil {
 		fatal(log, "configuration", err)
 	}

@@ -38,14 +38,6 @@ var transientFaults = []struct {
 	reason string
 	set    func(r *rig)
 }{
-	{name: "range 500 on every attempt", reason: "download:", set: func(r *rig) {
-		r.rdp.Fault = func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
-			if o == 10*MiB {
-				return nil, &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}
-			}
-			return nil, nil
-		}
-	}},
 	{name: "connection resets on every attempt", reason: "download:", set: func(r *rig) {
 		r.rdp.Fault = func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
 			if o == 10*MiB {
@@ -62,16 +54,6 @@ var transientFaults = []struct {
 			return nil
 		}
 	}},
-	{name: "401 on /stream after the reader's retry", before: true, reason: "unauthorized:", set: func(r *rig) {
-		r.rdp.StreamErr = func(string, int) error {
-			return &rdp.APIError{Endpoint: "get stream url", StatusCode: 401, Message: "token expired"}
-		}
-	}},
-	{name: "503 on /files after the client's retries", before: true, reason: "file-store:", set: func(r *rig) {
-		r.rdp.FileErr = func(string) error {
-			return &rdp.APIError{Endpoint: "get file", StatusCode: 503, Message: "unavailable"}
-		}
-	}},
 	{name: "ListParts throttled while resuming", resume: true, reason: "s3:", set: func(r *rig) {
 		r.s3.ListPartsErr = func() error { return &apiErr{"SlowDown"} }
 	}},
@@ -81,7 +63,7 @@ var transientFaults = []struct {
 }
 
 func clearFaults(r *rig) {
-	r.rdp.Fault, r.rdp.StreamErr, r.rdp.FileErr = nil, nil, nil
+	r.rdp.Fault, r.rdp.StreamErr = nil, nil
 	r.s3.UploadPartErr, r.s3.ListPartsErr, r.st.LoadPartsErr = nil, nil, nil
 }
 
