@@ -127,8 +127,7 @@ type job struct {
 	partSize     int64  // chosen for this file (0 until chosen)
 	wantMD5      []byte // nil: the API gives no (usable) md5
 	pin          *etagPin
-	keyFree      bool   // HEAD found no object at key: writes use If-None-Match
-	md5Sum       []byte // the whole file's MD5 once downloaded (nil: not hashed)
+	keyFree      bool // HEAD found no object at key: writes use If-None-Match
 	key          string
 	host         string
 	urls         *urlSource

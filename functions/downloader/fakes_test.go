@@ -296,7 +296,7 @@ func newFakeRDP() *fakeRDP {
 func (r *fakeRDP) add(id, name string, size int64, plainETag bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := fakeFile{name: name, size: size, etag: `"` + rdptest.ContentMD5(id, size)[:24] + `00000000-3"`}
+	f := fakeFile{name: name, size: size, etag: fmt.Sprintf(`"%032x-3"`, len(id)*1000+int(size%1000))}
 	if plainETag {
 		f.etag = `"` + rdptest.ContentMD5(id, size) + `"`
 	}

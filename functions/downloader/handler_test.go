@@ -623,11 +623,12 @@ func TestHandleRangeFaults(t *testing.T) {
 	name := "faulty.bin"
 	off := 5 * MiB
 	tests := []struct {
-		name    string
-		fault   rangeFault
-		kind    string // Retries{kind} expected once; "" for failures
-		failure string // state reason prefix when the file must fail
-		urls    int    // /stream calls expected (0: don't check)
+		name     string
+		fault    rangeFault
+		kind     string // Retries{kind} expected once; "" for failures
+		failure  string // state reason prefix when the file must fail
+		urls     int    // /stream calls expected (0: don't check)
+		deferred bool   // RDP unavailable: deferred, not failed
 	}{
 		{name: "connection reset", kind: kindReset, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) { return nil, resetErr() })},
 		{name: "truncated body", kind: kindTruncated, fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
@@ -643,6 +644,18 @@ func TestHandleRangeFaults(t *testing.T) {
 		{name: "403 expired URL: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 403, Code: "AccessDenied", Message: "Request has expired"}
 		})},
+		{name: "400 ExpiredToken (session token ended): new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "ExpiredToken", Message: "The provided token has expired."}
+		})},
+		{name: "400 TokenRefreshRequired: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "TokenRefreshRequired"}
+		})},
+		{name: "400 InvalidToken: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "InvalidToken"}
+		})},
+		{name: "400 other code: fails", failure: "download:", fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "InvalidArgument"}
+		})},
 		{name: "503 SlowDown", kind: kindThrottle, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 503, Code: "SlowDown"}
 		})},
@@ -652,13 +665,13 @@ func TestHandleRangeFaults(t *testing.T) {
 		{name: "404 on the URL: permanent", failure: "gone:", fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 404, Code: "NoSuchKey"}
 		})},
-		{name: "500 on every attempt: gives up", failure: "download:", fault: func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+		{name: "500 on every attempt: deferred, upload kept", deferred: true, fault: func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
 			if o == off {
 				return nil, &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}
 			}
 			return nil, nil
 		}},
-		{name: "size differs from /files", failure: "size-mismatch:", fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
+		{name: "size differs from the listing", failure: "size-mismatch:", fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
 			return &rdp.RangeResponse{Body: io.NopCloser(strings.NewReader("")), Offset: o, Length: n, TotalSize: size + 1}, nil
 		})},
 	}
@@ -668,6 +681,22 @@ func TestHandleRangeFaults(t *testing.T) {
 			r.rdp.add("f1", name, size, true)
 			r.rdp.Fault = tt.fault
 			resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+			if tt.deferred {
+				sent := r.snd.messages()
+				if len(resp.BatchItemFailures) != 0 || len(sent) != 1 || sent[0].Delay <= 0 || sent[0].Deferrals != 1 {
+					t.Fatalf("failures %v, sent %+v: want the message acknowledged and a delayed copy", failedIDs(resp), sent)
+				}
+				if up := r.st.upload("f1"); up == nil || up.UploadID == "" || r.s3.openUploads() != 1 {
+					t.Errorf("checkpoint %+v: want the upload kept", up)
+				}
+				if r.rdp.attempts[off] != r.cfg.RangeAttempts {
+					t.Errorf("%d attempts at the range, want RANGE_ATTEMPTS=%d", r.rdp.attempts[off], r.cfg.RangeAttempts)
+				}
+				if strings.Contains(r.metrics.String(), "FilesFailed") {
+					t.Error("FilesFailed counted for a deferral")
+				}
+				return
+			}
 			if tt.failure != "" {
 				if len(resp.BatchItemFailures) != 1 {
 					t.Fatalf("want the message to fail, got %v", failedIDs(resp))
@@ -678,9 +707,6 @@ func TestHandleRangeFaults(t *testing.T) {
 				}
 				if r.s3.openUploads() != 0 || r.s3.object(keyOf(name)) != nil {
 					t.Error("open upload or object left after a failure")
-				}
-				if tt.name == "500 on every attempt: gives up" && r.rdp.attempts[off] != r.cfg.RangeAttempts {
-					t.Errorf("%d attempts at the range, want RANGE_ATTEMPTS=%d", r.rdp.attempts[off], r.cfg.RangeAttempts)
 				}
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -19,9 +20,18 @@ import (
 // eventAt is a batch of msgFor(ids) on their receive-th receive
 // (ApproximateReceiveCount, as the SQS event source sets it).
 func eventAt(receive int, ids ...string) events.SQSEvent {
+	var ms []queue.Message
+	for _, id := range ids {
+		ms = append(ms, msgFor(id))
+	}
+	return eventOf(receive, ms...)
+}
+
+// eventOf is a batch of messages on their receive-th receive.
+func eventOf(receive int, ms ...queue.Message) events.SQSEvent {
 	var evt events.SQSEvent
-	for i, id := range ids {
-		evt.Records = append(evt.Records, events.SQSMessage{MessageId: "m" + strconv.Itoa(i), Body: msgFor(id).Encode(),
+	for i, m := range ms {
+		evt.Records = append(evt.Records, events.SQSMessage{MessageId: "m" + strconv.Itoa(i), Body: m.Encode(),
 			Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(receive)}})
 	}
 	return evt
@@ -227,7 +237,11 @@ func TestEveryReceiveFails(t *testing.T) {
 	deadlineRun := func(r *rig, receive int) events.SQSEventResponse {
 		ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 		defer cancel()
-		resp, _ := r.h.Handle(ctx, eventAt(receive, "f1"))
+		m := msgFor("f1")
+		if sent := r.snd.messages(); len(sent) > 0 {
+			m = sent[0] // the continuation, redelivered
+		}
+		resp, _ := r.h.Handle(ctx, eventOf(receive, m))
 		return resp
 	}
 	tests := []struct {
