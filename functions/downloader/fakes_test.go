@@ -64,6 +64,11 @@ type fakeS3 struct {
 	PutObjectErr  func() error
 	AbortErr      func() error
 	ListPartsErr  func() error
+	// LoseComplete: CompleteMultipartUpload completes, then answers this
+	// error (a response lost; the SDK's retry then gets NoSuchUpload).
+	LoseComplete error
+	// BeforeWrite runs before PutObject / CompleteMultipartUpload (races).
+	BeforeWrite func()
 }
 
 func newFakeS3(bucket string) *fakeS3 {
@@ -126,8 +131,14 @@ func (s *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	if c := aws.ToString(in.ChecksumCRC32C); c != checksumCRC32C(b) {
 		return nil, &apiErr{"BadDigest"}
 	}
+	if s.BeforeWrite != nil {
+		s.BeforeWrite()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, exists := s.objects[aws.ToString(in.Key)]; exists && aws.ToString(in.IfNoneMatch) == "*" {
+		return nil, &apiErr{"PreconditionFailed"}
+	}
 	o := &fakeObject{data: b, meta: maps.Clone(in.Metadata), etag: etagOf(b)}
 	s.objects[aws.ToString(in.Key)] = o
 	return &s3.PutObjectOutput{ETag: aws.String(o.etag)}, nil
@@ -175,9 +186,15 @@ func (s *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, _ ...fu
 
 func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, _ ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	s.count("CompleteMultipartUpload")
+	if s.BeforeWrite != nil {
+		s.BeforeWrite()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := aws.ToString(in.UploadId)
+	if _, exists := s.objects[s.uploadKey(id)]; exists && aws.ToString(in.IfNoneMatch) == "*" {
+		return nil, &apiErr{"PreconditionFailed"}
+	}
 	u, ok := s.uploads[id]
 	if !ok {
 		return nil, &types.NoSuchUpload{}
@@ -199,7 +216,17 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 	o := &fakeObject{data: data, meta: u.meta, etag: fmt.Sprintf(`"%x-%d"`, md5.Sum(data), len(in.MultipartUpload.Parts))}
 	s.objects[u.key] = o
 	delete(s.uploads, id)
+	if s.LoseComplete != nil {
+		return nil, s.LoseComplete
+	}
 	return &s3.CompleteMultipartUploadOutput{ETag: aws.String(o.etag)}, nil
+}
+
+func (s *fakeS3) uploadKey(id string) string {
+	if u, ok := s.uploads[id]; ok {
+		return u.key
+	}
+	return ""
 }
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
@@ -259,6 +286,19 @@ type fakeFile struct {
 	size int64
 	md5  string // the md5 the message carries ("" none, as RDP gives none)
 	etag string // the source object's ETag: the plain MD5 or a multipart "…-N" one
+	// content is the id whose rdptest content the object holds ("": the
+	// file id); replace changes it, as a source object replaced at RDP.
+	content string
+}
+
+// replace makes file id's source another object (new content and ETag).
+func (r *fakeRDP) replace(id, content string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.files[id]
+	f.content = content
+	f.etag = `"` + rdptest.ContentMD5(content, f.size) + `"`
+	r.files[id] = f
 }
 
 // rangeFault lets a test fail or alter one range attempt. Returning
@@ -388,6 +428,9 @@ func (r *fakeRDP) GetRangeMatch(ctx context.Context, u string, off, n int64, ifM
 		n = f.size - off
 	}
 	buf := make([]byte, n)
+	if f.content != "" {
+		id = f.content
+	}
 	rdptest.ContentAt(id, buf, off)
 	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size, ETag: f.etag}, nil
 }
