@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -424,6 +425,11 @@ func TestIntegrationFaults(t *testing.T) {
 				}
 				if !strings.Contains(logs.String(), "work re-enqueued with a delay") || e.objectCount(t, itKey(f)) != 0 {
 					t.Error("no deferral logged, or an object written")
+				}
+				attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queue,
+					AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+				if n, _ := strconv.Atoi(attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]); err != nil || n < 1 {
+					t.Errorf("no delayed message on the queue: %v %v", attrs, err)
 				}
 				return
 			}
