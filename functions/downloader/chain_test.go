@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -401,6 +403,31 @@ func TestMemoryGuard(t *testing.T) {
 					t.Errorf("%+v: error %q does not name %s", tt, err, v)
 				}
 			}
+		}
+	}
+}
+
+func TestETagCheck(t *testing.T) {
+	sum := md5.Sum([]byte("content"))
+	of := md5.Sum(sum[:])
+	tests := []struct {
+		etag             string
+		verifiable, want bool
+	}{
+		{`"` + hex.EncodeToString(sum[:]) + `"`, true, true},
+		{hex.EncodeToString(sum[:]), true, true},
+		{`"` + hex.EncodeToString(of[:]) + `-1"`, true, true},
+		{`"` + hex.EncodeToString(sum[:]) + `-1"`, true, false},
+		{`"0123456789abcdef0123456789abcdef"`, true, false},
+		{`"` + hex.EncodeToString(of[:]) + `-3"`, false, false},
+		{`W/"abc"`, false, false},
+		{``, false, false},
+		{`"zz23456789abcdef0123456789abcdef"`, false, false},
+	}
+	for _, tt := range tests {
+		v, m := etagCheck(tt.etag, sum[:])
+		if v != tt.verifiable || m != tt.want {
+			t.Errorf("etagCheck(%s) = %v, %v; want %v, %v", tt.etag, v, m, tt.verifiable, tt.want)
 		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -427,8 +426,8 @@ func TestIntegrationFaults(t *testing.T) {
 					t.Error("no deferral logged, or an object written")
 				}
 				attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queue,
-					AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
-				if n, _ := strconv.Atoi(attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]); err != nil || n < 1 {
+					AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+				if n, _ := strconv.Atoi(attrs.Attributes[string(stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]); err != nil || n < 1 {
 					t.Errorf("no delayed message on the queue: %v %v", attrs, err)
 				}
 				return

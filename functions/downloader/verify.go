@@ -2,20 +2,20 @@ package main
 
 import (
 	"bytes"
+	"crypto/md5"
 	"encoding/hex"
 	"fmt"
 	"strings"
 )
 
 // verifyMD5 checks the downloaded file's MD5 against the message's md5 (an
-// API gave one: a mismatch is permanent) or else the source's plain ETag:
-// S3's ETag is the MD5 of an object uploaded in one part without SSE-KMS.
-// As nothing public says how the source objects are stored, an ETag that
-// differs is not trusted at once: the file is downloaded again, and when
-// the new download has the same MD5 as the first, the ETag is not an MD5
-// and the file lands (size and per-part CRC32C verified). A multipart
-// ("…-N") or missing ETag verifies nothing more. ok false: the returned
-// outcome ends this attempt.
+// API gave one: a mismatch is permanent) or else the source's ETag where it
+// tells the MD5 (see etagCheck). As nothing public says how the source
+// objects are stored, an ETag that differs is not trusted at once: the file
+// is downloaded again, and when the new download has the same MD5 as the
+// first, the ETag is not an MD5 (e.g. SSE-KMS) and the file lands (size and
+// per-part CRC32C verified); a transfer fault would give another MD5. ok
+// false: the returned outcome ends this attempt.
 func (j *job) verifyMD5(sum []byte) (outcome, bool) {
 	if j.wantMD5 != nil {
 		if !bytes.Equal(sum, j.wantMD5) {
@@ -25,11 +25,11 @@ func (j *job) verifyMD5(sum []byte) (outcome, bool) {
 		return outcome{}, true
 	}
 	etag := j.pin.get()
-	want := plainETagMD5(etag)
-	if want == nil {
+	verifiable, match := etagCheck(etag, sum)
+	switch {
+	case !verifiable:
 		return outcome{}, true
-	}
-	if bytes.Equal(sum, want) {
+	case match:
 		j.md5OK = true
 		return outcome{}, true
 	}
@@ -43,16 +43,21 @@ func (j *job) verifyMD5(sum []byte) (outcome, bool) {
 		err: fmt.Errorf("MD5 %s of the download differs from the source's ETag %s: downloading again", got, etag)}, false
 }
 
-// plainETagMD5 returns the MD5 a single-part S3 ETag holds, nil for any
-// other ETag (multipart "…-N", weak, empty).
-func plainETagMD5(etag string) []byte {
+// etagCheck compares a file's MD5 with its S3 ETag where the ETag tells the
+// MD5: a single-part ETag is the MD5 itself; a one-part multipart ETag
+// ("<hex>-1") is the MD5 of that MD5. Other multipart ETags ("…-N", N > 1:
+// the MD5 of the part MD5s, for part boundaries not known here), weak or
+// empty ones are not verifiable.
+func etagCheck(etag string, sum []byte) (verifiable, match bool) {
 	e := strings.Trim(etag, `"`)
-	if len(e) != 32 {
-		return nil
+	h, onePart := strings.CutSuffix(e, "-1")
+	want, err := hex.DecodeString(h)
+	if err != nil || len(want) != md5.Size {
+		return false, false
 	}
-	b, err := hex.DecodeString(e)
-	if err != nil {
-		return nil
+	if onePart {
+		s := md5.Sum(sum)
+		sum = s[:]
 	}
-	return b
+	return true, bytes.Equal(want, sum)
 }
