@@ -112,6 +112,50 @@ func TestShortTimeoutMakesProgress(t *testing.T) {
 	}
 }
 
+// TestBookkeepingWithinDeadline: the bookkeeping after the work (here a
+// continuation message SQS never answers) ends before the invocation's
+// deadline, so the invocation returns its batch response instead of timing
+// out (a timed-out invocation has its whole batch redelivered).
+func TestBookkeepingWithinDeadline(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.CleanupTimeout = time.Minute; s.RangeReadTimeout = 5 * time.Second })
+	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
+	r.snd.Hang = true
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = r.h.Handle(ctx, eventAt(1, "f1"))
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		case <-time.After(50 * time.Millisecond):
+			t.Fatal("Handle still running at the invocation's deadline")
+		}
+	}
+}
+
+// TestGoneWithShortTimeout: a message for a file that does not exist ends
+// FAILED and fails (to the DLQ after maxReceiveCount) whatever the timeout.
+func TestGoneWithShortTimeout(t *testing.T) {
+	r := newRig(t, func(s *Settings) { s.DeadlineMargin = 45 * time.Second })
+	for receive := 1; receive <= 5; receive++ {
+		if f := r.handleOne(t, msgFor("nope"), receive, 300*time.Millisecond); len(f) != 1 {
+			t.Fatalf("receive %d: failures %v, want the message to fail", receive, f)
+		}
+	}
+	if f := r.st.file("nope"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "gone:") {
+		t.Errorf("state %+v, want FAILED gone", f)
+	}
+	if len(r.snd.messages()) != 0 {
+		t.Errorf("%d messages sent for a file that does not exist", len(r.snd.messages()))
+	}
+}
+
 // TestDuplicateWhileLeaseHeld: a delivery of a file another invocation is
 // downloading is re-sent as one delayed copy each time (a chain, never a
 // tree); once the holder is done the copy ends quietly, and when the holder

@@ -705,9 +705,15 @@ type fakeSender struct {
 	mu   sync.Mutex
 	sent []queue.Message
 	Err  error
+	// Hang: SendBatch waits for its context to end (SQS not answering).
+	Hang bool
 }
 
 func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error) {
+	if s.Hang {
+		<-ctx.Done()
+		return queue.SendResult{Failed: msgs, Calls: 1}, ctx.Err()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Err != nil {
