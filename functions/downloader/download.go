@@ -29,7 +29,7 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
-// Object metadata (DESIGN §6), as S3 user metadata (x-amz-meta-…).
+// Object metadata (docs/design.md#output-layout), as S3 user metadata (x-amz-meta-…).
 const (
 	metaFileID    = "cfs-file-id"
 	metaFileSetID = "cfs-fileset-id"

@@ -53,7 +53,7 @@ type RDP interface {
 var _ RDP = (*rdp.Client)(nil)
 
 // Tokens runs file-store calls with the token ring's 401 handling
-// (re-read, retry once, report; DESIGN §7.1).
+// (re-read, retry once, report; docs/design.md#tokens).
 type Tokens interface {
 	Do(ctx context.Context, op func(ctx context.Context) error) error
 }
@@ -332,7 +332,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 
 // HandleEvent decodes the raw Lambda event and runs Handle: an event that is
 // not JSON, or not shaped like an SQS event, gets an error that says so and
-// names the field (DESIGN §5, §7.8) instead of the JSON decoder's bare message.
+// names the field (docs/design.md#events) instead of the JSON decoder's bare message.
 func (h *Handler) HandleEvent(ctx context.Context, raw []byte) (events.SQSEventResponse, error) {
 	evt, err := decodeEvent(raw)
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package queue is the download queue's message contract (DESIGN §5) and a
+// Package queue is the download queue's message contract (docs/design.md#events) and a
 // batch sender shared by the poller, the downloader (continuations) and the
 // operator CLI (redrive).
 package queue
