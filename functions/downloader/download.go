@@ -79,7 +79,7 @@ func failed(reason string, err error) outcome {
 }
 
 // permanentReasons are the failures a redelivery cannot cure: the file is
-// gone or not what the file store says, its metadata is unusable, or the
+// gone or not what the listing says, its name is unusable, or the
 // upload is unknown to S3. They abort the upload and mark the file FAILED at
 // once; every other failure is transient (see job.retryLater).
 var permanentReasons = map[string]bool{

@@ -424,7 +424,7 @@ func (mp *multipart) complete(ctx context.Context) outcome {
 		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag), ChecksumCRC32C: nonEmpty(p.Checksum)})
 	}
 	if total != j.size {
-		return failed("size-mismatch", fmt.Errorf("parts hold %d bytes, the file store says %d", total, j.size))
+		return failed("size-mismatch", fmt.Errorf("parts hold %d bytes, the file has %d", total, j.size))
 	}
 	if mp.md5 != nil {
 		if o, ok := j.verifyMD5(mp.md5.Sum(nil)); !ok {

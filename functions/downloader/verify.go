@@ -19,7 +19,7 @@ import (
 func (j *job) verifyMD5(sum []byte) (outcome, bool) {
 	if j.wantMD5 != nil {
 		if !bytes.Equal(sum, j.wantMD5) {
-			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the file store says %x, downloaded %x", j.wantMD5, sum)), false
+			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the message says %x, downloaded %x", j.wantMD5, sum)), false
 		}
 		j.md5OK = true
 		return outcome{}, true
