@@ -475,3 +475,35 @@ func TestETagCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestNoHashForMultipartETag: when nothing can verify the MD5 (no md5 given,
+// a multipart "…-N" source ETag), parts are not held back for in-order
+// hashing: a slow first part does not stop the other ranges.
+func TestNoHashForMultipartETag(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprint("plain ETag ", plain), func(t *testing.T) {
+			r := newRig(t, func(s *Settings) { s.ParallelRanges = 2; s.RangeReadTimeout = 5 * time.Second })
+			r.rdp.add("f1", "big.bin", 20*MiB, plain) // four parts
+			started := -1
+			r.rdp.Fault = func(_ context.Context, o, _ int64, attempt int) (*rdp.RangeResponse, error) {
+				if o == 0 && attempt == 1 {
+					time.Sleep(500 * time.Millisecond)
+					started = r.rdp.Ranges()
+				}
+				return nil, nil
+			}
+			if f := r.handleOne(t, msgFor("f1"), 1, 0); len(f) != 0 {
+				t.Fatalf("failures %v", f)
+			}
+			r.checkLanded(t, "f1", "big.bin", 20*MiB)
+			// Hashed in order, part 2 waits for part 1 holding its slot: no
+			// more than 2 ranges; without hashing parts 3 and 4 start too.
+			if plain && started != 2 || !plain && started < 3 {
+				t.Errorf("%d ranges requested while part 1 was in flight (plain ETag %v)", started, plain)
+			}
+			if verified := strings.Contains(r.logs.String(), `"md5_verified":true`); verified != plain {
+				t.Errorf("md5 verified %v, want %v", verified, plain)
+			}
+		})
+	}
+}

@@ -127,7 +127,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 				return fmt.Errorf("abort the checkpoint's multipart upload: %w", aerr)
 			}
 		} else {
-			if !mp.restoreMD5(up) {
+			if !mp.restoreMD5(up) && !j.hashUseless() {
 				j.log.Warn("md5 cannot be resumed from the checkpoint: this file's md5 is not verified (its size and every part's CRC32C are)")
 			}
 			j.mp = mp
@@ -330,6 +330,7 @@ func (mp *multipart) part(ctx context.Context, n int32, buf []byte) error {
 func (mp *multipart) finishPart(ctx context.Context, p state.Part, buf []byte) error {
 	for {
 		mp.mu.Lock()
+		mp.dropUselessHash()
 		if mp.md5 == nil || mp.md5Through == p.Number-1 {
 			if mp.md5 != nil {
 				mp.md5.Write(buf)
@@ -358,6 +359,22 @@ func (mp *multipart) finishPart(ctx context.Context, p state.Part, buf []byte) e
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// dropUselessHash stops hashing (and its part ordering, which holds buffers
+// back) once the source's ETag is known not to tell the MD5 and no md5 was
+// given: a multipart "…-N" ETag. The ETag is pinned by the first range
+// response, before any part finishes. Parts waiting for their turn are
+// released. mp.mu is held.
+func (mp *multipart) dropUselessHash() {
+	if mp.md5 == nil || !mp.j.hashUseless() {
+		return
+	}
+	mp.md5 = nil
+	for n, ch := range mp.waiters {
+		close(ch)
+		delete(mp.waiters, n)
 	}
 }
 

@@ -61,3 +61,17 @@ func etagCheck(etag string, sum []byte) (verifiable, match bool) {
 	}
 	return true, bytes.Equal(want, sum)
 }
+
+// hashUseless reports whether the download's MD5 can verify nothing: no md5
+// was given and the source's (known) ETag does not tell the MD5.
+func (j *job) hashUseless() bool {
+	if j.wantMD5 != nil {
+		return false
+	}
+	etag := j.pin.get()
+	if etag == "" {
+		return false // not known yet
+	}
+	verifiable, _ := etagCheck(etag, make([]byte, md5.Size))
+	return !verifiable
+}
