@@ -19,6 +19,7 @@ type fileRef struct {
 	id   string
 	name string
 	size *int64
+	md5  string // only when the listing gives one (no public RDP sample shows it)
 }
 
 type fileSetFiles struct {
@@ -85,7 +86,7 @@ func (p *poll) listFiles(ctx context.Context, ff *fileSetFiles) error {
 			return fmt.Errorf("file-set %s: %w", ff.fs.ID, err)
 		}
 		size := f.Size
-		listed = append(listed, fileRef{id: f.ID, name: f.FileName, size: &size})
+		listed = append(listed, fileRef{id: f.ID, name: f.FileName, size: &size, md5: f.MD5})
 	}
 	for _, f := range listed {
 		if i, ok := at[f.id]; ok {
@@ -163,7 +164,7 @@ func (p *poll) entries(batch []fileSetFiles) (ok, refused []entry) {
 			}
 			p.seenFiles[f.id] = true
 			m := queue.Message{FileID: f.id, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName,
-				PackageID: fs.PackageID, FileName: f.name, Size: f.size}
+				PackageID: fs.PackageID, FileName: f.name, Size: f.size, MD5: f.md5}
 			if m.Bucket == "" {
 				m.Bucket = p.target.Bucket
 			}

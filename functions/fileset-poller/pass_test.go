@@ -163,6 +163,18 @@ func TestIncompleteEmbeddedFilesAreListed(t *testing.T) {
 	}
 }
 
+// TestListingMD5IsPassedOn: an md5 in the listing (no public RDP sample
+// shows one; the downloader verifies it when present) reaches the message.
+func TestListingMD5IsPassedOn(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	f.files.add(set("s1", t0.Add(-time.Hour)))
+	f.files.FilesOf = map[string][]rdp.File{"s1": {{ID: "f-s1", FileName: "a.csv", Size: 1, MD5: "0cc175b9c0f1b6a831c399e269772661"}}}
+	f.mustHandle(t, `{}`)
+	if len(f.q.sent) != 1 || f.q.sent[0].MD5 != "0cc175b9c0f1b6a831c399e269772661" {
+		t.Fatalf("sent %+v, want the listing's md5 in the message", f.q.sent)
+	}
+}
+
 // TestKnownFileSetsCostNoFilesRequest: /files?filesetId= is asked only for
 // file-sets with a file not yet known; a full reconciliation of known,
 // complete file-sets costs none.
