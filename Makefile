@@ -1,9 +1,11 @@
 # cfsync — build, test, lint, demo, bench.
 SHELL := /bin/bash
 GO ?= go
-FUNCTIONS := token-refresher fileset-poller downloader
+FUNCTIONS := token-refresher fileset-poller downloader notification-reader
 # moto_server and cfn-lint: from PATH, else from the project's virtualenv (make tools).
 VENV := $(CURDIR)/.venv
+# AWS's Lambda Runtime Interface Emulator, which runs the bootstraps in the demo and the e2e tests.
+RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: all build test unit lint demo bench bench-tools tools clean
@@ -17,10 +19,12 @@ build:
 	done
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
 
-## tools: moto_server and cfn-lint into .venv when they are not already on PATH
+## tools: moto_server and cfn-lint into .venv, aws-lambda-rie into $GOPATH/bin, when not already there
 tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null || { \
 		python3 -m venv $(VENV) && $(VENV)/bin/pip install -q "moto[server]>=5.1" cfn-lint; }
+	@command -v aws-lambda-rie >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/aws-lambda-rie" ] || \
+		$(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(RIE_VERSION)
 
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod's tool directive)
 lint:

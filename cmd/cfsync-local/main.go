@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cfsync/cfsync/internal/credentials"
 	"io"
 	"os"
 	"os/signal"
@@ -95,39 +96,48 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
+// realTarget is a run against the real RDP.
+type realTarget struct {
+	baseURL string
+	subs    []string
+	creds   string // the credentials secret's JSON
+	kind    string // which grant
+}
+
 // realRDP is the configuration for a run against the real RDP, from the
 // environment: RDP_BASE_URL, SUBSCRIPTIONS and v1 (RDP_USERNAME,
 // RDP_PASSWORD, RDP_CLIENT_ID) or v2 (RDP_CLIENT_ID, RDP_CLIENT_SECRET)
-// credentials. ok is false when they are not all set.
-func realRDP(getenv func(string) string) (baseURL string, subs []string, creds string, kind string, ok bool, err error) {
-	baseURL = strings.TrimSpace(getenv("RDP_BASE_URL"))
-	user, pass := getenv("RDP_USERNAME"), getenv("RDP_PASSWORD")
-	id, secret := getenv("RDP_CLIENT_ID"), getenv("RDP_CLIENT_SECRET")
+// credentials. It is nil when none of them is set (a simulator run).
+func realRDP(getenv func(string) string) (*realTarget, error) {
+	t := &realTarget{baseURL: strings.TrimSpace(getenv("RDP_BASE_URL"))}
 	for _, s := range strings.Split(getenv("SUBSCRIPTIONS"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			subs = append(subs, s)
+			t.subs = append(t.subs, s)
 		}
 	}
-	var doc map[string]string
+	creds, ok, err := credentials.FromEnv(getenv)
 	switch {
-	case user != "" && pass != "" && id != "":
-		doc, kind = map[string]string{"username": user, "password": pass, "client_id": id}, "v1 password grant"
-	case id != "" && secret != "":
-		doc, kind = map[string]string{"client_id": id, "client_secret": secret}, "v2 client credentials"
+	case err != nil:
+		return nil, fmt.Errorf("real RDP: %w", err)
+	case !ok && t.baseURL == "" && len(t.subs) == 0:
+		return nil, nil
+	case !ok:
+		return nil, errors.New("real RDP: set RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID (v1) or RDP_CLIENT_ID and RDP_CLIENT_SECRET (v2)")
+	case len(t.subs) == 0:
+		return nil, errors.New("real RDP: set SUBSCRIPTIONS (bucket/packageId or bucket/*, comma-separated)")
+	case t.baseURL == "":
+		return nil, errors.New("real RDP: set RDP_BASE_URL (e.g. https://api.refinitiv.com)")
 	}
-	if doc == nil && baseURL == "" && len(subs) == 0 {
-		return "", nil, "", "", false, nil
+	// The local refresher stands in for a deployed one: like the credentials
+	// secret's default, it takes exclusive sign-on control (FromEnv's default
+	// is off, for the CLI's one-off sign-ons).
+	creds.TakeExclusive = true
+	b, err := creds.SecretJSON()
+	if err != nil {
+		return nil, fmt.Errorf("real RDP: %w", err)
 	}
-	switch {
-	case doc == nil:
-		return "", nil, "", "", false, errors.New("real RDP: set RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID (v1) or RDP_CLIENT_ID and RDP_CLIENT_SECRET (v2)")
-	case len(subs) == 0:
-		return "", nil, "", "", false, errors.New("real RDP: set SUBSCRIPTIONS (bucket/packageId or bucket/*, comma-separated)")
-	case baseURL == "":
-		return "", nil, "", "", false, errors.New("real RDP: set RDP_BASE_URL (e.g. https://api.refinitiv.com)")
-	}
-	b, _ := json.Marshal(doc)
-	return baseURL, subs, string(b), kind, true, nil
+	t.creds, t.kind = string(b), string(creds.Kind)
+	return t, nil
 }
 
 func randomHex(n int) string {
@@ -208,7 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stderr, "cfsync-local:", err)
 		return 2
 	}
-	baseURL, subs, creds, credKind, real, err := realRDP(getenv)
+	target, err := realRDP(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "cfsync-local:", err)
 		return 2
@@ -217,88 +227,130 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if out.tty {
 		out.width = termWidth(os.Stdout)
 	}
-
 	cfg := pipeline.Config{StackName: "cfsync-local", BinDir: o.binDir, Env: map[string][]string{}}
 	var sim *rdptest.Server
 	var expected []rdptest.File
-	if real {
-		if o.refreshEvery == 0 {
-			o.refreshEvery = time.Minute
-		}
-		if o.pollEvery == 0 {
-			o.pollEvery = time.Minute
-		}
-		fmt.Fprintf(stdout, "cfsync-local: REAL RDP at %s (%s), subscriptions %s\n", baseURL, credKind, strings.Join(subs, ","))
-		fmt.Fprintln(stdout, "  the token-refresher signs in with your credentials (default auth budget: 20 requests per 5 minutes)")
-		cfg.Credentials = creds
-		cfg.Params = map[string]string{"RdpBaseUrl": baseURL, "Subscriptions": strings.Join(subs, ",")}
-		if o.timeout == 5*time.Minute {
-			o.timeout = 0 // real files take as long as they take
-		}
+	if target != nil {
+		configureReal(&cfg, &o, target, stdout)
 	} else {
-		if o.refreshEvery == 0 {
-			o.refreshEvery = 5 * time.Second
-		}
-		if o.pollEvery == 0 {
-			o.pollEvery = 10 * time.Second
-		}
-		sim, err = rdptest.Start(rdptest.Options{
-			AccessTokenTTL: o.tokenTTL, URLExpiry: 2 * time.Minute, BandwidthPerConn: o.bandwidth,
-		})
-		if err != nil {
+		if sim, expected, err = configureSim(&cfg, &o, stdout); err != nil {
 			fmt.Fprintln(stderr, "cfsync-local:", err)
 			return 1
 		}
 		defer sim.Close()
-		user, password, appKey := "demo-user@example.com", "demo-"+randomHex(12), randomHex(20)
-		sim.AddUser(user, password, appKey)
-		b, _ := json.Marshal(map[string]string{"username": user, "password": password, "client_id": appKey})
-		cfg.Credentials = string(b)
-		expected = pipeline.SeedDemo(sim, o.sets)
-		subs = pipeline.DemoSubscriptions()
-		cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
-		// Compressed token timing (README.md, "Compressed timing"): refresh when a third of the
-		// token's life is left, readers skip a token a sixth early, a ring slot
-		// may be rewritten 10 s after its last write (3 slots, a refresh every
-		// two thirds of a token life: each slot is written every 2 token lives).
-		// The failure backoff is compressed like the schedule (1 minute → 5 s).
-		cfg.Env[pipeline.Refresher] = []string{
-			"TOKEN_REFRESH_MARGIN=" + (o.tokenTTL / 3).String(),
-			"SECRET_MIN_WRITE_INTERVAL=10s",
-			"AUTH_BACKOFF_BASE=5s", "AUTH_BACKOFF_MAX=2m30s",
-		}
-		cfg.Env[""] = []string{"TOKEN_SKEW=" + (o.tokenTTL / 6).String()}
-		var total int64
-		for _, f := range expected {
-			total += f.Size
-		}
-		fmt.Fprintf(stdout, "cfsync-local: RDP simulator at %s: %d files (%s) in %d READY file-sets of %d subscribed packages, plus a PENDING file-set and an unsubscribed package\n",
-			sim.URL(), len(expected), humanBytes(total), countSets(expected), len(subs))
-		fmt.Fprintf(stdout, "  SUBSCRIPTIONS=%s\n", strings.Join(subs, ","))
 	}
-	cfg.RefreshEvery, cfg.PollEvery = o.refreshEvery, o.pollEvery
-	// Failed messages come back after 60 s instead of the queue's 30 minutes;
-	// the downloader's timeout is cut to 50 s to stay below that.
-	cfg.VisibilityTimeout = 60 * time.Second
-	cfg.Timeouts = map[string]time.Duration{pipeline.Downloader: 50 * time.Second}
-	cfg.Env[pipeline.Downloader] = []string{"DEADLINE_MARGIN=10s", "RANGE_READ_TIMEOUT=5s", "RETRY_MAX_DELAY=2s"}
-
-	logDir := o.logDir
-	if logDir == "" {
-		if logDir, err = os.MkdirTemp("", "cfsync-local-logs-"); err != nil {
-			fmt.Fprintln(stderr, "cfsync-local:", err)
-			return 1
-		}
-	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+	configureLocal(&cfg, o)
+	logs, err := openLogs(o.logDir)
+	if err != nil {
 		fmt.Fprintln(stderr, "cfsync-local:", err)
 		return 1
 	}
-	logs := &logFiles{dir: logDir}
 	defer logs.close()
 	cfg.LogWriter = logs.writer(o.verbose, stderr)
-
 	events := make(chan string, 256)
-	cfg.OnInvoke = func(fn string, res lambdarun.Result, err error) {
+	cfg.OnInvoke = reportFailures(ctx, events)
+
+	d := &demo{ctx: ctx, o: o, stdout: stdout, stderr: stderr, sim: sim, expected: expected}
+	if code, ok := d.start(cfg, logs.dir); !ok {
+		return code
+	}
+	defer d.shutdown()
+	code := d.watchAndSummarise(out, events)
+	d.shutdown()
+	return code
+}
+
+// configureReal points cfg at the real RDP; the schedules default to a
+// minute and there is no time limit unless one was given.
+func configureReal(cfg *pipeline.Config, o *options, t *realTarget, stdout io.Writer) {
+	if o.refreshEvery == 0 {
+		o.refreshEvery = time.Minute
+	}
+	if o.pollEvery == 0 {
+		o.pollEvery = time.Minute
+	}
+	fmt.Fprintf(stdout, "cfsync-local: REAL RDP at %s (%s), subscriptions %s\n", t.baseURL, t.kind, strings.Join(t.subs, ","))
+	fmt.Fprintln(stdout, "  the token-refresher signs in with your credentials (default auth budget: 20 requests per 5 minutes)")
+	cfg.Credentials = t.creds
+	cfg.Params = map[string]string{"RdpBaseUrl": t.baseURL, "Subscriptions": strings.Join(t.subs, ",")}
+	if o.timeout == 5*time.Minute {
+		o.timeout = 0 // real files take as long as they take
+	}
+}
+
+// configureSim starts the RDP simulator with the demo's files and a demo
+// user, and points cfg at it with compressed token timing.
+func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.Server, []rdptest.File, error) {
+	if o.refreshEvery == 0 {
+		o.refreshEvery = 5 * time.Second
+	}
+	if o.pollEvery == 0 {
+		o.pollEvery = 10 * time.Second
+	}
+	sim, err := rdptest.Start(rdptest.Options{
+		AccessTokenTTL: o.tokenTTL, URLExpiry: 2 * time.Minute, BandwidthPerConn: o.bandwidth,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	user, password, appKey := "demo-user@example.com", "demo-"+randomHex(12), randomHex(20)
+	sim.AddUser(user, password, appKey)
+	b, _ := json.Marshal(map[string]string{"username": user, "password": password, "client_id": appKey})
+	cfg.Credentials = string(b)
+	expected := pipeline.SeedDemo(sim, o.sets)
+	subs := pipeline.DemoSubscriptions()
+	cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
+	// Compressed token timing (docs/design.md#compressed-timing): refresh when a third of the
+	// token's life is left, readers skip a token a sixth early, a ring slot
+	// may be rewritten 10 s after its last write (3 slots, a refresh every
+	// two thirds of a token life: each slot is written every 2 token lives).
+	// The failure backoff is compressed like the schedule (1 minute → 5 s).
+	cfg.Env[pipeline.Refresher] = []string{
+		"TOKEN_REFRESH_MARGIN=" + (o.tokenTTL / 3).String(),
+		"SECRET_MIN_WRITE_INTERVAL=10s",
+		"AUTH_BACKOFF_BASE=5s", "AUTH_BACKOFF_MAX=2m30s",
+	}
+	cfg.CommonEnv = []string{"TOKEN_SKEW=" + (o.tokenTTL / 6).String()}
+	var total int64
+	for _, f := range expected {
+		total += f.Size
+	}
+	fmt.Fprintf(stdout, "cfsync-local: RDP simulator at %s: %d files (%s) in %d READY file-sets of %d subscribed packages, plus a PENDING file-set and an unsubscribed package\n",
+		sim.URL(), len(expected), humanBytes(total), countSets(expected), len(subs))
+	fmt.Fprintf(stdout, "  SUBSCRIPTIONS=%s\n", strings.Join(subs, ","))
+	return sim, expected, nil
+}
+
+// configureLocal sets what every local run shares: the schedules, and
+// failed messages back after 60 s instead of the queue's 30 minutes, the
+// downloader's timeout cut to 50 s to stay below that.
+func configureLocal(cfg *pipeline.Config, o options) {
+	cfg.RefreshEvery, cfg.PollEvery = o.refreshEvery, o.pollEvery
+	cfg.VisibilityTimeout = 60 * time.Second
+	cfg.Timeouts = map[string]time.Duration{pipeline.Downloader: 50 * time.Second}
+	cfg.Env[pipeline.Downloader] = []string{"DEADLINE_MARGIN=10s", "RANGE_READ_TIMEOUT=5s", "RETRY_MAX_DELAY=2s"}
+}
+
+// openLogs creates dir (default: a new temporary directory) for the
+// functions' log files.
+func openLogs(dir string) (*logFiles, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "cfsync-local-logs-")
+		if err != nil {
+			return nil, err
+		}
+		return &logFiles{dir: d}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &logFiles{dir: dir}, nil
+}
+
+// reportFailures sends a line for every failed invocation to events
+// (dropped when events is full).
+func reportFailures(ctx context.Context, events chan<- string) func(string, lambdarun.Result, error) {
+	return func(fn string, res lambdarun.Result, err error) {
 		var msg string
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -313,86 +365,111 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		default:
 		}
 	}
+}
 
-	fmt.Fprintln(stdout, "cfsync-local: starting moto_server, building the three functions, deploying template.yaml into moto's CloudFormation…")
+// demo is one running local pipeline.
+type demo struct {
+	ctx            context.Context
+	o              options
+	stdout, stderr io.Writer
+	sim            *rdptest.Server
+	expected       []rdptest.File
+	p              *pipeline.Pipeline
+	stopped        bool
+}
+
+// start starts the pipeline and prints what runs where; !ok means it did
+// not start and code is the exit code.
+func (d *demo) start(cfg pipeline.Config, logDir string) (code int, ok bool) {
+	fmt.Fprintln(d.stdout, "cfsync-local: starting moto_server, building the three functions, deploying template.yaml into moto's CloudFormation…")
 	t0 := time.Now()
-	p, err := pipeline.Start(ctx, cfg)
+	p, err := pipeline.Start(d.ctx, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "cfsync-local: interrupted during start-up; everything started is stopped")
-			return 130
+		if d.ctx.Err() != nil {
+			fmt.Fprintln(d.stderr, "cfsync-local: interrupted during start-up; everything started is stopped")
+			return 130, false
 		}
-		fmt.Fprintln(stderr, "cfsync-local:", err)
-		return 1
+		fmt.Fprintln(d.stderr, "cfsync-local:", err)
+		return 1, false
 	}
-	stopped := false
-	shutdown := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		pids := p.PIDs()
-		p.Close()
-		fmt.Fprintf(stdout, "cfsync-local: stopped (moto_server and %d function processes ended: pids %v)\n", len(pids)-1, pids)
-	}
-	defer shutdown()
-	fmt.Fprintf(stdout, "cfsync-local: up in %.1fs: moto_server %s (pid %d), stack %s, functions as bootstraps under the Lambda Runtime API server\n",
+	d.p = p
+	fmt.Fprintf(d.stdout, "cfsync-local: up in %.1fs: moto_server %s (pid %d), stack %s, functions as bootstraps under the Lambda Runtime Interface Emulator\n",
 		time.Since(t0).Seconds(), p.Endpoint, p.Moto.PID, p.Stack.StackName)
-	fmt.Fprintf(stdout, "  schedules: token-refresher every %s, fileset-poller every %s; downloader: SQS event source, batch %d, concurrency %d\n",
-		o.refreshEvery, o.pollEvery, p.Config.BatchSize, p.Config.DownloaderConcurrency)
-	fmt.Fprintf(stdout, "  function logs: %s/{%s}.log\n", logDir, strings.Join(pipeline.Functions, ","))
-
-	if o.faults && sim != nil {
+	fmt.Fprintf(d.stdout, "  schedules: token-refresher every %s, fileset-poller every %s; downloader: SQS event source, batch %d, concurrency %d\n",
+		d.o.refreshEvery, d.o.pollEvery, p.Config.BatchSize, p.Config.DownloaderConcurrency)
+	fmt.Fprintf(d.stdout, "  function logs: %s/{%s}.log\n", logDir, strings.Join(pipeline.Functions, ","))
+	if d.o.faults && d.sim != nil {
 		fs := demoFaults()
-		sim.Inject(fs...)
-		o.injected = len(fs)
-		fmt.Fprintf(stdout, "  injected %d faults (every class: 401, 429, 500, 503, reset, truncate, stall, expired URL, repeated page item)\n", len(fs))
+		d.sim.Inject(fs...)
+		d.o.injected = len(fs)
+		fmt.Fprintf(d.stdout, "  injected %d faults (every class: 401, 429, 500, 503, reset, truncate, stall, expired URL, repeated page item)\n", len(fs))
 	}
+	return 0, true
+}
 
+func (d *demo) shutdown() {
+	if d.stopped {
+		return
+	}
+	d.stopped = true
+	pids := d.p.PIDs()
+	d.p.Close()
+	fmt.Fprintf(d.stdout, "cfsync-local: stopped (moto_server and %d function processes ended: pids %v)\n", len(pids)-1, pids)
+}
+
+// watchAndSummarise shows progress until done, interrupted or timed out,
+// prints the summary, copies the files (-out), waits (-keep) and returns
+// the exit code.
+func (d *demo) watchAndSummarise(out *liveWriter, events <-chan string) int {
+	ctx, o := d.ctx, d.o
 	runCtx := ctx
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	res := watch(runCtx, p, sim, expected, out, events, o)
+	res := watch(runCtx, d.p, d.sim, d.expected, out, events, o)
 	out.endLive()
 	interrupted := ctx.Err() != nil
 	timedOut := !interrupted && runCtx.Err() != nil
 	if interrupted || timedOut {
-		p.StopLoops() // a still summary: nothing moves while it is printed
+		d.p.StopLoops() // a still summary: nothing moves while it is printed
 	}
-
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	code := summary(sctx, stdout, p, sim, expected, res, o)
+	code := summary(sctx, d.stdout, d.p, d.sim, d.expected, res, o)
 	switch {
 	case interrupted:
-		fmt.Fprintln(stdout, "cfsync-local: interrupted")
+		fmt.Fprintln(d.stdout, "cfsync-local: interrupted")
 		if code == 0 && !res.complete {
 			code = 130
 		}
 	case timedOut:
-		fmt.Fprintf(stdout, "cfsync-local: gave up after %s\n", o.timeout)
+		fmt.Fprintf(d.stdout, "cfsync-local: gave up after %s\n", o.timeout)
 		code = 1
 	}
-	if o.out != "" && ctx.Err() == nil {
-		n, err := p.CopyTo(sctx, o.out)
+	return d.copyAndKeep(sctx, code)
+}
+
+// copyAndKeep copies the files (-out) and keeps everything up until Ctrl-C
+// (-keep).
+func (d *demo) copyAndKeep(ctx context.Context, code int) int {
+	if d.o.out != "" && d.ctx.Err() == nil {
+		n, err := d.p.CopyTo(ctx, d.o.out)
 		if err != nil {
-			fmt.Fprintln(stderr, "cfsync-local:", err)
+			fmt.Fprintln(d.stderr, "cfsync-local:", err)
 			code = 1
 		} else {
-			fmt.Fprintf(stdout, "cfsync-local: copied %d files to %s\n", n, o.out)
+			fmt.Fprintf(d.stdout, "cfsync-local: copied %d files to %s\n", n, d.o.out)
 		}
 	}
-	if o.keep && ctx.Err() == nil {
-		fmt.Fprintln(stdout, "cfsync-local: -keep: everything keeps running (the schedules too); Ctrl-C to stop")
-		<-ctx.Done()
+	if d.o.keep && d.ctx.Err() == nil {
+		fmt.Fprintln(d.stdout, "cfsync-local: -keep: everything keeps running (the schedules too); Ctrl-C to stop")
+		<-d.ctx.Done()
 		if code == 130 {
 			code = 0
 		}
 	}
-	shutdown()
 	return code
 }
 

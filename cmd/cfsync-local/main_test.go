@@ -70,13 +70,13 @@ func TestRealRDP(t *testing.T) {
 		real    bool
 		wantErr string
 		kind    string
-		doc     map[string]string
+		doc     map[string]any
 	}{
 		{name: "nothing set: simulator", env: nil},
 		{name: "v1", env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "RDP_CLIENT_ID": "k", "SUBSCRIPTIONS": "bulk-ESG/x, bulk-ESG/*", "RDP_BASE_URL": "https://api.refinitiv.com"},
-			real: true, kind: "v1 password grant", doc: map[string]string{"username": "u", "password": "p", "client_id": "k"}},
+			real: true, kind: "v1 password", doc: map[string]any{"username": "u", "password": "p", "client_id": "k", "take_exclusive_sign_on_control": true}},
 		{name: "v2", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "bulk-ESG/x", "RDP_BASE_URL": "https://api.refinitiv.com"},
-			real: true, kind: "v2 client credentials", doc: map[string]string{"client_id": "id", "client_secret": "s"}},
+			real: true, kind: "v2 service account", doc: map[string]any{"client_id": "id", "client_secret": "s"}},
 		{name: "credentials without subscriptions", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "RDP_BASE_URL": "https://x"}, wantErr: "SUBSCRIPTIONS"},
 		{name: "subscriptions without credentials", env: map[string]string{"SUBSCRIPTIONS": "bulk-ESG/x"}, wantErr: "RDP_USERNAME"},
 		{name: "no base URL", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p"}, wantErr: "RDP_BASE_URL"},
@@ -84,7 +84,8 @@ func TestRealRDP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, subs, creds, kind, real, err := realRDP(func(k string) string { return tt.env[k] })
+			target, err := realRDP(func(k string) string { return tt.env[k] })
+			real := target != nil
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
@@ -97,11 +98,11 @@ func TestRealRDP(t *testing.T) {
 			if !real {
 				return
 			}
-			if kind != tt.kind || len(subs) == 0 {
-				t.Errorf("kind %q subs %v", kind, subs)
+			if target.kind != tt.kind || len(target.subs) == 0 || target.baseURL == "" {
+				t.Errorf("target %+v", target)
 			}
-			var doc map[string]string
-			if err := json.Unmarshal([]byte(creds), &doc); err != nil {
+			var doc map[string]any
+			if err := json.Unmarshal([]byte(target.creds), &doc); err != nil {
 				t.Fatal(err)
 			}
 			if len(doc) != len(tt.doc) {
@@ -109,7 +110,7 @@ func TestRealRDP(t *testing.T) {
 			}
 			for k, v := range tt.doc {
 				if doc[k] != v {
-					t.Errorf("credentials[%s] = %q, want %q", k, doc[k], v)
+					t.Errorf("credentials[%s] = %v, want %v", k, doc[k], v)
 				}
 			}
 		})

@@ -283,7 +283,7 @@ func testCredentialsSecret(t *testing.T, sm *secretsmanager.Client, awsEnv func(
 		t.Errorf("code %d stdout %s stderr %s", r.code, r.stdout, r.stderr)
 	}
 	r = c.run("login", "--credentials-secret", "cfsync/bad-credentials")
-	if r.code != exitError || !strings.Contains(r.stderr, `field "password" is required`) {
+	if r.code != exitError || !strings.Contains(r.stderr, `field "password" is missing or empty`) {
 		t.Errorf("bad secret: code %d stderr %s", r.code, r.stderr)
 	}
 	r = c.run("login", "--credentials-secret", "cfsync/missing")

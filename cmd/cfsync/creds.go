@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"golang.org/x/oauth2"
 
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -40,126 +39,25 @@ func (f *rdpFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.takeExclusive, "take-exclusive", false, "v1 only: sign on with takeExclusiveSignOnControl=true, ENDING any other session of the account (e.g. the deployed token-refresher's)")
 }
 
-// credentials are RDP sign-on credentials in the DESIGN §4 format. Their
-// String never reveals a secret.
-type credentials struct {
-	kind         string // "v1", "v2" or "refresh"
-	source       string // where they came from, for messages
-	username     string
-	password     string
-	clientID     string
-	clientSecret string
-	refreshToken string
-	scope        string
+// sourced are RDP credentials (parsed by internal/credentials) and where
+// they came from, for messages. String never reveals a secret.
+type sourced struct {
+	credentials.Credentials
+	source string
 }
 
-func (c credentials) String() string { return fmt.Sprintf("credentials{%s from %s}", c.kind, c.source) }
+func (c sourced) String() string { return fmt.Sprintf("credentials{%s from %s}", c.Kind, c.source) }
 
 // GoString never reveals a secret.
-func (c credentials) GoString() string { return c.String() }
+func (c sourced) GoString() string { return c.String() }
 
-// parseCredentials decodes the credentials-secret JSON. Errors name the
-// field, never a value.
-func parseCredentials(data []byte, source string) (credentials, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(bytes.TrimSpace(data), &raw); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return credentials{}, fmt.Errorf("credentials in %s: invalid JSON at byte %d", source, se.Offset)
-		}
-		return credentials{}, fmt.Errorf("credentials in %s: not a JSON object", source)
+// parseSourced parses the credentials-secret JSON read from source.
+func parseSourced(data []byte, source string) (sourced, error) {
+	c, err := credentials.Parse(data)
+	if err != nil {
+		return sourced{}, fmt.Errorf("credentials in %s: %w", source, err)
 	}
-	str := func(name string) (string, error) {
-		v, ok := raw[name]
-		if !ok || string(v) == "null" {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return "", fmt.Errorf("credentials in %s: field %q must be a string", source, name)
-		}
-		return strings.TrimSpace(s), nil
-	}
-	c := credentials{source: source}
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{
-		{"username", &c.username}, {"password", &c.password}, {"client_id", &c.clientID},
-		{"client_secret", &c.clientSecret}, {"refresh_token", &c.refreshToken}, {"scope", &c.scope},
-	} {
-		v, err := str(f.name)
-		if err != nil {
-			return credentials{}, err
-		}
-		*f.dst = v
-	}
-	if v, ok := raw["take_exclusive_sign_on_control"]; ok {
-		var b bool
-		if err := json.Unmarshal(v, &b); err != nil {
-			return credentials{}, fmt.Errorf("credentials in %s: field %q must be true or false", source, "take_exclusive_sign_on_control")
-		}
-		// The CLI ignores it: it never takes exclusive control unless told to (--take-exclusive).
-	}
-	switch {
-	case c.refreshToken != "":
-		c.kind = "refresh"
-	case c.clientSecret != "":
-		c.kind = "v2"
-	default:
-		c.kind = "v1"
-	}
-	missing := func(names ...string) error {
-		for _, n := range names {
-			if v, _ := str(n); v == "" {
-				return fmt.Errorf("credentials in %s: field %q is required", source, n)
-			}
-		}
-		return nil
-	}
-	switch c.kind {
-	case "refresh":
-		return c, missing("client_id")
-	case "v2":
-		return c, missing("client_id")
-	default:
-		if len(raw) == 0 {
-			return credentials{}, fmt.Errorf("credentials in %s: empty object: want username, password and client_id (v1) or client_id and client_secret (v2)", source)
-		}
-		return c, missing("username", "password", "client_id")
-	}
-}
-
-// credentialsFromEnv reads RDP_USERNAME/RDP_PASSWORD/RDP_CLIENT_ID (v1) or
-// RDP_CLIENT_ID/RDP_CLIENT_SECRET (v2). ok is false when none is set.
-func credentialsFromEnv(env func(string) string) (c credentials, ok bool, err error) {
-	c = credentials{
-		source:       "the environment",
-		username:     strings.TrimSpace(env("RDP_USERNAME")),
-		password:     env("RDP_PASSWORD"),
-		clientID:     strings.TrimSpace(env("RDP_CLIENT_ID")),
-		clientSecret: env("RDP_CLIENT_SECRET"),
-	}
-	if c.username == "" && c.password == "" && c.clientID == "" && c.clientSecret == "" {
-		return credentials{}, false, nil
-	}
-	switch {
-	case c.clientSecret != "" && (c.username != "" || c.password != ""):
-		return credentials{}, true, errors.New("credentials in the environment: set RDP_USERNAME/RDP_PASSWORD (v1) or RDP_CLIENT_SECRET (v2), not both")
-	case c.clientSecret != "":
-		c.kind = "v2"
-		if c.clientID == "" {
-			return credentials{}, true, errors.New("credentials in the environment: RDP_CLIENT_SECRET is set but RDP_CLIENT_ID is not")
-		}
-	default:
-		c.kind = "v1"
-		for _, v := range []struct{ name, val string }{{"RDP_USERNAME", c.username}, {"RDP_PASSWORD", c.password}, {"RDP_CLIENT_ID", c.clientID}} {
-			if v.val == "" {
-				return credentials{}, true, fmt.Errorf("credentials in the environment: %s is not set (v1 needs RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID; v2 needs RDP_CLIENT_ID and RDP_CLIENT_SECRET)", v.name)
-			}
-		}
-	}
-	return c, true, nil
+	return sourced{c, source}, nil
 }
 
 // tokenInfo describes the token a command works with; never the token itself.
@@ -243,14 +141,14 @@ func (a *app) signOn(ctx context.Context, f *rdpFlags) (*rdpSession, error) {
 	if f.tokenRing {
 		return a.ringSession(ctx, f, auth)
 	}
-	var c credentials
+	var c sourced
 	switch {
 	case f.credFile != "":
 		data, err := os.ReadFile(f.credFile)
 		if err != nil {
 			return nil, fmt.Errorf("read credentials: %w", err)
 		}
-		if c, err = parseCredentials(data, f.credFile); err != nil {
+		if c, err = parseSourced(data, f.credFile); err != nil {
 			return nil, err
 		}
 	case f.credSecret != "":
@@ -258,41 +156,41 @@ func (a *app) signOn(ctx context.Context, f *rdpFlags) (*rdpSession, error) {
 			return nil, err
 		}
 	default:
-		var ok bool
-		c, ok, err = credentialsFromEnv(a.env)
+		env, ok, err := credentials.FromEnv(a.env)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, usagef("credentials in the environment: %v", err)
 		}
+		c = sourced{env, "the environment"}
 		if !ok {
 			return nil, usagef("no RDP credentials: set RDP_USERNAME, RDP_PASSWORD and RDP_CLIENT_ID (v1) or RDP_CLIENT_ID and RDP_CLIENT_SECRET (v2), or use --credentials FILE, --credentials-secret ID or --token-ring")
 		}
 	}
-	if f.takeExclusive && c.kind != "v1" {
+	if f.takeExclusive && c.Kind != credentials.Password {
 		return nil, usagef("--take-exclusive applies to v1 password credentials only")
 	}
-	switch c.kind {
-	case "v1":
+	switch c.Kind {
+	case credentials.Password:
 		return a.passwordSession(ctx, f, auth, c)
-	case "v2":
+	case credentials.ServiceAccount:
 		return a.serviceSession(ctx, f, auth, c)
 	default:
 		return nil, fmt.Errorf("credentials in %s hold a refresh token: the CLI does not use it, because a refresh grant rotates it and the deployed token-refresher would lose its session; use --token-ring for the deployed stack", c.source)
 	}
 }
 
-func (a *app) credentialsFromSecret(ctx context.Context, id string) (credentials, error) {
+func (a *app) credentialsFromSecret(ctx context.Context, id string) (sourced, error) {
 	cfg, err := a.aws(ctx)
 	if err != nil {
-		return credentials{}, err
+		return sourced{}, err
 	}
 	out, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
 	if err != nil {
-		return credentials{}, fmt.Errorf("read credentials secret %s: %w", id, err)
+		return sourced{}, fmt.Errorf("read credentials secret %s: %w", id, err)
 	}
 	if out.SecretString == nil {
-		return credentials{}, fmt.Errorf("read credentials secret %s: no string value", id)
+		return sourced{}, fmt.Errorf("read credentials secret %s: no string value", id)
 	}
-	return parseCredentials([]byte(*out.SecretString), "secret "+id)
+	return parseSourced([]byte(*out.SecretString), "secret "+id)
 }
 
 // sessionQuotaHelp explains "Session quota is reached.".
@@ -303,12 +201,12 @@ that it never ends that session. Either:
   - pass --take-exclusive to end the other session; the token-refresher then has to sign on
     again (its readers see 401s until it does).`
 
-func (a *app) passwordSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c credentials) (*rdpSession, error) {
+func (a *app) passwordSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c sourced) (*rdpSession, error) {
 	if f.takeExclusive {
 		fmt.Fprintln(a.stderr, "cfsync: warning: --take-exclusive ends any other session of this account, including the deployed token-refresher's")
 	}
 	tok, err := auth.PasswordGrant(ctx, rdp.PasswordGrant{
-		Username: c.username, Password: c.password, ClientID: c.clientID, Scope: c.scope,
+		Username: c.Username, Password: c.Password, ClientID: c.ClientID, Scope: c.Scope,
 		TakeExclusiveSignOnControl: f.takeExclusive,
 	})
 	if err != nil {
@@ -319,7 +217,7 @@ func (a *app) passwordSession(ctx context.Context, f *rdpFlags, auth *rdp.Client
 		if cur == nil || cur.RefreshToken == "" {
 			return nil, errors.New("the RDP session expired")
 		}
-		t, err := auth.RefreshGrant(ctx, c.clientID, cur.RefreshToken)
+		t, err := auth.RefreshGrant(ctx, c.ClientID, cur.RefreshToken)
 		if err != nil {
 			return nil, explainAuthError(err)
 		}
@@ -335,19 +233,19 @@ func (a *app) passwordSession(ctx context.Context, f *rdpFlags, auth *rdp.Client
 		if rt == "" {
 			rt = t.AccessToken
 		}
-		return auth.Revoke(ctx, c.clientID, rt)
+		return auth.Revoke(ctx, c.ClientID, rt)
 	}
 	return s, nil
 }
 
-func (a *app) serviceSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c credentials) (*rdpSession, error) {
-	tok, err := auth.ClientCredentialsGrant(ctx, c.clientID, c.clientSecret, c.scope)
+func (a *app) serviceSession(ctx context.Context, f *rdpFlags, auth *rdp.Client, c sourced) (*rdpSession, error) {
+	tok, err := auth.ClientCredentialsGrant(ctx, c.ClientID, c.ClientSecret, c.Scope)
 	if err != nil {
 		return nil, explainAuthError(err)
 	}
 	src := &cliTokenSource{ctx: ctx, now: a.now, cur: tok, margin: tokenMargin}
 	src.renew = func(ctx context.Context, _ *rdp.Token) (*rdp.Token, error) {
-		t, err := auth.ClientCredentialsGrant(ctx, c.clientID, c.clientSecret, c.scope)
+		t, err := auth.ClientCredentialsGrant(ctx, c.ClientID, c.ClientSecret, c.Scope)
 		if err != nil {
 			return nil, explainAuthError(err)
 		}
@@ -436,8 +334,10 @@ func explainAuthError(err error) error {
 		return fmt.Errorf("%w\n%s", err, sessionQuotaHelp)
 	case errors.Is(err, rdp.ErrUnauthorizedClient):
 		return fmt.Errorf("%w (check the client_id / app key, or the v2 client secret)", err)
+	case errors.Is(err, rdp.ErrInvalidCredentials):
+		return fmt.Errorf("%w (check the username and password; do not retry with the same ones: repeated failures can block the account)", err)
 	case errors.Is(err, rdp.ErrInvalidGrant):
-		return fmt.Errorf("%w (check the username and password)", err)
+		return fmt.Errorf("%w (the refresh token is no longer valid: sign on again)", err)
 	case errors.Is(err, rdp.ErrRateLimited):
 		return fmt.Errorf("%w: RDP limits sign-ons per account and blocks accounts that exceed them; wait before trying again", err)
 	}

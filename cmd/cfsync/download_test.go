@@ -63,10 +63,10 @@ func TestDownload(t *testing.T) {
 			t.Errorf("stderr does not name the download host: %q", r.stderr)
 		}
 
-		// Again: nothing to do.
+		// Again: nothing to do but the one-byte probe that learns the size.
 		sim.ResetCounters()
 		r = c.run("download", bigFile, "-o", dir)
-		if r.code != exitOK || !strings.Contains(r.stdout, "already complete (300000 bytes, md5 verified)") || sim.Counters().S3Requests != 0 {
+		if r.code != exitOK || !strings.Contains(r.stdout, "already complete (300000 bytes, md5 verified)") || sim.Counters().S3Requests != 1 {
 			t.Errorf("second run: code %d stdout %q, %d S3 requests", r.code, r.stdout, sim.Counters().S3Requests)
 		}
 		// A different file of the same name is not overwritten without --force.
@@ -98,8 +98,9 @@ func TestDownload(t *testing.T) {
 		checkFile(t, filepath.Join(dir, bigName), want)
 		sim.WaitIdle(2 * time.Second)
 		cn := sim.Counters()
-		if cn.BytesServed != int64(len(want)-have) || cn.RangeRequests != 1 {
-			t.Errorf("served %d bytes in %d range requests; want %d in 1", cn.BytesServed, cn.RangeRequests, len(want)-have)
+		// The one-byte probe (size, ETag), then the rest from where the partial file stops.
+		if cn.BytesServed != int64(len(want)-have)+1 || cn.RangeRequests != 2 {
+			t.Errorf("served %d bytes in %d range requests; want %d in 2", cn.BytesServed, cn.RangeRequests, len(want)-have+1)
 		}
 		if !strings.Contains(r.stderr, "resuming") || !strings.Contains(r.stdout, "resumed: at 123457 bytes") {
 			t.Errorf("resume not reported: stdout %q stderr %q", r.stdout, r.stderr)
@@ -170,18 +171,31 @@ func TestDownload(t *testing.T) {
 
 	t.Run("gives up without progress", func(t *testing.T) {
 		dir := t.TempDir()
+		var waits []time.Duration
+		c := &cli{t: t, env: c.env, waits: &waits}
 		sim.Inject(rdptest.Fault{Kind: rdptest.FaultServerError, FileID: bigFile, Times: -1})
 		r := c.run("download", bigFile, "-o", dir)
 		sim.ClearFaults()
 		if r.code != exitError || !strings.Contains(r.stderr, "giving up") || !strings.Contains(r.stderr, "run again to resume") {
 			t.Errorf("code %d stderr %s", r.code, r.stderr)
 		}
+		// One wait between attempts, each within the backoff's ceiling (1s, 2s, 4s, 8s).
+		if len(waits) != maxStalledAttempts-1 {
+			t.Fatalf("%d waits %v, want %d", len(waits), waits, maxStalledAttempts-1)
+		}
+		for i, w := range waits {
+			if ceil := time.Second << i; w < 0 || w > ceil {
+				t.Errorf("wait %d = %v, want within [0, %v]", i+1, w, ceil)
+			}
+		}
 	})
 
-	t.Run("no md5 from the API", func(t *testing.T) {
+	t.Run("no plain-MD5 ETag from the source", func(t *testing.T) {
+		sim := newSim(t, rdptest.Options{NoETag: true})
+		c := &cli{t: t, env: v1Env(sim)}
 		dir := t.TempDir()
 		r := c.run("download", noMD5File, "-o", dir)
-		if r.code != exitOK || !strings.Contains(r.stdout, "not verified: the API gives no md5") {
+		if r.code != exitOK || !strings.Contains(r.stdout, "not verified: the source's ETag is not a plain MD5") {
 			t.Fatalf("code %d stdout %s stderr %s", r.code, r.stdout, r.stderr)
 		}
 		checkFile(t, filepath.Join(dir, "ESG Scores Full 2025-01-29T00_00_00.000Z part 2.jsonl.gz"), content(t, noMD5File, 1234))

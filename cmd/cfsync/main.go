@@ -24,6 +24,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -74,20 +75,9 @@ func newApp(stdout, stderr io.Writer, env func(string) string) *app {
 		stderr:     stderr,
 		env:        env,
 		now:        func() time.Time { return time.Now().UTC() },
-		sleep:      sleepCtx,
+		sleep:      backoff.Sleep,
 		isTerminal: isTerminal,
 		httpClient: &http.Client{Timeout: 60 * time.Second},
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -134,6 +124,8 @@ func commands() []*command {
 		statusCommand(),
 		redriveCommand(),
 		subscriptionsCommand(),
+		doctorCommand(),
+		notificationsCommand(),
 	}
 }
 

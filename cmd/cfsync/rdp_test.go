@@ -85,7 +85,7 @@ func TestLogin(t *testing.T) {
 		env := v1Env(sim)
 		env["RDP_PASSWORD"] = "not-the-password"
 		r := (&cli{t: t, env: env}).run("login")
-		if r.code != exitError || !strings.Contains(r.stderr, "invalid_grant") || !strings.Contains(r.stderr, "check the username and password") {
+		if r.code != exitError || !strings.Contains(r.stderr, "access_denied") || !strings.Contains(r.stderr, "check the username and password") {
 			t.Errorf("code %d stderr %s", r.code, r.stderr)
 		}
 	})
@@ -143,7 +143,7 @@ func TestPackages(t *testing.T) {
 	}
 
 	r = c.run("packages", "--bucket", "bulk-Nothing")
-	if r.code != exitOK || !strings.Contains(r.stderr, `no packages visible in bucket "bulk-Nothing"`) {
+	if r.code != exitError || !strings.Contains(r.stderr, `no bucket "bulk-Nothing" visible`) || !strings.Contains(r.stderr, "EDS.CFS.NoBucketFound") {
 		t.Errorf("empty bucket: code %d stderr %q", r.code, r.stderr)
 	}
 
@@ -193,7 +193,8 @@ func TestFileSets(t *testing.T) {
 }
 
 func TestFiles(t *testing.T) {
-	sim := newSim(t, rdptest.Options{})
+	// MD5: an API that gives one shows it; RDP by default gives none (see TestFilesWithoutMD5).
+	sim := newSim(t, rdptest.Options{MD5: true})
 	c := &cli{t: t, env: v2Env(sim)}
 	r := c.run("files", "4a1b-2c3d-5e6f7a8b-9c0d-000000000001")
 	if r.code != exitOK {
@@ -208,6 +209,19 @@ func TestFiles(t *testing.T) {
 	}
 	if len(files) != 2 || files[0].Size != 300_000 || files[0].MD5 != rdptest.ContentMD5(files[0].ID, 300_000) || files[1].MD5 != "" {
 		t.Errorf("files --json = %+v", files)
+	}
+}
+
+func TestFilesWithoutMD5(t *testing.T) {
+	sim := newSim(t, rdptest.Options{})
+	c := &cli{t: t, env: v2Env(sim)}
+	r := c.run("files", "--json", "4a1b-2c3d-5e6f7a8b-9c0d-000000000001")
+	var files []rdp.File
+	if err := json.Unmarshal([]byte(r.stdout), &files); err != nil {
+		t.Fatalf("parse --json: %v (stderr %s)", err, r.stderr)
+	}
+	if len(files) != 2 || files[0].Size != 300_000 || files[0].MD5 != "" || files[1].MD5 != "" {
+		t.Errorf("files --json = %+v, want sizes and no md5", files)
 	}
 }
 

@@ -114,8 +114,11 @@ func packagesCommand() *command {
 				defer s.Close(a)
 				pkgs := []rdp.Package{}
 				for p, err := range s.client.Packages(ctx, strings.TrimSpace(*bucket)) {
+					if errors.Is(err, rdp.ErrNotFound) {
+						return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
+					}
 					if err != nil {
-						return fmt.Errorf("list packages: %w", err)
+						return err // the client's error names the operation
 					}
 					pkgs = append(pkgs, p)
 				}

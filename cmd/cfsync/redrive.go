@@ -115,7 +115,35 @@ const (
 )
 
 func (r *redriver) run(ctx context.Context) error {
-	a := r.a
+	rows, runErr := r.drain(ctx)
+	moved, bad, failed, err := r.printRows(rows)
+	if err != nil {
+		return err
+	}
+	verb := "moved"
+	if r.dryRun {
+		verb = "would move"
+	}
+	fmt.Fprintf(r.a.stdout, "%s %d message(s) to the download queue; %d bad message(s) left in the DLQ", verb, moved, bad)
+	if failed > 0 {
+		fmt.Fprintf(r.a.stdout, "; %d not moved (errors)", failed)
+	}
+	fmt.Fprintln(r.a.stdout)
+	switch {
+	case runErr != nil:
+		return runErr
+	case failed > 0:
+		return fmt.Errorf("%d message(s) could not be moved", failed)
+	case bad > 0:
+		return &checkFailed{fmt.Sprintf("%d bad message(s) left in the DLQ", bad)}
+	}
+	return nil
+}
+
+// drain receives and handles DLQ messages until the DLQ is empty (or only
+// messages already handled come back) or --max is reached, then makes the
+// messages left in the DLQ visible again right away.
+func (r *redriver) drain(ctx context.Context) ([]redriveRow, error) {
 	seen := map[string]bool{}
 	// leave: receipt handles (newest per message) of messages to make visible again.
 	leave := map[string]string{}
@@ -138,18 +166,7 @@ func (r *redriver) run(ctx context.Context) error {
 			runErr = fmt.Errorf("receive from DLQ: %w", err)
 			break
 		}
-		var fresh []types.Message
-		for _, m := range out.Messages {
-			id := aws.ToString(m.MessageId)
-			if seen[id] {
-				if _, ok := leave[id]; ok {
-					leave[id] = aws.ToString(m.ReceiptHandle)
-				}
-				continue
-			}
-			seen[id] = true
-			fresh = append(fresh, m)
-		}
+		fresh := freshMessages(out.Messages, seen, leave)
 		if len(fresh) == 0 {
 			break // empty, or only messages already handled in this run
 		}
@@ -161,11 +178,35 @@ func (r *redriver) run(ctx context.Context) error {
 			break
 		}
 	}
-	// Make the messages left in the DLQ visible again right away.
 	if err := r.release(leave); err != nil && runErr == nil {
 		runErr = err
 	}
+	return rows, runErr
+}
 
+// freshMessages are the messages not seen before in this run; for one seen
+// and left in the DLQ, leave gets its newest receipt handle.
+func freshMessages(msgs []types.Message, seen map[string]bool, leave map[string]string) []types.Message {
+	var fresh []types.Message
+	for _, m := range msgs {
+		id := aws.ToString(m.MessageId)
+		if seen[id] {
+			if _, ok := leave[id]; ok {
+				leave[id] = aws.ToString(m.ReceiptHandle)
+			}
+			continue
+		}
+		seen[id] = true
+		fresh = append(fresh, m)
+	}
+	return fresh
+}
+
+// printRows prints the result table (problems first) and counts the rows.
+func (r *redriver) printRows(rows []redriveRow) (moved, bad, failed int, err error) {
+	if len(rows) == 0 {
+		return 0, 0, 0, nil
+	}
 	sort.SliceStable(rows, func(i, j int) bool {
 		if rows[i].kind != rows[j].kind {
 			return rows[i].kind > rows[j].kind // problems first
@@ -175,46 +216,23 @@ func (r *redriver) run(ctx context.Context) error {
 		}
 		return rows[i].result < rows[j].result
 	})
-	moved, bad, failed := 0, 0, 0
-	if len(rows) > 0 {
-		t := newTable(a.stdout, "MESSAGE ID", "FILE ID", "FILE-SET", "BUCKET/PACKAGE", "RECEIVES", "RESULT")
-		for _, row := range rows {
-			bp := ""
-			if row.msg.Bucket != "" || row.msg.PackageID != "" {
-				bp = row.msg.Bucket + "/" + row.msg.PackageID
-			}
-			t.row(row.messageID, row.msg.FileID, nameOr(row.msg.FileSetName, row.msg.FileSetID), bp, row.receives, truncate(row.result, 120))
-			switch row.kind {
-			case rowMoved:
-				moved++
-			case rowBad:
-				bad++
-			default:
-				failed++
-			}
+	t := newTable(r.a.stdout, "MESSAGE ID", "FILE ID", "FILE-SET", "BUCKET/PACKAGE", "RECEIVES", "RESULT")
+	for _, row := range rows {
+		bp := ""
+		if row.msg.Bucket != "" || row.msg.PackageID != "" {
+			bp = row.msg.Bucket + "/" + row.msg.PackageID
 		}
-		if err := t.flush(); err != nil {
-			return err
+		t.row(row.messageID, row.msg.FileID, nameOr(row.msg.FileSetName, row.msg.FileSetID), bp, row.receives, truncate(row.result, 120))
+		switch row.kind {
+		case rowMoved:
+			moved++
+		case rowBad:
+			bad++
+		default:
+			failed++
 		}
 	}
-	verb := "moved"
-	if r.dryRun {
-		verb = "would move"
-	}
-	fmt.Fprintf(a.stdout, "%s %d message(s) to the download queue; %d bad message(s) left in the DLQ", verb, moved, bad)
-	if failed > 0 {
-		fmt.Fprintf(a.stdout, "; %d not moved (errors)", failed)
-	}
-	fmt.Fprintln(a.stdout)
-	switch {
-	case runErr != nil:
-		return runErr
-	case failed > 0:
-		return fmt.Errorf("%d message(s) could not be moved", failed)
-	case bad > 0:
-		return &checkFailed{fmt.Sprintf("%d bad message(s) left in the DLQ", bad)}
-	}
-	return nil
+	return moved, bad, failed, t.flush()
 }
 
 // handle validates, sends and deletes one received batch.

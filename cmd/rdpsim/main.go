@@ -101,7 +101,7 @@ type config struct {
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	c := &config{size: 1 << 20, md5Max: 256 << 20}
+	c := &config{size: 1 << 20}
 	fs := flag.NewFlagSet("rdpsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -126,15 +126,19 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.opts.RefreshTokenTTL, "refresh-ttl", 900*time.Second, "v1 refresh token life from issue")
 	fs.DurationVar(&c.opts.RefreshMaxLifetime, "refresh-max", 18*time.Hour, "v1 session max life")
 	fs.DurationVar(&c.opts.ServiceTokenTTL, "service-ttl", 7199*time.Second, "v2 token life")
-	fs.DurationVar(&c.opts.URLExpiry, "url-expiry", 15*time.Minute, "presigned URL life (X-Amz-Expires)")
+	fs.DurationVar(&c.opts.URLExpiry, "url-expiry", 6*time.Hour, "presigned URL life (X-Amz-Expires)")
+	fs.DurationVar(&c.opts.SessionTokenTTL, "session-token-ttl", 0, "life of a presigned URL's session token; after it S3 answers 400 ExpiredToken (0: outlives the URL)")
 	fs.BoolVar(&c.opts.ExpiresInNumber, "expires-in-number", false, "send expires_in as a number (the real API sends a string)")
 	fs.IntVar(&c.opts.PasswordGrantLimit, "password-limit", 250, "password (and client_credentials) grants per account per 5 min before 429")
 	fs.IntVar(&c.opts.RefreshGrantLimit, "refresh-limit", 125, "refresh grants per account per 5 min before 429")
 	fs.Var(&c.bandwidth, "bandwidth", "per-connection download bandwidth in bytes/s, e.g. 10MiB (0: unlimited)")
-	fs.Var(&c.md5Max, "md5-max", "largest file that exposes an md5")
-	fs.BoolVar(&c.opts.UnknownBucket404, "unknown-bucket-404", false, "answer 404 (not an empty list) for unknown buckets")
+	fs.Var(&c.md5Max, "md5-max", "expose an md5 field (not seen from RDP) for files up to this size (0: none)")
+	fs.BoolVar(&c.opts.FileEndpoint, "file-endpoint", false, "serve GET /file-store/v1/files/{id} (not seen from RDP)")
+	fs.BoolVar(&c.opts.CreationOrder, "creation-order", false, "list file-sets in creation order with seq cursors (RDP: ascending id, filesetId skipToken)")
+	fs.BoolVar(&c.opts.EmptyForUnknown, "empty-for-unknown", false, "answer 200 and an empty list (RDP: 404) for unknown buckets and file-sets")
+	fs.BoolVar(&c.opts.ListExpired, "list-expired", false, "keep listing and serving file-sets past availableTo")
 	fs.BoolVar(&c.opts.Admin, "admin", true, "serve the /_sim/ control endpoints on the API host")
-	fs.Var(&c.faults, "fault", "inject a fault, repeatable: kind[,times=N][,host=api|s3][,path=PREFIX][,file=ID][,retry-after=D][,stall=D][,after=BYTES]; kinds: 401 429 500 503 reset truncate stall expired-url repeat-item")
+	fs.Var(&c.faults, "fault", "inject a fault, repeatable: kind[,times=N][,host=api|s3][,path=PREFIX][,file=ID][,retry-after=D][,stall=D][,after=BYTES]; kinds: 401 429 500 503 reset truncate stall expired-url expired-token repeat-item")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 5*time.Second, "how long to let requests finish on SIGINT/SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -150,9 +154,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.opts.APIAddr, c.opts.S3Addr = c.apiAddr, c.s3Addr
 	c.opts.BandwidthPerConn = int64(c.bandwidth)
 	c.opts.MD5MaxSize = int64(c.md5Max)
-	if c.opts.MD5MaxSize == 0 {
-		c.opts.MD5MaxSize = -1 // -md5-max 0: no md5 at all
-	}
+	c.opts.MD5 = c.opts.MD5MaxSize > 0 // -md5-max 0 (the default): no md5, as from RDP
 	return c, nil
 }
 

@@ -70,10 +70,13 @@ func TestBootstrap(t *testing.T) {
 		return resp
 	}
 	// A malformed event is an error naming the problem; the process lives on.
-	pid := r.PID()
 	res, err := r.Invoke(ctx, []byte("not json"))
 	if err != nil || res.Err == nil || !strings.Contains(res.Err.Message, "not valid JSON") {
 		t.Fatalf("malformed event: %v %+v", err, res.Err)
+	}
+	pid := r.PID() // the process that got the malformed event (init is lazy)
+	if pid == 0 {
+		t.Fatal("no process after the malformed event")
 	}
 	resp := invoke(evt)
 	if r.PID() != pid {

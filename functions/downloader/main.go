@@ -19,12 +19,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/awsconf"
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/landing"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -74,15 +76,23 @@ func main() {
 	if err != nil {
 		fatal(log, "rdp client", err)
 	}
+	s3c := s3.NewFromConfig(awsCfg, awsconf.S3Options()...)
+	lander, err := landing.New(table, s3c, eventbridge.NewFromConfig(awsCfg), landing.Config{DestBucket: cfg.DestBucket, DestPrefix: cfg.DestPrefix})
+	if err != nil {
+		fatal(log, "configuration", err)
+	}
+	settings := SettingsFrom(cfg)
+	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	h, err := New(Deps{
-		S3:      s3.NewFromConfig(awsCfg, awsconf.S3Options()...),
+		S3:      s3c,
 		RDP:     client,
 		Tokens:  reader,
 		State:   table,
 		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
+		Landing: lander,
 		Log:     log,
 		Metrics: metrics.New(os.Stdout, function),
-	}, SettingsFrom(cfg))
+	}, settings)
 	if err != nil {
 		fatal(log, "configuration", err)
 	}

@@ -63,6 +63,7 @@ func main() {
 		Files:         client,
 		Tokens:        reader,
 		State:         table,
+		FileSets:      table,
 		Queue:         &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
 		Logger:        logger,
 		Metrics:       metrics.New(os.Stdout, functionName),
@@ -72,6 +73,8 @@ func main() {
 		ExpiryWarning: cfg.ExpiryWarning,
 		TTLMargin:     cfg.FileTTLMargin,
 		PageSize:      cfg.PollPageSize,
+		StuckAfter:    cfg.StuckAfter,
+		SweepLimit:    cfg.SweepLimit,
 	}
 	lambda.Start(h)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -14,15 +15,18 @@ import (
 // Failure reasons (metric dimension "reason", AuthState.LastFailure).
 const (
 	reasonInvalidGrant = "invalid_grant"
-	reasonSessionQuota = "session_quota"
-	reasonRateLimited  = "rate_limited"
-	reasonClient       = "unauthorized_client"
-	reasonAuthError    = "auth_error"
-	reasonServer       = "server_error"
-	reasonBadResponse  = "bad_response"
-	reasonNetwork      = "network"
-	reasonCredentials  = "credentials_secret"
-	reasonBudget       = "budget_exhausted"
+	// reasonInvalidCredentials: RDP rejected the username or password
+	// (access_denied); retrying gets the account blocked.
+	reasonInvalidCredentials = "invalid_credentials"
+	reasonSessionQuota       = "session_quota"
+	reasonRateLimited        = "rate_limited"
+	reasonClient             = "unauthorized_client"
+	reasonAuthError          = "auth_error"
+	reasonServer             = "server_error"
+	reasonBadResponse        = "bad_response"
+	reasonNetwork            = "network"
+	reasonCredentials        = "credentials_secret"
+	reasonBudget             = "budget_exhausted"
 )
 
 var (
@@ -69,6 +73,8 @@ func classify(err error) (string, time.Duration) {
 		return reasonRateLimited, rl.RetryAfter
 	case errors.Is(err, rdp.ErrSessionQuota):
 		return reasonSessionQuota, 0
+	case errors.Is(err, rdp.ErrInvalidCredentials):
+		return reasonInvalidCredentials, 0
 	case errors.Is(err, rdp.ErrInvalidGrant):
 		return reasonInvalidGrant, 0
 	case errors.Is(err, rdp.ErrUnauthorizedClient):
@@ -201,7 +207,7 @@ func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, err
 }
 
 // obtain gets a new token with as few /auth requests as possible.
-func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, error) {
+func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token, string, error) {
 	rdpc := r.h.RDP
 	actx, cancel := authContext(ctx) // for the /auth requests; bookkeeping keeps ctx
 	defer cancel()
@@ -212,7 +218,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		grant string
 	)
 	switch c.Kind {
-	case KindServiceAccount:
+	case credentials.ServiceAccount:
 		grant = grantClient
 		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
 			return rdpc.ClientCredentialsGrant(actx, c.ClientID, c.ClientSecret, c.Scope)
@@ -220,7 +226,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if err != nil {
 			err = fmt.Errorf("v2 client_credentials grant (check client_id and client_secret in the credentials secret): %w", err)
 		}
-	case KindRefreshToken:
+	case credentials.RefreshToken:
 		grant = grantRefresh
 		rt := c.RefreshToken
 		fromRing := r.have && r.latest.RefreshToken != "" && !revokedForce
@@ -235,7 +241,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 		if err != nil {
 			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
 		}
-	default: // KindPassword
+	default: // credentials.Password
 		password, why := r.needPassword(c, revokedForce)
 		if !password {
 			grant = grantRefresh
@@ -265,10 +271,7 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 	}
 	if err != nil {
 		reason, retryAfter := classify(err)
-		if reason == reasonSessionQuota && !c.TakeExclusive {
-			r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
-				`end the other session or set it to true. Retried only after the backoff.`, "grant", grant)
-		}
+		r.explainFailure(reason, grant, c)
 		if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
 			err = errors.Join(err, ferr)
 		}
@@ -281,8 +284,23 @@ func (r *run) obtain(ctx context.Context, c Credentials) (*rdp.Token, string, er
 	return tok, grant, nil
 }
 
+// explainFailure logs what an operator must do about a failure that
+// retrying cannot fix.
+func (r *run) explainFailure(reason, grant string, c credentials.Credentials) {
+	switch {
+	case reason == reasonSessionQuota && !c.TakeExclusive:
+		r.log.Error(`RDP answered "Session quota is reached.": the account has another session and take_exclusive_sign_on_control is false; `+
+			`end the other session or set it to true. Retried only after the backoff.`, "grant", grant)
+	case reason == reasonInvalidCredentials:
+		r.h.Metrics.Add("AuthCredentialsRejected", 1)
+		r.log.Error(`RDP rejected the username or password of the credentials secret: not retried in this run, and later only `+
+			`after an exponential backoff (repeated failures get the account blocked); put the right ones into the secret, `+
+			`then send {"action":"refresh","force":true}`, "grant", grant, "credentials_secret", r.h.Opts.CredentialsSecretID)
+	}
+}
+
 // needPassword decides whether a v1 refresh must be a password grant.
-func (r *run) needPassword(c Credentials, revokedForce bool) (bool, string) {
+func (r *run) needPassword(c credentials.Credentials, revokedForce bool) (bool, string) {
 	switch {
 	case revokedForce:
 		return true, "the session was revoked"
@@ -390,7 +408,7 @@ var errNoop = errors.New("nothing to do")
 // Slots are not rewritten: readers of the dead token get 401s and report them.
 func (r *run) revoke(ctx context.Context) (Result, error) {
 	res := Result{Generation: r.latest.Generation}
-	c, err := r.credentials(ctx)
+	c, err := r.readCredentials(ctx)
 	if err != nil {
 		res.Outcome = OutcomeFailed
 		return res, err
@@ -402,7 +420,7 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 	switch {
 	case !r.have || tok == "":
 		r.log.Warn("the ring holds no token: nothing to revoke at RDP; sign-ons held")
-	case c.Kind == KindServiceAccount:
+	case c.Kind == credentials.ServiceAccount:
 		r.log.Warn("v2 service-account tokens have no session to revoke at RDP; sign-ons held until the tokens expire and a forced refresh",
 			"expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
 	default:

@@ -126,13 +126,43 @@ const (
 	defaultTokenLife = 10 * time.Minute
 )
 
+// fakeProber answers ProbeToken with err (nil: accepted) and records the
+// tokens it was asked about.
+type fakeProber struct {
+	mu     sync.Mutex
+	err    error
+	probed []string
+}
+
+func (f *fakeProber) ProbeToken(_ context.Context, tok string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probed = append(f.probed, tok)
+	return f.err
+}
+
+func (f *fakeProber) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *fakeProber) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.probed)
+}
+
+// errRefused is a probe's answer for a token RDP refuses.
+var errRefused = &rdp.APIError{Endpoint: "list packages", StatusCode: 401, Message: "token expired"}
+
 type env struct {
 	t     *testing.T
 	clk   *clock
 	sm    *ringtest.Secrets
-	db    *ringtest.Dynamo
-	table *state.Table
+	table *fakeState
 	rdp   *fakeRDP
+	probe *fakeProber
 	h     *Handler
 	logs  *bytes.Buffer
 	emf   *bytes.Buffer
@@ -142,10 +172,10 @@ type env struct {
 func newEnv(t *testing.T, creds string, slots int) *env {
 	t.Helper()
 	clk := &clock{t: t0}
-	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), db: ringtest.NewDynamo(), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
-	e.table = state.New(e.db, "state")
-	e.table.Now = clk.Now
+	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
+	e.table = newFakeState(clk.Now)
 	e.rdp = &fakeRDP{clk: clk, ttl: defaultTokenLife}
+	e.probe = &fakeProber{err: errRefused} // reported tokens are really refused unless a test says otherwise
 	for i := range slots {
 		id := fmt.Sprintf("cfsync/token-%d", i)
 		e.ids = append(e.ids, id)
@@ -156,7 +186,7 @@ func newEnv(t *testing.T, creds string, slots int) *env {
 	}
 	rec := metrics.New(e.emf, "token-refresher")
 	e.h = &Handler{
-		SM: e.sm, Table: e.table, RDP: e.rdp, Now: clk.Now, Metrics: rec,
+		SM: e.sm, Table: e.table, RDP: e.rdp, Probe: e.probe, Now: clk.Now, Metrics: rec,
 		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
 			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Actions of the refresher's own events (DESIGN §5).
+// Actions of the refresher's own events (docs/design.md#events).
 const (
 	ActionRefresh = "refresh"
 	ActionRevoke  = "revoke"

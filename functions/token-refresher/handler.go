@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
@@ -40,6 +41,20 @@ type AuthAPI interface {
 }
 
 var _ AuthAPI = (*rdp.Client)(nil)
+
+// StateStore is the part of the state table the refresher uses: the ring's
+// generation counter and slot writes, readers' token-invalid reports, and
+// the /auth bookkeeping (budget, backoff, lease).
+type StateStore interface {
+	GetRingState(ctx context.Context) (*state.RingState, error)
+	ClaimGeneration(ctx context.Context, prev *state.RingState, next int64, slotID string, at time.Time) (*state.RingState, error)
+	GetTokenReport(ctx context.Context, gen int64) (*state.TokenReport, error)
+	MarkReportChecked(ctx context.Context, gen int64, at time.Time) error
+	GetAuthState(ctx context.Context) (*state.AuthState, error)
+	PutAuthState(ctx context.Context, st *state.AuthState) error
+}
+
+var _ StateStore = (*state.Table)(nil)
 
 // Options are the refresher's knobs.
 type Options struct {
@@ -99,12 +114,19 @@ func (o *Options) defaults() {
 // Handler is the token-refresher. One Handle call is one invocation.
 type Handler struct {
 	SM      SecretsAPI
-	Table   *state.Table
+	Table   StateStore
 	RDP     AuthAPI
+	Probe   TokenProber // checks reported tokens; nil: every check is inconclusive
 	Opts    Options
 	Log     *slog.Logger      // nil: discard
 	Metrics *metrics.Recorder // nil: none
 	Now     func() time.Time  // nil: time.Now
+
+	// Notification queue credentials (nil Cloud or empty
+	// Queue.SubscriptionSecretID: notifications off, no upkeep).
+	Cloud      QueueCredsAPI
+	QueueState QueueCredsStore
+	Queue      QueueCredsOptions
 
 	ring *tokenring.Ring
 }
@@ -119,6 +141,7 @@ const (
 	OutcomeBusy      = "busy"      // another invocation is talking to /auth
 	OutcomeLostRace  = "lost_race" // another invocation wrote a newer generation meanwhile
 	OutcomeRevoked   = "revoked"   // the session was revoked; sign-ons are held
+	OutcomeKept      = "kept"      // a report could not be verified and no slot can be spared: the token is kept
 	OutcomeFailed    = "failed"
 )
 
@@ -134,6 +157,9 @@ type Result struct {
 	RetryAt     *time.Time `json:"retryAt,omitempty"`
 	SlotsNeeded int        `json:"slotsNeeded,omitempty"`
 	AuthCalls   int        `json:"authCalls"`
+	// QueueCredentials: what the queue-credentials upkeep did (fresh,
+	// refreshed, deferred, lost_race, failed), empty when notifications are off.
+	QueueCredentials string `json:"queueCredentials,omitempty"`
 }
 
 // Grant names (metric dimension "grant").
@@ -146,10 +172,11 @@ const (
 
 // Reasons a refresh is due (Result.Reason).
 const (
-	dueForced   = "forced"
-	dueEmpty    = "ring has no token"
-	dueExpiring = "expiring"
-	dueReported = "reported invalid"
+	dueForced     = "forced"
+	dueEmpty      = "ring has no token"
+	dueExpiring   = "expiring"
+	dueReported   = "reported invalid"                     // and RDP refused it
+	dueUnverified = "reported invalid, check inconclusive" // RDP's answer said neither
 )
 
 func (h *Handler) now() time.Time {
@@ -178,7 +205,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	return json.Marshal(res)
 }
 
-// Handle runs one invocation: payload is the raw event (DESIGN §5).
+// Handle runs one invocation: payload is the raw event (docs/design.md#events).
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
 	h.Opts.defaults()
 	if h.ring == nil {
@@ -197,6 +224,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	}
 	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
 	res, err := r.exec(ctx)
+	if err == nil && ev.Action != ActionRevoke && h.Cloud != nil && h.QueueState != nil {
+		res.QueueCredentials = r.upkeepQueueCreds(ctx)
+	}
 	r.release(ctx)
 	res.Action = ev.Action
 	res.AuthCalls = r.authCalls
@@ -272,15 +302,18 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 	if r.ev.Action == ActionRevoke {
 		return r.revoke(ctx)
 	}
-	due, err := r.due(ctx)
-	if err != nil {
-		return Result{}, err
-	}
+	due := r.due(ctx)
 	if due == "" {
 		exp := r.latest.ExpiresAt
 		return Result{Outcome: OutcomeFresh, Generation: r.latest.Generation, ExpiresAt: &exp}, nil
 	}
-	now := h.now()
+	return r.refresh(ctx, due)
+}
+
+// refresh replaces the newest token for the reason due, unless sign-ons are
+// held, backing off, or no ring slot may be written.
+func (r *run) refresh(ctx context.Context, due string) (Result, error) {
+	now := r.h.now()
 	res := Result{Reason: due, Generation: r.latest.Generation}
 	if r.auth.Revoked && !r.ev.Force {
 		r.log.Warn(`sign-on held: the session was revoked; send {"action":"refresh","force":true} to sign on again`,
@@ -295,7 +328,7 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		res.Outcome, res.RetryAt = OutcomeBackoff, &at
 		return res, nil
 	}
-	creds, err := r.credentials(ctx)
+	creds, err := r.readCredentials(ctx)
 	if err != nil {
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonCredentials)
 		if ferr := r.fail(ctx, reasonCredentials, 0); ferr != nil {
@@ -304,61 +337,94 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 		res.Outcome = OutcomeFailed
 		return res, err
 	}
-	slotID, nextAt, ok := r.pickSlot(now)
+	slotID, nextAt, ok := r.pickSlot(now, nil)
 	if !ok {
-		needed := r.slotsNeeded(r.latestTTL())
-		if needed <= len(h.Opts.SlotIDs) {
-			needed = len(h.Opts.SlotIDs) + 1
-		}
-		r.ringTooSmall(needed, "no ring slot may be written yet: refresh deferred", "next_slot_at", nextAt.Format(time.RFC3339))
+		needed := max(r.slotsNeeded(r.latestTTL()), len(r.h.Opts.SlotIDs)+1)
+		r.ringTooSmall(needed, "no ring slot may be written yet: refresh deferred", "reason", due, "next_slot_at", nextAt.Format(time.RFC3339))
 		res.Outcome, res.RetryAt, res.SlotsNeeded = OutcomeDeferred, &nextAt, needed
+		return res, nil
+	}
+	if due == dueUnverified && !r.spareSlot(slotID, now) {
+		r.log.Warn("reported token not replaced: its check was inconclusive and the scheduled refresh needs the writable slots; checked again next run",
+			"generation", r.latest.Generation, "expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
+		res.Outcome = OutcomeKept
 		return res, nil
 	}
 	tok, grant, err := r.obtain(ctx, creds)
 	res.Grant = grant
 	if err != nil {
-		switch {
-		case errors.Is(err, errBusy):
-			res.Outcome = OutcomeBusy
-			return res, nil
-		case errors.Is(err, errLostRace):
-			res.Outcome = OutcomeLostRace
-			return res, nil
-		case errors.Is(err, errBackoff):
-			res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
-			return res, nil
-		case errors.Is(err, errHeld):
-			res.Outcome = OutcomeHeld
-			return res, nil
-		}
-		res.Outcome = OutcomeFailed
-		return res, err
+		return r.obtainFailed(res, err)
 	}
 	return r.store(ctx, res, tok, grant, slotID)
 }
 
+// obtainFailed maps obtain's error to the run's outcome: waiting for
+// another invocation, a backoff or a held sign-on is not a failure.
+func (r *run) obtainFailed(res Result, err error) (Result, error) {
+	switch {
+	case errors.Is(err, errBusy):
+		res.Outcome = OutcomeBusy
+	case errors.Is(err, errLostRace):
+		res.Outcome = OutcomeLostRace
+	case errors.Is(err, errBackoff):
+		res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+	case errors.Is(err, errHeld):
+		res.Outcome = OutcomeHeld
+	default:
+		res.Outcome = OutcomeFailed
+		return res, err
+	}
+	return res, nil
+}
+
 // due says why a refresh is needed now ("" when it is not).
-func (r *run) due(ctx context.Context) (string, error) {
+func (r *run) due(ctx context.Context) string {
 	now := r.h.now()
 	switch {
 	case r.ev.Force:
-		return dueForced, nil
+		return dueForced
 	case !r.have:
-		return dueEmpty, nil
+		return dueEmpty
 	case r.latest.ExpiresAt.Sub(now) <= r.h.Opts.RefreshMargin:
-		return dueExpiring, nil
+		return dueExpiring
 	}
+	return r.dueToReport(ctx)
+}
+
+// dueToReport weighs a reader's token-invalid report of the newest token
+// (docs/design.md#the-token-ring): one file-store GET asks RDP whether it still
+// accepts the token. Refused: replace it now. Accepted: the report costs no
+// ring write and is dismissed until a newer report. Inconclusive: replace
+// it only with a slot the scheduled refresh can spare.
+func (r *run) dueToReport(ctx context.Context) string {
 	rep, err := r.h.Table.GetTokenReport(ctx, r.latest.Generation)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
-		return "", nil
+		return ""
 	case err != nil:
 		r.log.Warn("cannot read token-invalid reports", "error", err.Error())
-		return "", nil
+		return ""
+	case !rep.Unconfirmed():
+		return ""
 	}
-	r.log.Warn("a reader reported the newest token invalid", "generation", rep.Generation, "reports", rep.Reports,
-		"reported_at", rep.FirstAt.Format(time.RFC3339), "report_reason", rep.Reason)
-	return dueReported, nil
+	checkedAt := r.h.now()
+	verdict, perr := r.checkReported(ctx)
+	r.h.Metrics.Add("TokenReportChecks", 1, "verdict", verdict)
+	attrs := []any{"generation", rep.Generation, "reports", rep.Reports, "reported_at", rep.FirstAt.Format(time.RFC3339),
+		"report_reason", rep.Reason, "verdict", verdict}
+	switch verdict {
+	case verdictAccepted:
+		r.log.Info("a reader reported the newest token invalid but RDP still accepts it: no new token", attrs...)
+		if err := r.h.Table.MarkReportChecked(ctx, rep.Generation, checkedAt); err != nil {
+			r.log.Warn("record the report check", "error", err.Error())
+		}
+		return ""
+	case verdictRefused:
+		r.log.Warn("a reader reported the newest token invalid and RDP refuses it: replacing it", attrs...)
+		return dueReported
+	}
+	r.log.Warn("a reader reported the newest token invalid and RDP's answer was inconclusive", append(attrs, "error", perr.Error())...)
+	return dueUnverified
 }
 
 // latestTTL is the life of the newest token as issued (10m if unknown).
@@ -397,30 +463,39 @@ func (r *run) ringTooSmall(needed int, msg string, attrs ...any) {
 	r.log.Error(msg, attrs...)
 }
 
-// pickSlot returns the least recently written slot if it may be written at
-// now; otherwise false and when the first slot becomes writable. A slot's
-// last write is the later of the refresher's record and, for a slot holding
-// a token (or unreadable content), the version date Secrets Manager reports,
-// so a lost state table cannot cause an early rewrite. An empty placeholder
-// (`{}` from the template) is not a token write: a fresh deployment gets its
-// first token at once.
-func (r *run) pickSlot(now time.Time) (string, time.Time, bool) {
+// lastWrite is slot i's last write: the later of the refresher's record
+// and, for a slot holding a token (or unreadable content), the version date
+// Secrets Manager reports, so a lost state table cannot cause an early
+// rewrite. An empty placeholder (`{}` from the template) is not a token
+// write: a fresh deployment gets its first token at once. ok is false when
+// the slot is unreadable and its last write unknown.
+func (r *run) lastWrite(i int, id string) (last time.Time, ok bool) {
+	if w, found := r.ringSt.Slots[id]; found {
+		last = w.WrittenAt
+	}
+	if i < len(r.vals) {
+		v := r.vals[i]
+		if v.Err != nil && v.VersionCreated.IsZero() {
+			return time.Time{}, false
+		}
+		if (!v.Slot.Empty() || v.Err != nil) && v.VersionCreated.After(last) {
+			last = v.VersionCreated
+		}
+	}
+	return last, true
+}
+
+// pickSlot returns the least recently written slot (not in skip) if it may
+// be written at now; otherwise false and when the first slot becomes
+// writable.
+func (r *run) pickSlot(now time.Time, skip map[string]bool) (string, time.Time, bool) {
 	var best string
 	var bestAt time.Time
 	found := false
 	for i, id := range r.h.Opts.SlotIDs {
-		var last time.Time
-		if w, ok := r.ringSt.Slots[id]; ok {
-			last = w.WrittenAt
-		}
-		if i < len(r.vals) {
-			v := r.vals[i]
-			if v.Err != nil && v.VersionCreated.IsZero() {
-				continue // unreadable: its last write is unknown
-			}
-			if (!v.Slot.Empty() || v.Err != nil) && v.VersionCreated.After(last) {
-				last = v.VersionCreated
-			}
+		last, ok := r.lastWrite(i, id)
+		if !ok || skip[id] {
+			continue
 		}
 		if !found || last.Before(bestAt) {
 			best, bestAt, found = id, last, true
@@ -436,55 +511,137 @@ func (r *run) pickSlot(now time.Time) (string, time.Time, bool) {
 	return "", next, false
 }
 
-func (r *run) credentials(ctx context.Context) (Credentials, error) {
+// spareSlot reports whether writing slotID at now still leaves the next
+// scheduled refresh a slot it may write when it falls due (the new token's
+// expiry less the refresh margin), so an out-of-schedule write never makes
+// the scheduled refresh wait (docs/design.md#the-token-ring: slot priority).
+func (r *run) spareSlot(slotID string, now time.Time) bool {
+	due := now.Add(r.latestTTL() - r.h.Opts.RefreshMargin)
+	if !now.Add(r.h.Opts.MinWriteInterval).After(due) {
+		return true // slotID itself is writable again in time
+	}
+	for i, id := range r.h.Opts.SlotIDs {
+		if id == slotID {
+			continue
+		}
+		if last, ok := r.lastWrite(i, id); ok && !last.Add(r.h.Opts.MinWriteInterval).After(due) {
+			return true
+		}
+	}
+	return false
+}
+
+// readCredentials reads and parses the credentials secret.
+func (r *run) readCredentials(ctx context.Context) (credentials.Credentials, error) {
 	out, err := r.h.SM.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(r.h.Opts.CredentialsSecretID)})
 	if err != nil {
-		return Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	if out.SecretString == nil {
-		return Credentials{}, fmt.Errorf("%w %s: no string value", ErrCredentials, r.h.Opts.CredentialsSecretID)
+		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid)
 	}
-	c, err := ParseCredentials(*out.SecretString)
+	c, err := credentials.Parse([]byte(*out.SecretString))
 	if err != nil {
-		return Credentials{}, fmt.Errorf("%s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	return c, nil
 }
 
-// store claims the next generation and writes the token to slotID.
+// writeAttempts is how many times one slot is written before the token is
+// tried in another eligible slot (the SDK already retries throttling).
+const writeAttempts = 2
+
+// store puts the token into the ring (docs/design.md#the-token-ring): it claims
+// the next generation for slotID and writes the slot. A failed write is
+// retried, then tried in every other eligible slot, because RDP has already
+// replaced the refresh token that was used: losing the new one can leave
+// only dead tokens. When another invocation claimed the generation first, a
+// token carrying a refresh token is stored all the same, one generation
+// higher; one without (v2) is discarded, the other invocation's is as good.
 func (r *run) store(ctx context.Context, res Result, tok *rdp.Token, grant, slotID string) (Result, error) {
-	h := r.h
-	gen := max(r.ringSt.Generation, r.latest.Generation) + 1
 	slot := tokenring.Slot{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Scope: tok.Scope,
-		IssuedAt: tok.IssuedAt, ExpiresAt: tok.Expiry, Generation: gen,
+		IssuedAt: tok.IssuedAt, ExpiresAt: tok.Expiry,
 	}
-	if _, err := h.Table.ClaimGeneration(ctx, r.ringSt, gen, slotID, h.now()); err != nil {
-		if errors.Is(err, state.ErrConflict) {
-			r.log.Warn("another refresher claimed this generation first: token discarded", "generation", gen)
+	failed := map[string]bool{}
+	var errs []error
+	for range 2 * len(r.h.Opts.SlotIDs) {
+		slot.Generation = max(r.ringSt.Generation, r.latest.Generation) + 1
+		err := r.claimAndWrite(ctx, slotID, slot)
+		switch {
+		case err == nil:
+			return r.stored(res, tok, grant, slotID, slot), nil
+		case errors.Is(err, state.ErrConflict) && tok.RefreshToken == "":
+			r.log.Warn("another refresher claimed this generation first: token discarded (it carries no refresh token)", "generation", slot.Generation)
 			res.Outcome = OutcomeLostRace
 			return res, nil
+		case errors.Is(err, state.ErrConflict):
+			r.log.Warn("another refresher claimed this generation first: keeping this run's token, whose refresh token replaced the one used",
+				"generation", slot.Generation)
+			if r.ringSt, err = r.h.Table.GetRingState(ctx); err != nil {
+				errs = append(errs, err)
+				return r.lost(res, grant, errs)
+			}
+		case errors.Is(err, errWrite):
+			errs, failed[slotID] = append(errs, err), true
+		default:
+			errs = append(errs, err)
+			return r.lost(res, grant, errs)
 		}
-		res.Outcome = OutcomeFailed
-		return res, err
+		next, _, ok := r.pickSlot(r.h.now(), failed)
+		if !ok {
+			errs = append(errs, errors.New("no other ring slot may be written now"))
+			break
+		}
+		slotID = next
 	}
-	if err := tokenring.Write(ctx, h.SM, slotID, slot); err != nil {
-		h.Metrics.Add("RingWriteFailures", 1)
-		res.Outcome = OutcomeFailed
-		return res, err
+	return r.lost(res, grant, errs)
+}
+
+// errWrite marks a failed PutSecretValue (the claim succeeded).
+var errWrite = errors.New("ring write failed")
+
+// claimAndWrite claims slot.Generation for slotID, then writes the slot,
+// retrying the same slot (the write is idempotent per generation). A failed
+// write leaves the slot counted as written: the write may have landed.
+func (r *run) claimAndWrite(ctx context.Context, slotID string, slot tokenring.Slot) error {
+	st, err := r.h.Table.ClaimGeneration(ctx, r.ringSt, slot.Generation, slotID, r.h.now())
+	if err != nil {
+		return err
 	}
+	r.ringSt = st
+	for i := range writeAttempts {
+		if err = tokenring.Write(ctx, r.h.SM, slotID, slot); err == nil {
+			return nil
+		}
+		r.h.Metrics.Add("RingWriteFailures", 1)
+		r.log.Warn("ring write failed", "slot", slotID, "generation", slot.Generation, "attempt", i+1, "error", err.Error())
+	}
+	return fmt.Errorf("%w: %w", errWrite, err)
+}
+
+// lost reports a token that could not be stored.
+func (r *run) lost(res Result, grant string, errs []error) (Result, error) {
+	r.log.Error("new token could not be stored in the ring: the next run tries again", "grant", grant)
+	res.Outcome = OutcomeFailed
+	return res, fmt.Errorf("store token: %w", errors.Join(errs...))
+}
+
+// stored records a successful write in the result, logs and metrics.
+func (r *run) stored(res Result, tok *rdp.Token, grant, slotID string, slot tokenring.Slot) Result {
+	h := r.h
 	h.Metrics.Add("RingWrites", 1)
 	r.written = &slot
 	exp := slot.ExpiresAt
-	res.Outcome, res.Generation, res.Slot, res.ExpiresAt = OutcomeRefreshed, gen, slotID, &exp
+	res.Outcome, res.Generation, res.Slot, res.ExpiresAt = OutcomeRefreshed, slot.Generation, slotID, &exp
 	ttl := tok.ExpiresIn()
-	r.log.Info("token written to the ring", "generation", gen, "slot", slotID, "grant", grant, "reason", res.Reason,
+	r.log.Info("token written to the ring", "generation", slot.Generation, "slot", slotID, "grant", grant, "reason", res.Reason,
 		"expires_at", exp.Format(time.RFC3339), "token_lifetime", ttl.String())
 	if needed := r.slotsNeeded(ttl); needed > len(h.Opts.SlotIDs) {
 		res.SlotsNeeded = needed
 		r.ringTooSmall(needed, "token ring too small for this token lifetime: refreshes will be deferred")
 	}
-	return res, nil
+	return res
 }
 
 // emitRemaining records TokenRemainingSeconds of the newest usable token.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
-	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -52,53 +51,6 @@ func TestParseEvent(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestParseCredentials(t *testing.T) {
-	tests := []struct {
-		in      string
-		kind    string
-		excl    bool
-		wantErr string
-	}{
-		{in: credsV1, kind: KindPassword, excl: true},
-		{in: credsV1NoExcl, kind: KindPassword, excl: false},
-		{in: `{"username":"u","password":"p","client_id":"c","scope":"trapi.x"}`, kind: KindPassword, excl: true},
-		{in: credsV2, kind: KindServiceAccount, excl: true},
-		{in: credsPreIssued, kind: KindRefreshToken, excl: true},
-		{in: `pw-secret`, wantErr: "not a JSON object"},
-		{in: `["pw-secret"]`, wantErr: "not a JSON object"},
-		{in: `{"username":"u","password":"p"}`, wantErr: `field "client_id" is missing`},
-		{in: `{"username":"u","client_id":"c"}`, wantErr: `field "password" is missing`},
-		{in: `{"password":"pw-secret","client_id":"c"}`, wantErr: `field "username" is missing`},
-		{in: `{"username":"u","password":"","client_id":"c"}`, wantErr: `field "password" is missing or empty`},
-		{in: `{"username":"u","password":12345,"client_id":"c"}`, wantErr: `field "password" must be a string`},
-		{in: `{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":"no"}`, wantErr: `field "take_exclusive_sign_on_control" must be true or false`},
-		{in: `{"client_id":"c","client_secret":""}`, wantErr: `field "client_secret" is missing`},
-		{in: `{"client_id":"c","client_secret":"s","password":"p"}`, wantErr: `cannot be combined`},
-		{in: `{"client_id":"c"}`, wantErr: `needs "username"+"password"`},
-		{in: `{"client_id":"c","user":"u","pass":"p"}`, wantErr: `unknown fields ["pass" "user"]`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			c, err := ParseCredentials(tc.in)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrCredentials) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				if strings.Contains(err.Error(), "pw-secret") || strings.Contains(err.Error(), "12345") {
-					t.Fatalf("error reveals the secret: %v", err)
-				}
-				return
-			}
-			if err != nil || c.Kind != tc.kind || c.TakeExclusive != tc.excl {
-				t.Fatalf("got %v excl=%v, %v", c, c.TakeExclusive, err)
-			}
-			if s := c.String(); strings.Contains(s, "secret") || strings.Contains(s, c.ClientID) {
-				t.Fatalf("String reveals credentials: %s", s)
 			}
 		})
 	}
@@ -430,18 +382,18 @@ func TestDecisions(t *testing.T) {
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
 		},
 		{
-			name: "another run wrote a newer generation meanwhile", creds: credsV1, slots: 3,
+			name: "another run wrote a newer generation meanwhile: a v2 token is discarded", creds: credsV2, slots: 3,
 			setup: func(e *env) {
 				e.seed(0, 1, 9*time.Minute, time.Minute)
-				e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+				e.rdp.Client = func(string, string, string) (*rdp.Token, error) {
 					st, _ := e.table.GetRingState(context.Background())
 					if _, err := e.table.ClaimGeneration(context.Background(), st, 2, e.ids[2], t0); err != nil {
 						t.Fatal(err)
 					}
-					return e.rdp.issue(true), nil
+					return e.rdp.issue(false), nil
 				}
 			},
-			event: `{}`, wantOutcome: OutcomeLostRace, wantCalls: []string{grantRefresh}, wantSlot: -1, wantGen: 1,
+			event: `{}`, wantOutcome: OutcomeLostRace, wantCalls: []string{grantClient}, wantSlot: -1, wantGen: 1,
 		},
 	}
 	for _, tc := range tests {
@@ -511,7 +463,7 @@ func TestFailures(t *testing.T) {
 		wantWait   time.Duration // NotBefore - now after the first failure
 	}{
 		{name: "credentials secret missing", wantErr: []string{"read credentials secret rdp-credentials", "ResourceNotFound"}, wantReason: reasonCredentials, wantWait: time.Minute},
-		{name: "credentials not JSON", creds: `user:pw-secret`, wantErr: []string{"credentials secret: not a JSON object"}, wantReason: reasonCredentials, wantWait: time.Minute},
+		{name: "credentials not JSON", creds: `user:pw-secret`, wantErr: []string{"credentials secret rdp-credentials: invalid RDP credentials: invalid JSON"}, wantReason: reasonCredentials, wantWait: time.Minute},
 		{name: "credentials missing a field", creds: `{"username":"u","client_id":"appkey-secret"}`, wantErr: []string{`field "password" is missing`}, wantReason: reasonCredentials, wantWait: time.Minute},
 		{name: "wrong password", creds: credsV1, setup: func(e *env) {
 			e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) { return nil, invalidPassword }
@@ -598,32 +550,6 @@ func TestFailures(t *testing.T) {
 	}
 }
 
-func TestBackoffIsCapped(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
-		return nil, &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "invalid_grant"}
-	}
-	var waits []time.Duration
-	for range 8 {
-		if _, err := e.handle(`{}`); err == nil {
-			t.Fatal("no error")
-		}
-		st := e.authState()
-		w := st.NotBefore.Sub(e.clk.Now())
-		waits = append(waits, w)
-		e.clk.Add(w)
-	}
-	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
-	for i, w := range want {
-		if waits[i] != w*time.Minute {
-			t.Fatalf("backoffs = %v, want %v minutes", waits, want)
-		}
-	}
-	if n := len(e.rdp.Calls()); n != 8 {
-		t.Fatalf("%d password grants in 8 attempts", n)
-	}
-}
-
 func TestAuthBudget(t *testing.T) {
 	e := newEnv(t, credsV1, 3)
 	e.h.Opts.AuthBudget = 3
@@ -647,57 +573,6 @@ func TestAuthBudget(t *testing.T) {
 	}
 }
 
-func TestRevoke(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`) // generation 1
-	first := e.slot(0)
-	writes := len(e.sm.Writes())
-	res := e.mustHandle(`{"action":"revoke"}`)
-	if res.Outcome != OutcomeRevoked || res.Action != ActionRevoke || e.rdp.revoked != first.RefreshToken {
-		t.Fatalf("revoke: %+v, revoked %q", res, e.rdp.revoked)
-	}
-	if st := e.authState(); !st.Revoked || len(st.Requests) != 2 {
-		t.Fatalf("auth state = %+v", st)
-	}
-	if sum(e.metric("AuthRequests", "grant", "revoke")) != 1 {
-		t.Errorf("revoke not counted")
-	}
-	// Slots are not rewritten; scheduled runs hold, even when a report comes in.
-	_ = e.table.ReportInvalidToken(context.Background(), 1, "401 token revoked")
-	for range 3 {
-		e.clk.Add(time.Minute)
-		if res := e.mustHandle(`{}`); res.Outcome != OutcomeHeld {
-			t.Fatalf("after revoke: %+v", res)
-		}
-	}
-	if len(e.sm.Writes()) != writes || len(e.rdp.Calls()) != 2 {
-		t.Fatalf("writes %d, calls %v", len(e.sm.Writes()), e.rdp.Calls())
-	}
-	e.clk.Add(10 * time.Minute)
-	res = e.mustHandle(`{"action":"refresh","force":true}`)
-	if res.Outcome != OutcomeRefreshed || res.Grant != grantPassword || res.Generation != 2 {
-		t.Fatalf("forced refresh: %+v", res)
-	}
-	if e.authState().Revoked {
-		t.Fatal("hold not cleared")
-	}
-}
-
-func TestRevokeFailureIsAnError(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`)
-	e.rdp.RevokeFn = func(string, string) error {
-		return &rdp.AuthError{Endpoint: "revoke", StatusCode: 401, Code: "invalid_client"}
-	}
-	_, err := e.handle(`{"action":"revoke"}`)
-	if err == nil || !strings.Contains(err.Error(), "invalid_client") {
-		t.Fatalf("err = %v", err)
-	}
-	if e.authState().Revoked {
-		t.Fatal("hold recorded although RDP refused the revoke")
-	}
-}
-
 func TestMalformedEventIsRejected(t *testing.T) {
 	e := newEnv(t, credsV1, 3)
 	for _, ev := range []string{`nope`, `{"action":"rotate"}`, `{"force":"true"}`} {
@@ -707,25 +582,6 @@ func TestMalformedEventIsRejected(t *testing.T) {
 	}
 	if len(e.rdp.Calls()) != 0 || len(e.sm.Writes()) != 0 {
 		t.Fatal("a malformed event did something")
-	}
-}
-
-func TestWriteFailure(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.sm.PutErr = func(string) error { return ringtest.ErrInjected }
-	if _, err := e.handle(`{}`); !errors.Is(err, ringtest.ErrInjected) {
-		t.Fatalf("err = %v", err)
-	}
-	if sum(e.metric("RingWriteFailures")) != 1 {
-		t.Error("RingWriteFailures missing")
-	}
-	// The generation is burned and the slot counted as written: the next run
-	// uses the next slot and generation.
-	e.sm.PutErr = nil
-	e.clk.Add(time.Minute)
-	res := e.mustHandle(`{}`)
-	if res.Generation != 2 || res.Slot != e.ids[1] {
-		t.Fatalf("after a failed write: %+v", res)
 	}
 }
 
@@ -755,20 +611,26 @@ func TestSlotsNeeded(t *testing.T) {
 func TestOverlappingRuns(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
+		creds       string
 		advance     time.Duration // clock moved while the first run is inside RDP
 		wantSecond  string
 		wantFirst   string
 		wantWriters int
+		wantGen     int64
 	}{
-		{name: "second run sees the lease", advance: 30 * time.Second, wantSecond: OutcomeBusy, wantFirst: OutcomeRefreshed, wantWriters: 1},
-		{name: "first run outlives its lease: the generation claim decides", advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeLostRace, wantWriters: 1},
+		{name: "second run sees the lease", creds: credsV1, advance: 30 * time.Second, wantSecond: OutcomeBusy, wantFirst: OutcomeRefreshed,
+			wantWriters: 1, wantGen: 2},
+		{name: "first run outlives its lease: its rotated refresh token is stored one generation higher", creds: credsV1,
+			advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeRefreshed, wantWriters: 2, wantGen: 3},
+		{name: "first run outlives its lease: a v2 token (no refresh token) is discarded", creds: credsV2,
+			advance: 3 * time.Minute, wantSecond: OutcomeRefreshed, wantFirst: OutcomeLostRace, wantWriters: 1, wantGen: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, credsV1, 3)
+			e := newEnv(t, tc.creds, 3)
 			e.seed(0, 1, 9*time.Minute, time.Minute)
 			inside, release := make(chan struct{}), make(chan struct{})
 			first := true
-			e.rdp.Refresh = func(string, string) (*rdp.Token, error) {
+			grant := func() (*rdp.Token, error) {
 				if first {
 					first = false
 					close(inside)
@@ -776,8 +638,10 @@ func TestOverlappingRuns(t *testing.T) {
 					<-release
 					e.rdp.mu.Lock()
 				}
-				return e.rdp.issue(true), nil
+				return e.rdp.issue(tc.creds != credsV2), nil
 			}
+			e.rdp.Refresh = func(string, string) (*rdp.Token, error) { return grant() }
+			e.rdp.Client = func(string, string, string) (*rdp.Token, error) { return grant() }
 			hA, hB := *e.h, *e.h
 			type out struct {
 				res Result
@@ -803,8 +667,8 @@ func TestOverlappingRuns(t *testing.T) {
 				t.Fatalf("%d tokens written, want %d", n, tc.wantWriters)
 			}
 			rs, _ := e.table.GetRingState(context.Background())
-			if rs.Generation != 2 {
-				t.Fatalf("generation = %d, want 2", rs.Generation)
+			if rs.Generation != tc.wantGen {
+				t.Fatalf("generation = %d, want %d", rs.Generation, tc.wantGen)
 			}
 		})
 	}

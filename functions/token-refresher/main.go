@@ -1,11 +1,12 @@
 // Command token-refresher is the Lambda function that keeps RDP tokens
-// fresh in the token ring for every other cfsync function (DESIGN.md §3,
-// §5, §7.1–7.3). main only wires dependencies; the logic is in handler.go
-// and auth.go.
+// fresh in the token ring for every other cfsync function
+// (docs/design.md#token-refresher). main only wires dependencies; the logic
+// is in handler.go, auth.go and probe.go.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -49,10 +50,19 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
+	if (cfg.NotifySubscriptionSecretID == "") != (cfg.NotifyCredentialsSecretID == "") {
+		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
+	}
+	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
 	return &Handler{
-		SM:      secretsmanager.NewFromConfig(awsCfg),
-		Table:   state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable),
+		SM:         secretsmanager.NewFromConfig(awsCfg),
+		Table:      table,
+		Cloud:      client,
+		QueueState: table,
+		Queue: QueueCredsOptions{SubscriptionSecretID: cfg.NotifySubscriptionSecretID, CredentialsSecretID: cfg.NotifyCredentialsSecretID,
+			RefreshAfter: cfg.QueueCredentialsRefresh},
 		RDP:     client,
+		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
 		Opts:    OptionsFromConfig(cfg),
 		Log:     logx.New(os.Stdout, level, functionName),
 		Metrics: metrics.New(os.Stdout, functionName),

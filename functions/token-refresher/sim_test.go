@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/metrics"
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -26,6 +25,9 @@ type simConfig struct {
 	// access token is expired at RDP (0: never): readers get 401, report, and
 	// the refresher must write out of cadence, right after a regular write.
 	injectAfter time.Duration
+	// spuriousEvery: every so often a reader reports the newest token
+	// invalid although RDP still accepts it (a one-off 401, 0: never).
+	spuriousEvery time.Duration
 }
 
 type simStats struct {
@@ -39,6 +41,7 @@ type simStats struct {
 	deferred                                              int
 	slotsNeeded                                           int // largest RingSlotsNeeded the refresher reported
 	handlerErrors                                         []error
+	spuriousReports                                       int
 }
 
 const simMargin = 2 * time.Minute
@@ -50,6 +53,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	start := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
 	clk := &clock{t: start}
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: 900 * time.Second, RefreshMaxLifetime: 18 * time.Hour})
+	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // an unknown bucket is a 404 at RDP
 	defer sim.Close()
 	sim.AddUser("machine-user", "pw-secret", "appkey-secret")
 
@@ -62,14 +66,13 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		ids = append(ids, id)
 		sm.Create(id, nil)
 	}
-	table := state.New(ringtest.NewDynamo(), "state")
-	table.Now = clk.Now
+	table := newFakeState(clk.Now)
 	authClient, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &Handler{
-		SM: sm, Table: table, RDP: authClient, Now: clk.Now,
+		SM: sm, Table: table, RDP: authClient, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Metrics: metrics.New(io.Discard, "token-refresher"),
 		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
@@ -106,6 +109,14 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		if cfg.injectAfter > 0 && !injected && m >= cfg.injectAfter && res.Outcome == OutcomeRefreshed {
 			sim.ExpireAccessTokens()
 			injected, st.injectedAt = true, m
+		}
+		if cfg.spuriousEvery > 0 && m%cfg.spuriousEvery == 0 {
+			// RDP answers one request with 401 although the token is valid:
+			// the reader re-reads the ring and, with nothing newer, reports.
+			sim.Inject(rdptest.Fault{Kind: rdptest.FaultUnauthorized, PathPrefix: rdp.PackagesPath, Times: 1})
+			if err := reader.Do(ctx, listPackages); errors.Is(err, tokenring.ErrTokenInvalid) {
+				st.spuriousReports++
+			}
 		}
 		// A reader at this minute: an unexpired token, accepted by RDP.
 		tok, err := reader.Token()
@@ -241,5 +252,25 @@ func TestSimulateDayRingSize(t *testing.T) {
 		if ttl == 600*time.Second && found != 3 {
 			t.Errorf("600 s tokens need N=%d, want 3", found)
 		}
+	}
+}
+
+// TestSimulateDaySpuriousReports: 24 h in which RDP answers a valid token
+// with a one-off 401 every 3 minutes, so a reader reports the newest token
+// invalid, plus one real invalidation: no reader ever lacks a usable token,
+// no refresh is deferred, and the spurious reports cost no ring write (the
+// same writes as a quiet day).
+func TestSimulateDaySpuriousReports(t *testing.T) {
+	cfg := simConfig{accessTTL: 600 * time.Second, slots: 3, duration: 24 * time.Hour, injectAfter: 6 * time.Hour,
+		spuriousEvery: 3 * time.Minute}
+	st := simulate(t, cfg)
+	t.Logf("600 s tokens, N=3, spurious 401 reports every 3 min: %s spurious=%d", st, st.spuriousReports)
+	if st.spuriousReports < 200 {
+		t.Fatalf("only %d spurious reports filed", st.spuriousReports)
+	}
+	checkDay(t, cfg, st)
+	quiet := simulate(t, simConfig{accessTTL: cfg.accessTTL, slots: cfg.slots, duration: cfg.duration, injectAfter: cfg.injectAfter})
+	if st.writes != quiet.writes {
+		t.Errorf("%d ring writes with spurious reports, %d without: spurious reports cost writes", st.writes, quiet.writes)
 	}
 }

@@ -6,14 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -89,23 +87,6 @@ func decodeInfo(t *testing.T, res Result) echoInfo {
 		t.Fatalf("decode %q: %v", res.Payload, err)
 	}
 	return in
-}
-
-// alive reports whether pid is a live (not zombie) process.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return !os.IsNotExist(err)
-	}
-	// pid (comm) STATE ...: comm may hold spaces, so look after the last ')'.
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
 }
 
 func waitGone(t *testing.T, pid int) {
@@ -203,8 +184,9 @@ func TestInvoke(t *testing.T) {
 		if in.RequestID != res.RequestID {
 			t.Errorf("request id in function %q, in result %q", in.RequestID, res.RequestID)
 		}
-		if want := "arn:aws:lambda:eu-west-1:123456789012:function:echo-fn"; in.ARN != want {
-			t.Errorf("ARN = %q, want %q", in.ARN, want)
+		// The emulator fixes region and account in the ARN (us-east-1, 012345678912).
+		if !strings.HasPrefix(in.ARN, "arn:aws:lambda:") || !strings.HasSuffix(in.ARN, ":function:echo-fn") {
+			t.Errorf("ARN = %q, want a function ARN naming echo-fn", in.ARN)
 		}
 		if in.PID != r.PID() {
 			t.Errorf("function pid %d, Runner.PID %d", in.PID, r.PID())
@@ -213,7 +195,7 @@ func TestInvoke(t *testing.T) {
 }
 
 func TestDeadlineHeader(t *testing.T) {
-	for _, timeout := range []time.Duration{700 * time.Millisecond, 2 * time.Second} {
+	for _, timeout := range []time.Duration{time.Second, 2 * time.Second} {
 		t.Run(timeout.String(), func(t *testing.T) {
 			r := startEcho(t, Options{Timeout: timeout})
 			in := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"}))
@@ -226,17 +208,17 @@ func TestDeadlineHeader(t *testing.T) {
 }
 
 func TestTimeoutKillsAndRestarts(t *testing.T) {
-	r := startEcho(t, Options{Timeout: 300 * time.Millisecond})
+	r := startEcho(t, Options{Timeout: time.Second})
 	first := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
 
 	res := invoke(t, r, map[string]any{"action": "sleep", "sleep": "10s"})
 	if res.Err == nil || res.Err.Type != ErrorTypeTimeout {
 		t.Fatalf("error = %v, want %s", res.Err, ErrorTypeTimeout)
 	}
-	if want := "Task timed out after 0.30 seconds"; !strings.Contains(res.Err.Message, want) || !strings.Contains(res.Err.Message, res.RequestID) {
+	if want := "Task timed out after 1.00 seconds"; !strings.Contains(res.Err.Message, want) || !strings.Contains(res.Err.Message, res.RequestID) {
 		t.Errorf("message %q, want %q and the request id", res.Err.Message, want)
 	}
-	if res.Duration < 300*time.Millisecond || res.Duration > 3*time.Second {
+	if res.Duration < time.Second || res.Duration > 4*time.Second {
 		t.Errorf("duration %v, want about the timeout", res.Duration)
 	}
 	waitGone(t, first)
@@ -266,7 +248,7 @@ func TestCrashRestarts(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startEcho(t, Options{})
-			first := r.PID()
+			first := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
 			res := invoke(t, r, tc.event)
 			if res.Err == nil || res.Err.Type != tc.errType || !strings.Contains(res.Err.Message, tc.errMsg) {
 				t.Fatalf("error = %v, want %s containing %q", res.Err, tc.errType, tc.errMsg)
@@ -293,26 +275,19 @@ func TestInitError(t *testing.T) {
 		errMsg  string
 		log     string
 	}{
-		{name: "exit before lambda.Start", env: "ECHO_INIT=exit", errType: ErrorTypeExit, errMsg: "Runtime exited with error: exit status 3", log: "init failed: ECHO_INIT=exit"},
+		{name: "exit before lambda.Start", env: "ECHO_INIT=exit", errType: ErrorTypeExit, errMsg: "Runtime exited without providing a reason", log: "init failed: ECHO_INIT=exit"},
 		{name: "posted init error", env: "ECHO_INIT=post", errType: "ConfigError", errMsg: "bad config: ECHO_INIT"},
-		{name: "init timeout", env: "ECHO_INIT=hang", errType: ErrorTypeTimeout, errMsg: "Init timed out after 0.30 seconds"},
+		{name: "init timeout", env: "ECHO_INIT=hang", errType: ErrorTypeTimeout, errMsg: "Task timed out after 1.00 seconds"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := Start(t.Context(), Options{Binary: echoBin, Env: []string{tc.env}, InitTimeout: 300 * time.Millisecond})
-			if err == nil {
-				r.Close()
-				t.Fatal("Start succeeded")
+			r := startEcho(t, Options{Env: []string{tc.env}, Timeout: time.Second})
+			res := invoke(t, r, map[string]any{"action": "echo", "echo": 1})
+			if res.Err == nil || res.Err.Type != tc.errType || !strings.Contains(res.Err.Message, tc.errMsg) {
+				t.Errorf("init error = %+v, want %s containing %q", res.Err, tc.errType, tc.errMsg)
 			}
-			var ie *InitError
-			if !errors.As(err, &ie) {
-				t.Fatalf("error %v is not an *InitError", err)
-			}
-			if ie.Err.Type != tc.errType || !strings.Contains(ie.Err.Message, tc.errMsg) {
-				t.Errorf("init error = %+v, want %s containing %q", ie.Err, tc.errType, tc.errMsg)
-			}
-			if tc.log != "" && !slices.Contains(ie.Logs, tc.log) {
-				t.Errorf("logs %q lack %q", ie.Logs, tc.log)
+			if tc.log != "" && !slices.Contains(r.Logs(), tc.log) {
+				t.Errorf("logs %q lack %q", r.Logs(), tc.log)
 			}
 		})
 	}
@@ -328,8 +303,12 @@ func TestReinitErrorIsReported(t *testing.T) {
 		t.Fatalf("crash: %v", res.Err)
 	}
 	res := invoke(t, r, map[string]any{"action": "echo", "echo": 1})
-	if res.Err == nil || res.Err.Type != ErrorTypeExit || !strings.Contains(res.Err.Message, "exit status 4") {
-		t.Fatalf("re-init failure: %v, want %s with exit status 4", res.Err, ErrorTypeExit)
+	// The emulator reports an exit during init without its status.
+	if res.Err == nil || res.Err.Type != ErrorTypeExit {
+		t.Fatalf("re-init failure: %v, want %s", res.Err, ErrorTypeExit)
+	}
+	if !slices.Contains(r.Logs(), "init failed: fail file present") {
+		t.Error("the failed re-init's output is not in the logs")
 	}
 	if err := os.Remove(failFile); err != nil {
 		t.Fatal(err)
@@ -360,6 +339,7 @@ func (s *syncBuffer) String() string {
 func TestLogsCaptured(t *testing.T) {
 	var tee syncBuffer
 	r := startEcho(t, Options{LogWriter: &tee})
+	invoke(t, r, map[string]any{"action": "echo", "echo": 0})
 	if got := r.Logs(); !slices.Contains(got, "init done") {
 		t.Errorf("init log missing: %q", got)
 	}
@@ -370,7 +350,7 @@ func TestLogsCaptured(t *testing.T) {
 		if res.Err != nil {
 			t.Fatal(res.Err)
 		}
-		got := r.Logs()[before:]
+		got := functionLines(r.Logs()[before:])
 		var want []string
 		for i := range 50 {
 			want = append(want, fmt.Sprintf("%s %d", msg, i))
@@ -394,9 +374,21 @@ func TestLogsCaptured(t *testing.T) {
 	}
 }
 
+// functionLines drops the emulator's START, END and REPORT lines.
+func functionLines(lines []string) []string {
+	return slices.DeleteFunc(slices.Clone(lines), func(l string) bool {
+		return strings.HasPrefix(l, "START RequestId: ") || strings.HasPrefix(l, "END RequestId: ") || strings.HasPrefix(l, "REPORT RequestId: ")
+	})
+}
+
 func TestColdStart(t *testing.T) {
 	fast := startEcho(t, Options{})
 	slow := startEcho(t, Options{Env: []string{"ECHO_INIT=sleep:300ms"}})
+	if d := fast.ColdStart(); d != 0 {
+		t.Errorf("cold start before the first invocation = %v, want 0", d)
+	}
+	invoke(t, fast, map[string]any{"action": "echo", "echo": 1})
+	invoke(t, slow, map[string]any{"action": "echo", "echo": 1})
 	if d := fast.ColdStart(); d <= 0 || d > 5*time.Second {
 		t.Errorf("fast cold start = %v", d)
 	}
@@ -428,7 +420,7 @@ func TestCloseKillsProcessTree(t *testing.T) {
 
 func TestCloseDuringInvoke(t *testing.T) {
 	r := startEcho(t, Options{Timeout: time.Minute})
-	pid := r.PID()
+	pid := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
 	errc := make(chan error, 1)
 	go func() {
 		_, err := r.Invoke(context.Background(), []byte(`{"action":"sleep","sleep":"1m"}`))
@@ -452,7 +444,11 @@ func TestContextCancellation(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		pid := r.PID()
+		res, err := r.Invoke(t.Context(), []byte(`{"action":"info"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := decodeInfo(t, res).PID
 		cancel()
 		waitGone(t, pid)
 		if _, err := r.Invoke(t.Context(), []byte(`{"action":"echo"}`)); !errors.Is(err, ErrClosed) {
@@ -461,7 +457,7 @@ func TestContextCancellation(t *testing.T) {
 	})
 	t.Run("Invoke's ctx kills a running invocation", func(t *testing.T) {
 		r := startEcho(t, Options{Timeout: time.Minute})
-		pid := r.PID()
+		pid := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		_, err := r.Invoke(ctx, []byte(`{"action":"sleep","sleep":"1m"}`))
@@ -576,77 +572,47 @@ func TestResponseTooLarge(t *testing.T) {
 	}
 }
 
-func TestRuntimeAPIRejectsBadCalls(t *testing.T) {
-	r := startEcho(t, Options{})
-	r.mu.Lock()
-	base := "http://" + r.env.api + "/2018-06-01/runtime/"
-	r.mu.Unlock()
+func TestClassify(t *testing.T) {
+	const id = "req-1"
 	tests := []struct {
-		name, method, path string
-		status             int
-		errType            string
+		name    string
+		status  int
+		body    string
+		payload string // want, for a success
+		want    *FunctionError
 	}{
-		{name: "response for unknown request", method: http.MethodPost, path: "invocation/nope/response", status: 400, errType: "InvalidRequestID"},
-		{name: "error for unknown request", method: http.MethodPost, path: "invocation/nope/error", status: 400, errType: "InvalidRequestID"},
-		{name: "init error after init", method: http.MethodPost, path: "init/error", status: 403, errType: "InvalidStateTransition"},
-		{name: "unknown path", method: http.MethodGet, path: "invocation/nope", status: 404},
-		{name: "wrong method", method: http.MethodPost, path: "invocation/next", status: 405},
+		{name: "response", status: 200, body: `{"a":1}`, payload: `{"a":1}`},
+		{name: "response with an errorType field among others", status: 200, body: `{"errorType":"x","errorMessage":"y","more":1}`, payload: `{"errorType":"x","errorMessage":"y","more":1}`},
+		{name: "function error", status: 200, body: `{"errorMessage":"m","errorType":"T"}`, want: &FunctionError{Message: "m", Type: "T"}},
+		{name: "panic", status: 502, body: `{"errorMessage":"m","errorType":"string","stackTrace":[]}`, want: &FunctionError{Message: "m", Type: "string"}},
+		{name: "timeout", status: 200, body: `Task timed out after 3.00 seconds`, want: &FunctionError{Type: ErrorTypeTimeout, Message: "RequestId: req-1 Error: Task timed out after 3.00 seconds"}},
+		{name: "exit without reason", status: 502, body: ``, want: &FunctionError{Type: ErrorTypeExit, Message: "RequestId: req-1 Error: Runtime exited without providing a reason"}},
+		{name: "untyped error", status: 502, body: `oops`, want: &FunctionError{Type: ErrorTypeUnknown, Message: "oops"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(t.Context(), tc.method, base+tc.path, strings.NewReader(`{"errorMessage":"x","errorType":"y"}`))
+			res, err := classify(id, tc.status, []byte(tc.body))
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != tc.status {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
-			}
-			if tc.errType != "" {
-				var fe FunctionError
-				if err := json.NewDecoder(resp.Body).Decode(&fe); err != nil || fe.Type != tc.errType {
-					t.Errorf("body %+v (%v), want errorType %s", fe, err, tc.errType)
+			if tc.want == nil {
+				if res.Err != nil || string(res.Payload) != tc.payload {
+					t.Errorf("got %s, %v; want payload %s", res.Payload, res.Err, tc.payload)
 				}
+				return
+			}
+			if res.Err == nil || res.Err.Type != tc.want.Type || res.Err.Message != tc.want.Message {
+				t.Fatalf("error = %+v, want %+v", res.Err, tc.want)
+			}
+			var doc FunctionError
+			if json.Unmarshal(res.Payload, &doc) != nil || doc.Type != tc.want.Type {
+				t.Errorf("payload %s is not the error document", res.Payload)
 			}
 		})
 	}
-	// The stray calls did not disturb the function.
-	if res := invoke(t, r, map[string]any{"action": "echo", "echo": 1}); res.Err != nil || string(res.Payload) != "1" {
-		t.Fatalf("after bad calls: %s, %v", res.Payload, res.Err)
+	if _, err := classify(id, 400, []byte("busy")); err == nil {
+		t.Error("a 400 from the emulator is not an error")
 	}
-}
-
-func TestParseFunctionError(t *testing.T) {
-	tests := []struct {
-		name, body, header string
-		want               FunctionError
-	}{
-		{name: "lambda document", body: `{"errorMessage":"m","errorType":"T"}`, want: FunctionError{Message: "m", Type: "T"}},
-		{name: "type from header", body: `{"errorMessage":"m"}`, header: "H", want: FunctionError{Message: "m", Type: "H"}},
-		{name: "not json", body: `oops`, header: "H", want: FunctionError{Message: "oops", Type: "H"}},
-		{name: "nothing", body: ``, want: FunctionError{Type: ErrorTypeUnknown}},
-		{name: "unrelated json", body: `{"a":1}`, want: FunctionError{Message: `{"a":1}`, Type: ErrorTypeUnknown}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := parseFunctionError([]byte(tc.body), tc.header)
-			if got.Message != tc.want.Message || got.Type != tc.want.Type {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-	t.Run("stream trailers", func(t *testing.T) {
-		tr := http.Header{}
-		tr.Set(errorTypeHeader, "ReadError")
-		tr.Set(errorBodyTrailer, "eyJlcnJvck1lc3NhZ2UiOiJicm9rZW4gcGlwZSIsImVycm9yVHlwZSI6IlJlYWRFcnJvciJ9") // {"errorMessage":"broken pipe","errorType":"ReadError"}
-		if got := trailerError(tr); got.Type != "ReadError" || got.Message != "broken pipe" {
-			t.Errorf("got %+v", got)
-		}
-	})
 }
 
 func TestStartValidation(t *testing.T) {
@@ -678,4 +644,43 @@ func TestBuildFunctionError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "build ./testdata/does-not-exist") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+func TestFindEmulator(t *testing.T) {
+	t.Run("override", func(t *testing.T) {
+		t.Setenv(EmulatorEnv, "/opt/rie/aws-lambda-rie")
+		if got, err := FindEmulator(); err != nil || got != "/opt/rie/aws-lambda-rie" {
+			t.Errorf("FindEmulator() = %q, %v; want the override", got, err)
+		}
+	})
+	t.Run("GOPATH/bin", func(t *testing.T) {
+		gopath := t.TempDir()
+		bin := filepath.Join(gopath, "bin", "aws-lambda-rie")
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(EmulatorEnv, "")
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", "")
+		t.Setenv("GOPATH", gopath)
+		if got, err := FindEmulator(); err != nil || got != bin {
+			t.Errorf("FindEmulator() = %q, %v; want %s", got, err, bin)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		t.Setenv(EmulatorEnv, "")
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", "")
+		t.Setenv("GOPATH", t.TempDir())
+		if _, err := FindEmulator(); err == nil || !strings.Contains(err.Error(), "make tools") {
+			t.Errorf("err = %v, want one saying to run make tools", err)
+		}
+		_, err := Start(t.Context(), Options{Binary: echoBin})
+		if err == nil || !strings.Contains(err.Error(), "aws-lambda-rie not found") {
+			t.Errorf("Start: %v, want the emulator named", err)
+		}
+	})
 }

@@ -46,11 +46,12 @@ func (s *logSink) snapshot() []string {
 
 // logReader turns one process's output pipe into lines.
 type logReader struct {
-	sink  *logSink
-	seq   atomic.Uint64 // last flush marker written
-	acked atomic.Uint64 // last flush marker read
-	ack   chan struct{} // cap 1: nudges a waiting flush
-	done  chan struct{} // closed at EOF
+	sink   *logSink
+	onLine func(string) bool // optional: sees every line; false keeps it out of the sink
+	seq    atomic.Uint64     // last flush marker written
+	acked  atomic.Uint64     // last flush marker read
+	ack    chan struct{}     // cap 1: nudges a waiting flush
+	done   chan struct{}     // closed at EOF
 }
 
 func newLogReader(sink *logSink) *logReader {
@@ -67,13 +68,13 @@ func (l *logReader) run(r io.ReadCloser) {
 		line = append(line, chunk...)
 		if err != nil {
 			if len(line) > 0 {
-				l.sink.add(string(line))
+				l.emit(string(line))
 			}
 			return
 		}
 		if isPrefix {
 			if len(line) >= maxLogLine {
-				l.sink.add(string(line))
+				l.emit(string(line))
 				line = line[:0]
 			}
 			continue
@@ -91,8 +92,14 @@ func (l *logReader) run(r io.ReadCloser) {
 				continue
 			}
 		}
-		l.sink.add(string(line))
+		l.emit(string(line))
 		line = line[:0]
+	}
+}
+
+func (l *logReader) emit(line string) {
+	if l.onLine == nil || l.onLine(line) {
+		l.sink.add(line)
 	}
 }
 

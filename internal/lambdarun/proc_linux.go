@@ -1,7 +1,46 @@
 package lambdarun
 
-import "syscall"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
-// setParentDeathSignal kills the function if the test binary dies without
-// closing its Runners (e.g. `go test -timeout` panics), so none is orphaned.
+// setParentDeathSignal kills the emulator if the test binary dies without
+// closing its Runners (e.g. `go test -timeout` panics); the function then
+// loses its Runtime API and aws-lambda-go exits.
 func setParentDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
+
+// childPIDs lists pid's children from /proc/<pid>/task/*/children.
+func childPIDs(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, s := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(s); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid is a live, not zombie, process.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat) // pid (comm) STATE …: comm may hold spaces
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}

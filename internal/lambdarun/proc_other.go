@@ -14,3 +14,5 @@ func killGroup(pid int) {
 		_ = p.Kill()
 	}
 }
+
+func terminate(pid int) { killGroup(pid) }

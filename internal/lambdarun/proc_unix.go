@@ -15,3 +15,6 @@ func procAttr() *syscall.SysProcAttr {
 // killGroup kills the process group led by pid. The group id stays reserved
 // while any member lives, so this is safe after the leader was reaped.
 func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
+
+// terminate asks pid to stop (SIGTERM).
+func terminate(pid int) { _ = syscall.Kill(pid, syscall.SIGTERM) }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,30 +26,6 @@ var logicalIDs = map[string]string{
 	Refresher:  "TokenRefresherFunction",
 	Poller:     "FilesetPollerFunction",
 	Downloader: "DownloaderFunction",
-}
-
-// RepoRoot finds the repository root (the directory holding go.mod and
-// template.yaml) from the working directory upwards.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find repository root: %w", err)
-	}
-	for {
-		if isFile(filepath.Join(dir, "go.mod")) && isFile(filepath.Join(dir, "template.yaml")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("find repository root: no directory with go.mod and template.yaml above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func isFile(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
 }
 
 // BuildFunctions builds the named functions (default: all three) as

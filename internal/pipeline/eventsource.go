@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/lambdarun"
 )
 
@@ -121,10 +122,13 @@ func (e *EventSource) Resume() { e.paused.Store(false) }
 // waitResumed waits while paused; false when ctx is done.
 func (e *EventSource) waitResumed(ctx context.Context) bool {
 	for e.paused.Load() && ctx.Err() == nil {
-		sleep(ctx, 100*time.Millisecond)
+		_ = backoff.Sleep(ctx, 100*time.Millisecond)
 	}
 	return ctx.Err() == nil
 }
+
+// receiveBackoff spaces ReceiveMessage retries after errors (moto restarting).
+var receiveBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // Run polls until ctx is done. It returns nil when ctx ends.
 func (e *EventSource) Run(ctx context.Context) error {
@@ -141,7 +145,7 @@ func (e *EventSource) Run(ctx context.Context) error {
 }
 
 func (e *EventSource) poll(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	failures := 0
 	for e.waitResumed(ctx) {
 		msgs, err := e.receive(ctx)
 		if err != nil {
@@ -149,11 +153,11 @@ func (e *EventSource) poll(ctx context.Context) {
 				return
 			}
 			e.stats.ReceiveErrors.Add(1)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			failures++
+			_ = backoff.Sleep(ctx, receiveBackoff.Delay(failures))
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		failures = 0
 		if len(msgs) == 0 {
 			continue
 		}
@@ -319,13 +323,4 @@ func (e *EventSource) Deliver(ctx context.Context, msgs []types.Message) BatchRe
 	e.stats.Deleted.Add(int64(len(out.Successful)))
 	e.stats.DeleteFailures.Add(int64(len(out.Failed)))
 	return rep
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

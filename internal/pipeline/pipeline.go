@@ -1,8 +1,8 @@
 // Package pipeline runs the whole cfsync pipeline on one machine, with the
 // same machinery as production minus AWS and LSEG: the resources come from
 // template.yaml deployed into moto_server's CloudFormation, the three
-// functions are the built bootstrap binaries running under the project's
-// Lambda Runtime API server (internal/lambdarun), and this package plays the
+// functions are the built bootstrap binaries running under AWS's Lambda
+// Runtime Interface Emulator (internal/lambdarun), and this package plays the
 // parts of AWS that call them: EventBridge Scheduler (the refresher and the
 // poller on a schedule) and the SQS event source mapping of the downloader
 // (batches with receipt handles and ApproximateReceiveCount, partial batch
@@ -27,12 +27,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
+	"github.com/cfsync/cfsync/internal/repo"
 	"github.com/cfsync/cfsync/internal/samtemplate"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -65,8 +67,11 @@ type Config struct {
 	// Credentials is the JSON written into the stack's credentials secret
 	// (DESIGN §4: v1, v2 or pre-issued refresh token).
 	Credentials string
-	// Env holds extra KEY=value entries per function name, applied after the
-	// environment template.yaml gives the function; key "" applies to all.
+	// CommonEnv holds extra KEY=value entries for every function, applied
+	// after the environment template.yaml gives it.
+	CommonEnv []string
+	// Env holds extra KEY=value entries per function name, applied after
+	// CommonEnv.
 	Env map[string][]string
 	// Timeouts override the template's function timeouts, by function name.
 	Timeouts map[string]time.Duration
@@ -146,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 		return nil, errors.New("start pipeline: Config.Credentials is required")
 	}
 	if cfg.Root == "" {
-		if cfg.Root, err = RepoRoot(); err != nil {
+		if cfg.Root, err = repo.Root(); err != nil {
 			return nil, fmt.Errorf("start pipeline: %w", err)
 		}
 	}
@@ -176,46 +181,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	p.DynamoDB = dynamodb.NewFromConfig(p.AWS)
 	p.Secrets = secretsmanager.NewFromConfig(p.AWS)
 
-	// Build and deploy at the same time.
-	var toBuild []string
-	for _, f := range Functions {
-		if b := cfg.Binaries[f]; b != "" {
-			p.Binaries[f] = b
-		} else {
-			toBuild = append(toBuild, f)
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	if len(toBuild) > 0 {
-		g.Go(func() error {
-			dir := cfg.BinDir
-			if dir == "" {
-				tmp, err := os.MkdirTemp("", "cfsync-bin-")
-				if err != nil {
-					return fmt.Errorf("build functions: %w", err)
-				}
-				p.tmpDir, dir = tmp, tmp
-			}
-			bins, err := BuildFunctions(gctx, cfg.Root, dir, cfg.Trimpath, toBuild...)
-			if err != nil {
-				return err
-			}
-			maps.Copy(p.Binaries, bins)
-			return nil
-		})
-	}
-	g.Go(func() error {
-		st, err := samtemplate.Deploy(gctx, samtemplate.MotoOptions{
-			Endpoint: p.Endpoint, StackName: cfg.StackName, Region: Region, Params: cfg.Params,
-			TemplatePath: cfg.Root + "/" + samtemplate.FileName,
-		})
-		if err != nil {
-			return err
-		}
-		p.Stack = st
-		return p.adopt(gctx)
-	})
-	if err = g.Wait(); err != nil {
+	if err = p.buildAndDeploy(ctx); err != nil {
 		return p, fmt.Errorf("start pipeline: %w", err)
 	}
 
@@ -233,6 +199,50 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	p.stopLoops = stopLoops
 	p.startLoops(loopCtx)
 	return p, nil
+}
+
+// buildAndDeploy builds the functions not given in Config.Binaries and, at
+// the same time, deploys template.yaml into moto and adopts its resources.
+func (p *Pipeline) buildAndDeploy(ctx context.Context) error {
+	var toBuild []string
+	for _, f := range Functions {
+		if b := p.Config.Binaries[f]; b != "" {
+			p.Binaries[f] = b
+		} else {
+			toBuild = append(toBuild, f)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if len(toBuild) > 0 {
+		g.Go(func() error {
+			dir := p.Config.BinDir
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "cfsync-bin-")
+				if err != nil {
+					return fmt.Errorf("build functions: %w", err)
+				}
+				p.tmpDir, dir = tmp, tmp
+			}
+			bins, err := BuildFunctions(gctx, p.Config.Root, dir, p.Config.Trimpath, toBuild...)
+			if err != nil {
+				return err
+			}
+			maps.Copy(p.Binaries, bins)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		st, err := samtemplate.Deploy(gctx, samtemplate.MotoOptions{
+			Endpoint: p.Endpoint, StackName: p.Config.StackName, Region: Region, Params: p.Config.Params,
+			TemplatePath: p.Config.Root + "/" + samtemplate.FileName,
+		})
+		if err != nil {
+			return err
+		}
+		p.Stack = st
+		return p.adopt(gctx)
+	})
+	return g.Wait()
 }
 
 // AWSConfig is an SDK configuration for the moto_server at endpoint with
@@ -294,37 +304,34 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 		return err
 	}
 	r.TokenSecretIDs = strings.Split(ids, ",")
-	api := &lambdaAPI{cfg: p.AWS, endpoint: p.Endpoint}
+	api := lambda.NewFromConfig(p.AWS)
 	for _, f := range Functions {
 		mf, ok := p.Stack.Functions[logicalIDs[f]]
 		if !ok {
 			return fmt.Errorf("stack %s has no function %s", p.Stack.StackName, logicalIDs[f])
 		}
 		r.FunctionNames[f] = mf.Name
-		fc, err := api.functionConfig(ctx, mf.Name)
+		fc, err := functionConfig(ctx, api, mf.Name)
 		if err != nil {
 			return err
 		}
 		p.Functions[f] = fc
 	}
-	esms, err := api.eventSourceMappings(ctx, r.FunctionNames[Downloader])
+	esms, err := queueMappings(ctx, api, r.FunctionNames[Downloader], r.QueueARN)
 	if err != nil {
 		return err
 	}
 	for _, m := range esms {
-		if m.EventSourceArn != r.QueueARN {
-			continue
+		if p.Config.BatchSize == 0 && aws.ToInt32(m.BatchSize) > 0 {
+			p.Config.BatchSize = int(aws.ToInt32(m.BatchSize))
 		}
-		if p.Config.BatchSize == 0 && m.BatchSize > 0 {
-			p.Config.BatchSize = m.BatchSize
+		if sc := m.ScalingConfig; p.Config.DownloaderConcurrency == 0 && sc != nil && aws.ToInt32(sc.MaximumConcurrency) > 0 {
+			p.Config.DownloaderConcurrency = int(aws.ToInt32(sc.MaximumConcurrency))
 		}
-		if p.Config.DownloaderConcurrency == 0 && m.ScalingConfig != nil && m.ScalingConfig.MaximumConcurrency > 0 {
-			p.Config.DownloaderConcurrency = m.ScalingConfig.MaximumConcurrency
-		}
-		if err := api.disableEventSourceMapping(ctx, m.UUID); err != nil {
+		if err := disableMapping(ctx, api, aws.ToString(m.UUID)); err != nil {
 			return err
 		}
-		r.EventSourceMappingDisabled = append(r.EventSourceMappingDisabled, m.UUID)
+		r.EventSourceMappingDisabled = append(r.EventSourceMappingDisabled, aws.ToString(m.UUID))
 	}
 	if len(r.EventSourceMappingDisabled) == 0 {
 		return fmt.Errorf("stack %s: no event source mapping from the download queue to the downloader", p.Stack.StackName)
@@ -344,7 +351,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 		env = append(env, k+"="+tmpl[k])
 	}
 	env = append(env, AWSEnv(p.Endpoint)...)
-	env = append(env, p.Config.Env[""]...)
+	env = append(env, p.Config.CommonEnv...)
 	return append(env, p.Config.Env[name]...)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cfsync/cfsync/internal/landing"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -61,7 +62,7 @@ func (p *Pipeline) Verify(ctx context.Context, files []rdptest.File) (Report, er
 	have := map[string]int64{}
 	for _, k := range keys {
 		have[k.Key] = k.Size
-		if _, ok := want[k.Key]; !ok {
+		if _, ok := want[k.Key]; !ok && !landing.IsLandingObject(k.Key) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("unexpected object s3://%s/%s", p.Res.Bucket, k.Key))
 		}
 	}

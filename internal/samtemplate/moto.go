@@ -2,22 +2,17 @@ package samtemplate
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
 
@@ -224,9 +219,10 @@ func Deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
 	for _, f := range sam.Functions() {
 		codeURIs[f.ID], _ = f.Properties["CodeUri"].(string)
 	}
+	lc := lambda.NewFromConfig(cfg)
 	for _, f := range spec.ResourcesOfType("AWS::Lambda::Function") {
 		name := st.Resources[f.ID]
-		env, err := lambdaEnv(ctx, cfg, opts.Endpoint, name)
+		env, err := lambdaEnv(ctx, lc, name)
 		if err != nil {
 			return nil, fmt.Errorf("deploy to moto: function %s: %w", f.ID, err)
 		}
@@ -534,47 +530,14 @@ func failedEvents(ctx context.Context, cf *cloudformation.Client, name string) s
 	return b.String()
 }
 
-// lambdaEnv reads a function's environment from moto's Lambda API
-// (GET /2015-03-31/functions/{name}; the Lambda client is not among the
-// project's modules, and this one call does not justify adding it).
-func lambdaEnv(ctx context.Context, cfg aws.Config, endpoint, name string) (map[string]string, error) {
-	u := strings.TrimRight(endpoint, "/") + "/2015-03-31/functions/" + url.PathEscape(name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// lambdaEnv reads a function's environment from moto's Lambda API.
+func lambdaEnv(ctx context.Context, c *lambda.Client, name string) (map[string]string, error) {
+	out, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
 	if err != nil {
-		return nil, fmt.Errorf("get function: %w", err)
+		return nil, fmt.Errorf("get function configuration: %w", err)
 	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("get function: credentials: %w", err)
-	}
-	empty := sha256.Sum256(nil)
-	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(empty[:]), "lambda", cfg.Region, time.Now()); err != nil {
-		return nil, fmt.Errorf("get function: sign: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("get function: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("get function: read: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("get function: HTTP %d: %.200s", resp.StatusCode, body)
-	}
-	var out struct {
-		Configuration struct {
-			Environment struct {
-				Variables map[string]string
-			}
-		}
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("get function: decode: %w", err)
-	}
-	if out.Configuration.Environment.Variables == nil {
+	if out.Environment == nil || out.Environment.Variables == nil {
 		return map[string]string{}, nil
 	}
-	return out.Configuration.Environment.Variables, nil
+	return out.Environment.Variables, nil
 }

@@ -12,15 +12,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
+
+	"github.com/cfsync/cfsync/internal/repo"
 )
 
 // Logical ids of the three functions in template.yaml.
 const (
-	TokenRefresher = "TokenRefresherFunction"
-	FilesetPoller  = "FilesetPollerFunction"
-	Downloader     = "DownloaderFunction"
+	TokenRefresher     = "TokenRefresherFunction"
+	FilesetPoller      = "FilesetPollerFunction"
+	Downloader         = "DownloaderFunction"
+	NotificationReader = "NotificationReaderFunction" // only with Notifications=true
 )
 
 // FileName is the template's file name at the repository root.
@@ -83,31 +85,11 @@ func Path() (string, error) {
 	if p := os.Getenv("CFSYNC_TEMPLATE"); p != "" {
 		return p, nil
 	}
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
+	root, err := repo.Root()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w (set CFSYNC_TEMPLATE)", FileName, err)
 	}
-	if _, file, _, ok := runtime.Caller(0); ok {
-		starts = append(starts, filepath.Dir(file))
-	}
-	for _, dir := range starts {
-		for {
-			if fileExists(filepath.Join(dir, "go.mod")) && fileExists(filepath.Join(dir, FileName)) {
-				return filepath.Join(dir, FileName), nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", fmt.Errorf("find %s: no directory with go.mod and %s above the working directory (set CFSYNC_TEMPLATE)", FileName, FileName)
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	return filepath.Join(root, FileName), nil
 }
 
 // Clone returns a deep copy of the template.

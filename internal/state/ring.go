@@ -120,7 +120,11 @@ type TokenReport struct {
 	LastAt     time.Time `dynamodbav:"lastAt"`
 	Reason     string    `dynamodbav:"reason"`
 	Reports    int64     `dynamodbav:"reports"`
-	TTL        int64     `dynamodbav:"ttl,omitempty"`
+	// CheckedAt is when the refresher last asked RDP whether the reported
+	// token is still accepted, and it was: reports up to then cost no ring
+	// write. Zero: not checked yet.
+	CheckedAt time.Time `dynamodbav:"checkedAt,omitempty"`
+	TTL       int64     `dynamodbav:"ttl,omitempty"`
 }
 
 // ReportSK is the sort key of the report for generation gen.
@@ -176,4 +180,32 @@ func (t *Table) GetTokenReport(ctx context.Context, gen int64) (*TokenReport, er
 		return nil, fmt.Errorf("decode token report %d: %w", gen, err)
 	}
 	return &r, nil
+}
+
+// Unconfirmed reports whether a report arrived after the refresher last
+// found the token still accepted (always true for a report never checked).
+func (r *TokenReport) Unconfirmed() bool {
+	return r.CheckedAt.IsZero() || r.LastAt.After(r.CheckedAt)
+}
+
+// MarkReportChecked records that at `at` RDP still accepted the token of
+// generation gen: the reports received so far are dismissed. It does not
+// create a report that does not exist.
+func (t *Table) MarkReportChecked(ctx context.Context, gen int64, at time.Time) error {
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           &t.Name,
+		Key:                 reportKey(gen),
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+		UpdateExpression:    aws.String("SET checkedAt = :at"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":at": timeAV(at.UTC()),
+		},
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("mark token report %d checked: %w", gen, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("mark token report %d checked: %w", gen, err)
+	}
+	return nil
 }

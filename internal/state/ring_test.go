@@ -12,21 +12,13 @@ import (
 
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
-	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 )
 
 var authT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// backends runs fn against the in-memory fake and (unless -short) moto, so
-// the fake the refresher simulation relies on is checked against moto.
+// authBackends runs fn against moto_server (the expressions are DynamoDB's
+// to evaluate, not a fake's).
 func authBackends(t *testing.T, fn func(t *testing.T, newTable func(t *testing.T) *state.Table)) {
-	t.Run("fake", func(t *testing.T) {
-		fn(t, func(t *testing.T) *state.Table {
-			tb := state.New(ringtest.NewDynamo(), "state")
-			tb.Now = func() time.Time { return authT0 }
-			return tb
-		})
-	})
 	t.Run("moto", func(t *testing.T) {
 		m := testenv.Moto(t)
 		cfg, err := m.AWSConfig(context.Background())
@@ -46,8 +38,7 @@ func authBackends(t *testing.T, fn func(t *testing.T, newTable func(t *testing.T
 	})
 }
 
-// TestAuthAndRingItems runs the AUTH / RING item tests against the fake
-// and (one) moto_server.
+// TestAuthAndRingItems runs the AUTH / RING item tests against (one) moto_server.
 func TestAuthAndRingItems(t *testing.T) {
 	authBackends(t, func(t *testing.T, newTable func(t *testing.T) *state.Table) {
 		t.Run("RingState", func(t *testing.T) { testRingState(t, newTable) })
@@ -163,5 +154,36 @@ func testTokenReports(t *testing.T, newTable func(t *testing.T) *state.Table) {
 	}
 	if _, err := tb.GetTokenReport(ctx, 4); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("report 4: %v", err)
+	}
+	testReportChecked(t, tb, later)
+}
+
+// testReportChecked: a check dismisses the reports so far; a later report
+// makes the report unconfirmed again; checking never creates a report.
+func testReportChecked(t *testing.T, tb *state.Table, reportedAt time.Time) {
+	ctx := context.Background()
+	if r, _ := tb.GetTokenReport(ctx, 3); !r.Unconfirmed() {
+		t.Fatal("a report never checked counts as checked")
+	}
+	checked := reportedAt.Add(time.Second)
+	if err := tb.MarkReportChecked(ctx, 3, checked); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tb.GetTokenReport(ctx, 3)
+	if err != nil || !r.CheckedAt.Equal(checked) || r.Unconfirmed() || r.Reports != 2 {
+		t.Fatalf("checked report = %+v, %v", r, err)
+	}
+	tb.Now = func() time.Time { return checked.Add(time.Minute) }
+	if err := tb.ReportInvalidToken(ctx, 3, "401 token expired"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ = tb.GetTokenReport(ctx, 3); !r.Unconfirmed() || !r.CheckedAt.Equal(checked) {
+		t.Fatalf("report after the check = %+v, want unconfirmed", r)
+	}
+	if err := tb.MarkReportChecked(ctx, 9, checked); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("check of a missing report: %v, want ErrNotFound", err)
+	}
+	if _, err := tb.GetTokenReport(ctx, 9); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("checking created report 9: %v", err)
 	}
 }

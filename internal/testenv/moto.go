@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,23 +24,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
-)
 
-// RepoRoot returns the directory holding go.mod.
-func RepoRoot() (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Dir(file)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found")
-		}
-		dir = parent
-	}
-}
+	"github.com/cfsync/cfsync/internal/repo"
+)
 
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort() (int, error) {
@@ -137,7 +122,7 @@ func MotoBinary(root string) (string, error) {
 // group and (on Linux) with a parent-death signal, and waits until it answers.
 func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 	if root == "" {
-		root, _ = RepoRoot()
+		root, _ = repo.Root()
 	}
 	bin, err := MotoBinary(root)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -47,13 +46,19 @@ type ReaderOptions struct {
 	Now func() time.Time
 }
 
+// Reporter records a reader's token-invalid report for the refresher
+// (*state.Table implements it).
+type Reporter interface {
+	ReportInvalidToken(ctx context.Context, gen int64, reason string) error
+}
+
 // Reader is the token source of functions that use RDP tokens but never log
 // in. It implements oauth2.TokenSource and is safe for concurrent use.
 type Reader struct {
-	ring  *Ring
-	table *state.Table
-	skew  time.Duration
-	now   func() time.Time
+	ring    *Ring
+	reports Reporter
+	skew    time.Duration
+	now     func() time.Time
 
 	mu     sync.Mutex
 	cached *Slot
@@ -62,9 +67,9 @@ type Reader struct {
 var _ oauth2.TokenSource = (*Reader)(nil)
 
 // NewReader returns a reader of the ring made of slotIDs (TOKEN_SECRET_IDS).
-// table receives token-invalid reports; with a nil table, Do reports nothing.
-func NewReader(sm SecretsAPI, table *state.Table, slotIDs []string, opts ReaderOptions) *Reader {
-	r := &Reader{ring: &Ring{SM: sm, IDs: append([]string(nil), slotIDs...)}, table: table, skew: opts.Skew, now: opts.Now}
+// reports receives token-invalid reports; with nil, Do reports nothing.
+func NewReader(sm SecretsAPI, reports Reporter, slotIDs []string, opts ReaderOptions) *Reader {
+	r := &Reader{ring: &Ring{SM: sm, IDs: append([]string(nil), slotIDs...)}, reports: reports, skew: opts.Skew, now: opts.Now}
 	switch {
 	case r.skew == 0:
 		r.skew = DefaultSkew
@@ -223,10 +228,10 @@ func (r *Reader) Do(ctx context.Context, op func(ctx context.Context) error) err
 func (r *Reader) report(ctx context.Context, gen int64, cause error) error {
 	r.Invalidate()
 	out := fmt.Errorf("token generation %d: %w: %w", gen, cause, ErrTokenInvalid)
-	if r.table == nil {
+	if r.reports == nil {
 		return out
 	}
-	if err := r.table.ReportInvalidToken(ctx, gen, reportReason(cause)); err != nil {
+	if err := r.reports.ReportInvalidToken(ctx, gen, reportReason(cause)); err != nil {
 		return errors.Join(out, err)
 	}
 	return out

@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -36,6 +34,32 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// fakeReporter records the reader's token-invalid reports.
+type fakeReporter struct {
+	mu  sync.Mutex
+	got []report
+}
+
+type report struct {
+	gen    int64
+	reason string
+}
+
+func (f *fakeReporter) ReportInvalidToken(_ context.Context, gen int64, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = append(f.got, report{gen, reason})
+	return nil
+}
+
+func (f *fakeReporter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+var _ tokenring.Reporter = (*fakeReporter)(nil)
 
 func slotJSON(t *testing.T, gen int64, access string, expires time.Time) string {
 	t.Helper()
@@ -260,10 +284,8 @@ func TestDo(t *testing.T) {
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 			sm.Create("b", ptr(`{}`))
-			db := ringtest.NewDynamo()
-			table := state.New(db, "state")
-			table.Now = clk.Now
-			r := tokenring.NewReader(sm, table, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+			rep := &fakeReporter{}
+			r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
 			if _, err := r.Token(); err != nil { // cache generation 1
 				t.Fatal(err)
 			}
@@ -298,31 +320,17 @@ func TestDo(t *testing.T) {
 					t.Errorf("err = %v, want it to wrap %v", err, w)
 				}
 			}
-			reports := 0
-			for _, it := range db.Items() {
-				if it["pk"].(*types.AttributeValueMemberS).Value == state.PKRing {
-					reports++
-				}
-			}
 			if tc.wantReport == 0 {
-				if reports != 0 {
-					t.Fatalf("%d reports recorded, want none", reports)
+				if len(rep.got) != 0 {
+					t.Fatalf("reports recorded: %v, want none", rep.got)
 				}
 				return
 			}
-			rep, err := table.GetTokenReport(context.Background(), tc.wantReport)
-			if err != nil {
-				t.Fatalf("report for generation %d: %v", tc.wantReport, err)
+			if len(rep.got) != 1 || rep.got[0].gen != tc.wantReport || !strings.Contains(rep.got[0].reason, "401 token expired") {
+				t.Fatalf("reports = %+v, want one for generation %d saying 401 token expired", rep.got, tc.wantReport)
 			}
-			if rep.Reports != 1 || !rep.FirstAt.Equal(t0) || !strings.Contains(rep.Reason, "401 token expired") {
-				t.Errorf("report = %+v", rep)
-			}
-			if reports != 1 {
-				t.Errorf("%d reports, want 1", reports)
-			}
-			raw := fmt.Sprint(db.Items())
-			if strings.Contains(raw, "tok1") || strings.Contains(raw, "tok2") {
-				t.Errorf("state table holds a token: %s", raw)
+			if raw := fmt.Sprint(rep.got); strings.Contains(raw, "tok1") || strings.Contains(raw, "tok2") {
+				t.Errorf("report holds a token: %s", raw)
 			}
 		})
 	}
@@ -417,9 +425,8 @@ func TestReaderConcurrent(t *testing.T) {
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
-	db := ringtest.NewDynamo()
-	table := state.New(db, "state")
-	r := tokenring.NewReader(sm, table, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+	rep := &fakeReporter{}
+	r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
 	if _, err := r.Token(); err != nil {
 		t.Fatal(err)
 	}
@@ -454,8 +461,8 @@ func TestReaderConcurrent(t *testing.T) {
 	if n := sm.Calls("BatchGetSecretValue"); n > 17 {
 		t.Errorf("%d ring reads for 16 goroutines", n)
 	}
-	if len(db.Items()) != 0 {
-		t.Errorf("reports recorded although a newer token was available: %v", db.Items())
+	if rep.count() != 0 {
+		t.Errorf("reports recorded although a newer token was available: %v", rep.got)
 	}
 }
 

@@ -1,13 +1,13 @@
 // Package tokenring reads and writes cfsync's token ring: N Secrets Manager
 // secrets ("slots", TOKEN_SECRET_IDS) into which the token-refresher writes
 // each new RDP token with a generation number one higher than any before it,
-// always into the slot written least recently (DESIGN.md §3). Readers read
+// always into the slot written least recently (docs/design.md#the-token-ring). Readers read
 // every slot and use the highest-generation token that has not expired.
 //
 // The [Reader] is the oauth2.TokenSource of the functions that use tokens but
 // never log in (the poller and the downloader): it never calls /auth. When
 // RDP refuses its token it re-reads the ring, retries once, and then records
-// a token-invalid report in the state table for the refresher (DESIGN §7.1).
+// a token-invalid report in the state table for the refresher (docs/design.md#only-the-refresher-signs-in).
 //
 // Nothing in this package logs, and no error it returns contains a token.
 package tokenring
@@ -23,7 +23,7 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Slot is the content of one ring slot (DESIGN §4):
+// Slot is the content of one ring slot (docs/design.md#slot-format):
 //
 //	{"access_token","refresh_token","token_type","scope","expires_at","issued_at","generation"}
 //
@@ -53,7 +53,7 @@ type slotJSON struct {
 // (`{}`, `null`, or an empty string).
 var ErrEmptySlot = errors.New("tokenring: empty slot")
 
-// MarshalJSON writes the slot in the DESIGN §4 format.
+// MarshalJSON writes the slot in the format of docs/design.md#slot-format.
 func (s Slot) MarshalJSON() ([]byte, error) {
 	j := slotJSON{
 		AccessToken:  s.AccessToken,

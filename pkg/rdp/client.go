@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/backoff"
 )
 
 // DefaultBaseURL is the production RDP API host.
@@ -49,43 +50,97 @@ type RetryPolicy struct {
 // DefaultRetryPolicy is used unless WithRetryPolicy says otherwise.
 var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 4, BaseDelay: 250 * time.Millisecond, MaxDelay: 8 * time.Second, MaxRetryAfter: 60 * time.Second}
 
-// Option configures a Client.
-type Option func(*Client)
+// Option configures a Client. An option that cannot apply its value
+// returns an error naming it, and NewClient returns that error.
+type Option func(*Client) error
 
-// WithBaseURL sets the API host (default https://api.refinitiv.com).
+// WithBaseURL sets the API host (default https://api.refinitiv.com). It must
+// be an absolute http(s) URL.
 func WithBaseURL(u string) Option {
-	return func(c *Client) {
-		if p, err := url.Parse(strings.TrimRight(u, "/")); err == nil {
-			c.base = p
-		} else {
-			c.base = nil
+	return func(c *Client) error {
+		p, err := url.Parse(strings.TrimRight(u, "/"))
+		if err != nil {
+			return fmt.Errorf("base URL: %w", scrubURLError(err))
 		}
+		if (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("base URL %q: must be an absolute http(s) URL", u)
+		}
+		c.base = p
+		return nil
+	}
+}
+
+// httpClientOption sets one of the client's *http.Client fields.
+func httpClientOption(name string, hc *http.Client, set func(*Client)) Option {
+	return func(c *Client) error {
+		if hc == nil {
+			return fmt.Errorf("%s: nil *http.Client", name)
+		}
+		set(c)
+		return nil
 	}
 }
 
 // WithHTTPClient sets the client used for file-store calls. Its transport
 // must add the bearer token, e.g. &http.Client{Transport: &oauth2.Transport{Source: ts}}.
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+func WithHTTPClient(hc *http.Client) Option {
+	return httpClientOption("http client", hc, func(c *Client) { c.http = hc })
+}
 
 // WithAuthHTTPClient sets the client used for /auth calls (default: a plain client).
-func WithAuthHTTPClient(hc *http.Client) Option { return func(c *Client) { c.authHTTP = hc } }
+func WithAuthHTTPClient(hc *http.Client) Option {
+	return httpClientOption("auth http client", hc, func(c *Client) { c.authHTTP = hc })
+}
 
 // WithDownloadHTTPClient sets the client used for presigned URLs (default: a
 // plain client). It must not add an Authorization header.
-func WithDownloadHTTPClient(hc *http.Client) Option { return func(c *Client) { c.download = hc } }
+func WithDownloadHTTPClient(hc *http.Client) Option {
+	return httpClientOption("download http client", hc, func(c *Client) { c.download = hc })
+}
 
 // WithUserAgent sets the User-Agent header.
-func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+func WithUserAgent(ua string) Option {
+	return func(c *Client) error {
+		if ua == "" {
+			return errors.New("user agent: empty")
+		}
+		c.userAgent = ua
+		return nil
+	}
+}
 
 // WithClock sets the clock used to turn expires_in into an absolute expiry.
-func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+func WithClock(now func() time.Time) Option {
+	return func(c *Client) error {
+		if now == nil {
+			return errors.New("clock: nil")
+		}
+		c.now = now
+		return nil
+	}
+}
 
-// WithRetryPolicy sets the retry policy of idempotent GETs.
-func WithRetryPolicy(p RetryPolicy) Option { return func(c *Client) { c.retry = p } }
+// WithRetryPolicy sets the retry policy of idempotent GETs. MaxAttempts < 1
+// is an error (1 disables retries).
+func WithRetryPolicy(p RetryPolicy) Option {
+	return func(c *Client) error {
+		if p.MaxAttempts < 1 {
+			return fmt.Errorf("retry policy: MaxAttempts %d < 1", p.MaxAttempts)
+		}
+		c.retry = p
+		return nil
+	}
+}
 
 // WithSleep replaces the backoff sleep (tests).
 func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
-	return func(c *Client) { c.sleep = sleep }
+	return func(c *Client) error {
+		if sleep == nil {
+			return errors.New("sleep: nil")
+		}
+		c.sleep = sleep
+		return nil
+	}
 }
 
 // NewClient returns a client. Without options it talks to production with
@@ -101,33 +156,18 @@ func NewClient(opts ...Option) (*Client, error) {
 		userAgent: "cfsync",
 		now:       time.Now,
 		retry:     DefaultRetryPolicy,
-		sleep:     sleepCtx,
+		sleep:     backoff.Sleep,
 	}
 	for _, o := range opts {
-		o(c)
-	}
-	if c.base == nil || (c.base.Scheme != "http" && c.base.Scheme != "https") || c.base.Host == "" {
-		return nil, errors.New("rdp: base URL must be an absolute http(s) URL")
-	}
-	if c.retry.MaxAttempts < 1 {
-		c.retry.MaxAttempts = 1
+		if err := o(c); err != nil {
+			return nil, fmt.Errorf("rdp: new client: %w", err)
+		}
 	}
 	return c, nil
 }
 
 // BaseURL returns the API host the client talks to.
 func (c *Client) BaseURL() string { return c.base.String() }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // resolve turns an API path (possibly with a query) into an absolute URL on
 // the API host. Absolute URLs must be on the same host.
@@ -191,7 +231,7 @@ func (c *Client) getJSON(ctx context.Context, op, ref string, v any) error {
 		if attempt >= c.retry.MaxAttempts {
 			return lastErr
 		}
-		d := backoff(c.retry, attempt)
+		d := c.retry.delay(attempt)
 		if retryAfter > d {
 			d = retryAfter
 		}
@@ -204,16 +244,10 @@ func (c *Client) getJSON(ctx context.Context, op, ref string, v any) error {
 	}
 }
 
-// backoff is full-jitter exponential backoff for the given attempt (1-based).
-func backoff(p RetryPolicy, attempt int) time.Duration {
-	d := p.BaseDelay << (attempt - 1)
-	if d > p.MaxDelay || d <= 0 {
-		d = p.MaxDelay
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
+// delay is the wait before retry n (1-based): full-jitter capped
+// exponential backoff (internal/backoff).
+func (p RetryPolicy) delay(n int) time.Duration {
+	return backoff.Policy{Base: p.BaseDelay, Max: p.MaxDelay}.Delay(n)
 }
 
 // readJSON turns a response into v or a typed error, closing the body.
@@ -235,34 +269,55 @@ func (c *Client) readJSON(resp *http.Response, op string, v any) error {
 	return nil
 }
 
-// parseAPIError decodes a gateway error; it tolerates other shapes.
+// errorBody is the part common to RDP's error shapes: the gateway's inner
+// {"id","code","message","status"} and the flat {"status","message"}.
+// code and status are a string in some answers and a number in others.
+type errorBody struct {
+	ID      string   `json:"id"`
+	Code    flexText `json:"code"`
+	Message string   `json:"message"`
+	Status  flexText `json:"status"`
+}
+
+// flexText accepts a JSON string or number and keeps it as text.
+type flexText string
+
+func (f *flexText) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*f = flexText(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil // another type (object, bool, null): ignore, keep the rest
+	}
+	*f = flexText(n.String())
+	return nil
+}
+
+// parseAPIError decodes a gateway error; it tolerates other shapes and
+// never fails: at worst the *APIError has only its HTTP status.
 func parseAPIError(op string, status int, body []byte) error {
 	e := &APIError{Endpoint: op, StatusCode: status}
 	var gw struct {
+		errorBody
 		Error json.RawMessage `json:"error"`
 		// some endpoints answer with OAuth-style errors
 		Description string `json:"error_description"`
-		Message     string `json:"message"`
 	}
-	if json.Unmarshal(body, &gw) == nil {
-		var inner struct {
-			ID      string `json:"id"`
-			Code    any    `json:"code"`
-			Message string `json:"message"`
-			Status  string `json:"status"`
-		}
-		var s string
-		switch {
-		case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &inner) == nil:
-			e.ID, e.Message, e.Status = inner.ID, inner.Message, inner.Status
-			if inner.Code != nil {
-				e.Code = fmt.Sprint(inner.Code)
-			}
-		case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &s) == nil:
-			e.Code, e.Message = s, gw.Description
-		default:
-			e.Message = gw.Message
-		}
+	if json.Unmarshal(body, &gw) != nil {
+		return e
+	}
+	var inner errorBody
+	var s string
+	switch {
+	case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &s) == nil:
+		e.Code, e.Message = s, gw.Description
+	case len(gw.Error) > 0 && json.Unmarshal(gw.Error, &inner) == nil:
+		e.ID, e.Code, e.Message, e.Status = inner.ID, string(inner.Code), inner.Message, string(inner.Status)
+	default: // flat: {"status":403,"message":"Access denied: …"}
+		e.ID, e.Code, e.Message, e.Status = gw.ID, string(gw.Code), gw.Message, string(gw.Status)
 	}
 	return e
 }

@@ -8,10 +8,17 @@
 // TokenSource) with [WithHTTPClient]. The library never knows where tokens
 // live, never logs, and every call takes a context.
 //
-// Errors are typed: [*APIError] (gateway errors such as 401 "token expired"),
-// [*AuthError] (OAuth errors: invalid_grant, "Session quota is reached.", …),
-// [*RateLimitError] (429 with RetryAfter), [*DecodeError] (malformed JSON,
-// naming the endpoint) and [*PresignedError] (the download host). Match them
-// with errors.As, or the sentinels (ErrTokenExpired, ErrInvalidGrant, …) with
-// errors.Is.
+// Errors are typed: [*APIError] (gateway and file-store errors such as 401
+// "token expired", 404 EDS.CFS.NoFilesetFound, 403 "Insufficient claims"),
+// [*AuthError] (OAuth errors: a wrong password, invalid_grant, "Session quota
+// is reached.", …), [*RateLimitError] (429 with RetryAfter), [*DecodeError]
+// (malformed JSON, naming the endpoint) and [*PresignedError] (the download
+// host). Match them with errors.As, or the sentinels with errors.Is:
+// [ErrTokenExpired], [ErrUnauthorized], [ErrForbidden], [ErrNotFound],
+// [ErrInvalidCredentials], [ErrInvalidGrant], [ErrSessionQuota],
+// [ErrURLExpired] (403 or 400 ExpiredToken from S3: ask /stream again) and
+// [ErrSourceChanged] (412 to [Client.GetRangeIfMatch]).
+//
+// Which RDP behaviours the package relies on, and the public sources that show
+// them, are listed in docs/rdp.md.
 package rdp

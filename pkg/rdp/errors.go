@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,23 +32,36 @@ var (
 	ErrUnauthorizedClient = errors.New("rdp: unauthorized client")
 	// ErrRateLimited matches a 429 from any RDP endpoint.
 	ErrRateLimited = errors.New("rdp: rate limited")
-	// ErrURLExpired matches a 403 from the presigned download host: ask /stream again.
+	// ErrURLExpired matches a presigned URL the download host no longer
+	// accepts: 403, or 400 ExpiredToken / TokenRefreshRequired / InvalidToken
+	// (its session token ended before X-Amz-Expires). Ask /stream again.
 	ErrURLExpired = errors.New("rdp: presigned URL expired or denied")
+	// ErrSourceChanged matches a 412 Precondition Failed from the download
+	// host: the object no longer has the ETag given to GetRangeIfMatch.
+	// Start the file again (its earlier bytes belong to another version).
+	ErrSourceChanged = errors.New("rdp: source object changed (ETag mismatch)")
 	// ErrRepeatedLink is yielded when an @nextLink repeats: paging stops there.
 	ErrRepeatedLink = errors.New("rdp: repeated @nextLink")
 	// ErrForeignLink is yielded when an @nextLink points at another host.
 	ErrForeignLink = errors.New("rdp: @nextLink points to another host")
 )
 
-// APIError is a non-2xx answer from the RDP API gateway, such as
-// {"error":{"id":"…","code":"401","message":"token expired","status":"Unauthorized"}}.
+// APIError is a non-2xx answer from the RDP API gateway. It keeps every
+// detail of the three shapes RDP is known to answer with:
+//
+//	{"error":{"id":"…","code":"401","message":"token expired","status":"Unauthorized"}}
+//	{"error":{"id":"…","code":"EDS.CFS.NoFilesetFound","status":404,"message":"No resource found for: …"}}
+//	{"status":403,"message":"Access denied: Insufficient claims to access this resource"}
+//
+// Status is the body's "status" as text whether it was a string
+// ("Unauthorized") or a number ("404"); StatusCode is the HTTP status.
 type APIError struct {
-	Endpoint   string // operation, e.g. "GET /file-store/v1/file-sets"
+	Endpoint   string // operation, e.g. "list file-sets"
 	StatusCode int
-	Code       string
+	Code       string // e.g. "401", "EDS.CFS.NoBucketFound"
 	Message    string
-	Status     string
-	ID         string
+	Status     string // "Unauthorized", "404", …
+	ID         string // gateway request id (quote it to LSEG support)
 }
 
 func (e *APIError) Error() string {
@@ -56,17 +70,23 @@ func (e *APIError) Error() string {
 		msg = http.StatusText(e.StatusCode)
 	}
 	s := fmt.Sprintf("%s: %d %s", e.Endpoint, e.StatusCode, msg)
+	if e.Code != "" && e.Code != strconv.Itoa(e.StatusCode) {
+		s += " [" + e.Code + "]"
+	}
 	if e.ID != "" {
 		s += " (id " + e.ID + ")"
 	}
 	return s
 }
 
-// Is matches ErrUnauthorized, ErrTokenExpired and ErrNotFound.
+// Is matches ErrUnauthorized (401), ErrTokenExpired (401 "…expired…"),
+// ErrForbidden (403) and ErrNotFound (404, 410).
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.StatusCode == http.StatusForbidden
 	case ErrTokenExpired:
 		return e.StatusCode == http.StatusUnauthorized && strings.Contains(strings.ToLower(e.Message), "expired")
 	case ErrNotFound:
@@ -95,17 +115,29 @@ func (e *AuthError) Error() string {
 	return s
 }
 
-// Is matches ErrInvalidGrant, ErrSessionQuota and ErrUnauthorizedClient.
+// Is matches ErrInvalidGrant (invalid_grant: a dead refresh token),
+// ErrInvalidCredentials (access_denied "Invalid username or password."),
+// ErrSessionQuota and ErrUnauthorizedClient.
 func (e *AuthError) Is(target error) bool {
 	switch target {
 	case ErrInvalidGrant:
 		return e.Code == "invalid_grant"
+	case ErrInvalidCredentials:
+		return e.Code == "access_denied" && isBadPassword(e.Description)
 	case ErrSessionQuota:
 		return strings.Contains(strings.ToLower(e.Description), "session quota")
 	case ErrUnauthorizedClient:
 		return e.Code == "invalid_client" || e.Code == "unauthorized_client"
 	}
 	return false
+}
+
+// isBadPassword recognises RDP's wrong-username-or-password description
+// ("Invalid username or password.") and close variants of it.
+func isBadPassword(desc string) bool {
+	d := strings.ToLower(desc)
+	return strings.Contains(d, "username or password") || strings.Contains(d, "invalid password") ||
+		strings.Contains(d, "invalid username")
 }
 
 // RateLimitError is a 429. RetryAfter is the server's Retry-After (0 if absent).
@@ -157,18 +189,33 @@ func (e *PresignedError) Error() string {
 	return s
 }
 
-// Is matches ErrURLExpired (403) and ErrNotFound (404).
+// Is matches ErrURLExpired (403; 400 ExpiredToken, TokenRefreshRequired or
+// InvalidToken), ErrNotFound (404) and ErrSourceChanged (412).
 func (e *PresignedError) Is(target error) bool {
 	switch target {
 	case ErrURLExpired:
-		return e.StatusCode == http.StatusForbidden
+		return e.StatusCode == http.StatusForbidden ||
+			(e.StatusCode == http.StatusBadRequest && expiredTokenCodes[e.Code])
 	case ErrNotFound:
 		return e.StatusCode == http.StatusNotFound
+	case ErrSourceChanged:
+		return e.StatusCode == http.StatusPreconditionFailed
 	}
 	return false
 }
 
-// Temporary reports whether the same request may succeed later (5xx, 429).
+// expiredTokenCodes are the S3 error codes of a 400 whose cause is the
+// presigned URL's temporary credentials, not the request.
+var expiredTokenCodes = map[string]bool{"ExpiredToken": true, "TokenRefreshRequired": true, "InvalidToken": true}
+
+// Throttled reports a 503 SlowDown (or a 429) from the download host: retry
+// the same URL later, more slowly.
+func (e *PresignedError) Throttled() bool {
+	return e.StatusCode == http.StatusTooManyRequests || (e.StatusCode == http.StatusServiceUnavailable)
+}
+
+// Temporary reports whether the same request may succeed later (5xx,
+// including 503 SlowDown, and 429).
 func (e *PresignedError) Temporary() bool {
 	return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests
 }

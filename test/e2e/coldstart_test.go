@@ -14,13 +14,14 @@ import (
 )
 
 // BenchmarkColdStart measures, per function, a cold start as Lambda has it:
-// from starting the bootstrap process (built exactly as make build does,
-// with -trimpath) to the first invocation served, against moto_server and
-// the simulator. One op = one new process + one invocation. Metrics:
+// from starting the execution environment (the Runtime Interface Emulator
+// and the bootstrap, built exactly as make build does, with -trimpath) to the
+// first invocation served, against moto_server and the simulator. One op =
+// one new environment + one invocation. Metrics:
 //
-//	ns/op          process start → first response
-//	init-ms        process start → the runtime's first /next (Go init + config + clients)
-//	invoke-ms      the first invocation itself
+//	ns/op          environment start → first response
+//	init-ms        the function's init as the emulator reports it (Go init + config + clients)
+//	invoke-ms      the first invocation as the caller sees it (init included: it is lazy)
 //	binary-MiB     size of the bootstrap
 //
 // Run: go test -run '^$' -bench ColdStart -benchtime 20x ./test/e2e/

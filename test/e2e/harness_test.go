@@ -21,6 +21,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/repo"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -40,7 +41,7 @@ var (
 func functionBinaries(t testing.TB) map[string]string {
 	t.Helper()
 	buildOnce.Do(func() {
-		if repoRoot, buildErr = pipeline.RepoRoot(); buildErr != nil {
+		if repoRoot, buildErr = repo.Root(); buildErr != nil {
 			return
 		}
 		if binDir, buildErr = os.MkdirTemp("", "cfsync-e2e-bin-"); buildErr != nil {

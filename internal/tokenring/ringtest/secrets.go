@@ -1,8 +1,8 @@
-// Package ringtest holds hand-written in-memory fakes for unit tests and
-// fake-clock simulations of the token ring: a Secrets Manager (versions with
-// creation times on an injectable clock, idempotent ClientRequestTokens) and
-// a DynamoDB that understands the condition and update expressions the state
-// package uses. Integration tests use moto_server instead.
+// Package ringtest holds a hand-written in-memory Secrets Manager for unit
+// tests and fake-clock simulations of the token ring (versions with creation
+// times on an injectable clock, idempotent ClientRequestTokens). The
+// refresher's state-table fake lives with its tests, behind the interface
+// the refresher declares; integration tests use moto_server.
 package ringtest
 
 import (

@@ -27,6 +27,9 @@ import (
 //	DELETE /_sim/faults                    ClearFaults
 //	POST   /_sim/users/{username}/revoke   RevokeSessions
 //	POST   /_sim/expire-access-tokens      ExpireAccessTokens
+//	POST   /_sim/expire-session-tokens     ExpireSessionTokens (presigned URLs answer 400 ExpiredToken)
+//	POST   /_sim/claims/remove             RemoveClaim (body: the bucket; empty: the whole file store)
+//	POST   /_sim/claims/restore            RestoreClaim (body: the bucket)
 const adminPrefix = "/_sim/"
 
 func (s *Server) registerAdmin(mux *http.ServeMux) {
@@ -96,6 +99,8 @@ func (s *Server) registerAdmin(mux *http.ServeMux) {
 		ok(w)
 	}))
 	mux.HandleFunc("POST /_sim/expire-access-tokens", func(w http.ResponseWriter, r *http.Request) { s.ExpireAccessTokens(); ok(w) })
+	mux.HandleFunc("POST /_sim/expire-session-tokens", func(w http.ResponseWriter, r *http.Request) { s.ExpireSessionTokens(); ok(w) })
+	mux.HandleFunc("POST /_sim/claims/{op}", s.adminClaims)
 }
 
 // ParseFault parses a fault spec: "kind[,key=value...]" with keys times, host (api|s3), path
@@ -143,4 +148,19 @@ func ParseFault(spec string) (Fault, error) {
 		}
 	}
 	return f, nil
+}
+
+// adminClaims serves POST /_sim/claims/remove and /_sim/claims/restore (body: the bucket).
+func (s *Server) adminClaims(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10))
+	switch bucket := strings.TrimSpace(string(b)); r.PathValue("op") {
+	case "remove":
+		s.RemoveClaim(bucket)
+	case "restore":
+		s.RestoreClaim(bucket)
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "want /_sim/claims/remove or /_sim/claims/restore"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

@@ -13,8 +13,11 @@ func (s *Server) newAPIMux() *http.ServeMux {
 	mux.HandleFunc(EPPackages, s.handlePackages)
 	mux.HandleFunc(EPFileSets, s.handleFileSets)
 	mux.HandleFunc(EPFiles, s.handleFiles)
-	mux.HandleFunc(EPFile, s.handleFile)
+	if s.opts.FileEndpoint {
+		mux.HandleFunc(EPFile, s.handleFile)
+	}
 	mux.HandleFunc(EPStream, s.handleStream)
+	s.registerNotifications(mux)
 	if s.opts.Admin {
 		s.registerAdmin(mux)
 	}

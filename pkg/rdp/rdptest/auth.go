@@ -331,7 +331,11 @@ func (s *Server) passwordGrantLocked(now time.Time, username, password, clientID
 		return nil, &oauthError{status: 400, code: "invalid_request", desc: "Missing username or password parameter."}
 	}
 	if a == nil || a.password != password {
-		return nil, &oauthError{status: 400, code: "invalid_grant", desc: "Invalid username or password."}
+		code := "access_denied" // what RDP answers (docs/rdp.md#wrong-password)
+		if s.opts.WrongPasswordInvalidGrant {
+			code = "invalid_grant"
+		}
+		return nil, &oauthError{status: 400, code: code, desc: "Invalid username or password."}
 	}
 	if a.session.live(now) {
 		if !exclusive {
@@ -433,14 +437,14 @@ func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	parseErr := r.ParseForm()
-	appKey, _, ok := r.BasicAuth()
+	appKey := clientIDOf(r) // Basic "appkey:" or client_id in the body, as LSEG's samples do
 	s.mu.Lock()
 	var oerr *oauthError
 	username := ""
 	switch {
 	case parseErr != nil:
 		oerr = &oauthError{status: 400, code: "invalid_request", desc: "Malformed request body."}
-	case !ok || !s.clientIDs[appKey]:
+	case !s.clientIDs[appKey]:
 		oerr = &oauthError{status: 401, code: "invalid_client", desc: "Invalid Application ID."}
 	case r.PostForm.Get("token") == "":
 		oerr = &oauthError{status: 400, code: "invalid_request", desc: "Missing token parameter."}

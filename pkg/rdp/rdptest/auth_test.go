@@ -26,12 +26,12 @@ func TestPasswordGrant(t *testing.T) {
 			f := passwordForm(false)
 			f.Set("password", "nope")
 			return f
-		}, "", 400, "invalid_grant"},
+		}, "", 400, "access_denied"},
 		{"unknown user", func() url.Values {
 			f := passwordForm(false)
 			f.Set("username", "nobody")
 			return f
-		}, "", 400, "invalid_grant"},
+		}, "", 400, "access_denied"},
 		{"unknown client_id", func() url.Values {
 			f := passwordForm(false)
 			f.Set("client_id", "bogus")

@@ -49,6 +49,18 @@ func (r resp) json(t *testing.T) map[string]any {
 	return m
 }
 
+// items returns the "value" list of a listing page.
+func (r resp) items(t *testing.T) []map[string]any {
+	t.Helper()
+	var p struct {
+		Value []map[string]any `json:"value"`
+	}
+	if err := json.Unmarshal(r.body, &p); err != nil || p.Value == nil {
+		t.Fatalf("not a listing page (%v): %s", err, r.body)
+	}
+	return p.Value
+}
+
 // gatewayMessage returns error.message of a gateway error body.
 func (r resp) gatewayMessage(t *testing.T) string {
 	t.Helper()

@@ -18,7 +18,8 @@ const (
 	// S3 host: 403 AccessDenied).
 	FaultUnauthorized FaultKind = "401"
 	// FaultTooManyRequests: 429 with Retry-After (Fault.RetryAfter, default 1s). On /auth/* it is
-	// an OAuth error body and counts in Auth429s; on S3 an S3 XML SlowDown body.
+	// an OAuth error body and counts in Auth429s. On the presigned host it is S3's throttling:
+	// 503 SlowDown (429 SlowDown with Options.S3Throttle429).
 	FaultTooManyRequests FaultKind = "429"
 	// FaultServerError: 500 (gateway JSON on the API host, S3 XML InternalError on S3).
 	FaultServerError FaultKind = "500"
@@ -41,6 +42,10 @@ const (
 	// expired" for a URL that is in fact valid; with Host: HostAPI, /stream hands out a URL that
 	// has already expired.
 	FaultExpiredURL FaultKind = "expired-url"
+	// FaultExpiredToken: the presigned host answers 400 ExpiredToken ("The provided token has
+	// expired.") for a URL whose session token is in fact still valid; with Host: HostAPI,
+	// /stream hands out a URL whose session token has already ended.
+	FaultExpiredToken FaultKind = "expired-token"
 	// FaultRepeatItem: the next /file-sets page that follows a @nextLink starts with the
 	// previous page's last file-set again (a duplicate across pages).
 	FaultRepeatItem FaultKind = "repeat-item"
@@ -48,14 +53,15 @@ const (
 
 // FaultKinds lists every kind.
 var FaultKinds = []FaultKind{FaultUnauthorized, FaultTooManyRequests, FaultServerError, FaultUnavailable,
-	FaultReset, FaultTruncate, FaultStall, FaultExpiredURL, FaultRepeatItem}
+	FaultReset, FaultTruncate, FaultStall, FaultExpiredURL, FaultExpiredToken, FaultRepeatItem}
 
 // FaultHost selects the host a fault applies to.
 type FaultHost string
 
 // Fault hosts.
 const (
-	// HostAuto: the S3 host when Fault.FileID is set or the kind is FaultExpiredURL, else the API host.
+	// HostAuto: the S3 host when Fault.FileID is set or the kind is FaultExpiredURL or
+	// FaultExpiredToken, else the API host.
 	HostAuto FaultHost = ""
 	HostAPI  FaultHost = "api"
 	HostS3   FaultHost = "s3"
@@ -94,7 +100,7 @@ func (f Fault) resolvedHost() FaultHost {
 	if f.Host != HostAuto {
 		return f.Host
 	}
-	if f.FileID != "" || f.Kind == FaultExpiredURL {
+	if f.FileID != "" || f.Kind == FaultExpiredURL || f.Kind == FaultExpiredToken {
 		return HostS3
 	}
 	return HostAPI
@@ -138,7 +144,7 @@ func (s *Server) PendingFaults() []Fault {
 // API host, FaultExpiredURL (/stream hands out an already expired URL).
 func (s *Server) takeFaultLocked(host FaultHost, kind FaultKind, path, fileID string) *Fault {
 	for i, f := range s.faults {
-		special := f.Kind == FaultRepeatItem || (host == HostAPI && f.Kind == FaultExpiredURL)
+		special := f.Kind == FaultRepeatItem || (host == HostAPI && (f.Kind == FaultExpiredURL || f.Kind == FaultExpiredToken))
 		if f.host != host || (kind == "" && special) || (kind != "" && f.Kind != kind) {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,10 +96,14 @@ type fileRec struct {
 	created     time.Time
 	md5Override string
 	noMD5       bool
-	deleted     bool // guarded by Server.mu
+	objectPath  string // presigned path, assigned on first /stream (guarded by Server.mu)
+	deleted     bool   // guarded by Server.mu
 
 	md5Once sync.Once
 	md5     string
+
+	etagOnce      sync.Once
+	multipartETag string
 }
 
 // trueMD5 computes (once) the md5 of the content. Call without holding Server.mu.
@@ -254,6 +259,9 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 	}
 	s.sets = append(s.sets, fs)
 	s.setByID[fs.id] = fs
+	i := sort.Search(len(s.setsByID), func(i int) bool { return s.setsByID[i].id > fs.id })
+	s.setsByID = slices.Insert(s.setsByID, i, fs)
+	s.notifyLocked(fs) // push notification when READY (notifications.go)
 	return fs
 }
 
@@ -301,6 +309,7 @@ func (s *Server) SetFileSetStatus(id, status string) {
 	fs := s.mustSet(id)
 	fs.status = status
 	fs.modified = s.now()
+	s.notifyLocked(fs)
 }
 
 // DeleteFileSet removes a file-set and its files: the API stops listing them, /files/{id} and
@@ -457,9 +466,14 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
 	}
 	bucket := strings.ToLower(q.Get("bucketName"))
 	s.mu.Lock()
-	if _, known := s.buckets[bucket]; bucket != "" && !known && s.opts.UnknownBucket404 {
+	if s.claimMissingLocked(bucket) {
 		s.mu.Unlock()
-		gatewayError(w, http.StatusNotFound, "bucket not found")
+		missingClaim(w)
+		return
+	}
+	if _, known := s.buckets[bucket]; bucket != "" && !known && !s.opts.EmptyForUnknown {
+		s.mu.Unlock()
+		cfsNotFound(w, "EDS.CFS.NoBucketFound", q.Get("bucketName"))
 		return
 	}
 	var items []map[string]any
@@ -506,6 +520,8 @@ type setFilter struct {
 	modifiedSince             time.Time
 	createdSince              time.Time
 	attrs                     []Attribute
+	now                       time.Time
+	hideExpired               bool // drop file-sets past availableTo at now
 }
 
 func parseSetFilter(q url.Values) (setFilter, string) {
@@ -542,7 +558,7 @@ func parseSetFilter(q url.Values) (setFilter, string) {
 }
 
 func (f setFilter) match(fs *fileSet) bool {
-	if fs.deleted || strings.ToLower(fs.bucket) != f.bucket {
+	if fs.deleted || strings.ToLower(fs.bucket) != f.bucket || (f.hideExpired && fs.expiredAt(f.now)) {
 		return false
 	}
 	if f.packageID != "" && fs.packageID != f.packageID {
@@ -588,59 +604,6 @@ func fileSetJSON(fs *fileSet) map[string]any {
 	}
 }
 
-func (s *Server) handleFileSets(w http.ResponseWriter, r *http.Request) {
-	if !s.fileStoreAuth(w, r) {
-		return
-	}
-	q := r.URL.Query()
-	size, msg := pageSizeOf(q)
-	var filter setFilter
-	if msg == "" {
-		filter, msg = parseSetFilter(q)
-	}
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
-	if msg != "" {
-		gatewayError(w, http.StatusBadRequest, msg)
-		return
-	}
-	s.mu.Lock()
-	if _, known := s.buckets[filter.bucket]; !known && s.opts.UnknownBucket404 {
-		s.mu.Unlock()
-		gatewayError(w, http.StatusNotFound, "bucket not found")
-		return
-	}
-	var items []map[string]any
-	// Fault: repeat the previous page's last item at the top of this page.
-	if after > 0 && s.takeFaultLocked(HostAPI, FaultRepeatItem, r.URL.Path, "") != nil {
-		if i := sort.Search(len(s.sets), func(i int) bool { return s.sets[i].seq >= after }); i < len(s.sets) && s.sets[i].seq == after {
-			items = append(items, fileSetJSON(s.sets[i]))
-		}
-	}
-	start := sort.Search(len(s.sets), func(i int) bool { return s.sets[i].seq > after })
-	n, last, more := 0, 0, false
-	for _, fs := range s.sets[start:] {
-		if !filter.match(fs) {
-			continue
-		}
-		if n == size {
-			more = true
-			break
-		}
-		items = append(items, fileSetJSON(fs))
-		n++
-		last = fs.seq
-	}
-	s.mu.Unlock()
-	body := map[string]any{"value": nonNil(items)}
-	if more {
-		body["@nextLink"] = nextLink(r, last)
-	}
-	writeJSON(w, http.StatusOK, body)
-}
-
 type fileView struct {
 	rec      *fileRec
 	setID    string
@@ -651,7 +614,6 @@ func (s *Server) fileJSON(v fileView) map[string]any {
 	m := map[string]any{
 		"id": v.rec.id, "filename": v.rec.name, "filesetId": v.setID, "fileSizeInBytes": v.rec.size,
 		"created": fmtTime(v.rec.created), "modified": fmtTime(v.modified),
-		"href": s.apiURL + "/file-store/v1/files/" + v.rec.id + "/stream",
 	}
 	if md5 := s.exposedMD5(v.rec); md5 != "" {
 		m["md5"] = md5
@@ -678,9 +640,15 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	fs := s.setByID[setID]
+	if msg := s.setDeniedLocked(fs); msg != "" {
+		s.mu.Unlock()
+		s.writeDenied(w, msg, "EDS.CFS.NoFilesetFound", setID)
+		return
+	}
 	var views []fileView
 	last, more := 0, false
-	if fs := s.setByID[setID]; fs != nil && !fs.deleted {
+	if fs != nil && !fs.deleted {
 		for _, f := range fs.files {
 			if f.seq <= after || f.deleted {
 				continue
@@ -705,24 +673,30 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// liveFile looks up a file that is not deleted.
-func (s *Server) liveFile(id string) (fileView, bool) {
+// liveFile looks up a file that can be downloaded; when it cannot, msg says why: "claim" or
+// "gone" (unknown, deleted, or past its file-set's availableTo).
+func (s *Server) liveFile(id string) (v fileView, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.fileByID[id]
 	if f == nil || f.deleted {
-		return fileView{}, false
+		return fileView{}, "gone"
 	}
-	return fileView{rec: f, setID: f.set.id, modified: f.set.modified}, true
+	if msg := s.setDeniedLocked(f.set); msg != "" {
+		return fileView{}, msg
+	}
+	return fileView{rec: f, setID: f.set.id, modified: f.set.modified}, ""
 }
 
+// handleFile serves GET /files/{id}, only with Options.FileEndpoint.
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
 	if !s.fileStoreAuth(w, r) {
 		return
 	}
-	v, ok := s.liveFile(r.PathValue("id"))
-	if !ok {
-		gatewayError(w, http.StatusNotFound, "File not found")
+	id := r.PathValue("id")
+	v, msg := s.liveFile(id)
+	if msg != "" {
+		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.fileJSON(v))
@@ -732,19 +706,23 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	if !s.fileStoreAuth(w, r) {
 		return
 	}
-	v, ok := s.liveFile(r.PathValue("id"))
-	if !ok {
-		gatewayError(w, http.StatusNotFound, "File not found")
+	id := r.PathValue("id")
+	v, msg := s.liveFile(id)
+	if msg != "" {
+		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
 		return
 	}
-	signAt := s.now()
+	signAt, tokenEnd := s.now(), time.Time{}
 	s.mu.Lock()
 	if s.takeFaultLocked(HostAPI, FaultExpiredURL, r.URL.Path, "") != nil {
 		signAt = signAt.Add(-s.opts.URLExpiry - time.Second)
 	}
+	if s.takeFaultLocked(HostAPI, FaultExpiredToken, r.URL.Path, "") != nil {
+		tokenEnd = signAt.Add(-time.Second)
+	}
 	s.counters.StreamURLs++
+	u := s.presignLocked(v.rec, signAt, tokenEnd)
 	s.mu.Unlock()
-	u := s.presign(v.rec, signAt)
 	if strings.EqualFold(r.URL.Query().Get("doNotRedirect"), "true") {
 		writeJSON(w, http.StatusOK, map[string]string{"url": u})
 		return

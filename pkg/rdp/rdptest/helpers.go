@@ -102,10 +102,10 @@ func (s *Server) IssueServiceToken(clientID string) string {
 // URLExpiry), without an API request (not counted in StreamURLs). It panics for an unknown file.
 func (s *Server) PresignedURL(fileID string) string {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	f := s.fileByID[fileID]
-	s.mu.Unlock()
 	if f == nil {
 		panic("rdptest: unknown file " + fileID)
 	}
-	return s.presign(f, s.now())
+	return s.presignLocked(f, s.now(), time.Time{})
 }

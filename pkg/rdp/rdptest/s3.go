@@ -2,13 +2,15 @@ package rdptest
 
 import (
 	"crypto/hmac"
+	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,26 +19,70 @@ import (
 
 const s3Region = "us-east-1"
 
-// presign builds the presigned URL of a file, signed at now.
-func (s *Server) presign(f *fileRec, now time.Time) string {
-	segs := []string{strings.ToLower(f.set.bucket), f.set.packageID, f.id, f.name}
-	path := canonicalPath(segs)
+// presignLocked builds the presigned URL of a file, signed at now, in RDP's shape:
+//
+//	<S3URL>/<packageName>/YYYY/MM/DD/<name, %-encoded>?x-request-Id=…&X-Amz-Security-Token=…
+//	&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=…&X-Amz-SignedHeaders=host&X-Amz-Expires=21600
+//	&X-Amz-Credential=…&X-Amz-Signature=…
+//
+// RDP's host is https://<bucket>.s3.amazonaws.com; the simulator's is S3URL (a loopback
+// address tests can reach), with the same path and query. The signature covers the exact
+// bytes of the path and of the query before "&X-Amz-Signature=": a client that decodes and
+// re-encodes either gets 403 SignatureDoesNotMatch, as from S3. tokenEnd, if not zero, ends the
+// URL's session token then (else SessionTokenTTL after now, or never).
+func (s *Server) presignLocked(f *fileRec, now, tokenEnd time.Time) string {
+	token := base64.StdEncoding.EncodeToString(append([]byte("IQoJb3JpZ2luX2Vj"), randomBytes(60)...))
+	switch {
+	case !tokenEnd.IsZero():
+	case s.opts.SessionTokenTTL > 0:
+		tokenEnd = now.Add(s.opts.SessionTokenTTL)
+	default:
+		tokenEnd = now.Add(s.opts.URLExpiry + 24*time.Hour)
+	}
+	s.sessionTokens[token] = tokenEnd
 	q := []queryParam{
+		{"x-request-Id", newUUID()},
+		{"X-Amz-Security-Token", token},
 		{"X-Amz-Algorithm", "AWS4-HMAC-SHA256"},
-		{"X-Amz-Credential", "ASIA" + strings.ToUpper(randomHex(8)) + "/" + now.Format(amzShortDate) + "/" + s3Region + "/s3/aws4_request"},
 		{"X-Amz-Date", now.Format(amzDateFmt)},
-		{"X-Amz-Expires", strconv.Itoa(int(s.opts.URLExpiry / time.Second))},
 		{"X-Amz-SignedHeaders", "host"},
-		{"X-Amz-Security-Token", "IQoJb3JpZ2luX2Vj" + randomHex(40)},
+		{"X-Amz-Expires", strconv.Itoa(int(s.opts.URLExpiry / time.Second))},
+		{"X-Amz-Credential", "ASIA" + strings.ToUpper(randomHex(8)) + "/" + now.Format(amzShortDate) + "/" + s3Region + "/s3/aws4_request"},
 	}
-	sig := s.signature(path, q)
 	var b strings.Builder
-	b.WriteString(s.s3URL + path + "?")
-	for _, p := range q {
-		b.WriteString(s3Escape(p.k) + "=" + s3Escape(p.v) + "&")
+	for i, p := range q {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(s3Escape(p.k) + "=" + s3Escape(p.v))
 	}
-	b.WriteString("X-Amz-Signature=" + sig)
-	return b.String()
+	path := s.objectPathLocked(f)
+	query := b.String()
+	return s.s3URL + path + "?" + query + "&X-Amz-Signature=" + s.signature(path, query)
+}
+
+// objectPathLocked is the file's object path (assigned once): /<packageName>/YYYY/MM/DD/<name>,
+// the date being the file-set's creation date. Should another file already own that key, the
+// file-set id is added as a segment before the name (RDP's keys are unique; tests' names may
+// not be).
+func (s *Server) objectPathLocked(f *fileRec) string {
+	if f.objectPath != "" {
+		return f.objectPath
+	}
+	pkg := f.set.packageID
+	if p := s.pkgByID[pkg]; p != nil && p.name != "" {
+		pkg = p.name
+	}
+	segs := []string{pkg}
+	segs = append(segs, strings.Split(f.set.created.Format("2006/01/02"), "/")...)
+	key := strings.Join(append(segs, f.name), "/")
+	if other := s.objects[key]; other != nil && other != f {
+		segs = append(segs, f.set.id)
+		key = strings.Join(append(segs, f.name), "/")
+	}
+	s.objects[key] = f
+	f.objectPath = canonicalPath(append(segs, f.name))
+	return f.objectPath
 }
 
 type queryParam struct{ k, v string }
@@ -49,17 +95,23 @@ func canonicalPath(segs []string) string {
 	return b.String()
 }
 
-// signature is an HMAC over the canonical path and the sorted, encoded query (without the
-// signature itself).
-func (s *Server) signature(path string, q []queryParam) string {
-	sorted := append([]queryParam(nil), q...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].k < sorted[j].k })
+// signature is an HMAC over the exact bytes of the path and of the query without the signature.
+func (s *Server) signature(rawPath, rawQuery string) string {
 	mac := hmac.New(sha256.New, s.signKey)
-	mac.Write([]byte(path + "\n"))
-	for _, p := range sorted {
-		mac.Write([]byte(s3Escape(p.k) + "=" + s3Escape(p.v) + "&"))
-	}
+	mac.Write([]byte(rawPath + "\n" + rawQuery))
 	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// ExpireSessionTokens ends the session token of every presigned URL handed out so far: the
+// presigned host answers them 400 ExpiredToken, as S3 does when the temporary credentials a URL
+// was signed with end before its X-Amz-Expires.
+func (s *Server) ExpireSessionTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end := s.now().Add(-time.Second)
+	for t := range s.sessionTokens {
+		s.sessionTokens[t] = end
+	}
 }
 
 type s3Error struct {
@@ -91,26 +143,53 @@ func writeS3Error(w http.ResponseWriter, r *http.Request, status int, e s3Error)
 	}
 }
 
-// s3Target is a parsed, validated presigned request.
-type s3Target struct {
-	segs []string // bucket, packageId, fileId, file name (decoded)
+// presignedRequest is a presigned request split into its raw parts.
+type presignedRequest struct {
+	rawPath, rawQuery, signature string // rawQuery: the query as sent, without X-Amz-Signature
+	q                            url.Values
 }
 
-func parseS3Request(r *http.Request) (s3Target, bool) {
-	var t s3Target
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
-	for _, seg := range strings.Split(raw, "/") {
+// splitPresigned takes the request target apart without decoding anything that is signed.
+func splitPresigned(r *http.Request) presignedRequest {
+	target := r.RequestURI
+	if i := strings.Index(target, "://"); i >= 0 { // absolute-form
+		target = target[i+3:]
+		if j := strings.IndexByte(target, '/'); j >= 0 {
+			target = target[j:]
+		}
+	}
+	var p presignedRequest
+	var query string
+	p.rawPath, query, _ = strings.Cut(target, "?")
+	var rest []string
+	for _, kv := range strings.Split(query, "&") {
+		if sig, ok := strings.CutPrefix(kv, "X-Amz-Signature="); ok && p.signature == "" {
+			p.signature = sig
+			continue
+		}
+		rest = append(rest, kv)
+	}
+	p.rawQuery = strings.Join(rest, "&")
+	p.q, _ = url.ParseQuery(p.rawQuery)
+	return p
+}
+
+// objectKey decodes the raw path into the object key ("" if it does not decode).
+func objectKey(rawPath string) string {
+	var segs []string
+	for _, seg := range strings.Split(strings.TrimPrefix(rawPath, "/"), "/") {
 		dec, err := url.PathUnescape(seg)
 		if err != nil {
-			return t, false
+			return ""
 		}
-		t.segs = append(t.segs, dec)
+		segs = append(segs, dec)
 	}
-	return t, len(t.segs) == 4
+	return strings.Join(segs, "/")
 }
 
-func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
+func (s *Server) countS3(r *http.Request) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.counters.S3Requests++
 	switch r.Method {
 	case http.MethodGet:
@@ -120,7 +199,10 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.counters.Requests[EPOther]++
 	}
-	s.mu.Unlock()
+}
+
+func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
+	s.countS3(r)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeS3Error(w, r, http.StatusMethodNotAllowed, s3Error{Code: "MethodNotAllowed", Message: "The specified method is not allowed against this resource."})
@@ -134,34 +216,34 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
 			Message: "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified"})
 		return
 	}
-	now := s.now()
-	q := r.URL.Query()
-	var params []queryParam
-	for k, vs := range q {
-		if k == "X-Amz-Signature" {
-			continue
-		}
-		for _, v := range vs {
-			params = append(params, queryParam{k, v})
-		}
-	}
-	target, pathOK := parseS3Request(r)
-	required := []string{"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"}
-	for _, k := range required {
-		if q.Get(k) == "" {
+	p := splitPresigned(r)
+	for _, k := range []string{"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders"} {
+		if p.q.Get(k) == "" || p.signature == "" {
 			s.s3Denied(w, r, s3Error{Code: "AccessDenied", Message: "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."})
 			return
 		}
 	}
-	date, derr := time.Parse(amzDateFmt, q.Get("X-Amz-Date"))
-	secs, eerr := strconv.Atoi(q.Get("X-Amz-Expires"))
-	want := s.signature(canonicalPath(target.segs), params)
-	if !pathOK || derr != nil || eerr != nil || !hmac.Equal([]byte(want), []byte(q.Get("X-Amz-Signature"))) {
+	date, derr := time.Parse(amzDateFmt, p.q.Get("X-Amz-Date"))
+	secs, eerr := strconv.Atoi(p.q.Get("X-Amz-Expires"))
+	if derr != nil || eerr != nil || !hmac.Equal([]byte(s.signature(p.rawPath, p.rawQuery)), []byte(p.signature)) {
 		s.s3Denied(w, r, s3Error{Code: "SignatureDoesNotMatch", Message: "The request signature we calculated does not match the signature you provided. Check your key and signing method."})
 		return
 	}
-	expiresAt := date.Add(time.Duration(secs) * time.Second)
-	fileID := target.segs[2]
+	s.serveSigned(w, r, p, date.Add(time.Duration(secs)*time.Second), secs)
+}
+
+// serveSigned serves a request whose signature holds: expiry, session token, faults, object.
+func (s *Server) serveSigned(w http.ResponseWriter, r *http.Request, p presignedRequest, expiresAt time.Time, secs int) {
+	now := s.now()
+	key := objectKey(p.rawPath)
+	s.mu.Lock()
+	f := s.objects[key]
+	tokenEnd, known := s.sessionTokens[p.q.Get("X-Amz-Security-Token")]
+	s.mu.Unlock()
+	fileID := ""
+	if f != nil {
+		fileID = f.id
+	}
 	fault := s.takeFault(HostS3, r.URL.Path, fileID)
 	if !now.Before(expiresAt) || (fault != nil && fault.Kind == FaultExpiredURL) {
 		s.mu.Lock()
@@ -171,39 +253,52 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
 			XAmzExpire: strconv.Itoa(secs), Expires: expiresAt.UTC().Format(time.RFC3339), ServerTime: now.Format(time.RFC3339)})
 		return
 	}
-	if fault != nil {
-		switch fault.Kind {
-		case FaultUnauthorized:
-			writeS3Error(w, r, http.StatusForbidden, s3Error{Code: "AccessDenied", Message: "Access Denied"})
-			return
-		case FaultTooManyRequests:
-			w.Header().Set("Retry-After", retryAfterSeconds(fault.retryAfter()))
-			writeS3Error(w, r, http.StatusTooManyRequests, s3Error{Code: "SlowDown", Message: "Please reduce your request rate."})
-			return
-		case FaultServerError:
-			writeS3Error(w, r, http.StatusInternalServerError, s3Error{Code: "InternalError", Message: "We encountered an internal error. Please try again."})
-			return
-		case FaultUnavailable:
-			writeS3Error(w, r, http.StatusServiceUnavailable, s3Error{Code: "SlowDown", Message: "Please reduce your request rate."})
-			return
-		case FaultReset:
-			resetConn(w)
-			return
-		}
+	if !known || !now.Before(tokenEnd) || (fault != nil && fault.Kind == FaultExpiredToken) {
+		s.mu.Lock()
+		s.counters.S3ExpiredTokens++
+		s.mu.Unlock()
+		writeS3Error(w, r, http.StatusBadRequest, s3Error{Code: "ExpiredToken", Message: "The provided token has expired."})
+		return
+	}
+	if fault != nil && s.s3Fault(w, r, fault) {
+		return
 	}
 	s.mu.Lock()
-	f := s.fileByID[fileID]
-	found := f != nil && !f.deleted && strings.EqualFold(f.set.bucket, target.segs[0]) && f.set.packageID == target.segs[1] && f.name == target.segs[3]
+	found := f != nil && !f.deleted
 	var modified time.Time
 	if found {
 		modified = f.set.modified
 	}
 	s.mu.Unlock()
 	if !found {
-		writeS3Error(w, r, http.StatusNotFound, s3Error{Code: "NoSuchKey", Message: "The specified key does not exist.", Key: strings.Join(target.segs[1:], "/")})
+		writeS3Error(w, r, http.StatusNotFound, s3Error{Code: "NoSuchKey", Message: "The specified key does not exist.", Key: key})
 		return
 	}
 	s.serveObject(w, r, f, modified, fault)
+}
+
+// s3Fault answers an injected fault that replaces the response; it reports whether it did.
+func (s *Server) s3Fault(w http.ResponseWriter, r *http.Request, fault *Fault) bool {
+	switch fault.Kind {
+	case FaultUnauthorized:
+		writeS3Error(w, r, http.StatusForbidden, s3Error{Code: "AccessDenied", Message: "Access Denied"})
+	case FaultTooManyRequests:
+		w.Header().Set("Retry-After", retryAfterSeconds(fault.retryAfter()))
+		status := http.StatusServiceUnavailable
+		if s.opts.S3Throttle429 {
+			status = http.StatusTooManyRequests
+		}
+		writeS3Error(w, r, status, s3Error{Code: "SlowDown", Message: "Please reduce your request rate."})
+	case FaultServerError:
+		writeS3Error(w, r, http.StatusInternalServerError, s3Error{Code: "InternalError", Message: "We encountered an internal error. Please try again."})
+	case FaultUnavailable:
+		writeS3Error(w, r, http.StatusServiceUnavailable, s3Error{Code: "SlowDown", Message: "Please reduce your request rate."})
+	case FaultReset:
+		resetConn(w)
+	default:
+		return false
+	}
+	return true
 }
 
 func (s *Server) s3Denied(w http.ResponseWriter, r *http.Request, e s3Error) {
@@ -213,15 +308,45 @@ func (s *Server) s3Denied(w http.ResponseWriter, r *http.Request, e s3Error) {
 	writeS3Error(w, r, http.StatusForbidden, e)
 }
 
-// etag is the object's ETag: the md5 when the file is small enough to expose one (like a
-// single-part upload), else a multipart-style "<hash>-<parts>".
+// singlePartMax is the largest object whose ETag is its plain MD5 (a single-part upload);
+// larger objects are multipart uploads in MultipartPartSize parts.
+const singlePartMax = 256 << 20
+
+// MultipartPartSize is the part size of the simulated multipart uploads: the ETag of an object
+// over 256 MiB is hex(md5(md5(part 1) ‖ … ‖ md5(part N)))-N, as S3 computes it.
+const MultipartPartSize = 8 << 20
+
+// etag is the object's ETag: the plain md5 up to singlePartMax, else S3's multipart ETag up to
+// Options.ETagMaxSize, else none (computing it would read the whole object).
 func (s *Server) etag(f *fileRec) string {
-	if s.opts.MD5MaxSize >= 0 && f.size <= s.opts.MD5MaxSize {
+	switch {
+	case s.opts.NoETag:
+		return ""
+	case f.size <= singlePartMax:
 		return `"` + f.trueMD5() + `"`
+	case f.size <= s.opts.ETagMaxSize:
+		f.etagOnce.Do(func() { f.multipartETag = MultipartETag(f.id, f.size, MultipartPartSize) })
+		return `"` + f.multipartETag + `"`
 	}
-	sum := sha256.Sum256([]byte("etag/" + f.id))
-	parts := (f.size + (64<<20 - 1)) / (64 << 20)
-	return fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(sum[:16]), parts)
+	return ""
+}
+
+// MultipartETag is S3's ETag of a file's content uploaded in parts of partSize:
+// hex(md5 of the concatenated binary md5s of the parts) + "-" + the number of parts.
+func MultipartETag(fileID string, size, partSize int64) string {
+	all := md5.New()
+	part := md5.New()
+	r := Content(fileID, size)
+	n := 0
+	for off := int64(0); off < size; off += partSize {
+		part.Reset()
+		if _, err := io.CopyN(part, r, min(partSize, size-off)); err != nil {
+			panic(err)
+		}
+		all.Write(part.Sum(nil))
+		n++
+	}
+	return fmt.Sprintf("%s-%d", hex.EncodeToString(all.Sum(nil)), n)
 }
 
 // parseRange interprets a Range header like S3: ok=false means serve the whole object (no,
@@ -270,11 +395,13 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, f *fileRec,
 	etag := s.etag(f)
 	h := w.Header()
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("ETag", etag)
+	if etag != "" {
+		h.Set("ETag", etag)
+	}
 	h.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
 	h.Set("x-amz-request-id", strings.ToUpper(randomHex(8)))
 	h.Set("Server", "AmazonS3")
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etag {
+	if im := r.Header.Get("If-Match"); im != "" && (etag == "" || (im != "*" && im != etag)) {
 		writeS3Error(w, r, http.StatusPreconditionFailed, s3Error{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"})
 		return
 	}

@@ -1,9 +1,12 @@
 // Package rdptest is an in-process simulator of LSEG's Refinitiv Data Platform (RDP) as cfsync
 // uses it: the OAuth endpoints (/auth/oauth2/v1/token, /auth/oauth2/v2/token,
 // /auth/oauth2/v1/revoke), the Client File Store (/file-store/v1/...) and the presigned-URL "S3"
-// host the downloads come from. It is faithful to the behaviour listed in DESIGN.md §2, including
-// the quirks (expires_in as a string, rotating refresh tokens, session quota, exclusive sign-on,
-// per-account 429s, expiring presigned URLs, Range requests), runs on a caller-supplied clock so
+// host the downloads come from. By default it does what RDP is publicly shown to do (docs/rdp.md):
+// expires_in as a string, rotating refresh tokens, session quota, exclusive sign-on, per-account
+// 429s, 400 access_denied for a wrong password, file-sets in ascending id order with opaque
+// skipToken cursors, 404/403 error bodies, no GET /files/{id} and no md5, 6-hour presigned URLs
+// with a strict signature over the exact bytes, 400 ExpiredToken, 503 SlowDown, Range requests.
+// Older, less faithful behaviours stay available through Options. It runs on a caller-supplied clock so
 // that tests can simulate a day in milliseconds, serves file content generated on the fly (a
 // 10 GiB file costs no memory), and can inject faults.
 //
@@ -49,16 +52,54 @@ type Options struct {
 	// RefreshGrantLimit is the number of refresh grants per account per rolling 5 minutes
 	// before 429 (default 125).
 	RefreshGrantLimit int
-	// URLExpiry is the life of a presigned URL (X-Amz-Expires, default 15m).
+	// URLExpiry is the life of a presigned URL (X-Amz-Expires, default 6h: the 21600 s RDP hands out).
 	URLExpiry time.Duration
+	// SessionTokenTTL is the life of the temporary credentials (X-Amz-Security-Token) a presigned
+	// URL is signed with: after it the presigned host answers 400 ExpiredToken even though
+	// X-Amz-Expires has not passed (default 0: they outlive the URL). See also
+	// Server.ExpireSessionTokens and FaultExpiredToken.
+	SessionTokenTTL time.Duration
 	// BandwidthPerConn caps each presigned download response, in bytes per second (0: unlimited).
 	BandwidthPerConn int64
-	// MD5MaxSize: files up to this size expose "md5" (default 256 MiB); larger ones have none.
-	// A negative value exposes no md5 at all.
+	// MD5 adds an "md5" field to file metadata for files up to MD5MaxSize. No public RDP sample
+	// or library shows one, so by default there is none.
+	MD5 bool
+	// MD5MaxSize: with MD5, files up to this size expose "md5" (default 256 MiB); larger ones
+	// have none. A negative value exposes no md5 at all.
 	MD5MaxSize int64
-	// UnknownBucket404 makes /file-sets and /packages answer 404 for a bucket the simulator does
-	// not know; by default they answer 200 with an empty "value" list.
+	// ETagMaxSize is the largest object given an ETag. Objects up to 256 MiB get their plain MD5
+	// (a single-part upload), larger ones S3's multipart ETag over MultipartPartSize parts, which
+	// costs reading the whole content once (default 1 GiB); larger ones get no ETag.
+	ETagMaxSize int64
+	// NoETag: the download host sends no ETag at all. No public source shows the ETag RDP's
+	// presigned objects carry, so clients must work without one.
+	NoETag bool
+	// FileEndpoint serves GET /file-store/v1/files/{id} (file metadata). No public RDP sample or
+	// library uses it, so by default the route is absent: the gateway's generic 404
+	// {"error":{…,"code":"404","message":"Resource not found",…}} like any unknown path.
+	FileEndpoint bool
+	// CreationOrder lists file-sets in creation order with an opaque "seq:N" cursor (the
+	// simulator's old behaviour). By default they come in ascending file-set id order, as RDP
+	// lists them, with skipToken = base64("filesetId=<last id>"), so a file-set published while a
+	// client pages can land behind its cursor (see PublishBehindCursor).
+	CreationOrder bool
+	// EmptyForUnknown answers 200 with an empty "value" list for an unknown bucket or file-set
+	// (the simulator's old behaviour) instead of RDP's 404 EDS.CFS.NoBucketFound /
+	// EDS.CFS.NoFilesetFound.
+	EmptyForUnknown bool
+	// UnknownBucket404 is what RDP does and now the default, whatever its value (kept so
+	// that old callers compile; see EmptyForUnknown for the opposite).
 	UnknownBucket404 bool
+	// WrongPasswordInvalidGrant answers a wrong password with invalid_grant (the simulator's old
+	// behaviour) instead of RDP's 400 access_denied "Invalid username or password.".
+	WrongPasswordInvalidGrant bool
+	// S3Throttle429 makes FaultTooManyRequests on the presigned host answer 429 SlowDown (the
+	// simulator's old behaviour); by default S3 throttles with 503 SlowDown.
+	S3Throttle429 bool
+	// ListExpired keeps listing file-sets whose availableTo has passed and keeps serving their
+	// files (the simulator's old behaviour). By default they drop out of /file-sets and their
+	// /files and /stream answer 404 EDS.CFS.NoFilesetFound / NoFileFound.
+	ListExpired bool
 	// APIAddr and S3Addr are the listen addresses (default "127.0.0.1:0", a random port).
 	APIAddr, S3Addr string
 	// Admin serves the /_sim/ control endpoints on the API host (see admin.go); for cmd/rdpsim.
@@ -88,10 +129,16 @@ func (o *Options) defaults() {
 		o.RefreshGrantLimit = 125
 	}
 	if o.URLExpiry <= 0 {
-		o.URLExpiry = 15 * time.Minute
+		o.URLExpiry = 6 * time.Hour
 	}
 	if o.MD5MaxSize == 0 {
 		o.MD5MaxSize = 256 << 20
+	}
+	if o.ETagMaxSize == 0 {
+		o.ETagMaxSize = 1 << 30
+	}
+	if !o.MD5 {
+		o.MD5MaxSize = -1
 	}
 	if o.APIAddr == "" {
 		o.APIAddr = "127.0.0.1:0"
@@ -138,6 +185,7 @@ type Counters struct {
 	S3Requests              int            // requests to the presigned host
 	RangeRequests           int            // presigned requests with a Range header that was honoured (206)
 	S3Expired               int            // 403 "Request has expired" (real or injected)
+	S3ExpiredTokens         int            // 400 ExpiredToken (session token ended, real or injected)
 	S3BadSignature          int            // 403 SignatureDoesNotMatch / missing auth params
 	AuthHeaderOnS3          int            // presigned requests that carried an Authorization header (must stay 0)
 	BytesServed             int64          // body bytes written by the presigned host
@@ -189,8 +237,16 @@ type Server struct {
 	packages []*pkgRec
 	pkgByID  map[string]*pkgRec
 	sets     []*fileSet // insertion order
+	setsByID []*fileSet // ascending id (the listing order)
 	setByID  map[string]*fileSet
 	fileByID map[string]*fileRec
+
+	objects       map[string]*fileRec  // presigned object key (decoded) -> file
+	sessionTokens map[string]time.Time // X-Amz-Security-Token -> end of its life
+	claimless     map[string]bool      // lower-case bucket ("" = all) -> 403 missing claim
+	behind        []behindCursor       // file-sets to publish behind a listing's cursor
+	pagesServed   int                  // /file-sets pages served (for PublishBehindCursor)
+	notes         *notifier            // nil until EnableNotifications (notifications.go)
 }
 
 // NewServer starts a simulator on the listen addresses of opts (two random loopback ports by
@@ -221,6 +277,10 @@ func Start(opts Options) (*Server, error) {
 		pkgByID:   map[string]*pkgRec{},
 		setByID:   map[string]*fileSet{},
 		fileByID:  map[string]*fileRec{},
+
+		objects:       map[string]*fileRec{},
+		sessionTokens: map[string]time.Time{},
+		claimless:     map[string]bool{},
 	}
 	s.counters.Requests = map[string]int{}
 	apiLn, err := net.Listen("tcp", opts.APIAddr)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,57 +11,29 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
-// TestRevokeHonoursRateLimit: a revoke is an /auth request like any other
-// (DESIGN §7.2): a 429 answering it holds every later /auth request until its
-// Retry-After, and a revoke is not sent while a 429's Retry-After runs.
-func TestRevokeHonoursRateLimit(t *testing.T) {
+func TestBackoffIsCapped(t *testing.T) {
 	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`) // generation 1
-	e.rdp.RevokeFn = func(string, string) error {
-		return &rdp.RateLimitError{Endpoint: "revoke", RetryAfter: 5 * time.Minute}
+	e.rdp.Password = func(rdp.PasswordGrant) (*rdp.Token, error) {
+		return nil, &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "invalid_grant"}
 	}
-	if _, err := e.handle(`{"action":"revoke"}`); err == nil || !strings.Contains(err.Error(), "429") {
-		t.Fatalf("revoke answered 429: err = %v", err)
+	var waits []time.Duration
+	for range 8 {
+		if _, err := e.handle(`{}`); err == nil {
+			t.Fatal("no error")
+		}
+		st := e.authState()
+		w := st.NotBefore.Sub(e.clk.Now())
+		waits = append(waits, w)
+		e.clk.Add(w)
 	}
-	st := e.authState()
-	if st.LastFailure != reasonRateLimited || st.Failures != 1 || !st.NotBefore.Equal(t0.Add(5*time.Minute)) || st.LeaseOwner != "" || st.Revoked {
-		t.Fatalf("auth state after a 429 on revoke = %+v", st)
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
+	for i, w := range want {
+		if waits[i] != w*time.Minute {
+			t.Fatalf("backoffs = %v, want %v minutes", waits, want)
+		}
 	}
-	// A forced refresh within the Retry-After sends nothing.
-	e.clk.Add(time.Minute)
-	res, err := e.handle(`{"action":"refresh","force":true}`)
-	if err != nil || res.Outcome != OutcomeBackoff {
-		t.Fatalf("forced refresh during Retry-After: %+v, %v", res, err)
-	}
-	// Nor does another revoke.
-	e.rdp.RevokeFn = nil
-	res, err = e.handle(`{"action":"revoke"}`)
-	if err == nil || res.Outcome != OutcomeBackoff || !strings.Contains(err.Error(), "Retry-After") {
-		t.Fatalf("revoke during Retry-After: %+v, %v", res, err)
-	}
-	if got := e.rdp.Calls(); !slices.Equal(got, []string{grantPassword, grantRevoke}) {
-		t.Fatalf("auth calls = %v", got)
-	}
-	// After the Retry-After the revoke goes through.
-	e.clk.Add(4 * time.Minute)
-	if res := e.mustHandle(`{"action":"revoke"}`); res.Outcome != OutcomeRevoked {
-		t.Fatalf("revoke after Retry-After: %+v", res)
-	}
-}
-
-// TestRevokeFailureBacksOff: a failed revoke is a failed /auth request and
-// counts towards the persisted exponential backoff.
-func TestRevokeFailureBacksOff(t *testing.T) {
-	e := newEnv(t, credsV1, 3)
-	e.mustHandle(`{}`)
-	e.rdp.RevokeFn = func(string, string) error {
-		return &rdp.APIError{Endpoint: "revoke", StatusCode: 503, Message: "Service Unavailable"}
-	}
-	if _, err := e.handle(`{"action":"revoke"}`); err == nil {
-		t.Fatal("no error")
-	}
-	if st := e.authState(); st.Failures != 1 || st.LastFailure != reasonServer || !st.NotBefore.Equal(t0.Add(time.Minute)) || st.LeaseOwner != "" {
-		t.Fatalf("auth state after a failed revoke = %+v", st)
+	if n := len(e.rdp.Calls()); n != 8 {
+		t.Fatalf("%d password grants in 8 attempts", n)
 	}
 }
 

@@ -1,0 +1,76 @@
+package landing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// The event (see docs/design.md#downstream).
+const (
+	EventSource     = "cfsync"
+	EventDetailType = "FileSet Landed"
+	// maxDetail bounds the event's detail: an EventBridge entry is at most
+	// 256 KB in all (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html);
+	// a larger manifest is sent without its file list (FilesOmitted).
+	maxDetail = 200 << 10
+)
+
+func (l *Lander) putManifest(ctx context.Context, m *Manifest) error {
+	body, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest %s: %w", m.ManifestKey, err)
+	}
+	_, err = l.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &l.cfg.DestBucket, Key: aws.String(m.ManifestKey), Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+	})
+	if err != nil {
+		return fmt.Errorf("put manifest %s: %w", m.ManifestKey, err)
+	}
+	return nil
+}
+
+// eventDetail is the manifest, without its file list if that is too large.
+func eventDetail(m *Manifest) (string, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("encode event detail: %w", err)
+	}
+	if len(b) <= maxDetail {
+		return string(b), nil
+	}
+	small := *m
+	small.Files, small.FilesOmitted = nil, true
+	if b, err = json.Marshal(&small); err != nil {
+		return "", fmt.Errorf("encode event detail: %w", err)
+	}
+	return string(b), nil
+}
+
+func (l *Lander) putEvent(ctx context.Context, m *Manifest) error {
+	detail, err := eventDetail(m)
+	if err != nil {
+		return err
+	}
+	out, err := l.events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		Source: aws.String(EventSource), DetailType: aws.String(EventDetailType), Detail: aws.String(detail),
+		EventBusName: aws.String(l.cfg.EventBus),
+	}}})
+	if err != nil {
+		return fmt.Errorf("put event for file-set %s: %w", m.FileSetID, err)
+	}
+	if out.FailedEntryCount > 0 {
+		code, msg := "", ""
+		if len(out.Entries) > 0 {
+			code, msg = aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage)
+		}
+		return fmt.Errorf("put event for file-set %s: entry rejected: %s %s", m.FileSetID, code, msg)
+	}
+	return nil
+}

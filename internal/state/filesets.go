@@ -1,0 +1,208 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// File-set items (pk FILESET#<fileSetId>, sk FILESET): the file-set's
+// metadata and the ids of its files, recorded by the poller before it claims
+// the files; the ids of the files that have landed (a string set the
+// downloader ADDs to); and the landing step (manifest, package index,
+// EventBridge event): a lease while one invocation publishes, then
+// publishedAt. See internal/landing and docs/design.md#downstream.
+
+// SKFileSet is the sort key of a file-set item.
+const SKFileSet = "FILESET"
+
+// FileSetPK is the partition key of a file-set.
+func FileSetPK(fileSetID string) string { return "FILESET#" + fileSetID }
+
+func fileSetKey(fileSetID string) map[string]types.AttributeValue {
+	return itemKey(FileSetPK(fileSetID), SKFileSet)
+}
+
+// Attribute is one of a file-set's name/value attributes, as the API lists it.
+type Attribute struct {
+	Name  string `dynamodbav:"name" json:"name"`
+	Value string `dynamodbav:"value" json:"value"`
+}
+
+// FileSetItem is the state of one file-set.
+type FileSetItem struct {
+	PK            string      `dynamodbav:"pk"`
+	SK            string      `dynamodbav:"sk"`
+	FileSetID     string      `dynamodbav:"fileSetId"`
+	Name          string      `dynamodbav:"name"`
+	Bucket        string      `dynamodbav:"bucket"`
+	PackageID     string      `dynamodbav:"packageId"`
+	Attributes    []Attribute `dynamodbav:"attributes,omitempty"`
+	AvailableFrom time.Time   `dynamodbav:"availableFrom,omitempty"`
+	AvailableTo   time.Time   `dynamodbav:"availableTo,omitempty"`
+	Created       time.Time   `dynamodbav:"created,omitempty"`
+	Modified      time.Time   `dynamodbav:"modified,omitempty"`
+	// FileIDs are the file-set's files (never empty: an empty file-set is
+	// not recorded).
+	FileIDs []string `dynamodbav:"fileIds,stringset"`
+	// Landed are the files known to be DONE.
+	Landed []string `dynamodbav:"landed,stringset,omitempty"`
+	// LandingOwner holds the landing step until LandingLeaseUntil (Unix ms).
+	LandingOwner      string     `dynamodbav:"landingOwner,omitempty"`
+	LandingLeaseUntil int64      `dynamodbav:"landingLeaseUntil,omitempty"`
+	PublishedAt       *time.Time `dynamodbav:"publishedAt,omitempty"`
+	RecordedAt        time.Time  `dynamodbav:"recordedAt"`
+	TTL               int64      `dynamodbav:"ttl,omitempty"`
+}
+
+// Complete reports whether every file of the file-set has landed.
+func (f *FileSetItem) Complete() bool {
+	landed := make(map[string]bool, len(f.Landed))
+	for _, id := range f.Landed {
+		landed[id] = true
+	}
+	for _, id := range f.FileIDs {
+		if !landed[id] {
+			return false
+		}
+	}
+	return len(f.FileIDs) > 0
+}
+
+// RecordFileSet creates a file-set's item unless it exists (a file-set that
+// was already recorded keeps its item: its landed files and landing step).
+func (t *Table) RecordFileSet(ctx context.Context, it FileSetItem) error {
+	if it.FileSetID == "" || len(it.FileIDs) == 0 {
+		return fmt.Errorf("record file-set %q: fileSetId and fileIds are required", it.FileSetID)
+	}
+	it.PK, it.SK = FileSetPK(it.FileSetID), SKFileSet
+	it.Landed, it.LandingOwner, it.LandingLeaseUntil, it.PublishedAt = nil, "", 0, nil
+	it.RecordedAt = t.now()
+	av, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return fmt.Errorf("record file-set %s: %w", it.FileSetID, err)
+	}
+	_, err = t.DB.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: &t.Name, Item: av, ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("record file-set %s: %w", it.FileSetID, err)
+	}
+	return nil
+}
+
+// GetFileSet returns a file-set's item, or ErrNotFound.
+func (t *Table) GetFileSet(ctx context.Context, fileSetID string) (*FileSetItem, error) {
+	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: fileSetKey(fileSetID), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("get file-set %s: %w", fileSetID, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("get file-set %s: %w", fileSetID, ErrNotFound)
+	}
+	return decodeFileSet(fileSetID, out.Item)
+}
+
+func decodeFileSet(fileSetID string, av map[string]types.AttributeValue) (*FileSetItem, error) {
+	var it FileSetItem
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return nil, fmt.Errorf("decode file-set %s: %w", fileSetID, err)
+	}
+	return &it, nil
+}
+
+// AddLanded adds a landed file to its file-set (idempotent: a string set)
+// and returns the item as it is after the update, or ErrNotFound for a
+// file-set that was never recorded.
+func (t *Table) AddLanded(ctx context.Context, fileSetID, fileID string) (*FileSetItem, error) {
+	out, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           &t.Name,
+		Key:                 fileSetKey(fileSetID),
+		UpdateExpression:    aws.String("ADD landed :id"),
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":id": &types.AttributeValueMemberSS{Value: []string{fileID}},
+		},
+		ReturnValues: types.ReturnValueAllNew,
+	})
+	if isConditionFailed(err) {
+		return nil, fmt.Errorf("add landed file %s to file-set %s: %w", fileID, fileSetID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("add landed file %s to file-set %s: %w", fileID, fileSetID, err)
+	}
+	return decodeFileSet(fileSetID, out.Attributes)
+}
+
+// ClaimLanding takes the file-set's landing step for owner until the given
+// time. It returns ErrConflict when the step is published or another
+// owner's lease has not expired.
+func (t *Table) ClaimLanding(ctx context.Context, fileSetID, owner string, until time.Time) error {
+	now := t.now()
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        &t.Name,
+		Key:              fileSetKey(fileSetID),
+		UpdateExpression: aws.String("SET landingOwner = :o, landingLeaseUntil = :until"),
+		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(publishedAt) AND " +
+			"(attribute_not_exists(landingLeaseUntil) OR landingLeaseUntil < :now)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":o":     &types.AttributeValueMemberS{Value: owner},
+			":until": millisAV(until),
+			":now":   millisAV(now),
+		},
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, err)
+	}
+	return nil
+}
+
+// MarkPublished records that owner published the file-set's landing and
+// drops the lease. ErrConflict: owner no longer held the lease.
+func (t *Table) MarkPublished(ctx context.Context, fileSetID, owner string) error {
+	return t.endLanding(ctx, fileSetID, owner, true)
+}
+
+// ReleaseLanding drops owner's lease without publishing (its step failed),
+// so that the next attempt need not wait for the lease to expire.
+func (t *Table) ReleaseLanding(ctx context.Context, fileSetID, owner string) error {
+	return t.endLanding(ctx, fileSetID, owner, false)
+}
+
+func (t *Table) endLanding(ctx context.Context, fileSetID, owner string, published bool) error {
+	op := "release landing"
+	expr := "REMOVE landingOwner, landingLeaseUntil"
+	vals := map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}}
+	if published {
+		op = "mark landing published"
+		expr = "SET publishedAt = :now " + expr
+		vals[":now"] = timeAV(t.now())
+	}
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &t.Name,
+		Key:                       fileSetKey(fileSetID),
+		UpdateExpression:          aws.String(expr),
+		ConditionExpression:       aws.String("landingOwner = :o"),
+		ExpressionAttributeValues: vals,
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, err)
+	}
+	return nil
+}
+
+func millisAV(t time.Time) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(t.UnixMilli(), 10)}
+}
