@@ -15,7 +15,7 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	for _, cfg := range []any{Refresher{}, Poller{}, Downloader{}} {
+	for _, cfg := range []any{Refresher{}, Poller{}, Downloader{}, NotificationReader{}} {
 		for _, name := range EnvNames(cfg) {
 			if !strings.Contains(doc, "| `"+name+"`") && !strings.Contains(doc, "`"+name+"`, `") && !strings.Contains(doc, ", `"+name+"` |") {
 				t.Errorf("%T reads %s, which docs/configuration.md's table does not list", cfg, name)
