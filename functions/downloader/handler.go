@@ -140,6 +140,8 @@ func SettingsFrom(c config.Downloader) Settings {
 		RetryMaxDelay:      c.RetryMaxDelay,
 		CheckpointInterval: c.CheckpointInterval,
 		MaxReceiveCount:    c.MaxReceiveCount,
+		DeferBaseDelay:     c.DeferBaseDelay,
+		DeferMaxDelay:      c.DeferMaxDelay,
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 func TestBadInput(t *testing.T) {
 	var good, wrongMD5, gone rdptest.File
 	e := newEnv(t, envOptions{
+		sim:  rdptest.Options{MD5: true}, // the listing's md5 is what shows corrupt.jsonl.gz is corrupt
 		subs: []string{"bulk-ESG/" + pkgESG},
 		seed: func(sim *rdptest.Server) {
 			sim.AddPackage("bulk-ESG", pkgESG, "Bulk-ESG-Global-Scores")
