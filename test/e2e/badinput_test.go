@@ -18,7 +18,7 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
-// TestBadInput (DESIGN §7.8): a malformed event gets an error naming the
+// TestBadInput (docs/design.md#bad-input-is-named): a malformed event gets an error naming the
 // problem and the function's process keeps serving the next invocation;
 // poison messages, a file that disappeared (404) and a file whose content
 // does not match its md5 end in the DLQ, the files with state FAILED and a

@@ -152,7 +152,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e.p = p
 	t.Cleanup(func() {
-		// Every test ends with the leak scan (DESIGN §7.7) over everything it produced.
+		// Every test ends with the leak scan (docs/design.md#no-secret-leaves) over everything it produced.
 		e.checkNoLeaks()
 		if t.Failed() {
 			e.dumpLogs(40)
