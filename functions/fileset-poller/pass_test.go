@@ -254,20 +254,6 @@ func TestNameSQSRefusesFailsThatFileOnly(t *testing.T) {
 	}
 }
 
-func TestSQSRefuses(t *testing.T) {
-	for _, tt := range []struct {
-		body string
-		bad  bool
-	}{
-		{"plain", false}, {"tab\tnl\ncr\r", false}, {"é€😀", false}, {"\ufffd", false},
-		{"\uffff", true}, {"\ufffe", true}, {"\x01", true}, {"a\xffb", true},
-	} {
-		if got := sqsRefuses(tt.body) != ""; got != tt.bad {
-			t.Errorf("sqsRefuses(%+q) = %v, want %v", tt.body, got, tt.bad)
-		}
-	}
-}
-
 // TestOutageFailsCleanlyAndNextRunCatchesUp: no usable token, or RDP
 // rate limiting that outlasts the client's retries, fails the run (logged,
 // PollErrors) without touching the other packages; the pages done stay
