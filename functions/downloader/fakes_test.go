@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -409,7 +410,7 @@ func (r *fakeRDP) GetRangeIfMatch(ctx context.Context, u string, off, n int64, i
 		}
 	}
 	if r.Delay != nil {
-		if err := sleepCtx(ctx, r.Delay(off)); err != nil {
+		if err := backoff.Sleep(ctx, r.Delay(off)); err != nil {
 			return nil, err
 		}
 	}
