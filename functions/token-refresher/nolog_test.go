@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -27,7 +28,7 @@ func TestNeverLogsSecrets(t *testing.T) {
 		saID, saSecret         = "svc-4b7c1e", "client-secret-91ab"
 		portalRT               = "portal-refresh-token-6d2f"
 	)
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, PasswordGrantLimit: 2})
 	defer sim.Close()
 	sim.AddUser(user, password, appKey)

@@ -16,24 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeReporter records the reader's token-invalid reports.
 type fakeReporter struct {
@@ -125,7 +114,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := testenv.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.NoBatch = tc.noBatch
 			for id, v := range tc.slots {
@@ -164,7 +153,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 }
 
 func TestTokenCachedUntilNearExpiry(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -202,7 +191,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 
 func TestBatchWholeFailureFallsBack(t *testing.T) {
 	// moto fails the whole batch when one slot has no value.
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", nil)
 	sm.Create("b", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
@@ -239,7 +228,7 @@ func TestBatchWholeFailureFallsBack(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.NoBatch = true
@@ -280,7 +269,7 @@ func TestDo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := testenv.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 			sm.Create("b", ptr(`{}`))
@@ -337,7 +326,7 @@ func TestDo(t *testing.T) {
 }
 
 func TestDoNoValidToken(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(`{}`))
 	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
@@ -349,7 +338,7 @@ func TestDoNoValidToken(t *testing.T) {
 }
 
 func TestHTTPClientSendsBearer(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	var got string
@@ -375,7 +364,7 @@ func TestHTTPClientSendsBearer(t *testing.T) {
 // TestDoWithRDPClient runs Do around a real rdp.Client call against a server
 // that refuses the first token: the reader re-reads the ring and succeeds.
 func TestDoWithRDPClient(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "old", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -421,7 +410,7 @@ func TestDoWithRDPClient(t *testing.T) {
 // parallel ranges); a 401 storm on the old generation ends in one re-read
 // per goroutine at most and no report, since the ring holds a newer token.
 func TestReaderConcurrent(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testenv.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -477,7 +466,7 @@ func TestConfiguredSkew(t *testing.T) {
 		skew    time.Duration
 		wantErr bool
 	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
-		clk := &clock{t: t0}
+		clk := testenv.NewClock(t0)
 		sm := ringtest.NewSecrets(clk.Now)
 		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
 		r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Skew: tt.skew, Now: clk.Now})
