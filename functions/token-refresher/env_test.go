@@ -20,6 +20,7 @@ import (
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -27,7 +28,7 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // fakeRDP is a hand-written AuthAPI: each func field may be replaced; the
 // defaults issue tokens on the fake clock.
 type fakeRDP struct {
-	clk      *testenv.Clock
+	clk      *rdptest.Clock
 	ttl      time.Duration
 	mu       sync.Mutex
 	n        int
@@ -146,7 +147,7 @@ var errRefused = &rdp.APIError{Endpoint: "list packages", StatusCode: 401, Messa
 
 type env struct {
 	t     *testing.T
-	clk   *testenv.Clock
+	clk   *rdptest.Clock
 	sm    *ringtest.Secrets
 	table *fakeState
 	rdp   *fakeRDP
@@ -159,7 +160,7 @@ type env struct {
 
 func newEnv(t *testing.T, creds string, slots int) *env {
 	t.Helper()
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
 	e.table = newFakeState(clk.Now)
 	e.rdp = &fakeRDP{clk: clk, ttl: defaultTokenLife}
@@ -203,8 +204,8 @@ func (e *env) seed(i int, gen int64, ago, left time.Duration) tokenring.Slot {
 	now := e.clk.Now()
 	s := tokenring.Slot{AccessToken: fmt.Sprintf("AT-seed-%d", gen), RefreshToken: fmt.Sprintf("RT-seed-%d", gen), TokenType: "Bearer",
 		IssuedAt: now.Add(-ago), ExpiresAt: now.Add(left), Generation: gen}
-	e.clk.Add(-ago)
-	defer e.clk.Add(ago)
+	e.clk.Advance(-ago)
+	defer e.clk.Advance(ago)
 	if err := tokenring.Write(context.Background(), e.sm, e.ids[i], s); err != nil {
 		e.t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/metrics"
-	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -52,7 +51,7 @@ const simMargin = 2 * time.Minute
 func simulate(t *testing.T, cfg simConfig) simStats {
 	t.Helper()
 	start := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
-	clk := testenv.NewClock(start)
+	clk := rdptest.NewClock(start)
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: 900 * time.Second, RefreshMaxLifetime: 18 * time.Hour})
 	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // an unknown bucket is a 404 at RDP
 	defer sim.Close()

@@ -19,7 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/testenv"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 // fakeState is an in-memory state table whose conditional writes are
@@ -27,14 +27,14 @@ import (
 type fakeState struct {
 	mu    sync.Mutex
 	calls int // DynamoDB requests the real table would send
-	clock *testenv.Clock
+	clock *rdptest.Clock
 	files map[string]*state.FileItem
 	sets  map[string]*state.FileSetItem
 }
 
 var _ State = (*fakeState)(nil)
 
-func newFakeState(c *testenv.Clock) *fakeState {
+func newFakeState(c *rdptest.Clock) *fakeState {
 	return &fakeState{clock: c, files: map[string]*state.FileItem{}, sets: map[string]*state.FileSetItem{}}
 }
 

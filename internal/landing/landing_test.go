@@ -15,7 +15,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/testenv"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 const (
@@ -25,7 +25,7 @@ const (
 )
 
 type env struct {
-	clock  *testenv.Clock
+	clock  *rdptest.Clock
 	state  *fakeState
 	s3     *fakeS3
 	events *fakeEvents
@@ -34,7 +34,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	c := testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	c := rdptest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := &env{clock: c, state: newFakeState(c), s3: newFakeS3(), events: &fakeEvents{}}
 	l, err := New(e.state, e.s3, e.events, Config{DestBucket: destBucket, DestPrefix: prefix})
 	if err != nil {
@@ -321,7 +321,7 @@ func TestCrashedPublisherBlocksOnlyUntilTheLeaseExpires(t *testing.T) {
 	if o, err := e.l.FileLanded(ctx, ids[0]); err != nil || o != InProgress {
 		t.Fatalf("under the crashed lease: %s, %v", o, err)
 	}
-	e.clock.Add(DefaultLease + time.Second)
+	e.clock.Advance(DefaultLease + time.Second)
 	if o, err := e.l.FileLanded(ctx, ids[0]); err != nil || o != Published {
 		t.Fatalf("after the lease expired: %s, %v", o, err)
 	}
@@ -394,7 +394,7 @@ func TestKind(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	c := testenv.NewClock(time.Time{})
+	c := rdptest.NewClock(time.Time{})
 	if _, err := New(newFakeState(c), newFakeS3(), &fakeEvents{}, Config{}); err == nil || !strings.Contains(err.Error(), "DestBucket") {
 		t.Errorf("no bucket: %v", err)
 	}

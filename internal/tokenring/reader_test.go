@@ -16,10 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
-	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -114,7 +114,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := testenv.NewClock(t0)
+			clk := rdptest.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.NoBatch = tc.noBatch
 			for id, v := range tc.slots {
@@ -153,7 +153,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 }
 
 func TestTokenCachedUntilNearExpiry(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -162,7 +162,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 		if _, err := r.Token(); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		_ = i
 	}
 	if n := sm.Calls("BatchGetSecretValue"); n != 1 {
@@ -176,7 +176,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 	if tok.AccessToken != "tok1" {
 		t.Fatalf("got %q before near-expiry, want cached tok1", tok.AccessToken)
 	}
-	clk.Add(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
+	clk.Advance(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
 	tok, err := r.Token()
 	if err != nil || tok.AccessToken != "tok2" {
 		t.Fatalf("got %v %v, want tok2 after the cache expired", tok, err)
@@ -191,7 +191,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 
 func TestBatchWholeFailureFallsBack(t *testing.T) {
 	// moto fails the whole batch when one slot has no value.
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", nil)
 	sm.Create("b", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
@@ -228,7 +228,7 @@ func TestBatchWholeFailureFallsBack(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.NoBatch = true
@@ -269,7 +269,7 @@ func TestDo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := testenv.NewClock(t0)
+			clk := rdptest.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 			sm.Create("b", ptr(`{}`))
@@ -326,7 +326,7 @@ func TestDo(t *testing.T) {
 }
 
 func TestDoNoValidToken(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(`{}`))
 	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
@@ -338,7 +338,7 @@ func TestDoNoValidToken(t *testing.T) {
 }
 
 func TestHTTPClientSendsBearer(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	var got string
@@ -364,7 +364,7 @@ func TestHTTPClientSendsBearer(t *testing.T) {
 // TestDoWithRDPClient runs Do around a real rdp.Client call against a server
 // that refuses the first token: the reader re-reads the ring and succeeds.
 func TestDoWithRDPClient(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "old", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -410,7 +410,7 @@ func TestDoWithRDPClient(t *testing.T) {
 // parallel ranges); a 401 storm on the old generation ends in one re-read
 // per goroutine at most and no report, since the ring holds a newer token.
 func TestReaderConcurrent(t *testing.T) {
-	clk := testenv.NewClock(t0)
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -466,7 +466,7 @@ func TestConfiguredSkew(t *testing.T) {
 		skew    time.Duration
 		wantErr bool
 	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
-		clk := testenv.NewClock(t0)
+		clk := rdptest.NewClock(t0)
 		sm := ringtest.NewSecrets(clk.Now)
 		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
 		r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Skew: tt.skew, Now: clk.Now})
