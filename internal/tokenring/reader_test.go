@@ -269,15 +269,7 @@ func TestDo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := rdptest.NewClock(t0)
-			sm := ringtest.NewSecrets(clk.Now)
-			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
-			sm.Create("b", ptr(`{}`))
-			rep := &fakeReporter{}
-			r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
-			if _, err := r.Token(); err != nil { // cache generation 1
-				t.Fatal(err)
-			}
+			sm, rep, r := cachedGen1Reader(t)
 			if tc.newer {
 				if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
 					t.Fatal(err)
@@ -406,10 +398,10 @@ func TestDoWithRDPClient(t *testing.T) {
 	}
 }
 
-// TestReaderConcurrent: many goroutines share one reader (the downloader's
-// parallel ranges); a 401 storm on the old generation ends in one re-read
-// per goroutine at most and no report, since the ring holds a newer token.
-func TestReaderConcurrent(t *testing.T) {
+// cachedGen1Reader returns a reader of a two-slot ring (a: generation 1,
+// b: empty) that has read and cached generation 1.
+func cachedGen1Reader(t *testing.T) (*ringtest.Secrets, *fakeReporter, *tokenring.Reader) {
+	t.Helper()
 	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
@@ -419,6 +411,14 @@ func TestReaderConcurrent(t *testing.T) {
 	if _, err := r.Token(); err != nil {
 		t.Fatal(err)
 	}
+	return sm, rep, r
+}
+
+// TestReaderConcurrent: many goroutines share one reader (the downloader's
+// parallel ranges); a 401 storm on the old generation ends in one re-read
+// per goroutine at most and no report, since the ring holds a newer token.
+func TestReaderConcurrent(t *testing.T) {
+	sm, rep, r := cachedGen1Reader(t)
 	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
 		t.Fatal(err)
 	}
