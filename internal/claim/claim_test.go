@@ -121,7 +121,7 @@ func TestSend(t *testing.T) {
 	boom := errors.New("sqs down")
 	tests := []struct {
 		name       string
-		refuse     map[string]bool
+		refuse     []string
 		sendErr    error
 		markErr    map[string]error
 		wantSent   int
@@ -132,9 +132,9 @@ func TestSend(t *testing.T) {
 	}{
 		{name: "all sent and marked QUEUED", wantSent: 3,
 			after: map[string]string{"a": state.StatusQueued, "b": state.StatusQueued, "c": state.StatusQueued}},
-		{name: "SQS partial failure: the refused stay CLAIMED", refuse: map[string]bool{"b": true}, wantSent: 2, wantFailed: 1,
+		{name: "SQS partial failure: the refused stay CLAIMED", refuse: []string{"b"}, wantSent: 2, wantFailed: 1,
 			after: map[string]string{"a": state.StatusQueued, "b": state.StatusClaimed, "c": state.StatusQueued}},
-		{name: "send error after some were sent: those are marked", refuse: map[string]bool{"c": true}, sendErr: boom,
+		{name: "send error after some were sent: those are marked", refuse: []string{"c"}, sendErr: boom,
 			wantSent: 2, wantFailed: 1, wantErr: true,
 			after: map[string]string{"a": state.StatusQueued, "b": state.StatusQueued, "c": state.StatusClaimed}},
 		{name: "mark failure is counted, file stays CLAIMED", markErr: map[string]error{"a": boom}, wantSent: 3, wantMarkF: 1,
@@ -144,7 +144,10 @@ func TestSend(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := claimtest.NewStore(map[string]string{"a": state.StatusClaimed, "b": state.StatusClaimed, "c": state.StatusClaimed})
 			st.MarkErr = tt.markErr
-			q := &claimtest.Sender{Refuse: tt.refuse, Err: tt.sendErr}
+			q := &claimtest.Sender{Err: tt.sendErr}
+			if tt.refuse != nil {
+				q.Fail = claimtest.FailFiles(tt.refuse...)
+			}
 			got, err := claim.Send(context.Background(), st, q, msgs("a", "b", "c"), 2)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)

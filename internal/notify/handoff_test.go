@@ -36,7 +36,10 @@ func TestHandoff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, q := claimtest.NewStore(tt.pre), &claimtest.Sender{All: tt.failSend}
+			st, q := claimtest.NewStore(tt.pre), &claimtest.Sender{}
+			if tt.failSend {
+				q.Fail = claimtest.FailAll
+			}
 			h := &Handoff{State: st, Queue: q, TTLMargin: time.Hour}
 			got, err := h.Enqueue(context.Background(), fs, files)
 			if (err != nil) != tt.wantErr {

@@ -5,6 +5,7 @@ package claimtest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,30 +95,30 @@ func (s *Store) Status(id string) string {
 // MaxConcurrentClaims is the most ClaimFile calls that were in flight at once.
 func (s *Store) MaxConcurrentClaims() int { return int(s.maxSeen.Load()) }
 
-// Sender records the messages it takes. It refuses the files named in Refuse
-// (SQS's per-entry failures) and, when All is set, every message; Err is
-// returned after the batch.
+// Sender records the messages it takes. Fail, when set, selects the
+// messages it refuses (SQS's per-entry failures); Err is returned after the
+// batch.
 type Sender struct {
-	mu     sync.Mutex
-	sent   []queue.Message
-	Refuse map[string]bool
-	All    bool
-	Err    error
+	mu   sync.Mutex
+	sent []queue.Message
+	Fail func(m queue.Message) bool
+	Err  error
 }
 
-// SendBatch sends msgs, as queue.Sender does.
+// SendBatch sends msgs, as queue.Sender does (10 a call).
 func (q *Sender) SendBatch(_ context.Context, msgs []queue.Message) (queue.SendResult, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var r queue.SendResult
 	for _, m := range msgs {
-		if q.All || q.Refuse[m.FileID] {
+		if q.Fail != nil && q.Fail(m) {
 			r.Failed = append(r.Failed, m)
 			continue
 		}
 		r.Sent = append(r.Sent, m)
 		q.sent = append(q.sent, m)
 	}
+	r.Calls = (len(msgs) + 9) / 10
 	return r, q.Err
 }
 
@@ -126,4 +127,30 @@ func (q *Sender) Sent() []queue.Message {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return append([]queue.Message(nil), q.sent...)
+}
+
+// Counts returns how many times each file id was sent.
+func (q *Sender) Counts() map[string]int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := map[string]int{}
+	for _, m := range q.sent {
+		c[m.FileID]++
+	}
+	return c
+}
+
+// Reset forgets the messages taken so far.
+func (q *Sender) Reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sent = nil
+}
+
+// FailAll is a Sender.Fail that refuses every message.
+func FailAll(queue.Message) bool { return true }
+
+// FailFiles is a Sender.Fail that refuses the messages of the given files.
+func FailFiles(ids ...string) func(queue.Message) bool {
+	return func(m queue.Message) bool { return slices.Contains(ids, m.FileID) }
 }
