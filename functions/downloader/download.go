@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -407,18 +406,6 @@ func (j *job) abort(ctx context.Context) error {
 	}
 	j.log.Info("multipart upload aborted", "upload_key", j.up.Key)
 	j.up.UploadID, j.up.PartsDone, j.up.MD5State, j.up.MD5Through = "", 0, nil, 0
-	return nil
-}
-
-// parseMD5 accepts a hex (32 digits) or base64 MD5 digest.
-func parseMD5(s string) []byte {
-	s = strings.TrimSpace(s)
-	if b, err := hex.DecodeString(s); err == nil && len(b) == md5.Size {
-		return b
-	}
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == md5.Size {
-		return b
-	}
 	return nil
 }
 

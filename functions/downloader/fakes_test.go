@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -119,10 +120,8 @@ func (s *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	if err := s.checkBucket(in.Bucket); err != nil {
 		return nil, err
 	}
-	if s.PutObjectErr != nil {
-		if err := s.PutObjectErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.PutObjectErr); err != nil {
+		return nil, err
 	}
 	b, err := readBody(in.Body, in.ContentLength)
 	if err != nil {
@@ -231,10 +230,8 @@ func (s *fakeS3) uploadKey(id string) string {
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
 	s.count("AbortMultipartUpload")
-	if s.AbortErr != nil {
-		if err := s.AbortErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.AbortErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,10 +244,8 @@ func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipart
 
 func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	s.count("ListParts")
-	if s.ListPartsErr != nil {
-		if err := s.ListPartsErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.ListPartsErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -409,7 +404,7 @@ func (r *fakeRDP) GetRangeIfMatch(ctx context.Context, u string, off, n int64, i
 		}
 	}
 	if r.Delay != nil {
-		if err := sleepCtx(ctx, r.Delay(off)); err != nil {
+		if err := backoff.Sleep(ctx, r.Delay(off)); err != nil {
 			return nil, err
 		}
 	}
@@ -537,10 +532,8 @@ func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*stat
 }
 
 func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {
-	if s.MarkDoneErr != nil {
-		if err := s.MarkDoneErr(); err != nil {
-			return err
-		}
+	if err := injected(s.MarkDoneErr); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -595,10 +588,8 @@ func (s *fakeState) AcquireUpload(ctx context.Context, id, owner string, until t
 }
 
 func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error) {
-	if s.LoadPartsErr != nil {
-		if err := s.LoadPartsErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.LoadPartsErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -614,10 +605,8 @@ func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Par
 }
 
 func (s *fakeState) SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error {
-	if s.SaveErr != nil {
-		if err := s.SaveErr(); err != nil {
-			return err
-		}
+	if err := injected(s.SaveErr); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -727,4 +716,12 @@ func (s *fakeSender) messages() []queue.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.sent)
+}
+
+// injected runs a test's fault hook: nil (no hook) or the error it returns.
+func injected(hook func() error) error {
+	if hook == nil {
+		return nil
+	}
+	return hook()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
@@ -272,7 +273,7 @@ func New(d Deps, s Settings) (*Handler, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	if h.sleep == nil {
-		h.sleep = sleepCtx
+		h.sleep = backoff.Sleep
 	}
 	if h.now == nil {
 		h.now = time.Now

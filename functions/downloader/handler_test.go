@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,27 +18,13 @@ import (
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 type rig struct {
 	h       *Handler
@@ -155,30 +139,8 @@ func (r *rig) checkLanded(t *testing.T, id, name string, size int64) {
 func metric(t *testing.T, emf string, name string, dims ...string) float64 {
 	t.Helper()
 	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(emf))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
-		}
-		match := true
-		for i := 0; i+1 < len(dims); i += 2 {
-			if rec[dims[i]] != dims[i+1] {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		switch v := rec[name].(type) {
-		case float64:
-			sum += v
-		case []any:
-			for _, x := range v {
-				sum += x.(float64)
-			}
-		}
+	for _, v := range testenv.Metric(t, emf, name, dims...) {
+		sum += v
 	}
 	return sum
 }
@@ -272,11 +234,11 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
+func TestEqualJitter(t *testing.T) {
 	for attempt := 1; attempt <= 10; attempt++ {
 		want := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
 		for range 50 {
-			d := backoff(100*time.Millisecond, 2*time.Second, attempt)
+			d := equalJitter(100*time.Millisecond, 2*time.Second, attempt)
 			if d < want/2 || d > want {
 				t.Fatalf("attempt %d: backoff %s outside [%s, %s]", attempt, d, want/2, want)
 			}

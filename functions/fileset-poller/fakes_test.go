@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/claim/claimtest"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -458,44 +458,7 @@ func (s *fakeState) watermark(bucket, pkg string) state.Watermark {
 }
 
 // fakeSender records messages; Fail, when set, fails the messages it selects.
-type fakeSender struct {
-	mu   sync.Mutex
-	sent []queue.Message
-	Fail func(m queue.Message) bool
-}
-
-func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r queue.SendResult
-	for _, m := range msgs {
-		if s.Fail != nil && s.Fail(m) {
-			r.Failed = append(r.Failed, m)
-			continue
-		}
-		r.Sent = append(r.Sent, m)
-		s.sent = append(s.sent, m)
-	}
-	r.Calls = (len(msgs) + 9) / 10
-	return r, nil
-}
-
-// counts returns how many times each file id was sent.
-func (s *fakeSender) counts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := map[string]int{}
-	for _, m := range s.sent {
-		c[m.FileID]++
-	}
-	return c
-}
-
-func (s *fakeSender) reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent = nil
-}
+type fakeSender = claimtest.Sender
 
 // ids returns the sorted keys of a count map.
 func ids(c map[string]int) []string { return slices.Sorted(maps.Keys(c)) }

@@ -91,7 +91,7 @@ func allFiles(sets []rdp.FileSet) []string {
 // assertSentOnce checks that exactly want were sent, each once.
 func assertSentOnce(t *testing.T, q *fakeSender, want []string) {
 	t.Helper()
-	got := q.counts()
+	got := q.Counts()
 	for _, id := range want {
 		if got[id] != 1 {
 			t.Errorf("file %s sent %d times, want 1", id, got[id])
@@ -295,7 +295,7 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, base)...)
 			next += s.add
 		}
-		f.q.reset()
+		f.q.Reset()
 		f.now = f.now.Add(time.Hour)
 		pagesBefore := f.files.pages
 		res := f.mustHandle(t, s.event)
@@ -307,8 +307,8 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 		if got := f.files.pages - pagesBefore; got != s.wantPages || pr.Pages != s.wantPages || res.PagesFetched != s.wantPages {
 			t.Errorf("%s: pages fetched %d (result %d), want %d", s.name, got, pr.Pages, s.wantPages)
 		}
-		if len(f.q.counts()) != s.wantNew || pr.New != s.wantNew {
-			t.Errorf("%s: sent %d, new %d; want %d", s.name, len(f.q.counts()), pr.New, s.wantNew)
+		if len(f.q.Counts()) != s.wantNew || pr.New != s.wantNew {
+			t.Errorf("%s: sent %d, new %d; want %d", s.name, len(f.q.Counts()), pr.New, s.wantNew)
 		}
 	}
 	w := f.st.watermark("bulk-ESG", "p1")
@@ -343,7 +343,7 @@ func TestClaimItemContents(t *testing.T) {
 		}
 	}
 	// The message carries the name and size from /files?filesetId=.
-	sent := f.q.sent[0]
+	sent := f.q.Sent()[0]
 	id := sets[0].Files[0]
 	want := queue.Message{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1", FileName: id + ".csv"}
 	if sent.Size == nil || *sent.Size != int64(100+len(id)) {
@@ -407,7 +407,7 @@ func TestSendFailureLeavesClaimedAndNextPollSends(t *testing.T) {
 	}
 	// SQS recovers: the next poll sends exactly the two.
 	f.q.Fail = nil
-	f.q.reset()
+	f.q.Reset()
 	res = f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, ids(map[string]int{sets[3].Files[0]: 1, sets[17].Files[0]: 1}))
 	if res.Packages[0].Resent != 2 {
@@ -432,8 +432,8 @@ func TestCrashBetweenClaimAndSend(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "injected crash") {
 		t.Fatalf("Handle error = %v, want the injected crash", err)
 	}
-	if crashes != 1 || len(f.q.sent) != 0 || len(f.files.queries) != 1 {
-		t.Fatalf("after a crash nothing more may happen: crashes=%d sent=%d queries=%d", crashes, len(f.q.sent), len(f.files.queries))
+	if crashes != 1 || len(f.q.Sent()) != 0 || len(f.files.queries) != 1 {
+		t.Fatalf("after a crash nothing more may happen: crashes=%d sent=%d queries=%d", crashes, len(f.q.Sent()), len(f.files.queries))
 	}
 	claimed := 0
 	for _, it := range f.st.files {
@@ -607,7 +607,7 @@ func TestClaimErrorFailsPackage(t *testing.T) {
 		t.Errorf("watermark advanced after a claim failure")
 	}
 	f.st.ClaimErr = nil
-	f.q.reset()
+	f.q.Reset()
 	f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, sets[1].Files)
 }
@@ -624,7 +624,7 @@ func TestMarkQueuedFailureIsNotLoss(t *testing.T) {
 	}
 	// Still CLAIMED: a full poll sends them again (a duplicate, never a loss).
 	f.st.MarkQueuedErr = nil
-	f.q.reset()
+	f.q.Reset()
 	f.mustHandle(t, `{"full":true}`)
 	assertSentOnce(t, f.q, allFiles(sets))
 }

@@ -26,18 +26,12 @@ import (
 // server-side revoke leads to a reader's report and the next run recovers
 // with one password grant, without a storm; the logs hold no secret.
 func TestIntegration(t *testing.T) {
-	m := testenv.Moto(t)
+	m, cfg := testenv.MotoConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sm := secretsmanager.NewFromConfig(cfg)
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "cfsync-state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "cfsync-state")
 	const (
 		user     = "machine-user"
 		password = "Pa55-word-secret"

@@ -51,7 +51,7 @@ const simMargin = 2 * time.Minute
 func simulate(t *testing.T, cfg simConfig) simStats {
 	t.Helper()
 	start := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
-	clk := &clock{t: start}
+	clk := rdptest.NewClock(start)
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: 900 * time.Second, RefreshMaxLifetime: 18 * time.Hour})
 	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // an unknown bucket is a 404 at RDP
 	defer sim.Close()
@@ -97,7 +97,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	ctx := context.Background()
 	injected := false
 	for m := time.Duration(0); m < cfg.duration; m += time.Minute {
-		clk.t = start.Add(m)
+		clk.Set(start.Add(m))
 		res, err := h.Handle(ctx, json.RawMessage(`{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))
 		if err != nil {
 			st.handlerErrors = append(st.handlerErrors, fmt.Errorf("minute %s: %w", m, err))

@@ -20,17 +20,11 @@ import (
 // DynamoDB: BatchGetSecretValue (which moto fails as a whole when a slot has
 // no value), empty placeholders, writes with ClientRequestToken, and reports.
 func TestReaderAgainstMoto(t *testing.T) {
-	m := testenv.Moto(t)
+	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sm := secretsmanager.NewFromConfig(cfg)
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "state")
 	// ring-0: placeholder {}; ring-1: no value at all; ring-2: addressed by ARN.
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("ring-0"), SecretString: aws.String("{}")}); err != nil {
 		t.Fatal(err)

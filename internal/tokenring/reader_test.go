@@ -19,21 +19,10 @@ import (
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeReporter records the reader's token-invalid reports.
 type fakeReporter struct {
@@ -125,7 +114,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := rdptest.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.NoBatch = tc.noBatch
 			for id, v := range tc.slots {
@@ -164,7 +153,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 }
 
 func TestTokenCachedUntilNearExpiry(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -173,7 +162,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 		if _, err := r.Token(); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		_ = i
 	}
 	if n := sm.Calls("BatchGetSecretValue"); n != 1 {
@@ -187,7 +176,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 	if tok.AccessToken != "tok1" {
 		t.Fatalf("got %q before near-expiry, want cached tok1", tok.AccessToken)
 	}
-	clk.Add(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
+	clk.Advance(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
 	tok, err := r.Token()
 	if err != nil || tok.AccessToken != "tok2" {
 		t.Fatalf("got %v %v, want tok2 after the cache expired", tok, err)
@@ -202,7 +191,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 
 func TestBatchWholeFailureFallsBack(t *testing.T) {
 	// moto fails the whole batch when one slot has no value.
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", nil)
 	sm.Create("b", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
@@ -239,7 +228,7 @@ func TestBatchWholeFailureFallsBack(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.NoBatch = true
@@ -280,15 +269,7 @@ func TestDo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
-			sm := ringtest.NewSecrets(clk.Now)
-			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
-			sm.Create("b", ptr(`{}`))
-			rep := &fakeReporter{}
-			r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
-			if _, err := r.Token(); err != nil { // cache generation 1
-				t.Fatal(err)
-			}
+			sm, rep, r := cachedGen1Reader(t)
 			if tc.newer {
 				if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
 					t.Fatal(err)
@@ -337,7 +318,7 @@ func TestDo(t *testing.T) {
 }
 
 func TestDoNoValidToken(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(`{}`))
 	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
@@ -349,7 +330,7 @@ func TestDoNoValidToken(t *testing.T) {
 }
 
 func TestHTTPClientSendsBearer(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	var got string
@@ -375,7 +356,7 @@ func TestHTTPClientSendsBearer(t *testing.T) {
 // TestDoWithRDPClient runs Do around a real rdp.Client call against a server
 // that refuses the first token: the reader re-reads the ring and succeeds.
 func TestDoWithRDPClient(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "old", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -417,11 +398,11 @@ func TestDoWithRDPClient(t *testing.T) {
 	}
 }
 
-// TestReaderConcurrent: many goroutines share one reader (the downloader's
-// parallel ranges); a 401 storm on the old generation ends in one re-read
-// per goroutine at most and no report, since the ring holds a newer token.
-func TestReaderConcurrent(t *testing.T) {
-	clk := &clock{t: t0}
+// cachedGen1Reader returns a reader of a two-slot ring (a: generation 1,
+// b: empty) that has read and cached generation 1.
+func cachedGen1Reader(t *testing.T) (*ringtest.Secrets, *fakeReporter, *tokenring.Reader) {
+	t.Helper()
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -430,6 +411,14 @@ func TestReaderConcurrent(t *testing.T) {
 	if _, err := r.Token(); err != nil {
 		t.Fatal(err)
 	}
+	return sm, rep, r
+}
+
+// TestReaderConcurrent: many goroutines share one reader (the downloader's
+// parallel ranges); a 401 storm on the old generation ends in one re-read
+// per goroutine at most and no report, since the ring holds a newer token.
+func TestReaderConcurrent(t *testing.T) {
+	sm, rep, r := cachedGen1Reader(t)
 	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +466,7 @@ func TestConfiguredSkew(t *testing.T) {
 		skew    time.Duration
 		wantErr bool
 	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
-		clk := &clock{t: t0}
+		clk := rdptest.NewClock(t0)
 		sm := ringtest.NewSecrets(clk.Now)
 		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
 		r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Skew: tt.skew, Now: clk.Now})
