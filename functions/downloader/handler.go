@@ -20,7 +20,6 @@ import (
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -51,14 +50,6 @@ type RDP interface {
 }
 
 var _ RDP = (*rdp.Client)(nil)
-
-// Tokens runs file-store calls with the token ring's 401 handling
-// (re-read, retry once, report; docs/design.md#tokens).
-type Tokens interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ Tokens = (*tokenring.Reader)(nil)
 
 // State is the part of the state table the downloader uses.
 type State interface {
@@ -224,7 +215,6 @@ func (s *Settings) fitsMemory(partSize int64) error {
 type Deps struct {
 	S3      S3API
 	RDP     RDP
-	Tokens  Tokens
 	State   State
 	Sender  Sender
 	Landing Landing           // nil: no file-set landing step
@@ -241,7 +231,6 @@ type Deps struct {
 type Handler struct {
 	s3      S3API
 	rdp     RDP
-	tokens  Tokens
 	state   State
 	sender  Sender
 	landing Landing
@@ -258,11 +247,11 @@ func New(d Deps, s Settings) (*Handler, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if d.S3 == nil || d.RDP == nil || d.Tokens == nil || d.State == nil || d.Sender == nil {
-		return nil, errors.New("downloader: S3, RDP, Tokens, State and Sender are required")
+	if d.S3 == nil || d.RDP == nil || d.State == nil || d.Sender == nil {
+		return nil, errors.New("downloader: S3, RDP, State and Sender are required")
 	}
 	h := &Handler{
-		s3: d.S3, rdp: d.RDP, tokens: d.Tokens, state: d.State, sender: d.Sender, landing: d.Landing,
+		s3: d.S3, rdp: d.RDP, state: d.State, sender: d.Sender, landing: d.Landing,
 		log: d.Log, metrics: d.Metrics, sleep: d.Sleep, now: d.Now, cfg: s,
 		slots: newSlotPool(s.ParallelRanges),
 	}

@@ -86,7 +86,6 @@ func main() {
 	h, err := New(Deps{
 		S3:      s3c,
 		RDP:     client,
-		Tokens:  reader,
 		State:   table,
 		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
 		Landing: lander,

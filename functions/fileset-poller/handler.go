@@ -28,14 +28,6 @@ type FileStore interface {
 
 var _ FileStore = (*rdp.Client)(nil)
 
-// TokenGuard runs RDP calls and handles a 401 (docs/design.md#tokens): re-read the
-// ring, retry once, then report the token and fail with rdp.ErrUnauthorized.
-type TokenGuard interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ TokenGuard = (*tokenring.Reader)(nil)
-
 // StateStore is the part of the state table the poller uses.
 type StateStore interface {
 	BatchGetFiles(ctx context.Context, ids []string) (map[string]*state.FileItem, int, error)
@@ -91,10 +83,9 @@ const (
 // Handler is the fileset-poller. Build it with its fields set; zero knobs
 // take the defaults above.
 type Handler struct {
-	Files  FileStore
-	Tokens TokenGuard
-	State  StateStore
-	Queue  Sender
+	Files FileStore
+	State StateStore
+	Queue Sender
 	// FileSets records file-sets for the landing step; nil: not recorded.
 	FileSets FileSetRecorder
 
@@ -423,25 +414,18 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 // resolvePackages lists the packages of a bucket/* subscription.
 func (h *Handler) resolvePackages(ctx context.Context, sub Subscription) ([]Target, error) {
 	var targets []Target
-	err := h.Tokens.Do(ctx, func(ctx context.Context) error {
-		targets = targets[:0]
-		seen := map[string]bool{}
-		for p, err := range h.Files.Packages(ctx, sub.Bucket) {
-			if err != nil {
-				return err
-			}
-			if p.PackageID == "" || strings.ContainsAny(p.PackageID, "/?#") {
-				return fmt.Errorf(`list packages: malformed package: field "packageId" is %q`, p.PackageID)
-			}
-			if !seen[p.PackageID] {
-				seen[p.PackageID] = true
-				targets = append(targets, Target{Bucket: sub.Bucket, PackageID: p.PackageID})
-			}
+	seen := map[string]bool{}
+	for p, err := range h.Files.Packages(ctx, sub.Bucket) {
+		if err != nil {
+			return nil, fmt.Errorf("subscription %q: %w", sub.Raw, guardErr(err))
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscription %q: %w", sub.Raw, guardErr(err))
+		if p.PackageID == "" || strings.ContainsAny(p.PackageID, "/?#") {
+			return nil, fmt.Errorf(`subscription %q: list packages: malformed package: field "packageId" is %q`, sub.Raw, p.PackageID)
+		}
+		if !seen[p.PackageID] {
+			seen[p.PackageID] = true
+			targets = append(targets, Target{Bucket: sub.Bucket, PackageID: p.PackageID})
+		}
 	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("subscription %q: bucket %q: no package visible to this account (unknown bucket?)", sub.Raw, sub.Bucket)

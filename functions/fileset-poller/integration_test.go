@@ -116,7 +116,7 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 	}
 	logs := &bytes.Buffer{}
 	return &Handler{
-		Files: client, Tokens: reader, State: table,
+		Files: client, State: table,
 		Queue:         &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
 		Logger:        slog.New(slog.NewJSONHandler(logs, nil)),
 		Metrics:       metrics.New(logs, "fileset-poller"),

@@ -61,7 +61,6 @@ func main() {
 	}
 	h := &Handler{
 		Files:         client,
-		Tokens:        reader,
 		State:         table,
 		FileSets:      table,
 		Queue:         &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},

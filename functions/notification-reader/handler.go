@@ -19,7 +19,6 @@ import (
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -64,13 +63,6 @@ type FileLister interface {
 
 var _ FileLister = (*rdp.Client)(nil)
 
-// TokenGuard runs RDP calls with the ring's token (401 handling included).
-type TokenGuard interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ TokenGuard = (*tokenring.Reader)(nil)
-
 // Defaults of the reader's knobs.
 const (
 	DefaultWait           = 20 * time.Second // SQS's longest long poll
@@ -88,7 +80,6 @@ type Handler struct {
 	Handoff              Enqueuer
 	Reports              Reporter
 	Files                FileLister // nil: a file-set listing fewer files than numFiles is left to the poller
-	Tokens               TokenGuard
 	Log                  *slog.Logger
 	Metrics              *metrics.Recorder
 	Now                  func() time.Time

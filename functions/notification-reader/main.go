@@ -73,7 +73,6 @@ func newHandler(ctx context.Context) (*Handler, error) {
 			Queue: &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL}},
 		Reports:        table,
 		Files:          client,
-		Tokens:         tokens,
 		Log:            logx.New(os.Stdout, level, functionName),
 		Metrics:        metrics.New(os.Stdout, functionName),
 		Wait:           cfg.Wait,

@@ -176,22 +176,15 @@ func (r *reader) open(body string) (notify.Notification, error) {
 // files returns the notification's files, or lists them when the
 // notification names fewer than numFiles.
 func (r *reader) files(ctx context.Context, fs notify.FileSet) ([]notify.File, error) {
-	if len(fs.Files) >= fs.NumFiles || r.h.Files == nil || r.h.Tokens == nil {
+	if len(fs.Files) >= fs.NumFiles || r.h.Files == nil {
 		return fs.Files, nil
 	}
 	var files []notify.File
-	err := r.h.Tokens.Do(ctx, func(ctx context.Context) error {
-		files = files[:0]
-		for f, err := range r.h.Files.Files(ctx, fs.ID) {
-			if err != nil {
-				return err
-			}
-			files = append(files, notify.File{ID: f.ID, FileName: f.FileName, Size: f.Size})
+	for f, err := range r.h.Files.Files(ctx, fs.ID) {
+		if err != nil {
+			return nil, fmt.Errorf("list files of file-set %s: %w", fs.ID, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list files of file-set %s: %w", fs.ID, err)
+		files = append(files, notify.File{ID: f.ID, FileName: f.FileName, Size: f.Size})
 	}
 	return files, nil
 }
