@@ -34,7 +34,7 @@ type simStats struct {
 	passwordGrants, refreshGrants, auth429s, authRequests int
 	maxAuthIn5m                                           int
 	readerNoToken                                         []time.Duration // minutes a reader found no unexpired token
-	readerCallFailures                                    []time.Duration // minutes a file-store call through Reader.Do failed
+	readerCallFailures                                    []time.Duration // minutes a file-store call through the reader's transport failed
 	injectedAt                                            time.Duration
 	minSlotGap                                            time.Duration
 	writes                                                int
@@ -114,7 +114,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 			// RDP answers one request with 401 although the token is valid:
 			// the reader re-reads the ring and, with nothing newer, reports.
 			sim.Inject(rdptest.Fault{Kind: rdptest.FaultUnauthorized, PathPrefix: rdp.PackagesPath, Times: 1})
-			if err := reader.Do(ctx, listPackages); errors.Is(err, tokenring.ErrTokenInvalid) {
+			if err := listPackages(ctx); errors.Is(err, tokenring.ErrTokenInvalid) {
 				st.spuriousReports++
 			}
 		}
@@ -123,7 +123,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		if err != nil || !tok.Expiry.After(clk.Now()) {
 			st.readerNoToken = append(st.readerNoToken, m)
 		}
-		if err := reader.Do(ctx, listPackages); err != nil {
+		if err := listPackages(ctx); err != nil {
 			st.readerCallFailures = append(st.readerCallFailures, m)
 			if !errors.Is(err, tokenring.ErrTokenInvalid) && !errors.Is(err, tokenring.ErrNoValidToken) {
 				t.Fatalf("minute %s: unexpected reader error: %v", m, err)
