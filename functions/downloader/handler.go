@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -316,7 +317,7 @@ func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEv
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	resp, err := h.HandleEvent(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(resp)
 }
@@ -328,7 +329,7 @@ func (h *Handler) HandleEvent(ctx context.Context, raw []byte) (events.SQSEventR
 	evt, err := decodeEvent(raw)
 	if err != nil {
 		logx.WithRequest(ctx, h.log).Error("malformed event", "error", err.Error())
-		return events.SQSEventResponse{}, err
+		return events.SQSEventResponse{}, lambdaerr.Malformed(err)
 	}
 	return h.Handle(ctx, evt)
 }

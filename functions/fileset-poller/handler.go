@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -236,7 +237,7 @@ func (h *Handler) ttlMargin() time.Duration {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -251,7 +252,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("bad event", "error", err.Error())
-		return nil, err
+		return nil, lambdaerr.Malformed(err)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 2*deadlineReserve {
 		var cancel context.CancelFunc
@@ -271,7 +272,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 		subs, source = h.Subscriptions, "SUBSCRIPTIONS"
 	}
 	if len(subs) == 0 {
-		err := errors.New("no subscriptions: SUBSCRIPTIONS is empty and the event names none")
+		err := lambdaerr.Config(errors.New("no subscriptions: SUBSCRIPTIONS is empty and the event names none"))
 		log.Error("nothing to poll", "error", err.Error())
 		return nil, err
 	}
@@ -291,10 +292,37 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	if len(errs) > 0 {
 		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
 		log.Error("poll failed", append(attrs, "error", err.Error())...)
-		return res, err
+		return res, pollError(err, res, source == "event")
 	}
 	log.Info("poll done", attrs...)
 	return res, nil
+}
+
+// badSubscription is a subscription that does not parse.
+type badSubscription struct{ error }
+
+func (b badSubscription) Unwrap() error { return b.error }
+
+// pollError gives a failed poll its errorType: an Outage when an outage
+// aborted it; for a subscription that does not parse, a MalformedEvent when
+// the event named it, else (SUBSCRIPTIONS) a Configuration error; a
+// PartialFailure when some package was polled all the same.
+func pollError(err error, res *Result, fromEvent bool) error {
+	var bad badSubscription
+	switch {
+	case isAbort(err):
+		return lambdaerr.Unavailable(err)
+	case errors.As(err, &bad) && fromEvent:
+		return lambdaerr.Malformed(err)
+	case errors.As(err, &bad):
+		return lambdaerr.Config(err)
+	}
+	for _, p := range res.Packages {
+		if p.Error == "" {
+			return lambdaerr.Partial(err)
+		}
+	}
+	return err
 }
 
 // pollSubscriptions polls every package the subscriptions name, each once,
@@ -310,7 +338,7 @@ func (h *Handler) pollSubscriptions(ctx context.Context, log *slog.Logger, subs 
 		sub, err := ParseSubscription(raw)
 		if err != nil {
 			log.Error("bad subscription", "subscription", raw, "error", err.Error())
-			fail(err)
+			fail(badSubscription{err})
 			continue
 		}
 		targets := []Target{{Bucket: sub.Bucket, PackageID: sub.PackageID}}

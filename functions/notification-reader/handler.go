@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/notify"
@@ -137,7 +138,7 @@ func orDefault(d, def time.Duration) time.Duration {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -152,7 +153,7 @@ func (h *Handler) Handle(ctx context.Context, payload []byte) (Result, error) {
 	}()
 	if err := checkEvent(payload); err != nil {
 		log.Error("rejected event", "error", err.Error())
-		return Result{Outcome: OutcomeFailed}, err
+		return Result{Outcome: OutcomeFailed}, lambdaerr.Malformed(err)
 	}
 	res, err := h.run(ctx, log)
 	h.Metrics.Add("NotificationsReceived", float64(res.Messages))
@@ -195,7 +196,7 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	}
 	sub, key, err := notify.ParseSubscription(raw)
 	if err != nil {
-		return res, err
+		return res, lambdaerr.Config(err)
 	}
 	raw, err = h.readSecret(ctx, h.CredentialsSecretID)
 	if err != nil {
@@ -203,7 +204,7 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	}
 	creds, err := notify.ParseQueueCredentials(raw)
 	if err != nil {
-		return res, err
+		return res, lambdaerr.Config(err)
 	}
 	if creds.Empty() || creds.Endpoint != sub.Endpoint {
 		log.Warn("no queue credentials for this subscription yet: the token-refresher fetches them on its next run",

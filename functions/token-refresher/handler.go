@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/credentials"
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
@@ -200,7 +201,7 @@ func (h *Handler) logger() *slog.Logger {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -220,7 +221,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("rejected event", "error", err.Error())
-		return Result{Outcome: OutcomeFailed}, err
+		return Result{Outcome: OutcomeFailed}, lambdaerr.Malformed(err)
 	}
 	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
 	res, err := r.exec(ctx)
@@ -538,11 +539,11 @@ func (r *run) readCredentials(ctx context.Context) (credentials.Credentials, err
 		return credentials.Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	if out.SecretString == nil {
-		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid)
+		return credentials.Credentials{}, lambdaerr.Config(fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid))
 	}
 	c, err := credentials.Parse([]byte(*out.SecretString))
 	if err != nil {
-		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, lambdaerr.Config(fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err))
 	}
 	return c, nil
 }
