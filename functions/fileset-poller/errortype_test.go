@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/cfsync/cfsync/internal/lambdaerr"
@@ -59,5 +60,11 @@ func TestInvokeBadConfiguredSubscription(t *testing.T) {
 	_, err := f.h.Invoke(context.Background(), []byte(`{}`))
 	if got := lambdaerr.TypeName(err); got != "Configuration" {
 		t.Errorf("errorType = %s, want Configuration (error: %v)", got, err)
+	}
+}
+
+func TestNewRequiresDeps(t *testing.T) {
+	if _, err := New(Deps{Files: newFakeFiles()}, Settings{}); err == nil || !strings.Contains(err.Error(), "State") {
+		t.Fatalf("New without State: %v, want an error naming it", err)
 	}
 }

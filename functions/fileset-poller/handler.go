@@ -81,18 +81,33 @@ const (
 	listingReserve = 30 * time.Second
 )
 
-// Handler is the fileset-poller. Build it with its fields set; zero knobs
-// take the defaults above.
+// Handler is the fileset-poller. Build it with New.
 type Handler struct {
+	Deps
+	Settings
+}
+
+// Deps are the poller's collaborators.
+type Deps struct {
 	Files FileStore
 	State StateStore
 	Queue Sender
 	// FileSets records file-sets for the landing step; nil: not recorded.
 	FileSets FileSetRecorder
 
-	Logger  *slog.Logger
-	Metrics *metrics.Recorder
+	Logger  *slog.Logger      // nil: discard
+	Metrics *metrics.Recorder // nil: none
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 
+	// AfterClaim is a test hook: it runs after a batch of files was claimed
+	// (status CLAIMED) and before their messages are sent. An error aborts
+	// the invocation on the spot, as a crash between claim and send would.
+	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
+}
+
+// Settings are the poller's knobs; zero values take the defaults above.
+type Settings struct {
 	// Subscriptions is SUBSCRIPTIONS: "bucket/packageId" or "bucket/*" entries.
 	Subscriptions []string
 	// Overlap is subtracted from the watermark to form modifiedSince (POLL_OVERLAP).
@@ -109,13 +124,14 @@ type Handler struct {
 	StuckAfter time.Duration
 	// SweepLimit: stale files handled per run (SWEEP_LIMIT).
 	SweepLimit int
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+}
 
-	// AfterClaim is a test hook: it runs after a batch of files was claimed
-	// (status CLAIMED) and before their messages are sent. An error aborts
-	// the invocation on the spot, as a crash between claim and send would.
-	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
+// New returns a poller. Files, State and Queue are required.
+func New(d Deps, s Settings) (*Handler, error) {
+	if d.Files == nil || d.State == nil || d.Queue == nil {
+		return nil, errors.New("fileset-poller: Files, State and Queue are required")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Result summarises an invocation (the Lambda response).

@@ -35,13 +35,16 @@ type fixture struct {
 func newFixture(subs ...string) *fixture {
 	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
 	f.st = newFakeState(func() time.Time { return f.now })
-	f.h = &Handler{
+	h, err := New(Deps{
 		Files: f.files, State: f.st, Queue: f.q,
-		Logger:        slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:       metrics.New(f.emf, "fileset-poller"),
-		Subscriptions: subs,
-		Now:           func() time.Time { return f.now },
+		Logger:  slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(f.emf, "fileset-poller"),
+		Now:     func() time.Time { return f.now },
+	}, Settings{Subscriptions: subs})
+	if err != nil {
+		panic(err)
 	}
+	f.h = h
 	return f
 }
 
