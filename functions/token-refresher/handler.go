@@ -112,13 +112,21 @@ func (o *Options) defaults() {
 	}
 }
 
-// Handler is the token-refresher. One Handle call is one invocation.
+// Handler is the token-refresher. Build it with New; one Handle call is one
+// invocation.
 type Handler struct {
+	Deps
+	Settings
+
+	ring *tokenring.Ring
+}
+
+// Deps are the refresher's collaborators.
+type Deps struct {
 	SM      SecretsAPI
 	Table   StateStore
 	RDP     AuthAPI
-	Probe   TokenProber // checks reported tokens; nil: every check is inconclusive
-	Opts    Options
+	Probe   TokenProber       // checks reported tokens; nil: every check is inconclusive
 	Log     *slog.Logger      // nil: discard
 	Metrics *metrics.Recorder // nil: none
 	Now     func() time.Time  // nil: time.Now
@@ -127,9 +135,26 @@ type Handler struct {
 	// Queue.SubscriptionSecretID: notifications off, no upkeep).
 	Cloud      QueueCredsAPI
 	QueueState QueueCredsStore
-	Queue      QueueCredsOptions
+}
 
-	ring *tokenring.Ring
+// Settings are the refresher's knobs.
+type Settings struct {
+	Opts  Options
+	Queue QueueCredsOptions // notification queue credentials (empty SubscriptionSecretID: off)
+}
+
+// New returns a refresher. SM, Table and RDP are required, and so are the
+// credentials secret and at least one ring slot.
+func New(d Deps, s Settings) (*Handler, error) {
+	switch {
+	case d.SM == nil || d.Table == nil || d.RDP == nil:
+		return nil, errors.New("token-refresher: SM, Table and RDP are required")
+	case s.Opts.CredentialsSecretID == "":
+		return nil, errors.New("token-refresher: Opts.CredentialsSecretID (CREDENTIALS_SECRET_ID) is empty")
+	case len(s.Opts.SlotIDs) == 0:
+		return nil, errors.New("token-refresher: Opts.SlotIDs (TOKEN_SECRET_IDS) is empty")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Outcomes of a run (Result.Outcome).

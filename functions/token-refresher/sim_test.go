@@ -71,12 +71,14 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{
+	h, err := New(Deps{
 		SM: sm, Table: table, RDP: authClient, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Metrics: metrics.New(io.Discard, "token-refresher"),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
-			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
+		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
 	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithClock(clk.Now),
