@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/cfsync/cfsync/internal/lambdaerr"
@@ -32,5 +33,15 @@ func TestInvokeErrorType(t *testing.T) {
 				t.Errorf("errorType = %s, want %s (error: %v)", got, tt.want, err)
 			}
 		})
+	}
+}
+
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	if _, err := New(Deps{}, Settings{}); err == nil || !strings.Contains(err.Error(), "Secrets, NewQueue, Handoff and Reports") {
+		t.Errorf("New without clients = %v", err)
+	}
+	d := newTestHandler(t, secrets(t, goodCreds), &fakeQueue{}, &fakeEnqueuer{}, &fakeReporter{}, &bytes.Buffer{}).Deps
+	if _, err := New(d, Settings{SubscriptionSecretID: "sub"}); err == nil || !strings.Contains(err.Error(), "NOTIFY_CREDENTIALS_SECRET_ID") {
+		t.Errorf("New without the credentials secret = %v", err)
 	}
 }

@@ -71,24 +71,47 @@ const (
 	DefaultVisibility     = 2 * time.Minute
 )
 
-// Handler is the notification reader. One Handle call receives from the
-// subscription's queue until DeadlineMargin before the invocation's deadline.
+// Handler is the notification reader; build it with New. One Handle call
+// receives from the subscription's queue until DeadlineMargin before the
+// invocation's deadline.
 type Handler struct {
-	Secrets              SecretsAPI
-	SubscriptionSecretID string
-	CredentialsSecretID  string
-	NewQueue             QueueFactory
-	Handoff              Enqueuer
-	Reports              Reporter
-	Files                FileLister // nil: a file-set listing fewer files than numFiles is left to the poller
-	Log                  *slog.Logger
-	Metrics              *metrics.Recorder
-	Now                  func() time.Time
+	Deps
+	Settings
+}
+
+// Deps are the reader's collaborators.
+type Deps struct {
+	Secrets  SecretsAPI
+	NewQueue QueueFactory
+	Handoff  Enqueuer
+	Reports  Reporter
+	Files    FileLister        // nil: a file-set listing fewer files than numFiles is left to the poller
+	Log      *slog.Logger      // nil: discard
+	Metrics  *metrics.Recorder // nil: none
+	Now      func() time.Time  // nil: time.Now
+}
+
+// Settings are the reader's knobs; zero durations take the defaults above.
+type Settings struct {
+	SubscriptionSecretID string // NOTIFY_SUBSCRIPTION_SECRET_ID
+	CredentialsSecretID  string // NOTIFY_CREDENTIALS_SECRET_ID
 
 	Wait           time.Duration // long-poll wait per receive (≤ 20 s)
 	DeadlineMargin time.Duration // stop receiving this long before the deadline
 	Visibility     time.Duration // visibility timeout of received messages
 	MaxRun         time.Duration // 0: until the deadline; tests bound a run
+}
+
+// New returns a reader. Secrets, NewQueue, Handoff and Reports are
+// required, and so are both secret ids.
+func New(d Deps, s Settings) (*Handler, error) {
+	switch {
+	case d.Secrets == nil || d.NewQueue == nil || d.Handoff == nil || d.Reports == nil:
+		return nil, errors.New("notification-reader: Secrets, NewQueue, Handoff and Reports are required")
+	case s.SubscriptionSecretID == "" || s.CredentialsSecretID == "":
+		return nil, errors.New("notification-reader: SubscriptionSecretID and CredentialsSecretID (NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are required")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Outcomes (Result.Outcome).

@@ -19,13 +19,16 @@ import (
 
 func newTestHandler(t *testing.T, sm fakeSecrets, q *fakeQueue, e *fakeEnqueuer, rep *fakeReporter, logs *bytes.Buffer) *Handler {
 	t.Helper()
-	return &Handler{
-		Secrets: sm, SubscriptionSecretID: "sub", CredentialsSecretID: "creds",
+	h, err := New(Deps{
+		Secrets:  sm,
 		NewQueue: func(c aws.Credentials, endpoint string) QueueAPI { q.creds = c; return q },
 		Handoff:  e, Reports: rep,
-		Log:    slog.New(slog.NewJSONHandler(logs, nil)),
-		MaxRun: time.Millisecond, Wait: 0,
+		Log: slog.New(slog.NewJSONHandler(logs, nil)),
+	}, Settings{SubscriptionSecretID: "sub", CredentialsSecretID: "creds", MaxRun: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return h
 }
 
 func TestHandle(t *testing.T) {

@@ -40,7 +40,7 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		want string
 	}{
 		{"no clients", Deps{}, Settings{Opts: Options{CredentialsSecretID: "c", SlotIDs: []string{"a"}}}, "SM, Table and RDP"},
-		{"no credentials secret", deps, Settings{Opts: Options{SlotIDs: []string{"a"}}}, "CREDENTIALS_SECRET_ID"},
+		{"no credentials secret", deps, Settings{Opts: Options{SlotIDs: []string{"a"}}}, "RDP_CREDENTIALS_SECRET_ID"},
 		{"no ring", deps, Settings{Opts: Options{CredentialsSecretID: "c"}}, "TOKEN_SECRET_IDS"},
 	}
 	for _, tt := range tests {

@@ -150,7 +150,7 @@ func New(d Deps, s Settings) (*Handler, error) {
 	case d.SM == nil || d.Table == nil || d.RDP == nil:
 		return nil, errors.New("token-refresher: SM, Table and RDP are required")
 	case s.Opts.CredentialsSecretID == "":
-		return nil, errors.New("token-refresher: Opts.CredentialsSecretID (CREDENTIALS_SECRET_ID) is empty")
+		return nil, errors.New("token-refresher: Opts.CredentialsSecretID (RDP_CREDENTIALS_SECRET_ID) is empty")
 	case len(s.Opts.SlotIDs) == 0:
 		return nil, errors.New("token-refresher: Opts.SlotIDs (TOKEN_SECRET_IDS) is empty")
 	}
