@@ -13,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/notify"
 )
 
@@ -55,7 +56,11 @@ func (r *reader) loop(ctx context.Context, gen int64) error {
 		}
 	}
 	if len(r.failed) > 0 {
-		return fmt.Errorf("%d notification(s) kept in the queue for another attempt: %w", r.res.Kept, errors.Join(r.failed...))
+		err := fmt.Errorf("%d notification(s) kept in the queue for another attempt: %w", r.res.Kept, errors.Join(r.failed...))
+		if r.res.Kept < r.res.Messages {
+			return lambdaerr.Partial(err) // the others were handled
+		}
+		return err
 	}
 	return nil
 }
