@@ -417,6 +417,23 @@ func TestTransportNoValidToken(t *testing.T) {
 	}
 }
 
+// TestTransportRingUnreadableAfter401: the 401 and the ring's failure both
+// reach the caller; nothing is reported (no proof the token is bad).
+func TestTransportRingUnreadableAfter401(t *testing.T) {
+	r, sm, rep := ringWithNewer(t, true)
+	down := errors.New("secrets manager down")
+	sm.BatchErr = func([]string) error { return down }
+	sm.GetErr = func(string) error { return down }
+	fs := &scripted{script: []int{401}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	_, err := r.HTTPClient(nil).Get(srv.URL)
+	if len(fs.auth) != 1 || !errors.Is(err, rdp.ErrUnauthorized) || !errors.Is(err, tokenring.ErrNoValidToken) {
+		t.Fatalf("sent %d, err = %v; want one request and an error wrapping the 401 and ErrNoValidToken", len(fs.auth), err)
+	}
+	checkReport(t, rep, 0)
+}
+
 func TestHTTPClientSendsBearer(t *testing.T) {
 	clk := &clock{t: t0}
 	sm := ringtest.NewSecrets(clk.Now)

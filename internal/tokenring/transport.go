@@ -48,8 +48,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	next, newer, err := t.newer(ctx, s.Generation)
 	if err != nil {
-		resp.Body.Close()
-		return nil, fmt.Errorf("after 401 on generation %d: %w", s.Generation, err)
+		return nil, fmt.Errorf("after %w on generation %d: %w", apiError(req, resp), s.Generation, err)
 	}
 	if !newer {
 		return nil, t.refused(req, resp, s.Generation)
@@ -98,9 +97,15 @@ func (t *Transport) newer(ctx context.Context, used int64) (Slot, bool, error) {
 // refused reports gen as refused and returns the typed error for the 401
 // answer resp, which it consumes.
 func (t *Transport) refused(req *http.Request, resp *http.Response, gen int64) error {
+	return t.reader.report(req.Context(), gen, apiError(req, resp))
+}
+
+// apiError reads and closes an error answer and returns it as the rdp
+// client would (its endpoint: method and path, never the query).
+func apiError(req *http.Request, resp *http.Response) *rdp.APIError {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	return t.reader.report(req.Context(), gen, rdp.ParseAPIError(req.Method+" "+req.URL.Path, resp.StatusCode, b))
+	return rdp.ParseAPIError(req.Method+" "+req.URL.Path, resp.StatusCode, b)
 }
 
 // idempotent reports whether req may be sent twice (RFC 9110 §9.2.2; only
