@@ -307,13 +307,7 @@ func (j *job) run(ctx context.Context) outcome {
 
 // streamURL asks /stream for the file's presigned URL.
 func (j *job) streamURL(ctx context.Context) (string, error) {
-	var u string
-	err := j.h.tokens.Do(ctx, func(ctx context.Context) error {
-		var err error
-		u, err = j.h.rdp.StreamURL(ctx, j.msg.FileID)
-		return err
-	})
-	return u, err
+	return j.h.rdp.StreamURL(ctx, j.msg.FileID)
 }
 
 func (j *job) metadata() map[string]string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -28,6 +27,7 @@ import (
 	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -467,21 +467,11 @@ func (e *netSyscallErr) Unwrap() error { return e.errno }
 
 // ---- tokens ----
 
-// fakeTokens runs op once and turns a 401 into the reader's final error
-// (as after its re-read, retry and report).
-type fakeTokens struct {
-	calls atomic.Int32
-}
-
-var errTokenInvalid = errors.New("token refused by RDP (reported to the refresher)")
-
-func (t *fakeTokens) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	t.calls.Add(1)
-	err := op(ctx)
-	if errors.Is(err, rdp.ErrUnauthorized) {
-		return fmt.Errorf("token generation 1: %w: %w", err, errTokenInvalid)
-	}
-	return err
+// tokenRefused is the error of a file-store call whose 401 the token
+// ring's transport could not cure (after its re-read, retry and report).
+func tokenRefused() error {
+	return fmt.Errorf("get stream url: token generation 1: %w: %w",
+		&rdp.APIError{Endpoint: "GET /file-store/v1/files/f1/stream", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)
 }
 
 // ---- state ----

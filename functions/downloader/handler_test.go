@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
@@ -30,7 +31,6 @@ type rig struct {
 	h       *Handler
 	s3      *fakeS3
 	rdp     *fakeRDP
-	tokens  *fakeTokens
 	st      *fakeState
 	snd     *fakeSender
 	logs    *syncBuffer
@@ -48,13 +48,13 @@ func testSettings() Settings {
 
 func newRig(t *testing.T, mod func(*Settings)) *rig {
 	t.Helper()
-	r := &rig{s3: newFakeS3("dest"), rdp: newFakeRDP(), tokens: &fakeTokens{}, st: newFakeState(), snd: &fakeSender{},
+	r := &rig{s3: newFakeS3("dest"), rdp: newFakeRDP(), st: newFakeState(), snd: &fakeSender{},
 		logs: &syncBuffer{}, metrics: &syncBuffer{}, cfg: testSettings()}
 	if mod != nil {
 		mod(&r.cfg)
 	}
 	h, err := New(Deps{
-		S3: r.s3, RDP: r.rdp, Tokens: r.tokens, State: r.st, Sender: r.snd,
+		S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd,
 		Log:     slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(r.metrics, "downloader"),
 	}, r.cfg)
@@ -332,8 +332,8 @@ func TestHandle(t *testing.T) {
 			},
 			msgs: []string{"f1"},
 			check: func(t *testing.T, r *rig) {
-				if r.rdp.Ranges() != 0 || r.tokens.calls.Load() != 0 || r.s3.Calls("PutObject") != 0 {
-					t.Errorf("ranges %d, token calls %d, puts %d: want none", r.rdp.Ranges(), r.tokens.calls.Load(), r.s3.Calls("PutObject"))
+				if r.rdp.Ranges() != 0 || r.rdp.StreamURLs() != 0 || r.s3.Calls("PutObject") != 0 {
+					t.Errorf("ranges %d, stream calls %d, puts %d: want none", r.rdp.Ranges(), r.rdp.StreamURLs(), r.s3.Calls("PutObject"))
 				}
 			},
 		},
@@ -433,7 +433,7 @@ func TestHandle(t *testing.T) {
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.rdp.StreamErr = func(string, int) error {
-					return &rdp.APIError{Endpoint: "get stream url", StatusCode: 401, Message: "token expired"}
+					return tokenRefused()
 				}
 			},
 			msgs: []string{"f1"},
@@ -713,6 +713,9 @@ func TestHandleEventMalformed(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if got := lambdaerr.TypeName(err); got != "MalformedEvent" {
+				t.Errorf("errorType %s, want MalformedEvent", got)
 			}
 		})
 	}

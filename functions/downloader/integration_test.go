@@ -121,7 +121,7 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 	}
 	logs, emf := &syncBuffer{}, &syncBuffer{}
 	h, err := New(Deps{
-		S3: e.s3, RDP: client, Tokens: reader, State: e.table,
+		S3: e.s3, RDP: client, State: e.table,
 		Sender:  &queue.Sender{SQS: e.sqs, QueueURL: e.queue},
 		Log:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(emf, "downloader"),

@@ -213,21 +213,6 @@ func (f *fakeFiles) Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.F
 	}
 }
 
-// fakeGuard runs op once; Err, when set, replaces op's outcome.
-type fakeGuard struct {
-	calls int
-	Err   func(opErr error) error
-}
-
-func (g *fakeGuard) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	g.calls++
-	err := op(ctx)
-	if g.Err != nil {
-		return g.Err(err)
-	}
-	return err
-}
-
 // fakeState is an in-memory state table with failure hooks.
 type fakeState struct {
 	mu         sync.Mutex

@@ -27,22 +27,24 @@ type fixture struct {
 	files *fakeFiles
 	st    *fakeState
 	q     *fakeSender
-	guard *fakeGuard
 	logs  *bytes.Buffer
 	emf   *bytes.Buffer
 	now   time.Time
 }
 
 func newFixture(subs ...string) *fixture {
-	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, guard: &fakeGuard{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
+	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
 	f.st = newFakeState(func() time.Time { return f.now })
-	f.h = &Handler{
-		Files: f.files, Tokens: f.guard, State: f.st, Queue: f.q,
-		Logger:        slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:       metrics.New(f.emf, "fileset-poller"),
-		Subscriptions: subs,
-		Now:           func() time.Time { return f.now },
+	h, err := New(Deps{
+		Files: f.files, State: f.st, Queue: f.q,
+		Logger:  slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(f.emf, "fileset-poller"),
+		Now:     func() time.Time { return f.now },
+	}, Settings{Subscriptions: subs})
+	if err != nil {
+		panic(err)
 	}
+	f.h = h
 	return f
 }
 
@@ -142,7 +144,7 @@ func TestParseEvent(t *testing.T) {
 				if _, err := f.handle(t, tt.payload); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Handle(%s) error = %v, want containing %q", tt.payload, err, tt.wantErr)
 				}
-				if len(f.files.queries) != 0 || f.guard.calls != 0 {
+				if len(f.files.queries) != 0 {
 					t.Fatalf("a bad event must not poll anything")
 				}
 				return
@@ -475,7 +477,7 @@ func TestUnauthorizedAbortsInvocation(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"401 after the ring re-read", fmt.Errorf("token generation 4: %w: %w", &rdp.APIError{Endpoint: "list file-sets", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)},
+		{"401 after the ring re-read", fmt.Errorf("list file-sets: token generation 4: %w: %w", &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)},
 		{"empty ring", fmt.Errorf("%w (3 slots, none holds a token)", tokenring.ErrNoValidToken)},
 	}
 	for _, tt := range tests {
@@ -483,13 +485,13 @@ func TestUnauthorizedAbortsInvocation(t *testing.T) {
 			f := newFixture("bulk-ESG/p1", "bulk-ESG/p2")
 			f.files.add(mkSets("bulk-ESG", "p1", 0, 2, 1, t0)...)
 			f.files.add(mkSets("bulk-ESG", "p2", 0, 2, 1, t0)...)
-			f.guard.Err = func(error) error { return tt.err }
+			f.files.PageErr = func(rdp.FileSetQuery, int) error { return tt.err }
 			_, err := f.handle(t, `{}`)
 			if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), `subscription "bulk-ESG/p1"`) {
 				t.Fatalf("Handle error = %v, want %v for bulk-ESG/p1", err, tt.err)
 			}
-			if f.guard.calls != 1 {
-				t.Errorf("%d guarded calls, want 1: the invocation stops at the first refused token", f.guard.calls)
+			if len(f.files.queries) != 1 {
+				t.Errorf("%d listings, want 1: the invocation stops at the first refused token", len(f.files.queries))
 			}
 			if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.IsZero() {
 				t.Errorf("watermark advanced on a failed poll")

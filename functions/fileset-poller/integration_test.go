@@ -104,14 +104,16 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 		sqsAPI = e.sqs
 	}
 	logs := &bytes.Buffer{}
-	return &Handler{
-		Files: client, Tokens: reader, State: table,
-		Queue:         &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
-		Logger:        slog.New(slog.NewJSONHandler(logs, nil)),
-		Metrics:       metrics.New(logs, "fileset-poller"),
-		Subscriptions: subs,
-		PageSize:      itPage,
-	}, logs
+	h, err := New(Deps{
+		Files: client, State: table,
+		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
+		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
+		Metrics: metrics.New(logs, "fileset-poller"),
+	}, Settings{Subscriptions: subs, PageSize: itPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, logs
 }
 
 // drain receives and deletes every message of the queue, counting them by file id.

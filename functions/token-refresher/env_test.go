@@ -174,11 +174,14 @@ func newEnv(t *testing.T, creds string, slots int) *env {
 		e.sm.Create(credsSecretID, &creds)
 	}
 	rec := metrics.New(e.emf, "token-refresher")
-	e.h = &Handler{
+	var err error
+	e.h, err = New(Deps{
 		SM: e.sm, Table: e.table, RDP: e.rdp, Probe: e.probe, Now: clk.Now, Metrics: rec,
 		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
-			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
+		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return e
 }

@@ -127,7 +127,7 @@ func TestIntegration(t *testing.T) {
 		}
 		return nil
 	}
-	if err := reader.Do(ctx, list); err != nil {
+	if err := list(ctx); err != nil {
 		t.Fatalf("reader: %v", err)
 	}
 	if g := reader.Generation(); g != 2 {
@@ -136,7 +136,7 @@ func TestIntegration(t *testing.T) {
 
 	// The session dies at RDP: the reader re-reads, retries, and reports.
 	sim.RevokeSessions(user)
-	err = reader.Do(ctx, list)
+	err = list(ctx)
 	if !errors.Is(err, tokenring.ErrTokenInvalid) || !errors.Is(err, rdp.ErrUnauthorized) {
 		t.Fatalf("reader after revoke: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestIntegration(t *testing.T) {
 	if c.PasswordGrants != 1 || c.RefreshGrants != 1 || c.AuthRequests != 2 {
 		t.Fatalf("recovery cost password=%d refresh=%d auth=%d, want 1, 1, 2", c.PasswordGrants, c.RefreshGrants, c.AuthRequests)
 	}
-	if err := reader.Do(ctx, list); err != nil || reader.Generation() != 3 {
+	if err := list(ctx); err != nil || reader.Generation() != 3 {
 		t.Fatalf("reader after recovery: generation %d, %v", reader.Generation(), err)
 	}
 
@@ -173,7 +173,7 @@ func TestIntegration(t *testing.T) {
 	if res = mustInvoke(`{"action":"refresh","force":false}`); res.Outcome != OutcomeFresh && res.Outcome != OutcomeHeld {
 		t.Fatalf("after revoke: %+v", res)
 	}
-	if err := reader.Do(ctx, list); !errors.Is(err, tokenring.ErrTokenInvalid) {
+	if err := list(ctx); !errors.Is(err, tokenring.ErrTokenInvalid) {
 		t.Fatalf("reader after revoke action: %v", err)
 	}
 	if res = mustInvoke(`{}`); res.Outcome != OutcomeHeld {

@@ -44,12 +44,14 @@ func TestNeverLogsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{
+	h, err := New(Deps{
 		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(&out, "token-refresher"),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,
-			MinWriteInterval: time.Minute, AuthBudget: 20},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,
+		MinWriteInterval: time.Minute, AuthBudget: 20}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	setCreds := func(s string) { sm.Create(credsSecretID, &s) }
 	var returned []string

@@ -4,7 +4,7 @@
 // sent, and the sent files are marked QUEUED. Whichever path sees a file
 // first claims it; the others find it claimed and send it only while it is
 // still CLAIMED (its message may have been lost), so a file is queued once
-// whichever path sees it first (docs/design.md#claim-then-queue).
+// whichever path sees it first (docs/design.md#no-loss-duplicates-allowed).
 package claim
 
 import (

@@ -3,6 +3,9 @@ package tokenring_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -77,11 +80,14 @@ func TestReaderAgainstMoto(t *testing.T) {
 	}
 
 	// A 401 with nothing newer in the ring is reported for generation 2.
-	err = r.Do(ctx, func(context.Context) error {
-		return &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Message: "token expired"}
-	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(401)
+		fmt.Fprint(w, `{"error":{"code":"401","message":"token expired"}}`)
+	}))
+	defer srv.Close()
+	_, err = r.HTTPClient(nil).Get(srv.URL + "/file-store/v1/file-sets")
 	if !errors.Is(err, tokenring.ErrTokenInvalid) || !errors.Is(err, rdp.ErrUnauthorized) {
-		t.Fatalf("Do: %v", err)
+		t.Fatalf("GET: %v", err)
 	}
 	rep, err := table.GetTokenReport(ctx, 2)
 	if err != nil || rep.Reports != 1 {

@@ -44,7 +44,7 @@ func TestAPIErrorShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := parseAPIError("op", tt.status, []byte(tt.body))
+			err := ParseAPIError("op", tt.status, []byte(tt.body))
 			var ae *APIError
 			if !errors.As(err, &ae) {
 				t.Fatalf("not an *APIError: %T", err)
