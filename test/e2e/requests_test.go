@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/cfsync/cfsync/internal/cost"
+	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
+)
+
+const pkgRequests = "4e94-0c0c-7e7e7e7e-9abc-abcdefabcdef"
+
+// requestsBatchSize is the template's downloader BatchSize: the
+// downloader gets the small files in batches of that many.
+const requestsBatchSize = 4
+
+// TestRequestsPerFile counts every AWS request (at a proxy in front of
+// moto_server, by function, service and operation) and every RDP request
+// (the simulator's counters) for a refresher run, a poll and the download
+// of small and multipart files, and fails when any kind of request per
+// file, run or poll is above the checked-in budget
+// internal/cost/testdata/requests.json (docs/cost.md's table is computed
+// from it). CFSYNC_UPDATE_REQUESTS=1 rewrites the file with this run's
+// counts: do that when a change removes requests, and say why in the commit.
+func TestRequestsPerFile(t *testing.T) {
+	rc, err := pipeline.NewRequestCounter(pipeline.Functions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	extra := map[string][]string{}
+	for _, fn := range pipeline.Functions {
+		extra[fn] = []string{"AWS_ENDPOINT_URL=" + rc.URL(fn)}
+	}
+	subs := []string{"bulk-Req/" + pkgRequests}
+	e := newEnv(t, envOptions{subs: subs, noEvents: true, extraEnv: extra, sim: rdptest.Options{FileEndpoint: true}})
+	if err := rc.Point(e.p.Endpoint); err != nil {
+		t.Fatal(err)
+	}
+	e.waitToken()
+	m := cost.Measured{Date: time.Now().UTC().Format(time.DateOnly),
+		Command: "CFSYNC_REQUIRE_MOTO=1 CFSYNC_UPDATE_REQUESTS=1 go test -count=1 -run TestRequestsPerFile ./test/e2e/"}
+	m.RefresherIdle = e.measureRefresher(rc, false)
+
+	small := e.addRequestFiles("Delta", []int64{100 << 10, 1 << 20, 3 << 10, 512 << 10, 70 << 10, 1<<20 + 7, 200 << 10, 9 << 10})
+	m.PollNew = e.measure(rc, pipeline.Poller, len(small), func() int { e.pollOnce(); return 1 })
+	m.SmallFile = e.measure(rc, pipeline.Downloader, len(small), func() int { return e.deliverQueue(requestsBatchSize, len(small)) })
+	m.PollIdle = e.measure(rc, pipeline.Poller, 1, func() int { e.pollOnce(); return 1 })
+
+	big := e.addRequestFiles("Init", []int64{20 << 20, 20<<20 + 3})
+	e.pollOnce()
+	m.MultipartFile = e.measure(rc, pipeline.Downloader, len(big), func() int { return e.deliverQueue(requestsBatchSize, len(big)) })
+	m.MultipartParts = m.MultipartFile.AWS["s3:UploadPart"] / len(big)
+	e.verify(append(small, big...))
+	m.RefresherWrite = e.measureRefresher(rc, true)
+	m.Metrics = emfMetrics(e.p)
+
+	for _, s := range m.Scenarios() {
+		t.Logf("%s: %d units, %d invocations, AWS %v, RDP %v", s.Name, s.S.Units, s.S.Invocations, s.S.AWS, s.S.RDP)
+	}
+	t.Logf("custom metrics (%d): %v", len(m.Metrics), m.Metrics)
+	path := filepath.Join(repoRoot, "internal", "cost", "testdata", "requests.json")
+	if os.Getenv("CFSYNC_UPDATE_REQUESTS") == "1" {
+		if err := m.Save(path); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	budget, err := cost.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.OverBudget(budget) {
+		t.Errorf("more requests than budgeted (%s): %s", path, p)
+	}
+	for _, p := range budget.OverBudget(m) {
+		t.Logf("fewer requests than budgeted, update the budget with CFSYNC_UPDATE_REQUESTS=1: %s", p)
+	}
+}
+
+// addRequestFiles publishes a file-set of the given sizes in pkgRequests.
+func (e *env) addRequestFiles(kind string, sizes []int64) []rdptest.File {
+	ts := time.Now().UTC().Add(-time.Minute)
+	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Req-" + kind + "-" + randomHex(3), Created: ts, Modified: ts}
+	for i, size := range sizes {
+		spec.Files = append(spec.Files, rdptest.FileSpec{Name: fmt.Sprintf("RFT-Req-%s-Part%03d.jsonl.gz", kind, i+1), Size: size})
+	}
+	fs := e.sim.AddFileSet(spec)
+	var out []rdptest.File
+	for _, f := range e.sim.GroundTruth() {
+		if f.FileSetID == fs.ID {
+			out = append(out, f)
+		}
+	}
+	if len(out) != len(sizes) {
+		e.t.Fatalf("file-set %s has %d files, want %d", fs.ID, len(out), len(sizes))
+	}
+	return out
+}
+
+// measure runs f (which returns the invocations it made) with zeroed
+// counters and returns function fn's AWS requests and all RDP requests.
+func (e *env) measure(rc *pipeline.RequestCounter, fn string, units int, f func() int) cost.Scenario {
+	e.t.Helper()
+	rc.Reset()
+	e.sim.ResetCounters()
+	inv := f()
+	s := cost.Scenario{Units: units, Invocations: inv, AWS: map[string]int{}, RDP: map[string]int{}}
+	for k, n := range rc.Counts() {
+		if k.Caller != fn {
+			e.t.Errorf("%s sent %d %s:%s while only %s ran", k.Caller, n, k.Service, k.Operation, fn)
+			continue
+		}
+		s.AWS[k.Service+":"+k.Operation] += n
+	}
+	maps.Copy(s.RDP, e.sim.Counters().Requests)
+	return s
+}
+
+// measureRefresher invokes the refresher until a run writes a token
+// (write) or finds the ring fresh (!write), and returns that run's counts.
+func (e *env) measureRefresher(rc *pipeline.RequestCounter, write bool) cost.Scenario {
+	e.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		var outcome, grant string
+		s := e.measure(rc, pipeline.Refresher, 1, func() int {
+			res := e.invoke(pipeline.Refresher, `{}`)
+			var r struct{ Outcome, Grant string }
+			_ = json.Unmarshal(res.Payload, &r)
+			outcome, grant = r.Outcome, r.Grant
+			return 1
+		})
+		if !write && outcome == "fresh" || write && outcome == "refreshed" && grant == "refresh_token" {
+			return s
+		}
+		time.Sleep(2 * time.Second)
+	}
+	e.t.Fatalf("no refresher run with write=%v within 90s", write)
+	return cost.Scenario{}
+}
+
+// pollOnce invokes the poller as its schedule does.
+func (e *env) pollOnce() {
+	e.t.Helper()
+	if res := e.invoke(pipeline.Poller, `{}`); res.Err != nil {
+		e.t.Fatalf("poll: %v", res.Err)
+	}
+}
+
+// deliverQueue plays Lambda's event source: batches of up to batch
+// messages from the download queue, each one downloader invocation, until
+// want files have landed and the queue is empty. It returns the invocations.
+func (e *env) deliverQueue(batch, want int) int {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	es := e.p.NewEventSource()
+	inv := 0
+	for ctx.Err() == nil {
+		out, err := e.p.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.p.Res.QueueURL, MaxNumberOfMessages: int32(batch),
+			WaitTimeSeconds: 1, VisibilityTimeout: 60, MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			pr, err := e.p.Progress(ctx)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if pr.Queued+pr.InFlight == 0 {
+				return inv
+			}
+			continue
+		}
+		inv++
+		if rep := es.Deliver(ctx, out.Messages); rep.Failed > 0 || rep.Err != nil {
+			e.t.Fatalf("downloader batch failed: %+v", rep)
+		}
+	}
+	e.t.Fatalf("download queue not drained: %v", ctx.Err())
+	return inv
+}
+
+// emfMetrics lists the distinct CloudWatch metrics (namespace, name and
+// dimension values) in the functions' EMF log lines: what CloudWatch bills.
+func emfMetrics(p *pipeline.Pipeline) []string {
+	seen := map[string]bool{}
+	for _, fn := range pipeline.Functions {
+		for _, line := range p.Logs(fn) {
+			for _, m := range emfLine(line, fn) {
+				seen[m] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// emfLine lists the metrics of one EMF line, with the dimension Function
+// (the physical function name) given as fn.
+func emfLine(line, fn string) []string {
+	var rec map[string]any
+	if !strings.Contains(line, `"_aws"`) || json.Unmarshal([]byte(line), &rec) != nil {
+		return nil
+	}
+	var meta struct {
+		CloudWatchMetrics []struct {
+			Namespace  string
+			Dimensions [][]string
+			Metrics    []struct{ Name string }
+		}
+	}
+	b, _ := json.Marshal(rec["_aws"])
+	_ = json.Unmarshal(b, &meta)
+	var out []string
+	for _, d := range meta.CloudWatchMetrics {
+		for _, dims := range d.Dimensions {
+			var kv []string
+			for _, k := range dims {
+				v := rec[k]
+				if k == "Function" {
+					v = fn
+				}
+				kv = append(kv, fmt.Sprintf("%s=%v", k, v))
+			}
+			for _, m := range d.Metrics {
+				out = append(out, d.Namespace+"/"+m.Name+"{"+strings.Join(kv, ",")+"}")
+			}
+		}
+	}
+	return out
+}
