@@ -17,6 +17,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/cost"
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -241,4 +242,135 @@ func emfLine(line, fn string) []string {
 		}
 	}
 	return out
+}
+
+// BenchmarkSmallFiles measures files per second for ONE downloader
+// execution environment (one invocation at a time, as Lambda runs one
+// environment) landing 1 MiB files, by MESSAGE_CONCURRENCY and batch size.
+// DynamoDB, SQS and S3 are moto_server behind the request counter (which
+// serializes DynamoDB, as the concurrency tests must); the simulator serves
+// the files. Everything shares this machine, so compare the rows with each
+// other, not with production.
+//
+//	CFSYNC_REQUIRE_MOTO=1 go test -run '^$' -bench BenchmarkSmallFiles -benchtime 2x -timeout 30m ./test/e2e/
+func BenchmarkSmallFiles(b *testing.B) {
+	const files = 24
+	for _, conc := range []int{1, 4, 8} {
+		b.Run(fmt.Sprintf("conc=%d", conc), func(b *testing.B) {
+			e := startBenchEnv(b, []string{fmt.Sprintf("MESSAGE_CONCURRENCY=%d", conc)})
+			for _, batch := range []int{1, 4, 10} {
+				b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+					var spent time.Duration
+					e.rc.Reset()
+					for range b.N {
+						sizes := slices.Repeat([]int64{1 << 20}, files)
+						e.addFiles(b, sizes)
+						start := time.Now()
+						inv := e.deliverAll(b, batch)
+						spent += time.Since(start)
+						b.ReportMetric(float64(inv), "invocations/op")
+					}
+					b.ReportMetric(float64(files*b.N)/spent.Seconds(), "files/s")
+					aws := 0
+					for k, n := range e.rc.Counts() {
+						if k.Caller == pipeline.Downloader {
+							aws += n
+						}
+					}
+					b.ReportMetric(float64(aws)/spent.Seconds(), "aws-req/s")
+					b.ReportMetric(0, "ns/op")
+				})
+			}
+		})
+	}
+}
+
+// benchEnv is a pipeline for benchmarks (testing.TB; the tests' env takes
+// *testing.T): moto, the simulator, the stack, no event source.
+type benchEnv struct {
+	rc  *pipeline.RequestCounter
+	p   *pipeline.Pipeline
+	sim *rdptest.Server
+}
+
+func startBenchEnv(b *testing.B, downloaderEnv []string) *benchEnv {
+	moto := testenv.Moto(b)
+	bins := functionBinaries(b)
+	rc, err := pipeline.NewRequestCounter(pipeline.Downloader, pipeline.Poller)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(rc.Close)
+	// One invocation at a time and every file delivered once: no two
+	// requests race for one item, so moto may take them in parallel.
+	rc.SerializeDynamoDB(false)
+	sim := rdptest.NewServer(rdptest.Options{AccessTokenTTL: 30 * time.Minute, FileEndpoint: true})
+	b.Cleanup(sim.Close)
+	user, pw, key := "bench@example.com", "pw-"+randomHex(8), randomHex(20)
+	sim.AddUser(user, pw, key)
+	creds, _ := json.Marshal(map[string]string{"username": user, "password": pw, "client_id": key})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randomHex(2),
+		Credentials: string(creds), NoEventSource: true,
+		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
+		Env: map[string][]string{
+			pipeline.Downloader: append([]string{"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Downloader)}, downloaderEnv...),
+			pipeline.Poller:     {"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Poller)},
+		}})
+	if err != nil {
+		b.Fatalf("start pipeline: %v", err)
+	}
+	b.Cleanup(p.Close)
+	if err := rc.Point(p.Endpoint); err != nil {
+		b.Fatal(err)
+	}
+	for range 10 {
+		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
+		if err == nil && strings.Contains(string(res.Payload), `"generation"`) {
+			return &benchEnv{rc: rc, p: p, sim: sim}
+		}
+		time.Sleep(time.Second)
+	}
+	b.Fatal("no token in the ring")
+	return nil
+}
+
+// addFiles publishes a file-set and polls it onto the download queue.
+func (e *benchEnv) addFiles(b *testing.B, sizes []int64) {
+	ts := time.Now().UTC().Add(-time.Minute)
+	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Bench-" + randomHex(4), Created: ts, Modified: ts}
+	for i, size := range sizes {
+		spec.Files = append(spec.Files, rdptest.FileSpec{Name: fmt.Sprintf("RFT-Bench-Part%03d.jsonl.gz", i+1), Size: size})
+	}
+	e.sim.AddFileSet(spec)
+	res, err := e.p.Invoke(context.Background(), pipeline.Poller, []byte(`{}`))
+	if err != nil || res.Err != nil {
+		b.Fatalf("poll: %v %v", err, res.Err)
+	}
+}
+
+// deliverAll hands the queue to the downloader in batches, one invocation
+// at a time, until it is empty; it returns the invocations.
+func (e *benchEnv) deliverAll(b *testing.B, batch int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	es := e.p.NewEventSource()
+	inv := 0
+	for ctx.Err() == nil {
+		out, err := e.p.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.p.Res.QueueURL, MaxNumberOfMessages: int32(batch),
+			VisibilityTimeout: 120, MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			return inv
+		}
+		inv++
+		if rep := es.Deliver(ctx, out.Messages); rep.Failed > 0 || rep.Err != nil {
+			b.Fatalf("downloader batch failed: %+v", rep)
+		}
+	}
+	b.Fatal(ctx.Err())
+	return inv
 }
