@@ -16,6 +16,14 @@ import (
 // Namespace is the CloudWatch namespace of every cfsync metric.
 const Namespace = "cfsync"
 
+// Published are the only metrics CloudWatch turns into custom metrics (each
+// $0.30 a month per dimension combination): the ones template.yaml's alarms
+// watch. Every other value is still written, as a field of the same JSON
+// log line, where CloudWatch Logs Insights can query and chart it at no
+// cost beyond log ingestion (docs/cost.md). The other alarms use the
+// metrics AWS/Lambda and AWS/SQS publish anyway.
+var Published = map[string]bool{"TokenRemainingSeconds": true, "FilesNearingExpiry": true}
+
 // Unit names used by cfsync.
 const (
 	Count        = "Count"
@@ -87,7 +95,8 @@ func dimsKey(d map[string]string) string {
 	return s
 }
 
-// Flush writes one EMF line per distinct dimension set and resets the recorder.
+// Flush writes one JSON line per distinct dimension set and resets the
+// recorder; a line with a Published metric is an EMF record for it.
 func (r *Recorder) Flush() error {
 	if r == nil {
 		return nil
@@ -115,20 +124,24 @@ func (r *Recorder) Flush() error {
 		var defs []map[string]string
 		for _, k := range keys {
 			v := r.m[k]
-			defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
+			if Published[k.name] {
+				defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
+			}
 			if len(v.vals) == 1 {
 				rec[k.name] = v.vals[0]
 			} else {
 				rec[k.name] = v.vals
 			}
 		}
-		rec["_aws"] = map[string]any{
-			"Timestamp": r.now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  Namespace,
-				"Dimensions": [][]string{dimNames},
-				"Metrics":    defs,
-			}},
+		if len(defs) > 0 {
+			rec["_aws"] = map[string]any{
+				"Timestamp": r.now().UnixMilli(),
+				"CloudWatchMetrics": []any{map[string]any{
+					"Namespace":  Namespace,
+					"Dimensions": [][]string{dimNames},
+					"Metrics":    defs,
+				}},
+			}
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {

@@ -3,6 +3,11 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +28,12 @@ func TestFlushWritesEMF(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("%d lines, want 3 (one per dimension set):\n%s", len(lines), buf.String())
 	}
-	var rec struct {
-		Function string    `json:"Function"`
-		Grant    string    `json:"grant"`
-		Auth     []float64 `json:"AuthRequests"`
-		AWS      struct {
+	type record struct {
+		Function string  `json:"Function"`
+		Grant    string  `json:"grant"`
+		Auth     any     `json:"AuthRequests"`
+		Token    float64 `json:"TokenRemainingSeconds"`
+		AWS      *struct {
 			Timestamp         int64
 			CloudWatchMetrics []struct {
 				Namespace  string
@@ -36,14 +42,26 @@ func TestFlushWritesEMF(t *testing.T) {
 			}
 		} `json:"_aws"`
 	}
-	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
-		t.Fatal(err)
+	var recs []record
+	for _, l := range lines {
+		var rec record
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
 	}
-	cw := rec.AWS.CloudWatchMetrics[0]
-	if rec.Function != "token-refresher" || rec.Grant != "refresh" || len(rec.Auth) != 2 || cw.Namespace != "cfsync" ||
-		strings.Join(cw.Dimensions[0], ",") != "Function,grant" || cw.Metrics[0].Name != "AuthRequests" || cw.Metrics[0].Unit != "Count" ||
-		rec.AWS.Timestamp != 1700000000000 {
-		t.Fatalf("bad EMF record: %s", lines[0])
+	// AuthRequests is not Published: its values are log fields, no metric.
+	if r0 := recs[0]; r0.Function != "token-refresher" || r0.Grant != "refresh" || fmt.Sprint(r0.Auth) != "[1 1]" || r0.AWS != nil {
+		t.Fatalf("bad record for an unpublished value: %s", lines[0])
+	}
+	r2 := recs[2]
+	if r2.AWS == nil || len(r2.AWS.CloudWatchMetrics) != 1 {
+		t.Fatalf("no EMF metadata for a published metric: %s", lines[2])
+	}
+	cw := r2.AWS.CloudWatchMetrics[0]
+	if r2.Token != 540 || cw.Namespace != "cfsync" || strings.Join(cw.Dimensions[0], ",") != "Function" || len(cw.Metrics) != 1 ||
+		cw.Metrics[0].Name != "TokenRemainingSeconds" || cw.Metrics[0].Unit != "Seconds" || r2.AWS.Timestamp != 1700000000000 {
+		t.Fatalf("bad EMF record: %s", lines[2])
 	}
 	buf.Reset()
 	if err := r.Flush(); err != nil || buf.Len() != 0 {
@@ -63,5 +81,22 @@ func TestDeployedFunctionNameIsTheDimension(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"Function":"cfsync-prod-FilesetPollerFunction-AbC123"`) {
 		t.Fatalf("dimension is not the deployed name: %s", buf.String())
+	}
+}
+
+// TestPublishedAreTheAlarmedMetrics: the custom metrics CloudWatch bills are
+// exactly the ones template.yaml's alarms on namespace cfsync watch.
+func TestPublishedAreTheAlarmedMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alarmed := map[string]bool{}
+	re := regexp.MustCompile(`(?m)^\s+Namespace: ` + Namespace + `\n\s+MetricName: (\w+)$`)
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		alarmed[m[1]] = true
+	}
+	if len(alarmed) == 0 || !maps.Equal(alarmed, Published) {
+		t.Errorf("alarms on namespace %s watch %v; Published is %v", Namespace, alarmed, Published)
 	}
 }
