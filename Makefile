@@ -1,7 +1,7 @@
 # cfsync — build, test, lint, demo, bench.
 SHELL := /bin/bash
 GO ?= go
-FUNCTIONS := token-refresher fileset-poller downloader
+FUNCTIONS := token-refresher fileset-poller downloader notification-reader
 # moto_server and cfn-lint: from PATH, else from the project's virtualenv (make tools).
 VENV := $(CURDIR)/.venv
 # AWS's Lambda Runtime Interface Emulator, which runs the bootstraps in the demo and the e2e tests.

@@ -125,6 +125,7 @@ func commands() []*command {
 		redriveCommand(),
 		subscriptionsCommand(),
 		doctorCommand(),
+		notificationsCommand(),
 	}
 }
 

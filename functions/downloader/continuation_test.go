@@ -19,7 +19,7 @@ import (
 // upload and enqueues a continuation; the next invocation resumes from the
 // first missing part and completes the file, md5 included.
 func TestContinuation(t *testing.T) {
-	const size = 25 * MiB // five 5 MiB parts
+	const size, nparts = 50 * MiB, 10 // ten 5 MiB parts: never all within one short invocation
 	tests := []struct {
 		name string
 		md5  bool
@@ -33,7 +33,8 @@ func TestContinuation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, func(s *Settings) { s.ParallelRanges = tt.p; s.RangeReadTimeout = 5 * time.Second })
 			r.rdp.add("f1", "big.bin", size, tt.md5)
-			// Ranges take 150 ms; no range starts after 250 ms (550 ms - 300 ms margin).
+			// Ranges take 150 ms; no range starts after ~410 ms (550 ms minus a
+			// margin of a quarter of the time left).
 			r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
 			ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 			defer cancel()
@@ -42,12 +43,14 @@ func TestContinuation(t *testing.T) {
 				t.Fatalf("first invocation failed:\n%s", r.logs.String())
 			}
 			sent := r.snd.messages()
-			if len(sent) != 1 || sent[0] != msgFor("f1") {
-				t.Fatalf("continuation messages %v, want the same message once", sent)
+			want := msgFor("f1")
+			want.Seq = 1
+			if len(sent) != 1 || sent[0].Encode() != want.Encode() || sent[0].Delay != 0 {
+				t.Fatalf("continuation messages %v, want the same message once, as the chain's link 1", sent)
 			}
 			up := r.st.upload("f1")
-			if up == nil || up.UploadID == "" || up.Owner != "" || up.PartsDone < 1 || up.PartsDone >= 5 {
-				t.Fatalf("checkpoint %+v: want an upload id, a released lease and 1..4 parts", up)
+			if up == nil || up.UploadID == "" || up.Owner != "" || up.PartsDone < 1 || up.PartsDone >= nparts {
+				t.Fatalf("checkpoint %+v: want an upload id, a released lease and some parts", up)
 			}
 			if tt.md5 && (up.MD5Through != int32(up.PartsDone) || len(up.MD5State) == 0) {
 				t.Errorf("checkpoint md5 through %d with %d parts done, state %d bytes", up.MD5Through, up.PartsDone, len(up.MD5State))
@@ -65,7 +68,7 @@ func TestContinuation(t *testing.T) {
 				t.Fatalf("continuation failed:\n%s", r.logs.String())
 			}
 			r.checkLanded(t, "f1", "big.bin", size)
-			if got := r.rdp.Ranges(); got > 5+tt.p-1 || got-first != 5-up.PartsDone {
+			if got := r.rdp.Ranges(); got > nparts+tt.p || got-first != nparts-up.PartsDone { // a range cut off at the drain deadline is fetched again
 				t.Errorf("%d ranges in all (%d in the first invocation, %d parts saved): saved parts were downloaded again", got, first, up.PartsDone)
 			}
 			if r.s3.Calls("ListParts") != 1 || r.s3.Calls("CreateMultipartUpload") != 1 {
@@ -78,15 +81,21 @@ func TestContinuation(t *testing.T) {
 	}
 }
 
-// TestNoProgressFails: invocations that never have time for a part continue
-// MaxNoProgress times, then the file fails instead of looping forever.
+// TestNoProgressFails: invocations too short for one part continue
+// MaxNoProgress times, then the file fails, naming the cause (the part size
+// and the time an invocation has for ranges) instead of looping forever.
 func TestNoProgressFails(t *testing.T) {
-	r := newRig(t, func(s *Settings) { s.MaxNoProgress = 2 })
+	r := newRig(t, func(s *Settings) { s.MaxNoProgress = 2; s.RangeReadTimeout = 5 * time.Second })
 	r.rdp.add("f1", "a.bin", 12*MiB, false)
+	r.rdp.Delay = func(int64) time.Duration { return time.Second } // a part takes longer than an invocation
+	m := msgFor("f1")
 	for i := 1; i <= 3; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond) // < DeadlineMargin
-		resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		resp, _ := r.h.Handle(ctx, event(m.Encode()))
 		cancel()
+		if sent := r.snd.messages(); len(sent) > 0 {
+			m = sent[len(sent)-1] // the continuation: the chain's newest link
+		}
 		wantFail := i == 3
 		if (len(resp.BatchItemFailures) == 1) != wantFail {
 			t.Fatalf("invocation %d: failures %v, want failed=%v\n%s", i, failedIDs(resp), wantFail, r.logs.String())
@@ -95,11 +104,14 @@ func TestNoProgressFails(t *testing.T) {
 	if n := len(r.snd.messages()); n != 2 {
 		t.Errorf("%d continuations, want 2", n)
 	}
-	if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "no-progress") {
+	f := r.st.file("f1")
+	if f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "no-progress") {
 		t.Errorf("state %+v, want FAILED no-progress", f)
 	}
-	if r.rdp.Ranges() != 0 {
-		t.Errorf("%d ranges: nothing should have started", r.rdp.Ranges())
+	for _, want := range []string{"a part of 5242880 bytes", "an invocation had for ranges", "raise the function timeout or lower PART_SIZE"} {
+		if !strings.Contains(f.Reason, want) {
+			t.Errorf("reason %q does not say %q", f.Reason, want)
+		}
 	}
 }
 
@@ -166,8 +178,8 @@ func TestNoTimeKeepsCheckpoint(t *testing.T) {
 	if len(resp.BatchItemFailures) != 0 || saved == nil || saved.PartsDone == 0 {
 		t.Fatalf("first invocation: failures %v, checkpoint %+v", failedIDs(resp), saved)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond) // less than the margin
-	resp, _ = r.h.Handle(ctx, event(msgFor("f1").Encode()))
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond) // too short for a part
+	resp, _ = r.h.Handle(ctx, event(r.snd.messages()[0].Encode()))
 	cancel()
 	if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 2 {
 		t.Fatalf("no-time invocation: failures %v, %d continuations", failedIDs(resp), len(r.snd.messages()))
@@ -177,7 +189,7 @@ func TestNoTimeKeepsCheckpoint(t *testing.T) {
 	}
 	r.rdp.Delay = nil
 	before := r.rdp.Ranges()
-	resp, _ = r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+	resp, _ = r.h.Handle(context.Background(), event(r.snd.messages()[1].Encode()))
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("resume failed:\n%s", r.logs.String())
 	}

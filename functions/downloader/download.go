@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -22,13 +23,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
-// Object metadata (DESIGN §6), as S3 user metadata (x-amz-meta-…).
+// Object metadata (docs/design.md#output-layout), as S3 user metadata (x-amz-meta-…).
 const (
 	metaFileID    = "cfs-file-id"
 	metaFileSetID = "cfs-fileset-id"
@@ -62,6 +63,8 @@ const (
 	outDone     = "done"     // the file landed in this invocation
 	outSkipped  = "skipped"  // nothing to do (already DONE, in S3, or a duplicate)
 	outContinue = "continue" // checkpointed before the deadline; a continuation message follows
+	outDefer    = "defer"    // RDP unavailable: re-enqueued with a delay
+	outRestart  = "restart"  // the upload is dropped and the file starts over in a continuation
 	outFailed   = "failed"   // the message fails
 )
 
@@ -76,19 +79,25 @@ func failed(reason string, err error) outcome {
 }
 
 // permanentReasons are the failures a redelivery cannot cure: the file is
-// gone or not what the file store says, its metadata is unusable, or the
+// gone or not what the listing says, its name is unusable, or the
 // upload is unknown to S3. They abort the upload and mark the file FAILED at
 // once; every other failure is transient (see job.retryLater).
 var permanentReasons = map[string]bool{
-	"gone":          true,
-	"md5-mismatch":  true,
-	"size-mismatch": true,
-	"bad-metadata":  true,
-	"bad-url":       true,
-	"too-large":     true,
-	"upload-gone":   true,
-	"no-progress":   true,
-	"internal":      true,
+	"gone":           true,
+	"forbidden":      true,
+	"bad-request":    true,
+	"bad-name":       true,
+	"key-collision":  true,
+	"source-changed": true, // only after MAX_NO_PROGRESS restarts
+	"etag-mismatch":  true, // likewise
+	"md5-mismatch":   true,
+	"size-mismatch":  true,
+	"bad-metadata":   true,
+	"bad-url":        true,
+	"too-large":      true,
+	"upload-gone":    true,
+	"no-progress":    true,
+	"internal":       true,
 }
 
 // stateError marks a state-table failure inside a download error (its
@@ -112,9 +121,13 @@ type job struct {
 
 	hasDeadline       bool
 	hard, soft, drain time.Time
+	margin            time.Duration
 
 	size         int64
+	partSize     int64  // chosen for this file (0 until chosen)
 	wantMD5      []byte // nil: the API gives no (usable) md5
+	pin          *etagPin
+	keyFree      bool // HEAD found no object at key: writes use If-None-Match
 	key          string
 	host         string
 	urls         *urlSource
@@ -127,6 +140,19 @@ type job struct {
 	etag         string
 }
 
+// chainStaleAfter: a message whose Seq is older than its file's chain (see
+// queue.Message.Seq) is a superseded copy — dropped — while the chain moved
+// within this long. After that the chain is presumed lost (its message gone)
+// and any message for the file takes the work over, such as the poller's
+// re-send of a stalled file. It covers the longest deferral (15 minutes)
+// plus a full invocation.
+const chainStaleAfter = 30 * time.Minute
+
+// marginShare: the deadline margin is at most 1/marginShare of the time the
+// invocation has left when the message starts, so that every invocation has
+// time for ranges whatever the function's timeout (docs/design.md#deadlines).
+const marginShare = 4
+
 // processFile downloads one file; a non-nil error fails the message. final:
 // this is the message's last receive.
 func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) error {
@@ -134,7 +160,7 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 	switch {
 	case err == nil && fi.Status == state.StatusDone:
 		log.Info("already downloaded: nothing to do", "key", fi.Key)
-		h.metrics.Add("FilesSkipped", 1, "reason", "done")
+		h.metrics.Add("FilesSkipped", 1)
 		return nil
 	case err != nil && !errors.Is(err, state.ErrNotFound):
 		log.Error("read file state", "error", err.Error(), "final", final)
@@ -147,11 +173,7 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 	j.deadlines(ctx)
 	up, err := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
 	if errors.Is(err, state.ErrLeaseHeld) {
-		// The holder's own message is still in flight (not yet deleted), so
-		// the file does not depend on this duplicate delivery.
-		log.Info("duplicate delivery: another invocation is downloading this file")
-		h.metrics.Add("FilesSkipped", 1, "reason", "duplicate")
-		return nil
+		return h.requeueDuplicate(ctx, log, m)
 	}
 	if err != nil {
 		log.Error("acquire download lease", "error", err.Error(), "final", final)
@@ -161,7 +183,24 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 		return err
 	}
 	j.up = up
+	if j.superseded() {
+		log.Info("superseded copy of the file's message chain: dropped", "seq", m.Seq, "chain_seq", up.Seq)
+		h.metrics.Add("FilesSkipped", 1)
+		if err := h.state.ReleaseUpload(ctx, m.FileID, j.owner); err != nil {
+			log.Warn("release download lease", "error", err.Error())
+		}
+		return nil
+	}
 	return j.finish(ctx, j.run(ctx))
+}
+
+// superseded reports whether the message is an older link of its file's
+// chain than the newest one sent, which moved recently.
+func (j *job) superseded() bool {
+	if j.msg.Seq >= j.up.Seq {
+		return false
+	}
+	return j.h.now().Sub(time.UnixMilli(j.up.SeqAtMs)) < chainStaleAfter
 }
 
 func newOwner() string {
@@ -171,15 +210,35 @@ func newOwner() string {
 }
 
 // deadlines derives the soft deadline (no new range after it) and the drain
-// deadline (ranges in flight are abandoned) from the invocation's deadline.
+// deadline (ranges in flight are abandoned) from the invocation's deadline:
+// the margin is min(DEADLINE_MARGIN, 1/marginShare of the time left).
 func (j *job) deadlines(ctx context.Context) {
 	j.hard, j.hasDeadline = ctx.Deadline()
 	if !j.hasDeadline {
 		return
 	}
-	margin := j.h.cfg.DeadlineMargin
-	j.soft = j.hard.Add(-margin)
-	j.drain = j.hard.Add(-margin / 3)
+	j.margin = max(0, min(j.h.cfg.DeadlineMargin, j.hard.Sub(j.h.now())/marginShare))
+	j.soft = j.hard.Add(-j.margin)
+	j.drain = j.hard.Add(-j.margin / 2)
+}
+
+// cleanupContext bounds the bookkeeping after the work: CLEANUP_TIMEOUT, and
+// never past the invocation's deadline (a Lambda that times out fails the
+// whole batch, whose messages then come back although continuations were
+// sent for them).
+func (j *job) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	end := j.h.now().Add(j.h.cfg.CleanupTimeout)
+	if j.hasDeadline {
+		end = minTime(end, j.hard.Add(-j.margin/8))
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), end)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (j *job) leaseUntil() time.Time {
@@ -195,7 +254,7 @@ func (j *job) pastSoft() bool { return j.hasDeadline && !j.h.now().Before(j.soft
 func (j *job) run(ctx context.Context) outcome {
 	h, m := j.h, j.msg
 	if j.pastSoft() {
-		return outcome{kind: outContinue, reason: "no time left"}
+		return outcome{kind: outContinue, reason: reasonNoTime}
 	}
 	_, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
 	if errors.Is(err, state.ErrConflict) {
@@ -204,65 +263,21 @@ func (j *job) run(ctx context.Context) outcome {
 	if err != nil {
 		return failed("state", err)
 	}
-	var f *rdp.File
-	err = h.tokens.Do(ctx, func(ctx context.Context) error {
-		var err error
-		f, err = h.rdp.File(ctx, m.FileID)
-		return err
-	})
+	u, err := j.streamURL(ctx)
 	if err != nil {
 		if o, ok := j.landedBeforeGone(ctx, err); ok {
 			return o
 		}
-		return failed(apiReason(err), fmt.Errorf("get file metadata: %w", err))
+		return apiFailure(fmt.Errorf("get stream url: %w", err))
 	}
-	if f.Size < 0 {
-		return failed("bad-metadata", fmt.Errorf("get file metadata: field \"fileSizeInBytes\" is negative (%d)", f.Size))
+	if o, ok := j.target(u); !ok {
+		return o
 	}
-	j.size = f.Size
-	if f.MD5 != "" {
-		if j.wantMD5 = parseMD5(f.MD5); j.wantMD5 == nil {
-			j.log.Warn("file metadata: field \"md5\" is not an MD5 digest; verifying the size only")
-		}
+	if o, ok := j.learnSize(ctx); !ok {
+		return o
 	}
-	fetchURL := func(ctx context.Context) (string, error) {
-		var u string
-		err := h.tokens.Do(ctx, func(ctx context.Context) error {
-			var err error
-			u, err = h.rdp.StreamURL(ctx, m.FileID)
-			return err
-		})
-		return u, err
-	}
-	u, err := fetchURL(ctx)
-	if err != nil {
-		if o, ok := j.landedBeforeGone(ctx, err); ok {
-			return o
-		}
-		return failed(apiReason(err), fmt.Errorf("get stream url: %w", err))
-	}
-	name, err := rdp.FileNameFromURL(u)
-	if err != nil {
-		return failed("bad-url", err)
-	}
-	j.host = hostOf(u)
-	j.key = h.cfg.DestPrefix + m.Bucket + "/" + m.PackageID + "/" + m.FileSetID + "/" + name
-	j.log = j.log.With("key", j.key, "size", j.size, "host", j.host)
-	j.urls = &urlSource{url: u, max: h.cfg.MaxURLRefreshes, fetch: fetchURL}
-	j.fetcher = &fetcher{
-		rdp: h.rdp, urls: j.urls, size: j.size, readTimeout: h.cfg.RangeReadTimeout,
-		attempts: h.cfg.RangeAttempts, base: h.cfg.RetryBaseDelay, max: h.cfg.RetryMaxDelay, sleep: h.sleep,
-		onRetry: func(kind string, err error, attempt int) {
-			h.metrics.Add("Retries", 1, "kind", kind)
-			j.log.Warn("range failed; retrying", "kind", kind, "attempt", attempt, "error", err.Error())
-		},
-	}
-	if etag, ok := j.inS3(ctx, j.key, j.size); ok {
-		j.etag = etag
-		if err := h.state.MarkDone(ctx, m.FileID, j.size, j.key, etag); err != nil {
-			return failed("state", err)
-		}
-		return outcome{kind: outSkipped, reason: "in-s3"}
+	if o, ok := j.checkTarget(ctx); !ok {
+		return o
 	}
 	// A checkpoint that no longer fits the file is dropped before the part
 	// size is chosen: its part size was chosen for another size (more than
@@ -281,55 +296,25 @@ func (j *job) run(ctx context.Context) outcome {
 			return failed("too-large", err)
 		}
 	}
+	if err := h.cfg.fitsMemory(min(ps, max(j.size, 1))); err != nil {
+		return failed("too-large", err)
+	}
+	j.partSize = ps
 	if j.up.UploadID == "" && j.size <= ps {
 		return j.single(ctx)
 	}
 	return j.multipart(ctx, ps)
 }
 
-// landedBeforeGone handles a file the file store no longer has (404/410)
-// while a checkpoint names its target: after a crash between
-// CompleteMultipartUpload and MarkDone the object has landed (verified) and
-// the file is DONE, not FAILED.
-func (j *job) landedBeforeGone(ctx context.Context, err error) (outcome, bool) {
-	up := j.up
-	if !errors.Is(err, rdp.ErrNotFound) || up.Key == "" || up.Bucket != j.h.cfg.DestBucket {
-		return outcome{}, false
-	}
-	etag, ok := j.inS3(ctx, up.Key, up.Size)
-	if !ok {
-		return outcome{}, false
-	}
-	j.key, j.size, j.etag = up.Key, up.Size, etag
-	if err := j.h.state.MarkDone(ctx, j.msg.FileID, up.Size, up.Key, etag); err != nil {
-		return failed("state", err), true
-	}
-	return outcome{kind: outSkipped, reason: "in-s3"}, true
-}
-
-// inS3 reports whether key already holds this file (same file id and
-// cfs-size): a redelivery after a crash between landing and MarkDone.
-func (j *job) inS3(ctx context.Context, key string, size int64) (string, bool) {
-	out, err := j.h.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &j.h.cfg.DestBucket, Key: &key})
-	if err != nil {
-		if !isS3NotFound(err) {
-			j.log.Warn("head object failed; downloading anyway", "error", err.Error())
-		}
-		return "", false
-	}
-	meta := func(k string) string {
-		for mk, v := range out.Metadata {
-			if strings.EqualFold(mk, k) {
-				return v
-			}
-		}
-		return ""
-	}
-	if meta(metaFileID) != j.msg.FileID || meta(metaSize) != strconv.FormatInt(size, 10) || aws.ToInt64(out.ContentLength) != size {
-		return "", false
-	}
-	j.log.Info("object already in S3 with matching cfs-size: not downloading again")
-	return aws.ToString(out.ETag), true
+// streamURL asks /stream for the file's presigned URL.
+func (j *job) streamURL(ctx context.Context) (string, error) {
+	var u string
+	err := j.h.tokens.Do(ctx, func(ctx context.Context) error {
+		var err error
+		u, err = j.h.rdp.StreamURL(ctx, j.msg.FileID)
+		return err
+	})
+	return u, err
 }
 
 func (j *job) metadata() map[string]string {
@@ -372,12 +357,9 @@ func (j *job) single(ctx context.Context) outcome {
 			return j.stopOr(ctx, err)
 		}
 	}
-	if j.wantMD5 != nil {
-		sum := md5.Sum(body)
-		if !bytes.Equal(sum[:], j.wantMD5) {
-			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the file store says %x, downloaded %x", j.wantMD5, sum))
-		}
-		j.md5OK = true
+	sum := md5.Sum(body)
+	if o, ok := j.verifyMD5(sum[:]); !ok {
+		return o
 	}
 	// Record the target in the checkpoint first: after a crash between the
 	// PutObject and MarkDone, a redelivery that finds the file gone (404)
@@ -388,7 +370,7 @@ func (j *job) single(ctx context.Context) outcome {
 			return j.stopOr(ctx, fmt.Errorf("record the target key: %w", stateError{err}))
 		}
 	}
-	out, err := h.s3.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:            &h.cfg.DestBucket,
 		Key:               &j.key,
 		Body:              bytes.NewReader(body),
@@ -397,8 +379,15 @@ func (j *job) single(ctx context.Context) outcome {
 		Metadata:          j.metadata(),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		ChecksumCRC32C:    aws.String(checksumCRC32C(body)),
-	}, unsignedPayload)
+	}
+	if j.keyFree {
+		in.IfNoneMatch = aws.String("*") // never overwrite a file that raced us to the key
+	}
+	out, err := h.s3.PutObject(ctx, in, unsignedPayload)
 	if err != nil {
+		if o, ok := j.afterWriteError(ctx, err); ok {
+			return o
+		}
 		return j.stopOr(ctx, fmt.Errorf("put object: %w", err))
 	}
 	j.bytes, j.parts, j.etag = j.size, 1, aws.ToString(out.ETag)
@@ -406,188 +395,6 @@ func (j *job) single(ctx context.Context) outcome {
 		return failed("state", err)
 	}
 	return outcome{kind: outDone}
-}
-
-// stopOr turns an error into a continuation when it only reflects the
-// deadline (or the end of the invocation), and into a failure otherwise.
-func (j *job) stopOr(ctx context.Context, err error) outcome {
-	if ctx.Err() != nil {
-		return outcome{kind: outContinue, reason: "invocation ended"}
-	}
-	if j.hasDeadline && errors.Is(err, context.DeadlineExceeded) {
-		return outcome{kind: outContinue, reason: "deadline"}
-	}
-	return failed(errReason(err), err)
-}
-
-// finish records an outcome: state, checkpoint, continuation, metrics, log.
-// It returns the message's error (nil: the message succeeded).
-func (j *job) finish(ctx context.Context, o outcome) error {
-	h, m := j.h, j.msg
-	// Bookkeeping must happen even when ctx ended (deadline, cancellation).
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CleanupTimeout)
-	defer cancel()
-	elapsed := h.now().Sub(j.start)
-	if j.bytes > 0 && !j.bytesCounted { // finish may run twice (a failed continuation)
-		h.metrics.Put("BytesDownloaded", metrics.Bytes, float64(j.bytes))
-		j.bytesCounted = true
-	}
-	switch o.kind {
-	case outDone:
-		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("delete upload checkpoint", "error", err.Error())
-		}
-		h.metrics.Add("FilesDownloaded", 1)
-		h.metrics.Put("DownloadSeconds", metrics.Seconds, elapsed.Seconds())
-		j.log.Info("file downloaded", "etag", j.etag, "parts", j.parts, "bytes", j.bytes,
-			"seconds", elapsed.Seconds(), "md5_verified", j.md5OK, "invocations", j.up.Invocations)
-		return nil
-	case outSkipped:
-		if j.up.UploadID != "" {
-			_ = j.abort(cctx)
-		}
-		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("delete upload checkpoint", "error", err.Error())
-		}
-		if o.reason == "done" {
-			j.log.Info("already downloaded: nothing to do")
-		}
-		h.metrics.Add("FilesSkipped", 1, "reason", o.reason)
-		return nil
-	case outContinue:
-		return j.continueLater(cctx, o, elapsed)
-	}
-	// failed
-	if errors.Is(o.err, state.ErrLeaseHeld) {
-		// Another invocation took the file over (our lease had expired): its
-		// upload and checkpoint are not ours to abort or delete.
-		h.metrics.Add("FilesFailed", 1, "reason", "lease-lost")
-		j.log.Error("download lease lost to another invocation: this message fails", "error", o.err.Error())
-		return fmt.Errorf("lease lost: %w", o.err)
-	}
-	if !j.final && !permanentReasons[o.reason] {
-		return j.retryLater(cctx, o, elapsed)
-	}
-	if j.up != nil && j.up.UploadID != "" && j.abort(cctx) != nil {
-		// Keep the checkpoint (it is the only record of the upload) and
-		// release the lease: the next attempt resumes or aborts the upload.
-		if err := h.state.ReleaseUpload(cctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
-	} else if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
-		j.log.Warn("delete upload checkpoint", "error", err.Error())
-	}
-	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
-	if err := h.state.MarkFailed(cctx, m.FileID, reason); err != nil {
-		j.log.Error("mark file failed", "error", err.Error())
-	}
-	h.metrics.Add("FilesFailed", 1, "reason", o.reason)
-	j.log.Error("download failed: the message fails (DLQ after maxReceiveCount)", "reason", o.reason, "error", o.err.Error(),
-		"seconds", elapsed.Seconds(), "permanent", permanentReasons[o.reason], "last_receive", j.final)
-	return fmt.Errorf("%s: %w", o.reason, o.err)
-}
-
-// retryLater handles a transient failure before the message's last receive:
-// the multipart upload and its checkpoint are kept (with the parts done so
-// far) and the lease released, the reason is recorded on the DOWNLOADING
-// file, and the message fails so that SQS redelivers it and the next attempt
-// resumes.
-func (j *job) retryLater(ctx context.Context, o outcome, elapsed time.Duration) error {
-	h, m := j.h, j.msg
-	var parts []state.Part
-	var dirty []int
-	if j.mp != nil && j.up.UploadID != "" {
-		parts, dirty = j.mp.snapshot(j.up)
-	}
-	owner := j.owner
-	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
-	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
-		// The last saved checkpoint stays; parts since then are fetched again.
-		j.log.Warn("save checkpoint after a transient failure", "error", err.Error())
-		if err := h.state.ReleaseUpload(ctx, m.FileID, owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
-	}
-	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
-	if err := h.state.MarkRetrying(ctx, m.FileID, reason); err != nil {
-		j.log.Warn("record the retry reason", "error", err.Error())
-	}
-	h.metrics.Add("TransientFailures", 1, "reason", o.reason)
-	j.log.Warn("download failed transiently: upload and checkpoint kept, the message fails and is retried", "reason", o.reason,
-		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", len(parts), "upload_id_set", j.up.UploadID != "")
-	return fmt.Errorf("%s: %w", o.reason, o.err)
-}
-
-// continueLater checkpoints the upload, releases the lease and enqueues a
-// continuation message with the same body; the current message succeeds.
-func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duration) error {
-	h, m := j.h, j.msg
-	progressed := j.parts > 0
-	if progressed {
-		j.up.NoProgress = 0
-	} else {
-		j.up.NoProgress++
-	}
-	if j.up.NoProgress > h.cfg.MaxNoProgress {
-		err := fmt.Errorf("no part completed in %d consecutive invocations (part size %d; raise the function timeout or lower PART_SIZE)", j.up.NoProgress, j.up.PartSize)
-		return j.finish(ctx, failed("no-progress", err))
-	}
-	var parts []state.Part
-	var dirty []int
-	if j.mp != nil {
-		parts, dirty = j.mp.snapshot(j.up)
-	}
-	owner := j.owner
-	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
-	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
-		if j.mp != nil {
-			j.mp.redirty(dirty)
-		}
-		j.up.Owner = owner // not released
-		j.log.Error("checkpoint failed: the message fails", "error", err.Error())
-		return j.finish(ctx, failed("checkpoint", fmt.Errorf("save checkpoint: %w", stateError{err})))
-	}
-	res, err := h.sender.SendBatch(ctx, []queue.Message{m})
-	if err == nil && len(res.Failed) > 0 {
-		err = errors.New("SQS refused the continuation message")
-	}
-	if err != nil {
-		return j.continuationFailed(ctx, err)
-	}
-	h.metrics.Add("Continuations", 1)
-	j.log.Info("deadline near: checkpointed, continuation enqueued", "reason", o.reason,
-		"parts_done", len(parts), "parts_now", j.parts, "bytes", j.bytes, "seconds", elapsed.Seconds(), "upload_id_set", j.up.UploadID != "")
-	return nil
-}
-
-// continuationFailed: the checkpoint is saved and the lease released, but the
-// continuation message could not be sent, so the current message fails.
-// Before the last receive its redelivery resumes from the checkpoint. On the
-// last receive nothing will resume it: the lease is taken back and the
-// failure is final (upload aborted, FAILED).
-func (j *job) continuationFailed(ctx context.Context, err error) error {
-	h, m := j.h, j.msg
-	err = fmt.Errorf("enqueue continuation: %w", err)
-	if !j.final {
-		j.log.Error("enqueue continuation failed: the message fails and is retried from the checkpoint", "error", err.Error())
-		if merr := h.state.MarkRetrying(ctx, m.FileID, "continuation: "+err.Error()); merr != nil {
-			j.log.Warn("record the retry reason", "error", merr.Error())
-		}
-		h.metrics.Add("TransientFailures", 1, "reason", "continuation")
-		return err
-	}
-	up, aerr := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
-	if aerr != nil {
-		// Another invocation has the file (its upload is not ours to abort),
-		// or the table is unreachable.
-		j.log.Error("enqueue continuation failed on the last receive; lease not taken back", "error", err.Error(), "lease_error", aerr.Error())
-		if !errors.Is(aerr, state.ErrLeaseHeld) {
-			h.markFailed(ctx, j.log, m.FileID, "continuation: "+err.Error())
-		}
-		return err
-	}
-	j.up = up
-	return j.finish(ctx, failed("continuation", err))
 }
 
 // abort aborts the multipart upload of the checkpoint (no orphaned parts).
@@ -615,25 +422,65 @@ func parseMD5(s string) []byte {
 	return nil
 }
 
-// apiReason names a file-store failure for state and metrics.
+// apiFailure classifies a failed /stream call: an outage (no usable token,
+// 401 after the ring's re-read, 429, 5xx, RDP unreachable) defers the work;
+// the file gone (404/410), a missing entitlement (403) or a request RDP
+// rejects fail it.
+func apiFailure(err error) outcome {
+	switch reason := apiReason(err); reason {
+	case "gone", "forbidden", "bad-request", "bad-metadata":
+		return failed(reason, err)
+	default:
+		return outcome{kind: outDefer, reason: reason, err: err}
+	}
+}
+
+// apiReason names a file-store failure for state and logs.
 func apiReason(err error) string {
+	var ae *rdp.APIError
+	var de *rdp.DecodeError
 	switch {
 	case errors.Is(err, rdp.ErrNotFound):
 		return "gone"
+	case errors.Is(err, rdp.ErrForbidden), errors.As(err, &ae) && ae.StatusCode == http.StatusForbidden:
+		return "forbidden"
+	case errors.Is(err, tokenring.ErrNoValidToken):
+		return "no-token"
 	case errors.Is(err, rdp.ErrUnauthorized):
 		return "unauthorized"
 	case errors.Is(err, rdp.ErrRateLimited):
 		return "rate-limited"
-	}
-	var de *rdp.DecodeError
-	if errors.As(err, &de) {
+	case errors.As(err, &de):
 		return "bad-metadata"
+	case errors.As(err, &ae) && !ae.Temporary():
+		return "bad-request"
 	}
 	return "file-store"
 }
 
+// rdpOutage reports whether a download error means RDP is unavailable
+// rather than the file being bad: no usable token, a 401 after the ring's
+// re-read, or 429/5xx from the file store or the download host after the
+// range retries.
+func rdpOutage(err error) bool {
+	var pe *rdp.PresignedError
+	var ae *rdp.APIError
+	switch {
+	case errors.Is(err, tokenring.ErrNoValidToken), errors.Is(err, rdp.ErrUnauthorized), errors.Is(err, rdp.ErrRateLimited):
+		return true
+	case errors.As(err, &pe):
+		return pe.Temporary() || pe.Code == "SlowDown"
+	case errors.As(err, &ae):
+		return ae.Temporary()
+	}
+	return false
+}
+
 // errReason names a download/upload failure.
 func errReason(err error) string {
+	if errors.Is(err, errSourceChanged) || errors.Is(err, rdp.ErrSourceChanged) {
+		return "source-changed"
+	}
 	if errors.Is(err, rdp.ErrNotFound) {
 		return "gone"
 	}

@@ -64,6 +64,11 @@ type fakeS3 struct {
 	PutObjectErr  func() error
 	AbortErr      func() error
 	ListPartsErr  func() error
+	// LoseComplete: CompleteMultipartUpload completes, then answers this
+	// error (a response lost; the SDK's retry then gets NoSuchUpload).
+	LoseComplete error
+	// BeforeWrite runs before PutObject / CompleteMultipartUpload (races).
+	BeforeWrite func()
 }
 
 func newFakeS3(bucket string) *fakeS3 {
@@ -126,8 +131,14 @@ func (s *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	if c := aws.ToString(in.ChecksumCRC32C); c != checksumCRC32C(b) {
 		return nil, &apiErr{"BadDigest"}
 	}
+	if s.BeforeWrite != nil {
+		s.BeforeWrite()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, exists := s.objects[aws.ToString(in.Key)]; exists && aws.ToString(in.IfNoneMatch) == "*" {
+		return nil, &apiErr{"PreconditionFailed"}
+	}
 	o := &fakeObject{data: b, meta: maps.Clone(in.Metadata), etag: etagOf(b)}
 	s.objects[aws.ToString(in.Key)] = o
 	return &s3.PutObjectOutput{ETag: aws.String(o.etag)}, nil
@@ -175,9 +186,15 @@ func (s *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, _ ...fu
 
 func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, _ ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	s.count("CompleteMultipartUpload")
+	if s.BeforeWrite != nil {
+		s.BeforeWrite()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := aws.ToString(in.UploadId)
+	if _, exists := s.objects[s.uploadKey(id)]; exists && aws.ToString(in.IfNoneMatch) == "*" {
+		return nil, &apiErr{"PreconditionFailed"}
+	}
 	u, ok := s.uploads[id]
 	if !ok {
 		return nil, &types.NoSuchUpload{}
@@ -199,7 +216,17 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 	o := &fakeObject{data: data, meta: u.meta, etag: fmt.Sprintf(`"%x-%d"`, md5.Sum(data), len(in.MultipartUpload.Parts))}
 	s.objects[u.key] = o
 	delete(s.uploads, id)
+	if s.LoseComplete != nil {
+		return nil, s.LoseComplete
+	}
 	return &s3.CompleteMultipartUploadOutput{ETag: aws.String(o.etag)}, nil
+}
+
+func (s *fakeS3) uploadKey(id string) string {
+	if u, ok := s.uploads[id]; ok {
+		return u.key
+	}
+	return ""
 }
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
@@ -257,7 +284,21 @@ func (s *fakeS3) openUploads() int {
 type fakeFile struct {
 	name string
 	size int64
-	md5  string // "" none; "auto" the real one
+	md5  string // the md5 the message carries ("" none, as RDP gives none)
+	etag string // the source object's ETag: the plain MD5 or a multipart "…-N" one
+	// content is the id whose rdptest content the object holds ("": the
+	// file id); replace changes it, as a source object replaced at RDP.
+	content string
+}
+
+// replace makes file id's source another object (new content and ETag).
+func (r *fakeRDP) replace(id, content string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.files[id]
+	f.content = content
+	f.etag = `"` + rdptest.ContentMD5(content, f.size) + `"`
+	r.files[id] = f
 }
 
 // rangeFault lets a test fail or alter one range attempt. Returning
@@ -274,39 +315,43 @@ type fakeRDP struct {
 	inFlight   atomic.Int32
 	maxFlight  atomic.Int32
 	Fault      rangeFault
-	FileErr    func(id string) error
 	StreamErr  func(id string, call int) error
+	ifMatch    []string // If-Match of every range request
 	Delay      func(off int64) time.Duration
 	urlVersion int
 }
 
+// listing is the test's fakeRDP: msgFor takes a file's size (and md5) from
+// it, as the poller takes them from /files?filesetId=.
+var listing *fakeRDP
+
 func newFakeRDP() *fakeRDP {
-	return &fakeRDP{files: map[string]fakeFile{}, attempts: map[int64]int{}}
+	r := &fakeRDP{files: map[string]fakeFile{}, attempts: map[int64]int{}}
+	listing = r
+	return r
 }
 
-func (r *fakeRDP) add(id, name string, size int64, withMD5 bool) {
+// add serves a file; plainETag: its ETag is its MD5 (a single-part source
+// object), else a multipart ETag that verifies nothing.
+func (r *fakeRDP) add(id, name string, size int64, plainETag bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := fakeFile{name: name, size: size}
-	if withMD5 {
-		f.md5 = rdptest.ContentMD5(id, size)
+	f := fakeFile{name: name, size: size, etag: fmt.Sprintf(`"%032x-3"`, len(id)*1000+int(size%1000))}
+	if plainETag {
+		f.etag = `"` + rdptest.ContentMD5(id, size) + `"`
 	}
 	r.files[id] = f
 }
 
-func (r *fakeRDP) File(ctx context.Context, id string) (*rdp.File, error) {
-	if r.FileErr != nil {
-		if err := r.FileErr(id); err != nil {
-			return nil, err
-		}
+// listed returns what the listing says of a file (ok false: not listed).
+func (r *fakeRDP) listed(id string) (fakeFile, bool) {
+	if r == nil {
+		return fakeFile{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f, ok := r.files[id]
-	if !ok {
-		return nil, &rdp.APIError{Endpoint: "get file", StatusCode: 404, Message: "File not found"}
-	}
-	return &rdp.File{ID: id, FileName: f.name, Size: f.size, MD5: f.md5}, nil
+	return f, ok
 }
 
 func (r *fakeRDP) StreamURL(ctx context.Context, id string) (string, error) {
@@ -346,13 +391,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (r *fakeRDP) GetRange(ctx context.Context, u string, off, n int64) (*rdp.RangeResponse, error) {
+func (r *fakeRDP) GetRangeIfMatch(ctx context.Context, u string, off, n int64, ifMatch string) (*rdp.RangeResponse, error) {
 	id := fileIDFromURL(u)
 	r.mu.Lock()
 	f := r.files[id]
 	r.attempts[off]++
 	attempt := r.attempts[off]
 	r.ranges++
+	r.ifMatch = append(r.ifMatch, ifMatch)
 	r.mu.Unlock()
 	cur := r.inFlight.Add(1)
 	defer r.inFlight.Add(-1)
@@ -372,12 +418,21 @@ func (r *fakeRDP) GetRange(ctx context.Context, u string, off, n int64) (*rdp.Ra
 			return rr, err
 		}
 	}
+	if ifMatch != "" && ifMatch != f.etag {
+		return nil, fmt.Errorf("%w: %w", rdp.ErrSourceChanged, &rdp.PresignedError{Host: "h", StatusCode: 412, Code: "PreconditionFailed"})
+	}
+	if off >= f.size {
+		return nil, &rdp.PresignedError{Host: "h", StatusCode: 416, Code: "InvalidRange"}
+	}
 	if off+n > f.size {
 		n = f.size - off
 	}
 	buf := make([]byte, n)
+	if f.content != "" {
+		id = f.content
+	}
 	rdptest.ContentAt(id, buf, off)
-	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size}, nil
+	return &rdp.RangeResponse{Body: io.NopCloser(&ctxReader{ctx, bytes.NewReader(buf)}), Offset: off, Length: n, TotalSize: f.size, ETag: f.etag}, nil
 }
 
 func (r *fakeRDP) Ranges() int { r.mu.Lock(); defer r.mu.Unlock(); return r.ranges }
@@ -611,6 +666,20 @@ func (s *fakeState) DeleteUpload(ctx context.Context, id, owner string) error {
 	return nil
 }
 
+func (s *fakeState) BumpSeq(ctx context.Context, id string, seq int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.uploads[id]
+	if !ok {
+		u = &state.Upload{FileID: id}
+		s.uploads[id] = u
+	}
+	if seq > u.Seq {
+		u.Seq, u.SeqAtMs = seq, s.now().UnixMilli()
+	}
+	return nil
+}
+
 func (s *fakeState) file(id string) state.FileItem {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -636,9 +705,15 @@ type fakeSender struct {
 	mu   sync.Mutex
 	sent []queue.Message
 	Err  error
+	// Hang: SendBatch waits for its context to end (SQS not answering).
+	Hang bool
 }
 
 func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error) {
+	if s.Hang {
+		<-ctx.Done()
+		return queue.SendResult{Failed: msgs, Calls: 1}, ctx.Err()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Err != nil {

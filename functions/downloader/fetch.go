@@ -22,7 +22,7 @@ const (
 	kindReset      = "reset"       // connection reset / closed before or during a response
 	kindTruncated  = "truncated"   // body ended before the range's length
 	kindStall      = "stall"       // no byte for RANGE_READ_TIMEOUT
-	kindURLExpired = "url-expired" // 403 from the presigned host: new URL from /stream
+	kindURLExpired = "url-expired" // 403, or 400 ExpiredToken & co., from the presigned host: new URL from /stream
 	kindThrottle   = "throttle"    // 429 / 503 SlowDown from the presigned host
 	kindServer     = "server"      // other 5xx from the presigned host
 	kindNetwork    = "network"     // any other transport error
@@ -50,11 +50,47 @@ var (
 	errTruncated = errors.New("range body truncated")
 )
 
-// sizeMismatchError: the presigned object is not as large as /files/{id} says.
+// sizeMismatchError: the presigned object is not as large as expected (the
+// listing's size, or the first range's Content-Range total).
 type sizeMismatchError struct{ want, got int64 }
 
 func (e *sizeMismatchError) Error() string {
-	return fmt.Sprintf("size mismatch: the file store says %d bytes, the download host %d", e.want, e.got)
+	return fmt.Sprintf("size mismatch: expected %d bytes, the download host has %d", e.want, e.got)
+}
+
+// errSourceChanged: a range came from another version of the source object
+// than the first one (another ETag, or 412 to If-Match).
+var errSourceChanged = errors.New("the source object changed during the download")
+
+// expiredCredentialCodes are the S3 error codes of a presigned URL whose
+// temporary credentials ended (S3 answers them with 400, not 403): the URL
+// is dead, /stream gives a new one.
+var expiredCredentialCodes = map[string]bool{"ExpiredToken": true, "TokenRefreshRequired": true, "InvalidToken": true}
+
+// etagPin is the source object's ETag a file's ranges must all share.
+type etagPin struct {
+	mu   sync.Mutex
+	etag string
+}
+
+func (p *etagPin) get() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.etag
+}
+
+// match pins etag if none is pinned yet, and reports whether etag is the
+// pinned one. An empty etag (a server that sends none) matches.
+func (p *etagPin) match(etag string) bool {
+	if etag == "" {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.etag == "" {
+		p.etag = etag
+	}
+	return p.etag == etag
 }
 
 // classify decides what a failed range attempt calls for. ctx errors are the
@@ -69,7 +105,11 @@ func classify(err error) decision {
 		return decision{actRetry, kindTruncated}
 	case errors.As(err, &sm):
 		return decision{actFail, "size-mismatch"}
+	case errors.Is(err, errSourceChanged), errors.Is(err, rdp.ErrSourceChanged):
+		return decision{actFail, "source-changed"}
 	case errors.Is(err, rdp.ErrURLExpired):
+		return decision{actRefreshURL, kindURLExpired}
+	case errors.As(err, &pe) && pe.StatusCode == http.StatusBadRequest && expiredCredentialCodes[pe.Code]:
 		return decision{actRefreshURL, kindURLExpired}
 	case errors.Is(err, rdp.ErrNotFound):
 		return decision{actFail, "gone"}
@@ -199,7 +239,8 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 type fetcher struct {
 	rdp         RDP
 	urls        *urlSource
-	size        int64 // the file's size per /files/{id}
+	size        int64    // the file's size (listing or first range)
+	pin         *etagPin // the source's ETag: sent as If-Match once known
 	readTimeout time.Duration
 	attempts    int
 	base, max   time.Duration
@@ -258,12 +299,18 @@ func (f *fetcher) once(ctx context.Context, u string, off int64, buf []byte) err
 		return err
 	}
 	n := int64(len(buf))
-	rr, err := f.rdp.GetRange(actx, u, off, n)
+	rr, err := f.rdp.GetRangeIfMatch(actx, u, off, n, f.pin.get())
 	if err != nil {
 		return stalled(err)
 	}
 	defer rr.Body.Close()
-	if rr.TotalSize >= 0 && rr.TotalSize != f.size {
+	if !f.pin.match(rr.ETag) {
+		return fmt.Errorf("%w: range at %d has ETag %s, the download started with %s", errSourceChanged, off, rr.ETag, f.pin.get())
+	}
+	switch {
+	case rr.TotalSize >= 0 && f.size < 0:
+		f.size = rr.TotalSize // learnSize's probe: nothing else runs yet
+	case rr.TotalSize >= 0 && rr.TotalSize != f.size:
 		return &sizeMismatchError{want: f.size, got: rr.TotalSize}
 	}
 	if rr.Length >= 0 && rr.Length != n {

@@ -42,17 +42,18 @@ type S3API interface {
 
 var _ S3API = (*s3.Client)(nil)
 
-// RDP is the part of the RDP client the downloader uses.
+// RDP is the part of the RDP client the downloader uses: /stream and ranges
+// of the presigned URL only (no GET /files/{id}: no public LSEG sample uses
+// it; see docs/design.md#rdp).
 type RDP interface {
-	File(ctx context.Context, id string) (*rdp.File, error)
 	StreamURL(ctx context.Context, id string) (string, error)
-	GetRange(ctx context.Context, presignedURL string, offset, length int64) (*rdp.RangeResponse, error)
+	GetRangeIfMatch(ctx context.Context, presignedURL string, offset, length int64, ifMatch string) (*rdp.RangeResponse, error)
 }
 
 var _ RDP = (*rdp.Client)(nil)
 
 // Tokens runs file-store calls with the token ring's 401 handling
-// (re-read, retry once, report; DESIGN §7.1).
+// (re-read, retry once, report; docs/design.md#tokens).
 type Tokens interface {
 	Do(ctx context.Context, op func(ctx context.Context) error) error
 }
@@ -71,6 +72,7 @@ type State interface {
 	SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error
 	ReleaseUpload(ctx context.Context, fileID, owner string) error
 	DeleteUpload(ctx context.Context, fileID, owner string) error
+	BumpSeq(ctx context.Context, fileID string, seq int) error
 }
 
 var _ State = (*state.Table)(nil)
@@ -105,9 +107,23 @@ type Settings struct {
 	// that receive a failure is final (upload aborted, state FAILED).
 	MaxReceiveCount int
 	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
-	// continuation message) done after the work context ended (default 10s).
+	// continuation message) done after the work context ended (default 10s);
+	// it never runs past the invocation's deadline.
 	CleanupTimeout time.Duration
+	// DeferBaseDelay and DeferMaxDelay: during an outage (no usable token,
+	// RDP 429/5xx) the work is re-enqueued with a delay of DeferBaseDelay ×
+	// 2^deferrals (jittered), at most DeferMaxDelay (≤ SQS's 15 minutes).
+	// Defaults 30s and 15m.
+	DeferBaseDelay time.Duration
+	DeferMaxDelay  time.Duration
+	// MemoryMB is the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+	// 0: unknown, not checked).
+	MemoryMB int
 }
+
+// memoryOverhead is what the process needs besides the part buffers
+// (runtime, SDK clients, HTTP buffers): the memory guard's allowance.
+const memoryOverhead = 64 * MiB
 
 // SettingsFrom converts the loaded configuration.
 func SettingsFrom(c config.Downloader) Settings {
@@ -163,6 +179,43 @@ func (s *Settings) validate() error {
 	}
 	if s.CleanupTimeout <= 0 {
 		s.CleanupTimeout = 10 * time.Second
+	}
+	if s.DeferBaseDelay <= 0 {
+		s.DeferBaseDelay = 30 * time.Second
+	}
+	if s.DeferMaxDelay <= 0 || s.DeferMaxDelay > queue.MaxDelay {
+		s.DeferMaxDelay = queue.MaxDelay
+	}
+	return s.checkMemory()
+}
+
+// checkMemory is the start-up memory guard: the part buffers (part size ×
+// (PARALLEL_RANGES + 1), see slotPool) plus the overhead must fit the
+// function's memory.
+func (s *Settings) checkMemory() error {
+	if s.MemoryMB <= 0 {
+		return nil
+	}
+	ps, what := s.PartSize, "PART_SIZE"
+	if ps == 0 {
+		ps, what = defaultPartSize, "PART_SIZE (unset: default)"
+	}
+	need := ps*int64(s.ParallelRanges+1) + memoryOverhead
+	if need > int64(s.MemoryMB)*MiB {
+		return fmt.Errorf("config: %s %d MiB × (PARALLEL_RANGES %d + 1) + %d MiB overhead = %d MiB does not fit AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d: lower PART_SIZE or PARALLEL_RANGES, or give the function more memory",
+			what, ps/MiB, s.ParallelRanges, memoryOverhead/MiB, need/MiB, s.MemoryMB)
+	}
+	return nil
+}
+
+// fitsMemory reports whether parts of partSize fit the function's memory
+// (part sizes grow past PART_SIZE for files over 10,000 parts).
+func (s *Settings) fitsMemory(partSize int64) error {
+	if s.MemoryMB <= 0 {
+		return nil
+	}
+	if need := partSize*int64(s.ParallelRanges+1) + memoryOverhead; need > int64(s.MemoryMB)*MiB {
+		return fmt.Errorf("part size %d MiB × (PARALLEL_RANGES=%d + 1) + %d MiB overhead does not fit AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", partSize/MiB, s.ParallelRanges, memoryOverhead/MiB, s.MemoryMB)
 	}
 	return nil
 }
@@ -281,7 +334,7 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 
 // HandleEvent decodes the raw Lambda event and runs Handle: an event that is
 // not JSON, or not shaped like an SQS event, gets an error that says so and
-// names the field (DESIGN §5, §7.8) instead of the JSON decoder's bare message.
+// names the field (docs/design.md#events) instead of the JSON decoder's bare message.
 func (h *Handler) HandleEvent(ctx context.Context, raw []byte) (events.SQSEventResponse, error) {
 	evt, err := decodeEvent(raw)
 	if err != nil {
@@ -318,9 +371,9 @@ func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("panic while processing message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			h.metrics.Add("FilesFailed", 1, "reason", "panic")
 			err = fmt.Errorf("panic: %v", r)
 			if final && m.FileID != "" {
+				h.metrics.Add("FilesFailed", 1)
 				h.markFailed(ctx, log, m.FileID, fmt.Sprintf("panic: %v", r))
 			}
 		}

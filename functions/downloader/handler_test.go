@@ -81,7 +81,19 @@ func newRig(t *testing.T, mod func(*Settings)) *rig {
 	return r
 }
 
+// msgFor is the poller's message for file id: with the size (and md5, if
+// the test gave one) the listing has for it.
 func msgFor(id string) queue.Message {
+	m := oldMsgFor(id)
+	if f, ok := listing.listed(id); ok {
+		m.Size = &f.size
+		m.MD5 = f.md5
+	}
+	return m
+}
+
+// oldMsgFor is a message of the first format: no size, no name.
+func oldMsgFor(id string) queue.Message {
 	return queue.Message{FileID: id, FileSetID: "fs1", FileSetName: "Set 1", Bucket: "bulk-ESG", PackageID: "pkg1"}
 }
 
@@ -418,15 +430,19 @@ func TestHandle(t *testing.T) {
 			},
 		},
 		{
-			name: "lease held by another invocation: success without download",
+			name: "lease held by another invocation: not acknowledged as done, a delayed copy follows",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.st.uploads["f1"] = &state.Upload{FileID: "f1", Owner: "someone", LeaseUntilMs: time.Now().Add(time.Hour).UnixMilli()}
 			},
 			msgs: []string{"f1"},
 			check: func(t *testing.T, r *rig) {
-				if r.rdp.Ranges() != 0 || metric(t, r.metrics.String(), "FilesSkipped", "reason", "duplicate") != 1 {
-					t.Errorf("ranges %d; metrics %s", r.rdp.Ranges(), r.metrics.String())
+				if r.rdp.Ranges() != 0 {
+					t.Errorf("ranges %d", r.rdp.Ranges())
+				}
+				sent := r.snd.messages()
+				if len(sent) != 1 || sent[0].FileID != "f1" || sent[0].Delay <= 0 || sent[0].Seq != 0 || sent[0].Deferrals != 1 {
+					t.Fatalf("sent %+v: want one delayed copy of the same chain link", sent)
 				}
 			},
 		},
@@ -440,7 +456,7 @@ func TestHandle(t *testing.T) {
 			check: func(t *testing.T, r *rig) { r.checkLanded(t, "f1", "a.csv", MiB) },
 		},
 		{
-			name:  "404 from /files: fails as gone",
+			name:  "404 from /stream: fails as gone",
 			setup: func(r *rig) {},
 			msgs:  []string{"f1"},
 			fail:  []string{"m0"},
@@ -451,7 +467,7 @@ func TestHandle(t *testing.T) {
 			},
 		},
 		{
-			name: "401 on /stream after the reader's retry: fails, FAILED unauthorized",
+			name: "401 on /stream after the reader's retry: deferred with a delay, the message succeeds",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.rdp.StreamErr = func(string, int) error {
@@ -459,10 +475,16 @@ func TestHandle(t *testing.T) {
 				}
 			},
 			msgs: []string{"f1"},
-			fail: []string{"m0"},
 			check: func(t *testing.T, r *rig) {
-				if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.HasPrefix(f.Reason, "unauthorized:") {
-					t.Errorf("state %+v, want FAILED unauthorized", f)
+				if f := r.st.file("f1"); f.Status != state.StatusDownloading || !strings.HasPrefix(f.Reason, "deferred (unauthorized)") {
+					t.Errorf("state %+v, want DOWNLOADING, deferred (unauthorized)", f)
+				}
+				sent := r.snd.messages()
+				if len(sent) != 1 || sent[0].Deferrals != 1 || sent[0].Delay <= 0 || sent[0].Seq != 1 {
+					t.Fatalf("sent %+v, want one delayed message, deferral 1, seq 1", sent)
+				}
+				if metric(t, r.metrics.String(), "FilesDeferred") != 1 {
+					t.Errorf("FilesDeferred not counted: %s", r.metrics.String())
 				}
 			},
 		},
@@ -514,7 +536,7 @@ func TestHandle(t *testing.T) {
 			name: "a panic fails only its message",
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
-				r.rdp.FileErr = func(id string) error {
+				r.rdp.StreamErr = func(id string, _ int) error {
 					if id == "boom" {
 						panic("fake crash")
 					}
@@ -601,11 +623,12 @@ func TestHandleRangeFaults(t *testing.T) {
 	name := "faulty.bin"
 	off := 5 * MiB
 	tests := []struct {
-		name    string
-		fault   rangeFault
-		kind    string // Retries{kind} expected once; "" for failures
-		failure string // state reason prefix when the file must fail
-		urls    int    // /stream calls expected (0: don't check)
+		name     string
+		fault    rangeFault
+		kind     string // Retries{kind} expected once; "" for failures
+		failure  string // state reason prefix when the file must fail
+		urls     int    // /stream calls expected (0: don't check)
+		deferred bool   // RDP unavailable: deferred, not failed
 	}{
 		{name: "connection reset", kind: kindReset, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) { return nil, resetErr() })},
 		{name: "truncated body", kind: kindTruncated, fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
@@ -621,6 +644,18 @@ func TestHandleRangeFaults(t *testing.T) {
 		{name: "403 expired URL: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 403, Code: "AccessDenied", Message: "Request has expired"}
 		})},
+		{name: "400 ExpiredToken (session token ended): new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "ExpiredToken", Message: "The provided token has expired."}
+		})},
+		{name: "400 TokenRefreshRequired: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "TokenRefreshRequired"}
+		})},
+		{name: "400 InvalidToken: new URL from /stream", kind: kindURLExpired, urls: 2, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "InvalidToken"}
+		})},
+		{name: "400 other code: fails", failure: "download:", fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
+			return nil, &rdp.PresignedError{Host: "h", StatusCode: 400, Code: "InvalidArgument"}
+		})},
 		{name: "503 SlowDown", kind: kindThrottle, fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 503, Code: "SlowDown"}
 		})},
@@ -630,13 +665,13 @@ func TestHandleRangeFaults(t *testing.T) {
 		{name: "404 on the URL: permanent", failure: "gone:", fault: faultAt(off, func(string, int64, int64) (*rdp.RangeResponse, error) {
 			return nil, &rdp.PresignedError{Host: "h", StatusCode: 404, Code: "NoSuchKey"}
 		})},
-		{name: "500 on every attempt: gives up", failure: "download:", fault: func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
+		{name: "500 on every attempt: deferred, upload kept", deferred: true, fault: func(_ context.Context, o, n int64, attempt int) (*rdp.RangeResponse, error) {
 			if o == off {
 				return nil, &rdp.PresignedError{Host: "h", StatusCode: 500, Code: "InternalError"}
 			}
 			return nil, nil
 		}},
-		{name: "size differs from /files", failure: "size-mismatch:", fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
+		{name: "size differs from the listing", failure: "size-mismatch:", fault: faultAt(off, func(id string, o, n int64) (*rdp.RangeResponse, error) {
 			return &rdp.RangeResponse{Body: io.NopCloser(strings.NewReader("")), Offset: o, Length: n, TotalSize: size + 1}, nil
 		})},
 	}
@@ -646,6 +681,22 @@ func TestHandleRangeFaults(t *testing.T) {
 			r.rdp.add("f1", name, size, true)
 			r.rdp.Fault = tt.fault
 			resp, _ := r.h.Handle(context.Background(), event(msgFor("f1").Encode()))
+			if tt.deferred {
+				sent := r.snd.messages()
+				if len(resp.BatchItemFailures) != 0 || len(sent) != 1 || sent[0].Delay <= 0 || sent[0].Deferrals != 1 {
+					t.Fatalf("failures %v, sent %+v: want the message acknowledged and a delayed copy", failedIDs(resp), sent)
+				}
+				if up := r.st.upload("f1"); up == nil || up.UploadID == "" || r.s3.openUploads() != 1 {
+					t.Errorf("checkpoint %+v: want the upload kept", up)
+				}
+				if r.rdp.attempts[off] != r.cfg.RangeAttempts {
+					t.Errorf("%d attempts at the range, want RANGE_ATTEMPTS=%d", r.rdp.attempts[off], r.cfg.RangeAttempts)
+				}
+				if strings.Contains(r.metrics.String(), "FilesFailed") {
+					t.Error("FilesFailed counted for a deferral")
+				}
+				return
+			}
 			if tt.failure != "" {
 				if len(resp.BatchItemFailures) != 1 {
 					t.Fatalf("want the message to fail, got %v", failedIDs(resp))
@@ -656,9 +707,6 @@ func TestHandleRangeFaults(t *testing.T) {
 				}
 				if r.s3.openUploads() != 0 || r.s3.object(keyOf(name)) != nil {
 					t.Error("open upload or object left after a failure")
-				}
-				if tt.name == "500 on every attempt: gives up" && r.rdp.attempts[off] != r.cfg.RangeAttempts {
-					t.Errorf("%d attempts at the range, want RANGE_ATTEMPTS=%d", r.rdp.attempts[off], r.cfg.RangeAttempts)
 				}
 				return
 			}

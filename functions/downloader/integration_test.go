@@ -145,7 +145,15 @@ func (e *dlEnv) addFile(name string, size int64) rdptest.File {
 	return fs.Files[0]
 }
 
+// itMsg is the poller's message for f: with the listing's name and size.
 func itMsg(f rdptest.File) queue.Message {
+	m := itOldMsg(f)
+	m.FileName, m.Size = f.Name, &f.Size
+	return m
+}
+
+// itOldMsg is a message of the first format (no name, no size).
+func itOldMsg(f rdptest.File) queue.Message {
 	return queue.Message{FileID: f.ID, FileSetID: f.FileSetID, FileSetName: f.FileSetName, Bucket: f.Bucket, PackageID: f.PackageID}
 }
 
@@ -264,6 +272,18 @@ func TestIntegrationLands(t *testing.T) {
 	}
 	noSecrets(t, e, logs.String())
 
+	t.Run("a message without size (first format): size from Content-Range", func(t *testing.T) {
+		f := e.addFile("old format.bin", 12*MiB)
+		before := e.sim.Counters()
+		resp, _ := h.Handle(ctx, sqsEvent(itOldMsg(f)))
+		if len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("failures %v\n%s", failedIDs(resp), logs.String())
+		}
+		e.checkLanded(t, f)
+		if got := e.sim.Counters().RangeRequests - before.RangeRequests; got != 1+3 {
+			t.Errorf("%d range requests, want 4 (a one-byte probe + 3 parts)", got)
+		}
+	})
 	t.Run("redelivery of a DONE file downloads nothing", func(t *testing.T) {
 		before := e.sim.Counters()
 		resp, _ := h.Handle(ctx, sqsEvent(itMsg(multi)))
@@ -334,6 +354,7 @@ func TestIntegrationFaults(t *testing.T) {
 		before func(t *testing.T) // e.g. a newer token in the ring
 		kind   string             // Retries{kind} expected (≥ 1), "" for none
 		fail   string             // state reason prefix when the file must fail
+		defer_ string             // state reason prefix when the work must be deferred
 	}{
 		// Twice: Go's transport silently retries a GET once when a reused
 		// connection is reset; the second reset reaches the downloader.
@@ -364,18 +385,18 @@ func TestIntegrationFaults(t *testing.T) {
 		{name: "503 SlowDown", kind: kindThrottle, fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultUnavailable, FileID: f.ID}
 		}},
-		{name: "500 on /files/{id} (client retry)", fault: func(f rdptest.File) rdptest.Fault {
-			return rdptest.Fault{Kind: rdptest.FaultServerError, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID}
+		{name: "500 on /stream (client retry)", fault: func(f rdptest.File) rdptest.Fault {
+			return rdptest.Fault{Kind: rdptest.FaultServerError, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID + "/stream"}
 		}},
 		{name: "401 on /stream, newer token in the ring", fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID + "/stream"}
 		}, before: func(t *testing.T) {
 			e.writeToken(t, itSlots[1], e.sim.IssueServiceToken(rdptest.DefaultServiceID), 2)
 		}},
-		{name: "401 on /stream, nothing newer: reported, fails", fail: "unauthorized:", fault: func(f rdptest.File) rdptest.Fault {
+		{name: "401 on /stream, nothing newer: reported, deferred", defer_: "deferred (unauthorized)", fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID + "/stream", Times: 2}
 		}},
-		{name: "500 on every range: gives up, aborts", fail: "download:", fault: func(f rdptest.File) rdptest.Fault {
+		{name: "500 on every range: deferred, upload kept", defer_: "deferred (rdp-unavailable)", fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultServerError, FileID: f.ID, Times: -1}
 		}},
 	}
@@ -392,6 +413,24 @@ func TestIntegrationFaults(t *testing.T) {
 			resp, _ := h.Handle(ctx, sqsEvent(itMsg(f)))
 			if e.sim.Counters().FaultsFired == fired {
 				t.Fatal("the fault did not fire")
+			}
+			if tt.defer_ != "" {
+				if len(resp.BatchItemFailures) != 0 {
+					t.Fatalf("the message must succeed (work deferred); failures %v", failedIDs(resp))
+				}
+				st, err := e.table.GetFile(ctx, f.ID)
+				if err != nil || st.Status != state.StatusDownloading || !strings.HasPrefix(st.Reason, tt.defer_) {
+					t.Errorf("state %+v (%v), want DOWNLOADING %q…", st, err, tt.defer_)
+				}
+				if !strings.Contains(logs.String(), "work re-enqueued with a delay") || e.objectCount(t, itKey(f)) != 0 {
+					t.Error("no deferral logged, or an object written")
+				}
+				attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queue,
+					AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+				if n, _ := strconv.Atoi(attrs.Attributes[string(stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]); err != nil || n < 1 {
+					t.Errorf("no delayed message on the queue: %v %v", attrs, err)
+				}
+				return
 			}
 			if e.openUploads(t) != 0 {
 				t.Error("multipart upload left open")
@@ -466,7 +505,9 @@ func TestIntegrationContinuation(t *testing.T) {
 	if err != nil || len(out.Messages) != 1 {
 		t.Fatalf("continuation messages: %d (%v)", len(out.Messages), err)
 	}
-	if m, err := queue.Decode(aws.ToString(out.Messages[0].Body)); err != nil || m != itMsg(f) {
+	want := itMsg(f)
+	want.Seq = 1
+	if m, err := queue.Decode(aws.ToString(out.Messages[0].Body)); err != nil || m.Encode() != want.Encode() {
 		t.Fatalf("continuation %q is not the same message", aws.ToString(out.Messages[0].Body))
 	}
 	first := e.sim.Counters().RangeRequests

@@ -81,6 +81,8 @@ func main() {
 	if err != nil {
 		fatal(log, "configuration", err)
 	}
+	settings := SettingsFrom(cfg)
+	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	h, err := New(Deps{
 		S3:      s3c,
 		RDP:     client,
@@ -90,7 +92,7 @@ func main() {
 		Landing: lander,
 		Log:     log,
 		Metrics: metrics.New(os.Stdout, function),
-	}, SettingsFrom(cfg))
+	}, settings)
 	if err != nil {
 		fatal(log, "configuration", err)
 	}

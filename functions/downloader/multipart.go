@@ -23,14 +23,16 @@ import (
 
 // multipart is the progress of one file's multipart upload in this invocation.
 //
-// Ranges run in parallel and complete out of order. When the file store gives
-// an md5, the parts are hashed strictly in part order: a part that finished
+// Ranges run in parallel and complete out of order. The parts are hashed
+// (MD5, to verify against an md5 an API gave or the source's plain ETag, see
+// verifyMD5) strictly in part order: a part that finished
 // early keeps its buffer (and its slot) until every part before it has been
 // hashed, so memory stays at P buffers and the head-of-line part is never
 // starved. Only parts that are hashed count as done, so the saved MD5 state
 // always covers exactly parts 1..k and a resumed upload continues the same
 // hash: the md5 of a file that took several invocations is still verified.
-// Without an md5 a part is done as soon as S3 has it.
+// A resumed upload whose checkpoint has no MD5 state is not hashed; then a
+// part is done as soon as S3 has it.
 type multipart struct {
 	j        *job
 	partSize int64
@@ -125,7 +127,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 				return fmt.Errorf("abort the checkpoint's multipart upload: %w", aerr)
 			}
 		} else {
-			if j.wantMD5 != nil && !mp.restoreMD5(up) {
+			if !mp.restoreMD5(up) && !j.hashUseless() {
 				j.log.Warn("md5 cannot be resumed from the checkpoint: this file's md5 is not verified (its size and every part's CRC32C are)")
 			}
 			j.mp = mp
@@ -134,9 +136,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		}
 	}
 	mp := newMultipart(j, partSize)
-	if j.wantMD5 != nil {
-		mp.md5 = md5.New()
-	}
+	mp.md5 = md5.New()
 	out, err := h.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:            &h.cfg.DestBucket,
 		Key:               &j.key,
@@ -149,6 +149,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 	}
 	up.UploadID, up.Bucket, up.Key, up.Size, up.PartSize = aws.ToString(out.UploadId), h.cfg.DestBucket, j.key, j.size, partSize
 	up.PartsDone, up.MD5State, up.MD5Through = 0, nil, 0
+	up.SourceETag = j.pin.get()
 	// Persist the upload id at once: from here on a crash never orphans it.
 	if err := h.state.SaveUpload(ctx, up, nil, nil, j.owner); err != nil {
 		_ = j.abort(ctx)
@@ -329,6 +330,7 @@ func (mp *multipart) part(ctx context.Context, n int32, buf []byte) error {
 func (mp *multipart) finishPart(ctx context.Context, p state.Part, buf []byte) error {
 	for {
 		mp.mu.Lock()
+		mp.dropUselessHash()
 		if mp.md5 == nil || mp.md5Through == p.Number-1 {
 			if mp.md5 != nil {
 				mp.md5.Write(buf)
@@ -360,6 +362,22 @@ func (mp *multipart) finishPart(ctx context.Context, p state.Part, buf []byte) e
 	}
 }
 
+// dropUselessHash stops hashing (and its part ordering, which holds buffers
+// back) once the source's ETag is known not to tell the MD5 and no md5 was
+// given: a multipart "…-N" ETag. The ETag is pinned by the first range
+// response, before any part finishes. Parts waiting for their turn are
+// released. mp.mu is held.
+func (mp *multipart) dropUselessHash() {
+	if mp.md5 == nil || !mp.j.hashUseless() {
+		return
+	}
+	mp.md5 = nil
+	for n, ch := range mp.waiters {
+		close(ch)
+		delete(mp.waiters, n)
+	}
+}
+
 // snapshot returns every done part and the chunks to write, and puts the
 // MD5 state into up. The dirty set is handed over (see redirty).
 func (mp *multipart) snapshot(up *state.Upload) ([]state.Part, []int) {
@@ -373,6 +391,7 @@ func (mp *multipart) snapshot(up *state.Upload) ([]state.Part, []int) {
 	}
 	dirty := slices.Sorted(maps.Keys(mp.dirty))
 	mp.dirty = map[int]bool{}
+	up.SourceETag = mp.j.pin.get()
 	up.MD5State, up.MD5Through = nil, 0
 	if mp.md5 != nil {
 		if m, ok := mp.md5.(encoding.BinaryMarshaler); ok {
@@ -422,21 +441,33 @@ func (mp *multipart) complete(ctx context.Context) outcome {
 		cps = append(cps, types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag), ChecksumCRC32C: nonEmpty(p.Checksum)})
 	}
 	if total != j.size {
-		return failed("size-mismatch", fmt.Errorf("parts hold %d bytes, the file store says %d", total, j.size))
+		return failed("size-mismatch", fmt.Errorf("parts hold %d bytes, the file has %d", total, j.size))
 	}
 	if mp.md5 != nil {
-		if sum := mp.md5.Sum(nil); !bytes.Equal(sum, j.wantMD5) {
-			return failed("md5-mismatch", fmt.Errorf("md5 mismatch: the file store says %x, downloaded %x", j.wantMD5, sum))
+		if o, ok := j.verifyMD5(mp.md5.Sum(nil)); !ok {
+			return o
 		}
-		j.md5OK = true
 	}
-	out, err := h.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	in := &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(j.up.Bucket),
 		Key:             aws.String(j.up.Key),
 		UploadId:        aws.String(j.up.UploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cps},
-	})
+	}
+	if j.keyFree {
+		in.IfNoneMatch = aws.String("*") // never overwrite a file that raced us to the key
+	}
+	out, err := h.s3.CompleteMultipartUpload(ctx, in)
 	if err != nil {
+		// A retried Complete whose first response was lost answers
+		// NoSuchUpload although the object landed: ask S3 what the key holds.
+		if o, ok := j.afterWriteError(ctx, err); ok {
+			return o
+		}
+		if isNoSuchUpload(err) && ctx.Err() == nil {
+			j.up.UploadID = "" // S3 no longer has it: nothing to abort
+			return outcome{kind: outRestart, reason: "upload-gone", err: fmt.Errorf("complete multipart upload: %w", err)}
+		}
 		return j.stopOr(ctx, fmt.Errorf("complete multipart upload: %w", err))
 	}
 	j.up.UploadID = "" // completed: nothing to abort any more

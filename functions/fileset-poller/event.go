@@ -9,7 +9,7 @@ import (
 	"unicode"
 )
 
-// Event is a parsed invocation event (DESIGN §5).
+// Event is a parsed invocation event (docs/design.md#events).
 //
 //	any JSON object without "subscriptions"/"full"  → scheduled: every SUBSCRIPTIONS entry, incremental
 //	{"subscriptions":["bulk-ESG/<packageId>", …]}   → those entries

@@ -32,11 +32,11 @@ func (p *poll) recordFileSets(ctx context.Context, batch []fileSetFiles, fresh [
 			continue
 		}
 		delete(want, ff.fs.ID)
-		var ttl int64
-		if !ff.fs.AvailableTo.IsZero() {
-			ttl = ff.fs.AvailableTo.Add(p.h.ttlMargin()).Unix()
+		ids := make([]string, len(ff.files))
+		for j, f := range ff.files {
+			ids[j] = f.id
 		}
-		it := landing.FileSetItem(ff.fs, p.target.Bucket, p.target.PackageID, ff.ids, ttl)
+		it := landing.FileSetItem(ff.fs, p.target.Bucket, p.target.PackageID, ids, p.fileTTL(&ff.fs))
 		if !landing.Recordable(it) {
 			p.log.Warn("file-set too large to track for the landing step: its files land without a manifest or event",
 				"file_set_id", it.FileSetID, "files", len(it.FileIDs))

@@ -21,14 +21,14 @@ import (
 
 // FileStore is the part of the RDP client the poller uses.
 type FileStore interface {
-	FileSetsWithPages(ctx context.Context, q rdp.FileSetQuery, onPage func()) iter.Seq2[rdp.FileSet, error]
+	FileSetPages(ctx context.Context, q rdp.FileSetQuery, from string) iter.Seq2[rdp.Page[rdp.FileSet], error]
 	Packages(ctx context.Context, bucket string) iter.Seq2[rdp.Package, error]
 	Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.File, error]
 }
 
 var _ FileStore = (*rdp.Client)(nil)
 
-// TokenGuard runs RDP calls and handles a 401 (DESIGN §7.1): re-read the
+// TokenGuard runs RDP calls and handles a 401 (docs/design.md#tokens): re-read the
 // ring, retry once, then report the token and fail with rdp.ErrUnauthorized.
 type TokenGuard interface {
 	Do(ctx context.Context, op func(ctx context.Context) error) error
@@ -42,8 +42,15 @@ type StateStore interface {
 	ClaimFile(ctx context.Context, it state.FileItem) error
 	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
 	MarkQueued(ctx context.Context, fileID string) error
+	MarkFailed(ctx context.Context, fileID, reason string) error
 	GetWatermark(ctx context.Context, bucket, packageID string) (*state.Watermark, error)
 	PutWatermark(ctx context.Context, w state.Watermark) error
+	SavePass(ctx context.Context, bucket, packageID string, p state.Pass) error
+	// The sweep of non-final files.
+	QueryNonFinal(ctx context.Context, before time.Time, limit int, fn func(*state.FileItem) error) error
+	RequeueFile(ctx context.Context, fileID string, seen time.Time) error
+	GetUpload(ctx context.Context, fileID string) (*state.Upload, error)
+	MarkNonFinal(ctx context.Context, fileID string) error
 }
 
 var _ StateStore = (*state.Table)(nil)
@@ -69,6 +76,16 @@ const (
 	writeConcurrency = 8
 	// deadlineReserve is kept free before the Lambda deadline to report.
 	deadlineReserve = 5 * time.Second
+	// DefaultStuckAfter: a non-final file not updated for this long, lease
+	// free, is sent again. Well above the queue's visibility (30 min) ×
+	// maxReceiveCount (5) = 2.5 h and the downloader's deferral delays.
+	DefaultStuckAfter = 6 * time.Hour
+	// DefaultSweepLimit bounds the stale files handled per run.
+	DefaultSweepLimit = 200
+	// listingReserve: no new page is fetched when less than this (or a
+	// quarter of the invocation's time, if smaller) is left before the
+	// deadline; the pass is saved and the next run resumes it.
+	listingReserve = 30 * time.Second
 )
 
 // Handler is the fileset-poller. Build it with its fields set; zero knobs
@@ -96,6 +113,10 @@ type Handler struct {
 	TTLMargin time.Duration
 	// PageSize of the file-set listing, 1..100 (POLL_PAGE_SIZE; default 100).
 	PageSize int
+	// StuckAfter: a non-final file not updated for this long is swept (STUCK_AFTER).
+	StuckAfter time.Duration
+	// SweepLimit: stale files handled per run (SWEEP_LIMIT).
+	SweepLimit int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
@@ -114,6 +135,8 @@ type Result struct {
 	FileSetsSeen       int             `json:"fileSetsSeen"`
 	FilesQueued        int             `json:"filesQueued"`
 	FilesNearingExpiry int             `json:"filesNearingExpiry"`
+	FilesFailed        int             `json:"filesFailed"`     // names SQS refuses + expired stale files
+	Sweep              *SweepResult    `json:"sweep,omitempty"` // nil when the run had no time left to sweep
 	DurationSeconds    float64         `json:"durationSeconds"`
 }
 
@@ -121,6 +144,8 @@ type Result struct {
 type PackageResult struct {
 	Subscription  string    `json:"subscription"` // bucket/packageId
 	Full          bool      `json:"full"`
+	Resumed       bool      `json:"resumed,omitempty"` // a pass paused by an earlier run
+	Paused        bool      `json:"paused,omitempty"`  // stopped by the time budget; the next run resumes
 	ModifiedSince time.Time `json:"modifiedSince,omitzero"`
 	Pages         int       `json:"pages"`
 	FileSets      int       `json:"fileSets"`      // distinct READY file-sets listed
@@ -130,6 +155,7 @@ type PackageResult struct {
 	Queued        int       `json:"queued"`        // messages sent (new + resent)
 	SendFailed    int       `json:"sendFailed"`    // messages not sent: left CLAIMED for the next poll
 	NearingExpiry int       `json:"nearingExpiry"` // files not DONE whose file-set expires soon
+	Failed        int       `json:"failed"`        // files FAILED because SQS refuses their name
 	Watermark     time.Time `json:"watermark,omitzero"`
 	Error         string    `json:"error,omitempty"`
 }
@@ -180,6 +206,31 @@ func (h *Handler) pageSize() int {
 		return h.PageSize
 	}
 	return DefaultPageSize
+}
+
+func (h *Handler) stuckAfter() time.Duration {
+	if h.StuckAfter > 0 {
+		return h.StuckAfter
+	}
+	return DefaultStuckAfter
+}
+
+func (h *Handler) sweepLimit() int {
+	if h.SweepLimit > 0 {
+		return h.SweepLimit
+	}
+	return DefaultSweepLimit
+}
+
+// stopAt is when listings stop fetching pages: the deadline less
+// listingReserve or a quarter of the time left, whichever is smaller.
+// Zero (no budget) without a deadline.
+func stopAt(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	return dl.Add(-min(listingReserve, time.Until(dl)/4))
 }
 
 func (h *Handler) ttlMargin() time.Duration {
@@ -235,8 +286,32 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	}
 	log.Info("poll started", "subscriptions", len(subs), "source", source, "full", ev.Full)
 
+	h.pollSubscriptions(ctx, log, subs, ev.Full, fail, res)
+	if err := h.sweepInto(ctx, log, res); err != nil {
+		fail(err)
+	}
+	res.DurationSeconds = time.Since(start).Seconds()
+	h.putMetrics(res, len(errs))
+	attrs := []any{
+		"packages", len(res.Packages), "pages", res.PagesFetched, "file_sets", res.FileSetsSeen,
+		"files_queued", res.FilesQueued, "files_nearing_expiry", res.FilesNearingExpiry,
+		"errors", len(errs), "seconds", res.DurationSeconds,
+	}
+	if len(errs) > 0 {
+		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
+		log.Error("poll failed", append(attrs, "error", err.Error())...)
+		return res, err
+	}
+	log.Info("poll done", attrs...)
+	return res, nil
+}
+
+// pollSubscriptions polls every package the subscriptions name, each once,
+// until an error aborts the invocation (an outage: see guardErr).
+func (h *Handler) pollSubscriptions(ctx context.Context, log *slog.Logger, subs []string, full bool, fail func(error), res *Result) {
 	seen := map[string]bool{}
 	aborted := false
+	stop := stopAt(ctx)
 	for _, raw := range subs {
 		if aborted {
 			break
@@ -265,12 +340,8 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 				continue
 			}
 			seen[t.key()] = true
-			pr, err := h.pollPackage(ctx, log, t, ev.Full)
-			res.Packages = append(res.Packages, pr)
-			res.PagesFetched += pr.Pages
-			res.FileSetsSeen += pr.FileSets
-			res.FilesQueued += pr.Queued
-			res.FilesNearingExpiry += pr.NearingExpiry
+			pr, err := h.pollPackage(ctx, log, t, full, stop)
+			res.add(pr)
 			if err != nil {
 				fail(err)
 				if isAbort(err) {
@@ -280,20 +351,31 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 			}
 		}
 	}
-	res.DurationSeconds = time.Since(start).Seconds()
-	h.putMetrics(res, len(errs))
-	attrs := []any{
-		"packages", len(res.Packages), "pages", res.PagesFetched, "file_sets", res.FileSetsSeen,
-		"files_queued", res.FilesQueued, "files_nearing_expiry", res.FilesNearingExpiry,
-		"errors", len(errs), "seconds", res.DurationSeconds,
+}
+
+// add counts one package's poll in the invocation's result.
+func (res *Result) add(pr PackageResult) {
+	res.Packages = append(res.Packages, pr)
+	res.PagesFetched += pr.Pages
+	res.FileSetsSeen += pr.FileSets
+	res.FilesQueued += pr.Queued
+	res.FilesNearingExpiry += pr.NearingExpiry
+	res.FilesFailed += pr.Failed
+}
+
+// sweepInto sweeps the non-final files (see sweep) unless the invocation
+// has no time left, and records the outcome in res.
+func (h *Handler) sweepInto(ctx context.Context, log *slog.Logger, res *Result) error {
+	if ctx.Err() != nil {
+		return nil
 	}
-	if len(errs) > 0 {
-		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
-		log.Error("poll failed", append(attrs, "error", err.Error())...)
-		return res, err
+	sr, err := h.sweep(ctx, log)
+	res.Sweep = &sr
+	res.FilesFailed += sr.Expired
+	if err != nil {
+		log.Error("sweep failed", "error", err.Error())
 	}
-	log.Info("poll done", attrs...)
-	return res, nil
+	return err
 }
 
 func isAbort(err error) bool {
@@ -301,13 +383,17 @@ func isAbort(err error) bool {
 	return errors.As(err, &a)
 }
 
-// guardErr turns token failures into aborts: every further RDP call would
-// fail the same way (and report the same token again).
+// guardErr turns outages into aborts: no usable token (every further RDP
+// call would fail the same way, and report the same token again), and RDP
+// rate limiting that outlasted the client's retries (more requests only
+// prolong it, and the limit is the account's). A server error fails only
+// its package. Either way the run fails; what was listed stays claimed and
+// sent, the pass keeps its cursor, and the next run catches up.
 func guardErr(err error) error {
 	if err == nil || isAbort(err) {
 		return err
 	}
-	if errors.Is(err, rdp.ErrUnauthorized) || errors.Is(err, tokenring.ErrNoValidToken) {
+	if errors.Is(err, rdp.ErrUnauthorized) || errors.Is(err, tokenring.ErrNoValidToken) || errors.Is(err, rdp.ErrRateLimited) {
 		return &errAbort{err}
 	}
 	return err
@@ -323,6 +409,13 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 	m.Add("PagesFetched", float64(res.PagesFetched))
 	m.Add("FilesNearingExpiry", float64(res.FilesNearingExpiry))
 	m.Add("PollErrors", float64(errs))
+	// FilesFailed (dimension Function only) is the name the downloader uses
+	// too: one alarm covers both functions' FAILED files.
+	m.Add("FilesFailed", float64(res.FilesFailed))
+	if res.Sweep != nil {
+		m.Add("FilesResent", float64(res.Sweep.Resent))
+		m.Put("OldestNonFinalAgeSeconds", metrics.Seconds, res.Sweep.OldestAgeSeconds)
+	}
 	m.Put("PollSeconds", metrics.Seconds, res.DurationSeconds)
 	_ = m.Flush()
 }

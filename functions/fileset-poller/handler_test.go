@@ -66,7 +66,7 @@ func mkSets(bucket, pkg string, from, n, filesPer int, base time.Time) []rdp.Fil
 	var out []rdp.FileSet
 	for i := from; i < from+n; i++ {
 		fs := rdp.FileSet{
-			ID: fmt.Sprintf("fs-%s-%d", pkg, i), Name: fmt.Sprintf("%s set %d", pkg, i),
+			ID: fmt.Sprintf("fs-%s-%04d", pkg, i), Name: fmt.Sprintf("%s set %d", pkg, i),
 			BucketName: bucket, PackageID: pkg, Status: rdp.StatusReady,
 			Created: base.Add(time.Duration(i) * time.Minute), Modified: base.Add(time.Duration(i) * time.Minute),
 			AvailableTo: base.Add(30 * 24 * time.Hour),
@@ -335,14 +335,21 @@ func TestClaimItemContents(t *testing.T) {
 	for _, id := range sets[0].Files {
 		it := f.st.files[id]
 		want := state.FileItem{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1",
+			FileName: id + ".csv", Size: int64(100 + len(id)), NonFinal: state.NonFinalValue,
 			Status: state.StatusQueued, AvailableTo: sets[0].AvailableTo, TTL: sets[0].AvailableTo.Add(48 * time.Hour).Unix(),
 			CreatedAt: f.now, UpdatedAt: f.now}
 		if it != want {
 			t.Errorf("item %+v\nwant %+v", it, want)
 		}
 	}
+	// The message carries the name and size from /files?filesetId=.
 	sent := f.q.sent[0]
-	if want := (queue.Message{FileID: sets[0].Files[0], FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1"}); sent != want {
+	id := sets[0].Files[0]
+	want := queue.Message{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1", FileName: id + ".csv"}
+	if sent.Size == nil || *sent.Size != int64(100+len(id)) {
+		t.Errorf("message size %v, want %d", sent.Size, 100+len(id))
+	}
+	if sent.Size = nil; sent != want {
 		t.Errorf("message %+v, want %+v", sent, want)
 	}
 }

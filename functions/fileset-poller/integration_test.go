@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,12 +156,19 @@ func (e *itEnv) drain(t testing.TB, queueURL string) map[string]int {
 }
 
 // filesOf returns the file ids of the simulator's READY file-sets of a package.
+// filesOf lists a package's files in the order the poller meets them: RDP
+// lists file-sets in ascending id order (files keep their order inside one).
 func (e *itEnv) filesOf(pkg string) []string {
-	var out []string
+	var files []rdptest.File
 	for _, f := range e.sim.GroundTruth() {
 		if f.PackageID == pkg {
-			out = append(out, f.ID)
+			files = append(files, f)
 		}
+	}
+	slices.SortStableFunc(files, func(a, b rdptest.File) int { return strings.Compare(a.FileSetID, b.FileSetID) })
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.ID
 	}
 	return out
 }
@@ -271,6 +281,48 @@ func TestIntegration(t *testing.T) {
 		wantExactlyOnce(t, e.drain(t, q), e.filesOf("p-crash"))
 	})
 
+	t.Run("lost messages are swept, once, lease and DONE respected", func(t *testing.T) {
+		// Its own state table: the sweep covers every file of a table.
+		createStateTable(t, e.ddb, "state-sweep")
+		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
+		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		ops := &opsDB{DynamoDB: e.ddb}
+		st := state.New(ops, "state-sweep")
+		st.Now = clock
+		q := e.newQueue(t)
+		h, _ := e.handler(t, q, nil, "", itBucket+"/p-sweep")
+		h.State, h.Now = st, clock
+		e.sim.AddFileSets(itBucket, "p-sweep", 1, 3, 10)
+		files := e.filesOf("p-sweep")
+		if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		wantExactlyOnce(t, e.drain(t, q), files) // ... and the messages are lost
+		if err := st.MarkDone(ctx, files[0], 10, "k", "e"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AcquireUpload(ctx, files[1], "downloader-1", clock().Add(9*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		skew.Store(int64(7 * time.Hour)) // past STUCK_AFTER (6h)
+		for range 2 {                    // the second poll finds nothing stale
+			if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantExactlyOnce(t, e.drain(t, q), files[2:])
+		if it, err := st.GetFile(ctx, files[2]); err != nil || it.Status != state.StatusQueued || it.Resends != 1 {
+			t.Errorf("swept file %+v, %v; want QUEUED after 1 resend", it, err)
+		}
+		// template.yaml grants the poller exactly these on the state table.
+		allowed := []string{"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query " + state.NonFinalIndex}
+		for _, op := range ops.seen() {
+			if !slices.Contains(allowed, op) {
+				t.Errorf("the poller called DynamoDB %s, which its IAM role does not allow (%v)", op, allowed)
+			}
+		}
+	})
+
 	t.Run("sqs failing mid-batch", func(t *testing.T) {
 		q := e.newQueue(t)
 		e.sim.AddFileSets(itBucket, "p-sqs", 25, 2, 10) // 50 files: 5 batches
@@ -319,8 +371,8 @@ func TestIntegration(t *testing.T) {
 		_, err := h.Handle(ctx, json.RawMessage(`{}`))
 		for _, want := range []string{
 			`subscription "not-a-subscription": no '/'`,
-			`subscription "nobucket/*": bucket "nobucket": no package visible`,
-			`subscription "nobucket/p1": bucket "nobucket": no package visible`,
+			`subscription "nobucket/*": list packages: 404 No resource found for: nobucket [EDS.CFS.NoBucketFound]`,
+			`subscription "nobucket/p1": list file-sets: 404 No resource found for: nobucket [EDS.CFS.NoBucketFound]`,
 			`subscription "bulk-ESG/p-badjson": list file-sets: malformed response`,
 			`FileSet.value.files`, // the field the API got wrong
 		} {
@@ -483,4 +535,62 @@ func malformingProxy(t *testing.T, target, badPackage string) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// opsDB records which DynamoDB operations the state table makes (Query with
+// its index), to check them against the IAM role.
+type opsDB struct {
+	state.DynamoDB
+	mu  sync.Mutex
+	ops map[string]bool
+}
+
+func (o *opsDB) note(op string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ops == nil {
+		o.ops = map[string]bool{}
+	}
+	o.ops[op] = true
+}
+
+func (o *opsDB) seen() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Sorted(maps.Keys(o.ops))
+}
+
+func (o *opsDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	o.note("GetItem")
+	return o.DynamoDB.GetItem(ctx, in, f...)
+}
+
+func (o *opsDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, f ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	o.note("PutItem")
+	return o.DynamoDB.PutItem(ctx, in, f...)
+}
+
+func (o *opsDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, f ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	o.note("UpdateItem")
+	return o.DynamoDB.UpdateItem(ctx, in, f...)
+}
+
+func (o *opsDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, f ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	o.note("DeleteItem")
+	return o.DynamoDB.DeleteItem(ctx, in, f...)
+}
+
+func (o *opsDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	o.note("BatchGetItem")
+	return o.DynamoDB.BatchGetItem(ctx, in, f...)
+}
+
+func (o *opsDB) Query(ctx context.Context, in *dynamodb.QueryInput, f ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	o.note(strings.TrimSpace("Query " + aws.ToString(in.IndexName)))
+	return o.DynamoDB.Query(ctx, in, f...)
+}
+
+func (o *opsDB) Scan(ctx context.Context, in *dynamodb.ScanInput, f ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	o.note("Scan")
+	return o.DynamoDB.Scan(ctx, in, f...)
 }

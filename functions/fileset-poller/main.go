@@ -73,6 +73,8 @@ func main() {
 		ExpiryWarning: cfg.ExpiryWarning,
 		TTLMargin:     cfg.FileTTLMargin,
 		PageSize:      cfg.PollPageSize,
+		StuckAfter:    cfg.StuckAfter,
+		SweepLimit:    cfg.SweepLimit,
 	}
 	lambda.Start(h)
 }

@@ -5,56 +5,64 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
-// poll is one package's poll. Listing state is reset on each attempt (the
-// token guard may run the listing twice); what was claimed and sent stays
-// counted.
+// poll is one package's poll: it works on the package's listing pass (a new
+// one, or the one a previous run paused) page by page. Counts are cumulative
+// over the token guard's retries; a retry resumes after the last page done.
 type poll struct {
 	h      *Handler
 	log    *slog.Logger
 	target Target
-	full   bool
-	since  time.Time
+	wm     *state.Watermark
+	pass   state.Pass
 	now    time.Time
+	stopAt time.Time // stop fetching pages after this (real clock); zero: no budget
 
-	// per attempt
-	seenSets    map[string]bool
-	seenFiles   map[string]bool
-	maxModified time.Time
-	fileSets    int
-	files       int
-	sendFailed  int
-	nearing     int
-	malformed   []error
-
-	// cumulative
-	pages  int
-	claimd int
-	resent int
-	queued int
+	seenSets   map[string]bool
+	seenFiles  map[string]bool
+	looked     map[string]*state.FileItem // the page's file items read so far (nil: unknown)
+	fileSets   int
+	files      int
+	sendFailed int
+	nearing    int
+	rejected   int // files whose names SQS rejects: FAILED by this poll
+	malformed  []error
+	pages      int // pages fetched by this run
+	claimd     int
+	resent     int
+	queued     int
+	paused     bool // stopped by the time budget: resumes next run
 }
 
-func (p *poll) reset() {
-	p.seenSets, p.seenFiles = map[string]bool{}, map[string]bool{}
-	p.maxModified = time.Time{}
-	p.fileSets, p.files, p.sendFailed, p.nearing = 0, 0, 0, 0
-	p.malformed = nil
+// newPass starts the package's next listing pass: full when asked, when no
+// pass ever completed, or every FullEvery-th poll; otherwise incremental,
+// from the watermark less the overlap. A paused pass is resumed instead,
+// unless a full pass is asked for and the paused one is incremental.
+func (h *Handler) newPass(wm *state.Watermark, forceFull bool, now time.Time) (state.Pass, bool) {
+	if p := wm.Pass; p != nil && (p.Full || !forceFull) {
+		return *p, true
+	}
+	full := forceFull || wm.Modified.IsZero() || wm.PollsSinceFull >= h.fullEvery()-1
+	p := state.Pass{Full: full, StartedAt: now}
+	if !full {
+		p.Since = wm.Modified.Add(-h.overlap())
+	}
+	return p, false
 }
 
 // pollPackage polls one package: list its READY file-sets (all of them, or
-// those modified since the watermark minus the overlap), claim and send the
-// files not yet known, re-send the ones left CLAIMED, and advance the
-// watermark only if every message of the package was sent.
-func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, forceFull bool) (PackageResult, error) {
+// those modified since the watermark less the overlap), claim and send the
+// files not yet known, re-send the ones left CLAIMED, and, when the pass
+// completes with every message sent, advance the watermark (see complete).
+// A pass stopped by the time budget is saved and resumed next run.
+func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, forceFull bool, stopAt time.Time) (PackageResult, error) {
 	started := time.Now()
 	pr := PackageResult{Subscription: t.String()}
 	log = log.With("subscription", t.String())
@@ -71,126 +79,228 @@ func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, f
 	if err != nil {
 		return failed(err)
 	}
-	full := forceFull || wm.Modified.IsZero() || wm.PollsSinceFull >= h.fullEvery()-1
-	p := &poll{h: h, log: log, target: t, full: full, now: h.now()}
-	if !full {
-		p.since = wm.Modified.Add(-h.overlap())
-	}
-	pr.Full, pr.ModifiedSince, pr.Watermark = full, p.since, wm.Modified
+	p := &poll{h: h, log: log, target: t, wm: wm, now: h.now(), stopAt: stopAt,
+		seenSets: map[string]bool{}, seenFiles: map[string]bool{}}
+	var resumed bool
+	p.pass, resumed = h.newPass(wm, forceFull, p.now)
+	p.pass.Runs++
+	pr.Full, pr.ModifiedSince, pr.Watermark, pr.Resumed = p.pass.Full, p.pass.Since, wm.Modified, resumed
 
-	err = h.Tokens.Do(ctx, func(ctx context.Context) error {
-		p.reset()
-		return p.run(ctx)
-	})
-	pr.Pages, pr.FileSets, pr.Files = p.pages, p.fileSets, p.files
+	err = h.Tokens.Do(ctx, p.run)
+	pr.Pages, pr.FileSets, pr.Files, pr.Failed = p.pages, p.fileSets, p.files, p.rejected
 	pr.New, pr.Resent, pr.Queued, pr.SendFailed, pr.NearingExpiry = p.claimd, p.resent, p.queued, p.sendFailed, p.nearing
 	if err != nil {
 		return failed(guardErr(err))
 	}
+	if p.paused {
+		pr.Paused = true
+		log.Info("listing paused by its time budget; the next run resumes it", "full", p.pass.Full,
+			"pages", pr.Pages, "pass_pages", p.pass.Pages, "pass_runs", p.pass.Runs, "queued", pr.Queued)
+		if p.sendFailed > 0 || len(p.malformed) > 0 {
+			return failed(errors.Join(append([]error{fmt.Errorf("%d message(s) not sent (the files stay CLAIMED)", p.sendFailed)}, p.malformed...)...))
+		}
+		return pr, nil
+	}
+	if err := p.problems(ctx); err != nil {
+		return failed(err)
+	}
+	next, err := p.complete(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	pr.Watermark = next
+	log.Info("package polled", "full", p.pass.Full, "modified_since", p.pass.Since, "pages", pr.Pages,
+		"file_sets", pr.FileSets, "files", pr.Files, "new", pr.New, "resent", pr.Resent, "queued", pr.Queued,
+		"failed", pr.Failed, "nearing_expiry", pr.NearingExpiry, "watermark", next, "seconds", time.Since(started).Seconds())
+	return pr, nil
+}
+
+// problems is what keeps a completed pass from advancing the watermark.
+// The pass ends anyway: the next one lists the same file-sets again (the
+// watermark did not move), and re-sends the files left CLAIMED.
+func (p *poll) problems(ctx context.Context) error {
 	var problems []error
 	if p.sendFailed > 0 {
 		problems = append(problems, fmt.Errorf("%d message(s) not sent: the files stay CLAIMED and the next poll sends them", p.sendFailed))
 	}
 	problems = append(problems, p.malformed...)
-	if len(problems) > 0 {
-		return failed(errors.Join(problems...))
+	if n := p.pass.Problems; n > 0 {
+		problems = append(problems, fmt.Errorf("%d problem(s) in earlier runs of this listing pass (see their logs): the watermark stays", n))
 	}
-
-	// Every file listed is claimed and sent: the watermark may advance. It
-	// never passes this poll's start (a file-set stamped in the future by a
-	// skewed clock must not hide the ones that follow).
-	next := wm.Modified
-	if cand := p.maxModified; !cand.IsZero() {
-		if cand.After(p.now) {
-			cand = p.now
-		}
-		if cand.After(next) {
-			next = cand
-		}
+	if len(problems) == 0 {
+		return nil
 	}
-	w := state.Watermark{Bucket: t.Bucket, PackageID: t.PackageID, Modified: next, LastPollAt: p.now, PollsSinceFull: wm.PollsSinceFull + 1}
-	if full {
-		w.PollsSinceFull, w.LastFullAt = 0, p.now
+	w := state.Watermark{Bucket: p.target.Bucket, PackageID: p.target.PackageID, LastPollAt: p.now, PollsSinceFull: p.wm.PollsSinceFull}
+	if err := p.h.State.PutWatermark(ctx, w); err != nil {
+		problems = append(problems, err)
 	}
-	if err := h.State.PutWatermark(ctx, w); err != nil {
-		return failed(err)
-	}
-	pr.Watermark = next
-	log.Info("package polled", "full", full, "modified_since", p.since, "pages", pr.Pages, "file_sets", pr.FileSets,
-		"files", pr.Files, "new", pr.New, "resent", pr.Resent, "queued", pr.Queued,
-		"nearing_expiry", pr.NearingExpiry, "watermark", next, "seconds", time.Since(started).Seconds())
-	return pr, nil
+	return errors.Join(problems...)
 }
 
-// run lists the file-sets and processes them in batches of about 100 files.
+// complete ends the pass and moves the watermark to the earlier of the
+// pass's start and the largest `modified` it listed. Never later than the
+// start: the listing is in id order, so a file-set published while the pass
+// paged (over one run or several) can land behind the cursor, with a
+// `modified` after the start. Never later than what was listed: RDP stamps
+// `modified` with its own clock, which may run behind ours. A pass that
+// listed nothing leaves the watermark where it was.
+func (p *poll) complete(ctx context.Context) (time.Time, error) {
+	next := p.wm.Modified
+	cand := p.pass.StartedAt
+	if m := p.pass.MaxModified; !m.IsZero() && m.Before(cand) {
+		cand = m
+	}
+	if !p.pass.MaxModified.IsZero() && cand.After(next) {
+		next = cand
+	}
+	w := state.Watermark{Bucket: p.target.Bucket, PackageID: p.target.PackageID, Modified: next, LastPollAt: p.now,
+		PollsSinceFull: p.wm.PollsSinceFull + 1}
+	if p.pass.Full {
+		w.PollsSinceFull, w.LastFullAt = 0, p.now
+	}
+	return next, p.h.State.PutWatermark(ctx, w)
+}
+
+// run lists the pass's pages from its cursor, processing each page before
+// fetching the next, until the listing ends or the time budget is spent.
+// The cursor is saved when the run pauses or fails, and every
+// savePassEvery pages (a crash re-lists at most that many pages).
 func (p *poll) run(ctx context.Context) error {
 	t := p.target
-	q := rdp.FileSetQuery{Bucket: t.Bucket, PackageID: t.PackageID, PageSize: p.h.pageSize(), ModifiedSince: p.since, Status: rdp.StatusReady}
-	var batch []fileSetFiles
-	n := 0
-	for fs, err := range p.h.Files.FileSetsWithPages(ctx, q, func() { p.pages++ }) {
-		if err != nil {
-			return err
+	q := rdp.FileSetQuery{Bucket: t.Bucket, PackageID: t.PackageID, PageSize: p.h.pageSize(), ModifiedSince: p.pass.Since, Status: rdp.StatusReady}
+	if p.budgetSpent() {
+		return p.pause(ctx)
+	}
+	first, unsaved := true, 0
+	for pg, err := range p.h.Files.FileSetPages(ctx, q, p.pass.Cursor) {
+		if err != nil && first && p.pass.Cursor != "" && cursorRejected(err) {
+			// A saved cursor the API no longer takes: list the pass again
+			// from page 1 (its start time stays: still safe).
+			p.log.Warn("saved listing cursor refused; the pass starts again from page 1", "error", err.Error())
+			p.pass.Cursor = ""
+			return p.run(ctx)
 		}
+		if err == nil {
+			p.pages++
+			p.pass.Pages++
+			err = p.page(ctx, pg.Items)
+		}
+		if err != nil {
+			return p.keepProgress(ctx, unsaved, err)
+		}
+		first = false
+		p.pass.Cursor = pg.NextLink
+		if pg.NextLink == "" {
+			break
+		}
+		if unsaved++; unsaved >= savePassEvery {
+			if err := p.savePass(ctx); err != nil {
+				return err
+			}
+			unsaved = 0
+		}
+		if p.budgetSpent() {
+			return p.pause(ctx)
+		}
+	}
+	if p.pass.Full && p.fileSets == 0 && p.pass.Pages == p.pages { // the whole pass, in this run
+		return p.checkPackage(ctx)
+	}
+	return nil
+}
+
+// keepProgress saves the cursor of the pages done before a failure (best
+// effort: the failure is what the run reports), so the next run resumes
+// after them.
+func (p *poll) keepProgress(ctx context.Context, unsaved int, err error) error {
+	if unsaved > 0 {
+		if serr := p.savePass(ctx); serr != nil {
+			p.log.Warn("listing cursor not saved; the next run lists those pages again", "error", serr.Error())
+		}
+	}
+	return err
+}
+
+func (p *poll) budgetSpent() bool { return !p.stopAt.IsZero() && !time.Now().Before(p.stopAt) }
+
+// savePassEvery: pages between two saves of a running pass's cursor.
+const savePassEvery = 10
+
+// pause records a pass that this run has no time to start or continue.
+func (p *poll) pause(ctx context.Context) error {
+	p.paused = true
+	return p.savePass(ctx)
+}
+
+// savePass saves the pass, its problem count including this run's so far.
+func (p *poll) savePass(ctx context.Context) error {
+	pass := p.pass
+	pass.Problems += p.sendFailed + len(p.malformed)
+	return p.h.State.SavePass(ctx, p.target.Bucket, p.target.PackageID, pass)
+}
+
+// cursorRejected: the API answered a saved @nextLink with a client error
+// (an expired or unknown skipToken), not an outage or a token problem.
+func cursorRejected(err error) bool {
+	var ae *rdp.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.StatusCode {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusGone:
+		return true
+	}
+	return false
+}
+
+// page processes the file-sets of one page: it finds their files (with
+// names and sizes where any is new), then claims and sends in batches of
+// about flushFiles files.
+func (p *poll) page(ctx context.Context, items []rdp.FileSet) error {
+	var sets []rdp.FileSet
+	var malformed []error
+	onPage := map[string]bool{}
+	for _, fs := range items {
 		// The query asks for READY only; a file-set in another state (the
 		// API ignoring the filter) is not downloadable yet.
 		if !strings.EqualFold(fs.Status, rdp.StatusReady) {
 			continue
 		}
 		if fs.ID == "" {
-			p.malformed = append(p.malformed, fmt.Errorf(`list file-sets: malformed file-set %q: field "id" is empty`, fs.Name))
+			malformed = append(malformed, fmt.Errorf(`list file-sets: malformed file-set %q: field "id" is empty`, fs.Name))
 			continue
 		}
-		if p.seenSets[fs.ID] { // repeated across pages
+		if p.seenSets[fs.ID] || onPage[fs.ID] { // repeated across or within pages
 			continue
 		}
-		p.seenSets[fs.ID] = true
-		p.fileSets++
-		if fs.Modified.After(p.maxModified) {
-			p.maxModified = fs.Modified
-		}
-		ff := fileSetFiles{fs: fs, ids: fs.Files}
-		if len(fs.Files) == 0 && fs.NumFiles > 0 {
-			// The listing left the ids out: ask /files (which also gives sizes).
-			if err := p.listFiles(ctx, &ff); err != nil {
-				return err
-			}
-		}
+		onPage[fs.ID] = true
+		sets = append(sets, fs)
+	}
+	p.looked = map[string]*state.FileItem{}
+	described, err := p.describe(ctx, sets)
+	if err != nil {
+		return err
+	}
+	var batch []fileSetFiles
+	n := 0
+	for i, ff := range described {
 		batch = append(batch, ff)
-		n += len(ff.ids)
-		if n >= flushFiles {
+		n += len(ff.files)
+		if n >= flushFiles || i == len(described)-1 {
 			if err := p.flush(ctx, batch); err != nil {
 				return err
 			}
 			batch, n = nil, 0
 		}
 	}
-	if len(batch) > 0 {
-		if err := p.flush(ctx, batch); err != nil {
-			return err
+	for _, fs := range sets {
+		p.seenSets[fs.ID] = true
+		if fs.Modified.After(p.pass.MaxModified) {
+			p.pass.MaxModified = fs.Modified
 		}
 	}
-	if p.full && p.fileSets == 0 {
-		return p.checkPackage(ctx)
-	}
-	return nil
-}
-
-type fileSetFiles struct {
-	fs    rdp.FileSet
-	ids   []string
-	sizes map[string]int64
-}
-
-func (p *poll) listFiles(ctx context.Context, ff *fileSetFiles) error {
-	ff.sizes = map[string]int64{}
-	for f, err := range p.h.Files.Files(ctx, ff.fs.ID) {
-		if err != nil {
-			return fmt.Errorf("file-set %s: %w", ff.fs.ID, err)
-		}
-		ff.ids = append(ff.ids, f.ID)
-		ff.sizes[f.ID] = f.Size
-	}
+	p.fileSets += len(sets)
+	p.malformed = append(p.malformed, malformed...)
 	return nil
 }
 
@@ -212,189 +322,4 @@ func (p *poll) checkPackage(ctx context.Context) error {
 		return fmt.Errorf("bucket %q: no package visible to this account (unknown bucket?)", t.Bucket)
 	}
 	return fmt.Errorf("package %q not found in bucket %q", t.PackageID, t.Bucket)
-}
-
-type entry struct {
-	msg  queue.Message
-	fs   *rdp.FileSet
-	size int64
-}
-
-func (p *poll) nearExpiry(fs *rdp.FileSet) bool {
-	return !fs.AvailableTo.IsZero() && fs.AvailableTo.Sub(p.now) < p.h.expiryWarning()
-}
-
-// flush looks the batch's files up (one BatchGetItem per 100), claims the
-// unknown ones, sends new and still-CLAIMED ones, and marks the sent QUEUED.
-func (p *poll) flush(ctx context.Context, batch []fileSetFiles) error {
-	h := p.h
-	var entries []entry
-	var ids []string
-	for i := range batch {
-		fs := &batch[i].fs
-		for _, id := range batch[i].ids {
-			if p.seenFiles[id] {
-				continue
-			}
-			p.seenFiles[id] = true
-			m := queue.Message{FileID: id, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName, PackageID: fs.PackageID}
-			if m.Bucket == "" {
-				m.Bucket = p.target.Bucket
-			}
-			if m.PackageID == "" {
-				m.PackageID = p.target.PackageID
-			}
-			if err := m.Validate(); err != nil {
-				p.malformed = append(p.malformed, fmt.Errorf("list file-sets: malformed file-set %s: %w", fs.ID, err))
-				continue
-			}
-			entries = append(entries, entry{msg: m, fs: fs, size: batch[i].sizes[id]})
-			ids = append(ids, id)
-		}
-	}
-	p.files += len(entries)
-	if len(entries) == 0 {
-		return nil
-	}
-	known, _, err := h.State.BatchGetFiles(ctx, ids)
-	if err != nil {
-		return err
-	}
-	notDone := map[*rdp.FileSet]int{}
-	var send []queue.Message
-	var fresh []entry
-	for _, e := range entries {
-		it := known[e.msg.FileID]
-		if it == nil {
-			fresh = append(fresh, e)
-			continue
-		}
-		if it.Status == state.StatusClaimed {
-			send = append(send, e.msg)
-			p.resent++
-		}
-		if it.Status != state.StatusDone && p.nearExpiry(e.fs) {
-			notDone[e.fs]++
-		}
-	}
-
-	if err := p.recordFileSets(ctx, batch, fresh); err != nil {
-		return err
-	}
-	// Claim the new files (conditional puts, in parallel). A lost race means
-	// another poll claimed it: send it too if it is still CLAIMED.
-	type outcome struct {
-		send, near bool
-		resent     bool
-		err        error
-	}
-	out := make([]outcome, len(fresh))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(writeConcurrency)
-	for i, e := range fresh {
-		g.Go(func() error {
-			it := state.FileItem{
-				FileID: e.msg.FileID, FileSetID: e.msg.FileSetID, FileSetName: e.msg.FileSetName,
-				Bucket: e.msg.Bucket, PackageID: e.msg.PackageID, Size: e.size, AvailableTo: e.fs.AvailableTo,
-			}
-			if !e.fs.AvailableTo.IsZero() {
-				it.TTL = e.fs.AvailableTo.Add(h.ttlMargin()).Unix()
-			}
-			err := h.State.ClaimFile(gctx, it)
-			switch {
-			case err == nil:
-				out[i] = outcome{send: true, near: p.nearExpiry(e.fs)}
-			case errors.Is(err, state.ErrConflict):
-				cur, gerr := h.State.GetFile(gctx, e.msg.FileID)
-				if gerr != nil {
-					out[i].err = gerr
-					return nil
-				}
-				out[i] = outcome{send: cur.Status == state.StatusClaimed, resent: true,
-					near: cur.Status != state.StatusDone && p.nearExpiry(e.fs)}
-			default:
-				out[i].err = err
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	var claimErr error
-	for i, o := range out {
-		if o.err != nil {
-			if claimErr == nil {
-				claimErr = o.err
-			}
-			continue
-		}
-		if o.send {
-			send = append(send, fresh[i].msg)
-			if o.resent {
-				p.resent++
-			} else {
-				p.claimd++
-			}
-		}
-		if o.near {
-			notDone[fresh[i].fs]++
-		}
-	}
-	for fs, n := range notDone {
-		p.nearing += n
-		p.log.Error("files nearing expiry: not yet downloaded and the file-set leaves RDP soon",
-			"file_set_id", fs.ID, "file_set_name", fs.Name, "available_to", fs.AvailableTo, "files_not_done", n)
-	}
-
-	if len(send) > 0 && h.AfterClaim != nil {
-		if err := h.AfterClaim(ctx, p.target, send); err != nil {
-			return &errAbort{fmt.Errorf("after claim (before send): %w", err)}
-		}
-	}
-	if len(send) > 0 {
-		sr, err := h.Queue.SendBatch(ctx, send)
-		p.queued += len(sr.Sent)
-		p.sendFailed += len(sr.Failed)
-		if len(sr.Failed) > 0 {
-			p.log.Error("messages not sent; the files stay CLAIMED for the next poll", "failed", len(sr.Failed), "sent", len(sr.Sent))
-		}
-		p.markQueued(ctx, sr.Sent)
-		if err != nil {
-			return fmt.Errorf("send messages: %w", err)
-		}
-	}
-	if claimErr != nil {
-		return claimErr
-	}
-	return nil
-}
-
-// markQueued moves sent files from CLAIMED to QUEUED. A failure only costs a
-// duplicate message later (the file stays CLAIMED and is sent again).
-func (p *poll) markQueued(ctx context.Context, sent []queue.Message) {
-	if len(sent) == 0 {
-		return
-	}
-	errs := make([]error, len(sent))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(writeConcurrency)
-	for i, m := range sent {
-		g.Go(func() error {
-			errs[i] = p.h.State.MarkQueued(gctx, m.FileID)
-			return nil
-		})
-	}
-	_ = g.Wait()
-	failed := 0
-	var first error
-	for _, err := range errs {
-		if err != nil {
-			failed++
-			if first == nil {
-				first = err
-			}
-		}
-	}
-	if failed > 0 {
-		p.log.Warn("sent files not marked QUEUED; the next poll may send them again", "files", failed, "error", first.Error())
-	}
 }

@@ -122,6 +122,12 @@ type Handler struct {
 	Metrics *metrics.Recorder // nil: none
 	Now     func() time.Time  // nil: time.Now
 
+	// Notification queue credentials (nil Cloud or empty
+	// Queue.SubscriptionSecretID: notifications off, no upkeep).
+	Cloud      QueueCredsAPI
+	QueueState QueueCredsStore
+	Queue      QueueCredsOptions
+
 	ring *tokenring.Ring
 }
 
@@ -151,6 +157,9 @@ type Result struct {
 	RetryAt     *time.Time `json:"retryAt,omitempty"`
 	SlotsNeeded int        `json:"slotsNeeded,omitempty"`
 	AuthCalls   int        `json:"authCalls"`
+	// QueueCredentials: what the queue-credentials upkeep did (fresh,
+	// refreshed, deferred, lost_race, failed), empty when notifications are off.
+	QueueCredentials string `json:"queueCredentials,omitempty"`
 }
 
 // Grant names (metric dimension "grant").
@@ -215,6 +224,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	}
 	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
 	res, err := r.exec(ctx)
+	if err == nil && ev.Action != ActionRevoke && h.Cloud != nil && h.QueueState != nil {
+		res.QueueCredentials = r.upkeepQueueCreds(ctx)
+	}
 	r.release(ctx)
 	res.Action = ev.Action
 	res.AuthCalls = r.authCalls

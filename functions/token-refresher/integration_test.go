@@ -61,6 +61,7 @@ func TestIntegration(t *testing.T) {
 	sim := rdptest.NewServer(rdptest.Options{})
 	defer sim.Close()
 	sim.AddUser(user, password, appKey)
+	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // the reader lists it; an unknown bucket is a 404
 
 	bin, err := lambdarun.BuildFunction(ctx, ".", t.TempDir())
 	if err != nil {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -49,9 +50,17 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
+	if (cfg.NotifySubscriptionSecretID == "") != (cfg.NotifyCredentialsSecretID == "") {
+		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
+	}
+	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
 	return &Handler{
-		SM:      secretsmanager.NewFromConfig(awsCfg),
-		Table:   state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable),
+		SM:         secretsmanager.NewFromConfig(awsCfg),
+		Table:      table,
+		Cloud:      client,
+		QueueState: table,
+		Queue: QueueCredsOptions{SubscriptionSecretID: cfg.NotifySubscriptionSecretID, CredentialsSecretID: cfg.NotifyCredentialsSecretID,
+			RefreshAfter: cfg.QueueCredentialsRefresh},
 		RDP:     client,
 		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
 		Opts:    OptionsFromConfig(cfg),

@@ -29,6 +29,12 @@ type Refresher struct {
 	// doubled per consecutive failure up to AuthBackoffMax (persisted across runs).
 	AuthBackoffBase time.Duration `env:"AUTH_BACKOFF_BASE" default:"1m" min:"1s"`
 	AuthBackoffMax  time.Duration `env:"AUTH_BACKOFF_MAX" default:"30m" min:"1s"`
+	// Push notifications (both set, or both empty: off): the subscription
+	// secret and the secret the refresher keeps the queue's cloud credentials
+	// in, renewed QueueCredentialsRefresh after the last fetch.
+	NotifySubscriptionSecretID string        `env:"NOTIFY_SUBSCRIPTION_SECRET_ID"`
+	NotifyCredentialsSecretID  string        `env:"NOTIFY_CREDENTIALS_SECRET_ID"`
+	QueueCredentialsRefresh    time.Duration `env:"QUEUE_CREDENTIALS_REFRESH" default:"30m" min:"1m"`
 }
 
 // Poller configures functions/fileset-poller.
@@ -47,6 +53,11 @@ type Poller struct {
 	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
 	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
+	// StuckAfter: a file not DONE or FAILED, not updated for this long and
+	// with a free download lease, has its message sent again by the poll's sweep.
+	StuckAfter time.Duration `env:"STUCK_AFTER" default:"6h"`
+	// SweepLimit bounds the stale files one poll sweeps.
+	SweepLimit int `env:"SWEEP_LIMIT" default:"200" min:"1"`
 }
 
 // Downloader configures functions/downloader.
@@ -83,4 +94,22 @@ type Downloader struct {
 	// the receive that is the last before the DLQ, any failure of a file is
 	// final (upload aborted, state FAILED with the reason).
 	MaxReceiveCount int `env:"MAX_RECEIVE_COUNT" default:"5" min:"1"`
+}
+
+// NotificationReader configures functions/notification-reader (push
+// notifications, off unless the template's Notifications parameter is true).
+type NotificationReader struct {
+	Common
+	Reader
+	DownloadQueueURL     string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
+	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
+	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
+	// QueueEndpointURL overrides the SQS endpoint of LSEG's queue (local
+	// emulator or the simulator's credential gate); empty in production.
+	QueueEndpointURL string        `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
+	Wait             time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
+	DeadlineMargin   time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
+	Visibility       time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
+	// FileTTLMargin: as the poller's (a file item's TTL is availableTo plus this).
+	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 }

@@ -1,4 +1,4 @@
-// Package queue is the download queue's message contract (DESIGN §5) and a
+// Package queue is the download queue's message contract (docs/design.md#events) and a
 // batch sender shared by the poller, the downloader (continuations) and the
 // operator CLI (redrive).
 package queue
@@ -31,7 +31,26 @@ type Message struct {
 	// Bodies without them stay valid.
 	FileName string `json:"fileName,omitempty"`
 	Size     *int64 `json:"size,omitempty"`
+	// MD5 is the file's md5 (hex or base64) when an API gave one; the
+	// downloader then verifies it. No public LSEG sample shows one.
+	MD5 string `json:"md5,omitempty"`
+
+	// Set by the downloader on the messages it sends itself (continuations,
+	// deferrals, copies of a duplicate delivery). Seq is the number of the
+	// file's message chain the message belongs to: a message older than the
+	// chain's current one is a superseded copy and is dropped, so copies
+	// never multiply. Deferrals counts consecutive deferrals (outages): the
+	// delay of the next one grows with it.
+	Seq       int `json:"seq,omitempty"`
+	Deferrals int `json:"deferrals,omitempty"`
+
+	// Delay postpones the message's delivery (SQS DelaySeconds, at most
+	// MaxDelay). Not part of the body.
+	Delay time.Duration `json:"-"`
 }
+
+// MaxDelay is SQS's largest DelaySeconds (15 minutes).
+const MaxDelay = 15 * time.Minute
 
 // Validate checks the required fields, naming the first one missing.
 func (m Message) Validate() error {
@@ -41,6 +60,12 @@ func (m Message) Validate() error {
 		if strings.TrimSpace(f.v) == "" {
 			return fmt.Errorf("message: field %q is required", f.name)
 		}
+	}
+	if m.Size != nil && *m.Size < 0 {
+		return fmt.Errorf("message: field \"size\" is negative (%d)", *m.Size)
+	}
+	if m.Seq < 0 || m.Deferrals < 0 {
+		return errors.New("message: fields \"seq\" and \"deferrals\" must not be negative")
 	}
 	if strings.ContainsAny(m.FileID, "/?#") {
 		return fmt.Errorf("message: field \"fileId\" has an invalid value")
@@ -122,6 +147,9 @@ func (s *Sender) SendBatch(ctx context.Context, msgs []Message) (SendResult, err
 			entries := make([]types.SendMessageBatchRequestEntry, len(pending))
 			for i, m := range pending {
 				entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(m.Encode())}
+				if m.Delay > 0 {
+					entries[i].DelaySeconds = int32(min(m.Delay, MaxDelay).Round(time.Second) / time.Second)
+				}
 			}
 			out, err := s.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &s.QueueURL, Entries: entries})
 			res.Calls++

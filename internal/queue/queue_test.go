@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -25,6 +26,10 @@ func TestDecode(t *testing.T) {
 		{`{"fileId":"f","fileSetId":"s","bucket":"../x","packageId":"p"}`, `"bucket"`},
 		{`{"fileId":"f/../g","fileSetId":"s","bucket":"b","packageId":"p"}`, `"fileId"`},
 		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p"} {}`, "trailing"},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p","seq":3,"deferrals":2,"md5":"x"}`, ""},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p","seq":-1}`, `"seq"`},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p","size":-1}`, `"size" is negative`},
+		{`{"fileId":"f","fileSetId":"s","bucket":"b","packageId":"p","deferrals":"x"}`, `"deferrals"`},
 	}
 	for _, tt := range tests {
 		m, err := Decode(tt.body)
@@ -135,5 +140,29 @@ func TestSendBatch(t *testing.T) {
 				seen[m.FileID] = true
 			}
 		})
+	}
+}
+
+// TestSendDelay: Delay becomes the entry's DelaySeconds, capped at SQS's
+// 15 minutes, and is not part of the body.
+func TestSendDelay(t *testing.T) {
+	var got []types.SendMessageBatchRequestEntry
+	s := &Sender{QueueURL: "q", SQS: &fakeSQS{send: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+		got = append(got, in.Entries...)
+		return &sqs.SendMessageBatchOutput{}, nil
+	}}}
+	ms := msgs(3)
+	ms[1].Delay = 90 * time.Second
+	ms[2].Delay = time.Hour
+	if _, err := s.SendBatch(context.Background(), ms); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int32{0, 90, 900} {
+		if got[i].DelaySeconds != want {
+			t.Errorf("entry %d: DelaySeconds %d, want %d", i, got[i].DelaySeconds, want)
+		}
+		if strings.Contains(aws.ToString(got[i].MessageBody), "elay") {
+			t.Errorf("entry %d: the delay leaked into the body %s", i, aws.ToString(got[i].MessageBody))
+		}
 	}
 }

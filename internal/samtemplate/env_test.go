@@ -32,6 +32,7 @@ var functionConfigs = []struct {
 	{TokenRefresher, config.Refresher{}},
 	{FilesetPoller, config.Poller{}},
 	{Downloader, config.Downloader{}},
+	{NotificationReader, config.NotificationReader{}},
 }
 
 // requiredEnv lists the variables of a config struct tagged required:"true".
@@ -107,6 +108,7 @@ func TestFunctionEnvironmentValues(t *testing.T) {
 			TokenRefresher: {
 				"RDP_BASE_URL": "https://api.refinitiv.com", "LOG_LEVEL": "info", "STATE_TABLE": "{StateTable}",
 				"TOKEN_SECRET_IDS": ringARNs(3), "RDP_CREDENTIALS_SECRET_ID": "{CredentialsSecret}",
+				"NOTIFY_SUBSCRIPTION_SECRET_ID": "", "NOTIFY_CREDENTIALS_SECRET_ID": "",
 			},
 			FilesetPoller: {
 				"TOKEN_SECRET_IDS": ringARNs(3), "DOWNLOAD_QUEUE_URL": "{DownloadQueue}", "SUBSCRIPTIONS": "",

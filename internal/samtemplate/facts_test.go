@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/state"
 )
 
 // TestTemplateFacts pins the settings issue #4 and DESIGN.md sections 1, 3
@@ -71,7 +72,8 @@ func TestTemplateFacts(t *testing.T) {
 		{"table keys", res("StateTable", "Properties", "KeySchema"), []any{
 			map[string]any{"AttributeName": "pk", "KeyType": "HASH"}, map[string]any{"AttributeName": "sk", "KeyType": "RANGE"}}},
 		{"table attributes", res("StateTable", "Properties", "AttributeDefinitions"), []any{
-			map[string]any{"AttributeName": "pk", "AttributeType": "S"}, map[string]any{"AttributeName": "sk", "AttributeType": "S"}}},
+			map[string]any{"AttributeName": "pk", "AttributeType": "S"}, map[string]any{"AttributeName": "sk", "AttributeType": "S"},
+			map[string]any{"AttributeName": "nonFinal", "AttributeType": "S"}, map[string]any{"AttributeName": "updatedAt", "AttributeType": "S"}}},
 		{"on demand", res("StateTable", "Properties", "BillingMode"), "PAY_PER_REQUEST"},
 		{"ttl", res("StateTable", "Properties", "TimeToLiveSpecification"), map[string]any{"AttributeName": "ttl", "Enabled": true}},
 		{"pitr", res("StateTable", "Properties", "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"), true},
@@ -107,6 +109,25 @@ func TestTemplateFacts(t *testing.T) {
 			[]any{metrics.Namespace, "FilesNearingExpiry", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}}},
 		{"DLQ alarm", res("DeadLetterQueueNotEmptyAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Fn::GetAtt": []any{"DownloadDeadLetterQueue", "QueueName"}}},
 		{"refresher errors alarm", res("TokenRefresherErrorsAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Ref": TokenRefresher}},
+		// Issue 11 alarms: metrics the functions really emit (grep internal/metrics calls).
+		{"poller errors alarm", []any{res("FilesetPollerErrorsAlarm", "Properties", "Namespace"), res("FilesetPollerErrorsAlarm", "Properties", "MetricName"),
+			res("FilesetPollerErrorsAlarm", "Properties", "Dimensions", "0", "Value")},
+			[]any{"AWS/Lambda", "Errors", map[string]any{"Ref": FilesetPoller}}},
+		{"ring short of slots alarm", []any{res("RingShortOfSlotsAlarm", "Properties", "Namespace"), res("RingShortOfSlotsAlarm", "Properties", "MetricName"),
+			res("RingShortOfSlotsAlarm", "Properties", "Dimensions")},
+			[]any{metrics.Namespace, "RingSlotsNeeded", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
+		{"stuck files alarm", []any{res("FilesStuckAlarm", "Properties", "Namespace"), res("FilesStuckAlarm", "Properties", "MetricName"),
+			res("FilesStuckAlarm", "Properties", "Dimensions"), res("FilesStuckAlarm", "Properties", "TreatMissingData")},
+			[]any{metrics.Namespace, "OldestNonFinalAgeSeconds", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}, "breaching"}},
+		{"failed files alarm: downloader", []any{res("FilesFailedAlarm", "Properties", "Metrics", "1", "MetricStat", "Metric", "MetricName"),
+			res("FilesFailedAlarm", "Properties", "Metrics", "1", "MetricStat", "Metric", "Dimensions")},
+			[]any{"FilesFailed", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": Downloader}}}}},
+		{"failed files alarm: poller", []any{res("FilesFailedAlarm", "Properties", "Metrics", "2", "MetricStat", "Metric", "MetricName"),
+			res("FilesFailedAlarm", "Properties", "Metrics", "2", "MetricStat", "Metric", "Dimensions")},
+			[]any{"FilesFailed", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}}},
+		{"sparse index of non-final files", []any{res("StateTable", "Properties", "GlobalSecondaryIndexes", "0", "IndexName"),
+			res("StateTable", "Properties", "GlobalSecondaryIndexes", "0", "KeySchema")},
+			[]any{state.NonFinalIndex, []any{map[string]any{"AttributeName": state.AttrNonFinal, "KeyType": "HASH"}, map[string]any{"AttributeName": state.AttrUpdatedAt, "KeyType": "RANGE"}}}},
 		{"e-mail subscription", []any{res("AlarmEmailSubscription", "Condition"), res("AlarmEmailSubscription", "Properties", "Protocol")}, []any{"HasAlarmEmail", "email"}},
 	}
 	for _, tt := range tests {
@@ -119,8 +140,8 @@ func TestTemplateFacts(t *testing.T) {
 
 	t.Run("every alarm notifies the topic", func(t *testing.T) {
 		alarms := tpl.ResourcesOfType("AWS::CloudWatch::Alarm")
-		if len(alarms) != 4 {
-			t.Errorf("%d alarms, want 4", len(alarms))
+		if len(alarms) != 10 { // 2 of them only with Notifications=true
+			t.Errorf("%d alarms, want 10", len(alarms))
 		}
 		for _, a := range alarms {
 			if got := fmt.Sprint(a.Properties["AlarmActions"]); got != "[map[Ref:AlarmTopic]]" {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
 )
 
@@ -72,6 +73,7 @@ func TestDeployToMoto(t *testing.T) {
 			for _, name := range tpl.Outputs() {
 				_, has := out[name]
 				wantHas := !strings.HasPrefix(name, "TokenSlot") || name <= fmt.Sprintf("TokenSlot%dArn", tt.slots)
+				wantHas = wantHas && !strings.HasPrefix(name, "Notification") // Notifications=false
 				if has != wantHas {
 					t.Errorf("output %s present = %v, want %v", name, has, wantHas)
 				}
@@ -92,6 +94,15 @@ func TestDeployToMoto(t *testing.T) {
 			for _, a := range tbl.Table.AttributeDefinitions {
 				if a.AttributeType != ddbtypes.ScalarAttributeTypeS {
 					t.Errorf("attribute %s is %s, want S", aws.ToString(a.AttributeName), a.AttributeType)
+				}
+			}
+			// The sparse index the poller's sweep queries, as deployed.
+			if gsis := tbl.Table.GlobalSecondaryIndexes; len(gsis) != 1 || aws.ToString(gsis[0].IndexName) != state.NonFinalIndex {
+				t.Errorf("global secondary indexes = %+v, want %s", gsis, state.NonFinalIndex)
+			} else {
+				st := state.New(ddb, out["StateTableName"])
+				if err := st.QueryNonFinal(ctx, time.Time{}, 1, func(*state.FileItem) error { return nil }); err != nil {
+					t.Errorf("query the deployed index: %v", err)
 				}
 			}
 			if tbl.Table.BillingModeSummary == nil || tbl.Table.BillingModeSummary.BillingMode != ddbtypes.BillingModePayPerRequest {

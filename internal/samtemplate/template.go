@@ -19,9 +19,10 @@ import (
 
 // Logical ids of the three functions in template.yaml.
 const (
-	TokenRefresher = "TokenRefresherFunction"
-	FilesetPoller  = "FilesetPollerFunction"
-	Downloader     = "DownloaderFunction"
+	TokenRefresher     = "TokenRefresherFunction"
+	FilesetPoller      = "FilesetPollerFunction"
+	Downloader         = "DownloaderFunction"
+	NotificationReader = "NotificationReaderFunction" // only with Notifications=true
 )
 
 // FileName is the template's file name at the repository root.

@@ -34,6 +34,7 @@ type FileItem struct {
 	FileID      string    `dynamodbav:"fileId"`
 	FileSetID   string    `dynamodbav:"fileSetId"`
 	FileSetName string    `dynamodbav:"fileSetName,omitempty"`
+	FileName    string    `dynamodbav:"fileName,omitempty"`
 	Bucket      string    `dynamodbav:"bucket"`
 	PackageID   string    `dynamodbav:"packageId"`
 	Status      string    `dynamodbav:"status"`
@@ -48,6 +49,11 @@ type FileItem struct {
 	QueuedAt    time.Time `dynamodbav:"queuedAt,omitempty"`
 	DoneAt      time.Time `dynamodbav:"doneAt,omitempty"`
 	TTL         int64     `dynamodbav:"ttl,omitempty"`
+	// NonFinal is the sparse index's partition key (NonFinalIndex): set
+	// while the file is not DONE or FAILED, removed when it is.
+	NonFinal string `dynamodbav:"nonFinal,omitempty"`
+	// Resends counts the times a sweep sent the file's message again.
+	Resends int `dynamodbav:"resends,omitempty"`
 }
 
 // FilePK is the partition key of a file.
@@ -140,6 +146,7 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 	now := t.now()
 	it.PK, it.SK = FilePK(it.FileID), SKFile
 	it.Status = StatusClaimed
+	it.NonFinal = NonFinalValue
 	it.CreatedAt, it.UpdatedAt = now, now
 	av, err := attributevalue.MarshalMap(it)
 	if err != nil {
@@ -190,7 +197,7 @@ func (t *Table) BeginDownload(ctx context.Context, it FileItem) (*FileItem, erro
 		Key:       fileKey(it.FileID),
 		UpdateExpression: aws.String("SET #s = :d, updatedAt = :now, attempts = if_not_exists(attempts, :zero) + :one, " +
 			"fileId = :id, fileSetId = if_not_exists(fileSetId, :fs), #b = if_not_exists(#b, :b), " +
-			"packageId = if_not_exists(packageId, :p), createdAt = if_not_exists(createdAt, :now) REMOVE reason"),
+			"packageId = if_not_exists(packageId, :p), createdAt = if_not_exists(createdAt, :now), " + AttrNonFinal + " = :nf REMOVE reason"),
 		ConditionExpression:      aws.String("attribute_not_exists(pk) OR #s <> :done"),
 		ExpressionAttributeNames: map[string]string{"#s": "status", "#b": "bucket"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -203,6 +210,7 @@ func (t *Table) BeginDownload(ctx context.Context, it FileItem) (*FileItem, erro
 			":fs":   &types.AttributeValueMemberS{Value: it.FileSetID},
 			":b":    &types.AttributeValueMemberS{Value: it.Bucket},
 			":p":    &types.AttributeValueMemberS{Value: it.PackageID},
+			":nf":   &types.AttributeValueMemberS{Value: NonFinalValue},
 		},
 		ReturnValues: types.ReturnValueAllOld,
 	})
@@ -228,7 +236,7 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &t.Name,
 		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET #s = :done, #size = :size, s3Key = :key, etag = :etag, doneAt = :now, updatedAt = :now REMOVE reason"),
+		UpdateExpression:         aws.String("SET #s = :done, #size = :size, s3Key = :key, etag = :etag, doneAt = :now, updatedAt = :now REMOVE reason, " + AttrNonFinal),
 		ExpressionAttributeNames: map[string]string{"#s": "status", "#size": "size"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":done": &types.AttributeValueMemberS{Value: StatusDone},
@@ -250,7 +258,7 @@ func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                &t.Name,
 		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET #s = :f, reason = :r, updatedAt = :now"),
+		UpdateExpression:         aws.String("SET #s = :f, reason = :r, updatedAt = :now REMOVE " + AttrNonFinal),
 		ConditionExpression:      aws.String("attribute_not_exists(#s) OR #s <> :done"),
 		ExpressionAttributeNames: map[string]string{"#s": "status"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{

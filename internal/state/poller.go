@@ -25,10 +25,12 @@ const (
 	SKWatermark = "WATERMARK"
 )
 
-// Watermark is the fileset-poller's progress for one package: the largest
-// file-set `modified` time seen by the last poll that completed with every
-// message sent, and how many incremental polls ran since the last full
-// reconciliation.
+// Watermark is the fileset-poller's progress for one package: the earlier of
+// the start time and the largest `modified` of the last listing pass that
+// completed with every message sent (every file-set modified before it,
+// less the poll overlap, has been seen), how
+// many incremental polls ran since the last full reconciliation, and the
+// listing pass in progress, if any.
 type Watermark struct {
 	PK        string `dynamodbav:"pk"`
 	SK        string `dynamodbav:"sk"`
@@ -42,6 +44,54 @@ type Watermark struct {
 	LastFullAt     time.Time `dynamodbav:"lastFullAt,omitempty"`
 	LastPollAt     time.Time `dynamodbav:"lastPollAt,omitempty"`
 	UpdatedAt      time.Time `dynamodbav:"updatedAt"`
+	// Pass is the listing pass in progress (nil when none): a listing
+	// stopped by its time budget resumes from its cursor on the next run.
+	Pass *Pass `dynamodbav:"pass,omitempty"`
+}
+
+// Pass is a listing pass in progress. Cursor is the @nextLink of the next
+// page to fetch: a path relative to the API host with an opaque skipToken
+// (no credential).
+type Pass struct {
+	Full      bool      `dynamodbav:"full"`
+	Since     time.Time `dynamodbav:"since,omitempty"` // modifiedSince; zero for a full pass
+	StartedAt time.Time `dynamodbav:"startedAt"`       // taken before the first page
+	// MaxModified is the largest `modified` of the file-sets listed so far.
+	MaxModified time.Time `dynamodbav:"maxModified,omitempty"`
+	Cursor      string    `dynamodbav:"cursor,omitempty"`
+	// Problems counts what earlier runs of the pass could not do (messages
+	// not sent, malformed file-sets): the completed pass then does not move
+	// the watermark, so the next pass lists those file-sets again.
+	Problems int `dynamodbav:"problems,omitempty"`
+	Pages    int `dynamodbav:"pages"` // pages fetched so far
+	Runs     int `dynamodbav:"runs"`  // invocations that worked on the pass
+}
+
+// SavePass records the listing pass in progress of bucket/packageID.
+func (t *Table) SavePass(ctx context.Context, bucket, packageID string, p Pass) error {
+	if err := checkSubscription(bucket, packageID); err != nil {
+		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
+	}
+	av, err := attributevalue.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
+	}
+	_, err = t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &t.Name,
+		Key:                      watermarkKey(bucket, packageID),
+		UpdateExpression:         aws.String("SET #pass = :pass, #b = if_not_exists(#b, :b), #p = if_not_exists(#p, :p), #u = :u"),
+		ExpressionAttributeNames: map[string]string{"#pass": "pass", "#b": "bucket", "#p": "packageId", "#u": "updatedAt"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pass": av,
+			":b":    &types.AttributeValueMemberS{Value: bucket},
+			":p":    &types.AttributeValueMemberS{Value: packageID},
+			":u":    timeAV(t.now()),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
+	}
+	return nil
 }
 
 // SubscriptionPK is the partition key of a package's watermark.
@@ -88,7 +138,7 @@ func (t *Table) GetWatermark(ctx context.Context, bucket, packageID string) (*Wa
 }
 
 // PutWatermark writes w (keyed by w.Bucket and w.PackageID) in one
-// UpdateItem. The stored watermark never moves backwards: a write whose
+// UpdateItem and ends the listing pass in progress (w.Pass is not written). The stored watermark never moves backwards: a write whose
 // Modified is older than the stored one keeps the stored Modified (a slower,
 // overlapping poll cannot undo a newer one's progress) but still records its
 // poll counters (a second request).
@@ -97,7 +147,7 @@ func (t *Table) PutWatermark(ctx context.Context, w Watermark) error {
 		return fmt.Errorf("put watermark %s/%s: %w", w.Bucket, w.PackageID, err)
 	}
 	now := t.now()
-	names := map[string]string{"#b": "bucket", "#p": "packageId", "#n": "pollsSinceFull", "#u": "updatedAt"}
+	names := map[string]string{"#b": "bucket", "#p": "packageId", "#n": "pollsSinceFull", "#u": "updatedAt", "#pass": "pass"}
 	values := map[string]types.AttributeValue{
 		":b": &types.AttributeValueMemberS{Value: w.Bucket},
 		":p": &types.AttributeValueMemberS{Value: w.PackageID},
@@ -118,7 +168,7 @@ func (t *Table) PutWatermark(ctx context.Context, w Watermark) error {
 	in := &dynamodb.UpdateItemInput{
 		TableName:                 &t.Name,
 		Key:                       watermarkKey(w.Bucket, w.PackageID),
-		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ")),
+		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ") + " REMOVE #pass"),
 		ExpressionAttributeNames:  names,
 		ExpressionAttributeValues: values,
 	}
@@ -130,7 +180,7 @@ func (t *Table) PutWatermark(ctx context.Context, w Watermark) error {
 		withM.ExpressionAttributeValues = mergeValues(values, map[string]types.AttributeValue{
 			":m": &types.AttributeValueMemberS{Value: watermarkTime(w.Modified)},
 		})
-		withM.UpdateExpression = aws.String("SET " + strings.Join(append(sets, "#m = :m"), ", "))
+		withM.UpdateExpression = aws.String("SET " + strings.Join(append(sets, "#m = :m"), ", ") + " REMOVE #pass")
 		withM.ConditionExpression = aws.String("attribute_not_exists(#m) OR #m <= :m")
 		_, err := t.DB.UpdateItem(ctx, &withM)
 		if err == nil {

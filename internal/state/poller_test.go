@@ -95,3 +95,34 @@ func TestWatermarkMoto(t *testing.T) {
 		t.Fatalf("p2 watermark %+v, %v", w, err)
 	}
 }
+
+// TestListingPassMoto: a saved pass round-trips, survives counter updates,
+// and a completed poll (PutWatermark) ends it.
+func TestListingPassMoto(t *testing.T) {
+	m := testenv.Moto(t)
+	ctx := context.Background()
+	cfg, err := m.AWSConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	if err := testenv.CreateStateTable(ctx, db, "pass-state"); err != nil {
+		t.Fatal(err)
+	}
+	tb := state.New(db, "pass-state")
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := state.Pass{Full: true, StartedAt: start, Cursor: "/file-store/v1/file-sets?bucket=b&skipToken=ZmlsZXNldElkPTE", Pages: 3, Runs: 1}
+	if err := tb.SavePass(ctx, "b", "p1", p); err != nil {
+		t.Fatal(err)
+	}
+	w, err := tb.GetWatermark(ctx, "b", "p1")
+	if err != nil || w.Pass == nil || *w.Pass != p || !w.Modified.IsZero() {
+		t.Fatalf("after SavePass: %+v (pass %+v), %v", w, w.Pass, err)
+	}
+	if err := tb.PutWatermark(ctx, state.Watermark{Bucket: "b", PackageID: "p1", Modified: start}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := tb.GetWatermark(ctx, "b", "p1"); err != nil || w.Pass != nil || !w.Modified.Equal(start) {
+		t.Fatalf("after PutWatermark: %+v (pass %+v), %v", w, w.Pass, err)
+	}
+}

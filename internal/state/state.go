@@ -6,13 +6,16 @@
 //	FILE#<fileId>          / FILE                  one CFS file: status, attempts, file-set, size, key, reason
 //	FILE#<fileId>          / UPLOAD                downloader: lease and multipart upload header (upload.go)
 //	FILE#<fileId>          / UPLOAD#PARTS#<nnnnn>  downloader: completed parts, 1,000 per item (upload.go)
-//	SUB#<bucket>/<pkg>     / WATERMARK             poller: largest `modified` seen, polls since full reconcile (poller.go)
+//	SUB#<bucket>/<pkg>     / WATERMARK             poller: watermark, polls since full reconcile, listing pass in progress (poller.go)
 //	AUTH                   / BUDGET                refresher: auth budget, backoff, session start, revoke hold, lease (auth.go)
 //	AUTH                   / RING                  refresher: ring generation, last write per slot (ring.go)
 //	RING                   / REPORT#<generation>   readers' token-invalid reports (ring.go)
 //	FILESET#<fileSetId>    / FILESET               file-set metadata, file ids, landed ids, landing lease (filesets.go)
 //
-// Nothing secret is ever stored here (DESIGN §7.7).
+// Index nonFinal-updatedAt (nonfinal.go): the FILE items not DONE or FAILED,
+// least recently updated first (sparse: only they carry nonFinal).
+//
+// Nothing secret is ever stored here (docs/design.md#secrets).
 package state
 
 import (

@@ -67,11 +67,23 @@ type Upload struct {
 	MD5Through int32  `dynamodbav:"md5Through,omitempty"`
 	// NoProgress counts consecutive invocations that ended without
 	// completing a part; Invocations counts lease acquisitions.
-	NoProgress  int       `dynamodbav:"noProgress,omitempty"`
-	Invocations int       `dynamodbav:"invocations,omitempty"`
-	CreatedAt   time.Time `dynamodbav:"createdAt"`
-	UpdatedAt   time.Time `dynamodbav:"updatedAt"`
-	TTL         int64     `dynamodbav:"ttl,omitempty"`
+	NoProgress  int `dynamodbav:"noProgress,omitempty"`
+	Invocations int `dynamodbav:"invocations,omitempty"`
+	// SourceETag is the source object's ETag seen at the upload's first
+	// range: every later range (in any invocation) is sent with If-Match,
+	// so the source cannot change under a download.
+	SourceETag string `dynamodbav:"sourceETag,omitempty"`
+	// ETagMismatch is the hex MD5 of an earlier complete download whose MD5
+	// differed from the source's plain ETag: when a fresh download gives the
+	// same MD5 again, the ETag is not the object's MD5 (e.g. SSE-KMS).
+	ETagMismatch string `dynamodbav:"etagMismatch,omitempty"`
+	// Seq is the number of the file's newest message chain link (see
+	// queue.Message.Seq), SeqAtMs when it was sent (epoch ms).
+	Seq       int       `dynamodbav:"seq,omitempty"`
+	SeqAtMs   int64     `dynamodbav:"seqAtMs,omitempty"`
+	CreatedAt time.Time `dynamodbav:"createdAt"`
+	UpdatedAt time.Time `dynamodbav:"updatedAt"`
+	TTL       int64     `dynamodbav:"ttl,omitempty"`
 }
 
 // LeaseUntil is the lease's expiry.
@@ -337,6 +349,31 @@ func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	}
+	return nil
+}
+
+// BumpSeq records that message seq of the file's chain was sent (it only
+// ever raises the number), whoever holds the lease. A missing UPLOAD item is
+// created (with no lease).
+func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
+	now := t.now()
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &t.Name,
+		Key:                      uploadKey(fileID),
+		UpdateExpression:         aws.String("SET fileId = :id, seq = :n, seqAtMs = :nowms, updatedAt = :now, createdAt = if_not_exists(createdAt, :now), #ttl = :ttl"),
+		ConditionExpression:      aws.String("attribute_not_exists(seq) OR seq < :n"),
+		ExpressionAttributeNames: map[string]string{"#ttl": AttrTTL},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":id":    &types.AttributeValueMemberS{Value: fileID},
+			":n":     numAV(int64(seq)),
+			":nowms": numAV(now.UnixMilli()),
+			":now":   timeAV(now),
+			":ttl":   numAV(t.uploadTTL()),
+		},
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("record message chain %s seq %d: %w", fileID, seq, err)
 	}
 	return nil
 }

@@ -240,3 +240,41 @@ func TestChunkOf(t *testing.T) {
 		t.Errorf("UploadPartsSK(3) = %s", state.UploadPartsSK(3))
 	}
 }
+
+// TestBumpSeq: the chain number only rises, keeps the lease and the
+// checkpoint, and a SaveUpload of the header afterwards keeps the new number
+// and the pinned source ETag.
+func TestBumpSeq(t *testing.T) {
+	tbl, _ := uploadTable(t)
+	ctx := context.Background()
+	up, err := tbl.AcquireUpload(ctx, "s1", "me", time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.UploadID, up.Bucket, up.Key, up.SourceETag = "u1", "b", "k", `"abc"`
+	if err := tbl.SaveUpload(ctx, up, nil, nil, "me"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.BumpSeq(ctx, "s1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.BumpSeq(ctx, "s1", 1); err != nil { // lower: ignored
+		t.Fatal(err)
+	}
+	got, err := tbl.GetUpload(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 2 || got.SeqAtMs == 0 || got.Owner != "me" || got.UploadID != "u1" || got.SourceETag != `"abc"` {
+		t.Fatalf("after BumpSeq: %+v", got)
+	}
+	if err := tbl.BumpSeq(ctx, "fresh", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tbl.GetUpload(ctx, "fresh"); err != nil || got.Seq != 1 || got.Owner != "" {
+		t.Fatalf("BumpSeq of a file without a checkpoint: %+v, %v", got, err)
+	}
+	if _, err := tbl.AcquireUpload(ctx, "fresh", "other", time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("lease of a file with only a chain number: %v", err)
+	}
+}

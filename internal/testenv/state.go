@@ -17,11 +17,22 @@ func CreateStateTable(ctx context.Context, db *dynamodb.Client, name string) err
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String("sk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("nonFinal"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("updatedAt"), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange},
 		},
+		// The sparse index of non-final files (state.NonFinalIndex, as in template.yaml).
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String("nonFinal-updatedAt"),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String("nonFinal"), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String("updatedAt"), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
 		BillingMode: types.BillingModePayPerRequest,
 	})
 	if err != nil {

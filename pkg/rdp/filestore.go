@@ -133,40 +133,65 @@ func DecodePage[T any](body []byte) ([]T, string, error) {
 	return p.Value, p.NextLink, nil
 }
 
-// paginate follows @nextLink from first, yielding every item. It stops with
+// Page is one page of a listing: its items and the @nextLink to the page
+// after it ("" on the last page). NextLink is a path relative to the API host
+// carrying an opaque cursor (skipToken); it holds no credentials, so a caller
+// may persist it and resume the listing from it later.
+type Page[T any] struct {
+	Items    []T
+	NextLink string
+}
+
+// pages follows @nextLink from first, yielding every page. It stops with
 // ErrForeignLink on a link to another host and ErrRepeatedLink on a link it
-// already followed. onPage, if set, is called once per fetched page.
-func paginate[T any](ctx context.Context, c *Client, op, first string, onPage func()) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
-		var zero T
+// already followed.
+func pages[T any](ctx context.Context, c *Client, op, first string) iter.Seq2[Page[T], error] {
+	return func(yield func(Page[T], error) bool) {
 		seen := map[string]bool{}
 		link := first
 		for link != "" {
 			u, err := c.resolve(link)
 			if err != nil {
-				yield(zero, fmt.Errorf("%s: %w", op, err))
+				yield(Page[T]{}, fmt.Errorf("%s: %w", op, err))
 				return
 			}
 			key := u.String()
 			if seen[key] {
-				yield(zero, fmt.Errorf("%s: %w after %d pages", op, ErrRepeatedLink, len(seen)))
+				yield(Page[T]{}, fmt.Errorf("%s: %w after %d pages", op, ErrRepeatedLink, len(seen)))
 				return
 			}
 			seen[key] = true
 			var p page[T]
 			if err := c.getJSON(ctx, op, key, &p); err != nil {
+				yield(Page[T]{}, err)
+				return
+			}
+			if !yield(Page[T]{Items: p.Value, NextLink: p.NextLink}, nil) {
+				return
+			}
+			link = p.NextLink
+		}
+	}
+}
+
+// paginate is pages flattened into items. onPage, if set, is called once per
+// fetched page.
+func paginate[T any](ctx context.Context, c *Client, op, first string, onPage func()) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		for p, err := range pages[T](ctx, c, op, first) {
+			if err != nil {
 				yield(zero, err)
 				return
 			}
 			if onPage != nil {
 				onPage()
 			}
-			for _, it := range p.Value {
+			for _, it := range p.Items {
 				if !yield(it, nil) {
 					return
 				}
 			}
-			link = p.NextLink
 		}
 	}
 }
@@ -196,6 +221,22 @@ func (c *Client) FileSetsWithPages(ctx context.Context, q FileSetQuery, onPage f
 		return func(yield func(FileSet, error) bool) { yield(FileSet{}, fmt.Errorf("list file-sets: %w", err)) }
 	}
 	return paginate[FileSet](ctx, c, "list file-sets", ref, onPage)
+}
+
+// FileSetPages lists file-sets matching q page by page. With from set (an
+// @nextLink saved from an earlier page of the same query) the listing
+// resumes there instead of at the first page.
+func (c *Client) FileSetPages(ctx context.Context, q FileSetQuery, from string) iter.Seq2[Page[FileSet], error] {
+	ref, err := q.path()
+	if err != nil {
+		return func(yield func(Page[FileSet], error) bool) {
+			yield(Page[FileSet]{}, fmt.Errorf("list file-sets: %w", err))
+		}
+	}
+	if from != "" {
+		ref = from
+	}
+	return pages[FileSet](ctx, c, "list file-sets", ref)
 }
 
 // Files lists the files of a file-set.

@@ -58,6 +58,7 @@ func everyFault() []rdptest.Fault {
 		{Kind: rdptest.FaultTruncate, Host: rdptest.HostS3, Times: 2},
 		{Kind: rdptest.FaultStall, Host: rdptest.HostS3, StallFor: 5 * time.Second},
 		{Kind: rdptest.FaultExpiredURL, Host: rdptest.HostS3, Times: 2},
+		{Kind: rdptest.FaultExpiredToken, Host: rdptest.HostS3, Times: 2}, // 400 ExpiredToken: the URL's session token ended
 		{Kind: rdptest.FaultServerError, Host: rdptest.HostS3},
 		{Kind: rdptest.FaultUnavailable, Host: rdptest.HostS3},
 		{Kind: rdptest.FaultTooManyRequests, Host: rdptest.HostS3},

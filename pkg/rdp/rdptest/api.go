@@ -17,6 +17,7 @@ func (s *Server) newAPIMux() *http.ServeMux {
 		mux.HandleFunc(EPFile, s.handleFile)
 	}
 	mux.HandleFunc(EPStream, s.handleStream)
+	s.registerNotifications(mux)
 	if s.opts.Admin {
 		s.registerAdmin(mux)
 	}

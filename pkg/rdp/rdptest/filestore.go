@@ -261,6 +261,7 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 	s.setByID[fs.id] = fs
 	i := sort.Search(len(s.setsByID), func(i int) bool { return s.setsByID[i].id > fs.id })
 	s.setsByID = slices.Insert(s.setsByID, i, fs)
+	s.notifyLocked(fs) // push notification when READY (notifications.go)
 	return fs
 }
 
@@ -308,6 +309,7 @@ func (s *Server) SetFileSetStatus(id, status string) {
 	fs := s.mustSet(id)
 	fs.status = status
 	fs.modified = s.now()
+	s.notifyLocked(fs)
 }
 
 // DeleteFileSet removes a file-set and its files: the API stops listing them, /files/{id} and

@@ -246,6 +246,7 @@ type Server struct {
 	claimless     map[string]bool      // lower-case bucket ("" = all) -> 403 missing claim
 	behind        []behindCursor       // file-sets to publish behind a listing's cursor
 	pagesServed   int                  // /file-sets pages served (for PublishBehindCursor)
+	notes         *notifier            // nil until EnableNotifications (notifications.go)
 }
 
 // NewServer starts a simulator on the listen addresses of opts (two random loopback ports by

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/notify"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// SecretsAPI reads the subscription and queue-credentials secrets.
+type SecretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+var _ SecretsAPI = (*secretsmanager.Client)(nil)
+
+// QueueAPI is the part of SQS the reader uses on LSEG's queue.
+type QueueAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+}
+
+var _ QueueAPI = (*sqs.Client)(nil)
+
+// QueueFactory makes a client of the subscription's queue with its
+// temporary credentials.
+type QueueFactory func(creds aws.Credentials, endpoint string) QueueAPI
+
+// Enqueuer is the claim-then-queue hand-off.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, fs notify.FileSet, files []notify.File) (notify.HandoffResult, error)
+}
+
+var _ Enqueuer = (*notify.Handoff)(nil)
+
+// Reporter records that AWS rejected the queue credentials.
+type Reporter interface {
+	ReportQueueCredentials(ctx context.Context, gen int64, reason string) error
+}
+
+var _ Reporter = (*state.Table)(nil)
+
+// FileLister lists a file-set's files (used when a notification lists fewer
+// files than its numFiles says).
+type FileLister interface {
+	Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.File, error]
+}
+
+var _ FileLister = (*rdp.Client)(nil)
+
+// TokenGuard runs RDP calls with the ring's token (401 handling included).
+type TokenGuard interface {
+	Do(ctx context.Context, op func(ctx context.Context) error) error
+}
+
+var _ TokenGuard = (*tokenring.Reader)(nil)
+
+// Defaults of the reader's knobs.
+const (
+	DefaultWait           = 20 * time.Second // SQS's longest long poll
+	DefaultDeadlineMargin = 10 * time.Second
+	DefaultVisibility     = 2 * time.Minute
+)
+
+// Handler is the notification reader. One Handle call receives from the
+// subscription's queue until DeadlineMargin before the invocation's deadline.
+type Handler struct {
+	Secrets              SecretsAPI
+	SubscriptionSecretID string
+	CredentialsSecretID  string
+	NewQueue             QueueFactory
+	Handoff              Enqueuer
+	Reports              Reporter
+	Files                FileLister // nil: a file-set listing fewer files than numFiles is left to the poller
+	Tokens               TokenGuard
+	Log                  *slog.Logger
+	Metrics              *metrics.Recorder
+	Now                  func() time.Time
+
+	Wait           time.Duration // long-poll wait per receive (≤ 20 s)
+	DeadlineMargin time.Duration // stop receiving this long before the deadline
+	Visibility     time.Duration // visibility timeout of received messages
+	MaxRun         time.Duration // 0: until the deadline; tests bound a run
+}
+
+// Outcomes (Result.Outcome).
+const (
+	OutcomeDone          = "done"
+	OutcomeNoCredentials = "no_credentials"       // the refresher has not stored queue credentials yet
+	OutcomeCredsRejected = "credentials_rejected" // AWS refused them: reported, messages left in the queue
+	OutcomeFailed        = "failed"
+)
+
+// Result is what an invocation returns (no secrets, no message content).
+type Result struct {
+	Outcome    string `json:"outcome"`
+	Receives   int    `json:"receives"`
+	Messages   int    `json:"messages"`
+	FileSets   int    `json:"fileSets"`
+	Ignored    int    `json:"ignored"`  // not READY
+	Rejected   int    `json:"rejected"` // undecryptable or unparsable: deleted
+	Kept       int    `json:"kept"`     // hand-off failed: left for redelivery
+	Claimed    int    `json:"claimed"`
+	Queued     int    `json:"queued"`
+	Generation int64  `json:"credentialsGeneration,omitempty"`
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Log == nil {
+		return slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	return h.Log
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Invoke implements lambda.Handler.
+func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	res, err := h.Handle(ctx, payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(res)
+}
+
+// Handle runs one invocation. Any JSON object is a scheduled event.
+func (h *Handler) Handle(ctx context.Context, payload []byte) (Result, error) {
+	log := logx.WithRequest(ctx, h.logger())
+	defer func() {
+		if err := h.Metrics.Flush(); err != nil {
+			log.Warn("flush metrics", "error", err.Error())
+		}
+	}()
+	if err := checkEvent(payload); err != nil {
+		log.Error("rejected event", "error", err.Error())
+		return Result{Outcome: OutcomeFailed}, err
+	}
+	res, err := h.run(ctx, log)
+	h.Metrics.Add("NotificationsReceived", float64(res.Messages))
+	h.Metrics.Add("NotificationsRejected", float64(res.Rejected))
+	if err != nil {
+		if res.Outcome == "" {
+			res.Outcome = OutcomeFailed
+		}
+		log.Error("notification reader failed", "outcome", res.Outcome, "messages", res.Messages, "error", err.Error())
+		return res, err
+	}
+	log.Info("notification reader run", "outcome", res.Outcome, "receives", res.Receives, "messages", res.Messages,
+		"file_sets", res.FileSets, "ignored", res.Ignored, "rejected", res.Rejected, "kept", res.Kept,
+		"claimed", res.Claimed, "queued", res.Queued)
+	return res, nil
+}
+
+func checkEvent(payload []byte) error {
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimSpace(payload), &v); err != nil || v == nil {
+		return errors.New("event: want a JSON object (a scheduled event)")
+	}
+	return nil
+}
+
+func (h *Handler) readSecret(ctx context.Context, id string) (string, error) {
+	out, err := h.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &id})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.SecretString), nil
+}
+
+// run reads the configuration and receives until the deadline.
+func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
+	var res Result
+	raw, err := h.readSecret(ctx, h.SubscriptionSecretID)
+	if err != nil {
+		return res, fmt.Errorf("read subscription secret: %w", err)
+	}
+	sub, key, err := notify.ParseSubscription(raw)
+	if err != nil {
+		return res, err
+	}
+	raw, err = h.readSecret(ctx, h.CredentialsSecretID)
+	if err != nil {
+		return res, fmt.Errorf("read queue credentials secret: %w", err)
+	}
+	creds, err := notify.ParseQueueCredentials(raw)
+	if err != nil {
+		return res, err
+	}
+	if creds.Empty() || creds.Endpoint != sub.Endpoint {
+		log.Warn("no queue credentials for this subscription yet: the token-refresher fetches them on its next run",
+			"subscription_id", sub.SubscriptionID)
+		res.Outcome = OutcomeNoCredentials
+		return res, nil
+	}
+	res.Generation = creds.Generation
+	q := h.NewQueue(aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretKey,
+		SessionToken: creds.SessionToken, Source: "cfsync-queue-credentials"}, sub.Endpoint)
+	r := &reader{h: h, log: log.With("subscription_id", sub.SubscriptionID), q: q, key: key, endpoint: sub.Endpoint, res: &res}
+	err = r.loop(ctx, creds.Generation)
+	if err == nil && res.Outcome == "" {
+		res.Outcome = OutcomeDone
+	}
+	return res, err
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/notify"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+const (
+	subSecretID   = "cfsync/notify-subscription"
+	qcSecretID    = "cfsync/notify-queue-credentials"
+	queueEndpoint = "https://sqs.us-east-1.amazonaws.com/111122223333/lseg-sub-1"
+)
+
+type fakeCloud struct {
+	mu     sync.Mutex
+	calls  []string // access token used
+	err    error
+	serial int
+}
+
+func (f *fakeCloud) CloudCredentialsFor(_ context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, access)
+	if f.err != nil {
+		return nil, f.err
+	}
+	if endpoint != queueEndpoint {
+		return nil, errors.New("unknown endpoint")
+	}
+	f.serial++
+	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
+}
+
+type fakeQueueState struct {
+	mu sync.Mutex
+	st state.QueueCredsState
+}
+
+func (f *fakeQueueState) GetQueueCredsState(context.Context) (*state.QueueCredsState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	return &st, nil
+}
+
+func (f *fakeQueueState) ClaimQueueCredsGeneration(_ context.Context, prev, next int64, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st.Generation != prev {
+		return state.ErrConflict
+	}
+	f.st.Generation, f.st.WrittenAt = next, at
+	return nil
+}
+
+var (
+	_ QueueCredsAPI   = (*fakeCloud)(nil)
+	_ QueueCredsStore = (*fakeQueueState)(nil)
+)
+
+// withQueue turns notifications on in e, with stored credentials cur
+// (nil: the template's placeholder "{}") written at st.WrittenAt.
+func withQueue(e *env, cur *notify.QueueCredentials, st state.QueueCredsState) (*fakeCloud, *fakeQueueState) {
+	sub, _ := json.Marshal(notify.Subscription{SubscriptionID: "sub-1", Endpoint: queueEndpoint,
+		CryptographyKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="})
+	s := string(sub)
+	e.sm.Create(subSecretID, &s)
+	v := "{}"
+	if cur != nil {
+		b, _ := cur.MarshalSecret()
+		v = string(b)
+	}
+	e.sm.Create(qcSecretID, &v)
+	cloud, qs := &fakeCloud{}, &fakeQueueState{st: st}
+	e.h.Cloud, e.h.QueueState = cloud, qs
+	e.h.Queue = QueueCredsOptions{SubscriptionSecretID: subSecretID, CredentialsSecretID: qcSecretID}
+	return cloud, qs
+}
+
+func storedQC(t *testing.T, e *env) notify.QueueCredentials {
+	t.Helper()
+	v, _ := e.sm.Value(qcSecretID)
+	c, err := notify.ParseQueueCredentials(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestQueueCredentialsUpkeep(t *testing.T) {
+	creds := func(gen int64, ago time.Duration) *notify.QueueCredentials {
+		return &notify.QueueCredentials{Endpoint: queueEndpoint, AccessKeyID: "ASIA-OLD", SecretKey: "old", SessionToken: "old",
+			FetchedAt: t0.Add(-ago), Generation: gen}
+	}
+	written := func(gen int64, ago time.Duration) state.QueueCredsState {
+		return state.QueueCredsState{Generation: gen, WrittenAt: t0.Add(-ago)}
+	}
+	tests := []struct {
+		name      string
+		cur       *notify.QueueCredentials
+		st        state.QueueCredsState
+		cloudErr  error
+		event     string
+		setup     func(e *env)
+		want      string
+		wantCalls int
+		wantGen   int64 // generation in the secret afterwards
+	}{
+		{name: "none stored: fetched and written", st: state.QueueCredsState{}, want: "refreshed", wantCalls: 1, wantGen: 1},
+		{name: "fresh: nothing", cur: creds(4, 5*time.Minute), st: written(4, 5*time.Minute), want: "fresh", wantGen: 4},
+		{name: "aging: replaced", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute), want: "refreshed", wantCalls: 1, wantGen: 5},
+		{name: "reported rejected: replaced before aging", cur: creds(4, 12*time.Minute),
+			st:   state.QueueCredsState{Generation: 4, WrittenAt: t0.Add(-12 * time.Minute), ReportedGeneration: 4, ReportedAt: t0.Add(-time.Minute)},
+			want: "refreshed", wantCalls: 1, wantGen: 5},
+		{name: "report about older credentials: ignored", cur: creds(4, 12*time.Minute),
+			st:   state.QueueCredsState{Generation: 4, WrittenAt: t0.Add(-12 * time.Minute), ReportedGeneration: 3, ReportedAt: t0.Add(-time.Minute)},
+			want: "fresh", wantGen: 4},
+		{name: "reported but written 3 min ago: deferred (secret write quota)", cur: creds(4, 3*time.Minute),
+			st:   state.QueueCredsState{Generation: 4, WrittenAt: t0.Add(-3 * time.Minute), ReportedGeneration: 4, ReportedAt: t0},
+			want: "deferred", wantGen: 4},
+		{name: "stated expiration near: replaced", cur: func() *notify.QueueCredentials {
+			c := creds(4, 15*time.Minute)
+			c.Expiration = t0.Add(2 * time.Minute)
+			return c
+		}(), st: written(4, 15*time.Minute), want: "refreshed", wantCalls: 1, wantGen: 5},
+		{name: "subscription moved to another queue: replaced", cur: func() *notify.QueueCredentials {
+			c := creds(4, 15*time.Minute)
+			c.Endpoint = "https://sqs.us-east-1.amazonaws.com/1/old"
+			return c
+		}(), st: written(4, 15*time.Minute), want: "refreshed", wantCalls: 1, wantGen: 5},
+		{name: "RDP refuses: failed, old credentials kept", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute),
+			cloudErr: &rdp.APIError{Endpoint: "get cloud credentials", StatusCode: 403}, want: "failed", wantCalls: 1, wantGen: 4},
+		{name: "another invocation holds the auth lease: left to it", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute),
+			setup: func(e *env) {
+				e.setAuth(func(st *state.AuthState) { st.LeaseOwner, st.LeaseUntil = "other", t0.Add(time.Minute) })
+			}, want: "busy", wantGen: 4},
+		{name: "revoke: no upkeep", cur: creds(4, 31*time.Minute), st: written(4, 31*time.Minute), event: `{"action":"revoke"}`, want: "", wantGen: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, credsV1, 3)
+			e.seed(0, 1, 4*time.Minute, 6*time.Minute)
+			cloud, _ := withQueue(e, tt.cur, tt.st)
+			cloud.err = tt.cloudErr
+			if tt.setup != nil {
+				tt.setup(e)
+			}
+			ev := tt.event
+			if ev == "" {
+				ev = `{}`
+			}
+			res, err := e.handle(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.QueueCredentials != tt.want {
+				t.Fatalf("QueueCredentials = %q, want %q", res.QueueCredentials, tt.want)
+			}
+			if len(cloud.calls) != tt.wantCalls {
+				t.Fatalf("cloud credential calls = %d, want %d", len(cloud.calls), tt.wantCalls)
+			}
+			if tt.wantCalls > 0 && cloud.calls[0] != "AT-seed-1" {
+				t.Errorf("asked with token %q, want the ring's", cloud.calls[0])
+			}
+			if got := storedQC(t, e); got.Generation != tt.wantGen {
+				t.Errorf("stored generation %d, want %d", got.Generation, tt.wantGen)
+			}
+			if tt.want == "refreshed" {
+				got := storedQC(t, e)
+				if got.AccessKeyID != "ASIA-QC" || got.SessionToken != "QC-SESSION-TOKEN" || !got.FetchedAt.Equal(t0) || got.Endpoint != queueEndpoint {
+					t.Errorf("stored %+v", got)
+				}
+				if sum(e.metric("AuthRequests", "grant", grantCloud)) != 1 || len(e.authState().Requests) != 1 {
+					t.Errorf("cloud credential request not counted in the auth budget: %s", e.emf)
+				}
+			}
+			if tt.want == "failed" && sum(e.metric("QueueCredentialsFailures")) != 1 {
+				t.Errorf("failure not counted: %s", e.emf)
+			}
+			for _, s := range []string{"QC-SECRET-KEY", "QC-SESSION-TOKEN", "ASIA-QC", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="} {
+				if strings.Contains(e.logs.String(), s) || strings.Contains(e.emf.String(), s) {
+					t.Errorf("%q logged", s)
+				}
+			}
+		})
+	}
+}
+
+// A token refreshed in the same run is the one used for the cloud
+// credentials, and both requests count against the budget.
+func TestQueueCredentialsUseTheNewToken(t *testing.T) {
+	e := newEnv(t, credsV1, 3)
+	cloud, _ := withQueue(e, nil, state.QueueCredsState{})
+	res := e.mustHandle(`{}`)
+	if res.Outcome != OutcomeRefreshed || res.QueueCredentials != "refreshed" || res.AuthCalls != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	if len(cloud.calls) != 1 || cloud.calls[0] != e.slot(0).AccessToken {
+		t.Fatalf("cloud credentials asked with %v, want the new token", cloud.calls)
+	}
+}
+
+func TestQueueCredentialsDue(t *testing.T) {
+	o := QueueCredsOptions{}
+	cur := notify.QueueCredentials{Endpoint: queueEndpoint, AccessKeyID: "a", FetchedAt: t0, Generation: 2}
+	for _, tt := range []struct {
+		name string
+		now  time.Time
+		st   state.QueueCredsState
+		want string
+	}{
+		{"just fetched", t0.Add(time.Minute), state.QueueCredsState{}, ""},
+		{"29 min", t0.Add(29 * time.Minute), state.QueueCredsState{}, ""},
+		{"30 min", t0.Add(30 * time.Minute), state.QueueCredsState{}, qcAging},
+		{"report before the fetch is stale", t0.Add(time.Minute), state.QueueCredsState{ReportedGeneration: 2, ReportedAt: t0.Add(-time.Second)}, ""},
+	} {
+		if got := queueCredsDue(cur, &tt.st, queueEndpoint, tt.now, o); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/state"
+)
+
+// fakeState is an in-memory state table with an atomic conditional claim.
+type fakeState struct {
+	mu       sync.Mutex
+	items    map[string]*state.FileItem
+	claimErr error
+}
+
+func newFakeState() *fakeState { return &fakeState{items: map[string]*state.FileItem{}} }
+
+func (f *fakeState) ClaimFile(_ context.Context, it state.FileItem) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.claimErr != nil {
+		return f.claimErr
+	}
+	if _, ok := f.items[it.FileID]; ok {
+		return state.ErrConflict
+	}
+	it.Status = state.StatusClaimed
+	f.items[it.FileID] = &it
+	return nil
+}
+
+func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	it, ok := f.items[id]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	c := *it
+	return &c, nil
+}
+
+func (f *fakeState) MarkQueued(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if it, ok := f.items[id]; ok && it.Status == state.StatusClaimed {
+		it.Status = state.StatusQueued
+	}
+	return nil
+}
+
+func (f *fakeState) status(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if it, ok := f.items[id]; ok {
+		return it.Status
+	}
+	return ""
+}
+
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []queue.Message
+	fail bool
+}
+
+func (s *fakeSender) SendBatch(_ context.Context, msgs []queue.Message) (queue.SendResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return queue.SendResult{Failed: msgs}, nil
+	}
+	s.sent = append(s.sent, msgs...)
+	return queue.SendResult{Sent: msgs}, nil
+}
+
+var _ StateStore = (*fakeState)(nil)
+var _ Sender = (*fakeSender)(nil)
+
+func TestHandoff(t *testing.T) {
+	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Name: "n", Status: "READY", AvailableTo: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	files := []File{{ID: "f1", Size: 10}, {ID: "f2"}, {ID: "f3"}}
+	tests := []struct {
+		name     string
+		pre      map[string]string // file → status before
+		failSend bool
+		want     HandoffResult
+		wantErr  bool
+		after    map[string]string
+	}{
+		{name: "new files are claimed, sent, queued", want: HandoffResult{Claimed: 3, Queued: 3},
+			after: map[string]string{"f1": state.StatusQueued, "f3": state.StatusQueued}},
+		{name: "poller got there first", pre: map[string]string{"f1": state.StatusQueued, "f2": state.StatusDone, "f3": state.StatusDownloading},
+			want: HandoffResult{Known: 3}, after: map[string]string{"f2": state.StatusDone}},
+		{name: "claimed but unsent is sent again", pre: map[string]string{"f1": state.StatusClaimed},
+			want: HandoffResult{Claimed: 2, Resent: 1, Queued: 3}, after: map[string]string{"f1": state.StatusQueued}},
+		{name: "send fails: error, files stay CLAIMED", failSend: true, want: HandoffResult{Claimed: 3}, wantErr: true,
+			after: map[string]string{"f1": state.StatusClaimed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, q := newFakeState(), &fakeSender{fail: tt.failSend}
+			for id, s := range tt.pre {
+				st.items[id] = &state.FileItem{FileID: id, Status: s}
+			}
+			h := &Handoff{State: st, Queue: q, TTLMargin: time.Hour}
+			got, err := h.Enqueue(context.Background(), fs, files)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Fatalf("result = %+v, want %+v", got, tt.want)
+			}
+			for id, s := range tt.after {
+				if st.status(id) != s {
+					t.Errorf("%s: status %s, want %s", id, st.status(id), s)
+				}
+			}
+			if it, _ := st.GetFile(context.Background(), "f1"); it != nil && tt.pre == nil && (it.TTL != fs.AvailableTo.Add(time.Hour).Unix() || it.Size != 10) {
+				t.Errorf("claimed item %+v: TTL/size not set", it)
+			}
+		})
+	}
+}
+
+// Duplicate deliveries of one notification, handled at the same time, queue
+// each file once.
+func TestHandoffConcurrentDuplicates(t *testing.T) {
+	st, q := newFakeState(), &fakeSender{}
+	h := &Handoff{State: st, Queue: q}
+	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Status: "READY"}
+	files := []File{{ID: "f1"}, {ID: "f2"}}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.Enqueue(context.Background(), fs, files); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// A file can be sent twice only if a second delivery saw it still
+	// CLAIMED (between the send and MarkQueued): allowed (the downloader is
+	// idempotent) but each file must be sent at least once.
+	seen := map[string]int{}
+	for _, m := range q.sent {
+		seen[m.FileID]++
+	}
+	if seen["f1"] == 0 || seen["f2"] == 0 {
+		t.Fatalf("sent %v", seen)
+	}
+}
+
+func TestHandoffClaimErrorIsReturned(t *testing.T) {
+	st := newFakeState()
+	st.claimErr = errors.New("dynamodb down")
+	h := &Handoff{State: st, Queue: &fakeSender{}}
+	_, err := h.Enqueue(context.Background(), FileSet{ID: "fs", BucketName: "b", PackageID: "p"}, []File{{ID: "f"}})
+	if err == nil {
+		t.Fatal("claim error swallowed")
+	}
+}
