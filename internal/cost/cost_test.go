@@ -104,7 +104,7 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 		{"refresh schedule", w.RefreshEvery, rate(param("RefreshSchedule"))},
 		{"poll schedule", w.PollEvery, rate(param("PollSchedule"))},
 		{"secrets (credentials + TokenSlots)", w.Secrets, slots + 1},
-		{"alarms", w.Alarms, strings.Count(tpl, "Type: AWS::CloudWatch::Alarm")},
+		{"alarms (unconditional)", w.Alarms, unconditionalAlarms(tpl)},
 		{"tracing", w.Traced, strings.Contains(tpl, "Tracing: Active")},
 		{"batch size", strconv.Itoa(w.BatchSize), batch[1]},
 	} {
@@ -112,4 +112,16 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 			t.Errorf("cost model's %s is %v, template.yaml's default %v", c.what, c.got, c.want)
 		}
 	}
+}
+
+// unconditionalAlarms counts the template's alarms without a Condition
+// (those with one, such as NotificationsOn, are off by default).
+func unconditionalAlarms(tpl string) int {
+	n := 0
+	for _, res := range regexp.MustCompile(`(?m)^  [A-Za-z0-9]+:\n`).Split(tpl, -1) {
+		if strings.Contains(res, "Type: AWS::CloudWatch::Alarm") && !strings.Contains(res, "\n    Condition:") {
+			n++
+		}
+	}
+	return n
 }

@@ -124,5 +124,7 @@ func n(v float64) string {
 // Defaults is README's load with the template's current defaults (checked
 // against template.yaml by a test).
 func Defaults() Workload {
-	return ReadmeWorkload("after")
+	w := ReadmeWorkload("after")
+	w.Alarms = 8
+	return w
 }

@@ -18,11 +18,17 @@ const Namespace = "cfsync"
 
 // Published are the only metrics CloudWatch turns into custom metrics (each
 // $0.30 a month per dimension combination): the ones template.yaml's alarms
-// watch. Every other value is still written, as a field of the same JSON
-// log line, where CloudWatch Logs Insights can query and chart it at no
-// cost beyond log ingestion (docs/cost.md). The other alarms use the
-// metrics AWS/Lambda and AWS/SQS publish anyway.
-var Published = map[string]bool{"TokenRemainingSeconds": true, "FilesNearingExpiry": true}
+// watch, each published with the dimension Function only, as the alarms
+// read them. Every other value, and every extra dimension, is still
+// written as a field of the same JSON log line, where CloudWatch Logs
+// Insights can query and chart it at no cost beyond log ingestion
+// (docs/cost.md). The other alarms use what AWS/Lambda and AWS/SQS publish.
+var Published = map[string]bool{
+	"TokenRemainingSeconds": true, "RingSlotsNeeded": true, "QueueCredentialsFailures": true, // token-refresher
+	"FilesNearingExpiry": true, "OldestNonFinalAgeSeconds": true, // fileset-poller
+	"FilesFailed":           true, // fileset-poller, downloader
+	"NotificationsRejected": true, // notification-reader
+}
 
 // Unit names used by cfsync.
 const (
@@ -114,11 +120,9 @@ func (r *Recorder) Flush() error {
 	for _, g := range gorder {
 		keys := groups[g]
 		rec := map[string]any{}
-		dimNames := []string{"Function"}
 		rec["Function"] = r.function
 		first := r.m[keys[0]]
 		for _, dn := range slices.Sorted(maps.Keys(first.dims)) {
-			dimNames = append(dimNames, dn)
 			rec[dn] = first.dims[dn]
 		}
 		var defs []map[string]string
@@ -138,7 +142,7 @@ func (r *Recorder) Flush() error {
 				"Timestamp": r.now().UnixMilli(),
 				"CloudWatchMetrics": []any{map[string]any{
 					"Namespace":  Namespace,
-					"Dimensions": [][]string{dimNames},
+					"Dimensions": [][]string{{"Function"}},
 					"Metrics":    defs,
 				}},
 			}

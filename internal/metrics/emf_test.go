@@ -21,12 +21,13 @@ func TestFlushWritesEMF(t *testing.T) {
 	r.Add("AuthRequests", 1, "grant", "refresh")
 	r.Add("AuthRequests", 1, "grant", "password")
 	r.Put("TokenRemainingSeconds", Seconds, 540)
+	r.Add("FilesFailed", 1, "reason", "gone") // published by Function only
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("%d lines, want 3 (one per dimension set):\n%s", len(lines), buf.String())
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 4 (one per dimension set):\n%s", len(lines), buf.String())
 	}
 	type record struct {
 		Function string  `json:"Function"`
@@ -62,6 +63,10 @@ func TestFlushWritesEMF(t *testing.T) {
 	if r2.Token != 540 || cw.Namespace != "cfsync" || strings.Join(cw.Dimensions[0], ",") != "Function" || len(cw.Metrics) != 1 ||
 		cw.Metrics[0].Name != "TokenRemainingSeconds" || cw.Metrics[0].Unit != "Seconds" || r2.AWS.Timestamp != 1700000000000 {
 		t.Fatalf("bad EMF record: %s", lines[2])
+	}
+	// A published metric with an extra dimension: the alarm's dimension only.
+	if !strings.Contains(lines[3], `"reason":"gone"`) || !strings.Contains(lines[3], `"Dimensions":[["Function"]]`) {
+		t.Fatalf("published metric with an extra dimension: %s", lines[3])
 	}
 	buf.Reset()
 	if err := r.Flush(); err != nil || buf.Len() != 0 {

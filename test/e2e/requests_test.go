@@ -47,7 +47,7 @@ func TestRequestsPerFile(t *testing.T) {
 		extra[fn] = []string{"AWS_ENDPOINT_URL=" + rc.URL(fn)}
 	}
 	subs := []string{"bulk-Req/" + pkgRequests}
-	e := newEnv(t, envOptions{subs: subs, noEvents: true, extraEnv: extra, sim: rdptest.Options{FileEndpoint: true}})
+	e := newEnv(t, envOptions{subs: subs, noEvents: true, extraEnv: extra})
 	if err := rc.Point(e.p.Endpoint); err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func startBenchEnv(b *testing.B, downloaderEnv []string) *benchEnv {
 	// One invocation at a time and every file delivered once: no two
 	// requests race for one item, so moto may take them in parallel.
 	rc.SerializeDynamoDB(false)
-	sim := rdptest.NewServer(rdptest.Options{AccessTokenTTL: 30 * time.Minute, FileEndpoint: true})
+	sim := rdptest.NewServer(rdptest.Options{AccessTokenTTL: 30 * time.Minute})
 	b.Cleanup(sim.Close)
 	user, pw, key := "bench@example.com", "pw-"+randomHex(8), randomHex(20)
 	sim.AddUser(user, pw, key)
