@@ -16,6 +16,19 @@ import (
 // Namespace is the CloudWatch namespace of every cfsync metric.
 const Namespace = "cfsync"
 
+// Publish says when a value becomes a CloudWatch metric.
+type Publish int
+
+const (
+	// Always: every value is published; the alarm treats missing data as
+	// breaching, so the metric is also a heartbeat.
+	Always Publish = iota + 1
+	// WhenNonZero: only nonzero values are published; the alarm treats
+	// missing data as not breaching. CloudWatch bills a custom metric by the
+	// hours in which it receives data, so a healthy month costs nothing.
+	WhenNonZero
+)
+
 // Published are the only metrics CloudWatch turns into custom metrics (each
 // $0.30 a month per dimension combination): the ones template.yaml's alarms
 // watch, each published with the dimension Function only, as the alarms
@@ -23,11 +36,21 @@ const Namespace = "cfsync"
 // written as a field of the same JSON log line, where CloudWatch Logs
 // Insights can query and chart it at no cost beyond log ingestion
 // (docs/cost.md). The other alarms use what AWS/Lambda and AWS/SQS publish.
-var Published = map[string]bool{
-	"TokenRemainingSeconds": true, "RingSlotsNeeded": true, "QueueCredentialsFailures": true, // token-refresher
-	"FilesNearingExpiry": true, "OldestNonFinalAgeSeconds": true, // fileset-poller
-	"FilesFailed":           true, // fileset-poller, downloader
-	"NotificationsRejected": true, // notification-reader
+var Published = map[string]Publish{
+	"TokenRemainingSeconds": Always, "OldestNonFinalAgeSeconds": Always,
+	"RingSlotsNeeded": WhenNonZero, "QueueCredentialsFailures": WhenNonZero, "FilesNearingExpiry": WhenNonZero,
+	"FilesFailed": WhenNonZero, "NotificationsRejected": WhenNonZero,
+}
+
+// published reports whether a metric with these values is published.
+func published(name string, vals []float64) bool {
+	switch Published[name] {
+	case Always:
+		return true
+	case WhenNonZero:
+		return slices.ContainsFunc(vals, func(v float64) bool { return v != 0 })
+	}
+	return false
 }
 
 // Unit names used by cfsync.
@@ -128,7 +151,7 @@ func (r *Recorder) Flush() error {
 		var defs []map[string]string
 		for _, k := range keys {
 			v := r.m[k]
-			if Published[k.name] {
+			if published(k.name, v.vals) {
 				defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
 			}
 			if len(v.vals) == 1 {

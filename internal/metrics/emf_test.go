@@ -90,18 +90,51 @@ func TestDeployedFunctionNameIsTheDimension(t *testing.T) {
 }
 
 // TestPublishedAreTheAlarmedMetrics: the custom metrics CloudWatch bills are
-// exactly the ones template.yaml's alarms on namespace cfsync watch.
+// exactly the ones template.yaml's alarms on namespace cfsync watch; those
+// whose alarm treats missing data as breaching are published Always.
 func TestPublishedAreTheAlarmedMetrics(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	alarmed := map[string]bool{}
+	alarmed := map[string]Publish{}
 	re := regexp.MustCompile(`(?m)^\s+Namespace: ` + Namespace + `\n\s+MetricName: (\w+)$`)
-	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-		alarmed[m[1]] = true
+	for _, res := range regexp.MustCompile(`(?m)^  [A-Za-z0-9]+:\n`).Split(string(b), -1) {
+		for _, m := range re.FindAllStringSubmatch(res, -1) {
+			alarmed[m[1]] = WhenNonZero
+			if strings.Contains(res, "TreatMissingData: breaching") {
+				alarmed[m[1]] = Always
+			}
+		}
 	}
 	if len(alarmed) == 0 || !maps.Equal(alarmed, Published) {
-		t.Errorf("alarms on namespace %s watch %v; Published is %v", Namespace, alarmed, Published)
+		t.Errorf("alarms on namespace %s watch %v (1: missing data breaching); Published is %v", Namespace, alarmed, Published)
+	}
+}
+
+// TestZeroNotPublished: a WhenNonZero metric with only zeros stays a log
+// field; one nonzero value publishes it; an Always metric is published at 0.
+func TestZeroNotPublished(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		vals []float64
+		want bool
+	}{
+		{"FilesFailed", []float64{0, 0}, false},
+		{"FilesFailed", []float64{0, 2}, true},
+		{"OldestNonFinalAgeSeconds", []float64{0}, true},
+		{"FilesQueued", []float64{5}, false},
+	} {
+		var buf bytes.Buffer
+		r := New(&buf, "x")
+		for _, v := range tc.vals {
+			r.Add(tc.name, v)
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(buf.String(), `"_aws"`); got != tc.want {
+			t.Errorf("%s %v: published %v, want %v: %s", tc.name, tc.vals, got, tc.want, buf.String())
+		}
 	}
 }
