@@ -128,7 +128,8 @@ type Handler struct {
 	QueueState QueueCredsStore
 	Queue      QueueCredsOptions
 
-	ring *tokenring.Ring
+	ring  *tokenring.Ring
+	cache *ringCache
 }
 
 // Outcomes of a run (Result.Outcome).
@@ -211,6 +212,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	if h.ring == nil {
 		h.ring = &tokenring.Ring{SM: h.SM, IDs: h.Opts.SlotIDs}
 	}
+	if h.cache == nil {
+		h.cache = &ringCache{}
+	}
 	log := logx.WithRequest(ctx, h.logger())
 	defer func() {
 		if err := h.Metrics.Flush(); err != nil {
@@ -278,27 +282,18 @@ type run struct {
 
 func (r *run) exec(ctx context.Context) (Result, error) {
 	h := r.h
-	vals, err := h.ring.Read(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	r.vals = vals
-	for _, v := range vals {
-		if v.Err != nil {
-			r.log.Warn("token ring slot unusable", "slot", v.ID, "error", v.Err.Error())
-		}
-	}
+	var err error
 	if r.ringSt, err = h.Table.GetRingState(ctx); err != nil {
 		return Result{}, err
 	}
 	if r.auth, err = h.Table.GetAuthState(ctx); err != nil {
 		return Result{}, err
 	}
-	if l, ok := tokenring.Latest(vals); ok {
-		r.latest, r.have = l.Slot, true
+	cached, err := r.readRing(ctx, r.ev.Action != ActionRevoke && !r.ev.Force)
+	if err != nil {
+		return Result{}, err
 	}
 	defer r.emitRemaining()
-
 	if r.ev.Action == ActionRevoke {
 		return r.revoke(ctx)
 	}
@@ -306,6 +301,11 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 	if due == "" {
 		exp := r.latest.ExpiresAt
 		return Result{Outcome: OutcomeFresh, Generation: r.latest.Generation, ExpiresAt: &exp}, nil
+	}
+	if cached { // a run that may write works from the ring as it is now
+		if _, err := r.readRing(ctx, false); err != nil {
+			return Result{}, err
+		}
 	}
 	return r.refresh(ctx, due)
 }

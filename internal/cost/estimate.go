@@ -26,17 +26,18 @@ func newMonth(m Measured, w Workload) month {
 		polls: minutes / w.PollEvery.Minutes(), ops: map[string]float64{}}
 	mo.writes = min(mo.refreshRuns, minutes/(w.TokenLife-w.RefreshMargin).Minutes())
 	share := w.MultipartShare
+	firstIdle := min(mo.writes, mo.refreshRuns-mo.writes) // the run after each write
 	inv := func(s Scenario) float64 { return float64(s.Invocations) / float64(max(s.Units, 1)) }
 	mo.downloaderInv = mo.files * ((1-share)*inv(m.SmallFile) + share*inv(m.MultipartFile))
 	for _, c := range []struct {
 		s     *Scenario
 		times float64
 	}{
-		{&m.RefresherIdle, mo.refreshRuns - mo.writes}, {&m.RefresherWrite, mo.writes},
+		{&m.RefresherFirstIdle, firstIdle}, {&m.RefresherIdle, mo.refreshRuns - mo.writes - firstIdle}, {&m.RefresherWrite, mo.writes},
 		{&m.PollIdle, mo.polls * float64(w.Packages)},
 		{&m.SmallFile, mo.files * (1 - share)}, {&m.MultipartFile, mo.files * share},
 	} {
-		mo.addScenario(c.s, c.times, c.s == &m.RefresherIdle || c.s == &m.RefresherWrite)
+		mo.addScenario(c.s, c.times, c.s == &m.RefresherIdle || c.s == &m.RefresherFirstIdle || c.s == &m.RefresherWrite)
 	}
 	// What a new file adds to a poll: the poll with new files less an idle one.
 	for op := range m.PollNew.AWS {

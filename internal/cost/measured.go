@@ -51,8 +51,12 @@ type Measured struct {
 	Date    string `json:"date"`
 	Command string `json:"command"`
 	Note    string `json:"note,omitempty"`
-	// RefresherIdle is one refresher run that finds the ring fresh.
+	// RefresherIdle is one refresher run that finds the ring fresh, in the
+	// steady state (not the first run after a write).
 	RefresherIdle Scenario `json:"refresher_idle"`
+	// RefresherFirstIdle is the first run after a write that finds the ring
+	// fresh.
+	RefresherFirstIdle Scenario `json:"refresher_first_idle"`
 	// RefresherWrite is one refresher run that refreshes a token.
 	RefresherWrite Scenario `json:"refresher_write"`
 	// PollIdle is one poll of one package with nothing new.
@@ -80,7 +84,8 @@ func (m *Measured) Scenarios() []struct {
 		Name string
 		S    *Scenario
 	}{
-		{"refresher run, ring fresh", &m.RefresherIdle}, {"refresher run, token written", &m.RefresherWrite},
+		{"refresher run, ring fresh", &m.RefresherIdle}, {"refresher run, first fresh after a write", &m.RefresherFirstIdle},
+		{"refresher run, token written", &m.RefresherWrite},
 		{"poll, 1 package, nothing new", &m.PollIdle}, {"poll, 1 package, new files (per file)", &m.PollNew},
 		{"downloader, small file (PutObject)", &m.SmallFile}, {"downloader, multipart file", &m.MultipartFile},
 	}

@@ -11,8 +11,11 @@ import (
 // ("rdp" for RDP), for each scenario (Measured.Scenarios order): see
 // docs/cost.md for the reasoning of each figure.
 var Minimum = []map[string]float64{
-	// refresher, ring fresh: one read of the ring (to see the newest token's expiry).
-	{"secretsmanager": 1},
+	// refresher, ring fresh: the ring state (has anything been written since
+	// the last read?) and the newest token's reader reports.
+	{"dynamodb": 2},
+	// first fresh run after a write: the same, and one read of the ring.
+	{"dynamodb": 2, "secretsmanager": 1},
 	// refresher writing: ring read, one token grant, one slot write; a lease
 	// (conditional write + release) so two runs never both sign on.
 	{"secretsmanager": 2, "dynamodb": 2, "rdp": 1},
