@@ -289,8 +289,7 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 	if r.auth, err = h.Table.GetAuthState(ctx); err != nil {
 		return Result{}, err
 	}
-	cached, err := r.readRing(ctx, r.ev.Action != ActionRevoke && !r.ev.Force)
-	if err != nil {
+	if err := r.readRing(ctx, r.ev.Action != ActionRevoke && !r.ev.Force); err != nil {
 		return Result{}, err
 	}
 	defer r.emitRemaining()
@@ -301,11 +300,6 @@ func (r *run) exec(ctx context.Context) (Result, error) {
 	if due == "" {
 		exp := r.latest.ExpiresAt
 		return Result{Outcome: OutcomeFresh, Generation: r.latest.Generation, ExpiresAt: &exp}, nil
-	}
-	if cached { // a run that may write works from the ring as it is now
-		if _, err := r.readRing(ctx, false); err != nil {
-			return Result{}, err
-		}
 	}
 	return r.refresh(ctx, due)
 }

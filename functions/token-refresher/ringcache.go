@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"sync"
-	"time"
 
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
@@ -12,11 +11,11 @@ import (
 
 // ringCache is the ring as a run last read it, kept across warm
 // invocations. The refresher is the ring's only writer and records every
-// write in the ring state (DynamoDB, read by every run), so a run whose
-// ring state shows no write since the read, and whose newest token is not
-// yet due, can use the copy instead of reading Secrets Manager: most runs
-// of a 1-minute schedule (docs/cost.md). A run that may write (due, forced
-// or revoking) reads the ring again.
+// write in the ring state (DynamoDB, read consistently by every run before
+// the ring), so while the ring state shows no write since the read, the
+// copy is the ring: runs use it instead of reading Secrets Manager, also
+// when they refresh (docs/cost.md). Forced and revoke runs (the operator's)
+// read the ring.
 type ringCache struct {
 	mu    sync.Mutex
 	gen   int64
@@ -24,16 +23,11 @@ type ringCache struct {
 	vals  []tokenring.SlotValue
 }
 
-// get returns the cached ring if st shows no write since it was read and
-// its newest token has more than margin left at now.
-func (c *ringCache) get(st *state.RingState, now time.Time, margin time.Duration) ([]tokenring.SlotValue, bool) {
+// get returns the cached ring if st shows no write since it was read.
+func (c *ringCache) get(st *state.RingState) ([]tokenring.SlotValue, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.vals == nil || c.gen != st.Generation || !maps.EqualFunc(c.slots, st.Slots, sameWrite) {
-		return nil, false
-	}
-	l, ok := tokenring.Latest(c.vals)
-	if !ok || l.Slot.ExpiresAt.Sub(now) <= margin {
 		return nil, false
 	}
 	return c.vals, true
@@ -58,16 +52,17 @@ func sameWrite(a, b state.SlotWrite) bool {
 }
 
 // readRing sets the run's ring: the cached copy when mayCache and it is
-// still good (true), else read from Secrets Manager.
-func (r *run) readRing(ctx context.Context, mayCache bool) (cached bool, err error) {
+// still the ring, else read from Secrets Manager.
+func (r *run) readRing(ctx context.Context, mayCache bool) error {
 	h := r.h
 	vals, ok := []tokenring.SlotValue(nil), false
 	if mayCache {
-		vals, ok = h.cache.get(r.ringSt, h.now(), h.Opts.RefreshMargin)
+		vals, ok = h.cache.get(r.ringSt)
 	}
 	if !ok {
+		var err error
 		if vals, err = h.ring.Read(ctx); err != nil {
-			return false, err
+			return err
 		}
 		for _, v := range vals {
 			if v.Err != nil {
@@ -81,5 +76,5 @@ func (r *run) readRing(ctx context.Context, mayCache bool) (cached bool, err err
 	if l, found := tokenring.Latest(vals); found {
 		r.latest, r.have = l.Slot, true
 	}
-	return ok, nil
+	return nil
 }
