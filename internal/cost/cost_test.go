@@ -97,6 +97,7 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 	w := Defaults()
 	slots, _ := strconv.Atoi(param("TokenSlots"))
 	batch := regexp.MustCompile(`(?m)^\s+BatchSize: (\d+)$`).FindStringSubmatch(tpl)
+	memory := regexp.MustCompile(`(?s)CodeUri: functions/downloader\n.*?MemorySize: (\d+)`).FindStringSubmatch(tpl)
 	for _, c := range []struct {
 		what      string
 		got, want any
@@ -107,6 +108,7 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 		{"alarms (unconditional)", w.Alarms, unconditionalAlarms(tpl)},
 		{"tracing", w.Traced, strings.Contains(tpl, "Tracing: Active")},
 		{"batch size", strconv.Itoa(w.BatchSize), batch[1]},
+		{"downloader memory", fmt.Sprint(w.DownloaderMB), memory[1]},
 	} {
 		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
 			t.Errorf("cost model's %s is %v, template.yaml's default %v", c.what, c.got, c.want)

@@ -126,5 +126,6 @@ func n(v float64) string {
 func Defaults() Workload {
 	w := ReadmeWorkload("after")
 	w.Alarms = 8
+	w.DownloaderMB = 512
 	return w
 }
