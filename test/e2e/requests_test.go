@@ -316,6 +316,12 @@ type benchEnv struct {
 }
 
 func startBenchEnv(b *testing.B, downloaderEnv []string) *benchEnv {
+	return startBenchEnvWith(b, downloaderEnv, rdptest.Options{AccessTokenTTL: 30 * time.Minute}, 0)
+}
+
+// startBenchEnvWith also takes the simulator's options and the
+// downloader's timeout (0: the template's).
+func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Options, timeout time.Duration) *benchEnv {
 	moto := testenv.Moto(b)
 	bins := functionBinaries(b)
 	rc, err := pipeline.NewRequestCounter(pipeline.Downloader, pipeline.Poller)
@@ -326,7 +332,7 @@ func startBenchEnv(b *testing.B, downloaderEnv []string) *benchEnv {
 	// One invocation at a time and every file delivered once: no two
 	// requests race for one item, so moto may take them in parallel.
 	rc.SerializeDynamoDB(false)
-	sim := rdptest.NewServer(rdptest.Options{AccessTokenTTL: 30 * time.Minute})
+	sim := rdptest.NewServer(simOpts)
 	b.Cleanup(sim.Close)
 	user, pw, key := "bench@example.com", "pw-"+randomHex(8), randomHex(20)
 	sim.AddUser(user, pw, key)
@@ -334,7 +340,7 @@ func startBenchEnv(b *testing.B, downloaderEnv []string) *benchEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randomHex(2),
-		Credentials: string(creds), NoEventSource: true,
+		Credentials: string(creds), NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
 		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
 		Env: map[string][]string{
 			pipeline.Downloader: append([]string{"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Downloader)}, downloaderEnv...),
@@ -421,4 +427,68 @@ func processCPU(pid int) time.Duration {
 	ut, _ := strconv.Atoi(f[11])
 	st, _ := strconv.Atoi(f[12])
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// BenchmarkResume measures what a continuation costs: one large file whose
+// download needs several invocations (the simulator caps each connection
+// at 2 MiB/s, the downloader's timeout is 20 s with DEADLINE_MARGIN 8 s).
+// Per invocation after the first it reports the AWS requests other than
+// UploadPart and the RDP requests other than the ranged GETs (the resume
+// overhead), and the MiB landed per invocation-second.
+//
+//	CFSYNC_REQUIRE_MOTO=1 go test -run '^$' -bench BenchmarkResume -benchtime 1x -timeout 30m ./test/e2e/
+func BenchmarkResume(b *testing.B) {
+	const size = 256 << 20
+	e := startBenchEnvWith(b, []string{"DEADLINE_MARGIN=8s", "RANGE_READ_TIMEOUT=5s"},
+		rdptest.Options{AccessTokenTTL: 30 * time.Minute, BandwidthPerConn: 2 << 20}, 20*time.Second)
+	for range b.N {
+		e.addFiles(b, []int64{size})
+		es := e.p.NewEventSource()
+		var inv, overhead, rdpOver int
+		var spent time.Duration
+		for {
+			out, err := e.p.SQS.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &e.p.Res.QueueURL, MaxNumberOfMessages: 1,
+				WaitTimeSeconds: 2, VisibilityTimeout: 60, MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(out.Messages) == 0 {
+				break
+			}
+			e.rc.Reset()
+			e.sim.ResetCounters()
+			start := time.Now()
+			if rep := es.Deliver(context.Background(), out.Messages); rep.Failed > 0 || rep.Err != nil {
+				b.Fatalf("downloader invocation failed: %+v", rep)
+			}
+			spent += time.Since(start)
+			inv++
+			ops := map[string]int{}
+			for k, n := range e.rc.Counts() {
+				if k.Caller == pipeline.Downloader && k.Operation != "UploadPart" {
+					ops[k.Service+":"+k.Operation] += n
+				}
+			}
+			rdpReq := e.sim.Counters().Requests
+			b.Logf("invocation %d: %.1f s, AWS besides UploadPart %v, RDP %v", inv, time.Since(start).Seconds(), ops, rdpReq)
+			if inv > 1 {
+				for _, n := range ops {
+					overhead += n
+				}
+				for ep, n := range rdpReq {
+					if ep != rdptest.EPS3Get {
+						rdpOver += n
+					}
+				}
+			}
+		}
+		if inv < 2 {
+			b.Fatalf("the file landed in %d invocation(s): no continuation to measure", inv)
+		}
+		b.ReportMetric(float64(inv), "invocations")
+		b.ReportMetric(float64(overhead)/float64(inv-1), "aws-req/continuation")
+		b.ReportMetric(float64(rdpOver)/float64(inv-1), "rdp-req/continuation")
+		b.ReportMetric(float64(size>>20)/spent.Seconds(), "MiB/s")
+		b.ReportMetric(0, "ns/op")
+	}
 }
