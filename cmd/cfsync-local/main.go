@@ -3,7 +3,7 @@
 // for AWS with the resources of template.yaml, and the three functions built
 // and run as Lambda bootstraps, the refresher and the poller on a compressed
 // schedule and the downloader fed from the SQS queue. It shows the files
-// landing, verifies them and prints a summary. See README.md, "Run it locally".
+// landing, verifies them and prints a summary. See docs/local.md#make-demo.
 package main
 
 import (
@@ -147,7 +147,7 @@ func randomHex(n int) string {
 }
 
 // demoFaults is one fault of every class the simulator knows, spread over
-// the API and the presigned host (see README.md).
+// the API and the presigned host (see docs/local.md#output).
 func demoFaults() []rdptest.Fault {
 	fs := []rdptest.Fault{
 		{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/file-sets"},
@@ -300,7 +300,7 @@ func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.
 	expected := pipeline.SeedDemo(sim, o.sets)
 	subs := pipeline.DemoSubscriptions()
 	cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
-	// Compressed token timing (docs/design.md#compressed-timing): refresh when a third of the
+	// Compressed token timing (docs/local.md#compressed-timing): refresh when a third of the
 	// token's life is left, readers skip a token a sixth early, a ring slot
 	// may be rewritten 10 s after its last write (3 slots, a refresh every
 	// two thirds of a token life: each slot is written every 2 token lives).

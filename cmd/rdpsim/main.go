@@ -4,7 +4,7 @@
 // It prints one JSON line to stdout — the API and S3 base URLs, the seed, and any credentials it
 // generated (only those: credentials given as flags are never printed) — then serves until
 // SIGINT or SIGTERM. The /_sim/ control endpoints (counters, ground truth, faults, ...) are on
-// the API host unless -admin=false. See README.md, "RDP simulator".
+// the API host unless -admin=false. See docs/rdp-client.md#the-command.
 package main
 
 import (

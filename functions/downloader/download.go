@@ -150,7 +150,7 @@ const chainStaleAfter = 30 * time.Minute
 
 // marginShare: the deadline margin is at most 1/marginShare of the time the
 // invocation has left when the message starts, so that every invocation has
-// time for ranges whatever the function's timeout (docs/design.md#deadlines).
+// time for ranges whatever the function's timeout (docs/design.md#deadline-checkpoint-continuation).
 const marginShare = 4
 
 // processFile downloads one file; a non-nil error fails the message. final:

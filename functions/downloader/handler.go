@@ -44,7 +44,7 @@ var _ S3API = (*s3.Client)(nil)
 
 // RDP is the part of the RDP client the downloader uses: /stream and ranges
 // of the presigned URL only (no GET /files/{id}: no public LSEG sample uses
-// it; see docs/design.md#rdp).
+// it; see docs/rdp.md).
 type RDP interface {
 	StreamURL(ctx context.Context, id string) (string, error)
 	GetRangeIfMatch(ctx context.Context, presignedURL string, offset, length int64, ifMatch string) (*rdp.RangeResponse, error)
@@ -53,7 +53,7 @@ type RDP interface {
 var _ RDP = (*rdp.Client)(nil)
 
 // Tokens runs file-store calls with the token ring's 401 handling
-// (re-read, retry once, report; docs/design.md#tokens).
+// (re-read, retry once, report; docs/design.md#only-the-refresher-signs-in).
 type Tokens interface {
 	Do(ctx context.Context, op func(ctx context.Context) error) error
 }
@@ -140,6 +140,8 @@ func SettingsFrom(c config.Downloader) Settings {
 		RetryMaxDelay:      c.RetryMaxDelay,
 		CheckpointInterval: c.CheckpointInterval,
 		MaxReceiveCount:    c.MaxReceiveCount,
+		DeferBaseDelay:     c.DeferBaseDelay,
+		DeferMaxDelay:      c.DeferMaxDelay,
 	}
 }
 

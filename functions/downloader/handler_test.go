@@ -113,12 +113,12 @@ func failedIDs(resp events.SQSEventResponse) []string {
 	return ids
 }
 
-// keyOf is the key DESIGN §6 gives a file of msgFor(id) named name.
+// keyOf is the key docs/design.md#output-layout gives a file of msgFor(id) named name.
 func keyOf(name string) string {
 	return "cfs/bulk-ESG/pkg1/fs1/" + strings.ReplaceAll(name, ":", "_")
 }
 
-// checkLanded asserts the object is byte-identical with its DESIGN §6 metadata
+// checkLanded asserts the object is byte-identical with its docs/design.md#output-layout metadata
 // and the state is DONE.
 func (r *rig) checkLanded(t *testing.T, id, name string, size int64) {
 	t.Helper()

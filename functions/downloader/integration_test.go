@@ -236,7 +236,7 @@ func noSecrets(t *testing.T, e *dlEnv, logs string) {
 }
 
 // TestIntegrationLands: small and multipart files land byte-identical with
-// the DESIGN §6 key and metadata; duplicates download nothing twice.
+// the docs/design.md#output-layout key and metadata; duplicates download nothing twice.
 func TestIntegrationLands(t *testing.T) {
 	e := newDLEnv(t, rdptest.Options{})
 	ctx := context.Background()

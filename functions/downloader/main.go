@@ -1,6 +1,6 @@
 // Command downloader is cfsync's downloader Lambda: one SQS message per CFS
 // file; each file is streamed with HTTP range requests from its presigned
-// URL into an S3 multipart upload (see handler.go; README.md, "downloader").
+// URL into an S3 multipart upload (see handler.go; docs/design.md#downloader).
 // main only wires configuration → clients → Handler → lambda.Start.
 package main
 

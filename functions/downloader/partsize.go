@@ -2,7 +2,7 @@ package main
 
 import "fmt"
 
-// S3 multipart limits (docs/design.md#s3; AWS S3 multipart limits).
+// S3 multipart limits (docs/design.md#aws-limits; AWS S3 multipart limits).
 const (
 	MiB             = int64(1) << 20
 	GiB             = int64(1) << 30

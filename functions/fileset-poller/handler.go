@@ -28,7 +28,7 @@ type FileStore interface {
 
 var _ FileStore = (*rdp.Client)(nil)
 
-// TokenGuard runs RDP calls and handles a 401 (docs/design.md#tokens): re-read the
+// TokenGuard runs RDP calls and handles a 401 (docs/design.md#only-the-refresher-signs-in): re-read the
 // ring, retry once, then report the token and fail with rdp.ErrUnauthorized.
 type TokenGuard interface {
 	Do(ctx context.Context, op func(ctx context.Context) error) error

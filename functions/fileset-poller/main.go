@@ -1,6 +1,6 @@
 // Command fileset-poller is the cfsync Lambda that lists the READY file-sets
 // of the subscribed CFS packages and queues every new file for download
-// exactly once (see README.md, "fileset-poller"). main only wires configuration, clients
+// exactly once (see docs/design.md#fileset-poller). main only wires configuration, clients
 // and the Handler; the logic lives in handler.go and poll.go.
 package main
 

@@ -87,6 +87,11 @@ type Downloader struct {
 	// between attempts of a range.
 	RetryBaseDelay time.Duration `env:"RETRY_BASE_DELAY" default:"500ms"`
 	RetryMaxDelay  time.Duration `env:"RETRY_MAX_DELAY" default:"20s"`
+	// DeferBaseDelay and DeferMaxDelay: during an RDP outage (no usable token,
+	// 429/5xx) the work is re-enqueued with a jittered delay of
+	// DEFER_BASE_DELAY × 2^deferrals, at most DEFER_MAX_DELAY (≤ 15m, SQS's limit).
+	DeferBaseDelay time.Duration `env:"DEFER_BASE_DELAY" default:"30s"`
+	DeferMaxDelay  time.Duration `env:"DEFER_MAX_DELAY" default:"15m"`
 	// CheckpointInterval: how often a running multipart upload saves its
 	// progress (so a crash loses at most this much work).
 	CheckpointInterval time.Duration `env:"CHECKPOINT_INTERVAL" default:"30s" min:"1s"`

@@ -16,7 +16,7 @@
 // output line by line (Logs, Options.LogWriter), the process id of the
 // running bootstrap (PID), a bound on an emulator that does not answer, and
 // killing the whole process tree at Close. How local runs work and what the
-// emulator costs are in docs/design.md#local-runs.
+// emulator costs are in docs/local.md#running-the-lambda-binaries.
 package lambdarun
 
 import (

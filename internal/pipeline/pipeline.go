@@ -65,7 +65,7 @@ type Config struct {
 	// DestPrefix, LogLevel, TokenSlots, …); the rest keep their defaults.
 	Params map[string]string
 	// Credentials is the JSON written into the stack's credentials secret
-	// (DESIGN §4: v1, v2 or pre-issued refresh token).
+	// (docs/configuration.md#the-credentials-secret-rdp_credentials_secret_id: v1, v2 or pre-issued refresh token).
 	Credentials string
 	// CommonEnv holds extra KEY=value entries for every function, applied
 	// after the environment template.yaml gives it.

@@ -23,7 +23,7 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
-// ExpectedKey is where cfsync stores a file (DESIGN §6):
+// ExpectedKey is where cfsync stores a file (docs/design.md#output-layout):
 // <prefix><bucket>/<packageId>/<fileSetId>/<fileName with ':' replaced by '_'>.
 func ExpectedKey(prefix string, f rdptest.File) string {
 	return prefix + f.Bucket + "/" + f.PackageID + "/" + f.FileSetID + "/" + f.DestName()

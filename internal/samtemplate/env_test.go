@@ -10,11 +10,11 @@ import (
 	"github.com/cfsync/cfsync/internal/config"
 )
 
-// contractEnv is the variable table of DESIGN.md section 4: deployment
+// contractEnv is the variable table of docs/configuration.md#environment-variables: deployment
 // settings the template must set for every function that reads them. Any
 // other variable a function reads is a tuning knob with a safe default
 // (internal/config): the template may leave it unset, and operators add it to
-// a function's Environment when they need another value (README.md, "Tuning knobs").
+// a function's Environment when they need another value (docs/operations.md#tuning-knobs).
 //
 // Rule, checked below per function:
 //   - every variable the template sets is read by that function's config;
@@ -89,7 +89,7 @@ func TestFunctionEnvironmentMatchesConfig(t *testing.T) {
 			}
 			for _, name := range reads {
 				if slices.Contains(contractEnv, name) && !slices.Contains(set, name) {
-					t.Errorf("%T reads %s (DESIGN section 4), which the template does not set", fc.cfg, name)
+					t.Errorf("%T reads %s (docs/configuration.md#environment-variables), which the template does not set", fc.cfg, name)
 				}
 			}
 		})

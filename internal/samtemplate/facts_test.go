@@ -10,7 +10,7 @@ import (
 	"github.com/cfsync/cfsync/internal/state"
 )
 
-// TestTemplateFacts pins the settings issue #4 and DESIGN.md sections 1, 3
+// TestTemplateFacts pins the settings issue #4 and docs/design.md#data-flow, #aws-limits
 // and 4 ask of template.yaml, one fact per row.
 func TestTemplateFacts(t *testing.T) {
 	tpl := loadRepoTemplate(t)

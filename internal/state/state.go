@@ -15,7 +15,7 @@
 // Index nonFinal-updatedAt (nonfinal.go): the FILE items not DONE or FAILED,
 // least recently updated first (sparse: only they carry nonFinal).
 //
-// Nothing secret is ever stored here (docs/design.md#secrets).
+// Nothing secret is ever stored here (docs/design.md#no-secret-leaves).
 package state
 
 import (

@@ -18,7 +18,7 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
-// TestBadInput (DESIGN §7.8): a malformed event gets an error naming the
+// TestBadInput (docs/design.md#bad-input-is-named): a malformed event gets an error naming the
 // problem and the function's process keeps serving the next invocation;
 // poison messages, a file that disappeared (404) and a file whose content
 // does not match its md5 end in the DLQ, the files with state FAILED and a
@@ -26,6 +26,7 @@ import (
 func TestBadInput(t *testing.T) {
 	var good, wrongMD5, gone rdptest.File
 	e := newEnv(t, envOptions{
+		sim:  rdptest.Options{MD5: true}, // the listing's md5 is what shows corrupt.jsonl.gz is corrupt
 		subs: []string{"bulk-ESG/" + pkgESG},
 		seed: func(sim *rdptest.Server) {
 			sim.AddPackage("bulk-ESG", pkgESG, "Bulk-ESG-Global-Scores")

@@ -65,7 +65,7 @@ var mixedSubs = []string{"bulk-ESG/" + pkgESG, "bulk-Funds/*"}
 // no ring slot is written more often than SECRET_MIN_WRITE_INTERVAL. Then,
 // with the refresher paused, the poller and the downloader keep working from
 // the ring without a single /auth request; a token RDP stops accepting is
-// reported and replaced by the refresher's next run (DESIGN §7.1).
+// reported and replaced by the refresher's next run (docs/design.md#only-the-refresher-signs-in).
 func TestHappyPath(t *testing.T) {
 	e := newEnv(t, envOptions{subs: mixedSubs, seed: mixedData, refreshEvery: 2 * time.Second, pollEvery: 3 * time.Second})
 	want := e.expected()
@@ -169,7 +169,7 @@ func (e *env) newestGeneration() int64 {
 	return latest.Slot.Generation
 }
 
-// checkSlotWriteInterval checks DESIGN §7.3 on every slot's version history.
+// checkSlotWriteInterval checks docs/design.md#slot-write-interval on every slot's version history.
 func (e *env) checkSlotWriteInterval(min time.Duration) {
 	e.t.Helper()
 	ctx := context.Background()
@@ -186,7 +186,7 @@ func (e *env) checkSlotWriteInterval(min time.Duration) {
 			if err != nil {
 				e.t.Fatal(err)
 			}
-			// The template's placeholder ({}) is an empty slot (DESIGN §4): only
+			// The template's placeholder ({}) is an empty slot (docs/design.md#slot-format): only
 			// the refresher's token writes count.
 			if _, err := tokenring.ParseSlot(aws.ToString(val.SecretString)); err != nil {
 				continue

@@ -79,7 +79,7 @@ var (
 	refresherEnv = []string{"TOKEN_REFRESH_MARGIN=20s", "SECRET_MIN_WRITE_INTERVAL=5s", "AUTH_BACKOFF_BASE=1s", "AUTH_BACKOFF_MAX=5s"}
 	pollerEnv    = []string{"POLL_PAGE_SIZE=5"} // several pages per package: @nextLink and repeat-item faults
 	// The downloader's timeout is cut to 20 s (template: 300 s): its margins follow.
-	downloaderEnv = []string{"DEADLINE_MARGIN=3s", "RANGE_READ_TIMEOUT=2s", "RETRY_BASE_DELAY=100ms", "RETRY_MAX_DELAY=1s", "CHECKPOINT_INTERVAL=1s"}
+	downloaderEnv = []string{"DEADLINE_MARGIN=3s", "RANGE_READ_TIMEOUT=2s", "RETRY_BASE_DELAY=100ms", "RETRY_MAX_DELAY=1s", "CHECKPOINT_INTERVAL=1s", "DEFER_BASE_DELAY=2s", "DEFER_MAX_DELAY=10s"}
 )
 
 // envOptions shape one test's pipeline.
@@ -152,7 +152,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e.p = p
 	t.Cleanup(func() {
-		// Every test ends with the leak scan (DESIGN §7.7) over everything it produced.
+		// Every test ends with the leak scan (docs/design.md#no-secret-leaves) over everything it produced.
 		e.checkNoLeaks()
 		if t.Failed() {
 			e.dumpLogs(40)

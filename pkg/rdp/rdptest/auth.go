@@ -331,7 +331,7 @@ func (s *Server) passwordGrantLocked(now time.Time, username, password, clientID
 		return nil, &oauthError{status: 400, code: "invalid_request", desc: "Missing username or password parameter."}
 	}
 	if a == nil || a.password != password {
-		code := "access_denied" // what RDP answers (docs/rdp.md#wrong-password)
+		code := "access_denied" // what RDP answers (docs/rdp.md#authentication)
 		if s.opts.WrongPasswordInvalidGrant {
 			code = "invalid_grant"
 		}
