@@ -53,7 +53,7 @@ type Workload struct {
 	MultipartShare float64 // share of files above the part size
 	MonthDays      float64
 	RefreshEvery   time.Duration // RefreshSchedule
-	TokenLife      time.Duration // RDP access-token lifetime (assumed)
+	TokenLife      time.Duration // RDP access-token lifetime (expires_in "600" in LSEG's CFS workflow sample, docs/rdp.md)
 	RefreshMargin  time.Duration // TOKEN_REFRESH_MARGIN
 	PollEvery      time.Duration // PollSchedule
 	BatchSize      int           // downloader BatchSize
@@ -73,7 +73,7 @@ type Workload struct {
 // ReadmeWorkload is README's load: 10 packages × 100 files/day of 20 MB.
 func ReadmeWorkload(name string) Workload {
 	return Workload{Name: name, Packages: 10, FilesPerDay: 1000, FileMB: 20, MultipartShare: 1, MonthDays: 30.4,
-		RefreshEvery: time.Minute, TokenLife: 5 * time.Minute, RefreshMargin: 2 * time.Minute, PollEvery: 15 * time.Minute,
+		RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute, PollEvery: 15 * time.Minute,
 		BatchSize: 4, Secrets: 4, Alarms: 4, Traced: true,
 		RefresherSeconds: 0.2, PollerSeconds: 5, DownloaderSecondsPerFile: 3,
 		RefresherMB: 128, PollerMB: 256, DownloaderMB: 1024, LogKBPerInvocation: 3,
