@@ -150,20 +150,10 @@ func (h *Handler) logger() *slog.Logger {
 	return h.Log
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-// Invoke implements lambda.Handler.
+// Invoke implements lambda.Handler: the raw payload goes through Handle
+// (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	res, err := h.Handle(ctx, payload)
-	if err != nil {
-		return nil, lambdaerr.Result(err)
-	}
-	return json.Marshal(res)
+	return lambdaerr.Invoke(ctx, payload, h.Handle)
 }
 
 // Handle runs one invocation. Any JSON object is a scheduled event.
