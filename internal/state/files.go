@@ -77,16 +77,9 @@ func isConditionFailed(err error) bool {
 
 // GetFile returns a file's state, or ErrNotFound.
 func (t *Table) GetFile(ctx context.Context, fileID string) (*FileItem, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: fileKey(fileID), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get file state %s: %w", fileID, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get file state %s: %w", fileID, ErrNotFound)
-	}
 	var it FileItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode file state %s: %w", fileID, err)
+	if err := t.mustGetItem(ctx, fileKey(fileID), &it, "file state "+fileID); err != nil {
+		return nil, err
 	}
 	return &it, nil
 }

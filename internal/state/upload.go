@@ -162,16 +162,9 @@ func (t *Table) AcquireUpload(ctx context.Context, fileID, owner string, until t
 
 // GetUpload returns a file's UPLOAD item, or ErrNotFound.
 func (t *Table) GetUpload(ctx context.Context, fileID string) (*Upload, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: uploadKey(fileID), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, ErrNotFound)
-	}
 	var u Upload
-	if err := attributevalue.UnmarshalMap(out.Item, &u); err != nil {
-		return nil, fmt.Errorf("decode upload checkpoint %s: %w", fileID, err)
+	if err := t.mustGetItem(ctx, uploadKey(fileID), &u, "upload checkpoint "+fileID); err != nil {
+		return nil, err
 	}
 	return &u, nil
 }
