@@ -196,11 +196,7 @@ func (s *Server) AddFileSets(bucket, packageID string, n, filesPer int, size int
 		recs = append(recs, s.addFileSetLocked(spec))
 	}
 	s.mu.Unlock()
-	out := make([]FileSet, len(recs))
-	for i, r := range recs {
-		out[i] = s.publicFileSet(r)
-	}
-	return out
+	return publish(recs, s.publicFileSet)
 }
 
 func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
@@ -338,18 +334,9 @@ func (s *Server) DeleteFile(fileID string) {
 // FileSets returns every file-set not deleted (any status), in creation order.
 func (s *Server) FileSets() []FileSet {
 	s.mu.Lock()
-	var recs []*fileSet
-	for _, fs := range s.sets {
-		if !fs.deleted {
-			recs = append(recs, fs)
-		}
-	}
+	recs := s.liveSetsLocked(false)
 	s.mu.Unlock()
-	out := make([]FileSet, 0, len(recs))
-	for _, fs := range recs {
-		out = append(out, s.publicFileSet(fs))
-	}
-	return out
+	return publish(recs, s.publicFileSet)
 }
 
 // GroundTruth returns every (not deleted) file of every READY file-set, in creation order:
@@ -357,10 +344,7 @@ func (s *Server) FileSets() []FileSet {
 func (s *Server) GroundTruth() []File {
 	s.mu.Lock()
 	var recs []*fileRec
-	for _, fs := range s.sets {
-		if fs.deleted || fs.status != "READY" {
-			continue
-		}
+	for _, fs := range s.liveSetsLocked(true) {
 		for _, f := range fs.files {
 			if !f.deleted {
 				recs = append(recs, f)
@@ -368,9 +352,27 @@ func (s *Server) GroundTruth() []File {
 		}
 	}
 	s.mu.Unlock()
-	out := make([]File, 0, len(recs))
-	for _, f := range recs {
-		out = append(out, s.publicFile(f))
+	return publish(recs, s.publicFile)
+}
+
+// liveSetsLocked returns the file-sets not deleted (only the READY ones
+// with readyOnly), in creation order. s.mu is held.
+func (s *Server) liveSetsLocked(readyOnly bool) []*fileSet {
+	var recs []*fileSet
+	for _, fs := range s.sets {
+		if !fs.deleted && (!readyOnly || fs.status == "READY") {
+			recs = append(recs, fs)
+		}
+	}
+	return recs
+}
+
+// publish returns the public view of each record (called without s.mu:
+// the public* methods take it themselves).
+func publish[R, T any](recs []R, public func(R) T) []T {
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, public(r))
 	}
 	return out
 }
