@@ -5,7 +5,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,17 +33,12 @@ const function = "downloader"
 
 var _ lambda.Handler = (*Handler)(nil)
 
-func main() { lambdamain.Start(function, newHandler) }
+func main() { lambdamain.Main(function, newHandler, s3Retryer) }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.Downloader
-	env, err := lambdamain.Setup(ctx, function, &cfg, &cfg.Common, s3Retryer)
-	if err != nil {
-		return nil, err
-	}
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	setMemoryLimit(env.Log)
-	client, err := env.TokenRDPClient(cfg.Reader, rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(cfg)}))
+	client, err := env.TokenRDPClient(cfg.Reader, rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(*cfg)}))
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +47,7 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings := SettingsFrom(cfg)
+	settings := SettingsFrom(*cfg)
 	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	return New(Deps{
 		S3:      s3c,

@@ -5,8 +5,6 @@
 package main
 
 import (
-	"context"
-
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -16,15 +14,10 @@ import (
 
 const functionName = "fileset-poller"
 
-func main() { lambdamain.Start(functionName, newHandler) }
+func main() { lambdamain.Main(functionName, newHandler) }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.Poller
-	env, err := lambdamain.Setup(ctx, functionName, &cfg, &cfg.Common)
-	if err != nil {
-		return nil, err
-	}
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.Poller) (*Handler, error) {
 	client, err := env.TokenRDPClient(cfg.Reader)
 	if err != nil {
 		return nil, err

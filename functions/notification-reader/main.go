@@ -22,15 +22,10 @@ import (
 
 const functionName = "notification-reader"
 
-func main() { lambdamain.Start(functionName, newHandler) }
+func main() { lambdamain.Main(functionName, newHandler) }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.NotificationReader
-	env, err := lambdamain.Setup(ctx, functionName, &cfg, &cfg.Common)
-	if err != nil {
-		return nil, err
-	}
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.NotificationReader) (*Handler, error) {
 	client, err := env.TokenRDPClient(cfg.Reader)
 	if err != nil {
 		return nil, err

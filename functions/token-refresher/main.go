@@ -5,7 +5,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -14,15 +13,10 @@ import (
 
 const functionName = "token-refresher"
 
-func main() { lambdamain.Start(functionName, newHandler) }
+func main() { lambdamain.Main(functionName, newHandler) }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.Refresher
-	env, err := lambdamain.Setup(ctx, functionName, &cfg, &cfg.Common)
-	if err != nil {
-		return nil, err
-	}
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.Refresher) (*Handler, error) {
 	client, err := env.RDPClient()
 	if err != nil {
 		return nil, err
@@ -40,7 +34,7 @@ func newHandler(ctx context.Context) (*Handler, error) {
 		Cloud:      client,
 		QueueState: env.Table,
 	}, Settings{
-		Opts: OptionsFromConfig(cfg),
+		Opts: OptionsFromConfig(*cfg),
 		Queue: QueueCredsOptions{SubscriptionSecretID: cfg.NotifySubscriptionSecretID, CredentialsSecretID: cfg.NotifyCredentialsSecretID,
 			RefreshAfter: cfg.QueueCredentialsRefresh},
 	})

@@ -25,15 +25,37 @@ import (
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
-// Start builds the function's handler and passes it to lambda.Start; a
-// start-up error is logged (JSON, to stdout) and the process exits 1.
-func Start[H lambda.Handler](function string, build func(context.Context) (H, error)) {
-	h, err := build(context.Background())
+// Config is a function's config struct: it embeds config.Common.
+type Config interface{ Shared() *config.Common }
+
+// Main is a function's main: it loads the function's configuration C from
+// the environment, sets up the Env (Setup, with tune), builds the handler
+// with build and passes it to lambda.Start. A start-up error is logged
+// (JSON, to stdout) and the process exits 1.
+func Main[C any, PC interface {
+	*C
+	Config
+}, H lambda.Handler](function string, build func(*Env, *C) (H, error), tune ...func(*aws.Config)) {
+	h, err := NewHandler[C, PC](context.Background(), function, build, tune...)
 	if err != nil {
 		logx.New(os.Stdout, 0, function).Error("start-up failed", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(h)
+}
+
+// NewHandler is Main without lambda.Start: the configuration, Env and handler.
+func NewHandler[C any, PC interface {
+	*C
+	Config
+}, H lambda.Handler](ctx context.Context, function string, build func(*Env, *C) (H, error), tune ...func(*aws.Config)) (H, error) {
+	var cfg C
+	env, err := Setup(ctx, function, &cfg, PC(&cfg).Shared(), tune...)
+	if err != nil {
+		var zero H
+		return zero, err
+	}
+	return build(env, &cfg)
 }
 
 // Env is what every function's wiring starts from.

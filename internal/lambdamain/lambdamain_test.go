@@ -73,3 +73,32 @@ func TestRDPClientNamesABadBaseURL(t *testing.T) {
 		t.Errorf("err = %v, want one naming RDP_BASE_URL", err)
 	}
 }
+
+type fakeHandler struct {
+	env *Env
+	cfg *testConfig
+}
+
+func (fakeHandler) Invoke(context.Context, []byte) ([]byte, error) { return nil, nil }
+
+func TestNewHandlerBuildsFromTheLoadedConfig(t *testing.T) {
+	setEnv(t, "https://rdp.example")
+	h, err := NewHandler(context.Background(), "fn", func(env *Env, cfg *testConfig) (fakeHandler, error) {
+		return fakeHandler{env, cfg}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.cfg.StateTable != "cfsync-state" || h.env.Table.Name != "cfsync-state" || h.env.Function != "fn" {
+		t.Errorf("build got cfg %+v, env %+v", h.cfg, h.env)
+	}
+	t.Setenv("TOKEN_SECRET_IDS", "")
+	built := false
+	_, err = NewHandler(context.Background(), "fn", func(*Env, *testConfig) (fakeHandler, error) {
+		built = true
+		return fakeHandler{}, nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "TOKEN_SECRET_IDS") || built {
+		t.Errorf("err = %v, built = %v; want an error naming TOKEN_SECRET_IDS before build", err, built)
+	}
+}
