@@ -690,28 +690,34 @@ func (s *Server) liveFile(id string) (v fileView, msg string) {
 	return fileView{rec: f, setID: f.set.id, modified: f.set.modified}, ""
 }
 
-// handleFile serves GET /files/{id}, only with Options.FileEndpoint.
-func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+// authorizedFile returns the live file a /files/{id} request names; when
+// the request is not authorized or the file is not live it answers the
+// request itself and ok is false.
+func (s *Server) authorizedFile(w http.ResponseWriter, r *http.Request) (v fileView, ok bool) {
 	if !s.fileStoreAuth(w, r) {
-		return
+		return fileView{}, false
 	}
 	id := r.PathValue("id")
 	v, msg := s.liveFile(id)
 	if msg != "" {
 		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
+		return fileView{}, false
+	}
+	return v, true
+}
+
+// handleFile serves GET /files/{id}, only with Options.FileEndpoint.
+func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.authorizedFile(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.fileJSON(v))
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	if !s.fileStoreAuth(w, r) {
-		return
-	}
-	id := r.PathValue("id")
-	v, msg := s.liveFile(id)
-	if msg != "" {
-		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
+	v, ok := s.authorizedFile(w, r)
+	if !ok {
 		return
 	}
 	signAt, tokenEnd := s.now(), time.Time{}
