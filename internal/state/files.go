@@ -162,8 +162,7 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 // MarkQueued records that the file's message was sent (CLAIMED → QUEUED).
 // A file already past QUEUED is left alone.
 func (t *Table) MarkQueued(ctx context.Context, fileID string) error {
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("mark file %s queued", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET #s = :q, queuedAt = :now, updatedAt = :now"),
 		ConditionExpression:      aws.String("attribute_exists(pk) AND #s = :c"),
@@ -174,10 +173,6 @@ func (t *Table) MarkQueued(ctx context.Context, fileID string) error {
 			":now": timeAV(t.now()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("mark file %s queued: %w", fileID, err)
-	}
-	return nil
 }
 
 // BeginDownload moves a file to DOWNLOADING and counts the attempt. It
@@ -248,8 +243,7 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 // MarkFailed records why a file failed. A DONE file is never downgraded.
 func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("mark file %s failed", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET #s = :f, reason = :r, updatedAt = :now REMOVE " + AttrNonFinal),
 		ConditionExpression:      aws.String("attribute_not_exists(#s) OR #s <> :done"),
@@ -261,10 +255,6 @@ func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 			":now":  timeAV(t.now()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("mark file %s failed: %w", fileID, err)
-	}
-	return nil
 }
 
 // ScanFiles calls fn for every file item (operator tools; not on hot paths).

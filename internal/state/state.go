@@ -85,6 +85,18 @@ func (t *Table) getItem(ctx context.Context, key map[string]types.AttributeValue
 	return true, nil
 }
 
+// updateIf applies the conditional update in to the table; an unmet
+// condition leaves the item alone and is no error. op names the update in
+// errors.
+func (t *Table) updateIf(ctx context.Context, op string, in *dynamodb.UpdateItemInput) error {
+	in.TableName = &t.Name
+	_, err := t.DB.UpdateItem(ctx, in)
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
 // mustGetItem is getItem for an item that must exist: ErrNotFound when not.
 func (t *Table) mustGetItem(ctx context.Context, key map[string]types.AttributeValue, dst any, what string) error {
 	found, err := t.getItem(ctx, key, dst, what)
