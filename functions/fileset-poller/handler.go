@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"strings"
@@ -182,12 +181,7 @@ func (h *Handler) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger {
-	if h.Logger != nil {
-		return h.Logger
-	}
-	return slog.New(slog.NewJSONHandler(io.Discard, nil))
-}
+func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Logger) }
 
 func (h *Handler) overlap() time.Duration { return config.Or(h.Overlap, DefaultOverlap) }
 

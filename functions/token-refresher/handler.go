@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -213,12 +212,7 @@ func (h *Handler) now() time.Time {
 	return h.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger {
-	if h.Log == nil {
-		return slog.New(slog.NewJSONHandler(io.Discard, nil))
-	}
-	return h.Log
-}
+func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Log) }
 
 // Invoke implements lambda.Handler: the raw payload goes through Handle
 // (see lambdaerr.Invoke).
