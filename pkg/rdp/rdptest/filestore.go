@@ -412,6 +412,20 @@ func (s *Server) fileStoreAuth(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// pageParams reads a listing's pageSize and skipToken and checks its
+// required parameter (none when ""): msg names the first problem, in that order.
+func pageParams(q url.Values, required string) (size, after int, msg string) {
+	size, msg = pageSizeOf(q)
+	if msg == "" && required != "" && q.Get(required) == "" {
+		msg = required + " is required"
+	}
+	after, ok := decodeSkip(q.Get("skipToken"))
+	if msg == "" && !ok {
+		msg = "invalid skipToken"
+	}
+	return size, after, msg
+}
+
 func pageSizeOf(q url.Values) (int, string) {
 	v := q.Get("pageSize")
 	if v == "" {
@@ -457,11 +471,7 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	size, msg := pageSizeOf(q)
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
+	size, after, msg := pageParams(q, "")
 	if msg != "" {
 		gatewayError(w, http.StatusBadRequest, msg)
 		return
@@ -628,15 +638,8 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	size, msg := pageSizeOf(q)
 	setID := q.Get("filesetId")
-	if msg == "" && setID == "" {
-		msg = "filesetId is required"
-	}
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
+	size, after, msg := pageParams(q, "filesetId")
 	if msg != "" {
 		gatewayError(w, http.StatusBadRequest, msg)
 		return
