@@ -91,11 +91,8 @@ func (t *Table) PutAuthState(ctx context.Context, st *AuthState) error {
 		}
 	}
 	_, err = t.DB.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return fmt.Errorf("put auth state: %w", ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("put auth state: %w", err)
+		return conflictOr("put auth state", err)
 	}
 	st.Version = next.Version
 	st.UpdatedAt = next.UpdatedAt

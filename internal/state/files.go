@@ -150,11 +150,8 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 		Item:                av,
 		ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim file %s: %w", it.FileID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim file %s: %w", it.FileID, err)
+		return conflictOr("claim file "+it.FileID, err)
 	}
 	return nil
 }
@@ -202,11 +199,8 @@ func (t *Table) BeginDownload(ctx context.Context, it FileItem) (*FileItem, erro
 		},
 		ReturnValues: types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return nil, fmt.Errorf("begin download %s: %w", it.FileID, ErrConflict)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("begin download %s: %w", it.FileID, err)
+		return nil, conflictOr("begin download "+it.FileID, err)
 	}
 	if len(out.Attributes) == 0 {
 		return nil, nil // new item

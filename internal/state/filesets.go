@@ -154,11 +154,8 @@ func (t *Table) ClaimLanding(ctx context.Context, fileSetID, owner string, until
 			":now":   millisAV(now),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, err)
+		return conflictOr("claim landing of file-set "+fileSetID, err)
 	}
 	return nil
 }
@@ -191,11 +188,8 @@ func (t *Table) endLanding(ctx context.Context, fileSetID, owner string, publish
 		ConditionExpression:       aws.String("landingOwner = :o"),
 		ExpressionAttributeValues: vals,
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, err)
+		return conflictOr(fmt.Sprintf("%s of file-set %s", op, fileSetID), err)
 	}
 	return nil
 }

@@ -94,11 +94,8 @@ func (t *Table) RequeueFile(ctx context.Context, fileID string, seen time.Time) 
 			":one":  numAV(1),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("requeue file %s: %w", fileID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("requeue file %s: %w", fileID, err)
+		return conflictOr("requeue file "+fileID, err)
 	}
 	return nil
 }

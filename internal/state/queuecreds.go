@@ -88,11 +88,8 @@ func (t *Table) ClaimQueueCredsGeneration(ctx context.Context, prev, next int64,
 			":at":   timeAV(at.UTC()),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim queue credentials generation %d: %w", next, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim queue credentials generation %d: %w", next, err)
+		return conflictOr(fmt.Sprintf("claim queue credentials generation %d", next), err)
 	}
 	return nil
 }

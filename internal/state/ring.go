@@ -94,11 +94,8 @@ func (t *Table) ClaimGeneration(ctx context.Context, prev *RingState, next int64
 		}
 	}
 	_, err = t.DB.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return nil, fmt.Errorf("claim generation %d: %w", next, ErrConflict)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("claim generation %d: %w", next, err)
+		return nil, conflictOr(fmt.Sprintf("claim generation %d", next), err)
 	}
 	return st, nil
 }

@@ -97,6 +97,15 @@ func (t *Table) updateIf(ctx context.Context, op string, in *dynamodb.UpdateItem
 	return nil
 }
 
+// conflictOr wraps the error of a conditional write with op: a failed
+// condition becomes ErrConflict.
+func conflictOr(op string, err error) error {
+	if isConditionFailed(err) {
+		err = ErrConflict
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
 // mustGetItem is getItem for an item that must exist: ErrNotFound when not.
 func (t *Table) mustGetItem(ctx context.Context, key map[string]types.AttributeValue, dst any, what string) error {
 	found, err := t.getItem(ctx, key, dst, what)
