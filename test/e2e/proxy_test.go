@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +49,9 @@ func newSerialProxy(t *testing.T) *serialProxy {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		rp.ServeHTTP(sw, r)
+		if os.Getenv("E2E_PROXY_DEBUG") != "" && strings.Contains(r.URL.Path, os.Getenv("E2E_PROXY_DEBUG")) {
+			fmt.Fprintf(os.Stderr, "PROXY %s %s?%s %d\n", r.Method, r.URL.Path, r.URL.RawQuery, sw.status)
+		}
 		if isObjectWrite(r) && sw.status/100 == 2 {
 			p.wmu.Lock()
 			p.writes[r.URL.Path]++
@@ -103,7 +108,7 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && code >= 200 { // not 100 Continue (the SDK's Expect for large bodies)
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
