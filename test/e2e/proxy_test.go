@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -49,9 +47,6 @@ func newSerialProxy(t *testing.T) *serialProxy {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		rp.ServeHTTP(sw, r)
-		if os.Getenv("E2E_PROXY_DEBUG") != "" && strings.Contains(r.URL.Path, os.Getenv("E2E_PROXY_DEBUG")) {
-			fmt.Fprintf(os.Stderr, "PROXY %s %s?%s %d\n", r.Method, r.URL.Path, r.URL.RawQuery, sw.status)
-		}
 		if isObjectWrite(r) && sw.status/100 == 2 {
 			p.wmu.Lock()
 			p.writes[r.URL.Path]++

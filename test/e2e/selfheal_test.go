@@ -215,8 +215,8 @@ func TestMeasuredRun(t *testing.T) {
 	}
 	deferred := countLines(e.p.Logs(pipeline.Refresher), "no ring slot may be written yet")
 	c := e.sim.Counters()
-	t.Logf("%d files in %s; faults fired %d (file-store 401s %d); auth requests %d; refresher 'no slot' lines %d; downloader %+v",
-		len(want), time.Since(start).Round(time.Second), c.FaultsFired, c.FileStore401s, len(e.sim.AuthLog()), deferred, pr.Events)
+	t.Logf("%d files in %s; ring sampled %d times, gap %s; faults fired %d (file-store 401s %d); auth requests %d; refresher 'no slot' lines %d; downloader %+v",
+		len(want), time.Since(start).Round(time.Second), samples, total, c.FaultsFired, c.FileStore401s, len(e.sim.AuthLog()), deferred, pr.Events)
 }
 
 func countLines(lines []string, sub string) int {
@@ -336,7 +336,13 @@ func TestSameMessageTwoEnvironments(t *testing.T) {
 	e.p.Events.Resume()
 	pr := e.waitLanded(len(want), 3*time.Minute)
 	e.checkOnce(pr, want, proxy)
-	t.Logf("%d files, %d messages delivered to both environments; event source afterwards %+v", len(want), len(msgs), pr.Events)
+	logs := e.p.Logs(pipeline.Downloader)
+	dup := countLines(logs, "duplicate delivery: another invocation holds the lease")
+	if dup == 0 {
+		t.Errorf("no delivery ever found the other environment holding the lease: the two deliveries did not overlap")
+	}
+	t.Logf("%d files, %d messages delivered to both environments (%d found the lease held, %d found the file done); event source afterwards %+v",
+		len(want), len(msgs), dup, countLines(logs, "already downloaded"), pr.Events)
 }
 
 // receiveAll receives n messages from the download queue (they stay
