@@ -91,6 +91,7 @@ type envOptions struct {
 	refreshEvery time.Duration             // 0: not scheduled
 	pollEvery    time.Duration             // 0: not scheduled
 	noEvents     bool
+	startPaused  bool          // schedules and event source start paused
 	downloaderTO time.Duration // default 20s
 	visibility   time.Duration // default downloaderTO + 5s
 	extraEnv     map[string][]string
@@ -155,9 +156,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
 		StackName: "e2e", Credentials: string(creds),
-		Params: params,
-		Env:    envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
-		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents,
+		Params: params, CommonEnv: envs[""],
+		Env: envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
+		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
 	})
 	if err != nil {
 		t.Fatalf("start pipeline: %v", err)

@@ -21,9 +21,10 @@ import (
 // condition in moto. The requests still come from two downloader
 // environments at once; only moto's side is serialized.
 //
-// It also counts the S3 writes that succeeded per key (PutObject and
-// CompleteMultipartUpload answered 2xx), so a test can show each key was
-// written once.
+// It also counts the S3 writes per key that succeeded or may have
+// (PutObject and CompleteMultipartUpload answered 2xx, or left by their
+// client before moto answered), so a test can show each key was written
+// once.
 type serialProxy struct {
 	mu     sync.Mutex
 	target atomic.Pointer[url.URL]
@@ -36,6 +37,15 @@ type serialProxy struct {
 func newSerialProxy(t *testing.T) *serialProxy {
 	p := &serialProxy{writes: map[string]int{}}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(p.target.Load()) }}
+	// A request whose client gave up (e.g. an invocation's deadline during a
+	// slow CompleteMultipartUpload) may still have been carried out by moto:
+	// its outcome is unknown, and it counts as a write.
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if sw, ok := w.(*statusWriter); ok && r.Context().Err() != nil {
+			sw.unknown = true
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.target.Load() == nil {
 			http.Error(w, "proxy: no target yet", http.StatusServiceUnavailable)
@@ -47,7 +57,7 @@ func newSerialProxy(t *testing.T) *serialProxy {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		rp.ServeHTTP(sw, r)
-		if isObjectWrite(r) && sw.status/100 == 2 {
+		if isObjectWrite(r) && (sw.status/100 == 2 || sw.unknown) {
 			p.wmu.Lock()
 			p.writes[r.URL.Path]++
 			p.wmu.Unlock()
@@ -99,7 +109,8 @@ func (p *serialProxy) keysWrittenMoreThanOnce(sub string) []string {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status  int
+	unknown bool // the client left before moto answered
 }
 
 func (w *statusWriter) WriteHeader(code int) {
