@@ -5,7 +5,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,19 +90,6 @@ func (p *serialProxy) writesPerKey() map[string]int {
 	for k, v := range p.writes {
 		out[k] = v
 	}
-	return out
-}
-
-// keysWrittenMoreThanOnce lists the object paths with more than one
-// successful write whose path contains sub.
-func (p *serialProxy) keysWrittenMoreThanOnce(sub string) []string {
-	var out []string
-	for k, n := range p.writesPerKey() {
-		if n > 1 && strings.Contains(k, sub) {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
 	return out
 }
 
