@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -335,7 +336,14 @@ func TestSameMessageTwoEnvironments(t *testing.T) {
 		wg.Wait()
 	}
 	e.p.Events.Resume()
-	pr := e.waitLanded(len(want), 3*time.Minute)
+	e.waitLanded(len(want), 3*time.Minute)
+	// The delayed copies the duplicates enqueued come back too: wait for
+	// them, so their handling is checked as well.
+	e.waitQueueEmpty(2 * time.Minute)
+	pr, err := e.p.Progress(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.checkOnce(pr, want, proxy)
 	logs := e.p.Logs(pipeline.Downloader)
 	dup := countLines(logs, "duplicate delivery: another invocation holds the lease")
@@ -344,6 +352,33 @@ func TestSameMessageTwoEnvironments(t *testing.T) {
 	}
 	t.Logf("%d files, %d messages delivered to both environments (%d found the lease held, %d found the file done); event source afterwards %+v",
 		len(want), len(msgs), dup, countLines(logs, "already downloaded"), pr.Events)
+}
+
+// waitQueueEmpty waits until the download queue holds no message, delayed
+// ones included.
+func (e *env) waitQueueEmpty(timeout time.Duration) {
+	e.t.Helper()
+	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := e.p.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &e.p.Res.QueueURL, AttributeNames: names})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		left := 0
+		for _, n := range names {
+			v, _ := strconv.Atoi(out.Attributes[string(n)])
+			left += v
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the download queue still holds messages after %s: %v", timeout, out.Attributes)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // receiveAll receives n messages from the download queue (they stay
