@@ -156,7 +156,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
 		StackName: "e2e", Credentials: string(creds),
-		Params: params, CommonEnv: envs[""],
+		Params: params,
 		Env: envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
 		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
 	})
