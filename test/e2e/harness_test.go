@@ -157,7 +157,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
 		StackName: "e2e", Credentials: string(creds),
 		Params: params,
-		Env: envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
+		Env:    envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
 		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
 	})
 	if err != nil {
