@@ -35,7 +35,7 @@ lint:
 
 ## test: lint, then every test (unit, fuzz seed corpora, integration against moto_server + the RDP simulator)
 test: tools lint
-	CFSYNC_REQUIRE_MOTO=1 $(GO) test -count=1 -timeout 20m ./...
+	CFSYNC_REQUIRE_MOTO=1 $(GO) test -count=1 -timeout 45m ./...
 
 ## unit: the tests that need no emulator
 unit:
