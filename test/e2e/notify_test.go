@@ -340,7 +340,14 @@ func TestNotifications(t *testing.T) {
 	ne.sim.ExpireCloudCredentials()
 	exp, _ := ne.publish("ESG-After-Expiry", 1)
 	ne.waitDone(t, exp, 90*time.Second)
+	// A long poll already in flight may deliver the message before AWS rejects
+	// the credentials (its delete then fails): the renewal can come after the
+	// file landed, so wait for it.
 	after := ne.waitCredentials(t)
+	for deadline := time.Now().Add(60 * time.Second); after.Generation <= before.Generation && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		after = ne.waitCredentials(t)
+	}
 	if after.Generation <= before.Generation {
 		t.Errorf("queue credentials not renewed: generation %d → %d", before.Generation, after.Generation)
 	}
