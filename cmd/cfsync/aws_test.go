@@ -29,12 +29,7 @@ import (
 
 // TestAWS runs the commands that use AWS against one moto_server.
 func TestAWS(t *testing.T) {
-	m := testenv.Moto(t)
-	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, cfg := testenv.MotoConfig(t)
 	awsEnv := func(extra map[string]string) map[string]string {
 		env := map[string]string{
 			"AWS_ENDPOINT_URL": m.Endpoint, "AWS_REGION": "us-east-1",
@@ -49,17 +44,10 @@ func TestAWS(t *testing.T) {
 	t.Run("token ring", func(t *testing.T) { testTokenRing(t, secretsmanager.NewFromConfig(cfg), awsEnv) })
 }
 
-func createStateTable(t *testing.T, db *dynamodb.Client, name string) {
-	t.Helper()
-	if err := testenv.CreateStateTable(context.Background(), db, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string) map[string]string) {
 	ctx := context.Background()
-	createStateTable(t, db, "cfsync-state")
-	createStateTable(t, db, "cfsync-empty")
+	testenv.StateTable(t, db, "cfsync-state")
+	testenv.StateTable(t, db, "cfsync-empty")
 	h := time.Hour
 	// Fixture items as the functions leave them (written directly: this is
 	// about reading the table, not about the transitions).

@@ -137,12 +137,8 @@ func TestDoctor(t *testing.T) {
 // stack's token: no /auth request, the refresher's session stays, and the
 // sign-on-only rows say why they were skipped.
 func TestDoctorTokenRing(t *testing.T) {
-	m := testenv.Moto(t)
+	m, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sim := newSim(t, rdptest.Options{})
 	access, refresh := sim.IssueTokens(testUser, testAppKey) // the refresher's session
 	b, _ := json.Marshal(tokenring.Slot{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresAt: t0.Add(10 * time.Minute), IssuedAt: t0, Generation: 3})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/md5"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -421,14 +420,8 @@ func md5File(path string) (string, error) {
 
 // md5Equal compares the API's md5 (hex, or base64 as S3 sometimes gives) with a hex sum.
 func md5Equal(api, hexSum string) bool {
-	api = strings.TrimSpace(api)
-	if strings.EqualFold(api, hexSum) {
-		return true
-	}
-	if b, err := base64.StdEncoding.DecodeString(api); err == nil && len(b) == md5.Size {
-		return hex.EncodeToString(b) == hexSum
-	}
-	return false
+	b := rdp.ParseMD5(api)
+	return b != nil && hex.EncodeToString(b) == hexSum
 }
 
 func md5Note(apiMD5 string) string {

@@ -69,9 +69,10 @@ func TestBootstrap(t *testing.T) {
 		}
 		return resp
 	}
-	// A malformed event is an error naming the problem; the process lives on.
+	// A malformed event is an error naming the problem, of errorType
+	// MalformedEvent; the process lives on.
 	res, err := r.Invoke(ctx, []byte("not json"))
-	if err != nil || res.Err == nil || !strings.Contains(res.Err.Message, "not valid JSON") {
+	if err != nil || res.Err == nil || !strings.Contains(res.Err.Message, "not valid JSON") || res.Err.Type != "MalformedEvent" {
 		t.Fatalf("malformed event: %v %+v", err, res.Err)
 	}
 	pid := r.PID() // the process that got the malformed event (init is lazy)

@@ -185,7 +185,7 @@ func (j *job) deferLater(ctx context.Context, o outcome, elapsed time.Duration) 
 	h := j.h
 	next := j.msg
 	next.Deferrals++
-	next.Delay = backoff(h.cfg.DeferBaseDelay, h.cfg.DeferMaxDelay, next.Deferrals)
+	next.Delay = equalJitter(h.cfg.DeferBaseDelay, h.cfg.DeferMaxDelay, next.Deferrals)
 	if err := h.state.MarkRetrying(ctx, j.msg.FileID, fmt.Sprintf("deferred (%s): %v", o.reason, o.err)); err != nil {
 		j.log.Warn("record the retry reason", "error", err.Error())
 	}
@@ -304,7 +304,7 @@ func (j *job) continuationFailed(ctx context.Context, err error) error {
 func (h *Handler) requeueDuplicate(ctx context.Context, log *slog.Logger, m queue.Message) error {
 	c := m
 	c.Deferrals++
-	c.Delay = backoff(h.cfg.DeferBaseDelay, h.cfg.DeferMaxDelay, c.Deferrals)
+	c.Delay = equalJitter(h.cfg.DeferBaseDelay, h.cfg.DeferMaxDelay, c.Deferrals)
 	res, err := h.sender.SendBatch(ctx, []queue.Message{c})
 	if err == nil && len(res.Failed) > 0 {
 		err = errors.New("SQS refused the message")

@@ -200,7 +200,7 @@ func TestOutageDefers(t *testing.T) {
 		err  error
 	}{
 		{"no usable token in the ring", fmt.Errorf("read token ring: %w", tokenring.ErrNoValidToken)},
-		{"401 after the ring's re-read", &rdp.APIError{Endpoint: "get stream url", StatusCode: 401, Message: "token expired"}},
+		{"401 after the ring's re-read", tokenRefused()},
 		{"429", &rdp.RateLimitError{Endpoint: "get stream url"}},
 		{"503", &rdp.APIError{Endpoint: "get stream url", StatusCode: 503}},
 		{"RDP unreachable", fmt.Errorf("get stream url: %w", resetErr())},
@@ -436,7 +436,7 @@ func TestMemoryGuard(t *testing.T) {
 	for _, tt := range tests {
 		s := testSettings()
 		s.PartSize, s.ParallelRanges, s.MemoryMB = tt.part, tt.ranges, tt.mb
-		_, err := New(Deps{S3: newFakeS3("dest"), RDP: newFakeRDP(), Tokens: &fakeTokens{}, State: newFakeState(), Sender: &fakeSender{}}, s)
+		_, err := New(Deps{S3: newFakeS3("dest"), RDP: newFakeRDP(), State: newFakeState(), Sender: &fakeSender{}}, s)
 		if tt.ok != (err == nil) {
 			t.Errorf("%+v: %v", tt, err)
 			continue

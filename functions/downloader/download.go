@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -308,13 +307,7 @@ func (j *job) run(ctx context.Context) outcome {
 
 // streamURL asks /stream for the file's presigned URL.
 func (j *job) streamURL(ctx context.Context) (string, error) {
-	var u string
-	err := j.h.tokens.Do(ctx, func(ctx context.Context) error {
-		var err error
-		u, err = j.h.rdp.StreamURL(ctx, j.msg.FileID)
-		return err
-	})
-	return u, err
+	return j.h.rdp.StreamURL(ctx, j.msg.FileID)
 }
 
 func (j *job) metadata() map[string]string {
@@ -407,18 +400,6 @@ func (j *job) abort(ctx context.Context) error {
 	}
 	j.log.Info("multipart upload aborted", "upload_key", j.up.Key)
 	j.up.UploadID, j.up.PartsDone, j.up.MD5State, j.up.MD5Through = "", 0, nil, 0
-	return nil
-}
-
-// parseMD5 accepts a hex (32 digits) or base64 MD5 digest.
-func parseMD5(s string) []byte {
-	s = strings.TrimSpace(s)
-	if b, err := hex.DecodeString(s); err == nil && len(b) == md5.Size {
-		return b
-	}
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == md5.Size {
-		return b
-	}
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -25,8 +24,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -119,10 +120,8 @@ func (s *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	if err := s.checkBucket(in.Bucket); err != nil {
 		return nil, err
 	}
-	if s.PutObjectErr != nil {
-		if err := s.PutObjectErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.PutObjectErr); err != nil {
+		return nil, err
 	}
 	b, err := readBody(in.Body, in.ContentLength)
 	if err != nil {
@@ -231,10 +230,8 @@ func (s *fakeS3) uploadKey(id string) string {
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
 	s.count("AbortMultipartUpload")
-	if s.AbortErr != nil {
-		if err := s.AbortErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.AbortErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,10 +244,8 @@ func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipart
 
 func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	s.count("ListParts")
-	if s.ListPartsErr != nil {
-		if err := s.ListPartsErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.ListPartsErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -409,7 +404,7 @@ func (r *fakeRDP) GetRangeIfMatch(ctx context.Context, u string, off, n int64, i
 		}
 	}
 	if r.Delay != nil {
-		if err := sleepCtx(ctx, r.Delay(off)); err != nil {
+		if err := backoff.Sleep(ctx, r.Delay(off)); err != nil {
 			return nil, err
 		}
 	}
@@ -472,21 +467,11 @@ func (e *netSyscallErr) Unwrap() error { return e.errno }
 
 // ---- tokens ----
 
-// fakeTokens runs op once and turns a 401 into the reader's final error
-// (as after its re-read, retry and report).
-type fakeTokens struct {
-	calls atomic.Int32
-}
-
-var errTokenInvalid = errors.New("token refused by RDP (reported to the refresher)")
-
-func (t *fakeTokens) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	t.calls.Add(1)
-	err := op(ctx)
-	if errors.Is(err, rdp.ErrUnauthorized) {
-		return fmt.Errorf("token generation 1: %w: %w", err, errTokenInvalid)
-	}
-	return err
+// tokenRefused is the error of a file-store call whose 401 the token
+// ring's transport could not cure (after its re-read, retry and report).
+func tokenRefused() error {
+	return fmt.Errorf("get stream url: token generation 1: %w: %w",
+		&rdp.APIError{Endpoint: "GET /file-store/v1/files/f1/stream", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)
 }
 
 // ---- state ----
@@ -537,10 +522,8 @@ func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*stat
 }
 
 func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {
-	if s.MarkDoneErr != nil {
-		if err := s.MarkDoneErr(); err != nil {
-			return err
-		}
+	if err := injected(s.MarkDoneErr); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -595,10 +578,8 @@ func (s *fakeState) AcquireUpload(ctx context.Context, id, owner string, until t
 }
 
 func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Part, error) {
-	if s.LoadPartsErr != nil {
-		if err := s.LoadPartsErr(); err != nil {
-			return nil, err
-		}
+	if err := injected(s.LoadPartsErr); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -614,10 +595,8 @@ func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Par
 }
 
 func (s *fakeState) SaveUpload(ctx context.Context, u *state.Upload, parts []state.Part, dirty []int, owner string) error {
-	if s.SaveErr != nil {
-		if err := s.SaveErr(); err != nil {
-			return err
-		}
+	if err := injected(s.SaveErr); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -727,4 +706,12 @@ func (s *fakeSender) messages() []queue.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.sent)
+}
+
+// injected runs a test's fault hook: nil (no hook) or the error it returns.
+func injected(hook func() error) error {
+	if hook == nil {
+		return nil
+	}
+	return hook()
 }

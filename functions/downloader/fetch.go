@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -144,34 +145,17 @@ func isReset(err error) bool {
 	return false
 }
 
-// backoff is jittered exponential backoff for attempt (1-based): a random
-// duration in [d/2, d] with d = base × 2^(attempt-1), capped at maxDelay.
-func backoff(base, maxDelay time.Duration, attempt int) time.Duration {
-	if base <= 0 {
-		return 0
+// equalJitter is the delay before attempt (1-based): a random duration in
+// [c/2, c], c being internal/backoff's ceiling min(maxDelay, base × 2^(attempt-1)).
+// Unlike backoff.Policy.Delay (full jitter, which may be 0) it always waits
+// at least half the ceiling: a deferred message must not come straight back
+// during an outage.
+func equalJitter(base, maxDelay time.Duration, attempt int) time.Duration {
+	if maxDelay <= 0 {
+		maxDelay = base // no cap given: no growth
 	}
-	d := base
-	for i := 1; i < attempt && d < maxDelay; i++ {
-		d *= 2
-	}
-	if maxDelay > 0 && d > maxDelay {
-		d = maxDelay
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	c := backoff.Policy{Base: base, Max: maxDelay}.Ceiling(attempt)
+	return c/2 + rand.N(c/2+1)
 }
 
 // urlSource holds a file's current presigned URL. On a 403 every range that
@@ -279,7 +263,7 @@ func (f *fetcher) fetch(ctx context.Context, off int64, buf []byte) error {
 			return fmt.Errorf("range %d+%d: giving up after %d attempts: %w", off, len(buf), attempt, err)
 		}
 		f.onRetry(d.kind, err, attempt)
-		if serr := f.sleep(ctx, backoff(f.base, f.max, attempt)); serr != nil {
+		if serr := f.sleep(ctx, equalJitter(f.base, f.max, attempt)); serr != nil {
 			return serr
 		}
 		attempt++

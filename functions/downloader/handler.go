@@ -15,12 +15,13 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -51,14 +52,6 @@ type RDP interface {
 }
 
 var _ RDP = (*rdp.Client)(nil)
-
-// Tokens runs file-store calls with the token ring's 401 handling
-// (re-read, retry once, report; docs/design.md#only-the-refresher-signs-in).
-type Tokens interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ Tokens = (*tokenring.Reader)(nil)
 
 // State is the part of the state table the downloader uses.
 type State interface {
@@ -226,7 +219,6 @@ func (s *Settings) fitsMemory(partSize int64) error {
 type Deps struct {
 	S3      S3API
 	RDP     RDP
-	Tokens  Tokens
 	State   State
 	Sender  Sender
 	Landing Landing           // nil: no file-set landing step
@@ -243,7 +235,6 @@ type Deps struct {
 type Handler struct {
 	s3      S3API
 	rdp     RDP
-	tokens  Tokens
 	state   State
 	sender  Sender
 	landing Landing
@@ -260,11 +251,11 @@ func New(d Deps, s Settings) (*Handler, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if d.S3 == nil || d.RDP == nil || d.Tokens == nil || d.State == nil || d.Sender == nil {
-		return nil, errors.New("downloader: S3, RDP, Tokens, State and Sender are required")
+	if d.S3 == nil || d.RDP == nil || d.State == nil || d.Sender == nil {
+		return nil, errors.New("downloader: S3, RDP, State and Sender are required")
 	}
 	h := &Handler{
-		s3: d.S3, rdp: d.RDP, tokens: d.Tokens, state: d.State, sender: d.Sender, landing: d.Landing,
+		s3: d.S3, rdp: d.RDP, state: d.State, sender: d.Sender, landing: d.Landing,
 		log: d.Log, metrics: d.Metrics, sleep: d.Sleep, now: d.Now, cfg: s,
 		slots: newSlotPool(s.ParallelRanges),
 	}
@@ -272,7 +263,7 @@ func New(d Deps, s Settings) (*Handler, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	if h.sleep == nil {
-		h.sleep = sleepCtx
+		h.sleep = backoff.Sleep
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -329,7 +320,7 @@ func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEv
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	resp, err := h.HandleEvent(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(resp)
 }
@@ -341,7 +332,7 @@ func (h *Handler) HandleEvent(ctx context.Context, raw []byte) (events.SQSEventR
 	evt, err := decodeEvent(raw)
 	if err != nil {
 		logx.WithRequest(ctx, h.log).Error("malformed event", "error", err.Error())
-		return events.SQSEventResponse{}, err
+		return events.SQSEventResponse{}, lambdaerr.Malformed(err)
 	}
 	return h.Handle(ctx, evt)
 }

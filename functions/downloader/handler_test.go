@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,36 +15,22 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 type rig struct {
 	h       *Handler
 	s3      *fakeS3
 	rdp     *fakeRDP
-	tokens  *fakeTokens
 	st      *fakeState
 	snd     *fakeSender
 	logs    *syncBuffer
@@ -64,13 +48,13 @@ func testSettings() Settings {
 
 func newRig(t *testing.T, mod func(*Settings)) *rig {
 	t.Helper()
-	r := &rig{s3: newFakeS3("dest"), rdp: newFakeRDP(), tokens: &fakeTokens{}, st: newFakeState(), snd: &fakeSender{},
+	r := &rig{s3: newFakeS3("dest"), rdp: newFakeRDP(), st: newFakeState(), snd: &fakeSender{},
 		logs: &syncBuffer{}, metrics: &syncBuffer{}, cfg: testSettings()}
 	if mod != nil {
 		mod(&r.cfg)
 	}
 	h, err := New(Deps{
-		S3: r.s3, RDP: r.rdp, Tokens: r.tokens, State: r.st, Sender: r.snd,
+		S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd,
 		Log:     slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(r.metrics, "downloader"),
 	}, r.cfg)
@@ -155,30 +139,8 @@ func (r *rig) checkLanded(t *testing.T, id, name string, size int64) {
 func metric(t *testing.T, emf string, name string, dims ...string) float64 {
 	t.Helper()
 	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(emf))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
-		}
-		match := true
-		for i := 0; i+1 < len(dims); i += 2 {
-			if rec[dims[i]] != dims[i+1] {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		switch v := rec[name].(type) {
-		case float64:
-			sum += v
-		case []any:
-			for _, x := range v {
-				sum += x.(float64)
-			}
-		}
+	for _, v := range testenv.Metric(t, emf, name, dims...) {
+		sum += v
 	}
 	return sum
 }
@@ -272,11 +234,11 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
+func TestEqualJitter(t *testing.T) {
 	for attempt := 1; attempt <= 10; attempt++ {
 		want := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
 		for range 50 {
-			d := backoff(100*time.Millisecond, 2*time.Second, attempt)
+			d := equalJitter(100*time.Millisecond, 2*time.Second, attempt)
 			if d < want/2 || d > want {
 				t.Fatalf("attempt %d: backoff %s outside [%s, %s]", attempt, d, want/2, want)
 			}
@@ -370,8 +332,8 @@ func TestHandle(t *testing.T) {
 			},
 			msgs: []string{"f1"},
 			check: func(t *testing.T, r *rig) {
-				if r.rdp.Ranges() != 0 || r.tokens.calls.Load() != 0 || r.s3.Calls("PutObject") != 0 {
-					t.Errorf("ranges %d, token calls %d, puts %d: want none", r.rdp.Ranges(), r.tokens.calls.Load(), r.s3.Calls("PutObject"))
+				if r.rdp.Ranges() != 0 || r.rdp.StreamURLs() != 0 || r.s3.Calls("PutObject") != 0 {
+					t.Errorf("ranges %d, stream calls %d, puts %d: want none", r.rdp.Ranges(), r.rdp.StreamURLs(), r.s3.Calls("PutObject"))
 				}
 			},
 		},
@@ -471,7 +433,7 @@ func TestHandle(t *testing.T) {
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.rdp.StreamErr = func(string, int) error {
-					return &rdp.APIError{Endpoint: "get stream url", StatusCode: 401, Message: "token expired"}
+					return tokenRefused()
 				}
 			},
 			msgs: []string{"f1"},
@@ -751,6 +713,9 @@ func TestHandleEventMalformed(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if got := lambdaerr.TypeName(err); got != "MalformedEvent" {
+				t.Errorf("errorType %s, want MalformedEvent", got)
 			}
 		})
 	}

@@ -58,12 +58,8 @@ type dlEnv struct {
 
 func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 	t.Helper()
-	m := testenv.Moto(t)
+	m, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &dlEnv{moto: m, sim: rdptest.New(t, opts), cfg: cfg,
 		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.UsePathStyle = true
@@ -71,9 +67,7 @@ func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 		}),
 		ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
 	e.table = state.New(e.ddb, itTable)
-	if err := testenv.CreateStateTable(ctx, e.ddb, itTable); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, e.ddb, itTable)
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(itDest)}); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +121,7 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 	}
 	logs, emf := &syncBuffer{}, &syncBuffer{}
 	h, err := New(Deps{
-		S3: e.s3, RDP: client, Tokens: reader, State: e.table,
+		S3: e.s3, RDP: client, State: e.table,
 		Sender:  &queue.Sender{SQS: e.sqs, QueueURL: e.queue},
 		Log:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(emf, "downloader"),

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,21 +41,29 @@ const function = "downloader"
 var _ lambda.Handler = (*Handler)(nil)
 
 func main() {
+	h, err := newHandler(context.Background())
+	if err != nil {
+		logx.New(os.Stdout, 0, function).Error("start-up failed", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h) // h.Invoke: see HandleEvent
+}
+
+// newHandler wires configuration → clients → New.
+func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.Downloader
 	if err := config.Load(&cfg); err != nil {
-		fatal(slog.New(slog.NewJSONHandler(os.Stdout, nil)), "configuration", err)
+		return nil, err
 	}
 	level, err := logx.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		fatal(slog.New(slog.NewJSONHandler(os.Stdout, nil)), "configuration", err)
+		return nil, err
 	}
 	log := logx.New(os.Stdout, level, function)
 	setMemoryLimit(log)
-
-	ctx := context.Background()
 	awsCfg, err := awsconf.Load(ctx)
 	if err != nil {
-		fatal(log, "aws configuration", err)
+		return nil, fmt.Errorf("aws configuration: %w", err)
 	}
 	// S3 5xx/SlowDown and throttling: the SDK retries with jittered backoff,
 	// without a client-side retry quota (a long download must not run out).
@@ -71,32 +80,27 @@ func main() {
 		rdp.WithBaseURL(cfg.RDPBaseURL),
 		rdp.WithHTTPClient(reader.HTTPClient(&http.Client{Timeout: 60 * time.Second})),
 		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(cfg)}),
-		rdp.WithUserAgent("cfsync-downloader"),
+		rdp.WithUserAgent("cfsync-"+function),
 	)
 	if err != nil {
-		fatal(log, "rdp client", err)
+		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
 	s3c := s3.NewFromConfig(awsCfg, awsconf.S3Options()...)
 	lander, err := landing.New(table, s3c, eventbridge.NewFromConfig(awsCfg), landing.Config{DestBucket: cfg.DestBucket, DestPrefix: cfg.DestPrefix})
 	if err != nil {
-		fatal(log, "configuration", err)
+		return nil, err
 	}
 	settings := SettingsFrom(cfg)
 	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
-	h, err := New(Deps{
+	return New(Deps{
 		S3:      s3c,
 		RDP:     client,
-		Tokens:  reader,
 		State:   table,
 		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
 		Landing: lander,
 		Log:     log,
 		Metrics: metrics.New(os.Stdout, function),
 	}, settings)
-	if err != nil {
-		fatal(log, "configuration", err)
-	}
-	lambda.Start(h) // h.Invoke: see HandleEvent
 }
 
 // downloadTransport is the presigned host's transport: one connection per
@@ -130,9 +134,4 @@ func setMemoryLimit(log *slog.Logger) {
 	limit := int64(mb) << 20 * 85 / 100
 	debug.SetMemoryLimit(limit)
 	log.Debug("memory limit set", "bytes", limit)
-}
-
-func fatal(log *slog.Logger, what string, err error) {
-	log.Error("downloader cannot start: "+what, "error", err.Error())
-	os.Exit(1)
 }

@@ -36,7 +36,7 @@ func (j *job) target(u string) (outcome, bool) {
 		j.log.Warn("the listing's file name differs from the presigned URL's: the URL's is used", "listing_name", m.FileName, "url_name", name)
 	}
 	if m.MD5 != "" {
-		if j.wantMD5 = parseMD5(m.MD5); j.wantMD5 == nil {
+		if j.wantMD5 = rdp.ParseMD5(m.MD5); j.wantMD5 == nil {
 			j.log.Warn("message: field \"md5\" is not an MD5 digest; not verified")
 		}
 	}

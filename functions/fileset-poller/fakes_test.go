@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/claim/claimtest"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -211,21 +211,6 @@ func (f *fakeFiles) Files(ctx context.Context, fileSetID string) iter.Seq2[rdp.F
 			}
 		}
 	}
-}
-
-// fakeGuard runs op once; Err, when set, replaces op's outcome.
-type fakeGuard struct {
-	calls int
-	Err   func(opErr error) error
-}
-
-func (g *fakeGuard) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	g.calls++
-	err := op(ctx)
-	if g.Err != nil {
-		return g.Err(err)
-	}
-	return err
 }
 
 // fakeState is an in-memory state table with failure hooks.
@@ -458,44 +443,7 @@ func (s *fakeState) watermark(bucket, pkg string) state.Watermark {
 }
 
 // fakeSender records messages; Fail, when set, fails the messages it selects.
-type fakeSender struct {
-	mu   sync.Mutex
-	sent []queue.Message
-	Fail func(m queue.Message) bool
-}
-
-func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r queue.SendResult
-	for _, m := range msgs {
-		if s.Fail != nil && s.Fail(m) {
-			r.Failed = append(r.Failed, m)
-			continue
-		}
-		r.Sent = append(r.Sent, m)
-		s.sent = append(s.sent, m)
-	}
-	r.Calls = (len(msgs) + 9) / 10
-	return r, nil
-}
-
-// counts returns how many times each file id was sent.
-func (s *fakeSender) counts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := map[string]int{}
-	for _, m := range s.sent {
-		c[m.FileID]++
-	}
-	return c
-}
-
-func (s *fakeSender) reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent = nil
-}
+type fakeSender = claimtest.Sender
 
 // ids returns the sorted keys of a count map.
 func ids(c map[string]int) []string { return slices.Sorted(maps.Keys(c)) }

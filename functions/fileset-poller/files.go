@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
+	"github.com/cfsync/cfsync/internal/claim"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -179,7 +178,7 @@ func (p *poll) entries(batch []fileSetFiles) (ok, refused []entry) {
 			if f.size != nil {
 				e.size = *f.size
 			}
-			if sqsRefuses(m.Encode()) != "" {
+			if queue.Refuses(m.Encode()) != "" {
 				refused = append(refused, e)
 				continue
 			}
@@ -249,58 +248,30 @@ func (p *poll) flush(ctx context.Context, batch []fileSetFiles) error {
 }
 
 // claim claims the new files (conditional puts, in parallel) and returns the
-// messages to send. A lost race means another poll claimed the file: it is
+// messages to send. A lost race means another path claimed the file: it is
 // sent too if it is still CLAIMED. The first claim error is returned after
 // the others were tried.
 func (p *poll) claim(ctx context.Context, fresh []entry, notDone map[*rdp.FileSet]int) ([]queue.Message, error) {
-	type outcome struct {
-		send, near, resent bool
-		err                error
-	}
-	out := make([]outcome, len(fresh))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(writeConcurrency)
+	items := make([]state.FileItem, len(fresh))
 	for i, e := range fresh {
-		g.Go(func() error {
-			it := state.FileItem{
-				FileID: e.msg.FileID, FileSetID: e.msg.FileSetID, FileSetName: e.msg.FileSetName, FileName: e.msg.FileName,
-				Bucket: e.msg.Bucket, PackageID: e.msg.PackageID, Size: e.size, AvailableTo: e.fs.AvailableTo, TTL: p.fileTTL(e.fs),
-			}
-			err := p.h.State.ClaimFile(gctx, it)
-			switch {
-			case err == nil:
-				out[i] = outcome{send: true, near: p.nearExpiry(e.fs)}
-			case errors.Is(err, state.ErrConflict):
-				cur, gerr := p.h.State.GetFile(gctx, e.msg.FileID)
-				if gerr != nil {
-					out[i].err = gerr
-					return nil
-				}
-				out[i] = outcome{send: cur.Status == state.StatusClaimed, resent: true,
-					near: cur.Status != state.StatusDone && p.nearExpiry(e.fs)}
-			default:
-				out[i].err = err
-			}
-			return nil
-		})
+		items[i] = claim.Item(e.msg, e.size, e.fs.AvailableTo, p.fileTTL(e.fs))
 	}
-	_ = g.Wait()
 	var send []queue.Message
 	var claimErr error
-	for i, o := range out {
-		if o.err != nil {
-			claimErr = cmpErr(claimErr, o.err)
+	for i, r := range claim.All(ctx, p.h.State, items, writeConcurrency) {
+		if r.Err != nil {
+			claimErr = cmpErr(claimErr, r.Err)
 			continue
 		}
-		if o.send {
+		if r.Send() {
 			send = append(send, fresh[i].msg)
-			if o.resent {
-				p.resent++
-			} else {
+			if r.Mine {
 				p.claimd++
+			} else {
+				p.resent++
 			}
 		}
-		if o.near {
+		if r.Status != state.StatusDone && p.nearExpiry(fresh[i].fs) {
 			notDone[fresh[i].fs]++
 		}
 	}
@@ -324,13 +295,13 @@ func (p *poll) send(ctx context.Context, send []queue.Message) error {
 			return &errAbort{fmt.Errorf("after claim (before send): %w", err)}
 		}
 	}
-	sr, err := p.h.Queue.SendBatch(ctx, send)
-	p.queued += len(sr.Sent)
-	p.sendFailed += len(sr.Failed)
-	if len(sr.Failed) > 0 {
-		p.log.Error("messages not sent; the files stay CLAIMED for the next poll", "failed", len(sr.Failed), "sent", len(sr.Sent))
+	sent, err := claim.Send(ctx, p.h.State, p.h.Queue, send, writeConcurrency)
+	p.queued += len(sent.Sent)
+	p.sendFailed += len(sent.Failed)
+	if len(sent.Failed) > 0 {
+		p.log.Error("messages not sent; the files stay CLAIMED for the next poll", "failed", len(sent.Failed), "sent", len(sent.Sent))
 	}
-	markQueued(ctx, p.h.State, p.log, sr.Sent)
+	logMarkFailed(p.log, sent)
 	if err != nil {
 		return fmt.Errorf("send messages: %w", err)
 	}

@@ -74,7 +74,7 @@ func TestFileSetRecordFailureClaimsNothing(t *testing.T) {
 	f.h.FileSets = &fakeRecorder{st: f.st, err: errors.New("throttled")}
 	f.files.add(mkSets("bulk-ESG", "p1", 0, 1, 2, t0.Add(-time.Hour))...)
 	_, _ = f.handle(t, `{}`)
-	if n := len(f.q.counts()); n != 0 {
+	if n := len(f.q.Counts()); n != 0 {
 		t.Errorf("%d files sent although their file-set was not recorded", n)
 	}
 	for _, id := range []string{"f-p1-0-0", "f-p1-0-1"} {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -27,14 +28,6 @@ type FileStore interface {
 }
 
 var _ FileStore = (*rdp.Client)(nil)
-
-// TokenGuard runs RDP calls and handles a 401 (docs/design.md#only-the-refresher-signs-in): re-read the
-// ring, retry once, then report the token and fail with rdp.ErrUnauthorized.
-type TokenGuard interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ TokenGuard = (*tokenring.Reader)(nil)
 
 // StateStore is the part of the state table the poller uses.
 type StateStore interface {
@@ -88,19 +81,33 @@ const (
 	listingReserve = 30 * time.Second
 )
 
-// Handler is the fileset-poller. Build it with its fields set; zero knobs
-// take the defaults above.
+// Handler is the fileset-poller. Build it with New.
 type Handler struct {
-	Files  FileStore
-	Tokens TokenGuard
-	State  StateStore
-	Queue  Sender
+	Deps
+	Settings
+}
+
+// Deps are the poller's collaborators.
+type Deps struct {
+	Files FileStore
+	State StateStore
+	Queue Sender
 	// FileSets records file-sets for the landing step; nil: not recorded.
 	FileSets FileSetRecorder
 
-	Logger  *slog.Logger
-	Metrics *metrics.Recorder
+	Logger  *slog.Logger      // nil: discard
+	Metrics *metrics.Recorder // nil: none
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 
+	// AfterClaim is a test hook: it runs after a batch of files was claimed
+	// (status CLAIMED) and before their messages are sent. An error aborts
+	// the invocation on the spot, as a crash between claim and send would.
+	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
+}
+
+// Settings are the poller's knobs; zero values take the defaults above.
+type Settings struct {
 	// Subscriptions is SUBSCRIPTIONS: "bucket/packageId" or "bucket/*" entries.
 	Subscriptions []string
 	// Overlap is subtracted from the watermark to form modifiedSince (POLL_OVERLAP).
@@ -117,13 +124,14 @@ type Handler struct {
 	StuckAfter time.Duration
 	// SweepLimit: stale files handled per run (SWEEP_LIMIT).
 	SweepLimit int
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+}
 
-	// AfterClaim is a test hook: it runs after a batch of files was claimed
-	// (status CLAIMED) and before their messages are sent. An error aborts
-	// the invocation on the spot, as a crash between claim and send would.
-	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
+// New returns a poller. Files, State and Queue are required.
+func New(d Deps, s Settings) (*Handler, error) {
+	if d.Files == nil || d.State == nil || d.Queue == nil {
+		return nil, errors.New("fileset-poller: Files, State and Queue are required")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Result summarises an invocation (the Lambda response).
@@ -245,7 +253,7 @@ func (h *Handler) ttlMargin() time.Duration {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -260,7 +268,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("bad event", "error", err.Error())
-		return nil, err
+		return nil, lambdaerr.Malformed(err)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 2*deadlineReserve {
 		var cancel context.CancelFunc
@@ -280,7 +288,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 		subs, source = h.Subscriptions, "SUBSCRIPTIONS"
 	}
 	if len(subs) == 0 {
-		err := errors.New("no subscriptions: SUBSCRIPTIONS is empty and the event names none")
+		err := lambdaerr.Config(errors.New("no subscriptions: SUBSCRIPTIONS is empty and the event names none"))
 		log.Error("nothing to poll", "error", err.Error())
 		return nil, err
 	}
@@ -300,10 +308,37 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 	if len(errs) > 0 {
 		err := fmt.Errorf("poll: %d error(s): %w", len(errs), errors.Join(errs...))
 		log.Error("poll failed", append(attrs, "error", err.Error())...)
-		return res, err
+		return res, pollError(err, res, source == "event")
 	}
 	log.Info("poll done", attrs...)
 	return res, nil
+}
+
+// badSubscription is a subscription that does not parse.
+type badSubscription struct{ error }
+
+func (b badSubscription) Unwrap() error { return b.error }
+
+// pollError gives a failed poll its errorType: an Outage when an outage
+// aborted it; for a subscription that does not parse, a MalformedEvent when
+// the event named it, else (SUBSCRIPTIONS) a Configuration error; a
+// PartialFailure when some package was polled all the same.
+func pollError(err error, res *Result, fromEvent bool) error {
+	var bad badSubscription
+	switch {
+	case isAbort(err):
+		return lambdaerr.Unavailable(err)
+	case errors.As(err, &bad) && fromEvent:
+		return lambdaerr.Malformed(err)
+	case errors.As(err, &bad):
+		return lambdaerr.Config(err)
+	}
+	for _, p := range res.Packages {
+		if p.Error == "" {
+			return lambdaerr.Partial(err)
+		}
+	}
+	return err
 }
 
 // pollSubscriptions polls every package the subscriptions name, each once,
@@ -319,7 +354,7 @@ func (h *Handler) pollSubscriptions(ctx context.Context, log *slog.Logger, subs 
 		sub, err := ParseSubscription(raw)
 		if err != nil {
 			log.Error("bad subscription", "subscription", raw, "error", err.Error())
-			fail(err)
+			fail(badSubscription{err})
 			continue
 		}
 		targets := []Target{{Bucket: sub.Bucket, PackageID: sub.PackageID}}
@@ -423,25 +458,18 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 // resolvePackages lists the packages of a bucket/* subscription.
 func (h *Handler) resolvePackages(ctx context.Context, sub Subscription) ([]Target, error) {
 	var targets []Target
-	err := h.Tokens.Do(ctx, func(ctx context.Context) error {
-		targets = targets[:0]
-		seen := map[string]bool{}
-		for p, err := range h.Files.Packages(ctx, sub.Bucket) {
-			if err != nil {
-				return err
-			}
-			if p.PackageID == "" || strings.ContainsAny(p.PackageID, "/?#") {
-				return fmt.Errorf(`list packages: malformed package: field "packageId" is %q`, p.PackageID)
-			}
-			if !seen[p.PackageID] {
-				seen[p.PackageID] = true
-				targets = append(targets, Target{Bucket: sub.Bucket, PackageID: p.PackageID})
-			}
+	seen := map[string]bool{}
+	for p, err := range h.Files.Packages(ctx, sub.Bucket) {
+		if err != nil {
+			return nil, fmt.Errorf("subscription %q: %w", sub.Raw, guardErr(err))
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subscription %q: %w", sub.Raw, guardErr(err))
+		if p.PackageID == "" || strings.ContainsAny(p.PackageID, "/?#") {
+			return nil, fmt.Errorf(`subscription %q: list packages: malformed package: field "packageId" is %q`, sub.Raw, p.PackageID)
+		}
+		if !seen[p.PackageID] {
+			seen[p.PackageID] = true
+			targets = append(targets, Target{Bucket: sub.Bucket, PackageID: p.PackageID})
+		}
 	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("subscription %q: bucket %q: no package visible to this account (unknown bucket?)", sub.Raw, sub.Bucket)

@@ -27,22 +27,24 @@ type fixture struct {
 	files *fakeFiles
 	st    *fakeState
 	q     *fakeSender
-	guard *fakeGuard
 	logs  *bytes.Buffer
 	emf   *bytes.Buffer
 	now   time.Time
 }
 
 func newFixture(subs ...string) *fixture {
-	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, guard: &fakeGuard{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
+	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
 	f.st = newFakeState(func() time.Time { return f.now })
-	f.h = &Handler{
-		Files: f.files, Tokens: f.guard, State: f.st, Queue: f.q,
-		Logger:        slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:       metrics.New(f.emf, "fileset-poller"),
-		Subscriptions: subs,
-		Now:           func() time.Time { return f.now },
+	h, err := New(Deps{
+		Files: f.files, State: f.st, Queue: f.q,
+		Logger:  slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(f.emf, "fileset-poller"),
+		Now:     func() time.Time { return f.now },
+	}, Settings{Subscriptions: subs})
+	if err != nil {
+		panic(err)
 	}
+	f.h = h
 	return f
 }
 
@@ -91,7 +93,7 @@ func allFiles(sets []rdp.FileSet) []string {
 // assertSentOnce checks that exactly want were sent, each once.
 func assertSentOnce(t *testing.T, q *fakeSender, want []string) {
 	t.Helper()
-	got := q.counts()
+	got := q.Counts()
 	for _, id := range want {
 		if got[id] != 1 {
 			t.Errorf("file %s sent %d times, want 1", id, got[id])
@@ -142,7 +144,7 @@ func TestParseEvent(t *testing.T) {
 				if _, err := f.handle(t, tt.payload); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Handle(%s) error = %v, want containing %q", tt.payload, err, tt.wantErr)
 				}
-				if len(f.files.queries) != 0 || f.guard.calls != 0 {
+				if len(f.files.queries) != 0 {
 					t.Fatalf("a bad event must not poll anything")
 				}
 				return
@@ -295,7 +297,7 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 			f.files.add(mkSets("bulk-ESG", "p1", next, s.add, 1, base)...)
 			next += s.add
 		}
-		f.q.reset()
+		f.q.Reset()
 		f.now = f.now.Add(time.Hour)
 		pagesBefore := f.files.pages
 		res := f.mustHandle(t, s.event)
@@ -307,8 +309,8 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 		if got := f.files.pages - pagesBefore; got != s.wantPages || pr.Pages != s.wantPages || res.PagesFetched != s.wantPages {
 			t.Errorf("%s: pages fetched %d (result %d), want %d", s.name, got, pr.Pages, s.wantPages)
 		}
-		if len(f.q.counts()) != s.wantNew || pr.New != s.wantNew {
-			t.Errorf("%s: sent %d, new %d; want %d", s.name, len(f.q.counts()), pr.New, s.wantNew)
+		if len(f.q.Counts()) != s.wantNew || pr.New != s.wantNew {
+			t.Errorf("%s: sent %d, new %d; want %d", s.name, len(f.q.Counts()), pr.New, s.wantNew)
 		}
 	}
 	w := f.st.watermark("bulk-ESG", "p1")
@@ -343,7 +345,7 @@ func TestClaimItemContents(t *testing.T) {
 		}
 	}
 	// The message carries the name and size from /files?filesetId=.
-	sent := f.q.sent[0]
+	sent := f.q.Sent()[0]
 	id := sets[0].Files[0]
 	want := queue.Message{FileID: id, FileSetID: sets[0].ID, FileSetName: sets[0].Name, Bucket: "bulk-ESG", PackageID: "p1", FileName: id + ".csv"}
 	if sent.Size == nil || *sent.Size != int64(100+len(id)) {
@@ -407,7 +409,7 @@ func TestSendFailureLeavesClaimedAndNextPollSends(t *testing.T) {
 	}
 	// SQS recovers: the next poll sends exactly the two.
 	f.q.Fail = nil
-	f.q.reset()
+	f.q.Reset()
 	res = f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, ids(map[string]int{sets[3].Files[0]: 1, sets[17].Files[0]: 1}))
 	if res.Packages[0].Resent != 2 {
@@ -432,8 +434,8 @@ func TestCrashBetweenClaimAndSend(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "injected crash") {
 		t.Fatalf("Handle error = %v, want the injected crash", err)
 	}
-	if crashes != 1 || len(f.q.sent) != 0 || len(f.files.queries) != 1 {
-		t.Fatalf("after a crash nothing more may happen: crashes=%d sent=%d queries=%d", crashes, len(f.q.sent), len(f.files.queries))
+	if crashes != 1 || len(f.q.Sent()) != 0 || len(f.files.queries) != 1 {
+		t.Fatalf("after a crash nothing more may happen: crashes=%d sent=%d queries=%d", crashes, len(f.q.Sent()), len(f.files.queries))
 	}
 	claimed := 0
 	for _, it := range f.st.files {
@@ -475,7 +477,7 @@ func TestUnauthorizedAbortsInvocation(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"401 after the ring re-read", fmt.Errorf("token generation 4: %w: %w", &rdp.APIError{Endpoint: "list file-sets", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)},
+		{"401 after the ring re-read", fmt.Errorf("list file-sets: token generation 4: %w: %w", &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Message: "token expired"}, tokenring.ErrTokenInvalid)},
 		{"empty ring", fmt.Errorf("%w (3 slots, none holds a token)", tokenring.ErrNoValidToken)},
 	}
 	for _, tt := range tests {
@@ -483,13 +485,13 @@ func TestUnauthorizedAbortsInvocation(t *testing.T) {
 			f := newFixture("bulk-ESG/p1", "bulk-ESG/p2")
 			f.files.add(mkSets("bulk-ESG", "p1", 0, 2, 1, t0)...)
 			f.files.add(mkSets("bulk-ESG", "p2", 0, 2, 1, t0)...)
-			f.guard.Err = func(error) error { return tt.err }
+			f.files.PageErr = func(rdp.FileSetQuery, int) error { return tt.err }
 			_, err := f.handle(t, `{}`)
 			if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), `subscription "bulk-ESG/p1"`) {
 				t.Fatalf("Handle error = %v, want %v for bulk-ESG/p1", err, tt.err)
 			}
-			if f.guard.calls != 1 {
-				t.Errorf("%d guarded calls, want 1: the invocation stops at the first refused token", f.guard.calls)
+			if len(f.files.queries) != 1 {
+				t.Errorf("%d listings, want 1: the invocation stops at the first refused token", len(f.files.queries))
 			}
 			if w := f.st.watermark("bulk-ESG", "p1"); !w.Modified.IsZero() {
 				t.Errorf("watermark advanced on a failed poll")
@@ -607,7 +609,7 @@ func TestClaimErrorFailsPackage(t *testing.T) {
 		t.Errorf("watermark advanced after a claim failure")
 	}
 	f.st.ClaimErr = nil
-	f.q.reset()
+	f.q.Reset()
 	f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, sets[1].Files)
 }
@@ -624,7 +626,7 @@ func TestMarkQueuedFailureIsNotLoss(t *testing.T) {
 	}
 	// Still CLAIMED: a full poll sends them again (a duplicate, never a loss).
 	f.st.MarkQueuedErr = nil
-	f.q.reset()
+	f.q.Reset()
 	f.mustHandle(t, `{"full":true}`)
 	assertSentOnce(t, f.q, allFiles(sets))
 }

@@ -56,15 +56,11 @@ type itEnv struct {
 
 func newITEnv(t testing.TB, opts rdptest.Options) *itEnv {
 	t.Helper()
-	m := testenv.Moto(t)
+	m, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &itEnv{moto: m, sim: rdptest.New(t, opts), cfg: cfg,
 		ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
-	createStateTable(t, e.ddb, itTable)
+	testenv.StateTable(t, e.ddb, itTable)
 	// The refresher's job, done by hand: a token for the default user in slot 1.
 	at, _ := e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
 	e.token = at
@@ -78,13 +74,6 @@ func newITEnv(t testing.TB, opts rdptest.Options) *itEnv {
 		t.Fatal(err)
 	}
 	return e
-}
-
-func createStateTable(t testing.TB, db *dynamodb.Client, name string) {
-	t.Helper()
-	if err := testenv.CreateStateTable(context.Background(), db, name); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (e *itEnv) newQueue(t testing.TB) string {
@@ -115,14 +104,16 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 		sqsAPI = e.sqs
 	}
 	logs := &bytes.Buffer{}
-	return &Handler{
-		Files: client, Tokens: reader, State: table,
-		Queue:         &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
-		Logger:        slog.New(slog.NewJSONHandler(logs, nil)),
-		Metrics:       metrics.New(logs, "fileset-poller"),
-		Subscriptions: subs,
-		PageSize:      itPage,
-	}, logs
+	h, err := New(Deps{
+		Files: client, State: table,
+		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
+		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
+		Metrics: metrics.New(logs, "fileset-poller"),
+	}, Settings{Subscriptions: subs, PageSize: itPage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, logs
 }
 
 // drain receives and deletes every message of the queue, counting them by file id.
@@ -283,7 +274,7 @@ func TestIntegration(t *testing.T) {
 
 	t.Run("lost messages are swept, once, lease and DONE respected", func(t *testing.T) {
 		// Its own state table: the sweep covers every file of a table.
-		createStateTable(t, e.ddb, "state-sweep")
+		testenv.StateTable(t, e.ddb, "state-sweep")
 		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
 		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 		ops := &opsDB{DynamoDB: e.ddb}

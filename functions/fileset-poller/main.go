@@ -1,11 +1,12 @@
 // Command fileset-poller is the cfsync Lambda that lists the READY file-sets
 // of the subscribed CFS packages and queues every new file for download
-// exactly once (see docs/design.md#fileset-poller). main only wires configuration, clients
-// and the Handler; the logic lives in handler.go and poll.go.
+// exactly once (docs/design.md#fileset-poller). main only wires configuration →
+// clients → New → lambda.Start; the logic lives in handler.go and poll.go.
 package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -28,24 +29,27 @@ import (
 const functionName = "fileset-poller"
 
 func main() {
-	boot := logx.New(os.Stdout, 0, functionName)
+	h, err := newHandler(context.Background())
+	if err != nil {
+		logx.New(os.Stdout, 0, functionName).Error("start-up failed", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// newHandler wires configuration → clients → New.
+func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.Poller
 	if err := config.Load(&cfg); err != nil {
-		boot.Error("start-up failed", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
 	level, err := logx.ParseLevel(cfg.LogLevel)
 	if err != nil {
-		boot.Error("start-up failed", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
-	logger := logx.New(os.Stdout, level, functionName)
-
-	ctx := context.Background()
 	awsCfg, err := awsconf.Load(ctx)
 	if err != nil {
-		logger.Error("start-up failed", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
 	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
 	reader := tokenring.NewReader(secretsmanager.NewFromConfig(awsCfg), table, cfg.TokenSecretIDs,
@@ -56,17 +60,16 @@ func main() {
 		rdp.WithUserAgent("cfsync-"+functionName),
 	)
 	if err != nil {
-		logger.Error("start-up failed", "error", "config: RDP_BASE_URL: "+err.Error())
-		os.Exit(1)
+		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
-	h := &Handler{
-		Files:         client,
-		Tokens:        reader,
-		State:         table,
-		FileSets:      table,
-		Queue:         &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
-		Logger:        logger,
-		Metrics:       metrics.New(os.Stdout, functionName),
+	return New(Deps{
+		Files:    client,
+		State:    table,
+		FileSets: table,
+		Queue:    &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
+		Logger:   logx.New(os.Stdout, level, functionName),
+		Metrics:  metrics.New(os.Stdout, functionName),
+	}, Settings{
 		Subscriptions: cfg.Subscriptions,
 		Overlap:       cfg.PollOverlap,
 		FullEvery:     cfg.FullReconcileEvery,
@@ -75,6 +78,5 @@ func main() {
 		PageSize:      cfg.PollPageSize,
 		StuckAfter:    cfg.StuckAfter,
 		SweepLimit:    cfg.SweepLimit,
-	}
-	lambda.Start(h)
+	})
 }

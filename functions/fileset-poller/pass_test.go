@@ -153,7 +153,7 @@ func TestIncompleteEmbeddedFilesAreListed(t *testing.T) {
 	}}
 	f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, []string{"f-s1", "x2", "x3"})
-	for _, m := range f.q.sent {
+	for _, m := range f.q.Sent() {
 		if m.FileName == "" || m.Size == nil {
 			t.Errorf("message %+v without the listing's name and size", m)
 		}
@@ -170,8 +170,8 @@ func TestListingMD5IsPassedOn(t *testing.T) {
 	f.files.add(set("s1", t0.Add(-time.Hour)))
 	f.files.FilesOf = map[string][]rdp.File{"s1": {{ID: "f-s1", FileName: "a.csv", Size: 1, MD5: "0cc175b9c0f1b6a831c399e269772661"}}}
 	f.mustHandle(t, `{}`)
-	if len(f.q.sent) != 1 || f.q.sent[0].MD5 != "0cc175b9c0f1b6a831c399e269772661" {
-		t.Fatalf("sent %+v, want the listing's md5 in the message", f.q.sent)
+	if len(f.q.Sent()) != 1 || f.q.Sent()[0].MD5 != "0cc175b9c0f1b6a831c399e269772661" {
+		t.Fatalf("sent %+v, want the listing's md5 in the message", f.q.Sent())
 	}
 }
 
@@ -251,20 +251,6 @@ func TestNameSQSRefusesFailsThatFileOnly(t *testing.T) {
 	f.emf.Reset()
 	if res := f.mustHandle(t, `{"full":true}`); res.FilesFailed != 0 {
 		t.Errorf("second poll counted the FAILED file again: %d", res.FilesFailed)
-	}
-}
-
-func TestSQSRefuses(t *testing.T) {
-	for _, tt := range []struct {
-		body string
-		bad  bool
-	}{
-		{"plain", false}, {"tab\tnl\ncr\r", false}, {"é€😀", false}, {"\ufffd", false},
-		{"\uffff", true}, {"\ufffe", true}, {"\x01", true}, {"a\xffb", true},
-	} {
-		if got := sqsRefuses(tt.body) != ""; got != tt.bad {
-			t.Errorf("sqsRefuses(%+q) = %v, want %v", tt.body, got, tt.bad)
-		}
 	}
 }
 

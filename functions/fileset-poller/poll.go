@@ -86,7 +86,7 @@ func (h *Handler) pollPackage(ctx context.Context, log *slog.Logger, t Target, f
 	p.pass.Runs++
 	pr.Full, pr.ModifiedSince, pr.Watermark, pr.Resumed = p.pass.Full, p.pass.Since, wm.Modified, resumed
 
-	err = h.Tokens.Do(ctx, p.run)
+	err = p.run(ctx)
 	pr.Pages, pr.FileSets, pr.Files, pr.Failed = p.pages, p.fileSets, p.files, p.rejected
 	pr.New, pr.Resent, pr.Queued, pr.SendFailed, pr.NearingExpiry = p.claimd, p.resent, p.queued, p.sendFailed, p.nearing
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/claim"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 )
@@ -53,11 +54,11 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 		}
 	}
 	if len(send) > 0 {
-		sr, err := h.Queue.SendBatch(ctx, send)
-		res.Resent = len(sr.Sent)
-		markQueued(ctx, h.State, log, sr.Sent)
-		if err == nil && len(sr.Failed) > 0 {
-			err = fmt.Errorf("%d message(s) not sent: the files stay CLAIMED for a later sweep", len(sr.Failed))
+		sent, err := claim.Send(ctx, h.State, h.Queue, send, writeConcurrency)
+		res.Resent = len(sent.Sent)
+		logMarkFailed(log, sent)
+		if err == nil && len(sent.Failed) > 0 {
+			err = fmt.Errorf("%d message(s) not sent: the files stay CLAIMED for a later sweep", len(sent.Failed))
 		}
 		if err != nil {
 			return res, fmt.Errorf("sweep: send messages: %w", err)

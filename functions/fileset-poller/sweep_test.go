@@ -45,7 +45,7 @@ func TestSweepResendsStaleFiles(t *testing.T) {
 	if sr := res.Sweep; sr == nil || sr.Stale != 5 || sr.Resent != 4 || sr.LeaseHeld != 1 {
 		t.Fatalf("sweep %+v, want 5 stale, 4 resent, 1 lease held", sr)
 	}
-	for _, m := range f.q.sent {
+	for _, m := range f.q.Sent() {
 		if m.FileName != m.FileID+".csv" || m.Size == nil || *m.Size != 42 || m.FileSetID != "s-"+m.FileID {
 			t.Errorf("re-sent message %+v, want the item's file-set, name and size", m)
 		}
@@ -61,7 +61,7 @@ func TestSweepResendsStaleFiles(t *testing.T) {
 		t.Errorf("EMF FilesResent %v OldestNonFinalAgeSeconds %v", emf["FilesResent"], emf["OldestNonFinalAgeSeconds"])
 	}
 	// The next poll, soon after: nothing is stale any more.
-	f.q.reset()
+	f.q.Reset()
 	f.now = f.now.Add(10 * time.Minute)
 	f.mustHandle(t, `{}`)
 	assertSentOnce(t, f.q, nil)

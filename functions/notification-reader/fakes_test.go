@@ -122,6 +122,7 @@ type fakeEnqueuer struct {
 	mu    sync.Mutex
 	calls []handed
 	err   error
+	fail  map[string]error // by file-set id: the hand-off of that file-set fails
 }
 
 func (e *fakeEnqueuer) Enqueue(_ context.Context, fs notify.FileSet, files []notify.File) (notify.HandoffResult, error) {
@@ -129,6 +130,9 @@ func (e *fakeEnqueuer) Enqueue(_ context.Context, fs notify.FileSet, files []not
 	defer e.mu.Unlock()
 	if e.err != nil {
 		return notify.HandoffResult{}, e.err
+	}
+	if err := e.fail[fs.ID]; err != nil {
+		return notify.HandoffResult{}, err
 	}
 	e.calls = append(e.calls, handed{fs, files})
 	return notify.HandoffResult{Claimed: len(files), Queued: len(files)}, nil

@@ -15,11 +15,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -64,13 +64,6 @@ type FileLister interface {
 
 var _ FileLister = (*rdp.Client)(nil)
 
-// TokenGuard runs RDP calls with the ring's token (401 handling included).
-type TokenGuard interface {
-	Do(ctx context.Context, op func(ctx context.Context) error) error
-}
-
-var _ TokenGuard = (*tokenring.Reader)(nil)
-
 // Defaults of the reader's knobs.
 const (
 	DefaultWait           = 20 * time.Second // SQS's longest long poll
@@ -78,25 +71,47 @@ const (
 	DefaultVisibility     = 2 * time.Minute
 )
 
-// Handler is the notification reader. One Handle call receives from the
-// subscription's queue until DeadlineMargin before the invocation's deadline.
+// Handler is the notification reader; build it with New. One Handle call
+// receives from the subscription's queue until DeadlineMargin before the
+// invocation's deadline.
 type Handler struct {
-	Secrets              SecretsAPI
-	SubscriptionSecretID string
-	CredentialsSecretID  string
-	NewQueue             QueueFactory
-	Handoff              Enqueuer
-	Reports              Reporter
-	Files                FileLister // nil: a file-set listing fewer files than numFiles is left to the poller
-	Tokens               TokenGuard
-	Log                  *slog.Logger
-	Metrics              *metrics.Recorder
-	Now                  func() time.Time
+	Deps
+	Settings
+}
+
+// Deps are the reader's collaborators.
+type Deps struct {
+	Secrets  SecretsAPI
+	NewQueue QueueFactory
+	Handoff  Enqueuer
+	Reports  Reporter
+	Files    FileLister        // nil: a file-set listing fewer files than numFiles is left to the poller
+	Log      *slog.Logger      // nil: discard
+	Metrics  *metrics.Recorder // nil: none
+	Now      func() time.Time  // nil: time.Now
+}
+
+// Settings are the reader's knobs; zero durations take the defaults above.
+type Settings struct {
+	SubscriptionSecretID string // NOTIFY_SUBSCRIPTION_SECRET_ID
+	CredentialsSecretID  string // NOTIFY_CREDENTIALS_SECRET_ID
 
 	Wait           time.Duration // long-poll wait per receive (≤ 20 s)
 	DeadlineMargin time.Duration // stop receiving this long before the deadline
 	Visibility     time.Duration // visibility timeout of received messages
 	MaxRun         time.Duration // 0: until the deadline; tests bound a run
+}
+
+// New returns a reader. Secrets, NewQueue, Handoff and Reports are
+// required, and so are both secret ids.
+func New(d Deps, s Settings) (*Handler, error) {
+	switch {
+	case d.Secrets == nil || d.NewQueue == nil || d.Handoff == nil || d.Reports == nil:
+		return nil, errors.New("notification-reader: Secrets, NewQueue, Handoff and Reports are required")
+	case s.SubscriptionSecretID == "" || s.CredentialsSecretID == "":
+		return nil, errors.New("notification-reader: SubscriptionSecretID and CredentialsSecretID (NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are required")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Outcomes (Result.Outcome).
@@ -146,7 +161,7 @@ func orDefault(d, def time.Duration) time.Duration {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -161,7 +176,7 @@ func (h *Handler) Handle(ctx context.Context, payload []byte) (Result, error) {
 	}()
 	if err := checkEvent(payload); err != nil {
 		log.Error("rejected event", "error", err.Error())
-		return Result{Outcome: OutcomeFailed}, err
+		return Result{Outcome: OutcomeFailed}, lambdaerr.Malformed(err)
 	}
 	res, err := h.run(ctx, log)
 	h.Metrics.Add("NotificationsReceived", float64(res.Messages))
@@ -204,7 +219,7 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	}
 	sub, key, err := notify.ParseSubscription(raw)
 	if err != nil {
-		return res, err
+		return res, lambdaerr.Config(err)
 	}
 	raw, err = h.readSecret(ctx, h.CredentialsSecretID)
 	if err != nil {
@@ -212,7 +227,7 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	}
 	creds, err := notify.ParseQueueCredentials(raw)
 	if err != nil {
-		return res, err
+		return res, lambdaerr.Config(err)
 	}
 	if creds.Empty() || creds.Endpoint != sub.Endpoint {
 		log.Warn("no queue credentials for this subscription yet: the token-refresher fetches them on its next run",

@@ -19,13 +19,16 @@ import (
 
 func newTestHandler(t *testing.T, sm fakeSecrets, q *fakeQueue, e *fakeEnqueuer, rep *fakeReporter, logs *bytes.Buffer) *Handler {
 	t.Helper()
-	return &Handler{
-		Secrets: sm, SubscriptionSecretID: "sub", CredentialsSecretID: "creds",
+	h, err := New(Deps{
+		Secrets:  sm,
 		NewQueue: func(c aws.Credentials, endpoint string) QueueAPI { q.creds = c; return q },
 		Handoff:  e, Reports: rep,
-		Log:    slog.New(slog.NewJSONHandler(logs, nil)),
-		MaxRun: time.Millisecond, Wait: 0,
+		Log: slog.New(slog.NewJSONHandler(logs, nil)),
+	}, Settings{SubscriptionSecretID: "sub", CredentialsSecretID: "creds", MaxRun: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return h
 }
 
 func TestHandle(t *testing.T) {
@@ -198,13 +201,6 @@ func (l fakeLister) Files(_ context.Context, fsID string) iter.Seq2[rdp.File, er
 	}
 }
 
-type passGuard struct{ calls int }
-
-func (g *passGuard) Do(ctx context.Context, op func(context.Context) error) error {
-	g.calls++
-	return op(ctx)
-}
-
 // A notification that lists fewer files than its numFiles: the reader lists
 // the file-set's files (with the ring's token) and hands all of them off.
 func TestHandleListsMissingFiles(t *testing.T) {
@@ -213,12 +209,11 @@ func TestHandleListsMissingFiles(t *testing.T) {
 	q.add(seal(t, testKey, body))
 	e := &fakeEnqueuer{}
 	h := newTestHandler(t, secrets(t, goodCreds), q, e, &fakeReporter{}, &bytes.Buffer{})
-	g := &passGuard{}
-	h.Files, h.Tokens = fakeLister{ids: []string{"f1", "f2", "f3"}}, g
+	h.Files = fakeLister{ids: []string{"f1", "f2", "f3"}}
 	if _, err := h.Handle(context.Background(), []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.calls) != 1 || len(e.calls[0].files) != 3 || e.calls[0].files[2].ID != "f3" || g.calls != 1 {
-		t.Fatalf("handed off %+v (guard calls %d)", e.calls, g.calls)
+	if len(e.calls) != 1 || len(e.calls[0].files) != 3 || e.calls[0].files[2].ID != "f3" {
+		t.Fatalf("handed off %+v", e.calls)
 	}
 }

@@ -37,12 +37,13 @@ const functionName = "notification-reader"
 func main() {
 	h, err := newHandler(context.Background())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, `{"level":"ERROR","function":%q,"msg":"start-up failed","error":%q}`+"\n", functionName, err.Error())
+		logx.New(os.Stdout, 0, functionName).Error("start-up failed", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(h)
 }
 
+// newHandler wires configuration → clients → New.
 func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.NotificationReader
 	if err := config.Load(&cfg); err != nil {
@@ -64,22 +65,22 @@ func newHandler(ctx context.Context) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
-	return &Handler{
-		Secrets:              sm,
-		SubscriptionSecretID: cfg.SubscriptionSecretID,
-		CredentialsSecretID:  cfg.CredentialsSecretID,
-		NewQueue:             queueFactory(awsCfg, cfg.QueueEndpointURL),
+	return New(Deps{
+		Secrets:  sm,
+		NewQueue: queueFactory(awsCfg, cfg.QueueEndpointURL),
 		Handoff: &notify.Handoff{State: table, TTLMargin: cfg.FileTTLMargin,
 			Queue: &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL}},
-		Reports:        table,
-		Files:          client,
-		Tokens:         tokens,
-		Log:            logx.New(os.Stdout, level, functionName),
-		Metrics:        metrics.New(os.Stdout, functionName),
-		Wait:           cfg.Wait,
-		DeadlineMargin: cfg.DeadlineMargin,
-		Visibility:     cfg.Visibility,
-	}, nil
+		Reports: table,
+		Files:   client,
+		Log:     logx.New(os.Stdout, level, functionName),
+		Metrics: metrics.New(os.Stdout, functionName),
+	}, Settings{
+		SubscriptionSecretID: cfg.SubscriptionSecretID,
+		CredentialsSecretID:  cfg.CredentialsSecretID,
+		Wait:                 cfg.Wait,
+		DeadlineMargin:       cfg.DeadlineMargin,
+		Visibility:           cfg.Visibility,
+	})
 }
 
 // queueFactory makes SQS clients of LSEG's queue with its temporary

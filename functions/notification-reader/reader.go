@@ -13,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/notify"
 )
 
@@ -55,7 +56,11 @@ func (r *reader) loop(ctx context.Context, gen int64) error {
 		}
 	}
 	if len(r.failed) > 0 {
-		return fmt.Errorf("%d notification(s) kept in the queue for another attempt: %w", r.res.Kept, errors.Join(r.failed...))
+		err := fmt.Errorf("%d notification(s) kept in the queue for another attempt: %w", r.res.Kept, errors.Join(r.failed...))
+		if r.res.Kept < r.res.Messages {
+			return lambdaerr.Partial(err) // the others were handled
+		}
+		return err
 	}
 	return nil
 }
@@ -176,22 +181,15 @@ func (r *reader) open(body string) (notify.Notification, error) {
 // files returns the notification's files, or lists them when the
 // notification names fewer than numFiles.
 func (r *reader) files(ctx context.Context, fs notify.FileSet) ([]notify.File, error) {
-	if len(fs.Files) >= fs.NumFiles || r.h.Files == nil || r.h.Tokens == nil {
+	if len(fs.Files) >= fs.NumFiles || r.h.Files == nil {
 		return fs.Files, nil
 	}
 	var files []notify.File
-	err := r.h.Tokens.Do(ctx, func(ctx context.Context) error {
-		files = files[:0]
-		for f, err := range r.h.Files.Files(ctx, fs.ID) {
-			if err != nil {
-				return err
-			}
-			files = append(files, notify.File{ID: f.ID, FileName: f.FileName, Size: f.Size})
+	for f, err := range r.h.Files.Files(ctx, fs.ID) {
+		if err != nil {
+			return nil, fmt.Errorf("list files of file-set %s: %w", fs.ID, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list files of file-set %s: %w", fs.ID, err)
+		files = append(files, notify.File{ID: f.ID, FileName: f.FileName, Size: f.Size})
 	}
 	return files, nil
 }

@@ -24,7 +24,7 @@ func TestBackoffIsCapped(t *testing.T) {
 		st := e.authState()
 		w := st.NotBefore.Sub(e.clk.Now())
 		waits = append(waits, w)
-		e.clk.Add(w)
+		e.clk.Advance(w)
 	}
 	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
 	for i, w := range want {

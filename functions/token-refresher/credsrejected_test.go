@@ -68,7 +68,7 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 			// Every minute for an hour: requests only when the backoff has
 			// passed, each doubling it (1, 2, 4, 8, 16, 30 minutes).
 			for range 60 {
-				e.clk.Add(time.Minute)
+				e.clk.Advance(time.Minute)
 				_, _ = e.handle(`{}`)
 			}
 			if got := len(e.rdp.Calls()) - calls; got > 5*len(tc.wantCalls) {

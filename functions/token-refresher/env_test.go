@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,29 +16,19 @@ import (
 
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fakeRDP is a hand-written AuthAPI: each func field may be replaced; the
 // defaults issue tokens on the fake clock.
 type fakeRDP struct {
-	clk      *clock
+	clk      *rdptest.Clock
 	ttl      time.Duration
 	mu       sync.Mutex
 	n        int
@@ -158,7 +147,7 @@ var errRefused = &rdp.APIError{Endpoint: "list packages", StatusCode: 401, Messa
 
 type env struct {
 	t     *testing.T
-	clk   *clock
+	clk   *rdptest.Clock
 	sm    *ringtest.Secrets
 	table *fakeState
 	rdp   *fakeRDP
@@ -171,7 +160,7 @@ type env struct {
 
 func newEnv(t *testing.T, creds string, slots int) *env {
 	t.Helper()
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	e := &env{t: t, clk: clk, sm: ringtest.NewSecrets(clk.Now), logs: &bytes.Buffer{}, emf: &bytes.Buffer{}}
 	e.table = newFakeState(clk.Now)
 	e.rdp = &fakeRDP{clk: clk, ttl: defaultTokenLife}
@@ -185,11 +174,14 @@ func newEnv(t *testing.T, creds string, slots int) *env {
 		e.sm.Create(credsSecretID, &creds)
 	}
 	rec := metrics.New(e.emf, "token-refresher")
-	e.h = &Handler{
+	var err error
+	e.h, err = New(Deps{
 		SM: e.sm, Table: e.table, RDP: e.rdp, Probe: e.probe, Now: clk.Now, Metrics: rec,
 		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
-			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
+		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return e
 }
@@ -215,8 +207,8 @@ func (e *env) seed(i int, gen int64, ago, left time.Duration) tokenring.Slot {
 	now := e.clk.Now()
 	s := tokenring.Slot{AccessToken: fmt.Sprintf("AT-seed-%d", gen), RefreshToken: fmt.Sprintf("RT-seed-%d", gen), TokenType: "Bearer",
 		IssuedAt: now.Add(-ago), ExpiresAt: now.Add(left), Generation: gen}
-	e.clk.Add(-ago)
-	defer e.clk.Add(ago)
+	e.clk.Advance(-ago)
+	defer e.clk.Advance(ago)
 	if err := tokenring.Write(context.Background(), e.sm, e.ids[i], s); err != nil {
 		e.t.Fatal(err)
 	}
@@ -264,33 +256,7 @@ func (e *env) setAuth(fn func(st *state.AuthState)) {
 // metric returns every value of an EMF metric with the given dimensions.
 func (e *env) metric(name string, dims ...string) []float64 {
 	e.t.Helper()
-	var out []float64
-	sc := bufio.NewScanner(bytes.NewReader(e.emf.Bytes()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			e.t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
-		}
-		match := true
-		for i := 0; i+1 < len(dims); i += 2 {
-			if rec[dims[i]] != dims[i+1] {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		switch v := rec[name].(type) {
-		case float64:
-			out = append(out, v)
-		case []any:
-			for _, x := range v {
-				out = append(out, x.(float64))
-			}
-		}
-	}
-	return out
+	return testenv.Metric(e.t, e.emf.String(), name, dims...)
 }
 
 func sum(v []float64) float64 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/credentials"
+	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
@@ -111,13 +112,21 @@ func (o *Options) defaults() {
 	}
 }
 
-// Handler is the token-refresher. One Handle call is one invocation.
+// Handler is the token-refresher. Build it with New; one Handle call is one
+// invocation.
 type Handler struct {
+	Deps
+	Settings
+
+	ring *tokenring.Ring
+}
+
+// Deps are the refresher's collaborators.
+type Deps struct {
 	SM      SecretsAPI
 	Table   StateStore
 	RDP     AuthAPI
-	Probe   TokenProber // checks reported tokens; nil: every check is inconclusive
-	Opts    Options
+	Probe   TokenProber       // checks reported tokens; nil: every check is inconclusive
 	Log     *slog.Logger      // nil: discard
 	Metrics *metrics.Recorder // nil: none
 	Now     func() time.Time  // nil: time.Now
@@ -126,9 +135,26 @@ type Handler struct {
 	// Queue.SubscriptionSecretID: notifications off, no upkeep).
 	Cloud      QueueCredsAPI
 	QueueState QueueCredsStore
-	Queue      QueueCredsOptions
+}
 
-	ring *tokenring.Ring
+// Settings are the refresher's knobs.
+type Settings struct {
+	Opts  Options
+	Queue QueueCredsOptions // notification queue credentials (empty SubscriptionSecretID: off)
+}
+
+// New returns a refresher. SM, Table and RDP are required, and so are the
+// credentials secret and at least one ring slot.
+func New(d Deps, s Settings) (*Handler, error) {
+	switch {
+	case d.SM == nil || d.Table == nil || d.RDP == nil:
+		return nil, errors.New("token-refresher: SM, Table and RDP are required")
+	case s.Opts.CredentialsSecretID == "":
+		return nil, errors.New("token-refresher: Opts.CredentialsSecretID (RDP_CREDENTIALS_SECRET_ID) is empty")
+	case len(s.Opts.SlotIDs) == 0:
+		return nil, errors.New("token-refresher: Opts.SlotIDs (TOKEN_SECRET_IDS) is empty")
+	}
+	return &Handler{Deps: d, Settings: s}, nil
 }
 
 // Outcomes of a run (Result.Outcome).
@@ -200,7 +226,7 @@ func (h *Handler) logger() *slog.Logger {
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	res, err := h.Handle(ctx, payload)
 	if err != nil {
-		return nil, err
+		return nil, lambdaerr.Result(err)
 	}
 	return json.Marshal(res)
 }
@@ -220,7 +246,7 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("rejected event", "error", err.Error())
-		return Result{Outcome: OutcomeFailed}, err
+		return Result{Outcome: OutcomeFailed}, lambdaerr.Malformed(err)
 	}
 	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
 	res, err := r.exec(ctx)
@@ -538,11 +564,11 @@ func (r *run) readCredentials(ctx context.Context) (credentials.Credentials, err
 		return credentials.Credentials{}, fmt.Errorf("read credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
 	}
 	if out.SecretString == nil {
-		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid)
+		return credentials.Credentials{}, lambdaerr.Config(fmt.Errorf("credentials secret %s: %w: no string value", r.h.Opts.CredentialsSecretID, credentials.ErrInvalid))
 	}
 	c, err := credentials.Parse([]byte(*out.SecretString))
 	if err != nil {
-		return credentials.Credentials{}, fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err)
+		return credentials.Credentials{}, lambdaerr.Config(fmt.Errorf("credentials secret %s: %w", r.h.Opts.CredentialsSecretID, err))
 	}
 	return c, nil
 }

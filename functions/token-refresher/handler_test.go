@@ -328,24 +328,24 @@ func TestDecisions(t *testing.T) {
 				if _, err := e.sm.PutSecretValue(context.Background(), putInput(e.ids[0], "{}")); err != nil {
 					t.Fatal(err)
 				}
-				e.clk.Add(time.Minute)
+				e.clk.Advance(time.Minute)
 			},
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
 		},
 		{
 			name: "a token's version date counts as a write even if the state table forgot it", creds: credsV1, slots: 2,
 			setup: func(e *env) {
-				e.clk.Add(-9 * time.Minute)
+				e.clk.Advance(-9 * time.Minute)
 				s := tokenring.Slot{AccessToken: "AT-old", RefreshToken: "RT-old", ExpiresAt: t0.Add(time.Minute), IssuedAt: t0.Add(-9 * time.Minute), Generation: 4}
 				if err := tokenring.Write(context.Background(), e.sm, e.ids[0], s); err != nil {
 					t.Fatal(err)
 				}
-				e.clk.Add(8 * time.Minute)
+				e.clk.Advance(8 * time.Minute)
 				s = tokenring.Slot{AccessToken: "AT-new", RefreshToken: "RT-new", ExpiresAt: t0.Add(9 * time.Minute), IssuedAt: t0.Add(-time.Minute), Generation: 5}
 				if err := tokenring.Write(context.Background(), e.sm, e.ids[1], s); err != nil {
 					t.Fatal(err)
 				}
-				e.clk.Add(time.Minute)
+				e.clk.Advance(time.Minute)
 			},
 			event: `{"force":true}`, wantOutcome: OutcomeDeferred, wantReason: dueForced, wantSlot: -1, wantGen: 5,
 			check: func(t *testing.T, e *env, res Result) {
@@ -529,12 +529,12 @@ func TestFailures(t *testing.T) {
 				t.Errorf("no error log")
 			}
 			// Runs during the backoff send nothing; then the backoff doubles.
-			e.clk.Add(tc.wantWait - time.Second)
+			e.clk.Advance(tc.wantWait - time.Second)
 			res, err = e.handle(`{}`)
 			if err != nil || res.Outcome != OutcomeBackoff {
 				t.Fatalf("during backoff: %+v, %v", res, err)
 			}
-			e.clk.Add(time.Second)
+			e.clk.Advance(time.Second)
 			if _, err := e.handle(`{}`); err == nil {
 				t.Fatal("second attempt succeeded")
 			}
@@ -567,7 +567,7 @@ func TestAuthBudget(t *testing.T) {
 	if sum(e.metric("AuthFailures", "reason", reasonBudget)) != 1 {
 		t.Errorf("budget metric missing")
 	}
-	e.clk.Add(time.Minute + time.Second) // the oldest request leaves the window
+	e.clk.Advance(time.Minute + time.Second) // the oldest request leaves the window
 	if res := e.mustHandle(`{}`); res.Outcome != OutcomeRefreshed {
 		t.Fatalf("after the window moved: %+v", res)
 	}
@@ -653,7 +653,7 @@ func TestOverlappingRuns(t *testing.T) {
 				done <- out{res, err}
 			}()
 			<-inside
-			e.clk.Add(tc.advance)
+			e.clk.Advance(tc.advance)
 			resB, err := hB.Handle(context.Background(), []byte(`{}`))
 			if err != nil || resB.Outcome != tc.wantSecond {
 				t.Fatalf("second run: %+v, %v", resB, err)

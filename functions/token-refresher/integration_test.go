@@ -26,18 +26,12 @@ import (
 // server-side revoke leads to a reader's report and the next run recovers
 // with one password grant, without a storm; the logs hold no secret.
 func TestIntegration(t *testing.T) {
-	m := testenv.Moto(t)
+	m, cfg := testenv.MotoConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sm := secretsmanager.NewFromConfig(cfg)
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "cfsync-state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "cfsync-state")
 	const (
 		user     = "machine-user"
 		password = "Pa55-word-secret"
@@ -133,7 +127,7 @@ func TestIntegration(t *testing.T) {
 		}
 		return nil
 	}
-	if err := reader.Do(ctx, list); err != nil {
+	if err := list(ctx); err != nil {
 		t.Fatalf("reader: %v", err)
 	}
 	if g := reader.Generation(); g != 2 {
@@ -142,7 +136,7 @@ func TestIntegration(t *testing.T) {
 
 	// The session dies at RDP: the reader re-reads, retries, and reports.
 	sim.RevokeSessions(user)
-	err = reader.Do(ctx, list)
+	err = list(ctx)
 	if !errors.Is(err, tokenring.ErrTokenInvalid) || !errors.Is(err, rdp.ErrUnauthorized) {
 		t.Fatalf("reader after revoke: %v", err)
 	}
@@ -167,7 +161,7 @@ func TestIntegration(t *testing.T) {
 	if c.PasswordGrants != 1 || c.RefreshGrants != 1 || c.AuthRequests != 2 {
 		t.Fatalf("recovery cost password=%d refresh=%d auth=%d, want 1, 1, 2", c.PasswordGrants, c.RefreshGrants, c.AuthRequests)
 	}
-	if err := reader.Do(ctx, list); err != nil || reader.Generation() != 3 {
+	if err := list(ctx); err != nil || reader.Generation() != 3 {
 		t.Fatalf("reader after recovery: generation %d, %v", reader.Generation(), err)
 	}
 
@@ -179,7 +173,7 @@ func TestIntegration(t *testing.T) {
 	if res = mustInvoke(`{"action":"refresh","force":false}`); res.Outcome != OutcomeFresh && res.Outcome != OutcomeHeld {
 		t.Fatalf("after revoke: %+v", res)
 	}
-	if err := reader.Do(ctx, list); !errors.Is(err, tokenring.ErrTokenInvalid) {
+	if err := list(ctx); !errors.Is(err, tokenring.ErrTokenInvalid) {
 		t.Fatalf("reader after revoke action: %v", err)
 	}
 	if res = mustInvoke(`{}`); res.Outcome != OutcomeHeld {

@@ -27,12 +27,13 @@ const functionName = "token-refresher"
 func main() {
 	h, err := newHandler(context.Background())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, `{"level":"ERROR","function":%q,"msg":"start-up failed","error":%q}`+"\n", functionName, err.Error())
+		logx.New(os.Stdout, 0, functionName).Error("start-up failed", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(h)
 }
 
+// newHandler wires configuration → clients → New.
 func newHandler(ctx context.Context) (*Handler, error) {
 	var cfg config.Refresher
 	if err := config.Load(&cfg); err != nil {
@@ -54,17 +55,18 @@ func newHandler(ctx context.Context) (*Handler, error) {
 		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
 	}
 	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
-	return &Handler{
+	return New(Deps{
 		SM:         secretsmanager.NewFromConfig(awsCfg),
 		Table:      table,
+		RDP:        client,
+		Probe:      &FileStoreProber{BaseURL: cfg.RDPBaseURL},
+		Log:        logx.New(os.Stdout, level, functionName),
+		Metrics:    metrics.New(os.Stdout, functionName),
 		Cloud:      client,
 		QueueState: table,
+	}, Settings{
+		Opts: OptionsFromConfig(cfg),
 		Queue: QueueCredsOptions{SubscriptionSecretID: cfg.NotifySubscriptionSecretID, CredentialsSecretID: cfg.NotifyCredentialsSecretID,
 			RefreshAfter: cfg.QueueCredentialsRefresh},
-		RDP:     client,
-		Probe:   &FileStoreProber{BaseURL: cfg.RDPBaseURL},
-		Opts:    OptionsFromConfig(cfg),
-		Log:     logx.New(os.Stdout, level, functionName),
-		Metrics: metrics.New(os.Stdout, functionName),
-	}, nil
+	})
 }

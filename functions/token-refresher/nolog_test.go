@@ -27,7 +27,7 @@ func TestNeverLogsSecrets(t *testing.T) {
 		saID, saSecret         = "svc-4b7c1e", "client-secret-91ab"
 		portalRT               = "portal-refresh-token-6d2f"
 	)
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, PasswordGrantLimit: 2})
 	defer sim.Close()
 	sim.AddUser(user, password, appKey)
@@ -44,12 +44,14 @@ func TestNeverLogsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{
+	h, err := New(Deps{
 		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(&out, "token-refresher"),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,
-			MinWriteInterval: time.Minute, AuthBudget: 20},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,
+		MinWriteInterval: time.Minute, AuthBudget: 20}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	setCreds := func(s string) { sm.Create(credsSecretID, &s) }
 	var returned []string
@@ -60,7 +62,7 @@ func TestNeverLogsSecrets(t *testing.T) {
 		if err != nil {
 			returned = append(returned, err.Error(), fmt.Sprintf("%+v %#v", err, err))
 		}
-		clk.Add(2 * time.Minute)
+		clk.Advance(2 * time.Minute)
 	}
 	v1 := fmt.Sprintf(`{"username":%q,"password":%q,"client_id":%q}`, user, password, appKey)
 
@@ -73,23 +75,23 @@ func TestNeverLogsSecrets(t *testing.T) {
 	run(`{}`)                                // held
 	run(`{"action":"refresh","force":true}`) // sign on again
 	setCreds(strings.Replace(v1, password, password+"-wrong", 1))
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	run(`{"force":true}`) // wrong password
 	run(`{"force":true}`) // wrong password again (force skips the failure backoff)
 	run(`{"force":true}`) // third password grant within 5 minutes: 429 (PasswordGrantLimit 2)
 	setCreds(fmt.Sprintf(`{"username":%q,"password":%q}`, user, password))
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	run(`{"force":true}`) // missing client_id
 	setCreds(fmt.Sprintf(`{"username":%q,"password":%q,"client_id":%q,`, user, password, appKey))
 	run(`{"force":true}`) // not JSON
 	setCreds(fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, saID, saSecret+"x"))
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	run(`{"force":true}`) // v2 secret wrong
 	setCreds(fmt.Sprintf(`{"client_id":%q,"client_secret":%q}`, saID, saSecret))
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	run(`{"force":true}`) // v2 ok
 	setCreds(fmt.Sprintf(`{"client_id":%q,"refresh_token":%q}`, appKey, portalRT))
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	run(`{"force":true}`) // pre-issued token unknown to the simulator: invalid_grant
 
 	secrets := []string{user, password, appKey, saID, saSecret, portalRT}

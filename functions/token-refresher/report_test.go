@@ -90,7 +90,7 @@ func TestAcceptedReportIsNotCheckedAgain(t *testing.T) {
 		if res := e.mustHandle(`{}`); res.Outcome != OutcomeFresh {
 			t.Fatalf("run %d: outcome %q", i, res.Outcome)
 		}
-		e.clk.Add(time.Minute)
+		e.clk.Advance(time.Minute)
 	}
 	if e.probe.count() != 1 {
 		t.Fatalf("probed %d times for one report, want 1", e.probe.count())

@@ -28,7 +28,7 @@ func TestRevoke(t *testing.T) {
 	// Slots are not rewritten; scheduled runs hold, even when a report comes in.
 	_ = e.table.ReportInvalidToken(context.Background(), 1, "401 token revoked")
 	for range 3 {
-		e.clk.Add(time.Minute)
+		e.clk.Advance(time.Minute)
 		if res := e.mustHandle(`{}`); res.Outcome != OutcomeHeld {
 			t.Fatalf("after revoke: %+v", res)
 		}
@@ -36,7 +36,7 @@ func TestRevoke(t *testing.T) {
 	if len(e.sm.Writes()) != writes || len(e.rdp.Calls()) != 2 {
 		t.Fatalf("writes %d, calls %v", len(e.sm.Writes()), e.rdp.Calls())
 	}
-	e.clk.Add(10 * time.Minute)
+	e.clk.Advance(10 * time.Minute)
 	res = e.mustHandle(`{"action":"refresh","force":true}`)
 	if res.Outcome != OutcomeRefreshed || res.Grant != grantPassword || res.Generation != 2 {
 		t.Fatalf("forced refresh: %+v", res)
@@ -78,7 +78,7 @@ func TestRevokeHonoursRateLimit(t *testing.T) {
 		t.Fatalf("auth state after a 429 on revoke = %+v", st)
 	}
 	// A forced refresh within the Retry-After sends nothing.
-	e.clk.Add(time.Minute)
+	e.clk.Advance(time.Minute)
 	res, err := e.handle(`{"action":"refresh","force":true}`)
 	if err != nil || res.Outcome != OutcomeBackoff {
 		t.Fatalf("forced refresh during Retry-After: %+v, %v", res, err)
@@ -93,7 +93,7 @@ func TestRevokeHonoursRateLimit(t *testing.T) {
 		t.Fatalf("auth calls = %v", got)
 	}
 	// After the Retry-After the revoke goes through.
-	e.clk.Add(4 * time.Minute)
+	e.clk.Advance(4 * time.Minute)
 	if res := e.mustHandle(`{"action":"revoke"}`); res.Outcome != OutcomeRevoked {
 		t.Fatalf("revoke after Retry-After: %+v", res)
 	}

@@ -59,7 +59,7 @@ func TestRotatedRefreshTokenSurvivesWriteFailures(t *testing.T) {
 				t.Errorf("RingWriteFailures = %v, want %v", got, tc.wantFailures)
 			}
 			e.sm.PutErr = nil
-			e.clk.Add(9 * time.Minute)
+			e.clk.Advance(9 * time.Minute)
 			if res := e.mustHandle(`{}`); res.Outcome != OutcomeRefreshed || e.rdp.lastRT != "RT-secret-1" {
 				t.Fatalf("next run: %+v refreshed with %q, want the rotated RT-secret-1", res, e.rdp.lastRT)
 			}

@@ -34,7 +34,7 @@ type simStats struct {
 	passwordGrants, refreshGrants, auth429s, authRequests int
 	maxAuthIn5m                                           int
 	readerNoToken                                         []time.Duration // minutes a reader found no unexpired token
-	readerCallFailures                                    []time.Duration // minutes a file-store call through Reader.Do failed
+	readerCallFailures                                    []time.Duration // minutes a file-store call through the reader's transport failed
 	injectedAt                                            time.Duration
 	minSlotGap                                            time.Duration
 	writes                                                int
@@ -51,7 +51,7 @@ const simMargin = 2 * time.Minute
 func simulate(t *testing.T, cfg simConfig) simStats {
 	t.Helper()
 	start := time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
-	clk := &clock{t: start}
+	clk := rdptest.NewClock(start)
 	sim := rdptest.NewServer(rdptest.Options{Now: clk.Now, AccessTokenTTL: cfg.accessTTL, RefreshTokenTTL: 900 * time.Second, RefreshMaxLifetime: 18 * time.Hour})
 	sim.AddPackage("bulk-ESG", "pkg-1", "ESG package") // an unknown bucket is a 404 at RDP
 	defer sim.Close()
@@ -71,12 +71,14 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{
+	h, err := New(Deps{
 		SM: sm, Table: table, RDP: authClient, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
 		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		Metrics: metrics.New(io.Discard, "token-refresher"),
-		Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
-			MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour},
+	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
+		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
 	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithClock(clk.Now),
@@ -97,7 +99,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	ctx := context.Background()
 	injected := false
 	for m := time.Duration(0); m < cfg.duration; m += time.Minute {
-		clk.t = start.Add(m)
+		clk.Set(start.Add(m))
 		res, err := h.Handle(ctx, json.RawMessage(`{"version":"0","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`))
 		if err != nil {
 			st.handlerErrors = append(st.handlerErrors, fmt.Errorf("minute %s: %w", m, err))
@@ -114,7 +116,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 			// RDP answers one request with 401 although the token is valid:
 			// the reader re-reads the ring and, with nothing newer, reports.
 			sim.Inject(rdptest.Fault{Kind: rdptest.FaultUnauthorized, PathPrefix: rdp.PackagesPath, Times: 1})
-			if err := reader.Do(ctx, listPackages); errors.Is(err, tokenring.ErrTokenInvalid) {
+			if err := listPackages(ctx); errors.Is(err, tokenring.ErrTokenInvalid) {
 				st.spuriousReports++
 			}
 		}
@@ -123,7 +125,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 		if err != nil || !tok.Expiry.After(clk.Now()) {
 			st.readerNoToken = append(st.readerNoToken, m)
 		}
-		if err := reader.Do(ctx, listPackages); err != nil {
+		if err := listPackages(ctx); err != nil {
 			st.readerCallFailures = append(st.readerCallFailures, m)
 			if !errors.Is(err, tokenring.ErrTokenInvalid) && !errors.Is(err, tokenring.ErrNoValidToken) {
 				t.Fatalf("minute %s: unexpected reader error: %v", m, err)

@@ -1,7 +1,6 @@
 package lambdarun
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 // echoBin is the test function (testdata/echo), built once by TestMain.
@@ -319,22 +320,7 @@ func TestReinitErrorIsReported(t *testing.T) {
 }
 
 // syncBuffer is a LogWriter the test can read while the runner writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 func TestLogsCaptured(t *testing.T) {
 	var tee syncBuffer

@@ -19,34 +19,22 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
-
-// clock is a settable clock shared by the fakes and the Lander.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fakeState is an in-memory state table whose conditional writes are
 // atomic, as DynamoDB's are.
 type fakeState struct {
 	mu    sync.Mutex
 	calls int // DynamoDB requests the real table would send
-	clock *clock
+	clock *rdptest.Clock
 	files map[string]*state.FileItem
 	sets  map[string]*state.FileSetItem
 }
 
 var _ State = (*fakeState)(nil)
 
-func newFakeState(c *clock) *fakeState {
+func newFakeState(c *rdptest.Clock) *fakeState {
 	return &fakeState{clock: c, files: map[string]*state.FileItem{}, sets: map[string]*state.FileSetItem{}}
 }
 
@@ -59,7 +47,7 @@ func (f *fakeState) record(fs state.FileSetItem) {
 func (f *fakeState) done(fileID, fileSetID, key string, size int64, etag string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.files[fileID] = &state.FileItem{FileID: fileID, FileSetID: fileSetID, Status: state.StatusDone, Key: key, Size: size, ETag: etag, DoneAt: f.clock.now()}
+	f.files[fileID] = &state.FileItem{FileID: fileID, FileSetID: fileSetID, Status: state.StatusDone, Key: key, Size: size, ETag: etag, DoneAt: f.clock.Now()}
 }
 
 func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, error) {
@@ -109,7 +97,7 @@ func (f *fakeState) ClaimLanding(_ context.Context, fsID, owner string, until ti
 	defer f.mu.Unlock()
 	f.calls++
 	fs, ok := f.sets[fsID]
-	if !ok || fs.PublishedAt != nil || (fs.LandingOwner != "" && fs.LandingLeaseUntil >= f.clock.now().UnixMilli()) {
+	if !ok || fs.PublishedAt != nil || (fs.LandingOwner != "" && fs.LandingLeaseUntil >= f.clock.Now().UnixMilli()) {
 		return state.ErrConflict
 	}
 	fs.LandingOwner, fs.LandingLeaseUntil = owner, until.UnixMilli()
@@ -134,7 +122,7 @@ func (f *fakeState) end(fsID, owner string, published bool) error {
 	}
 	fs.LandingOwner, fs.LandingLeaseUntil = "", 0
 	if published {
-		t := f.clock.now()
+		t := f.clock.Now()
 		fs.PublishedAt = &t
 	}
 	return nil

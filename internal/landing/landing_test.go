@@ -15,6 +15,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 const (
@@ -24,7 +25,7 @@ const (
 )
 
 type env struct {
-	clock  *clock
+	clock  *rdptest.Clock
 	state  *fakeState
 	s3     *fakeS3
 	events *fakeEvents
@@ -33,13 +34,13 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := rdptest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := &env{clock: c, state: newFakeState(c), s3: newFakeS3(), events: &fakeEvents{}}
 	l, err := New(e.state, e.s3, e.events, Config{DestBucket: destBucket, DestPrefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.now = c.now
+	l.now = c.Now
 	l.sleep = func(context.Context, time.Duration) error { return nil }
 	e.l = l
 	return e
@@ -314,13 +315,13 @@ func TestCrashedPublisherBlocksOnlyUntilTheLeaseExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An invocation claimed the step and died before publishing.
-	if err := e.state.ClaimLanding(ctx, "fs1", "crashed", e.clock.now().Add(DefaultLease)); err != nil {
+	if err := e.state.ClaimLanding(ctx, "fs1", "crashed", e.clock.Now().Add(DefaultLease)); err != nil {
 		t.Fatal(err)
 	}
 	if o, err := e.l.FileLanded(ctx, ids[0]); err != nil || o != InProgress {
 		t.Fatalf("under the crashed lease: %s, %v", o, err)
 	}
-	e.clock.add(DefaultLease + time.Second)
+	e.clock.Advance(DefaultLease + time.Second)
 	if o, err := e.l.FileLanded(ctx, ids[0]); err != nil || o != Published {
 		t.Fatalf("after the lease expired: %s, %v", o, err)
 	}
@@ -393,7 +394,7 @@ func TestKind(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	c := &clock{}
+	c := rdptest.NewClock(time.Time{})
 	if _, err := New(newFakeState(c), newFakeS3(), &fakeEvents{}, Config{}); err == nil || !strings.Contains(err.Error(), "DestBucket") {
 		t.Errorf("no bucket: %v", err)
 	}

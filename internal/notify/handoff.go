@@ -6,33 +6,24 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/claim"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 )
 
 // StateStore is the part of the state table the hand-off uses: the same
-// conditional claim the poller makes, so a file is claimed once whichever
-// path sees it first.
-type StateStore interface {
-	ClaimFile(ctx context.Context, it state.FileItem) error
-	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
-	MarkQueued(ctx context.Context, fileID string) error
-}
-
-var _ StateStore = (*state.Table)(nil)
+// conditional claim the poller makes (internal/claim), so a file is claimed
+// once whichever path sees it first.
+type StateStore = claim.Store
 
 // Sender sends download-queue messages.
-type Sender interface {
-	SendBatch(ctx context.Context, msgs []queue.Message) (queue.SendResult, error)
-}
+type Sender = claim.Sender
 
-var _ Sender = (*queue.Sender)(nil)
+// claimConcurrency bounds the parallel conditional writes of one hand-off.
+const claimConcurrency = 8
 
-// Handoff queues a notified file-set's files for download.
-//
-// TODO(poller): this repeats the poller's claim-then-queue step
-// (functions/fileset-poller/poll.go flush) for one file-set; the two should
-// share one function once the poller's rewrite lands.
+// Handoff queues a notified file-set's files for download through the
+// claim-then-queue step the poller uses (internal/claim).
 type Handoff struct {
 	State     StateStore
 	Queue     Sender
@@ -54,68 +45,51 @@ type HandoffResult struct {
 // and the next poll sends them regardless.
 func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (HandoffResult, error) {
 	var res HandoffResult
-	var send []queue.Message
-	var errs []error
+	msgs := make([]queue.Message, 0, len(files))
+	items := make([]state.FileItem, 0, len(files))
+	var ttl int64
+	if !fs.AvailableTo.IsZero() {
+		ttl = fs.AvailableTo.Add(h.TTLMargin).Unix()
+	}
 	for _, f := range files {
 		m := queue.Message{FileID: f.ID, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName, PackageID: fs.PackageID}
 		if err := m.Validate(); err != nil {
 			return res, fmt.Errorf("%w: file-set %s: %w", ErrMalformed, fs.ID, err)
 		}
-		mine, status, err := h.claim(ctx, fs, f)
+		msgs = append(msgs, m)
+		items = append(items, claim.Item(m, f.Size, fs.AvailableTo, ttl))
+	}
+	var send []queue.Message
+	var errs []error
+	for i, r := range claim.All(ctx, h.State, items, claimConcurrency) {
 		switch {
-		case err != nil:
-			errs = append(errs, err)
-			continue
-		case mine:
+		case r.Err != nil:
+			errs = append(errs, r.Err)
+		case r.Mine:
 			res.Claimed++
-		case status == state.StatusClaimed:
+		case r.Send():
 			res.Resent++
 		default:
 			res.Known++
-			continue
 		}
-		send = append(send, m)
+		if r.Send() {
+			send = append(send, msgs[i])
+		}
 	}
-	if len(send) > 0 {
-		sr, err := h.Queue.SendBatch(ctx, send)
-		res.Queued = len(sr.Sent)
-		for _, m := range sr.Sent {
-			if merr := h.State.MarkQueued(ctx, m.FileID); merr != nil {
-				// Only costs a duplicate message later (the downloader is idempotent).
-				errs = append(errs, merr)
-			}
-		}
-		if len(sr.Failed) > 0 {
-			errs = append(errs, fmt.Errorf("send messages: %d of %d not sent (files stay CLAIMED)", len(sr.Failed), len(send)))
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("send messages: %w", err))
-		}
+	sent, err := claim.Send(ctx, h.State, h.Queue, send, claimConcurrency)
+	res.Queued = len(sent.Sent)
+	if sent.MarkErr != nil {
+		// Only costs a duplicate message later (the downloader is idempotent).
+		errs = append(errs, sent.MarkErr)
+	}
+	if len(sent.Failed) > 0 {
+		errs = append(errs, fmt.Errorf("send messages: %d of %d not sent (files stay CLAIMED)", len(sent.Failed), len(send)))
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("send messages: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("hand off file-set %s: %w", fs.ID, err)
 	}
 	return res, nil
-}
-
-// claim claims the file; when another path was first, it returns the
-// status the file already has.
-func (h *Handoff) claim(ctx context.Context, fs FileSet, f File) (mine bool, status string, err error) {
-	it := state.FileItem{FileID: f.ID, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName,
-		PackageID: fs.PackageID, Size: f.Size, AvailableTo: fs.AvailableTo}
-	if !fs.AvailableTo.IsZero() {
-		it.TTL = fs.AvailableTo.Add(h.TTLMargin).Unix()
-	}
-	err = h.State.ClaimFile(ctx, it)
-	if err == nil {
-		return true, state.StatusClaimed, nil
-	}
-	if !errors.Is(err, state.ErrConflict) {
-		return false, "", err
-	}
-	cur, err := h.State.GetFile(ctx, f.ID)
-	if err != nil {
-		return false, "", err
-	}
-	return false, cur.Status, nil
 }

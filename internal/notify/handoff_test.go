@@ -7,80 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/claim/claimtest"
 	"github.com/cfsync/cfsync/internal/state"
 )
 
-// fakeState is an in-memory state table with an atomic conditional claim.
-type fakeState struct {
-	mu       sync.Mutex
-	items    map[string]*state.FileItem
-	claimErr error
-}
-
-func newFakeState() *fakeState { return &fakeState{items: map[string]*state.FileItem{}} }
-
-func (f *fakeState) ClaimFile(_ context.Context, it state.FileItem) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.claimErr != nil {
-		return f.claimErr
-	}
-	if _, ok := f.items[it.FileID]; ok {
-		return state.ErrConflict
-	}
-	it.Status = state.StatusClaimed
-	f.items[it.FileID] = &it
-	return nil
-}
-
-func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	it, ok := f.items[id]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	c := *it
-	return &c, nil
-}
-
-func (f *fakeState) MarkQueued(_ context.Context, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if it, ok := f.items[id]; ok && it.Status == state.StatusClaimed {
-		it.Status = state.StatusQueued
-	}
-	return nil
-}
-
-func (f *fakeState) status(id string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if it, ok := f.items[id]; ok {
-		return it.Status
-	}
-	return ""
-}
-
-type fakeSender struct {
-	mu   sync.Mutex
-	sent []queue.Message
-	fail bool
-}
-
-func (s *fakeSender) SendBatch(_ context.Context, msgs []queue.Message) (queue.SendResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail {
-		return queue.SendResult{Failed: msgs}, nil
-	}
-	s.sent = append(s.sent, msgs...)
-	return queue.SendResult{Sent: msgs}, nil
-}
-
-var _ StateStore = (*fakeState)(nil)
-var _ Sender = (*fakeSender)(nil)
+var _ StateStore = (*claimtest.Store)(nil)
+var _ Sender = (*claimtest.Sender)(nil)
 
 func TestHandoff(t *testing.T) {
 	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Name: "n", Status: "READY", AvailableTo: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -104,9 +36,9 @@ func TestHandoff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, q := newFakeState(), &fakeSender{fail: tt.failSend}
-			for id, s := range tt.pre {
-				st.items[id] = &state.FileItem{FileID: id, Status: s}
+			st, q := claimtest.NewStore(tt.pre), &claimtest.Sender{}
+			if tt.failSend {
+				q.Fail = claimtest.FailAll
 			}
 			h := &Handoff{State: st, Queue: q, TTLMargin: time.Hour}
 			got, err := h.Enqueue(context.Background(), fs, files)
@@ -117,8 +49,8 @@ func TestHandoff(t *testing.T) {
 				t.Fatalf("result = %+v, want %+v", got, tt.want)
 			}
 			for id, s := range tt.after {
-				if st.status(id) != s {
-					t.Errorf("%s: status %s, want %s", id, st.status(id), s)
+				if st.Status(id) != s {
+					t.Errorf("%s: status %s, want %s", id, st.Status(id), s)
 				}
 			}
 			if it, _ := st.GetFile(context.Background(), "f1"); it != nil && tt.pre == nil && (it.TTL != fs.AvailableTo.Add(time.Hour).Unix() || it.Size != 10) {
@@ -131,7 +63,7 @@ func TestHandoff(t *testing.T) {
 // Duplicate deliveries of one notification, handled at the same time, queue
 // each file once.
 func TestHandoffConcurrentDuplicates(t *testing.T) {
-	st, q := newFakeState(), &fakeSender{}
+	st, q := claimtest.NewStore(nil), &claimtest.Sender{}
 	h := &Handoff{State: st, Queue: q}
 	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Status: "READY"}
 	files := []File{{ID: "f1"}, {ID: "f2"}}
@@ -150,7 +82,7 @@ func TestHandoffConcurrentDuplicates(t *testing.T) {
 	// CLAIMED (between the send and MarkQueued): allowed (the downloader is
 	// idempotent) but each file must be sent at least once.
 	seen := map[string]int{}
-	for _, m := range q.sent {
+	for _, m := range q.Sent() {
 		seen[m.FileID]++
 	}
 	if seen["f1"] == 0 || seen["f2"] == 0 {
@@ -159,9 +91,9 @@ func TestHandoffConcurrentDuplicates(t *testing.T) {
 }
 
 func TestHandoffClaimErrorIsReturned(t *testing.T) {
-	st := newFakeState()
-	st.claimErr = errors.New("dynamodb down")
-	h := &Handoff{State: st, Queue: &fakeSender{}}
+	st := claimtest.NewStore(nil)
+	st.ClaimErr = errors.New("dynamodb down")
+	h := &Handoff{State: st, Queue: &claimtest.Sender{}}
 	_, err := h.Enqueue(context.Background(), FileSet{ID: "fs", BucketName: "b", PackageID: "p"}, []File{{ID: "f"}})
 	if err == nil {
 		t.Fatal("claim error swallowed")

@@ -81,93 +81,109 @@ func (t Template) ParameterValues(overrides map[string]string) (map[string]strin
 
 // Conditions evaluates the Conditions section with the given parameter values.
 func (t Template) Conditions(params map[string]string) (map[string]bool, error) {
-	defs := t.section("Conditions")
-	done := map[string]bool{}
-	visiting := map[string]bool{}
-	r := &Resolver{Params: params}
-	var eval func(name string) (bool, error)
-	var expr func(v any) (bool, error)
-	eval = func(name string) (bool, error) {
-		if v, ok := done[name]; ok {
-			return v, nil
-		}
-		def, ok := defs[name]
-		if !ok {
-			return false, fmt.Errorf("condition %s: not defined", name)
-		}
-		if visiting[name] {
-			return false, fmt.Errorf("condition %s: refers to itself", name)
-		}
-		visiting[name] = true
-		v, err := expr(def)
-		if err != nil {
-			return false, fmt.Errorf("condition %s: %w", name, err)
-		}
-		done[name] = v
-		return v, nil
-	}
-	expr = func(v any) (bool, error) {
-		m, ok := v.(map[string]any)
-		if !ok || len(m) != 1 {
-			return false, fmt.Errorf("not a condition function: %v", v)
-		}
-		for fn, arg := range m {
-			args, _ := arg.([]any)
-			switch fn {
-			case "Condition":
-				name, _ := arg.(string)
-				return eval(name)
-			case "Fn::Equals":
-				if len(args) != 2 {
-					return false, fmt.Errorf("Fn::Equals wants 2 arguments")
-				}
-				a, err := r.Resolve(args[0])
-				if err != nil {
-					return false, err
-				}
-				b, err := r.Resolve(args[1])
-				if err != nil {
-					return false, err
-				}
-				return scalarString(a) == scalarString(b), nil
-			case "Fn::Not":
-				if len(args) != 1 {
-					return false, fmt.Errorf("Fn::Not wants 1 argument")
-				}
-				c, err := expr(args[0])
-				return !c, err
-			case "Fn::And", "Fn::Or":
-				if len(args) < 2 {
-					return false, fmt.Errorf("%s wants at least 2 arguments", fn)
-				}
-				for _, a := range args {
-					c, err := expr(a)
-					if err != nil {
-						return false, err
-					}
-					if fn == "Fn::And" && !c {
-						return false, nil
-					}
-					if fn == "Fn::Or" && c {
-						return true, nil
-					}
-				}
-				return fn == "Fn::And", nil
-			default:
-				return false, fmt.Errorf("unsupported condition function %s", fn)
-			}
-		}
-		panic("unreachable")
-	}
+	c := &condEval{defs: t.section("Conditions"), done: map[string]bool{}, visiting: map[string]bool{},
+		r: &Resolver{Params: params}}
 	out := map[string]bool{}
-	for _, name := range SortedKeys(defs) {
-		v, err := eval(name)
+	for _, name := range SortedKeys(c.defs) {
+		v, err := c.eval(name)
 		if err != nil {
 			return nil, err
 		}
 		out[name] = v
 	}
 	return out, nil
+}
+
+// condEval evaluates named conditions once each, refusing cycles.
+type condEval struct {
+	defs     map[string]any
+	done     map[string]bool
+	visiting map[string]bool
+	r        *Resolver
+}
+
+func (c *condEval) eval(name string) (bool, error) {
+	if v, ok := c.done[name]; ok {
+		return v, nil
+	}
+	def, ok := c.defs[name]
+	if !ok {
+		return false, fmt.Errorf("condition %s: not defined", name)
+	}
+	if c.visiting[name] {
+		return false, fmt.Errorf("condition %s: refers to itself", name)
+	}
+	c.visiting[name] = true
+	v, err := c.expr(def)
+	if err != nil {
+		return false, fmt.Errorf("condition %s: %w", name, err)
+	}
+	c.done[name] = v
+	return v, nil
+}
+
+func (c *condEval) expr(v any) (bool, error) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false, fmt.Errorf("not a condition function: %v", v)
+	}
+	for fn, arg := range m {
+		args, _ := arg.([]any)
+		switch fn {
+		case "Condition":
+			name, _ := arg.(string)
+			return c.eval(name)
+		case "Fn::Equals":
+			return c.equals(args)
+		case "Fn::Not":
+			if len(args) != 1 {
+				return false, fmt.Errorf("Fn::Not wants 1 argument")
+			}
+			v, err := c.expr(args[0])
+			return !v, err
+		case "Fn::And", "Fn::Or":
+			return c.andOr(fn, args)
+		default:
+			return false, fmt.Errorf("unsupported condition function %s", fn)
+		}
+	}
+	panic("unreachable")
+}
+
+func (c *condEval) equals(args []any) (bool, error) {
+	if len(args) != 2 {
+		return false, fmt.Errorf("Fn::Equals wants 2 arguments")
+	}
+	a, err := c.r.Resolve(args[0])
+	if err != nil {
+		return false, err
+	}
+	b, err := c.r.Resolve(args[1])
+	if err != nil {
+		return false, err
+	}
+	return scalarString(a) == scalarString(b), nil
+}
+
+// andOr evaluates Fn::And or Fn::Or, stopping at the first operand that
+// settles the result.
+func (c *condEval) andOr(fn string, args []any) (bool, error) {
+	if len(args) < 2 {
+		return false, fmt.Errorf("%s wants at least 2 arguments", fn)
+	}
+	for _, a := range args {
+		v, err := c.expr(a)
+		if err != nil {
+			return false, err
+		}
+		if fn == "Fn::And" && !v {
+			return false, nil
+		}
+		if fn == "Fn::Or" && v {
+			return true, nil
+		}
+	}
+	return fn == "Fn::And", nil
 }
 
 // Resolver evaluates CloudFormation intrinsic functions: Ref, Fn::Sub,
@@ -261,93 +277,15 @@ func (r *Resolver) function(fn string, arg any) (any, error) {
 		}
 		return r.ref(name)
 	case "Fn::If":
-		if len(args) != 3 {
-			return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
-		}
-		name, _ := args[0].(string)
-		c, ok := r.Conditions[name]
-		if !ok {
-			return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
-		}
-		if c {
-			return r.resolve(args[1])
-		}
-		return r.resolve(args[2])
+		return r.fnIf(args)
 	case "Fn::GetAtt":
-		var id, attr string
-		switch a := arg.(type) {
-		case string:
-			id, attr, _ = strings.Cut(a, ".")
-		case []any:
-			if len(a) == 2 {
-				id, _ = a[0].(string)
-				attr, _ = a[1].(string)
-			}
-		}
-		if id == "" || attr == "" {
-			return nil, fmt.Errorf("Fn::GetAtt: want [resource, attribute], got %v", arg)
-		}
-		if r.GetAtt == nil {
-			return nil, fmt.Errorf("Fn::GetAtt %s.%s: resource attributes unknown here", id, attr)
-		}
-		return r.GetAtt(id, attr)
+		return r.getAtt(arg)
 	case "Fn::Join":
-		if len(args) != 2 {
-			return nil, fmt.Errorf("Fn::Join wants [delimiter, list]")
-		}
-		delim, _ := args[0].(string)
-		list, err := r.resolve(args[1])
-		if err != nil {
-			return nil, err
-		}
-		items, ok := list.([]any)
-		if !ok {
-			return nil, fmt.Errorf("Fn::Join: second argument is not a list")
-		}
-		parts := make([]string, len(items))
-		for i, it := range items {
-			s, ok := it.(string)
-			if !ok {
-				return nil, fmt.Errorf("Fn::Join: element %d is %T, not a string", i, it)
-			}
-			parts[i] = s
-		}
-		return strings.Join(parts, delim), nil
+		return r.join(args)
 	case "Fn::Split":
-		if len(args) != 2 {
-			return nil, fmt.Errorf("Fn::Split wants [delimiter, string]")
-		}
-		delim, _ := args[0].(string)
-		s, err := r.ResolveString(args[1])
-		if err != nil {
-			return nil, fmt.Errorf("Fn::Split: %w", err)
-		}
-		var out []any
-		for _, p := range strings.Split(s, delim) {
-			out = append(out, p)
-		}
-		return out, nil
+		return r.split(args)
 	case "Fn::Select":
-		if len(args) != 2 {
-			return nil, fmt.Errorf("Fn::Select wants [index, list]")
-		}
-		idx, err := r.ResolveString(args[0])
-		if err != nil {
-			return nil, err
-		}
-		i, err := strconv.Atoi(idx)
-		if err != nil {
-			return nil, fmt.Errorf("Fn::Select: index %q", idx)
-		}
-		list, err := r.resolve(args[1])
-		if err != nil {
-			return nil, err
-		}
-		items, _ := list.([]any)
-		if i < 0 || i >= len(items) {
-			return nil, fmt.Errorf("Fn::Select: index %d out of range", i)
-		}
-		return items[i], nil
+		return r.selectOne(args)
 	case "Fn::Base64":
 		s, err := r.ResolveString(arg)
 		if err != nil {
@@ -358,6 +296,104 @@ func (r *Resolver) function(fn string, arg any) (any, error) {
 		return r.sub(arg)
 	}
 	return nil, fmt.Errorf("unsupported intrinsic function %s", fn)
+}
+
+func (r *Resolver) fnIf(args []any) (any, error) {
+	if len(args) != 3 {
+		return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
+	}
+	name, _ := args[0].(string)
+	c, ok := r.Conditions[name]
+	if !ok {
+		return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
+	}
+	if c {
+		return r.resolve(args[1])
+	}
+	return r.resolve(args[2])
+}
+
+func (r *Resolver) getAtt(arg any) (any, error) {
+	var id, attr string
+	switch a := arg.(type) {
+	case string:
+		id, attr, _ = strings.Cut(a, ".")
+	case []any:
+		if len(a) == 2 {
+			id, _ = a[0].(string)
+			attr, _ = a[1].(string)
+		}
+	}
+	if id == "" || attr == "" {
+		return nil, fmt.Errorf("Fn::GetAtt: want [resource, attribute], got %v", arg)
+	}
+	if r.GetAtt == nil {
+		return nil, fmt.Errorf("Fn::GetAtt %s.%s: resource attributes unknown here", id, attr)
+	}
+	return r.GetAtt(id, attr)
+}
+
+func (r *Resolver) join(args []any) (any, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("Fn::Join wants [delimiter, list]")
+	}
+	delim, _ := args[0].(string)
+	list, err := r.resolve(args[1])
+	if err != nil {
+		return nil, err
+	}
+	items, ok := list.([]any)
+	if !ok {
+		return nil, fmt.Errorf("Fn::Join: second argument is not a list")
+	}
+	parts := make([]string, len(items))
+	for i, it := range items {
+		s, ok := it.(string)
+		if !ok {
+			return nil, fmt.Errorf("Fn::Join: element %d is %T, not a string", i, it)
+		}
+		parts[i] = s
+	}
+	return strings.Join(parts, delim), nil
+}
+
+func (r *Resolver) split(args []any) (any, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("Fn::Split wants [delimiter, string]")
+	}
+	delim, _ := args[0].(string)
+	s, err := r.ResolveString(args[1])
+	if err != nil {
+		return nil, fmt.Errorf("Fn::Split: %w", err)
+	}
+	var out []any
+	for _, p := range strings.Split(s, delim) {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (r *Resolver) selectOne(args []any) (any, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("Fn::Select wants [index, list]")
+	}
+	idx, err := r.ResolveString(args[0])
+	if err != nil {
+		return nil, err
+	}
+	i, err := strconv.Atoi(idx)
+	if err != nil {
+		return nil, fmt.Errorf("Fn::Select: index %q", idx)
+	}
+	list, err := r.resolve(args[1])
+	if err != nil {
+		return nil, err
+	}
+	items, _ := list.([]any)
+	if i < 0 || i >= len(items) {
+		return nil, fmt.Errorf("Fn::Select: index %d out of range", i)
+	}
+	return items[i], nil
 }
 
 func (r *Resolver) ref(name string) (any, error) {

@@ -102,8 +102,65 @@ func DeployToMoto(ctx context.Context, endpoint string, params map[string]string
 // of moto.go), creates the stack in moto's CloudFormation and waits for
 // CREATE_COMPLETE.
 func Deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
+	st, err := deploy(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("deploy to moto: %w", err)
+	}
+	return st, nil
+}
+
+func deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	sam, values, spec, err := loadSpec(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := motoConfig(opts.Endpoint, opts.Region)
+	cf := cloudformation.NewFromConfig(cfg)
+	if _, err := cf.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(opts.StackName)}); err == nil {
+		return nil, fmt.Errorf("stack %s already exists", opts.StackName)
+	}
+	st := &MotoStack{
+		StackName: opts.StackName,
+		Params:    map[string]string{},
+		Outputs:   map[string]string{},
+		Resources: map[string]string{},
+		Functions: map[string]MotoFunction{},
+		Skipped:   map[string]string{},
+	}
+	for _, p := range sam.Parameters() {
+		st.Params[p.Name] = values[p.Name]
+	}
+	// 3. Secrets through the API.
+	sm := secretsmanager.NewFromConfig(cfg)
+	res := &Resolver{Params: values}
+	for _, r := range spec.ResourcesOfType(secretType) {
+		arn, err := createSecret(ctx, sm, res, opts.StackName, r)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", r.ID, err)
+		}
+		st.Resources[r.ID] = arn
+	}
+	body, skipped, err := motoTemplate(spec, st.Resources)
+	if err != nil {
+		return nil, err
+	}
+	st.Skipped = skipped
+	if err := createStack(ctx, cf, opts, st, body); err != nil {
+		return nil, err
+	}
+	if err := readFunctions(ctx, lambda.NewFromConfig(cfg), sam, spec, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// setDefaults fills the options left empty.
+func (opts *MotoOptions) setDefaults() error {
 	if opts.Endpoint == "" {
-		return nil, errors.New("deploy to moto: no endpoint")
+		return errors.New("no endpoint")
 	}
 	if opts.StackName == "" {
 		opts.StackName = "cfsync"
@@ -117,13 +174,19 @@ func Deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
 	if opts.TemplatePath == "" {
 		p, err := Path()
 		if err != nil {
-			return nil, fmt.Errorf("deploy to moto: %w", err)
+			return err
 		}
 		opts.TemplatePath = p
 	}
-	sam, err := Load(opts.TemplatePath)
+	return nil
+}
+
+// loadSpec loads the SAM template, resolves its parameters, transforms it
+// and specializes the result to those parameter values.
+func loadSpec(ctx context.Context, opts MotoOptions) (sam Template, values map[string]string, spec Template, err error) {
+	sam, err = Load(opts.TemplatePath)
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: %w", err)
+		return nil, nil, nil, err
 	}
 	in := map[string]string{
 		"AWS::Region":    opts.Region,
@@ -133,53 +196,24 @@ func Deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
 	for k, v := range opts.Params {
 		in[k] = v
 	}
-	values, err := sam.ParameterValues(in)
+	values, err = sam.ParameterValues(in)
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: %w", err)
+		return nil, nil, nil, err
 	}
 	cfn, err := Translate(ctx, sam, values)
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: %w", err)
+		return nil, nil, nil, err
 	}
-	spec, _, err := cfn.Specialize(values)
+	spec, _, err = cfn.Specialize(values)
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: specialize: %w", err)
+		return nil, nil, nil, fmt.Errorf("specialize: %w", err)
 	}
+	return sam, values, spec, nil
+}
 
-	cfg := motoConfig(opts.Endpoint, opts.Region)
-	cf := cloudformation.NewFromConfig(cfg)
-	if _, err := cf.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(opts.StackName)}); err == nil {
-		return nil, fmt.Errorf("deploy to moto: stack %s already exists", opts.StackName)
-	}
-
-	st := &MotoStack{
-		StackName: opts.StackName,
-		Params:    map[string]string{},
-		Outputs:   map[string]string{},
-		Resources: map[string]string{},
-		Functions: map[string]MotoFunction{},
-		Skipped:   map[string]string{},
-	}
-	for _, p := range sam.Parameters() {
-		st.Params[p.Name] = values[p.Name]
-	}
-
-	// 3. Secrets through the API.
-	sm := secretsmanager.NewFromConfig(cfg)
-	res := &Resolver{Params: values}
-	for _, r := range spec.ResourcesOfType(secretType) {
-		arn, err := createSecret(ctx, sm, res, opts.StackName, r)
-		if err != nil {
-			return nil, fmt.Errorf("deploy to moto: secret %s: %w", r.ID, err)
-		}
-		st.Resources[r.ID] = arn
-	}
-	body, skipped, err := motoTemplate(spec, st.Resources)
-	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: %w", err)
-	}
-	st.Skipped = skipped
-
+// createStack creates the stack from body, waits for CREATE_COMPLETE and
+// records its outputs and physical resource ids in st.
+func createStack(ctx context.Context, cf *cloudformation.Client, opts MotoOptions, st *MotoStack, body []byte) error {
 	var cfParams []cfntypes.Parameter
 	for _, name := range SortedKeys(st.Params) {
 		cfParams = append(cfParams, cfntypes.Parameter{ParameterKey: aws.String(name), ParameterValue: aws.String(st.Params[name])})
@@ -198,37 +232,41 @@ func Deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
 		if strings.Contains(err.Error(), "StatusCode: 500") {
 			hint = " (moto_server failed while creating a resource; its log has the traceback)"
 		}
-		return nil, fmt.Errorf("deploy to moto: create stack: %w%s%s", err, hint, failedEvents(ctx, cf, opts.StackName))
+		return fmt.Errorf("create stack: %w%s%s", err, hint, failedEvents(ctx, cf, opts.StackName))
 	}
 	stack, err := waitCreate(ctx, cf, opts.StackName, opts.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: %w", err)
+		return err
 	}
 	for _, o := range stack.Outputs {
 		st.Outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
 	}
 	rs, err := cf.DescribeStackResources(ctx, &cloudformation.DescribeStackResourcesInput{StackName: aws.String(opts.StackName)})
 	if err != nil {
-		return nil, fmt.Errorf("deploy to moto: describe stack resources: %w", err)
+		return fmt.Errorf("describe stack resources: %w", err)
 	}
 	for _, r := range rs.StackResources {
 		st.Resources[aws.ToString(r.LogicalResourceId)] = aws.ToString(r.PhysicalResourceId)
 	}
+	return nil
+}
 
+// readFunctions records each deployed function's name, code directory and
+// environment in st.
+func readFunctions(ctx context.Context, lc *lambda.Client, sam, spec Template, st *MotoStack) error {
 	codeURIs := map[string]string{}
 	for _, f := range sam.Functions() {
 		codeURIs[f.ID], _ = f.Properties["CodeUri"].(string)
 	}
-	lc := lambda.NewFromConfig(cfg)
 	for _, f := range spec.ResourcesOfType("AWS::Lambda::Function") {
 		name := st.Resources[f.ID]
 		env, err := lambdaEnv(ctx, lc, name)
 		if err != nil {
-			return nil, fmt.Errorf("deploy to moto: function %s: %w", f.ID, err)
+			return fmt.Errorf("function %s: %w", f.ID, err)
 		}
 		st.Functions[f.ID] = MotoFunction{Name: name, CodeURI: codeURIs[f.ID], Env: env}
 	}
-	return st, nil
+	return nil
 }
 
 func motoConfig(endpoint, region string) aws.Config {

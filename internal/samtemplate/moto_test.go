@@ -24,13 +24,9 @@ import (
 
 func TestDeployToMoto(t *testing.T) {
 	needPython(t)
-	moto := testenv.Moto(t)
+	moto, cfg := testenv.MotoConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, err := moto.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	sm := secretsmanager.NewFromConfig(cfg)
 	ddb := dynamodb.NewFromConfig(cfg)

@@ -9,25 +9,14 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/testenv"
 )
 
-// NewTestTable starts moto and creates a state table shaped like template.yaml's.
+// newTestTable starts moto and creates a state table shaped like template.yaml's.
 func newTestTable(t *testing.T) *state.Table {
 	t.Helper()
-	m := testenv.Moto(t)
-	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "state"); err != nil {
-		t.Fatal(err)
-	}
-	return state.New(db, "state")
+	tb, _ := uploadTable(t)
+	return tb
 }
 
 func TestFileLifecycle(t *testing.T) {

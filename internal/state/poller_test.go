@@ -41,16 +41,10 @@ func TestWatermarkRejectsBadKeys(t *testing.T) {
 // (moto): zero when absent, round trip, never moving backwards (also within
 // a second), counters always recorded, bucket case-insensitive.
 func TestWatermarkMoto(t *testing.T) {
-	m := testenv.Moto(t)
+	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "poller-state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "poller-state")
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	tb := state.New(db, "poller-state")
 	tb.Now = func() time.Time { return now }
@@ -99,16 +93,10 @@ func TestWatermarkMoto(t *testing.T) {
 // TestListingPassMoto: a saved pass round-trips, survives counter updates,
 // and a completed poll (PutWatermark) ends it.
 func TestListingPassMoto(t *testing.T) {
-	m := testenv.Moto(t)
+	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "pass-state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "pass-state")
 	tb := state.New(db, "pass-state")
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	p := state.Pass{Full: true, StartedAt: start, Cursor: "/file-store/v1/file-sets?bucket=b&skipToken=ZmlsZXNldElkPTE", Pages: 3, Runs: 1}

@@ -20,17 +20,13 @@ var authT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // to evaluate, not a fake's).
 func authBackends(t *testing.T, fn func(t *testing.T, newTable func(t *testing.T) *state.Table)) {
 	t.Run("moto", func(t *testing.T) {
-		m := testenv.Moto(t)
-		cfg, err := m.AWSConfig(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, cfg := testenv.MotoConfig(t)
 		db := dynamodb.NewFromConfig(cfg)
 		n := 0
 		fn(t, func(t *testing.T) *state.Table {
 			n++
 			name := fmt.Sprintf("state-%d", n)
-			authCreateTable(t, db, name)
+			testenv.StateTable(t, db, name)
 			tb := state.New(db, name)
 			tb.Now = func() time.Time { return authT0 }
 			return tb
@@ -46,13 +42,6 @@ func TestAuthAndRingItems(t *testing.T) {
 		t.Run("TokenReports", func(t *testing.T) { testTokenReports(t, newTable) })
 		t.Run("AuthStateOptimisticLock", func(t *testing.T) { testAuthStateOptimisticLock(t, newTable) })
 	})
-}
-
-func authCreateTable(t *testing.T, db *dynamodb.Client, name string) {
-	t.Helper()
-	if err := testenv.CreateStateTable(context.Background(), db, name); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func testRingState(t *testing.T, newTable func(t *testing.T) *state.Table) {

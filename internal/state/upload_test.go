@@ -18,16 +18,9 @@ import (
 // uploadTable creates a state table in a fresh moto for the checkpoint tests.
 func uploadTable(t *testing.T) (*state.Table, *dynamodb.Client) {
 	t.Helper()
-	m := testenv.Moto(t)
-	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := testenv.MotoConfig(t)
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "state")
 	return state.New(db, "state"), db
 }
 

@@ -207,3 +207,15 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return t.buf.String()
 }
+
+// MotoConfig starts a moto_server for the test (see [Moto]) and returns it
+// with an SDK config pointed at it.
+func MotoConfig(t testing.TB) (*MotoServer, aws.Config) {
+	t.Helper()
+	m := Moto(t)
+	cfg, err := m.AWSConfig(context.Background())
+	if err != nil {
+		t.Fatalf("moto: aws config: %v", err)
+	}
+	return m, cfg
+}

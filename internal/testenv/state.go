@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -39,4 +40,13 @@ func CreateStateTable(ctx context.Context, db *dynamodb.Client, name string) err
 		return fmt.Errorf("create state table %s: %w", name, err)
 	}
 	return nil
+}
+
+// StateTable creates a state table (see [CreateStateTable]) and fails the
+// test if it cannot.
+func StateTable(t testing.TB, db *dynamodb.Client, name string) {
+	t.Helper()
+	if err := CreateStateTable(context.Background(), db, name); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,6 +3,9 @@ package tokenring_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -20,17 +23,11 @@ import (
 // DynamoDB: BatchGetSecretValue (which moto fails as a whole when a slot has
 // no value), empty placeholders, writes with ClientRequestToken, and reports.
 func TestReaderAgainstMoto(t *testing.T) {
-	m := testenv.Moto(t)
+	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	cfg, err := m.AWSConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sm := secretsmanager.NewFromConfig(cfg)
 	db := dynamodb.NewFromConfig(cfg)
-	if err := testenv.CreateStateTable(ctx, db, "state"); err != nil {
-		t.Fatal(err)
-	}
+	testenv.StateTable(t, db, "state")
 	// ring-0: placeholder {}; ring-1: no value at all; ring-2: addressed by ARN.
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("ring-0"), SecretString: aws.String("{}")}); err != nil {
 		t.Fatal(err)
@@ -83,11 +80,14 @@ func TestReaderAgainstMoto(t *testing.T) {
 	}
 
 	// A 401 with nothing newer in the ring is reported for generation 2.
-	err = r.Do(ctx, func(context.Context) error {
-		return &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Message: "token expired"}
-	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(401)
+		fmt.Fprint(w, `{"error":{"code":"401","message":"token expired"}}`)
+	}))
+	defer srv.Close()
+	_, err = r.HTTPClient(nil).Get(srv.URL + "/file-store/v1/file-sets")
 	if !errors.Is(err, tokenring.ErrTokenInvalid) || !errors.Is(err, rdp.ErrUnauthorized) {
-		t.Fatalf("Do: %v", err)
+		t.Fatalf("GET: %v", err)
 	}
 	rep, err := table.GetTokenReport(ctx, 2)
 	if err != nil || rep.Reports != 1 {

@@ -18,7 +18,8 @@ import (
 var ErrNoValidToken = errors.New("tokenring: no valid token in the ring")
 
 // ErrTokenInvalid: RDP refused the ring's newest token even after a re-read
-// of the ring; a token-invalid report was recorded for the refresher.
+// of the ring; a token-invalid report was recorded for the refresher. Errors
+// wrapping it also wrap the 401's *rdp.APIError (rdp.ErrUnauthorized).
 var ErrTokenInvalid = errors.New("tokenring: token refused by RDP (reported to the refresher)")
 
 // ConfiguredSkew maps TOKEN_SKEW, as the config loader read it (30s when
@@ -67,7 +68,7 @@ type Reader struct {
 var _ oauth2.TokenSource = (*Reader)(nil)
 
 // NewReader returns a reader of the ring made of slotIDs (TOKEN_SECRET_IDS).
-// reports receives token-invalid reports; with nil, Do reports nothing.
+// reports receives token-invalid reports; with nil, nothing is reported.
 func NewReader(sm SecretsAPI, reports Reporter, slotIDs []string, opts ReaderOptions) *Reader {
 	r := &Reader{ring: &Ring{SM: sm, IDs: append([]string(nil), slotIDs...)}, reports: reports, skew: opts.Skew, now: opts.Now}
 	switch {
@@ -168,9 +169,10 @@ func noValid(vals []SlotValue, now time.Time) error {
 	return fmt.Errorf("%w (%s)", ErrNoValidToken, msg)
 }
 
-// HTTPClient returns a client whose requests carry the ring's token
-// (oauth2.Transport over base's transport), for rdp.WithHTTPClient. base
-// may be nil; its Timeout, Jar and CheckRedirect are kept.
+// HTTPClient returns a client whose requests carry the ring's token and
+// whose 401s are handled by the ring (see Transport), for
+// rdp.WithHTTPClient. base may be nil; its Timeout, Jar and CheckRedirect
+// are kept.
 func (r *Reader) HTTPClient(base *http.Client) *http.Client {
 	c := &http.Client{}
 	if base != nil {
@@ -180,48 +182,8 @@ func (r *Reader) HTTPClient(base *http.Client) *http.Client {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	c.Transport = &oauth2.Transport{Source: r, Base: rt}
+	c.Transport = &Transport{reader: r, base: rt}
 	return c
-}
-
-// Do runs op, which makes RDP calls through HTTPClient. If op fails with
-// rdp.ErrUnauthorized, Do re-reads the ring and, when it holds a newer
-// generation, runs op once more. If RDP refuses that too (or the ring has
-// nothing newer), Do records a token-invalid report for the refused
-// generation (RING / REPORT#<generation>) and returns an error wrapping both
-// rdp.ErrUnauthorized and ErrTokenInvalid. Other errors pass through.
-func (r *Reader) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	s, err := r.slot(ctx, false)
-	if err != nil {
-		return err
-	}
-	used := s.Generation
-	err = op(ctx)
-	if !errors.Is(err, rdp.ErrUnauthorized) {
-		return err
-	}
-	// Another goroutine may already have moved on to a newer generation.
-	if cur := r.Generation(); cur <= used {
-		fresh, rerr := r.slot(ctx, true)
-		if rerr != nil {
-			return fmt.Errorf("after 401 on generation %d: %w: %w", used, err, rerr)
-		}
-		if fresh.Generation <= used {
-			return r.report(ctx, used, err)
-		}
-	}
-	// The generation the retry uses comes from the slot itself, not from the
-	// cache, which another goroutine may drop at any moment.
-	next, serr := r.slot(ctx, false)
-	if serr != nil {
-		return fmt.Errorf("after 401 on generation %d: %w: %w", used, err, serr)
-	}
-	used = next.Generation
-	err = op(ctx)
-	if !errors.Is(err, rdp.ErrUnauthorized) {
-		return err
-	}
-	return r.report(ctx, used, err)
 }
 
 // report records a token-invalid report and drops the cache.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,21 +20,10 @@ import (
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeReporter records the reader's token-invalid reports.
 type fakeReporter struct {
@@ -125,7 +115,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := rdptest.NewClock(t0)
 			sm := ringtest.NewSecrets(clk.Now)
 			sm.NoBatch = tc.noBatch
 			for id, v := range tc.slots {
@@ -164,7 +154,7 @@ func TestTokenPicksNewestUnexpired(t *testing.T) {
 }
 
 func TestTokenCachedUntilNearExpiry(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
@@ -173,7 +163,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 		if _, err := r.Token(); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		_ = i
 	}
 	if n := sm.Calls("BatchGetSecretValue"); n != 1 {
@@ -187,7 +177,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 	if tok.AccessToken != "tok1" {
 		t.Fatalf("got %q before near-expiry, want cached tok1", tok.AccessToken)
 	}
-	clk.Add(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
+	clk.Advance(4*time.Minute + 31*time.Second) // 9m31s: inside the 30s skew
 	tok, err := r.Token()
 	if err != nil || tok.AccessToken != "tok2" {
 		t.Fatalf("got %v %v, want tok2 after the cache expired", tok, err)
@@ -202,7 +192,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 
 func TestBatchWholeFailureFallsBack(t *testing.T) {
 	// moto fails the whole batch when one slot has no value.
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", nil)
 	sm.Create("b", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
@@ -239,7 +229,7 @@ func TestBatchWholeFailureFallsBack(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.NoBatch = true
@@ -255,101 +245,186 @@ func putInput(id, v string) *secretsmanager.PutSecretValueInput {
 	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
 }
 
-// unauthorized is the error the rdp client returns for a gateway 401.
-func unauthorized() error {
-	return &rdp.APIError{Endpoint: "GET /file-store/v1/file-sets", StatusCode: 401, Code: "401", Message: "token expired", Status: "Unauthorized"}
+const body401 = `{"error":{"id":"x","code":"401","message":"token expired","status":"Unauthorized"}}`
+
+// scripted is a file store answering each request with the next status of
+// its script (200 when the script is done), recording what it was sent.
+type scripted struct {
+	mu     sync.Mutex
+	script []int
+	auth   []string
+	bodies []string
 }
 
-func TestDo(t *testing.T) {
+func (s *scripted) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, _ := io.ReadAll(req.Body)
+	s.mu.Lock()
+	n := len(s.auth)
+	s.auth = append(s.auth, req.Header.Get("Authorization"))
+	s.bodies = append(s.bodies, string(b))
+	status := 200
+	if n < len(s.script) {
+		status = s.script[n]
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	switch status {
+	case 200:
+		fmt.Fprint(w, `{"value":[]}`)
+	case 401:
+		fmt.Fprint(w, body401)
+	}
+}
+
+// ringWithNewer is a two-slot ring whose reader has cached generation 1
+// ("tok1"); with newer, slot b then receives generation 2 ("tok2").
+func ringWithNewer(t *testing.T, newer bool) (*tokenring.Reader, *ringtest.Secrets, *fakeReporter) {
+	t.Helper()
+	clk := rdptest.NewClock(t0)
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
+	sm.Create("b", ptr(`{}`))
+	rep := &fakeReporter{}
+	r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
+	if _, err := r.Token(); err != nil { // cache generation 1
+		t.Fatal(err)
+	}
+	if newer {
+		if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, sm, rep
+}
+
+func TestTransport(t *testing.T) {
 	tests := []struct {
 		name       string
-		newer      bool    // a newer generation is in the ring when op first fails
-		results    []error // op's results, in order
-		wantCalls  int
-		wantErr    []error
-		wantReport int64 // generation reported, 0 for none
+		method     string
+		body       string
+		newer      bool  // a newer generation is in the ring when RDP first refuses
+		script     []int // the file store's answers, in order
+		wantAuth   []string
+		wantStatus int     // status handed to the caller (0: an error instead)
+		wantErr    []error // errors the caller's error must wrap
+		wantReport int64   // generation reported, 0 for none
 	}{
-		{name: "success", results: []error{nil}, wantCalls: 1},
-		{name: "other error passes through", results: []error{rdp.ErrNotFound}, wantCalls: 1, wantErr: []error{rdp.ErrNotFound}},
-		{name: "401 then newer token works", newer: true, results: []error{unauthorized(), nil}, wantCalls: 2},
-		{name: "401 twice reports the newer generation", newer: true, results: []error{unauthorized(), unauthorized()}, wantCalls: 2,
-			wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 2},
-		{name: "401 and nothing newer reports at once", results: []error{unauthorized()}, wantCalls: 1,
-			wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 1},
-		{name: "401 then other error", newer: true, results: []error{unauthorized(), rdp.ErrNotFound}, wantCalls: 2, wantErr: []error{rdp.ErrNotFound}},
+		{name: "success", method: "GET", script: []int{200}, wantAuth: []string{"Bearer tok1"}, wantStatus: 200},
+		{name: "other error passes through", method: "GET", script: []int{404}, wantAuth: []string{"Bearer tok1"}, wantStatus: 404},
+		{name: "401 then newer token works", method: "GET", newer: true, script: []int{401, 200},
+			wantAuth: []string{"Bearer tok1", "Bearer tok2"}, wantStatus: 200},
+		{name: "HEAD is retried too", method: "HEAD", newer: true, script: []int{401, 200},
+			wantAuth: []string{"Bearer tok1", "Bearer tok2"}, wantStatus: 200},
+		{name: "body re-sent with the retry", method: "GET", body: "q=1", newer: true, script: []int{401, 200},
+			wantAuth: []string{"Bearer tok1", "Bearer tok2"}, wantStatus: 200},
+		{name: "401 twice reports the newer generation", method: "GET", newer: true, script: []int{401, 401},
+			wantAuth: []string{"Bearer tok1", "Bearer tok2"}, wantErr: []error{rdp.ErrUnauthorized, rdp.ErrTokenExpired, tokenring.ErrTokenInvalid}, wantReport: 2},
+		{name: "401 and nothing newer reports at once", method: "GET", script: []int{401},
+			wantAuth: []string{"Bearer tok1"}, wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 1},
+		{name: "401 then other error", method: "GET", newer: true, script: []int{401, 404},
+			wantAuth: []string{"Bearer tok1", "Bearer tok2"}, wantStatus: 404},
+		{name: "POST 401 is never sent twice", method: "POST", body: "{}", newer: true, script: []int{401, 200},
+			wantAuth: []string{"Bearer tok1"}, wantStatus: 401},
+		{name: "POST 401 and nothing newer reports", method: "POST", body: "{}", script: []int{401, 200},
+			wantAuth: []string{"Bearer tok1"}, wantErr: []error{rdp.ErrUnauthorized, tokenring.ErrTokenInvalid}, wantReport: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: t0}
-			sm := ringtest.NewSecrets(clk.Now)
-			sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
-			sm.Create("b", ptr(`{}`))
-			rep := &fakeReporter{}
-			r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
-			if _, err := r.Token(); err != nil { // cache generation 1
+			r, _, rep := ringWithNewer(t, tc.newer)
+			fs := &scripted{script: tc.script}
+			srv := httptest.NewServer(fs)
+			defer srv.Close()
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, err := http.NewRequest(tc.method, srv.URL+"/file-store/v1/file-sets?bucket=b", body)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.newer {
-				if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
-					t.Fatal(err)
+			resp, err := r.HTTPClient(nil).Do(req)
+			if fmt.Sprint(fs.auth) != fmt.Sprint(tc.wantAuth) {
+				t.Errorf("sent Authorization %v, want %v", fs.auth, tc.wantAuth)
+			}
+			for i, b := range fs.bodies {
+				if b != tc.body {
+					t.Errorf("request %d body = %q, want %q", i+1, b, tc.body)
 				}
 			}
-			calls := 0
-			var seen []string
-			err := r.Do(context.Background(), func(ctx context.Context) error {
-				tok, err := r.Token()
-				if err != nil {
-					return err
+			switch {
+			case tc.wantStatus != 0 && err != nil:
+				t.Fatalf("err = %v, want status %d", err, tc.wantStatus)
+			case tc.wantStatus != 0:
+				resp.Body.Close()
+				if resp.StatusCode != tc.wantStatus {
+					t.Errorf("status = %d, want %d", resp.StatusCode, tc.wantStatus)
 				}
-				seen = append(seen, tok.AccessToken)
-				res := tc.results[calls]
-				calls++
-				return res
-			})
-			if calls != tc.wantCalls {
-				t.Fatalf("op ran %d times, want %d", calls, tc.wantCalls)
-			}
-			if tc.newer && calls == 2 && (seen[0] != "tok1" || seen[1] != "tok2") {
-				t.Errorf("tokens used = %v, want [tok1 tok2]", seen)
-			}
-			if len(tc.wantErr) == 0 && err != nil {
-				t.Fatalf("err = %v", err)
+			case err == nil:
+				resp.Body.Close()
+				t.Fatalf("status %d, want an error", resp.StatusCode)
 			}
 			for _, w := range tc.wantErr {
 				if !errors.Is(err, w) {
 					t.Errorf("err = %v, want it to wrap %v", err, w)
 				}
 			}
-			if tc.wantReport == 0 {
-				if len(rep.got) != 0 {
-					t.Fatalf("reports recorded: %v, want none", rep.got)
-				}
-				return
-			}
-			if len(rep.got) != 1 || rep.got[0].gen != tc.wantReport || !strings.Contains(rep.got[0].reason, "401 token expired") {
-				t.Fatalf("reports = %+v, want one for generation %d saying 401 token expired", rep.got, tc.wantReport)
-			}
-			if raw := fmt.Sprint(rep.got); strings.Contains(raw, "tok1") || strings.Contains(raw, "tok2") {
-				t.Errorf("report holds a token: %s", raw)
-			}
+			checkReport(t, rep, tc.wantReport)
 		})
 	}
 }
 
-func TestDoNoValidToken(t *testing.T) {
-	clk := &clock{t: t0}
-	sm := ringtest.NewSecrets(clk.Now)
-	sm.Create("a", ptr(`{}`))
-	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
-	ran := false
-	err := r.Do(context.Background(), func(context.Context) error { ran = true; return nil })
-	if ran || !errors.Is(err, tokenring.ErrNoValidToken) {
-		t.Fatalf("ran=%v err=%v, want ErrNoValidToken without running op", ran, err)
+// checkReport checks the reporter got one report for gen (none for 0)
+// that explains the 401 without holding a token.
+func checkReport(t *testing.T, rep *fakeReporter, gen int64) {
+	t.Helper()
+	if gen == 0 {
+		if rep.count() != 0 {
+			t.Fatalf("reports recorded: %v, want none", rep.got)
+		}
+		return
+	}
+	if len(rep.got) != 1 || rep.got[0].gen != gen || !strings.Contains(rep.got[0].reason, "401 token expired") {
+		t.Fatalf("reports = %+v, want one for generation %d saying 401 token expired", rep.got, gen)
+	}
+	if raw := fmt.Sprint(rep.got); strings.Contains(raw, "tok1") || strings.Contains(raw, "tok2") {
+		t.Errorf("report holds a token: %s", raw)
 	}
 }
 
+func TestTransportNoValidToken(t *testing.T) {
+	clk := rdptest.NewClock(t0)
+	sm := ringtest.NewSecrets(clk.Now)
+	sm.Create("a", ptr(`{}`))
+	r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Now: clk.Now})
+	fs := &scripted{}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	_, err := r.HTTPClient(nil).Get(srv.URL)
+	if len(fs.auth) != 0 || !errors.Is(err, tokenring.ErrNoValidToken) {
+		t.Fatalf("sent %d requests, err=%v; want ErrNoValidToken without a request", len(fs.auth), err)
+	}
+}
+
+// TestTransportRingUnreadableAfter401: the 401 and the ring's failure both
+// reach the caller; nothing is reported (no proof the token is bad).
+func TestTransportRingUnreadableAfter401(t *testing.T) {
+	r, sm, rep := ringWithNewer(t, true)
+	down := errors.New("secrets manager down")
+	sm.BatchErr = func([]string) error { return down }
+	sm.GetErr = func(string) error { return down }
+	fs := &scripted{script: []int{401}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	_, err := r.HTTPClient(nil).Get(srv.URL)
+	if len(fs.auth) != 1 || !errors.Is(err, rdp.ErrUnauthorized) || !errors.Is(err, tokenring.ErrNoValidToken) {
+		t.Fatalf("sent %d, err = %v; want one request and an error wrapping the 401 and ErrNoValidToken", len(fs.auth), err)
+	}
+	checkReport(t, rep, 0)
+}
+
 func TestHTTPClientSendsBearer(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := rdptest.NewClock(t0)
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	var got string
@@ -372,48 +447,50 @@ func TestHTTPClientSendsBearer(t *testing.T) {
 	}
 }
 
-// TestDoWithRDPClient runs Do around a real rdp.Client call against a server
-// that refuses the first token: the reader re-reads the ring and succeeds.
-func TestDoWithRDPClient(t *testing.T) {
-	clk := &clock{t: t0}
-	sm := ringtest.NewSecrets(clk.Now)
-	sm.Create("a", ptr(slotJSON(t, 1, "old", t0.Add(10*time.Minute))))
-	sm.Create("b", ptr(`{}`))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Header.Get("Authorization") != "Bearer new" {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(401)
-			fmt.Fprint(w, `{"error":{"id":"x","code":"401","message":"token expired","status":"Unauthorized"}}`)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"value":[]}`)
-	}))
-	defer srv.Close()
-	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
-	c, err := rdp.NewClient(rdp.WithBaseURL(srv.URL), rdp.WithHTTPClient(r.HTTPClient(nil)), rdp.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := func(ctx context.Context) error {
-		for _, err := range c.Packages(ctx, "bulk-ESG") {
+// TestTransportWithRDPClient: a plain rdp.Client call, no wrapper. A 401
+// with a newer token in the ring succeeds; a 401 with nothing newer reaches
+// the caller as rdp.ErrUnauthorized and ErrTokenInvalid after one request
+// (the client's own retries do not resend it), with one report.
+func TestTransportWithRDPClient(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		newer    bool
+		wantSent int
+		wantErr  bool
+	}{
+		{name: "newer token", newer: true, wantSent: 2},
+		{name: "nothing newer", wantSent: 1, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, rep := ringWithNewer(t, tc.newer)
+			fs := &scripted{script: []int{401}}
+			srv := httptest.NewServer(fs)
+			defer srv.Close()
+			c, err := rdp.NewClient(rdp.WithBaseURL(srv.URL), rdp.WithHTTPClient(r.HTTPClient(nil)), rdp.WithNoRetrySleep())
 			if err != nil {
-				return err
+				t.Fatal(err)
 			}
-		}
-		return nil
-	}
-	if _, err := r.Token(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "new", t0.Add(15*time.Minute)))); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Do(context.Background(), op); err != nil {
-		t.Fatalf("Do: %v", err)
-	}
-	if r.Generation() != 2 {
-		t.Errorf("generation = %d, want 2", r.Generation())
+			for _, err = range c.Packages(context.Background(), "bulk-ESG") {
+				if err != nil {
+					break
+				}
+			}
+			if len(fs.auth) != tc.wantSent {
+				t.Errorf("sent %d requests, want %d", len(fs.auth), tc.wantSent)
+			}
+			if !tc.wantErr {
+				if err != nil || r.Generation() != 2 {
+					t.Fatalf("err = %v, generation %d; want success on generation 2", err, r.Generation())
+				}
+				checkReport(t, rep, 0)
+				return
+			}
+			var ae *rdp.APIError
+			if !errors.Is(err, rdp.ErrUnauthorized) || !errors.Is(err, tokenring.ErrTokenInvalid) || !errors.As(err, &ae) || ae.StatusCode != 401 {
+				t.Fatalf("err = %v, want a 401 *rdp.APIError and ErrTokenInvalid", err)
+			}
+			checkReport(t, rep, 1)
+		})
 	}
 }
 
@@ -421,41 +498,36 @@ func TestDoWithRDPClient(t *testing.T) {
 // parallel ranges); a 401 storm on the old generation ends in one re-read
 // per goroutine at most and no report, since the ring holds a newer token.
 func TestReaderConcurrent(t *testing.T) {
-	clk := &clock{t: t0}
-	sm := ringtest.NewSecrets(clk.Now)
-	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
-	sm.Create("b", ptr(`{}`))
-	rep := &fakeReporter{}
-	r := tokenring.NewReader(sm, rep, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now})
-	if _, err := r.Token(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
-		t.Fatal(err)
-	}
+	r, sm, rep := ringWithNewer(t, true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer tok2" {
+			w.WriteHeader(401)
+			fmt.Fprint(w, body401)
+		}
+	}))
+	defer srv.Close()
+	hc := r.HTTPClient(nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- r.Do(context.Background(), func(context.Context) error {
-				tok, err := r.Token()
-				if err != nil {
-					return err
+			resp, err := hc.Get(srv.URL)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
 				}
-				if tok.AccessToken != "tok2" {
-					return unauthorized()
-				}
-				return nil
-			})
+			}
+			errs <- err
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Errorf("Do: %v", err)
+			t.Errorf("GET: %v", err)
 		}
 	}
 	if n := sm.Calls("BatchGetSecretValue"); n > 17 {
@@ -477,7 +549,7 @@ func TestConfiguredSkew(t *testing.T) {
 		skew    time.Duration
 		wantErr bool
 	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
-		clk := &clock{t: t0}
+		clk := rdptest.NewClock(t0)
 		sm := ringtest.NewSecrets(clk.Now)
 		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
 		r := tokenring.NewReader(sm, nil, []string{"a"}, tokenring.ReaderOptions{Skew: tt.skew, Now: clk.Now})

@@ -254,5 +254,5 @@ func (c *Client) authError(op string, resp *http.Response, body []byte) error {
 			return &AuthError{Endpoint: op, StatusCode: resp.StatusCode, Code: code, Description: oe.Description}
 		}
 	}
-	return parseAPIError(op, resp.StatusCode, body)
+	return ParseAPIError(op, resp.StatusCode, body)
 }

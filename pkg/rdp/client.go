@@ -261,7 +261,7 @@ func (c *Client) readJSON(resp *http.Response, op string, v any) error {
 		return &RateLimitError{Endpoint: op, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now())}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return parseAPIError(op, resp.StatusCode, body)
+		return ParseAPIError(op, resp.StatusCode, body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return &DecodeError{Endpoint: op, Err: err}
@@ -296,9 +296,10 @@ func (f *flexText) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// parseAPIError decodes a gateway error; it tolerates other shapes and
-// never fails: at worst the *APIError has only its HTTP status.
-func parseAPIError(op string, status int, body []byte) error {
+// ParseAPIError decodes the body of a gateway error answer (for HTTP
+// transports that must classify a response themselves); it tolerates other
+// shapes and never fails: at worst the *APIError has only its HTTP status.
+func ParseAPIError(op string, status int, body []byte) *APIError {
 	e := &APIError{Endpoint: op, StatusCode: status}
 	var gw struct {
 		errorBody

@@ -66,7 +66,7 @@ func FuzzParseAPIError(f *testing.F) {
 		f.Add(401, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, status int, b []byte) {
-		err := parseAPIError("op", status, b)
+		err := ParseAPIError("op", status, b)
 		var ae *APIError
 		if !errors.As(err, &ae) || ae.StatusCode != status {
 			t.Fatalf("got %v", err)

@@ -44,7 +44,7 @@ func TestAPIErrorShapes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := parseAPIError("op", tt.status, []byte(tt.body))
+			err := ParseAPIError("op", tt.status, []byte(tt.body))
 			var ae *APIError
 			if !errors.As(err, &ae) {
 				t.Fatalf("not an *APIError: %T", err)
@@ -53,16 +53,7 @@ func TestAPIErrorShapes(t *testing.T) {
 			if *ae != tt.want {
 				t.Errorf("got %+v\nwant %+v", *ae, tt.want)
 			}
-			for _, s := range tt.is {
-				if !errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = false", s)
-				}
-			}
-			for _, s := range tt.isNot {
-				if errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = true", s)
-				}
-			}
+			checkIs(t, err, tt.is, tt.isNot)
 			for _, s := range tt.inString {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("%q lacks %q", err.Error(), s)
@@ -100,16 +91,7 @@ func TestAuthErrorClassification(t *testing.T) {
 			if !errors.As(err, &ae) {
 				t.Fatalf("not an *AuthError: %T %v", err, err)
 			}
-			for _, s := range tt.is {
-				if !errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = false for %v", s, err)
-				}
-			}
-			for _, s := range tt.isNot {
-				if errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = true for %v", s, err)
-				}
-			}
+			checkIs(t, err, tt.is, tt.isNot)
 		})
 	}
 }
@@ -160,5 +142,20 @@ func TestOptionErrors(t *testing.T) {
 	}
 	if _, err := NewClient(WithBaseURL("https://api.example.com/")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkIs fails t unless err is every target in is and none in isNot.
+func checkIs(t *testing.T, err error, is, isNot []error) {
+	t.Helper()
+	for _, s := range is {
+		if !errors.Is(err, s) {
+			t.Errorf("errors.Is(%v) = false for %v", s, err)
+		}
+	}
+	for _, s := range isNot {
+		if errors.Is(err, s) {
+			t.Errorf("errors.Is(%v) = true for %v", s, err)
+		}
 	}
 }

@@ -120,16 +120,7 @@ func TestGetRangeAnswers(t *testing.T) {
 			if strings.Contains(err.Error(), "SECRET") {
 				t.Fatalf("error leaks the URL: %v", err)
 			}
-			for _, s := range tt.is {
-				if !errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = false for %v", s, err)
-				}
-			}
-			for _, s := range tt.isNot {
-				if errors.Is(err, s) {
-					t.Errorf("errors.Is(%v) = true for %v", s, err)
-				}
-			}
+			checkIs(t, err, tt.is, tt.isNot)
 			if pe.Temporary() != tt.temporary {
 				t.Errorf("Temporary() = %t", pe.Temporary())
 			}

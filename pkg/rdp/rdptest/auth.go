@@ -273,12 +273,21 @@ func clientIDOf(r *http.Request) string {
 	return ""
 }
 
-func (s *Server) handleTokenV1(w http.ResponseWriter, r *http.Request) {
+// parseTokenForm parses a token request's form; a malformed body is recorded
+// and answered 400 invalid_request, and parseTokenForm returns false.
+func (s *Server) parseTokenForm(w http.ResponseWriter, r *http.Request) bool {
 	if err := r.ParseForm(); err != nil {
 		s.mu.Lock()
 		s.recordAuthLocked(r.URL.Path, "", "", http.StatusBadRequest, "invalid_request")
 		s.mu.Unlock()
 		writeOAuthError(w, &oauthError{status: 400, code: "invalid_request", desc: "Malformed request body."})
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleTokenV1(w http.ResponseWriter, r *http.Request) {
+	if !s.parseTokenForm(w, r) {
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
@@ -389,11 +398,7 @@ func (s *Server) refreshGrantLocked(now time.Time, token, clientID string) (map[
 }
 
 func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.mu.Lock()
-		s.recordAuthLocked(r.URL.Path, "", "", http.StatusBadRequest, "invalid_request")
-		s.mu.Unlock()
-		writeOAuthError(w, &oauthError{status: 400, code: "invalid_request", desc: "Malformed request body."})
+	if !s.parseTokenForm(w, r) {
 		return
 	}
 	grant := r.PostForm.Get("grant_type")

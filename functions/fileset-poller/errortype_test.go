@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/cfsync/cfsync/internal/lambdaerr"
+	"github.com/cfsync/cfsync/internal/tokenring"
+	"github.com/cfsync/cfsync/pkg/rdp"
+)
+
+// TestInvokeErrorType: what Lambda reports as errorType for each way an
+// invocation fails (docs/incoming/transport.md has the table).
+func TestInvokeErrorType(t *testing.T) {
+	tests := []struct {
+		name  string
+		subs  []string
+		event string
+		setup func(f *fixture)
+		want  string
+	}{
+		{name: "not JSON", subs: []string{"b/p1"}, event: `not json`, want: "MalformedEvent"},
+		{name: "bad subscription in the event", subs: []string{"b/p1"}, event: `{"subscriptions":["a/b/c/d"]}`, want: "MalformedEvent"},
+		{name: "no subscriptions anywhere", event: `{}`, want: "Configuration"},
+		{name: "empty ring aborts", subs: []string{"b/p1", "b/p2"}, event: `{}`, want: "Outage",
+			setup: func(f *fixture) {
+				f.files.PageErr = func(rdp.FileSetQuery, int) error { return tokenring.ErrNoValidToken }
+			}},
+		{name: "one package of two fails", subs: []string{"b/p1", "b/p2"}, event: `{}`, want: "PartialFailure",
+			setup: func(f *fixture) {
+				f.files.add(mkSets("b", "p2", 0, 1, 1, t0)...)
+				f.files.PageErr = func(q rdp.FileSetQuery, _ int) error {
+					if q.PackageID == "p1" {
+						return &rdp.APIError{Endpoint: "list file-sets", StatusCode: 400, Message: "bad request"}
+					}
+					return nil
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(tt.subs...)
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			out, err := f.h.Invoke(context.Background(), []byte(tt.event))
+			if err == nil {
+				t.Fatalf("Invoke(%s) = %s, want an error", tt.event, out)
+			}
+			if got := lambdaerr.TypeName(err); got != tt.want {
+				t.Errorf("errorType = %s, want %s (error: %v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestInvokeBadConfiguredSubscription(t *testing.T) {
+	f := newFixture("b/p1/x")
+	_, err := f.h.Invoke(context.Background(), []byte(`{}`))
+	if got := lambdaerr.TypeName(err); got != "Configuration" {
+		t.Errorf("errorType = %s, want Configuration (error: %v)", got, err)
+	}
+}
+
+func TestNewRequiresDeps(t *testing.T) {
+	if _, err := New(Deps{Files: newFakeFiles()}, Settings{}); err == nil || !strings.Contains(err.Error(), "State") {
+		t.Fatalf("New without State: %v, want an error naming it", err)
+	}
+}

@@ -1,0 +1,62 @@
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (a log the test
+// reads while the code under test writes).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Metric returns every value of the CloudWatch embedded-metric-format
+// metric name in emf (one JSON object a line) whose dimensions include dims
+// (name, value pairs). A line that is not JSON fails the test.
+func Metric(t testing.TB, emf, name string, dims ...string) []float64 {
+	t.Helper()
+	var out []float64
+	sc := bufio.NewScanner(strings.NewReader(emf))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("bad EMF line %q: %v", sc.Text(), err)
+		}
+		match := true
+		for i := 0; i+1 < len(dims); i += 2 {
+			match = match && rec[dims[i]] == dims[i+1]
+		}
+		if !match {
+			continue
+		}
+		switch v := rec[name].(type) {
+		case float64:
+			out = append(out, v)
+		case []any:
+			for _, x := range v {
+				f, _ := x.(float64)
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
