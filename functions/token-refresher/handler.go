@@ -118,7 +118,8 @@ type Handler struct {
 	Deps
 	Settings
 
-	ring *tokenring.Ring
+	ring  *tokenring.Ring
+	cache *ringCache // the ring's values across warm runs (ringcache.go)
 }
 
 // Deps are the refresher's collaborators.
@@ -237,6 +238,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	if h.ring == nil {
 		h.ring = &tokenring.Ring{SM: h.SM, IDs: h.Opts.SlotIDs}
 	}
+	if h.cache == nil {
+		h.cache = &ringCache{}
+	}
 	log := logx.WithRequest(ctx, h.logger())
 	defer func() {
 		if err := h.Metrics.Flush(); err != nil {
@@ -304,27 +308,17 @@ type run struct {
 
 func (r *run) exec(ctx context.Context) (Result, error) {
 	h := r.h
-	vals, err := h.ring.Read(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	r.vals = vals
-	for _, v := range vals {
-		if v.Err != nil {
-			r.log.Warn("token ring slot unusable", "slot", v.ID, "error", v.Err.Error())
-		}
-	}
+	var err error
 	if r.ringSt, err = h.Table.GetRingState(ctx); err != nil {
 		return Result{}, err
 	}
 	if r.auth, err = h.Table.GetAuthState(ctx); err != nil {
 		return Result{}, err
 	}
-	if l, ok := tokenring.Latest(vals); ok {
-		r.latest, r.have = l.Slot, true
+	if err := r.readRing(ctx, r.ev.Action != ActionRevoke && !r.ev.Force); err != nil {
+		return Result{}, err
 	}
 	defer r.emitRemaining()
-
 	if r.ev.Action == ActionRevoke {
 		return r.revoke(ctx)
 	}

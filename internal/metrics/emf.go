@@ -16,6 +16,43 @@ import (
 // Namespace is the CloudWatch namespace of every cfsync metric.
 const Namespace = "cfsync"
 
+// Publish says when a value becomes a CloudWatch metric.
+type Publish int
+
+const (
+	// Always: every value is published; the alarm treats missing data as
+	// breaching, so the metric is also a heartbeat.
+	Always Publish = iota + 1
+	// WhenNonZero: only nonzero values are published; the alarm treats
+	// missing data as not breaching. CloudWatch bills a custom metric by the
+	// hours in which it receives data, so a healthy month costs nothing.
+	WhenNonZero
+)
+
+// Published are the only metrics CloudWatch turns into custom metrics (each
+// $0.30 a month per dimension combination): the ones template.yaml's alarms
+// watch, each published with the dimension Function only, as the alarms
+// read them. Every other value, and every extra dimension, is still
+// written as a field of the same JSON log line, where CloudWatch Logs
+// Insights can query and chart it at no cost beyond log ingestion
+// (docs/cost.md). The other alarms use what AWS/Lambda and AWS/SQS publish.
+var Published = map[string]Publish{
+	"TokenRemainingSeconds": Always, "OldestNonFinalAgeSeconds": Always,
+	"RingSlotsNeeded": WhenNonZero, "QueueCredentialsFailures": WhenNonZero, "FilesNearingExpiry": WhenNonZero,
+	"FilesFailed": WhenNonZero, "NotificationsRejected": WhenNonZero,
+}
+
+// published reports whether a metric with these values is published.
+func published(name string, vals []float64) bool {
+	switch Published[name] {
+	case Always:
+		return true
+	case WhenNonZero:
+		return slices.ContainsFunc(vals, func(v float64) bool { return v != 0 })
+	}
+	return false
+}
+
 // Unit names used by cfsync.
 const (
 	Count        = "Count"
@@ -87,7 +124,8 @@ func dimsKey(d map[string]string) string {
 	return s
 }
 
-// Flush writes one EMF line per distinct dimension set and resets the recorder.
+// Flush writes one JSON line per distinct dimension set and resets the
+// recorder; a line with a Published metric is an EMF record for it.
 func (r *Recorder) Flush() error {
 	if r == nil {
 		return nil
@@ -105,30 +143,32 @@ func (r *Recorder) Flush() error {
 	for _, g := range gorder {
 		keys := groups[g]
 		rec := map[string]any{}
-		dimNames := []string{"Function"}
 		rec["Function"] = r.function
 		first := r.m[keys[0]]
 		for _, dn := range slices.Sorted(maps.Keys(first.dims)) {
-			dimNames = append(dimNames, dn)
 			rec[dn] = first.dims[dn]
 		}
 		var defs []map[string]string
 		for _, k := range keys {
 			v := r.m[k]
-			defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
+			if published(k.name, v.vals) {
+				defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
+			}
 			if len(v.vals) == 1 {
 				rec[k.name] = v.vals[0]
 			} else {
 				rec[k.name] = v.vals
 			}
 		}
-		rec["_aws"] = map[string]any{
-			"Timestamp": r.now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  Namespace,
-				"Dimensions": [][]string{dimNames},
-				"Metrics":    defs,
-			}},
+		if len(defs) > 0 {
+			rec["_aws"] = map[string]any{
+				"Timestamp": r.now().UnixMilli(),
+				"CloudWatchMetrics": []any{map[string]any{
+					"Namespace":  Namespace,
+					"Dimensions": [][]string{{"Function"}},
+					"Metrics":    defs,
+				}},
+			}
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {

@@ -3,6 +3,11 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,18 +21,20 @@ func TestFlushWritesEMF(t *testing.T) {
 	r.Add("AuthRequests", 1, "grant", "refresh")
 	r.Add("AuthRequests", 1, "grant", "password")
 	r.Put("TokenRemainingSeconds", Seconds, 540)
+	r.Add("FilesFailed", 1, "reason", "gone") // published by Function only
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("%d lines, want 3 (one per dimension set):\n%s", len(lines), buf.String())
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 4 (one per dimension set):\n%s", len(lines), buf.String())
 	}
-	var rec struct {
-		Function string    `json:"Function"`
-		Grant    string    `json:"grant"`
-		Auth     []float64 `json:"AuthRequests"`
-		AWS      struct {
+	type record struct {
+		Function string  `json:"Function"`
+		Grant    string  `json:"grant"`
+		Auth     any     `json:"AuthRequests"`
+		Token    float64 `json:"TokenRemainingSeconds"`
+		AWS      *struct {
 			Timestamp         int64
 			CloudWatchMetrics []struct {
 				Namespace  string
@@ -36,14 +43,30 @@ func TestFlushWritesEMF(t *testing.T) {
 			}
 		} `json:"_aws"`
 	}
-	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
-		t.Fatal(err)
+	var recs []record
+	for _, l := range lines {
+		var rec record
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
 	}
-	cw := rec.AWS.CloudWatchMetrics[0]
-	if rec.Function != "token-refresher" || rec.Grant != "refresh" || len(rec.Auth) != 2 || cw.Namespace != "cfsync" ||
-		strings.Join(cw.Dimensions[0], ",") != "Function,grant" || cw.Metrics[0].Name != "AuthRequests" || cw.Metrics[0].Unit != "Count" ||
-		rec.AWS.Timestamp != 1700000000000 {
-		t.Fatalf("bad EMF record: %s", lines[0])
+	// AuthRequests is not Published: its values are log fields, no metric.
+	if r0 := recs[0]; r0.Function != "token-refresher" || r0.Grant != "refresh" || fmt.Sprint(r0.Auth) != "[1 1]" || r0.AWS != nil {
+		t.Fatalf("bad record for an unpublished value: %s", lines[0])
+	}
+	r2 := recs[2]
+	if r2.AWS == nil || len(r2.AWS.CloudWatchMetrics) != 1 {
+		t.Fatalf("no EMF metadata for a published metric: %s", lines[2])
+	}
+	cw := r2.AWS.CloudWatchMetrics[0]
+	if r2.Token != 540 || cw.Namespace != "cfsync" || strings.Join(cw.Dimensions[0], ",") != "Function" || len(cw.Metrics) != 1 ||
+		cw.Metrics[0].Name != "TokenRemainingSeconds" || cw.Metrics[0].Unit != "Seconds" || r2.AWS.Timestamp != 1700000000000 {
+		t.Fatalf("bad EMF record: %s", lines[2])
+	}
+	// A published metric with an extra dimension: the alarm's dimension only.
+	if !strings.Contains(lines[3], `"reason":"gone"`) || !strings.Contains(lines[3], `"Dimensions":[["Function"]]`) {
+		t.Fatalf("published metric with an extra dimension: %s", lines[3])
 	}
 	buf.Reset()
 	if err := r.Flush(); err != nil || buf.Len() != 0 {
@@ -63,5 +86,55 @@ func TestDeployedFunctionNameIsTheDimension(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"Function":"cfsync-prod-FilesetPollerFunction-AbC123"`) {
 		t.Fatalf("dimension is not the deployed name: %s", buf.String())
+	}
+}
+
+// TestPublishedAreTheAlarmedMetrics: the custom metrics CloudWatch bills are
+// exactly the ones template.yaml's alarms on namespace cfsync watch; those
+// whose alarm treats missing data as breaching are published Always.
+func TestPublishedAreTheAlarmedMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alarmed := map[string]Publish{}
+	re := regexp.MustCompile(`(?m)^\s+Namespace: ` + Namespace + `\n\s+MetricName: (\w+)$`)
+	for _, res := range regexp.MustCompile(`(?m)^  [A-Za-z0-9]+:\n`).Split(string(b), -1) {
+		for _, m := range re.FindAllStringSubmatch(res, -1) {
+			alarmed[m[1]] = WhenNonZero
+			if strings.Contains(res, "TreatMissingData: breaching") {
+				alarmed[m[1]] = Always
+			}
+		}
+	}
+	if len(alarmed) == 0 || !maps.Equal(alarmed, Published) {
+		t.Errorf("alarms on namespace %s watch %v (1: missing data breaching); Published is %v", Namespace, alarmed, Published)
+	}
+}
+
+// TestZeroNotPublished: a WhenNonZero metric with only zeros stays a log
+// field; one nonzero value publishes it; an Always metric is published at 0.
+func TestZeroNotPublished(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		vals []float64
+		want bool
+	}{
+		{"FilesFailed", []float64{0, 0}, false},
+		{"FilesFailed", []float64{0, 2}, true},
+		{"OldestNonFinalAgeSeconds", []float64{0}, true},
+		{"FilesQueued", []float64{5}, false},
+	} {
+		var buf bytes.Buffer
+		r := New(&buf, "x")
+		for _, v := range tc.vals {
+			r.Add(tc.name, v)
+		}
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(buf.String(), `"_aws"`); got != tc.want {
+			t.Errorf("%s %v: published %v, want %v: %s", tc.name, tc.vals, got, tc.want, buf.String())
+		}
 	}
 }

@@ -1,0 +1,129 @@
+package cost
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the tables in docs/cost.md")
+
+const docPath = "../../docs/cost.md"
+
+// Before is README's old estimate's setting, with the counts measured on
+// the code before the request cuts.
+func beforeWorkload() Workload { return ReadmeWorkload("before") }
+
+// tables are docs/cost.md's generated blocks by marker name.
+func tables(t *testing.T) map[string]string {
+	t.Helper()
+	before, err := Load("testdata/requests-before.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Load("testdata/requests.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, ta := Estimate(before, beforeWorkload(), ListPrices), Estimate(after, Defaults(), ListPrices)
+	return map[string]string{
+		"before": tb.Markdown(), "after": ta.Markdown(),
+		"requests": RequestsMarkdown(before, after),
+		"summary": fmt.Sprintf("Prices: AWS list prices, us-east-1, without free tiers, as of %s. Running cost before: **$%.2f/month**; after: **$%.2f/month**.\n",
+			ListPrices.Date, tb.Total(), ta.Total()),
+	}
+}
+
+// TestCostTableMatchesDocs recomputes docs/cost.md's tables from the list
+// prices and the measured request counts; -update rewrites them.
+func TestCostTableMatchesDocs(t *testing.T) {
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	for name, want := range tables(t) {
+		re := regexp.MustCompile(`(?s)(<!-- generated:` + name + ` -->\n).*?(<!-- end:` + name + ` -->)`)
+		m := re.FindStringSubmatch(text)
+		if m == nil {
+			t.Errorf("%s: no <!-- generated:%s --> … <!-- end:%s --> block", docPath, name, name)
+			continue
+		}
+		if got := strings.TrimPrefix(strings.TrimSuffix(m[0], m[2]), m[1]); got != want {
+			if !*update {
+				t.Errorf("%s block %q drifted from the measured counts and prices (go test ./internal/cost -update):\n got:\n%s\nwant:\n%s", docPath, name, got, want)
+			}
+			text = re.ReplaceAllLiteralString(text, m[1]+want+m[2])
+		}
+	}
+	if *update {
+		if err := os.WriteFile(docPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDefaultsFollowTemplate: the "after" workload is the template's defaults.
+func TestDefaultsFollowTemplate(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := string(b)
+	param := func(name string) string {
+		m := regexp.MustCompile(`(?m)^  ` + name + `:\n(?:    .*\n)*?    Default: (.*)$`).FindStringSubmatch(tpl)
+		if m == nil {
+			t.Fatalf("template.yaml: no Default for parameter %s", name)
+		}
+		return strings.Trim(m[1], `"`)
+	}
+	rate := func(expr string) time.Duration {
+		m := regexp.MustCompile(`^rate\((\d+) (minute|minutes|hour|hours)\)$`).FindStringSubmatch(expr)
+		if m == nil {
+			t.Fatalf("schedule %q is not rate(N minutes|hours)", expr)
+		}
+		v, _ := strconv.Atoi(m[1])
+		if strings.HasPrefix(m[2], "hour") {
+			return time.Duration(v) * time.Hour
+		}
+		return time.Duration(v) * time.Minute
+	}
+	w := Defaults()
+	slots, _ := strconv.Atoi(param("TokenSlots"))
+	batch := regexp.MustCompile(`(?m)^\s+BatchSize: (\d+)$`).FindStringSubmatch(tpl)
+	memory := regexp.MustCompile(`(?s)CodeUri: functions/downloader\n.*?MemorySize: (\d+)`).FindStringSubmatch(tpl)
+	for _, c := range []struct {
+		what      string
+		got, want any
+	}{
+		{"refresh schedule", w.RefreshEvery, rate(param("RefreshSchedule"))},
+		{"poll schedule", w.PollEvery, rate(param("PollSchedule"))},
+		{"secrets (credentials + TokenSlots)", w.Secrets, slots + 1},
+		{"alarms (unconditional)", w.Alarms, unconditionalAlarms(tpl)},
+		{"tracing", w.Traced, strings.Contains(tpl, "Tracing: Active")},
+		{"batch size", strconv.Itoa(w.BatchSize), batch[1]},
+		{"downloader memory", fmt.Sprint(w.DownloaderMB), memory[1]},
+	} {
+		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
+			t.Errorf("cost model's %s is %v, template.yaml's default %v", c.what, c.got, c.want)
+		}
+	}
+}
+
+// unconditionalAlarms counts the template's alarms without a Condition
+// (those with one, such as NotificationsOn, are off by default).
+func unconditionalAlarms(tpl string) int {
+	n := 0
+	for _, res := range regexp.MustCompile(`(?m)^  [A-Za-z0-9]+:\n`).Split(tpl, -1) {
+		if strings.Contains(res, "Type: AWS::CloudWatch::Alarm") && !strings.Contains(res, "\n    Condition:") {
+			n++
+		}
+	}
+	return n
+}
