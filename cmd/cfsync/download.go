@@ -61,13 +61,10 @@ goes to stderr when stderr is a terminal, or with --progress.`,
 						show = *progress
 					}
 				})
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				d := &downloader{a: a, c: s.client, showProgress: show}
-				return d.run(ctx, args[0], *dir, *force)
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					d := &downloader{a: a, c: s.client, showProgress: show}
+					return d.run(ctx, args[0], *dir, *force)
+				})
 			}
 		},
 	}

@@ -49,19 +49,16 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 						return err
 					}
 				}
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				n.c = s.client
-				switch args[0] {
-				case "subscribe":
-					return n.subscribe(ctx, bucket, pkg, a.flagOrEnv(*secret, "NOTIFY_SUBSCRIPTION_SECRET_ID"))
-				case "list":
-					return n.list(ctx)
-				}
-				return n.delete(ctx, bucket, pkg, *id)
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					n.c = s.client
+					switch args[0] {
+					case "subscribe":
+						return n.subscribe(ctx, bucket, pkg, a.flagOrEnv(*secret, "NOTIFY_SUBSCRIPTION_SECRET_ID"))
+					case "list":
+						return n.list(ctx)
+					}
+					return n.delete(ctx, bucket, pkg, *id)
+				})
 			}
 		},
 	}

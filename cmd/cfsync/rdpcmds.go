@@ -107,35 +107,32 @@ func packagesCommand() *command {
 				if err := noArgs(args); err != nil {
 					return err
 				}
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				pkgs := []rdp.Package{}
-				for p, err := range s.client.Packages(ctx, strings.TrimSpace(*bucket)) {
-					if errors.Is(err, rdp.ErrNotFound) {
-						return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					pkgs := []rdp.Package{}
+					for p, err := range s.client.Packages(ctx, strings.TrimSpace(*bucket)) {
+						if errors.Is(err, rdp.ErrNotFound) {
+							return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
+						}
+						if err != nil {
+							return err // the client's error names the operation
+						}
+						pkgs = append(pkgs, p)
 					}
-					if err != nil {
-						return err // the client's error names the operation
+					if *asJSON {
+						return writeJSON(a.stdout, pkgs)
 					}
-					pkgs = append(pkgs, p)
-				}
-				if *asJSON {
-					return writeJSON(a.stdout, pkgs)
-				}
-				t := newTable(a.stdout, "PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED")
-				for _, p := range pkgs {
-					t.row(p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified))
-				}
-				if err := t.flush(); err != nil {
-					return err
-				}
-				if len(pkgs) == 0 {
-					fmt.Fprintf(a.stderr, "no packages visible%s\n", inBucket(*bucket))
-				}
-				return nil
+					t := newTable(a.stdout, "PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED")
+					for _, p := range pkgs {
+						t.row(p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified))
+					}
+					if err := t.flush(); err != nil {
+						return err
+					}
+					if len(pkgs) == 0 {
+						fmt.Fprintf(a.stderr, "no packages visible%s\n", inBucket(*bucket))
+					}
+					return nil
+				})
 			}
 		},
 	}
@@ -185,39 +182,36 @@ func filesetsCommand() *command {
 					}
 					q.ModifiedSince = t
 				}
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				sets := []rdp.FileSet{}
-				for fset, err := range s.client.FileSets(ctx, q) {
-					if err != nil {
-						return fmt.Errorf("list file-sets: %w", err)
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					sets := []rdp.FileSet{}
+					for fset, err := range s.client.FileSets(ctx, q) {
+						if err != nil {
+							return fmt.Errorf("list file-sets: %w", err)
+						}
+						sets = append(sets, fset)
+						if *limit > 0 && len(sets) >= *limit {
+							break
+						}
 					}
-					sets = append(sets, fset)
-					if *limit > 0 && len(sets) >= *limit {
-						break
+					if *asJSON {
+						return writeJSON(a.stdout, sets)
 					}
-				}
-				if *asJSON {
-					return writeJSON(a.stdout, sets)
-				}
-				t := newTable(a.stdout, "FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO")
-				for _, f := range sets {
-					n := f.NumFiles
-					if n == 0 {
-						n = len(f.Files)
+					t := newTable(a.stdout, "FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO")
+					for _, f := range sets {
+						n := f.NumFiles
+						if n == 0 {
+							n = len(f.Files)
+						}
+						t.row(f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo))
 					}
-					t.row(f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo))
-				}
-				if err := t.flush(); err != nil {
-					return err
-				}
-				if len(sets) == 0 {
-					fmt.Fprintf(a.stderr, "no file-sets match%s\n", inBucket(q.Bucket))
-				}
-				return nil
+					if err := t.flush(); err != nil {
+						return err
+					}
+					if len(sets) == 0 {
+						fmt.Fprintf(a.stderr, "no file-sets match%s\n", inBucket(q.Bucket))
+					}
+					return nil
+				})
 			}
 		},
 	}
@@ -240,26 +234,23 @@ func filesCommand() *command {
 				if len(args) != 1 {
 					return usagef("want exactly one FILESET_ID")
 				}
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				files := []rdp.File{}
-				for f, err := range s.client.Files(ctx, args[0]) {
-					if err != nil {
-						return fmt.Errorf("list files: %w", err)
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					files := []rdp.File{}
+					for f, err := range s.client.Files(ctx, args[0]) {
+						if err != nil {
+							return fmt.Errorf("list files: %w", err)
+						}
+						files = append(files, f)
 					}
-					files = append(files, f)
-				}
-				if *asJSON {
-					return writeJSON(a.stdout, files)
-				}
-				t := newTable(a.stdout, "FILE ID", "NAME", "SIZE", "MD5")
-				for _, f := range files {
-					t.row(f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5)
-				}
-				return t.flush()
+					if *asJSON {
+						return writeJSON(a.stdout, files)
+					}
+					t := newTable(a.stdout, "FILE ID", "NAME", "SIZE", "MD5")
+					for _, f := range files {
+						t.row(f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5)
+					}
+					return t.flush()
+				})
 			}
 		},
 	}
@@ -292,38 +283,35 @@ func subscriptionsCommand() *command {
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}
-				s, err := a.signOn(ctx, &rf)
-				if err != nil {
-					return err
-				}
-				defer s.Close(a)
-				results, err := checkSubscriptions(ctx, s.client, entries)
-				if err != nil {
-					return err
-				}
-				bad := 0
-				for _, r := range results {
-					if r.Result != resultOK {
-						bad++
-					}
-				}
-				if *asJSON {
-					if err := writeJSON(a.stdout, results); err != nil {
+				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+					results, err := checkSubscriptions(ctx, s.client, entries)
+					if err != nil {
 						return err
 					}
-				} else {
-					t := newTable(a.stdout, "SUBSCRIPTION", "RESULT", "DETAIL")
+					bad := 0
 					for _, r := range results {
-						t.row(r.Entry, r.Result, r.Detail)
+						if r.Result != resultOK {
+							bad++
+						}
 					}
-					if err := t.flush(); err != nil {
-						return err
+					if *asJSON {
+						if err := writeJSON(a.stdout, results); err != nil {
+							return err
+						}
+					} else {
+						t := newTable(a.stdout, "SUBSCRIPTION", "RESULT", "DETAIL")
+						for _, r := range results {
+							t.row(r.Entry, r.Result, r.Detail)
+						}
+						if err := t.flush(); err != nil {
+							return err
+						}
 					}
-				}
-				if bad > 0 {
-					return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
-				}
-				return nil
+					if bad > 0 {
+						return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
+					}
+					return nil
+				})
 			}
 		},
 	}

@@ -31,19 +31,21 @@ func (e *dlEnv) bootstrapEnv(extra ...string) []string {
 
 // TestBootstrap runs the BUILT bootstrap under the Lambda Runtime API
 // (internal/lambdarun): a batch with a poison message, a small file and a
-// file too long for one 3-second invocation; the poison message alone fails,
+// file too long for one 6-second invocation (capped at 2 MiB/s a range); the poison message alone fails,
 // the small file lands, the long one is checkpointed and its continuation
 // messages (received from SQS and invoked like the event source would)
 // complete it.
 func TestBootstrap(t *testing.T) {
-	e := newDLEnv(t, rdptest.Options{BandwidthPerConn: 5 << 20})
+	e := newDLEnv(t, rdptest.Options{BandwidthPerConn: 2 << 20})
 	ctx := context.Background()
 	bin, err := lambdarun.BuildFunction(ctx, ".", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := lambdarun.Start(ctx, lambdarun.Options{Binary: bin, Timeout: 3 * time.Second, MemoryMB: 256, Env: e.bootstrapEnv(
-		"PART_SIZE=5242880", "PARALLEL_RANGES=2", "DEADLINE_MARGIN=1s", "RANGE_READ_TIMEOUT=3s", "RETRY_BASE_DELAY=50ms", "CHECKPOINT_INTERVAL=1s",
+	r, err := lambdarun.Start(ctx, lambdarun.Options{Binary: bin, Timeout: 6 * time.Second, MemoryMB: 256, Env: e.bootstrapEnv(
+		// A margin of 1.5 s (¼ of the time left) leaves the checkpoint and the
+		// continuation room against a loaded moto_server.
+		"PART_SIZE=5242880", "PARALLEL_RANGES=2", "DEADLINE_MARGIN=2s", "RANGE_READ_TIMEOUT=3s", "RETRY_BASE_DELAY=50ms", "CHECKPOINT_INTERVAL=1s",
 	)})
 	if err != nil {
 		t.Fatal(err)

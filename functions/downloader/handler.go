@@ -314,15 +314,10 @@ func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEv
 	return resp, nil
 }
 
-// Invoke implements aws-lambda-go's lambda.Handler (main passes the Handler
-// to lambda.Start): the raw event goes through HandleEvent, so that even a
-// payload that is not JSON gets an error of ours.
+// Invoke implements lambda.Handler: the raw payload goes through HandleEvent
+// (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	resp, err := h.HandleEvent(ctx, payload)
-	if err != nil {
-		return nil, lambdaerr.Result(err)
-	}
-	return json.Marshal(resp)
+	return lambdaerr.Invoke(ctx, payload, h.HandleEvent)
 }
 
 // HandleEvent decodes the raw Lambda event and runs Handle: an event that is

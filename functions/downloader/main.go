@@ -5,8 +5,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,20 +17,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/awsconf"
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/landing"
-	"github.com/cfsync/cfsync/internal/logx"
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
-	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -40,33 +33,37 @@ const function = "downloader"
 
 var _ lambda.Handler = (*Handler)(nil)
 
-func main() {
-	h, err := newHandler(context.Background())
+func main() { lambdamain.Main(function, newHandler, s3Retryer) }
+
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
+	setMemoryLimit(env.Log)
+	client, err := env.TokenRDPClient(cfg.Reader, rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(*cfg)}))
 	if err != nil {
-		logx.New(os.Stdout, 0, function).Error("start-up failed", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
-	lambda.Start(h) // h.Invoke: see HandleEvent
+	s3c := s3.NewFromConfig(env.AWS, awsconf.S3Options()...)
+	lander, err := landing.New(env.Table, s3c, eventbridge.NewFromConfig(env.AWS), landing.Config{DestBucket: cfg.DestBucket, DestPrefix: cfg.DestPrefix})
+	if err != nil {
+		return nil, err
+	}
+	settings := SettingsFrom(*cfg)
+	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
+	return New(Deps{
+		S3:      s3c,
+		RDP:     client,
+		State:   env.Table,
+		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL},
+		Landing: lander,
+		Log:     env.Log,
+		Metrics: env.Metrics,
+	}, settings)
 }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.Downloader
-	if err := config.Load(&cfg); err != nil {
-		return nil, err
-	}
-	level, err := logx.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		return nil, err
-	}
-	log := logx.New(os.Stdout, level, function)
-	setMemoryLimit(log)
-	awsCfg, err := awsconf.Load(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
-	}
-	// S3 5xx/SlowDown and throttling: the SDK retries with jittered backoff,
-	// without a client-side retry quota (a long download must not run out).
+// s3Retryer: S3 5xx/SlowDown and throttling are retried by the SDK with
+// jittered backoff, without a client-side retry quota (a long download must
+// not run out).
+func s3Retryer(awsCfg *aws.Config) {
 	awsCfg.Retryer = func() aws.Retryer {
 		return retry.NewStandard(func(o *retry.StandardOptions) {
 			o.MaxAttempts = 8
@@ -74,33 +71,6 @@ func newHandler(ctx context.Context) (*Handler, error) {
 			o.RateLimiter = ratelimit.None
 		})
 	}
-	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
-	reader := tokenring.NewReader(secretsmanager.NewFromConfig(awsCfg), table, cfg.TokenSecretIDs, tokenring.ReaderOptions{Skew: tokenring.ConfiguredSkew(cfg.TokenSkew)})
-	client, err := rdp.NewClient(
-		rdp.WithBaseURL(cfg.RDPBaseURL),
-		rdp.WithHTTPClient(reader.HTTPClient(&http.Client{Timeout: 60 * time.Second})),
-		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(cfg)}),
-		rdp.WithUserAgent("cfsync-"+function),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
-	}
-	s3c := s3.NewFromConfig(awsCfg, awsconf.S3Options()...)
-	lander, err := landing.New(table, s3c, eventbridge.NewFromConfig(awsCfg), landing.Config{DestBucket: cfg.DestBucket, DestPrefix: cfg.DestPrefix})
-	if err != nil {
-		return nil, err
-	}
-	settings := SettingsFrom(cfg)
-	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
-	return New(Deps{
-		S3:      s3c,
-		RDP:     client,
-		State:   table,
-		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL},
-		Landing: lander,
-		Log:     log,
-		Metrics: metrics.New(os.Stdout, function),
-	}, settings)
 }
 
 // downloadTransport is the presigned host's transport: one connection per

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
@@ -181,32 +181,14 @@ func (h *Handler) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger {
-	if h.Logger != nil {
-		return h.Logger
-	}
-	return slog.New(slog.NewJSONHandler(io.Discard, nil))
-}
+func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Logger) }
 
-func (h *Handler) overlap() time.Duration {
-	if h.Overlap > 0 {
-		return h.Overlap
-	}
-	return DefaultOverlap
-}
+func (h *Handler) overlap() time.Duration { return config.Or(h.Overlap, DefaultOverlap) }
 
-func (h *Handler) fullEvery() int {
-	if h.FullEvery > 0 {
-		return h.FullEvery
-	}
-	return DefaultFullEvery
-}
+func (h *Handler) fullEvery() int { return config.Or(h.FullEvery, DefaultFullEvery) }
 
 func (h *Handler) expiryWarning() time.Duration {
-	if h.ExpiryWarning > 0 {
-		return h.ExpiryWarning
-	}
-	return DefaultExpiryWarning
+	return config.Or(h.ExpiryWarning, DefaultExpiryWarning)
 }
 
 func (h *Handler) pageSize() int {
@@ -216,19 +198,9 @@ func (h *Handler) pageSize() int {
 	return DefaultPageSize
 }
 
-func (h *Handler) stuckAfter() time.Duration {
-	if h.StuckAfter > 0 {
-		return h.StuckAfter
-	}
-	return DefaultStuckAfter
-}
+func (h *Handler) stuckAfter() time.Duration { return config.Or(h.StuckAfter, DefaultStuckAfter) }
 
-func (h *Handler) sweepLimit() int {
-	if h.SweepLimit > 0 {
-		return h.SweepLimit
-	}
-	return DefaultSweepLimit
-}
+func (h *Handler) sweepLimit() int { return config.Or(h.SweepLimit, DefaultSweepLimit) }
 
 // stopAt is when listings stop fetching pages: the deadline less
 // listingReserve or a quarter of the time left, whichever is smaller.
@@ -241,21 +213,12 @@ func stopAt(ctx context.Context) time.Time {
 	return dl.Add(-min(listingReserve, time.Until(dl)/4))
 }
 
-func (h *Handler) ttlMargin() time.Duration {
-	if h.TTLMargin > 0 {
-		return h.TTLMargin
-	}
-	return DefaultTTLMargin
-}
+func (h *Handler) ttlMargin() time.Duration { return config.Or(h.TTLMargin, DefaultTTLMargin) }
 
-// Invoke implements lambda.Handler: it parses the payload itself so that
-// non-JSON input gets an error naming the problem.
+// Invoke implements lambda.Handler: the raw payload goes through Handle
+// (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	res, err := h.Handle(ctx, payload)
-	if err != nil {
-		return nil, lambdaerr.Result(err)
-	}
-	return json.Marshal(res)
+	return lambdaerr.Invoke(ctx, payload, h.Handle)
 }
 
 // Handle runs one invocation. It polls every subscription the event selects,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"log/slog"
 	"time"
@@ -143,27 +142,12 @@ func (h *Handler) now() time.Time {
 	return h.Now()
 }
 
-func (h *Handler) logger() *slog.Logger {
-	if h.Log == nil {
-		return slog.New(slog.NewJSONHandler(io.Discard, nil))
-	}
-	return h.Log
-}
+func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Log) }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-// Invoke implements lambda.Handler.
+// Invoke implements lambda.Handler: the raw payload goes through Handle
+// (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	res, err := h.Handle(ctx, payload)
-	if err != nil {
-		return nil, lambdaerr.Result(err)
-	}
-	return json.Marshal(res)
+	return lambdaerr.Invoke(ctx, payload, h.Handle)
 }
 
 // Handle runs one invocation. Any JSON object is a scheduled event.

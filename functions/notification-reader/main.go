@@ -8,72 +8,37 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"time"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/cfsync/cfsync/internal/awsconf"
 	"github.com/cfsync/cfsync/internal/config"
-	"github.com/cfsync/cfsync/internal/logx"
-	"github.com/cfsync/cfsync/internal/metrics"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/queue"
-	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/tokenring"
-	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
 const functionName = "notification-reader"
 
-func main() {
-	h, err := newHandler(context.Background())
-	if err != nil {
-		logx.New(os.Stdout, 0, functionName).Error("start-up failed", "error", err.Error())
-		os.Exit(1)
-	}
-	lambda.Start(h)
-}
+func main() { lambdamain.Main(functionName, newHandler) }
 
-// newHandler wires configuration → clients → New.
-func newHandler(ctx context.Context) (*Handler, error) {
-	var cfg config.NotificationReader
-	if err := config.Load(&cfg); err != nil {
-		return nil, err
-	}
-	level, err := logx.ParseLevel(cfg.LogLevel)
+// newHandler wires clients → New.
+func newHandler(env *lambdamain.Env, cfg *config.NotificationReader) (*Handler, error) {
+	client, err := env.TokenRDPClient(cfg.Reader)
 	if err != nil {
 		return nil, err
-	}
-	awsCfg, err := awsconf.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sm := secretsmanager.NewFromConfig(awsCfg)
-	table := state.New(dynamodb.NewFromConfig(awsCfg), cfg.StateTable)
-	tokens := tokenring.NewReader(sm, table, cfg.TokenSecretIDs, tokenring.ReaderOptions{Skew: tokenring.ConfiguredSkew(cfg.TokenSkew)})
-	client, err := rdp.NewClient(rdp.WithBaseURL(cfg.RDPBaseURL),
-		rdp.WithHTTPClient(tokens.HTTPClient(&http.Client{Timeout: 60 * time.Second})), rdp.WithUserAgent("cfsync-"+functionName))
-	if err != nil {
-		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)
 	}
 	return New(Deps{
-		Secrets:  sm,
-		NewQueue: queueFactory(awsCfg, cfg.QueueEndpointURL),
-		Handoff: &notify.Handoff{State: table, TTLMargin: cfg.FileTTLMargin,
-			Queue: &queue.Sender{SQS: sqs.NewFromConfig(awsCfg), QueueURL: cfg.DownloadQueueURL}},
-		Reports: table,
+		Secrets:  env.Secrets,
+		NewQueue: queueFactory(env.AWS, cfg.QueueEndpointURL),
+		Handoff: &notify.Handoff{State: env.Table, TTLMargin: cfg.FileTTLMargin,
+			Queue: &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL}},
+		Reports: env.Table,
 		Files:   client,
-		Log:     logx.New(os.Stdout, level, functionName),
-		Metrics: metrics.New(os.Stdout, functionName),
+		Log:     env.Log,
+		Metrics: env.Metrics,
 	}, Settings{
 		SubscriptionSecretID: cfg.SubscriptionSecretID,
 		CredentialsSecretID:  cfg.CredentialsSecretID,

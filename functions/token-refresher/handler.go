@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -213,23 +212,12 @@ func (h *Handler) now() time.Time {
 	return h.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger {
-	if h.Log == nil {
-		return slog.New(slog.NewJSONHandler(io.Discard, nil))
-	}
-	return h.Log
-}
+func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Log) }
 
-// Invoke implements lambda.Handler, so that a payload that is not JSON
-// reaches ParseEvent and gets the refresher's own error naming the problem
-// (aws-lambda-go would reject it with the decoder's bare message before a
-// typed handler runs).
+// Invoke implements lambda.Handler: the raw payload goes through Handle
+// (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	res, err := h.Handle(ctx, payload)
-	if err != nil {
-		return nil, lambdaerr.Result(err)
-	}
-	return json.Marshal(res)
+	return lambdaerr.Invoke(ctx, payload, h.Handle)
 }
 
 // Handle runs one invocation: payload is the raw event (docs/design.md#events).

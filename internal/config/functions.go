@@ -10,6 +10,10 @@ type Common struct {
 	LogLevel       string   `env:"LOG_LEVEL" default:"info"`
 }
 
+// Shared returns the Common part of a function's configuration (promoted to
+// every struct that embeds Common).
+func (c *Common) Shared() *Common { return c }
+
 // Reader is read by the functions that use tokens but never log in.
 type Reader struct {
 	TokenSkew time.Duration `env:"TOKEN_SKEW" default:"30s"`

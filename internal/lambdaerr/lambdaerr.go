@@ -12,6 +12,7 @@ package lambdaerr
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 
@@ -77,6 +78,18 @@ func wrap(err error, k kind) error {
 		return nil
 	}
 	return k.rewrap(err)
+}
+
+// Invoke is the body of each function's lambda.Handler Invoke method: it
+// passes the raw payload to handle (so that even a payload that is not JSON
+// gets the function's own error naming the problem, not the JSON decoder's
+// bare message) and returns the JSON result, or the error as Result(err).
+func Invoke[P ~[]byte, R any](ctx context.Context, payload []byte, handle func(context.Context, P) (R, error)) ([]byte, error) {
+	res, err := handle(ctx, P(payload))
+	if err != nil {
+		return nil, Result(err)
+	}
+	return json.Marshal(res)
 }
 
 // Result is the error a function returns to Lambda for err: err itself when

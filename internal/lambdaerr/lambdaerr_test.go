@@ -71,3 +71,26 @@ func TestTypeNameIsLambdas(t *testing.T) {
 		}
 	}
 }
+
+func TestInvokePassesTheRawPayloadAndTypesTheError(t *testing.T) {
+	handle := func(_ context.Context, p []byte) (map[string]int, error) {
+		if string(p) == "not json" {
+			return nil, lambdaerr.Malformed(errors.New("event: not a JSON object"))
+		}
+		return map[string]int{"len": len(p)}, nil
+	}
+	out, err := lambdaerr.Invoke(context.Background(), []byte(`{"a":1}`), handle)
+	if err != nil || string(out) != `{"len":7}` {
+		t.Fatalf("Invoke = %s, %v; want {\"len\":7}, nil", out, err)
+	}
+	_, err = lambdaerr.Invoke(context.Background(), []byte("not json"), handle)
+	if got := lambdaerr.TypeName(err); got != "MalformedEvent" {
+		t.Errorf("errorType = %q (%v), want MalformedEvent", got, err)
+	}
+	_, err = lambdaerr.Invoke(context.Background(), nil, func(context.Context, []byte) (int, error) {
+		return 0, fmt.Errorf("poll: %w", context.DeadlineExceeded)
+	})
+	if got := lambdaerr.TypeName(err); got != "Outage" {
+		t.Errorf("errorType = %q (%v), want Outage", got, err)
+	}
+}

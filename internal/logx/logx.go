@@ -33,6 +33,15 @@ func New(w io.Writer, level slog.Level, function string) *slog.Logger {
 	return slog.New(h).With("function", function)
 }
 
+// OrDiscard returns logger, or one that discards everything when it is nil
+// (a Handler built without a logger, as in tests).
+func OrDiscard(logger *slog.Logger) *slog.Logger {
+	if logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return logger
+}
+
 // WithRequest returns logger annotated with the Lambda request id from ctx, if any.
 func WithRequest(ctx context.Context, logger *slog.Logger) *slog.Logger {
 	if lc, ok := lambdacontext.FromContext(ctx); ok && lc.AwsRequestID != "" {

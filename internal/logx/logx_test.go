@@ -48,3 +48,15 @@ func TestJSONLogsCarryFunctionAndRequestID(t *testing.T) {
 		t.Error("WithRequest without a Lambda context should return the logger unchanged")
 	}
 }
+
+func TestOrDiscard(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf, slog.LevelInfo, "fn")
+	if OrDiscard(l) != l {
+		t.Error("a logger was replaced")
+	}
+	d := OrDiscard(nil)
+	if d == nil || d.Enabled(context.Background(), slog.LevelError) {
+		t.Error("nil logger: want one that discards everything")
+	}
+}

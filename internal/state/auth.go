@@ -62,16 +62,9 @@ func budgetKey() map[string]types.AttributeValue {
 // GetAuthState returns the auth state (a zero state with Version 0 when none
 // was written yet).
 func (t *Table) GetAuthState(ctx context.Context) (*AuthState, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: budgetKey(), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get auth state: %w", err)
-	}
 	st := &AuthState{PK: PKAuth, SK: SKBudget}
-	if out.Item == nil {
-		return st, nil
-	}
-	if err := attributevalue.UnmarshalMap(out.Item, st); err != nil {
-		return nil, fmt.Errorf("decode auth state: %w", err)
+	if _, err := t.getItem(ctx, budgetKey(), st, "auth state"); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -98,11 +91,8 @@ func (t *Table) PutAuthState(ctx context.Context, st *AuthState) error {
 		}
 	}
 	_, err = t.DB.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return fmt.Errorf("put auth state: %w", ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("put auth state: %w", err)
+		return conflictOr("put auth state", err)
 	}
 	st.Version = next.Version
 	st.UpdatedAt = next.UpdatedAt

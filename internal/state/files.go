@@ -77,16 +77,9 @@ func isConditionFailed(err error) bool {
 
 // GetFile returns a file's state, or ErrNotFound.
 func (t *Table) GetFile(ctx context.Context, fileID string) (*FileItem, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: fileKey(fileID), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get file state %s: %w", fileID, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get file state %s: %w", fileID, ErrNotFound)
-	}
 	var it FileItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode file state %s: %w", fileID, err)
+	if err := t.mustGetItem(ctx, fileKey(fileID), &it, "file state "+fileID); err != nil {
+		return nil, err
 	}
 	return &it, nil
 }
@@ -157,11 +150,8 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 		Item:                av,
 		ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim file %s: %w", it.FileID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim file %s: %w", it.FileID, err)
+		return conflictOr("claim file "+it.FileID, err)
 	}
 	return nil
 }
@@ -169,8 +159,7 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 // MarkQueued records that the file's message was sent (CLAIMED → QUEUED).
 // A file already past QUEUED is left alone.
 func (t *Table) MarkQueued(ctx context.Context, fileID string) error {
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("mark file %s queued", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET #s = :q, queuedAt = :now, updatedAt = :now"),
 		ConditionExpression:      aws.String("attribute_exists(pk) AND #s = :c"),
@@ -181,10 +170,6 @@ func (t *Table) MarkQueued(ctx context.Context, fileID string) error {
 			":now": timeAV(t.now()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("mark file %s queued: %w", fileID, err)
-	}
-	return nil
 }
 
 // BeginDownload moves a file to DOWNLOADING and counts the attempt. It
@@ -214,11 +199,8 @@ func (t *Table) BeginDownload(ctx context.Context, it FileItem) (*FileItem, erro
 		},
 		ReturnValues: types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return nil, fmt.Errorf("begin download %s: %w", it.FileID, ErrConflict)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("begin download %s: %w", it.FileID, err)
+		return nil, conflictOr("begin download "+it.FileID, err)
 	}
 	if len(out.Attributes) == 0 {
 		return nil, nil // new item
@@ -255,8 +237,7 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 // MarkFailed records why a file failed. A DONE file is never downgraded.
 func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("mark file %s failed", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET #s = :f, reason = :r, updatedAt = :now REMOVE " + AttrNonFinal),
 		ConditionExpression:      aws.String("attribute_not_exists(#s) OR #s <> :done"),
@@ -268,10 +249,6 @@ func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 			":now":  timeAV(t.now()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("mark file %s failed: %w", fileID, err)
-	}
-	return nil
 }
 
 // ScanFiles calls fn for every file item (operator tools; not on hot paths).

@@ -99,14 +99,11 @@ func (t *Table) RecordFileSet(ctx context.Context, it FileSetItem) error {
 
 // GetFileSet returns a file-set's item, or ErrNotFound.
 func (t *Table) GetFileSet(ctx context.Context, fileSetID string) (*FileSetItem, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: fileSetKey(fileSetID), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get file-set %s: %w", fileSetID, err)
+	var it FileSetItem
+	if err := t.mustGetItem(ctx, fileSetKey(fileSetID), &it, "file-set "+fileSetID); err != nil {
+		return nil, err
 	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get file-set %s: %w", fileSetID, ErrNotFound)
-	}
-	return decodeFileSet(fileSetID, out.Item)
+	return &it, nil
 }
 
 func decodeFileSet(fileSetID string, av map[string]types.AttributeValue) (*FileSetItem, error) {
@@ -157,11 +154,8 @@ func (t *Table) ClaimLanding(ctx context.Context, fileSetID, owner string, until
 			":now":   millisAV(now),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim landing of file-set %s: %w", fileSetID, err)
+		return conflictOr("claim landing of file-set "+fileSetID, err)
 	}
 	return nil
 }
@@ -194,11 +188,8 @@ func (t *Table) endLanding(ctx context.Context, fileSetID, owner string, publish
 		ConditionExpression:       aws.String("landingOwner = :o"),
 		ExpressionAttributeValues: vals,
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("%s of file-set %s: %w", op, fileSetID, err)
+		return conflictOr(fmt.Sprintf("%s of file-set %s", op, fileSetID), err)
 	}
 	return nil
 }

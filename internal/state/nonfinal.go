@@ -94,11 +94,8 @@ func (t *Table) RequeueFile(ctx context.Context, fileID string, seen time.Time) 
 			":one":  numAV(1),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("requeue file %s: %w", fileID, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("requeue file %s: %w", fileID, err)
+		return conflictOr("requeue file "+fileID, err)
 	}
 	return nil
 }
@@ -107,8 +104,7 @@ func (t *Table) RequeueFile(ctx context.Context, fileID string, seen time.Time) 
 // it sets nonFinal on a file item that is not DONE or FAILED (anything else
 // is left alone).
 func (t *Table) MarkNonFinal(ctx context.Context, fileID string) error {
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("index file %s as non-final", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET #nf = :nf"),
 		ConditionExpression:      aws.String("attribute_exists(pk) AND NOT #s IN (:done, :failed)"),
@@ -119,8 +115,4 @@ func (t *Table) MarkNonFinal(ctx context.Context, fileID string) error {
 			":failed": &types.AttributeValueMemberS{Value: StatusFailed},
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("index file %s as non-final: %w", fileID, err)
-	}
-	return nil
 }

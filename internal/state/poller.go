@@ -119,20 +119,9 @@ func (t *Table) GetWatermark(ctx context.Context, bucket, packageID string) (*Wa
 	if err := checkSubscription(bucket, packageID); err != nil {
 		return nil, fmt.Errorf("get watermark %s/%s: %w", bucket, packageID, err)
 	}
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      &t.Name,
-		Key:            watermarkKey(bucket, packageID),
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get watermark %s/%s: %w", bucket, packageID, err)
-	}
 	w := &Watermark{PK: SubscriptionPK(bucket, packageID), SK: SKWatermark, Bucket: bucket, PackageID: packageID}
-	if out.Item == nil {
-		return w, nil
-	}
-	if err := attributevalue.UnmarshalMap(out.Item, w); err != nil {
-		return nil, fmt.Errorf("decode watermark %s/%s: %w", bucket, packageID, err)
+	if _, err := t.getItem(ctx, watermarkKey(bucket, packageID), w, "watermark "+bucket+"/"+packageID); err != nil {
+		return nil, err
 	}
 	return w, nil
 }

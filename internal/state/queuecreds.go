@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -42,16 +41,9 @@ func queueCredsKey() map[string]types.AttributeValue { return itemKey(PKNotify, 
 
 // GetQueueCredsState returns the item, or a zero state when none exists.
 func (t *Table) GetQueueCredsState(ctx context.Context) (*QueueCredsState, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: queueCredsKey(), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get queue credentials state: %w", err)
-	}
 	st := &QueueCredsState{}
-	if out.Item == nil {
-		return st, nil
-	}
-	if err := attributevalue.UnmarshalMap(out.Item, st); err != nil {
-		return nil, fmt.Errorf("decode queue credentials state: %w", err)
+	if _, err := t.getItem(ctx, queueCredsKey(), st, "queue credentials state"); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
@@ -96,11 +88,8 @@ func (t *Table) ClaimQueueCredsGeneration(ctx context.Context, prev, next int64,
 			":at":   timeAV(at.UTC()),
 		},
 	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("claim queue credentials generation %d: %w", next, ErrConflict)
-	}
 	if err != nil {
-		return fmt.Errorf("claim queue credentials generation %d: %w", next, err)
+		return conflictOr(fmt.Sprintf("claim queue credentials generation %d", next), err)
 	}
 	return nil
 }

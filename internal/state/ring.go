@@ -53,16 +53,9 @@ func ringKey() map[string]types.AttributeValue {
 // GetRingState returns the ring state; a zero state (generation 0, no slots)
 // when the refresher never wrote one.
 func (t *Table) GetRingState(ctx context.Context) (*RingState, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: ringKey(), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get ring state: %w", err)
-	}
 	st := &RingState{PK: PKAuth, SK: SKRing, Slots: map[string]SlotWrite{}}
-	if out.Item == nil {
-		return st, nil
-	}
-	if err := attributevalue.UnmarshalMap(out.Item, st); err != nil {
-		return nil, fmt.Errorf("decode ring state: %w", err)
+	if _, err := t.getItem(ctx, ringKey(), st, "ring state"); err != nil {
+		return nil, err
 	}
 	if st.Slots == nil {
 		st.Slots = map[string]SlotWrite{}
@@ -101,11 +94,8 @@ func (t *Table) ClaimGeneration(ctx context.Context, prev *RingState, next int64
 		}
 	}
 	_, err = t.DB.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return nil, fmt.Errorf("claim generation %d: %w", next, ErrConflict)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("claim generation %d: %w", next, err)
+		return nil, conflictOr(fmt.Sprintf("claim generation %d", next), err)
 	}
 	return st, nil
 }
@@ -168,16 +158,9 @@ func (t *Table) ReportInvalidToken(ctx context.Context, gen int64, reason string
 
 // GetTokenReport returns the report for generation gen, or ErrNotFound.
 func (t *Table) GetTokenReport(ctx context.Context, gen int64) (*TokenReport, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: reportKey(gen), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get token report %d: %w", gen, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get token report %d: %w", gen, ErrNotFound)
-	}
 	var r TokenReport
-	if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil {
-		return nil, fmt.Errorf("decode token report %d: %w", gen, err)
+	if err := t.mustGetItem(ctx, reportKey(gen), &r, "token report "+strconv.FormatInt(gen, 10)); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

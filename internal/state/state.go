@@ -20,9 +20,12 @@ package state
 
 import (
 	"context"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -66,6 +69,52 @@ const (
 )
 
 // itemKey is the primary key of an item.
+// getItem reads the item at key (a consistent read) into dst and reports
+// whether it exists (dst is left alone when not); what names the item in errors.
+func (t *Table) getItem(ctx context.Context, key map[string]types.AttributeValue, dst any, what string) (bool, error) {
+	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: key, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return false, fmt.Errorf("get %s: %w", what, err)
+	}
+	if out.Item == nil {
+		return false, nil
+	}
+	if err := attributevalue.UnmarshalMap(out.Item, dst); err != nil {
+		return false, fmt.Errorf("decode %s: %w", what, err)
+	}
+	return true, nil
+}
+
+// updateIf applies the conditional update in to the table; an unmet
+// condition leaves the item alone and is no error. op names the update in
+// errors.
+func (t *Table) updateIf(ctx context.Context, op string, in *dynamodb.UpdateItemInput) error {
+	in.TableName = &t.Name
+	_, err := t.DB.UpdateItem(ctx, in)
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// conflictOr wraps the error of a conditional write with op: a failed
+// condition becomes ErrConflict.
+func conflictOr(op string, err error) error {
+	if isConditionFailed(err) {
+		err = ErrConflict
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// mustGetItem is getItem for an item that must exist: ErrNotFound when not.
+func (t *Table) mustGetItem(ctx context.Context, key map[string]types.AttributeValue, dst any, what string) error {
+	found, err := t.getItem(ctx, key, dst, what)
+	if err == nil && !found {
+		err = fmt.Errorf("get %s: %w", what, ErrNotFound)
+	}
+	return err
+}
+
 func itemKey(pk, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		AttrPK: &types.AttributeValueMemberS{Value: pk},

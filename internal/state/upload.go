@@ -162,16 +162,9 @@ func (t *Table) AcquireUpload(ctx context.Context, fileID, owner string, until t
 
 // GetUpload returns a file's UPLOAD item, or ErrNotFound.
 func (t *Table) GetUpload(ctx context.Context, fileID string) (*Upload, error) {
-	out, err := t.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Name, Key: uploadKey(fileID), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("get upload checkpoint %s: %w", fileID, ErrNotFound)
-	}
 	var u Upload
-	if err := attributevalue.UnmarshalMap(out.Item, &u); err != nil {
-		return nil, fmt.Errorf("decode upload checkpoint %s: %w", fileID, err)
+	if err := t.mustGetItem(ctx, uploadKey(fileID), &u, "upload checkpoint "+fileID); err != nil {
+		return nil, err
 	}
 	return &u, nil
 }
@@ -296,18 +289,13 @@ func (t *Table) SaveUpload(ctx context.Context, u *Upload, parts []Part, dirty [
 // ReleaseUpload gives the lease up (when owner still holds it) and keeps the
 // checkpoint. Releasing a lease that is not owner's is a no-op.
 func (t *Table) ReleaseUpload(ctx context.Context, fileID, owner string) error {
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("release download lease %s", fileID), &dynamodb.UpdateItemInput{
 		Key:                       uploadKey(fileID),
 		UpdateExpression:          aws.String("REMOVE #o, leaseUntilMs SET updatedAt = :now"),
 		ConditionExpression:       aws.String("#o = :o"),
 		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}, ":now": timeAV(t.now())},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("release download lease %s: %w", fileID, err)
-	}
-	return nil
 }
 
 // DeleteUpload removes a file's checkpoint (its chunk items, then the header)
@@ -358,8 +346,7 @@ func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 // created (with no lease).
 func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 	now := t.now()
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("record message chain %s seq %d", fileID, seq), &dynamodb.UpdateItemInput{
 		Key:                      uploadKey(fileID),
 		UpdateExpression:         aws.String("SET fileId = :id, seq = :n, seqAtMs = :nowms, updatedAt = :now, createdAt = if_not_exists(createdAt, :now), #ttl = :ttl"),
 		ConditionExpression:      aws.String("attribute_not_exists(seq) OR seq < :n"),
@@ -372,10 +359,6 @@ func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 			":ttl":   numAV(t.uploadTTL()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("record message chain %s seq %d: %w", fileID, seq, err)
-	}
-	return nil
 }
 
 // MarkRetrying records the reason of a transient download failure on a
@@ -384,8 +367,7 @@ func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 // other status (DONE, FAILED, unknown) is left alone.
 func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
+	return t.updateIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), &dynamodb.UpdateItemInput{
 		Key:                      fileKey(fileID),
 		UpdateExpression:         aws.String("SET reason = :r, updatedAt = :now"),
 		ConditionExpression:      aws.String("#s = :d"),
@@ -396,10 +378,6 @@ func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
 			":now": timeAV(t.now()),
 		},
 	})
-	if err != nil && !isConditionFailed(err) {
-		return fmt.Errorf("record retry reason of file %s: %w", fileID, err)
-	}
-	return nil
 }
 
 func numAV(n int64) types.AttributeValue {

@@ -196,11 +196,7 @@ func (s *Server) AddFileSets(bucket, packageID string, n, filesPer int, size int
 		recs = append(recs, s.addFileSetLocked(spec))
 	}
 	s.mu.Unlock()
-	out := make([]FileSet, len(recs))
-	for i, r := range recs {
-		out[i] = s.publicFileSet(r)
-	}
-	return out
+	return publish(recs, s.publicFileSet)
 }
 
 func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
@@ -338,18 +334,9 @@ func (s *Server) DeleteFile(fileID string) {
 // FileSets returns every file-set not deleted (any status), in creation order.
 func (s *Server) FileSets() []FileSet {
 	s.mu.Lock()
-	var recs []*fileSet
-	for _, fs := range s.sets {
-		if !fs.deleted {
-			recs = append(recs, fs)
-		}
-	}
+	recs := s.liveSetsLocked(false)
 	s.mu.Unlock()
-	out := make([]FileSet, 0, len(recs))
-	for _, fs := range recs {
-		out = append(out, s.publicFileSet(fs))
-	}
-	return out
+	return publish(recs, s.publicFileSet)
 }
 
 // GroundTruth returns every (not deleted) file of every READY file-set, in creation order:
@@ -357,10 +344,7 @@ func (s *Server) FileSets() []FileSet {
 func (s *Server) GroundTruth() []File {
 	s.mu.Lock()
 	var recs []*fileRec
-	for _, fs := range s.sets {
-		if fs.deleted || fs.status != "READY" {
-			continue
-		}
+	for _, fs := range s.liveSetsLocked(true) {
 		for _, f := range fs.files {
 			if !f.deleted {
 				recs = append(recs, f)
@@ -368,9 +352,27 @@ func (s *Server) GroundTruth() []File {
 		}
 	}
 	s.mu.Unlock()
-	out := make([]File, 0, len(recs))
-	for _, f := range recs {
-		out = append(out, s.publicFile(f))
+	return publish(recs, s.publicFile)
+}
+
+// liveSetsLocked returns the file-sets not deleted (only the READY ones
+// with readyOnly), in creation order. s.mu is held.
+func (s *Server) liveSetsLocked(readyOnly bool) []*fileSet {
+	var recs []*fileSet
+	for _, fs := range s.sets {
+		if !fs.deleted && (!readyOnly || fs.status == "READY") {
+			recs = append(recs, fs)
+		}
+	}
+	return recs
+}
+
+// publish returns the public view of each record (called without s.mu:
+// the public* methods take it themselves).
+func publish[R, T any](recs []R, public func(R) T) []T {
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, public(r))
 	}
 	return out
 }
@@ -408,6 +410,20 @@ func (s *Server) fileStoreAuth(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// pageParams reads a listing's pageSize and skipToken and checks its
+// required parameter (none when ""): msg names the first problem, in that order.
+func pageParams(q url.Values, required string) (size, after int, msg string) {
+	size, msg = pageSizeOf(q)
+	if msg == "" && required != "" && q.Get(required) == "" {
+		msg = required + " is required"
+	}
+	after, ok := decodeSkip(q.Get("skipToken"))
+	if msg == "" && !ok {
+		msg = "invalid skipToken"
+	}
+	return size, after, msg
 }
 
 func pageSizeOf(q url.Values) (int, string) {
@@ -455,11 +471,7 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	size, msg := pageSizeOf(q)
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
+	size, after, msg := pageParams(q, "")
 	if msg != "" {
 		gatewayError(w, http.StatusBadRequest, msg)
 		return
@@ -626,15 +638,8 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	size, msg := pageSizeOf(q)
 	setID := q.Get("filesetId")
-	if msg == "" && setID == "" {
-		msg = "filesetId is required"
-	}
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
+	size, after, msg := pageParams(q, "filesetId")
 	if msg != "" {
 		gatewayError(w, http.StatusBadRequest, msg)
 		return
@@ -688,28 +693,34 @@ func (s *Server) liveFile(id string) (v fileView, msg string) {
 	return fileView{rec: f, setID: f.set.id, modified: f.set.modified}, ""
 }
 
-// handleFile serves GET /files/{id}, only with Options.FileEndpoint.
-func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+// authorizedFile returns the live file a /files/{id} request names; when
+// the request is not authorized or the file is not live it answers the
+// request itself and ok is false.
+func (s *Server) authorizedFile(w http.ResponseWriter, r *http.Request) (v fileView, ok bool) {
 	if !s.fileStoreAuth(w, r) {
-		return
+		return fileView{}, false
 	}
 	id := r.PathValue("id")
 	v, msg := s.liveFile(id)
 	if msg != "" {
 		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
+		return fileView{}, false
+	}
+	return v, true
+}
+
+// handleFile serves GET /files/{id}, only with Options.FileEndpoint.
+func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.authorizedFile(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.fileJSON(v))
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	if !s.fileStoreAuth(w, r) {
-		return
-	}
-	id := r.PathValue("id")
-	v, msg := s.liveFile(id)
-	if msg != "" {
-		s.writeDenied(w, msg, "EDS.CFS.NoFileFound", id)
+	v, ok := s.authorizedFile(w, r)
+	if !ok {
 		return
 	}
 	signAt, tokenEnd := s.now(), time.Time{}

@@ -362,3 +362,27 @@ func TestGroundTruth(t *testing.T) {
 		}
 	}
 }
+
+func TestListingParamsOfPackagesAndFiles(t *testing.T) {
+	e := newEnv(t, Options{})
+	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	set := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0]
+	tests := []struct{ path, want string }{
+		{"/file-store/v1/packages?skipToken=%21%21", "invalid skipToken"},
+		{"/file-store/v1/packages?pageSize=0&skipToken=%21%21", "pageSize"},
+		{"/file-store/v1/files?skipToken=%21%21", "filesetId is required"},
+		{"/file-store/v1/files?pageSize=101", "pageSize"},
+		{"/file-store/v1/files?filesetId=" + set.ID + "&skipToken=%21%21", "invalid skipToken"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			r := e.with(t).get(tc.path, at)
+			if r.status != 400 {
+				t.Fatalf("status %d, want 400: %s", r.status, r.body)
+			}
+			if msg := r.gatewayMessage(t); !strings.Contains(msg, tc.want) {
+				t.Errorf("message %q, want it to name %q", msg, tc.want)
+			}
+		})
+	}
+}
