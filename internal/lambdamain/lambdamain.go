@@ -112,7 +112,7 @@ func (e *Env) RDPClient(opts ...rdp.Option) (*rdp.Client, error) {
 
 // TokenRDPClient returns an RDP client whose API requests carry a token from
 // the ring (the reader's transport re-reads the ring and retries once on a
-// 401; docs/design.md#token-ring), with a 60-second request timeout.
+// 401; docs/design.md#the-token-ring), with a 60-second request timeout.
 func (e *Env) TokenRDPClient(r config.Reader, opts ...rdp.Option) (*rdp.Client, error) {
 	reader := tokenring.NewReader(e.Secrets, e.Table, e.Common.TokenSecretIDs,
 		tokenring.ReaderOptions{Skew: tokenring.ConfiguredSkew(r.TokenSkew)})

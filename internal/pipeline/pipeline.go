@@ -81,6 +81,9 @@ type Config struct {
 	RefreshEvery, PollEvery time.Duration
 	// NoEventSource leaves the download queue alone (tests drive it).
 	NoEventSource bool
+	// StartPaused starts the schedules and the event source paused (their
+	// Resume starts them), so a test can order the first invocations.
+	StartPaused bool
 	// DownloaderConcurrency (default: the template's ScalingConfig
 	// MaximumConcurrency) and BatchSize (default: the template's BatchSize)
 	// shape the SQS event source.
@@ -403,6 +406,16 @@ func (p *Pipeline) startLoops(ctx context.Context) {
 	}
 	if !p.Config.NoEventSource {
 		p.Events = p.NewEventSource()
+	}
+	if p.Config.StartPaused {
+		for _, s := range []*Schedule{p.RefreshSchedule, p.PollSchedule} {
+			if s != nil {
+				s.Pause()
+			}
+		}
+		if p.Events != nil {
+			p.Events.Pause()
+		}
 	}
 	for _, s := range []*Schedule{p.RefreshSchedule, p.PollSchedule} {
 		if s != nil {

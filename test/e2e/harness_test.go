@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
@@ -90,9 +91,14 @@ type envOptions struct {
 	refreshEvery time.Duration             // 0: not scheduled
 	pollEvery    time.Duration             // 0: not scheduled
 	noEvents     bool
+	startPaused  bool          // schedules and event source start paused
 	downloaderTO time.Duration // default 20s
 	visibility   time.Duration // default downloaderTO + 5s
 	extraEnv     map[string][]string
+	tokenSlots   int // the TokenSlots parameter (0: the template's default)
+	// maxReceive, when positive, replaces the download queue's maxReceiveCount
+	// (and the downloader's MAX_RECEIVE_COUNT, which must equal it).
+	maxReceive int
 }
 
 // env is one test's pipeline: its own moto_server, simulator and stack.
@@ -135,22 +141,35 @@ func newEnv(t *testing.T, o envOptions) *env {
 		pipeline.Poller:     pollerEnv,
 		pipeline.Downloader: downloaderEnv,
 	}
+	if o.maxReceive > 0 {
+		envs[pipeline.Downloader] = append(append([]string(nil), envs[pipeline.Downloader]...), fmt.Sprintf("MAX_RECEIVE_COUNT=%d", o.maxReceive))
+	}
 	for k, v := range o.extraEnv {
 		envs[k] = append(append([]string(nil), envs[k]...), v...)
+	}
+	params := map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(o.subs, ",")}
+	if o.tokenSlots > 0 {
+		params["TokenSlots"] = fmt.Sprint(o.tokenSlots)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
 		StackName: "e2e", Credentials: string(creds),
-		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(o.subs, ",")},
+		Params: params,
 		Env:    envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
-		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents,
+		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
 	})
 	if err != nil {
 		t.Fatalf("start pipeline: %v", err)
 	}
 	e.p = p
+	if o.maxReceive > 0 {
+		if err := setMaxReceiveCount(ctx, p, o.maxReceive); err != nil {
+			p.Close()
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() {
 		// Every test ends with the leak scan (docs/design.md#no-secret-leaves) over everything it produced.
 		e.checkNoLeaks()
@@ -160,6 +179,23 @@ func newEnv(t *testing.T, o envOptions) *env {
 		p.Close()
 	})
 	return e
+}
+
+// setMaxReceiveCount rewrites the download queue's redrive policy (the
+// pipeline's event source is the consumer, so moto's redrive applies it).
+func setMaxReceiveCount(ctx context.Context, p *pipeline.Pipeline, n int) error {
+	attrs, err := p.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &p.Res.DLQURL,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return fmt.Errorf("set maxReceiveCount: dead-letter queue ARN: %w", err)
+	}
+	policy, _ := json.Marshal(map[string]any{"deadLetterTargetArn": attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], "maxReceiveCount": n})
+	_, err = p.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: &p.Res.QueueURL,
+		Attributes: map[string]string{string(sqstypes.QueueAttributeNameRedrivePolicy): string(policy)}})
+	if err != nil {
+		return fmt.Errorf("set maxReceiveCount: %w", err)
+	}
+	return nil
 }
 
 // invoke invokes a function and records the result for the leak scan.

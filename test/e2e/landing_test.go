@@ -5,14 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,44 +27,6 @@ const (
 	pkgLanding = "4e94-0a0a-5c5c5c5c-1234-abcdefabcdef"
 	pkgOther   = "4e94-0b0b-6d6d6d6d-5678-abcdefabcdef"
 )
-
-// serialProxy forwards the downloaders' DynamoDB and S3 requests to moto and
-// runs the DynamoDB requests and the package index's requests one at a
-// time: moto's conditional writes are not atomic across threads (DynamoDB's
-// and S3's are), so without it two downloaders could both "win" one
-// condition in moto. The requests still come from two downloader
-// environments at once; only moto's side is serialized.
-type serialProxy struct {
-	mu     sync.Mutex
-	target atomic.Pointer[url.URL]
-	srv    *httptest.Server
-}
-
-func newSerialProxy(t *testing.T) *serialProxy {
-	p := &serialProxy{}
-	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(p.target.Load()) }}
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.target.Load() == nil {
-			http.Error(w, "proxy: no target yet", http.StatusServiceUnavailable)
-			return
-		}
-		if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_") || strings.HasSuffix(r.URL.Path, "/"+landing.IndexName) {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *serialProxy) point(t *testing.T, endpoint string) {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.target.Store(u)
-}
 
 // landingData: an Init file-set of four parts (one of them a multipart
 // upload), a Delta of three and a Delta of one, created a day apart; and a

@@ -104,7 +104,7 @@ func (s *Server) registerAdmin(mux *http.ServeMux) {
 }
 
 // ParseFault parses a fault spec: "kind[,key=value...]" with keys times, host (api|s3), path
-// (a path prefix), file (a file id), retry-after and stall (Go durations) and after (bytes).
+// (a path prefix), every (fire on every Nth match), file (a file id), retry-after and stall (Go durations) and after (bytes).
 // Example: "503,times=2,path=/file-store/v1/file-sets" or "truncate,file=4a2b-...,after=1024".
 func ParseFault(spec string) (Fault, error) {
 	parts := strings.Split(strings.TrimSpace(spec), ",")
@@ -125,6 +125,8 @@ func ParseFault(spec string) (Fault, error) {
 		switch k {
 		case "times":
 			f.Times, err = strconv.Atoi(v)
+		case "every":
+			f.Every, err = strconv.Atoi(v)
 		case "host":
 			f.Host = FaultHost(v)
 			if f.Host != HostAPI && f.Host != HostS3 {

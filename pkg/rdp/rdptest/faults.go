@@ -81,6 +81,10 @@ type Fault struct {
 	// Times is how many requests the fault hits (default 1; negative: every matching request
 	// until ClearFaults).
 	Times int
+	// Every, when above 1, makes the fault fire on every Every-th matching request only (the
+	// others pass through to later faults and the normal handler), e.g. Every: 7 with Times: -1
+	// is "a 401 to every 7th file-store request although the token is valid".
+	Every int
 	// RetryAfter is the Retry-After of a 429 (default 1s, sent in whole seconds rounded up).
 	RetryAfter time.Duration
 	// StallFor bounds a stall (real time); 0 blocks until the client gives up or Close.
@@ -94,6 +98,7 @@ type faultState struct {
 	Fault
 	host      FaultHost
 	remaining int
+	seen      int // matching requests so far (for Every)
 }
 
 func (f Fault) resolvedHost() FaultHost {
@@ -156,6 +161,12 @@ func (s *Server) takeFaultLocked(host FaultHost, kind FaultKind, path, fileID st
 				continue
 			}
 			if host == HostAPI && !strings.HasPrefix(path, "/file-store/v1/files/"+f.FileID) {
+				continue
+			}
+		}
+		if f.Every > 1 {
+			f.seen++
+			if f.seen%f.Every != 0 {
 				continue
 			}
 		}

@@ -268,6 +268,33 @@ func TestFaultTimesForever(t *testing.T) {
 	}
 }
 
+// TestFaultEvery: a fault with Every fires on every Every-th matching request only; the
+// requests in between, and requests that do not match, are served normally and do not count.
+func TestFaultEvery(t *testing.T) {
+	e := newEnv(t, Options{})
+	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e.s.Inject(Fault{Kind: FaultUnauthorized, PathPrefix: "/file-store/v1/packages", Every: 3, Times: 2})
+	var got []int
+	for i := 0; i < 8; i++ {
+		got = append(got, e.get("/file-store/v1/packages", at).status)
+		if r := e.get("/file-store/v1/file-sets?bucket=bulk-ESG", at); r.status != 200 {
+			t.Fatalf("a request the fault does not match: %d", r.status)
+		}
+	}
+	want := []int{200, 200, 401, 200, 200, 401, 200, 200} // Times 2: spent after the 6th
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("statuses %v, want %v", got, want)
+		}
+	}
+	if left := e.s.PendingFaults(); len(left) != 0 {
+		t.Errorf("pending after firing its Times: %+v", left)
+	}
+	if c := e.s.Counters(); c.FaultsFired != 2 || c.FileStore401s != 2 {
+		t.Errorf("fired %d, 401s %d; want 2 and 2", c.FaultsFired, c.FileStore401s)
+	}
+}
+
 func waitGoroutines(t *testing.T, max int) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -362,6 +389,8 @@ func TestParseFault(t *testing.T) {
 		{"429,times=2,retry-after=3s,path=/auth/", Fault{Kind: FaultTooManyRequests, Times: 2, RetryAfter: 3 * time.Second, PathPrefix: "/auth/"}, false},
 		{"stall, file=abc, after=10, stall=2s, host=s3", Fault{Kind: FaultStall, FileID: "abc", After: 10, StallFor: 2 * time.Second, Host: HostS3}, false},
 		{"repeat-item,times=-1", Fault{Kind: FaultRepeatItem, Times: -1}, false},
+		{"401,every=7,times=-1,path=/file-store/", Fault{Kind: FaultUnauthorized, Every: 7, Times: -1, PathPrefix: "/file-store/"}, false},
+		{"401,every=x", Fault{}, true},
 		{"boom", Fault{}, true},
 		{"503,times=x", Fault{}, true},
 		{"503,host=ftp", Fault{}, true},
