@@ -125,7 +125,7 @@ func n(v float64) string {
 // against template.yaml by a test).
 func Defaults() Workload {
 	w := ReadmeWorkload("after")
-	w.Alarms = 8
+	w.Alarms = 9
 	w.DownloaderMB = 512
 	return w
 }

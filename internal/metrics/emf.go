@@ -39,7 +39,7 @@ const (
 var Published = map[string]Publish{
 	"TokenRemainingSeconds": Always, "OldestNonFinalAgeSeconds": Always,
 	"RingSlotsNeeded": WhenNonZero, "QueueCredentialsFailures": WhenNonZero, "FilesNearingExpiry": WhenNonZero,
-	"FilesFailed": WhenNonZero, "NotificationsRejected": WhenNonZero,
+	"FilesFailed": WhenNonZero, "NotificationsRejected": WhenNonZero, "AuthCredentialsRejected": WhenNonZero,
 }
 
 // published reports whether a metric with these values is published.

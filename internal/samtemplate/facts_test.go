@@ -113,6 +113,9 @@ func TestTemplateFacts(t *testing.T) {
 		{"poller errors alarm", []any{res("FilesetPollerErrorsAlarm", "Properties", "Namespace"), res("FilesetPollerErrorsAlarm", "Properties", "MetricName"),
 			res("FilesetPollerErrorsAlarm", "Properties", "Dimensions", "0", "Value")},
 			[]any{"AWS/Lambda", "Errors", map[string]any{"Ref": FilesetPoller}}},
+		{"wrong password alarm", []any{res("AuthCredentialsRejectedAlarm", "Properties", "Namespace"), res("AuthCredentialsRejectedAlarm", "Properties", "MetricName"),
+			res("AuthCredentialsRejectedAlarm", "Properties", "Dimensions")},
+			[]any{metrics.Namespace, "AuthCredentialsRejected", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
 		{"ring short of slots alarm", []any{res("RingShortOfSlotsAlarm", "Properties", "Namespace"), res("RingShortOfSlotsAlarm", "Properties", "MetricName"),
 			res("RingShortOfSlotsAlarm", "Properties", "Dimensions")},
 			[]any{metrics.Namespace, "RingSlotsNeeded", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
@@ -140,8 +143,8 @@ func TestTemplateFacts(t *testing.T) {
 
 	t.Run("every alarm notifies the topic", func(t *testing.T) {
 		alarms := tpl.ResourcesOfType("AWS::CloudWatch::Alarm")
-		if len(alarms) != 10 { // 2 of them only with Notifications=true
-			t.Errorf("%d alarms, want 10", len(alarms))
+		if len(alarms) != 11 { // 2 of them only with Notifications=true
+			t.Errorf("%d alarms, want 11", len(alarms))
 		}
 		for _, a := range alarms {
 			if got := fmt.Sprint(a.Properties["AlarmActions"]); got != "[map[Ref:AlarmTopic]]" {
