@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,47 +16,6 @@ import (
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
-
-// countingDB counts the DynamoDB requests the state table makes.
-type countingDB struct {
-	state.DynamoDB
-	n atomic.Int64
-}
-
-func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.GetItem(ctx, in, o...)
-}
-
-func (c *countingDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.PutItem(ctx, in, o...)
-}
-
-func (c *countingDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.UpdateItem(ctx, in, o...)
-}
-
-func (c *countingDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.BatchGetItem(ctx, in, o...)
-}
-
-func (c *countingDB) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.Query(ctx, in, o...)
-}
-
-func (c *countingDB) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.Scan(ctx, in, o...)
-}
-
-func (c *countingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	c.n.Add(1)
-	return c.DynamoDB.DeleteItem(ctx, in, o...)
-}
 
 const (
 	benchFileSets = 10_000
@@ -89,9 +47,9 @@ func BenchmarkPollNothingNew(b *testing.B) {
 	}
 	seedDone(b, e.ddb, ids)
 
-	db := &countingDB{DynamoDB: e.ddb}
+	db := &dbOps{}
 	h, _ := e.handler(b, q, nil, "", itBucket+"/"+benchPackage)
-	h.State = state.New(db, itTable)
+	h.State = state.New(db.client(e.cfg), itTable)
 	h.PageSize = 0        // the production default, 100
 	h.FullEvery = 1 << 30 // no automatic full reconciliation inside the loop
 	h.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -109,7 +67,7 @@ func BenchmarkPollNothingNew(b *testing.B) {
 		{"incremental", `{}`, 2},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
-			pages0, db0 := e.fileSetRequests(), db.n.Load()
+			pages0, db0 := e.fileSetRequests(), db.total()
 			polls := 0
 			for b.Loop() {
 				res, err := h.Handle(ctx, json.RawMessage(bm.event))
@@ -123,7 +81,7 @@ func BenchmarkPollNothingNew(b *testing.B) {
 				b.Errorf("%s poll fetched %.1f pages, want ≤ %d", bm.name, pages, bm.maxPages)
 			}
 			b.ReportMetric(pages, "pages/op")
-			b.ReportMetric(float64(db.n.Load()-db0)/float64(polls), "ddb-requests/op")
+			b.ReportMetric(float64(db.total()-db0)/float64(polls), "ddb-requests/op")
 		})
 	}
 }

@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/metrics"
@@ -277,8 +279,8 @@ func TestIntegration(t *testing.T) {
 		testenv.StateTable(t, e.ddb, "state-sweep")
 		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
 		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-		ops := &opsDB{DynamoDB: e.ddb}
-		st := state.New(ops, "state-sweep")
+		ops := &dbOps{}
+		st := state.New(ops.client(e.cfg), "state-sweep")
 		st.Now = clock
 		q := e.newQueue(t)
 		h, _ := e.handler(t, q, nil, "", itBucket+"/p-sweep")
@@ -307,6 +309,9 @@ func TestIntegration(t *testing.T) {
 		}
 		// template.yaml grants the poller exactly these on the state table.
 		allowed := []string{"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query " + state.NonFinalIndex}
+		if !slices.Contains(ops.seen(), "Query "+state.NonFinalIndex) {
+			t.Errorf("DynamoDB operations recorded %v, want the sweep's Query %s among them", ops.seen(), state.NonFinalIndex)
+		}
 		for _, op := range ops.seen() {
 			if !slices.Contains(allowed, op) {
 				t.Errorf("the poller called DynamoDB %s, which its IAM role does not allow (%v)", op, allowed)
@@ -528,60 +533,51 @@ func malformingProxy(t *testing.T, target, badPackage string) string {
 	return srv.URL
 }
 
-// opsDB records which DynamoDB operations the state table makes (Query with
-// its index), to check them against the IAM role.
-type opsDB struct {
-	state.DynamoDB
+// dbOps records the DynamoDB operations a client makes (Query with its
+// index), to count them and check them against the IAM role.
+type dbOps struct {
 	mu  sync.Mutex
-	ops map[string]bool
+	ops map[string]int
 }
 
-func (o *opsDB) note(op string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.ops == nil {
-		o.ops = map[string]bool{}
+// client is a DynamoDB client of the environment whose every call (not every
+// retry: the Initialize step runs once a call) is recorded.
+func (o *dbOps) client(cfg aws.Config) *dynamodb.Client {
+	return dynamodb.NewFromConfig(cfg, func(opts *dynamodb.Options) {
+		opts.APIOptions = append(opts.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("cfsyncRecordOps", o.record), middleware.After)
+		})
+	})
+}
+
+func (o *dbOps) record(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+	op := awsmiddleware.GetOperationName(ctx)
+	if q, ok := in.Parameters.(*dynamodb.QueryInput); ok {
+		op = strings.TrimSpace(op + " " + aws.ToString(q.IndexName))
 	}
-	o.ops[op] = true
+	o.mu.Lock()
+	if o.ops == nil {
+		o.ops = map[string]int{}
+	}
+	o.ops[op]++
+	o.mu.Unlock()
+	return next.HandleInitialize(ctx, in)
 }
 
-func (o *opsDB) seen() []string {
+// seen lists the operations called, sorted.
+func (o *dbOps) seen() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Sorted(maps.Keys(o.ops))
 }
 
-func (o *opsDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	o.note("GetItem")
-	return o.DynamoDB.GetItem(ctx, in, f...)
-}
-
-func (o *opsDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, f ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	o.note("PutItem")
-	return o.DynamoDB.PutItem(ctx, in, f...)
-}
-
-func (o *opsDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, f ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	o.note("UpdateItem")
-	return o.DynamoDB.UpdateItem(ctx, in, f...)
-}
-
-func (o *opsDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, f ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	o.note("DeleteItem")
-	return o.DynamoDB.DeleteItem(ctx, in, f...)
-}
-
-func (o *opsDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, f ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
-	o.note("BatchGetItem")
-	return o.DynamoDB.BatchGetItem(ctx, in, f...)
-}
-
-func (o *opsDB) Query(ctx context.Context, in *dynamodb.QueryInput, f ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	o.note(strings.TrimSpace("Query " + aws.ToString(in.IndexName)))
-	return o.DynamoDB.Query(ctx, in, f...)
-}
-
-func (o *opsDB) Scan(ctx context.Context, in *dynamodb.ScanInput, f ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
-	o.note("Scan")
-	return o.DynamoDB.Scan(ctx, in, f...)
+// total counts the calls made.
+func (o *dbOps) total() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, c := range o.ops {
+		n += c
+	}
+	return n
 }
