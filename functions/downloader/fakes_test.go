@@ -83,7 +83,22 @@ func (e *apiErr) ErrorCode() string             { return e.code }
 func (e *apiErr) ErrorMessage() string          { return e.code }
 func (e *apiErr) ErrorFault() smithy.ErrorFault { return smithy.FaultUnknown }
 func (s *fakeS3) count(op string)               { s.mu.Lock(); s.calls[op]++; s.mu.Unlock() }
-func (s *fakeS3) Calls(op string) int           { s.mu.Lock(); defer s.mu.Unlock(); return s.calls[op] }
+
+// call counts a call of op and runs the test's fault hook for it.
+func (s *fakeS3) call(op string, hook func() error) error {
+	s.count(op)
+	return injected(hook)
+}
+
+// upload is the open multipart upload id (s.mu held), or NoSuchUpload.
+func (s *fakeS3) upload(id *string) (*fakeUpload, error) {
+	u, ok := s.uploads[aws.ToString(id)]
+	if !ok {
+		return nil, &types.NoSuchUpload{}
+	}
+	return u, nil
+}
+func (s *fakeS3) Calls(op string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.calls[op] }
 func (s *fakeS3) checkBucket(b *string) error {
 	if aws.ToString(b) != s.bucket {
 		return &apiErr{"NoSuchBucket"}
@@ -174,8 +189,8 @@ func (s *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, _ ...fu
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u, ok := s.uploads[aws.ToString(in.UploadId)]
-	if !ok || u.key != aws.ToString(in.Key) {
+	u, err := s.upload(in.UploadId)
+	if err != nil || u.key != aws.ToString(in.Key) {
 		return nil, &types.NoSuchUpload{}
 	}
 	p := fakePart{data: b, etag: etagOf(b), crc: crc}
@@ -194,9 +209,9 @@ func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 	if _, exists := s.objects[s.uploadKey(id)]; exists && aws.ToString(in.IfNoneMatch) == "*" {
 		return nil, &apiErr{"PreconditionFailed"}
 	}
-	u, ok := s.uploads[id]
-	if !ok {
-		return nil, &types.NoSuchUpload{}
+	u, err := s.upload(in.UploadId)
+	if err != nil {
+		return nil, err
 	}
 	var data []byte
 	prev := int32(0)
@@ -229,29 +244,27 @@ func (s *fakeS3) uploadKey(id string) string {
 }
 
 func (s *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, _ ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
-	s.count("AbortMultipartUpload")
-	if err := injected(s.AbortErr); err != nil {
+	if err := s.call("AbortMultipartUpload", s.AbortErr); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.uploads[aws.ToString(in.UploadId)]; !ok {
-		return nil, &types.NoSuchUpload{}
+	if _, err := s.upload(in.UploadId); err != nil {
+		return nil, err
 	}
 	delete(s.uploads, aws.ToString(in.UploadId))
 	return &s3.AbortMultipartUploadOutput{}, nil
 }
 
 func (s *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, _ ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
-	s.count("ListParts")
-	if err := injected(s.ListPartsErr); err != nil {
+	if err := s.call("ListParts", s.ListPartsErr); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u, ok := s.uploads[aws.ToString(in.UploadId)]
-	if !ok {
-		return nil, &types.NoSuchUpload{}
+	u, err := s.upload(in.UploadId)
+	if err != nil {
+		return nil, err
 	}
 	nums := slices.Sorted(maps.Keys(u.parts))
 	out := &s3.ListPartsOutput{}
@@ -504,6 +517,16 @@ func (s *fakeState) GetFile(ctx context.Context, id string) (*state.FileItem, er
 	return &c, nil
 }
 
+// fileOrNew is file id's item, a new one if the table has none (s.mu held).
+func (s *fakeState) fileOrNew(id string) *state.FileItem {
+	f, ok := s.files[id]
+	if !ok {
+		f = &state.FileItem{FileID: id}
+		s.files[id] = f
+	}
+	return f
+}
+
 func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -527,11 +550,7 @@ func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, et
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.files[id]
-	if !ok {
-		f = &state.FileItem{FileID: id}
-		s.files[id] = f
-	}
+	f := s.fileOrNew(id)
 	f.Status, f.Size, f.Key, f.ETag, f.Reason = state.StatusDone, size, key, etag, ""
 	return nil
 }
@@ -539,11 +558,7 @@ func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, et
 func (s *fakeState) MarkFailed(ctx context.Context, id, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.files[id]
-	if !ok {
-		f = &state.FileItem{FileID: id}
-		s.files[id] = f
-	}
+	f := s.fileOrNew(id)
 	if f.Status != state.StatusDone {
 		f.Status, f.Reason = state.StatusFailed, reason
 	}
