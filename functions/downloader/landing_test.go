@@ -37,11 +37,18 @@ func (f *fakeLanding) FileLanded(ctx context.Context, fileID string) (landing.Ou
 	return landing.Published, nil
 }
 
-func TestLandingStepAfterTheFileIsDone(t *testing.T) {
+// landingRig is a rig whose landing step is a fakeLanding failing with err
+// (nil: succeeding), and whose RDP has one file, f1.
+func landingRig(t *testing.T, err error) (*rig, *fakeLanding) {
 	r := newRig(t, nil)
-	fl := &fakeLanding{st: r.st}
+	fl := &fakeLanding{st: r.st, err: err}
 	r.h.landing = fl
 	r.rdp.add("f1", "a.csv", 1000, true)
+	return r, fl
+}
+
+func TestLandingStepAfterTheFileIsDone(t *testing.T) {
+	r, fl := landingRig(t, nil)
 	ctx := context.Background()
 
 	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
@@ -59,10 +66,7 @@ func TestLandingStepAfterTheFileIsDone(t *testing.T) {
 // A failed landing step fails the message; its redelivery finds the file
 // DONE and runs the step again.
 func TestLandingFailureIsRetriedByTheRedelivery(t *testing.T) {
-	r := newRig(t, nil)
-	fl := &fakeLanding{st: r.st, err: errors.New("put event: unavailable")}
-	r.h.landing = fl
-	r.rdp.add("f1", "a.csv", 1000, true)
+	r, fl := landingRig(t, errors.New("put event: unavailable"))
 	ctx := context.Background()
 
 	resp, _ := r.h.Handle(ctx, received(1, msgFor("f1").Encode()))
@@ -89,9 +93,7 @@ func TestLandingFailureIsRetriedByTheRedelivery(t *testing.T) {
 }
 
 func TestNoLandingStepForAFailedMessage(t *testing.T) {
-	r := newRig(t, nil)
-	fl := &fakeLanding{st: r.st}
-	r.h.landing = fl
+	r, fl := landingRig(t, nil)
 	resp, _ := r.h.Handle(context.Background(), event(`{"fileId":""}`))
 	if len(resp.BatchItemFailures) != 1 || len(fl.calls) != 0 {
 		t.Fatalf("failures %v, landing calls %v", failedIDs(resp), fl.calls)
@@ -110,10 +112,7 @@ func received(n int, bodies ...string) events.SQSEvent {
 // On the last receive a failed landing step does not send the message to
 // the DLQ: a fresh copy is enqueued, and only if that fails does it fail.
 func TestLandingFailureOnTheLastReceiveEnqueuesACopy(t *testing.T) {
-	r := newRig(t, nil)
-	fl := &fakeLanding{st: r.st, err: errors.New("put event: unavailable")}
-	r.h.landing = fl
-	r.rdp.add("f1", "a.csv", 1000, true)
+	r, _ := landingRig(t, errors.New("put event: unavailable"))
 	ctx := context.Background()
 
 	resp, _ := r.h.Handle(ctx, received(5, msgFor("f1").Encode()))
