@@ -265,13 +265,18 @@ func (s *fakeState) ClaimFile(ctx context.Context, it state.FileItem) error {
 }
 
 func (s *fakeState) GetFile(ctx context.Context, id string) (*state.FileItem, error) {
+	return getItem(s, s.files, id, state.ErrNotFound)
+}
+
+// getItem returns a copy of m[id] (m one of s's tables), or notFound.
+func getItem[T any](s *fakeState, m map[string]T, id string, notFound error) (*T, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.files[id]
+	v, ok := m[id]
 	if !ok {
-		return nil, state.ErrNotFound
+		return nil, notFound
 	}
-	return &it, nil
+	return &v, nil
 }
 
 func (s *fakeState) MarkQueued(ctx context.Context, id string) error {
@@ -384,13 +389,7 @@ func (s *fakeState) RequeueFile(ctx context.Context, id string, seen time.Time) 
 }
 
 func (s *fakeState) GetUpload(ctx context.Context, id string) (*state.Upload, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u, ok := s.uploads[id]
-	if !ok {
-		return nil, fmt.Errorf("get upload checkpoint %s: %w", id, state.ErrNotFound)
-	}
-	return &u, nil
+	return getItem(s, s.uploads, id, fmt.Errorf("get upload checkpoint %s: %w", id, state.ErrNotFound))
 }
 
 func (s *fakeState) MarkNonFinal(ctx context.Context, id string) error {
