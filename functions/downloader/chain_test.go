@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -42,8 +41,7 @@ func (r *rig) handleOne(t *testing.T, m queue.Message, receive int, timeout time
 // chain goes on from its newest link. A chain whose newest link is long
 // gone (no move for chainStaleAfter) is taken over by any message.
 func TestSupersededCopyDropped(t *testing.T) {
-	r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
-	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
 	if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 || len(r.snd.messages()) != 1 {
 		t.Fatalf("first invocation: failures %v, %d continuations", f, len(r.snd.messages()))
@@ -83,12 +81,7 @@ func TestSupersededCopyDropped(t *testing.T) {
 // the margin is a share of the time left. The file lands through a chain of
 // continuations, one message per invocation.
 func TestShortTimeoutMakesProgress(t *testing.T) {
-	r := newRig(t, func(s *Settings) {
-		s.ParallelRanges = 1
-		s.DeadlineMargin = 45 * time.Second
-		s.RangeReadTimeout = 5 * time.Second
-	})
-	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r := bigFileRig(t, func(s *Settings) { s.DeadlineMargin = 45 * time.Second })
 	r.rdp.Delay = func(int64) time.Duration { return 60 * time.Millisecond }
 	m := msgFor("f1")
 	invocations := 0
@@ -275,8 +268,7 @@ func TestSourceChanged(t *testing.T) {
 		landedAs(t, r, "v2", 15*MiB)
 	})
 	t.Run("between two invocations: If-Match from the checkpoint", func(t *testing.T) {
-		r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
-		r.rdp.add("f1", "big.bin", 25*MiB, true)
+		r := bigFileRig(t, nil)
 		old := r.rdp.files["f1"].etag
 		r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
 		if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 {
@@ -452,18 +444,18 @@ func TestMemoryGuard(t *testing.T) {
 }
 
 func TestETagCheck(t *testing.T) {
-	sum := md5.Sum([]byte("content"))
-	of := md5.Sum(sum[:])
+	content := []byte("content")
+	sum := md5.Sum(content)
 	tests := []struct {
 		etag             string
 		verifiable, want bool
 	}{
-		{`"` + hex.EncodeToString(sum[:]) + `"`, true, true},
-		{hex.EncodeToString(sum[:]), true, true},
-		{`"` + hex.EncodeToString(of[:]) + `-1"`, true, true},
-		{`"` + hex.EncodeToString(sum[:]) + `-1"`, true, false},
+		{etagOf(content), true, true},
+		{strings.Trim(etagOf(content), `"`), true, true},
+		{multipartETag(content), true, true},
+		{strings.TrimSuffix(etagOf(content), `"`) + `-1"`, true, false},
 		{`"0123456789abcdef0123456789abcdef"`, true, false},
-		{`"` + hex.EncodeToString(of[:]) + `-3"`, false, false},
+		{multipartETag(content, content, content), false, false},
 		{`W/"abc"`, false, false},
 		{``, false, false},
 		{`"zz23456789abcdef0123456789abcdef"`, false, false},

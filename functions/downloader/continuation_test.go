@@ -118,8 +118,7 @@ func TestNoProgressFails(t *testing.T) {
 // TestContinuationSendFails: without the continuation message the current
 // message fails; its redelivery resumes from the saved checkpoint.
 func TestContinuationSendFails(t *testing.T) {
-	r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
-	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 100 * time.Millisecond }
 	r.snd.Err = context.Canceled
 	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
@@ -168,8 +167,7 @@ func TestResumeStartsOverWhenUploadGone(t *testing.T) {
 // TestNoTimeKeepsCheckpoint: an invocation with no time left for a resumed
 // file continues it without touching the saved parts.
 func TestNoTimeKeepsCheckpoint(t *testing.T) {
-	r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.RangeReadTimeout = 5 * time.Second })
-	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
 	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))

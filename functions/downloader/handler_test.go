@@ -65,6 +65,22 @@ func newRig(t *testing.T, mod func(*Settings)) *rig {
 	return r
 }
 
+// bigFileRig is a rig that downloads one range at a time (5 s a range
+// read), mod changing more settings, whose RDP serves f1: big.bin, 25 MiB
+// (five parts) with a plain ETag.
+func bigFileRig(t *testing.T, mod func(*Settings)) *rig {
+	t.Helper()
+	r := newRig(t, func(s *Settings) {
+		s.ParallelRanges = 1
+		s.RangeReadTimeout = 5 * time.Second
+		if mod != nil {
+			mod(s)
+		}
+	})
+	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	return r
+}
+
 // msgFor is the poller's message for file id: with the size (and md5, if
 // the test gave one) the listing has for it.
 func msgFor(id string) queue.Message {
@@ -724,12 +740,7 @@ func TestHandleEventMalformed(t *testing.T) {
 // TestLeaseLost: when a checkpoint finds the lease taken over, the upload
 // (now someone else's) is neither aborted nor deleted.
 func TestLeaseLost(t *testing.T) {
-	r := newRig(t, func(s *Settings) {
-		s.ParallelRanges = 1
-		s.CheckpointInterval = 50 * time.Millisecond
-		s.RangeReadTimeout = 5 * time.Second
-	})
-	r.rdp.add("f1", "big.bin", 25*MiB, true)
+	r := bigFileRig(t, func(s *Settings) { s.CheckpointInterval = 50 * time.Millisecond })
 	var once sync.Once
 	r.rdp.Delay = func(off int64) time.Duration {
 		if off >= 10*MiB {
