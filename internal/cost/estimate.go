@@ -164,13 +164,13 @@ func (mo month) eventsRow(p Prices) Row {
 
 func (mo month) cloudWatchRow(m Measured, p Prices) Row {
 	gb := mo.invocations() * mo.w.LogKBPerInvocation / 1e6
-	return Row{"CloudWatch", fmt.Sprintf("%d custom metrics (measured, EMF) × $0.30 + %d alarms × $0.10 + logs %.2f GB × $0.50",
-		len(m.Metrics), mo.w.Alarms, gb), float64(len(m.Metrics))*p.CustomMetric + float64(mo.w.Alarms)*p.Alarm + gb*p.LogsIngestGB}
+	return Row{"CloudWatch", fmt.Sprintf("%d custom metrics (measured, EMF) × $0.30 + %d alarm metrics × $0.10 + logs %.2f GB × $0.50",
+		len(m.Metrics), mo.w.AlarmMetrics, gb), float64(len(m.Metrics))*p.CustomMetric + float64(mo.w.AlarmMetrics)*p.Alarm + gb*p.LogsIngestGB}
 }
 
 func (mo month) xrayRow(p Prices) Row {
 	if !mo.w.Traced {
-		return Row{"X-Ray", "tracing off", 0}
+		return Row{"X-Ray", "`Tracing: PassThrough` (the default): no traces", 0}
 	}
 	tr := mo.invocations()
 	return Row{"X-Ray", fmt.Sprintf("%s traces (every invocation sampled at this rate) × $5/1M", n(tr)), tr * p.XRayTrace}

@@ -22,7 +22,7 @@ func TestEstimateArithmetic(t *testing.T) {
 	// margin 5 min: 4,320 runs, 2,880 of them writes, so each of the 1,440
 	// fresh runs is the first after a write; poll hourly, 2 packages.
 	w := Workload{Packages: 2, FilesPerDay: 100, MonthDays: 30, RefreshEvery: 10 * time.Minute, TokenLife: 20 * time.Minute,
-		RefreshMargin: 5 * time.Minute, PollEvery: time.Hour, BatchSize: 4, Secrets: 4, Alarms: 3}
+		RefreshMargin: 5 * time.Minute, PollEvery: time.Hour, BatchSize: 4, Secrets: 4, AlarmMetrics: 3}
 	rows := map[string]float64{}
 	for _, r := range Estimate(m, w, ListPrices).Rows {
 		rows[r.Service] = r.USD

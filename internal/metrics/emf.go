@@ -46,9 +46,8 @@ const StackDimension = "StateTable"
 // Insights can query and chart it at no cost beyond log ingestion
 // (docs/cost.md). The other alarms use what AWS/Lambda and AWS/SQS publish.
 var Published = map[string]Publish{
-	"FilesStuck": WhenNonZero, "FilesFailed": StackWide,
-	"RingSlotsNeeded": WhenNonZero, "QueueCredentialsFailures": WhenNonZero, "FilesNearingExpiry": WhenNonZero,
-	"NotificationsRejected": WhenNonZero, "AuthCredentialsRejected": WhenNonZero,
+	"FilesStuck": WhenNonZero, "FilesFailed": StackWide, "FilesNearingExpiry": WhenNonZero,
+	"QueueCredentialsFailures": WhenNonZero, "NotificationsRejected": WhenNonZero,
 }
 
 // published reports whether a metric with these values is published.
