@@ -108,6 +108,7 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 		{"alarm metrics (unconditional alarms)", w.AlarmMetrics, unconditionalAlarmMetrics(tpl)},
 		{"tracing", w.Traced, param("Tracing") == "Active"},
 		{"batch size", strconv.Itoa(w.BatchSize), batch[1]},
+		{"downloader environments", strconv.Itoa(w.DownloaderEnvs), param("DownloaderMaxConcurrency")},
 		{"downloader memory", fmt.Sprint(w.DownloaderMB), memory[1]},
 	} {
 		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {

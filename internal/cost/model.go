@@ -57,6 +57,12 @@ type Workload struct {
 	RefreshMargin  time.Duration // TOKEN_REFRESH_MARGIN
 	PollEvery      time.Duration // PollSchedule
 	BatchSize      int           // downloader BatchSize
+	DownloaderEnvs int           // DownloaderMaxConcurrency: the most concurrent downloader environments
+	ReaderSkew     time.Duration // readers' TOKEN_SKEW
+	// WarmRingReads credits the downloader's warm environments with keeping
+	// a ring read across invocations (measured); false: one ring read per
+	// invocation (the model before that measurement).
+	WarmRingReads bool
 	Secrets        int           // credentials secret + TokenSlots
 	// AlarmMetrics are the metrics the template's alarms read: CloudWatch
 	// bills a standard alarm per metric it reads (metric math over two
@@ -77,7 +83,7 @@ type Workload struct {
 func ReadmeWorkload(name string) Workload {
 	return Workload{Name: name, Packages: 10, FilesPerDay: 1000, FileMB: 20, MultipartShare: 1, MonthDays: 30.4,
 		RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute, PollEvery: 15 * time.Minute,
-		BatchSize: 4, Secrets: 4, AlarmMetrics: 4, Traced: true,
+		BatchSize: 4, DownloaderEnvs: 2, ReaderSkew: 30 * time.Second, Secrets: 4, AlarmMetrics: 4, Traced: true,
 		RefresherSeconds: 0.2, PollerSeconds: 5, DownloaderSecondsPerFile: 3,
 		RefresherMB: 128, PollerMB: 256, DownloaderMB: 1024, LogKBPerInvocation: 3,
 		ESMIdleReceives: 5 * 3 * 60 * 24 * 30.4, StateTableGB: 0.1}
@@ -130,6 +136,7 @@ func Defaults() Workload {
 	w := ReadmeWorkload("after")
 	w.AlarmMetrics = 6
 	w.Traced = false
+	w.WarmRingReads = true
 	w.DownloaderMB = 512
 	return w
 }
