@@ -80,7 +80,7 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
 	}
-	if res.Stuck == 0 && res.OldestAgeSeconds > (2 * h.stuckAfter()).Seconds() {
+	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.stuckAfter()).Seconds() {
 		res.Stuck = 1
 	}
 	if res.Stale > 0 {

@@ -63,7 +63,7 @@ type Workload struct {
 	// a ring read across invocations (measured); false: one ring read per
 	// invocation (the model before that measurement).
 	WarmRingReads bool
-	Secrets        int           // credentials secret + TokenSlots
+	Secrets       int // credentials secret + TokenSlots
 	// AlarmMetrics are the metrics the template's alarms read: CloudWatch
 	// bills a standard alarm per metric it reads (metric math over two
 	// metrics costs two).
