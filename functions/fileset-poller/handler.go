@@ -407,12 +407,13 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 	m.Add("PagesFetched", float64(res.PagesFetched))
 	m.Add("FilesNearingExpiry", float64(res.FilesNearingExpiry))
 	m.Add("PollErrors", float64(errs))
-	// FilesFailed (dimension Function only) is the name the downloader uses
-	// too: one alarm covers both functions' FAILED files.
+	// FilesFailed (dimension StateTable) is the name the downloader uses
+	// too: one metric and one alarm metric for both functions' FAILED files.
 	m.Add("FilesFailed", float64(res.FilesFailed))
 	if res.Sweep != nil {
 		m.Add("FilesResent", float64(res.Sweep.Resent))
 		m.Put("OldestNonFinalAgeSeconds", metrics.Seconds, res.Sweep.OldestAgeSeconds)
+		m.Add("FilesStuck", float64(res.Sweep.Stuck))
 	}
 	m.Put("PollSeconds", metrics.Seconds, res.DurationSeconds)
 	_ = m.Flush()

@@ -22,6 +22,10 @@ type SweepResult struct {
 	// OldestAgeSeconds is how long ago the least recently updated non-final
 	// file last moved (0 when there is none).
 	OldestAgeSeconds float64 `json:"oldestNonFinalAgeSeconds"`
+	// Stuck counts the non-final files not updated for twice StuckAfter
+	// although every sweep re-sends them (at least 1 when the oldest is;
+	// counted among the swept files): FilesStuckAlarm's metric.
+	Stuck int `json:"stuck"`
 }
 
 // sweep finds files that stopped moving — not DONE or FAILED, lease free,
@@ -43,6 +47,11 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 		return res, fmt.Errorf("sweep: %w", err)
 	}
 	res.Stale = len(stale)
+	for _, it := range stale {
+		if now.Sub(it.UpdatedAt) > 2*h.stuckAfter() {
+			res.Stuck++
+		}
+	}
 	var send []queue.Message
 	for i := range stale {
 		m, err := h.sweepOne(ctx, log, &stale[i], now, &res)
@@ -70,6 +79,9 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	})
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
+	}
+	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.stuckAfter()).Seconds() {
+		res.Stuck = 1
 	}
 	if res.Stale > 0 {
 		log.Warn("stale files swept", "stale", res.Stale, "resent", res.Resent, "expired", res.Expired,

@@ -242,6 +242,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	}
 	r := &run{h: h, log: log, ev: ev, owner: newOwner()}
 	res, err := r.exec(ctx)
+	if err == nil {
+		err = r.checkUsable(res)
+	}
 	if err == nil && ev.Action != ActionRevoke && h.Cloud != nil && h.QueueState != nil {
 		res.QueueCredentials = r.upkeepQueueCreds(ctx)
 	}
@@ -652,8 +655,15 @@ func (r *run) stored(res Result, tok *rdp.Token, grant, slotID string, slot toke
 	return res
 }
 
-// emitRemaining records TokenRemainingSeconds of the newest usable token.
+// emitRemaining records TokenRemainingSeconds of the newest usable token
+// (a log field: liveness is the function's Errors, see checkUsable).
 func (r *run) emitRemaining() {
+	r.h.Metrics.Put("TokenRemainingSeconds", metrics.Seconds, r.remaining().Seconds())
+}
+
+// remaining is how long the ring's newest token, or the one this run
+// wrote, has left (0 when none).
+func (r *run) remaining() time.Duration {
 	now := r.h.now()
 	var exp time.Time
 	if r.written != nil {
@@ -661,9 +671,40 @@ func (r *run) emitRemaining() {
 	} else if v, ok := tokenring.Newest(r.vals, now, 0); ok {
 		exp = v.Slot.ExpiresAt
 	}
-	rem := 0.0
-	if exp.After(now) {
-		rem = exp.Sub(now).Seconds()
+	return max(0, exp.Sub(now))
+}
+
+// ErrNoUsableToken: the run ends with no token in the ring that readers can
+// use (within their default TOKEN_SKEW of expiry or none at all) and it
+// wrote none: held, backing off or deferred. It fails the invocation,
+// so that TokenRefresherErrorsAlarm, on the Errors Lambda publishes for
+// every invocation, covers what a heartbeat metric would (docs/cost.md).
+var ErrNoUsableToken = errors.New("token-refresher: the ring holds no usable token and this run wrote none")
+
+// checkUsable returns an error wrapping ErrNoUsableToken when the ring has
+// no usable token after a run that did not fail otherwise. Excepted: a
+// revoke (it empties the ring on purpose), and a run that found another
+// one talking to /auth or writing a newer token (busy, lost race): that
+// one reports its own outcome.
+func (r *run) checkUsable(res Result) error {
+	switch {
+	case r.ev.Action == ActionRevoke, res.Outcome == OutcomeBusy, res.Outcome == OutcomeLostRace:
+		return nil
+	case r.remaining() > tokenring.DefaultSkew:
+		return nil
 	}
-	r.h.Metrics.Put("TokenRemainingSeconds", metrics.Seconds, rem)
+	why := "outcome " + res.Outcome
+	if res.Reason != "" {
+		why += ", " + res.Reason
+	}
+	if res.RetryAt != nil {
+		why += ", next attempt at " + res.RetryAt.Format(time.RFC3339)
+	}
+	if res.SlotsNeeded > 0 {
+		why += fmt.Sprintf(", TokenSlots needed: %d", res.SlotsNeeded)
+	}
+	if r.auth != nil && r.auth.LastFailure != "" {
+		why += ", last auth failure: " + r.auth.LastFailure
+	}
+	return fmt.Errorf("%w (%s)", ErrNoUsableToken, why)
 }

@@ -105,9 +105,10 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 		{"refresh schedule", w.RefreshEvery, rate(param("RefreshSchedule"))},
 		{"poll schedule", w.PollEvery, rate(param("PollSchedule"))},
 		{"secrets (credentials + TokenSlots)", w.Secrets, slots + 1},
-		{"alarms (unconditional)", w.Alarms, unconditionalAlarms(tpl)},
-		{"tracing", w.Traced, strings.Contains(tpl, "Tracing: Active")},
+		{"alarm metrics (unconditional alarms)", w.AlarmMetrics, unconditionalAlarmMetrics(tpl)},
+		{"tracing", w.Traced, param("Tracing") == "Active"},
 		{"batch size", strconv.Itoa(w.BatchSize), batch[1]},
+		{"downloader environments", strconv.Itoa(w.DownloaderEnvs), param("DownloaderMaxConcurrency")},
 		{"downloader memory", fmt.Sprint(w.DownloaderMB), memory[1]},
 	} {
 		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
@@ -116,14 +117,42 @@ func TestDefaultsFollowTemplate(t *testing.T) {
 	}
 }
 
-// unconditionalAlarms counts the template's alarms without a Condition
-// (those with one, such as NotificationsOn, are off by default).
-func unconditionalAlarms(tpl string) int {
+// unconditionalAlarmMetrics counts the metrics read by the template's
+// alarms without a Condition (those with one, such as NotificationsOn, are
+// off by default): one per alarm on a metric, one per MetricStat of a
+// metric-math alarm (CloudWatch bills an alarm per metric it reads).
+func unconditionalAlarmMetrics(tpl string) int {
 	n := 0
 	for _, res := range regexp.MustCompile(`(?m)^  [A-Za-z0-9]+:\n`).Split(tpl, -1) {
 		if strings.Contains(res, "Type: AWS::CloudWatch::Alarm") && !strings.Contains(res, "\n    Condition:") {
-			n++
+			n += max(1, strings.Count(res, "MetricStat:"))
 		}
 	}
 	return n
+}
+
+// TestAlarmMetricsCounted: a metric-math alarm over two metrics counts two.
+func TestAlarmMetricsCounted(t *testing.T) {
+	tpl := `Resources:
+  A:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      MetricName: Errors
+  B:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Metrics:
+        - Id: x
+          MetricStat: {}
+        - Id: y
+          MetricStat: {}
+  C:
+    Type: AWS::CloudWatch::Alarm
+    Condition: NotificationsOn
+  D:
+    Type: AWS::SNS::Topic
+`
+	if got := unconditionalAlarmMetrics(tpl); got != 3 {
+		t.Errorf("alarm metrics = %d, want 3", got)
+	}
 }

@@ -17,6 +17,7 @@ type month struct {
 	w                                 Workload
 	files, refreshRuns, writes, polls float64
 	downloaderInv                     float64
+	downloaderRingReads               float64
 	ops                               map[string]float64 // AWS requests by "service:Operation", all functions
 }
 
@@ -45,10 +46,32 @@ func newMonth(m Measured, w Workload) month {
 			mo.ops[op] += d * mo.files
 		}
 	}
-	// Ring reads outside the refresher: one per invocation (upper bound: a
-	// warm function reuses a ring read while its newest token is fresh).
-	mo.ops["secretsmanager:BatchGetSecretValue"] += mo.polls + mo.downloaderInv
+	// Ring reads outside the refresher: one per poll (a poll every 15
+	// minutes outlives the token a warm poller read) and the downloader's.
+	mo.downloaderRingReads = mo.downloaderReads(m)
+	mo.ops["secretsmanager:BatchGetSecretValue"] += mo.polls + mo.downloaderRingReads
 	return mo
+}
+
+// downloaderReads are the downloader's ring reads in the month. Without
+// WarmRingReads: one per invocation. With it, an upper bound: an execution
+// environment keeps its read while the token it read is usable (measured:
+// SmallFile runs several invocations in one environment, its ring reads
+// are one burst's), files reach the queue only with a poll (whose 15
+// minutes outlive any token), so at most DownloaderEnvs environments read
+// once per poll, plus once more per shortest cache life of busy time: the
+// newest token has at least RefreshMargin − RefreshEvery left (the
+// refresher writes at the first run within the margin) and a reader keeps
+// it until ReaderSkew before expiry (docs/cost.md).
+func (mo month) downloaderReads(m Measured) float64 {
+	w := mo.w
+	cache := (w.RefreshMargin - w.RefreshEvery - w.ReaderSkew).Minutes()
+	if !w.WarmRingReads || cache <= 0 {
+		return mo.downloaderInv
+	}
+	perBurst := float64(m.SmallFile.AWS["secretsmanager:BatchGetSecretValue"])
+	busyMinutes := mo.files * w.DownloaderSecondsPerFile / 60
+	return min(mo.downloaderInv, mo.polls*float64(w.DownloaderEnvs)*perBurst+busyMinutes/cache)
 }
 
 func (mo month) addScenario(s *Scenario, times float64, withSecrets bool) {
@@ -134,8 +157,12 @@ func (mo month) secretsRow(p Prices) Row {
 	slots := float64(mo.w.Secrets - 1)
 	batch := mo.ops["secretsmanager:BatchGetSecretValue"]
 	calls := mo.sum(service("secretsmanager:")) - batch + batch*slots
-	return Row{"Secrets Manager", fmt.Sprintf("%d secrets × $0.40 + %s calls (%s ring reads × %.0f slots; refresher measured per run, one ring read per poller/downloader invocation) × $0.05/10k",
-		mo.w.Secrets, n(calls), n(batch), slots), float64(mo.w.Secrets)*p.Secret + calls*p.SecretCall}
+	how := "one ring read per poller/downloader invocation"
+	if mo.downloaderRingReads < mo.downloaderInv {
+		how = fmt.Sprintf("one per poll; downloader %s for %s invocations: warm environments keep their read, measured, see below", n(mo.downloaderRingReads), n(mo.downloaderInv))
+	}
+	return Row{"Secrets Manager", fmt.Sprintf("%d secrets × $0.40 + %s calls (%s ring reads × %.0f slots; refresher measured per run, %s) × $0.05/10k",
+		mo.w.Secrets, n(calls), n(batch), slots, how), float64(mo.w.Secrets)*p.Secret + calls*p.SecretCall}
 }
 
 var s3GetClass = map[string]bool{"GetObject": true, "HeadObject": true, "HeadBucket": true, "GetObjectTagging": true}
@@ -164,13 +191,13 @@ func (mo month) eventsRow(p Prices) Row {
 
 func (mo month) cloudWatchRow(m Measured, p Prices) Row {
 	gb := mo.invocations() * mo.w.LogKBPerInvocation / 1e6
-	return Row{"CloudWatch", fmt.Sprintf("%d custom metrics (measured, EMF) × $0.30 + %d alarms × $0.10 + logs %.2f GB × $0.50",
-		len(m.Metrics), mo.w.Alarms, gb), float64(len(m.Metrics))*p.CustomMetric + float64(mo.w.Alarms)*p.Alarm + gb*p.LogsIngestGB}
+	return Row{"CloudWatch", fmt.Sprintf("%d custom metrics (measured, EMF) × $0.30 + %d alarm metrics × $0.10 + logs %.2f GB × $0.50",
+		len(m.Metrics), mo.w.AlarmMetrics, gb), float64(len(m.Metrics))*p.CustomMetric + float64(mo.w.AlarmMetrics)*p.Alarm + gb*p.LogsIngestGB}
 }
 
 func (mo month) xrayRow(p Prices) Row {
 	if !mo.w.Traced {
-		return Row{"X-Ray", "tracing off", 0}
+		return Row{"X-Ray", "`Tracing: PassThrough` (the default): no traces", 0}
 	}
 	tr := mo.invocations()
 	return Row{"X-Ray", fmt.Sprintf("%s traces (every invocation sampled at this rate) × $5/1M", n(tr)), tr * p.XRayTrace}

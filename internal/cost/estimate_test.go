@@ -22,7 +22,7 @@ func TestEstimateArithmetic(t *testing.T) {
 	// margin 5 min: 4,320 runs, 2,880 of them writes, so each of the 1,440
 	// fresh runs is the first after a write; poll hourly, 2 packages.
 	w := Workload{Packages: 2, FilesPerDay: 100, MonthDays: 30, RefreshEvery: 10 * time.Minute, TokenLife: 20 * time.Minute,
-		RefreshMargin: 5 * time.Minute, PollEvery: time.Hour, BatchSize: 4, Secrets: 4, Alarms: 3}
+		RefreshMargin: 5 * time.Minute, PollEvery: time.Hour, BatchSize: 4, Secrets: 4, AlarmMetrics: 3}
 	rows := map[string]float64{}
 	for _, r := range Estimate(m, w, ListPrices).Rows {
 		rows[r.Service] = r.USD
@@ -46,6 +46,32 @@ func TestEstimateArithmetic(t *testing.T) {
 	} {
 		if math.Abs(rows[c.row]-c.want) > 1e-9 {
 			t.Errorf("%s: $%.6f, want $%.6f", c.row, rows[c.row], c.want)
+		}
+	}
+}
+
+// TestWarmRingReads: with WarmRingReads the downloader's ring reads are at
+// most DownloaderEnvs × the measured reads of one burst per poll, plus one
+// per shortest cache life (margin − schedule − skew) of busy time, and never
+// more than one per invocation.
+func TestWarmRingReads(t *testing.T) {
+	m := Measured{SmallFile: Scenario{Units: 4, Invocations: 2, AWS: map[string]int{"secretsmanager:BatchGetSecretValue": 1}}}
+	// 30 days × 1,000 files, 2 per invocation: 15,000 invocations; hourly
+	// polls: 720; 3 s per file: 1,500 busy minutes; cache ≥ 2m − 1m − 30s.
+	w := Workload{FilesPerDay: 1000, MonthDays: 30, RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute,
+		PollEvery: time.Hour, DownloaderEnvs: 2, ReaderSkew: 30 * time.Second, DownloaderSecondsPerFile: 3, WarmRingReads: true}
+	for _, c := range []struct {
+		name string
+		w    func(Workload) Workload
+		want float64
+	}{
+		{"warm", func(w Workload) Workload { return w }, 720*2*1 + 1500/0.5},
+		{"one per invocation", func(w Workload) Workload { w.WarmRingReads = false; return w }, 15000},
+		{"no cache life left", func(w Workload) Workload { w.ReaderSkew = time.Minute; return w }, 15000},
+		{"capped at one per invocation", func(w Workload) Workload { w.FilesPerDay = 50; return w }, 750},
+	} {
+		if got := newMonth(m, c.w(w)).downloaderRingReads; math.Abs(got-c.want) > 1e-6 {
+			t.Errorf("%s: %v ring reads, want %v", c.name, got, c.want)
 		}
 	}
 }

@@ -57,9 +57,18 @@ type Workload struct {
 	RefreshMargin  time.Duration // TOKEN_REFRESH_MARGIN
 	PollEvery      time.Duration // PollSchedule
 	BatchSize      int           // downloader BatchSize
-	Secrets        int           // credentials secret + TokenSlots
-	Alarms         int           // CloudWatch alarms in the template
-	Traced         bool          // Tracing: Active
+	DownloaderEnvs int           // DownloaderMaxConcurrency: the most concurrent downloader environments
+	ReaderSkew     time.Duration // readers' TOKEN_SKEW
+	// WarmRingReads credits the downloader's warm environments with keeping
+	// a ring read across invocations (measured); false: one ring read per
+	// invocation (the model before that measurement).
+	WarmRingReads bool
+	Secrets       int // credentials secret + TokenSlots
+	// AlarmMetrics are the metrics the template's alarms read: CloudWatch
+	// bills a standard alarm per metric it reads (metric math over two
+	// metrics costs two).
+	AlarmMetrics int
+	Traced       bool // Tracing: Active
 	// Estimates (not from the request counts): seconds and MB per invocation.
 	RefresherSeconds, PollerSeconds, DownloaderSecondsPerFile float64
 	RefresherMB, PollerMB, DownloaderMB                       float64
@@ -74,7 +83,7 @@ type Workload struct {
 func ReadmeWorkload(name string) Workload {
 	return Workload{Name: name, Packages: 10, FilesPerDay: 1000, FileMB: 20, MultipartShare: 1, MonthDays: 30.4,
 		RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute, PollEvery: 15 * time.Minute,
-		BatchSize: 4, Secrets: 4, Alarms: 4, Traced: true,
+		BatchSize: 4, DownloaderEnvs: 2, ReaderSkew: 30 * time.Second, Secrets: 4, AlarmMetrics: 4, Traced: true,
 		RefresherSeconds: 0.2, PollerSeconds: 5, DownloaderSecondsPerFile: 3,
 		RefresherMB: 128, PollerMB: 256, DownloaderMB: 1024, LogKBPerInvocation: 3,
 		ESMIdleReceives: 5 * 3 * 60 * 24 * 30.4, StateTableGB: 0.1}
@@ -125,7 +134,9 @@ func n(v float64) string {
 // against template.yaml by a test).
 func Defaults() Workload {
 	w := ReadmeWorkload("after")
-	w.Alarms = 9
+	w.AlarmMetrics = 6
+	w.Traced = false
+	w.WarmRingReads = true
 	w.DownloaderMB = 512
 	return w
 }

@@ -88,12 +88,14 @@ func Setup(ctx context.Context, function string, cfg any, common *config.Common,
 	for _, t := range tune {
 		t(&awsCfg)
 	}
+	rec := metrics.New(os.Stdout, function)
+	rec.SetStack(common.StateTable) // FilesFailed: one metric per stack (docs/cost.md)
 	return &Env{
 		Function: function,
 		Common:   *common,
 		AWS:      awsCfg,
 		Log:      logx.New(os.Stdout, level, function),
-		Metrics:  metrics.New(os.Stdout, function),
+		Metrics:  rec,
 		Secrets:  secretsmanager.NewFromConfig(awsCfg),
 		Table:    state.New(dynamodb.NewFromConfig(awsCfg), common.StateTable),
 	}, nil

@@ -2,6 +2,8 @@ package lambdamain
 
 import (
 	"context"
+	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -100,5 +102,33 @@ func TestNewHandlerBuildsFromTheLoadedConfig(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "TOKEN_SECRET_IDS") || built {
 		t.Errorf("err = %v, built = %v; want an error naming TOKEN_SECRET_IDS before build", err, built)
+	}
+}
+
+// TestStackWideMetricsCarryTheStateTable: Setup gives the recorder the
+// stack's state table, so FilesFailed (poller and downloader) is one
+// CloudWatch metric with the dimension StateTable, as FilesFailedAlarm reads it.
+func TestStackWideMetricsCarryTheStateTable(t *testing.T) {
+	setEnv(t, "https://rdp.example")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	var cfg testConfig
+	env, err := Setup(context.Background(), "fn", &cfg, &cfg.Common)
+	os.Stdout = stdout
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Metrics.Add("FilesFailed", 1)
+	if err := env.Metrics.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	out, _ := io.ReadAll(r)
+	if !strings.Contains(string(out), `"StateTable":"cfsync-state"`) || !strings.Contains(string(out), `"Dimensions":[["StateTable"]]`) {
+		t.Errorf("FilesFailed not published by the stack's state table: %s", out)
 	}
 }

@@ -20,37 +20,39 @@ const Namespace = "cfsync"
 type Publish int
 
 const (
-	// Always: every value is published; the alarm treats missing data as
-	// breaching, so the metric is also a heartbeat.
-	Always Publish = iota + 1
 	// WhenNonZero: only nonzero values are published; the alarm treats
 	// missing data as not breaching. CloudWatch bills a custom metric by the
 	// hours in which it receives data, so a healthy month costs nothing.
-	WhenNonZero
+	// (No metric is published Always: liveness comes from AWS/Lambda's
+	// Errors, which Lambda publishes for every invocation; docs/cost.md.)
+	WhenNonZero Publish = iota + 1
+	// StackWide: like WhenNonZero, but published with the dimension
+	// StateTable (the stack's state table name) instead of Function, so
+	// that several functions feed one metric and one alarm metric
+	// (CloudWatch bills an alarm per metric it reads).
+	StackWide
 )
+
+// StackDimension is the dimension of StackWide metrics: the state table's
+// name, which every function of a stack knows (STATE_TABLE) and no other
+// stack shares.
+const StackDimension = "StateTable"
 
 // Published are the only metrics CloudWatch turns into custom metrics (each
 // $0.30 a month per dimension combination): the ones template.yaml's alarms
-// watch, each published with the dimension Function only, as the alarms
-// read them. Every other value, and every extra dimension, is still
+// watch, each published with the dimension Function only (StackWide: the
+// dimension StateTable only), as the alarms read them. Every other value, and every extra dimension, is still
 // written as a field of the same JSON log line, where CloudWatch Logs
 // Insights can query and chart it at no cost beyond log ingestion
 // (docs/cost.md). The other alarms use what AWS/Lambda and AWS/SQS publish.
 var Published = map[string]Publish{
-	"TokenRemainingSeconds": Always, "OldestNonFinalAgeSeconds": Always,
-	"RingSlotsNeeded": WhenNonZero, "QueueCredentialsFailures": WhenNonZero, "FilesNearingExpiry": WhenNonZero,
-	"FilesFailed": WhenNonZero, "NotificationsRejected": WhenNonZero, "AuthCredentialsRejected": WhenNonZero,
+	"FilesStuck": WhenNonZero, "FilesFailed": StackWide, "FilesNearingExpiry": WhenNonZero,
+	"QueueCredentialsFailures": WhenNonZero, "NotificationsRejected": WhenNonZero,
 }
 
 // published reports whether a metric with these values is published.
 func published(name string, vals []float64) bool {
-	switch Published[name] {
-	case Always:
-		return true
-	case WhenNonZero:
-		return slices.ContainsFunc(vals, func(v float64) bool { return v != 0 })
-	}
-	return false
+	return Published[name] != 0 && slices.ContainsFunc(vals, func(v float64) bool { return v != 0 })
 }
 
 // Unit names used by cfsync.
@@ -75,6 +77,7 @@ type Recorder struct {
 	mu       sync.Mutex
 	w        io.Writer
 	function string
+	stack    string
 	now      func() time.Time
 	order    []key
 	m        map[key]*value
@@ -89,6 +92,14 @@ func New(w io.Writer, function string) *Recorder {
 		function = n
 	}
 	return &Recorder{w: w, function: function, now: time.Now, m: map[key]*value{}}
+}
+
+// SetStack sets the value of the StackWide metrics' dimension StateTable
+// (the stack's STATE_TABLE); unset, they are published by Function.
+func (r *Recorder) SetStack(stateTable string) {
+	r.mu.Lock()
+	r.stack = stateTable
+	r.mu.Unlock()
 }
 
 // Put records one value of a metric, with optional extra dimensions as
@@ -141,44 +152,55 @@ func (r *Recorder) Flush() error {
 		groups[k.dims] = append(groups[k.dims], k)
 	}
 	for _, g := range gorder {
-		keys := groups[g]
-		rec := map[string]any{}
-		rec["Function"] = r.function
-		first := r.m[keys[0]]
-		for _, dn := range slices.Sorted(maps.Keys(first.dims)) {
-			rec[dn] = first.dims[dn]
-		}
-		var defs []map[string]string
-		for _, k := range keys {
-			v := r.m[k]
-			if published(k.name, v.vals) {
-				defs = append(defs, map[string]string{"Name": k.name, "Unit": v.unit})
-			}
-			if len(v.vals) == 1 {
-				rec[k.name] = v.vals[0]
-			} else {
-				rec[k.name] = v.vals
-			}
-		}
-		if len(defs) > 0 {
-			rec["_aws"] = map[string]any{
-				"Timestamp": r.now().UnixMilli(),
-				"CloudWatchMetrics": []any{map[string]any{
-					"Namespace":  Namespace,
-					"Dimensions": [][]string{{"Function"}},
-					"Metrics":    defs,
-				}},
-			}
-		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if _, err := r.w.Write(append(b, '\n')); err != nil {
+		if err := r.writeGroup(groups[g]); err != nil {
 			return err
 		}
 	}
 	r.order = nil
 	r.m = map[key]*value{}
 	return nil
+}
+
+// writeGroup writes one JSON line for metrics sharing a dimension set, with
+// EMF directives for the published ones (caller holds r.mu).
+func (r *Recorder) writeGroup(keys []key) error {
+	rec := map[string]any{"Function": r.function}
+	first := r.m[keys[0]]
+	for _, dn := range slices.Sorted(maps.Keys(first.dims)) {
+		rec[dn] = first.dims[dn]
+	}
+	var byFunction, byStack []map[string]string
+	for _, k := range keys {
+		v := r.m[k]
+		if published(k.name, v.vals) {
+			def := map[string]string{"Name": k.name, "Unit": v.unit}
+			if Published[k.name] == StackWide && r.stack != "" {
+				byStack = append(byStack, def)
+			} else {
+				byFunction = append(byFunction, def)
+			}
+		}
+		if len(v.vals) == 1 {
+			rec[k.name] = v.vals[0]
+		} else {
+			rec[k.name] = v.vals
+		}
+	}
+	var directives []any
+	if len(byFunction) > 0 {
+		directives = append(directives, map[string]any{"Namespace": Namespace, "Dimensions": [][]string{{"Function"}}, "Metrics": byFunction})
+	}
+	if len(byStack) > 0 {
+		rec[StackDimension] = r.stack
+		directives = append(directives, map[string]any{"Namespace": Namespace, "Dimensions": [][]string{{StackDimension}}, "Metrics": byStack})
+	}
+	if len(directives) > 0 {
+		rec["_aws"] = map[string]any{"Timestamp": r.now().UnixMilli(), "CloudWatchMetrics": directives}
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = r.w.Write(append(b, '\n'))
+	return err
 }

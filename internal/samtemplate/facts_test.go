@@ -40,7 +40,8 @@ func TestTemplateFacts(t *testing.T) {
 		{"runtime", get(tpl, "Globals", "Function", "Runtime"), "provided.al2023"},
 		{"architecture", get(tpl, "Globals", "Function", "Architectures"), []any{"arm64"}},
 		{"handler", get(tpl, "Globals", "Function", "Handler"), "bootstrap"},
-		{"tracing", get(tpl, "Globals", "Function", "Tracing"), "Active"},
+		{"tracing", get(tpl, "Globals", "Function", "Tracing"), map[string]any{"Ref": "Tracing"}},
+		{"tracing off by default (docs/cost.md)", []any{param("Tracing")["Default"], param("Tracing")["AllowedValues"]}, []any{"PassThrough", []any{"PassThrough", "Active"}}},
 		{"JSON logs", get(tpl, "Globals", "Function", "LoggingConfig", "LogFormat"), "JSON"},
 		// Parameters
 		{"TokenSlots default", param("TokenSlots")["Default"], int64(3)},
@@ -101,33 +102,27 @@ func TestTemplateFacts(t *testing.T) {
 		}, []any{"Deny", false}},
 		// Alarms
 		// The EMF metrics as internal/metrics writes them: namespace, dimension Function.
-		{"no-valid-token alarm", []any{res("NoValidTokenAlarm", "Properties", "Namespace"), res("NoValidTokenAlarm", "Properties", "MetricName"),
-			res("NoValidTokenAlarm", "Properties", "Dimensions")},
-			[]any{metrics.Namespace, "TokenRemainingSeconds", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
 		{"expiry alarm", []any{res("FilesNearingExpiryAlarm", "Properties", "Namespace"), res("FilesNearingExpiryAlarm", "Properties", "MetricName"),
 			res("FilesNearingExpiryAlarm", "Properties", "Dimensions")},
 			[]any{metrics.Namespace, "FilesNearingExpiry", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}}},
 		{"DLQ alarm", res("DeadLetterQueueNotEmptyAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Fn::GetAtt": []any{"DownloadDeadLetterQueue", "QueueName"}}},
 		{"refresher errors alarm", res("TokenRefresherErrorsAlarm", "Properties", "Dimensions", "0", "Value"), map[string]any{"Ref": TokenRefresher}},
+		// Liveness: Lambda's Errors has a data point for every invocation, so missing data means no run.
+		{"refresher liveness", []any{res("TokenRefresherErrorsAlarm", "Properties", "TreatMissingData"), res("TokenRefresherErrorsAlarm", "Properties", "Period")},
+			[]any{"breaching", int64(60)}},
+		{"poller liveness (PollSchedule up to hourly)", []any{res("FilesetPollerErrorsAlarm", "Properties", "TreatMissingData"), res("FilesetPollerErrorsAlarm", "Properties", "Period"),
+			res("FilesetPollerErrorsAlarm", "Properties", "DatapointsToAlarm")}, []any{"breaching", int64(3600), int64(2)}},
 		// Issue 11 alarms: metrics the functions really emit (grep internal/metrics calls).
 		{"poller errors alarm", []any{res("FilesetPollerErrorsAlarm", "Properties", "Namespace"), res("FilesetPollerErrorsAlarm", "Properties", "MetricName"),
 			res("FilesetPollerErrorsAlarm", "Properties", "Dimensions", "0", "Value")},
 			[]any{"AWS/Lambda", "Errors", map[string]any{"Ref": FilesetPoller}}},
-		{"wrong password alarm", []any{res("AuthCredentialsRejectedAlarm", "Properties", "Namespace"), res("AuthCredentialsRejectedAlarm", "Properties", "MetricName"),
-			res("AuthCredentialsRejectedAlarm", "Properties", "Dimensions")},
-			[]any{metrics.Namespace, "AuthCredentialsRejected", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
-		{"ring short of slots alarm", []any{res("RingShortOfSlotsAlarm", "Properties", "Namespace"), res("RingShortOfSlotsAlarm", "Properties", "MetricName"),
-			res("RingShortOfSlotsAlarm", "Properties", "Dimensions")},
-			[]any{metrics.Namespace, "RingSlotsNeeded", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": TokenRefresher}}}}},
 		{"stuck files alarm", []any{res("FilesStuckAlarm", "Properties", "Namespace"), res("FilesStuckAlarm", "Properties", "MetricName"),
 			res("FilesStuckAlarm", "Properties", "Dimensions"), res("FilesStuckAlarm", "Properties", "TreatMissingData")},
-			[]any{metrics.Namespace, "OldestNonFinalAgeSeconds", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}, "breaching"}},
-		{"failed files alarm: downloader", []any{res("FilesFailedAlarm", "Properties", "Metrics", "1", "MetricStat", "Metric", "MetricName"),
-			res("FilesFailedAlarm", "Properties", "Metrics", "1", "MetricStat", "Metric", "Dimensions")},
-			[]any{"FilesFailed", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": Downloader}}}}},
-		{"failed files alarm: poller", []any{res("FilesFailedAlarm", "Properties", "Metrics", "2", "MetricStat", "Metric", "MetricName"),
-			res("FilesFailedAlarm", "Properties", "Metrics", "2", "MetricStat", "Metric", "Dimensions")},
-			[]any{"FilesFailed", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}}},
+			[]any{metrics.Namespace, "FilesStuck", []any{map[string]any{"Name": "Function", "Value": map[string]any{"Ref": FilesetPoller}}}, "notBreaching"}},
+		// One metric for the poller's and the downloader's FAILED files: one alarm metric.
+		{"failed files alarm", []any{res("FilesFailedAlarm", "Properties", "Namespace"), res("FilesFailedAlarm", "Properties", "MetricName"),
+			res("FilesFailedAlarm", "Properties", "Dimensions"), res("FilesFailedAlarm", "Properties", "Metrics")},
+			[]any{metrics.Namespace, "FilesFailed", []any{map[string]any{"Name": metrics.StackDimension, "Value": map[string]any{"Ref": "StateTable"}}}, nil}},
 		{"sparse index of non-final files", []any{res("StateTable", "Properties", "GlobalSecondaryIndexes", "0", "IndexName"),
 			res("StateTable", "Properties", "GlobalSecondaryIndexes", "0", "KeySchema")},
 			[]any{state.NonFinalIndex, []any{map[string]any{"AttributeName": state.AttrNonFinal, "KeyType": "HASH"}, map[string]any{"AttributeName": state.AttrUpdatedAt, "KeyType": "RANGE"}}}},
@@ -143,8 +138,8 @@ func TestTemplateFacts(t *testing.T) {
 
 	t.Run("every alarm notifies the topic", func(t *testing.T) {
 		alarms := tpl.ResourcesOfType("AWS::CloudWatch::Alarm")
-		if len(alarms) != 11 { // 2 of them only with Notifications=true
-			t.Errorf("%d alarms, want 11", len(alarms))
+		if len(alarms) != 8 { // 2 of them only with Notifications=true
+			t.Errorf("%d alarms, want 8", len(alarms))
 		}
 		for _, a := range alarms {
 			if got := fmt.Sprint(a.Properties["AlarmActions"]); got != "[map[Ref:AlarmTopic]]" {

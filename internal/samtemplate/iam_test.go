@@ -96,11 +96,12 @@ func commonGrants(logGroup string) []string {
 	return []string{
 		"logs:CreateLogStream {" + logGroup + ".Arn}",
 		"logs:PutLogEvents {" + logGroup + ".Arn}",
-		"xray:PutTraceSegments *",
-		"xray:PutTelemetryRecords *",
 		"secretsmanager:BatchGetSecretValue *",
 	}
 }
+
+// xrayGrants are granted only with Tracing=Active (X-Ray takes no resource ARN).
+var xrayGrants = []string{"xray:PutTraceSegments *", "xray:PutTelemetryRecords *"}
 
 func tableGrants() []string {
 	var out []string
@@ -189,6 +190,14 @@ func TestIAMExactGrants(t *testing.T) {
 				[]string{"sqs:ReceiveMessage {DownloadQueue.Arn}", "sqs:DeleteMessage {DownloadQueue.Arn}",
 					"sqs:GetQueueAttributes {DownloadQueue.Arn}", "sqs:SendMessage {DownloadQueue.Arn}"},
 				s3Grants("arn:aws:s3:::my-bucket/cfs/*", "arn:aws:s3:::my-bucket")),
+		}},
+		{"tracing active: the X-Ray write actions too", map[string]string{"Tracing": "Active"}, map[string][]string{
+			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), xrayGrants, tableGrants(),
+				[]string{"secretsmanager:GetSecretValue {CredentialsSecret}", "secretsmanager:DescribeSecret {CredentialsSecret}"},
+				ringGrants(3, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
+			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), xrayGrants, pollerTableGrants(), []string{nonFinalIndexGrant},
+				ringGrants(3, "secretsmanager:GetSecretValue"),
+				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
 		}},
 	}
 	for _, tt := range tests {
