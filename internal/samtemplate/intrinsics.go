@@ -305,18 +305,27 @@ func (r *Resolver) function(fn string, arg any) (any, error) {
 }
 
 func (r *Resolver) fnIf(args []any) (any, error) {
+	branch, err := ifBranch(args, r.Conditions)
+	if err != nil {
+		return nil, err
+	}
+	return r.resolve(branch)
+}
+
+// ifBranch is the branch Fn::If's [condition, then, else] selects.
+func ifBranch(args []any, conds map[string]bool) (any, error) {
 	if len(args) != 3 {
 		return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
 	}
 	name, _ := args[0].(string)
-	c, ok := r.Conditions[name]
+	c, ok := conds[name]
 	if !ok {
 		return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
 	}
 	if c {
-		return r.resolve(args[1])
+		return args[1], nil
 	}
-	return r.resolve(args[2])
+	return args[2], nil
 }
 
 func (r *Resolver) getAtt(arg any) (any, error) {
@@ -508,18 +517,11 @@ func prune(v any, conds map[string]bool) (any, error) {
 			return noValue{}, nil
 		}
 		if args, ok := x["Fn::If"].([]any); ok {
-			if len(args) != 3 {
-				return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
+			branch, err := ifBranch(args, conds)
+			if err != nil {
+				return nil, err
 			}
-			name, _ := args[0].(string)
-			c, ok := conds[name]
-			if !ok {
-				return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
-			}
-			if c {
-				return prune(args[1], conds)
-			}
-			return prune(args[2], conds)
+			return prune(branch, conds)
 		}
 	}
 	return mapChildren(v, func(e any) (any, error) { return prune(e, conds) })
