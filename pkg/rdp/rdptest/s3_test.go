@@ -330,14 +330,8 @@ func TestConcurrentDownloads(t *testing.T) {
 				for _, rng := range [][2]int{{0, 100<<10 - 1}, {100 << 10, 300<<10 - 1}} {
 					req, _ := http.NewRequest("GET", u, nil)
 					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rng[0], rng[1]))
-					res, err := e.c.Do(req)
-					if err != nil {
-						errs <- err
-						return
-					}
-					b, err := io.ReadAll(res.Body)
-					res.Body.Close()
-					if err == nil && !bytes.Equal(b, want[rng[0]:rng[1]+1]) {
+					r, err := e.send(req)
+					if err == nil && !bytes.Equal(r.body, want[rng[0]:rng[1]+1]) {
 						err = io.ErrUnexpectedEOF
 					}
 					if err != nil {
