@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/childproc"
 )
 
 // EmulatorEnv names the variable that overrides where aws-lambda-rie is.
@@ -70,7 +72,7 @@ type emulator struct {
 	url     string // the invoke endpoint
 	logw    *os.File
 	logs    *logReader
-	stderr  *tailBuffer
+	stderr  *childproc.TailBuffer
 	initDur atomic.Int64  // the latest init's duration, from the emulator's log
 	exited  chan struct{} // closed after the process is reaped
 	waitErr error         // written before exited is closed
@@ -78,14 +80,10 @@ type emulator struct {
 	shutdownOnce sync.Once
 }
 
-// freeAddr reserves a loopback port and releases it for the emulator.
+// freeAddr reserves a loopback address and releases it for the emulator.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	port, err := childproc.FreePort()
+	return "127.0.0.1:" + strconv.Itoa(port), err
 }
 
 // spawn starts an emulator for opts and waits until it accepts invocations.
@@ -106,7 +104,7 @@ func spawn(opts Options, sink *logSink) (*emulator, error) {
 		url:    "http://" + invokeAddr + "/2015-03-31/functions/function/invocations",
 		logw:   pw,
 		logs:   newLogReader(sink),
-		stderr: &tailBuffer{max: 4 << 10},
+		stderr: &childproc.TailBuffer{Max: 4 << 10},
 		exited: make(chan struct{}),
 	}
 	cmd := exec.Command(opts.Emulator, "--log-level", "info",
@@ -117,7 +115,9 @@ func spawn(opts Options, sink *logSink) (*emulator, error) {
 	// stderr); its own log goes to the same pipe so that one flush covers
 	// both, and is sorted out line by line (emulatorLine).
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = procAttr()
+	// Its own process group; on Linux it dies with the test binary (e.g. when
+	// `go test -timeout` panics), and the function, losing its Runtime API, exits.
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
@@ -186,15 +186,15 @@ func (e *emulator) functionPIDs() []int { return childPIDs(e.pid) }
 func (e *emulator) shutdown() {
 	e.shutdownOnce.Do(func() {
 		fns := e.functionPIDs()
-		terminate(e.pid) // the emulator stops its runtime on SIGTERM
+		childproc.Terminate(e.pid) // the emulator stops its runtime on SIGTERM
 		select {
 		case <-e.exited:
 		case <-time.After(stopWait):
 		}
 		for _, pid := range fns { // the runtime has its own process group
-			killGroup(pid)
+			childproc.KillGroup(pid)
 		}
-		killGroup(e.pid)
+		childproc.KillGroup(e.pid)
 		<-e.exited
 		e.logw.Close()
 		// The reader ends when every holder of the pipe is gone; a process
@@ -204,30 +204,6 @@ func (e *emulator) shutdown() {
 		case <-time.After(logReaderDrainWait):
 		}
 	})
-}
-
-// tailBuffer keeps the last max bytes written (the emulator's own log, for
-// error messages).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = t.b[over:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
 }
 
 // functionLine sorts a captured line: the emulator's own log lines

@@ -6,13 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
-
-// setParentDeathSignal kills the emulator if the test binary dies without
-// closing its Runners (e.g. `go test -timeout` panics); the function then
-// loses its Runtime API and aws-lambda-go exits.
-func setParentDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
 
 // childPIDs lists pid's children from /proc/<pid>/task/*/children.
 func childPIDs(pid int) []int {

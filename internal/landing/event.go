@@ -22,15 +22,24 @@ const (
 	maxDetail = 200 << 10
 )
 
-func (l *Lander) putManifest(ctx context.Context, m *Manifest) error {
-	body, err := json.MarshalIndent(m, "", "  ")
+// jsonObject is a PUT of v as indented JSON at key in the destination bucket;
+// what names the object in errors.
+func (l *Lander) jsonObject(what, key string, v any) (*s3.PutObjectInput, error) {
+	body, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode manifest %s: %w", m.ManifestKey, err)
+		return nil, fmt.Errorf("encode %s %s: %w", what, key, err)
 	}
-	_, err = l.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &l.cfg.DestBucket, Key: aws.String(m.ManifestKey), Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
-	})
+	return &s3.PutObjectInput{
+		Bucket: &l.cfg.DestBucket, Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+	}, nil
+}
+
+func (l *Lander) putManifest(ctx context.Context, m *Manifest) error {
+	in, err := l.jsonObject("manifest", m.ManifestKey, m)
 	if err != nil {
+		return err
+	}
+	if _, err := l.s3.PutObject(ctx, in); err != nil {
 		return fmt.Errorf("put manifest %s: %w", m.ManifestKey, err)
 	}
 	return nil

@@ -38,6 +38,14 @@ func newFakeState(c *rdptest.Clock) *fakeState {
 	return &fakeState{clock: c, files: map[string]*state.FileItem{}, sets: map[string]*state.FileSetItem{}}
 }
 
+// request locks the fake for one DynamoDB request and counts it; defer the
+// unlock it returns.
+func (f *fakeState) request() (unlock func()) {
+	f.mu.Lock()
+	f.calls++
+	return f.mu.Unlock
+}
+
 func (f *fakeState) record(fs state.FileSetItem) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -51,9 +59,7 @@ func (f *fakeState) done(fileID, fileSetID, key string, size int64, etag string)
 }
 
 func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
+	defer f.request()()
 	it, ok := f.files[id]
 	if !ok {
 		return nil, state.ErrNotFound
@@ -63,9 +69,7 @@ func (f *fakeState) GetFile(_ context.Context, id string) (*state.FileItem, erro
 }
 
 func (f *fakeState) BatchGetFiles(_ context.Context, ids []string) (map[string]*state.FileItem, int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
+	defer f.request()()
 	out := map[string]*state.FileItem{}
 	for _, id := range ids {
 		if it, ok := f.files[id]; ok {
@@ -77,9 +81,7 @@ func (f *fakeState) BatchGetFiles(_ context.Context, ids []string) (map[string]*
 }
 
 func (f *fakeState) AddLanded(_ context.Context, fsID, fileID string) (*state.FileSetItem, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
+	defer f.request()()
 	fs, ok := f.sets[fsID]
 	if !ok {
 		return nil, state.ErrNotFound
@@ -93,9 +95,7 @@ func (f *fakeState) AddLanded(_ context.Context, fsID, fileID string) (*state.Fi
 }
 
 func (f *fakeState) ClaimLanding(_ context.Context, fsID, owner string, until time.Time) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
+	defer f.request()()
 	fs, ok := f.sets[fsID]
 	if !ok || fs.PublishedAt != nil || (fs.LandingOwner != "" && fs.LandingLeaseUntil >= f.clock.Now().UnixMilli()) {
 		return state.ErrConflict
@@ -113,9 +113,7 @@ func (f *fakeState) ReleaseLanding(_ context.Context, fsID, owner string) error 
 }
 
 func (f *fakeState) end(fsID, owner string, published bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
+	defer f.request()()
 	fs, ok := f.sets[fsID]
 	if !ok || fs.LandingOwner != owner {
 		return state.ErrConflict

@@ -1,7 +1,6 @@
 package landing
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,11 +105,10 @@ func (l *Lander) addToIndex(ctx context.Context, m *Manifest) error {
 			return nil
 		}
 		idx.UpdatedAt = l.now().UTC()
-		body, err := json.MarshalIndent(idx, "", "  ")
+		in, err := l.jsonObject("index", key, idx)
 		if err != nil {
-			return fmt.Errorf("encode index %s: %w", key, err)
+			return err
 		}
-		in := &s3.PutObjectInput{Bucket: &l.cfg.DestBucket, Key: &key, Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
 		if etag == "" {
 			in.IfNoneMatch = aws.String("*")
 		} else {

@@ -61,6 +61,15 @@ func (e *env) fileSet(id, name string, n, hour int) []string {
 	return ids
 }
 
+// landedSet records a file-set as fileSet does, with every file downloaded.
+func (e *env) landedSet(id, name string, n, hour int) []string {
+	ids := e.fileSet(id, name, n, hour)
+	for _, f := range ids {
+		e.land(id, f)
+	}
+	return ids
+}
+
 func (e *env) land(fsID, fileID string) {
 	e.state.done(fileID, fsID, prefix+"bulk-ESG/"+pkg+"/"+fsID+"/"+fileID+".jsonl.gz", int64(len(fileID))*1000, `"etag-`+fileID+`"`)
 }
@@ -226,8 +235,7 @@ func TestIndexConcurrentWritersLoseNothing(t *testing.T) {
 			kind = "Init"
 		}
 		// created in reverse of the landing order below
-		ids := e.fileSet(id, fmt.Sprintf("ESG-%s-%02d", kind, i), 1, n-i)
-		e.land(id, ids[0])
+		ids := e.landedSet(id, fmt.Sprintf("ESG-%s-%02d", kind, i), 1, n-i)
 		all = append(all, ids[0])
 	}
 	var wg sync.WaitGroup
@@ -260,8 +268,7 @@ func TestIndexConcurrentWritersLoseNothing(t *testing.T) {
 func TestFakeS3RefusesStaleIndexWrite(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.fileSet("a", "A-Init", 1, 1)
-	e.land("a", ids[0])
+	ids := e.landedSet("a", "A-Init", 1, 1)
 	if _, err := e.l.FileLanded(ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +276,7 @@ func TestFakeS3RefusesStaleIndexWrite(t *testing.T) {
 	if err != nil || etag == "" {
 		t.Fatalf("read index: %q %v", etag, err)
 	}
-	ids = e.fileSet("b", "B-Delta", 1, 2)
-	e.land("b", ids[0])
+	ids = e.landedSet("b", "B-Delta", 1, 2)
 	if _, err := e.l.FileLanded(ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +289,7 @@ func TestFakeS3RefusesStaleIndexWrite(t *testing.T) {
 func TestPublishFailureIsRetriedByTheRedelivery(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.fileSet("fs1", "ESG-Delta", 2, 1)
-	for _, id := range ids {
-		e.land("fs1", id)
-	}
+	ids := e.landedSet("fs1", "ESG-Delta", 2, 1)
 	if o, _ := e.l.FileLanded(ctx, ids[0]); o != Incomplete {
 		t.Fatalf("first file: %s", o)
 	}
@@ -309,8 +312,7 @@ func TestPublishFailureIsRetriedByTheRedelivery(t *testing.T) {
 func TestCrashedPublisherBlocksOnlyUntilTheLeaseExpires(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.fileSet("fs1", "ESG-Delta", 1, 1)
-	e.land("fs1", ids[0])
+	ids := e.landedSet("fs1", "ESG-Delta", 1, 1)
 	if _, err := e.state.AddLanded(ctx, "fs1", ids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -335,10 +337,7 @@ func TestCrashedPublisherBlocksOnlyUntilTheLeaseExpires(t *testing.T) {
 func TestHugeFileSetEventStaysSmall(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.fileSet("big", "ESG-Init", 3000, 1)
-	for _, id := range ids {
-		e.land("big", id)
-	}
+	ids := e.landedSet("big", "ESG-Init", 3000, 1)
 	var last Outcome
 	for _, id := range ids {
 		o, err := e.l.FileLanded(ctx, id)

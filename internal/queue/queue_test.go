@@ -78,6 +78,20 @@ func msgs(n int) []Message {
 	return out
 }
 
+// answerThenRetry answers the first call with first and every later one with
+// success, checking that the retry carries wantRetry entries.
+func answerThenRetry(t *testing.T, first *sqs.SendMessageBatchOutput, wantRetry int) func(int, *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+	return func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+		if call == 1 {
+			return first, nil
+		}
+		if len(in.Entries) != wantRetry {
+			t.Errorf("retry sent %d entries, want %d", len(in.Entries), wantRetry)
+		}
+		return &sqs.SendMessageBatchOutput{}, nil
+	}
+}
+
 func TestSendBatch(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -90,24 +104,10 @@ func TestSendBatch(t *testing.T) {
 		{"25 messages in 3 calls", 25, func(int, *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
 			return &sqs.SendMessageBatchOutput{}, nil
 		}, 25, 0, 3},
-		{"partial failure retried", 10, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
-			if call == 1 {
-				return &sqs.SendMessageBatchOutput{Failed: []types.BatchResultErrorEntry{{Id: aws.String("3")}, {Id: aws.String("7")}}}, nil
-			}
-			if len(in.Entries) != 2 {
-				t.Errorf("retry sent %d entries, want 2", len(in.Entries))
-			}
-			return &sqs.SendMessageBatchOutput{}, nil
-		}, 10, 0, 2},
-		{"an entry in neither list is not counted as sent", 3, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
-			if call == 1 {
-				return &sqs.SendMessageBatchOutput{Successful: []types.SendMessageBatchResultEntry{{Id: aws.String("0")}, {Id: aws.String("2")}}}, nil
-			}
-			if len(in.Entries) != 1 {
-				t.Errorf("retry sent %d entries, want 1", len(in.Entries))
-			}
-			return &sqs.SendMessageBatchOutput{}, nil
-		}, 3, 0, 2},
+		{"partial failure retried", 10, answerThenRetry(t, &sqs.SendMessageBatchOutput{Failed: []types.BatchResultErrorEntry{{Id: aws.String("3")}, {Id: aws.String("7")}}}, 2),
+			10, 0, 2},
+		{"an entry in neither list is not counted as sent", 3, answerThenRetry(t, &sqs.SendMessageBatchOutput{Successful: []types.SendMessageBatchResultEntry{{Id: aws.String("0")}, {Id: aws.String("2")}}}, 1),
+			3, 0, 2},
 		{"persistent error reported, not lost", 12, func(call int, in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
 			if len(in.Entries) == 2 {
 				return nil, errors.New("boom")

@@ -230,41 +230,47 @@ func (r *Resolver) ResolveString(v any) (string, error) {
 }
 
 func (r *Resolver) resolve(v any) (any, error) {
+	if x, ok := v.(map[string]any); ok && len(x) == 1 {
+		for fn, arg := range x {
+			if fn == "Ref" || strings.HasPrefix(fn, "Fn::") {
+				return r.function(fn, arg)
+			}
+		}
+	}
+	return mapChildren(v, r.resolve)
+}
+
+// mapChildren rebuilds a list or a map with f applied to each element,
+// dropping the elements f turns into AWS::NoValue; other values are returned
+// as they are.
+func mapChildren(v any, f func(any) (any, error)) (any, error) {
 	switch x := v.(type) {
 	case []any:
 		out := make([]any, 0, len(x))
 		for _, e := range x {
-			rv, err := r.resolve(e)
+			fv, err := f(e)
 			if err != nil {
 				return nil, err
 			}
-			if _, drop := rv.(noValue); !drop {
-				out = append(out, rv)
+			if _, drop := fv.(noValue); !drop {
+				out = append(out, fv)
 			}
 		}
 		return out, nil
 	case map[string]any:
-		if len(x) == 1 {
-			for fn, arg := range x {
-				if fn == "Ref" || strings.HasPrefix(fn, "Fn::") {
-					return r.function(fn, arg)
-				}
-			}
-		}
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			rv, err := r.resolve(e)
+			fv, err := f(e)
 			if err != nil {
 				return nil, err
 			}
-			if _, drop := rv.(noValue); !drop {
-				out[k] = rv
+			if _, drop := fv.(noValue); !drop {
+				out[k] = fv
 			}
 		}
 		return out, nil
-	default:
-		return v, nil
 	}
+	return v, nil
 }
 
 func (r *Resolver) function(fn string, arg any) (any, error) {
@@ -299,18 +305,27 @@ func (r *Resolver) function(fn string, arg any) (any, error) {
 }
 
 func (r *Resolver) fnIf(args []any) (any, error) {
+	branch, err := ifBranch(args, r.Conditions)
+	if err != nil {
+		return nil, err
+	}
+	return r.resolve(branch)
+}
+
+// ifBranch is the branch Fn::If's [condition, then, else] selects.
+func ifBranch(args []any, conds map[string]bool) (any, error) {
 	if len(args) != 3 {
 		return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
 	}
 	name, _ := args[0].(string)
-	c, ok := r.Conditions[name]
+	c, ok := conds[name]
 	if !ok {
 		return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
 	}
 	if c {
-		return r.resolve(args[1])
+		return args[1], nil
 	}
-	return r.resolve(args[2])
+	return args[2], nil
 }
 
 func (r *Resolver) getAtt(arg any) (any, error) {
@@ -497,53 +512,19 @@ func PruneConditions(v any, conds map[string]bool) (any, error) {
 }
 
 func prune(v any, conds map[string]bool) (any, error) {
-	switch x := v.(type) {
-	case []any:
-		out := make([]any, 0, len(x))
-		for _, e := range x {
-			pv, err := prune(e, conds)
+	if x, ok := v.(map[string]any); ok && len(x) == 1 {
+		if ref, ok := x["Ref"].(string); ok && ref == "AWS::NoValue" {
+			return noValue{}, nil
+		}
+		if args, ok := x["Fn::If"].([]any); ok {
+			branch, err := ifBranch(args, conds)
 			if err != nil {
 				return nil, err
 			}
-			if _, drop := pv.(noValue); !drop {
-				out = append(out, pv)
-			}
+			return prune(branch, conds)
 		}
-		return out, nil
-	case map[string]any:
-		if len(x) == 1 {
-			if ref, ok := x["Ref"].(string); ok && ref == "AWS::NoValue" {
-				return noValue{}, nil
-			}
-			if args, ok := x["Fn::If"].([]any); ok {
-				if len(args) != 3 {
-					return nil, fmt.Errorf("Fn::If wants [condition, then, else]")
-				}
-				name, _ := args[0].(string)
-				c, ok := conds[name]
-				if !ok {
-					return nil, fmt.Errorf("Fn::If: unknown condition %q", name)
-				}
-				if c {
-					return prune(args[1], conds)
-				}
-				return prune(args[2], conds)
-			}
-		}
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			pv, err := prune(e, conds)
-			if err != nil {
-				return nil, err
-			}
-			if _, drop := pv.(noValue); !drop {
-				out[k] = pv
-			}
-		}
-		return out, nil
-	default:
-		return v, nil
 	}
+	return mapChildren(v, func(e any) (any, error) { return prune(e, conds) })
 }
 
 // Specialize returns the template as CloudFormation would create it for the

@@ -10,9 +10,10 @@ package samtemplate
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/cfsync/cfsync/internal/repo"
 )
@@ -123,12 +124,7 @@ func (t Template) section(name string) map[string]any {
 
 // Resources returns every resource, sorted by logical id.
 func (t Template) Resources() []Resource {
-	res := t.section("Resources")
-	ids := make([]string, 0, len(res))
-	for id := range res {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := SortedKeys(t.section("Resources"))
 	out := make([]Resource, 0, len(ids))
 	for _, id := range ids {
 		if r, ok := t.Resource(id); ok {
@@ -168,11 +164,7 @@ func (t Template) ResourcesOfType(typ string) []Resource {
 // Parameters returns the Parameters section, sorted by name.
 func (t Template) Parameters() []Parameter {
 	sec := t.section("Parameters")
-	names := make([]string, 0, len(sec))
-	for n := range sec {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := SortedKeys(sec)
 	out := make([]Parameter, 0, len(names))
 	for _, n := range names {
 		m, _ := sec[n].(map[string]any)
@@ -195,13 +187,7 @@ func (t Template) Parameters() []Parameter {
 
 // Outputs returns the names of the Outputs section, sorted.
 func (t Template) Outputs() []string {
-	sec := t.section("Outputs")
-	out := make([]string, 0, len(sec))
-	for n := range sec {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return SortedKeys(t.section("Outputs"))
 }
 
 // Functions returns the AWS::Serverless::Function resources of a SAM template.
@@ -273,10 +259,5 @@ func number(v any) *float64 {
 
 // SortedKeys returns the keys of m in order.
 func SortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }

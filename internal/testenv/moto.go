@@ -7,17 +7,14 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,18 +22,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/cfsync/cfsync/internal/childproc"
 	"github.com/cfsync/cfsync/internal/repo"
 )
 
 // FreePort returns a free TCP port on 127.0.0.1.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func FreePort() (int, error) { return childproc.FreePort() }
 
 // Reset wipes every resource (moto's reset API).
 func (m *MotoServer) Reset() error {
@@ -95,7 +86,7 @@ type MotoServer struct {
 	Port     int
 	PID      int
 	cmd      *exec.Cmd
-	out      *tailBuffer
+	out      *childproc.TailBuffer
 	exited   chan struct{}
 	stopOnce sync.Once
 }
@@ -132,11 +123,13 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
-	out := &tailBuffer{max: 16 << 10}
+	out := &childproc.TailBuffer{Max: 16 << 10}
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
-	cmd.SysProcAttr = childAttr()
+	// Its own process group, so that a Ctrl-C in the terminal reaches only the
+	// demo, which then stops moto_server itself; on Linux it dies with us.
+	cmd.SysProcAttr = childproc.Attr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
@@ -155,7 +148,7 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 		}
 		select {
 		case <-m.exited:
-			return nil, fmt.Errorf("start moto_server: it exited: %s", strings.TrimSpace(out.String()))
+			return nil, fmt.Errorf("start moto_server: it exited: %s", out.String())
 		case <-ctx.Done():
 			m.Stop()
 			return nil, fmt.Errorf("start moto_server: %w", ctx.Err())
@@ -163,7 +156,7 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 		}
 		if time.Now().After(deadline) {
 			m.Stop()
-			return nil, fmt.Errorf("start moto_server: no answer on %s after 60s: %s", m.Endpoint, strings.TrimSpace(out.String()))
+			return nil, fmt.Errorf("start moto_server: no answer on %s after 60s: %s", m.Endpoint, out.String())
 		}
 	}
 }
@@ -172,41 +165,18 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 // after 3 s) and waits for it.
 func (m *MotoServer) Stop() {
 	m.stopOnce.Do(func() {
-		terminateGroup(m.PID)
+		childproc.TerminateGroup(m.PID)
 		select {
 		case <-m.exited:
 		case <-time.After(3 * time.Second):
 		}
-		killGroup(m.PID)
+		childproc.KillGroup(m.PID)
 		<-m.exited
 	})
 }
 
 // Output is the tail of moto_server's output.
 func (m *MotoServer) Output() string { return m.out.String() }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if over := t.buf.Len() - t.max; over > 0 {
-		t.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.buf.String()
-}
 
 // MotoConfig starts a moto_server for the test (see [Moto]) and returns it
 // with an SDK config pointed at it.

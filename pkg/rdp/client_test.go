@@ -20,11 +20,17 @@ func recordSleep(waits *[]time.Duration) Option {
 	})
 }
 
-func newTestClient(t *testing.T, h http.Handler, opts ...Option) *Client {
+// testServer serves h until the test ends and returns its URL.
+func testServer(t *testing.T, h http.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c, err := NewClient(append([]Option{WithBaseURL(srv.URL)}, opts...)...)
+	return srv.URL
+}
+
+func newTestClient(t *testing.T, h http.Handler, opts ...Option) *Client {
+	t.Helper()
+	c, err := NewClient(append([]Option{WithBaseURL(testServer(t, h))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -23,18 +22,17 @@ func s3Error(w http.ResponseWriter, status int, code string) {
 func TestGetRangeSendsURLByteForByte(t *testing.T) {
 	const pathQuery = "/PKG/2026/01/02/a%3Ab|c^d%2Ce.csv.gz?x-request-Id=r1&X-Amz-Expires=21600&X-Amz-Security-Token=Ab%2Fc%3D%3D+x&X-Amz-Signature=0f"
 	var got string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	host := testServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.RequestURI
 		w.Header().Set("Content-Range", "bytes 0-0/10")
 		w.WriteHeader(http.StatusPartialContent)
 		_, _ = w.Write([]byte("x"))
 	}))
-	defer srv.Close()
 	c, err := NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.GetRange(context.Background(), srv.URL+pathQuery+"#frag", 0, 1)
+	r, err := c.GetRange(context.Background(), host+pathQuery+"#frag", 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +96,9 @@ func TestGetRangeAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(tt.handler))
-			defer srv.Close()
+			host := testServer(t, http.HandlerFunc(tt.handler))
 			const secret = "X-Amz-Security-Token=SECRETTOKEN&X-Amz-Signature=SECRETSIG"
-			r, err := c.GetRangeIfMatch(context.Background(), srv.URL+"/p/f.csv?"+secret, 0, 4, tt.ifMatch)
+			r, err := c.GetRangeIfMatch(context.Background(), host+"/p/f.csv?"+secret, 0, 4, tt.ifMatch)
 			if tt.is == nil && tt.isNot == nil {
 				if err != nil {
 					t.Fatal(err)

@@ -127,23 +127,33 @@ func notFound(msg string) error {
 	return &types.ResourceNotFoundException{Message: aws.String(msg)}
 }
 
-// GetSecretValue implements tokenring.SecretsAPI.
-func (s *Secrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+// startLocked begins a call on one secret, under s.mu: the context's error,
+// else the call is counted and answered with hook's error, if any, or
+// ResourceNotFoundException for an unknown id.
+func (s *Secrets) startLocked(ctx context.Context, op, id string, hook func(id string) error) (*secret, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	id := aws.ToString(in.SecretId)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls["GetSecretValue"]++
-	if s.GetErr != nil {
-		if err := s.GetErr(id); err != nil {
+	s.calls[op]++
+	if hook != nil {
+		if err := hook(id); err != nil {
 			return nil, err
 		}
 	}
 	sec := s.lookup(id)
 	if sec == nil {
 		return nil, notFound("Secrets Manager can't find the specified secret.")
+	}
+	return sec, nil
+}
+
+// GetSecretValue implements tokenring.SecretsAPI.
+func (s *Secrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec, err := s.startLocked(ctx, "GetSecretValue", aws.ToString(in.SecretId), s.GetErr)
+	if err != nil {
+		return nil, err
 	}
 	if len(sec.versions) == 0 {
 		return nil, notFound("Secrets Manager can't find the specified secret value for staging label: AWSCURRENT")
@@ -193,21 +203,11 @@ func (s *Secrets) BatchGetSecretValue(ctx context.Context, in *secretsmanager.Ba
 // PutSecretValue implements tokenring.PutAPI. A repeated ClientRequestToken
 // with the same value creates no version; with another value it fails, as in AWS.
 func (s *Secrets) PutSecretValue(ctx context.Context, in *secretsmanager.PutSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	id := aws.ToString(in.SecretId)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls["PutSecretValue"]++
-	if s.PutErr != nil {
-		if err := s.PutErr(id); err != nil {
-			return nil, err
-		}
-	}
-	sec := s.lookup(id)
-	if sec == nil {
-		return nil, notFound("Secrets Manager can't find the specified secret.")
+	sec, err := s.startLocked(ctx, "PutSecretValue", aws.ToString(in.SecretId), s.PutErr)
+	if err != nil {
+		return nil, err
 	}
 	vid := aws.ToString(in.ClientRequestToken)
 	if vid == "" {

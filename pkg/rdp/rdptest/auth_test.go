@@ -10,53 +10,25 @@ import (
 
 func TestPasswordGrant(t *testing.T) {
 	tests := []struct {
-		name       string
-		form       func() url.Values
-		basicUser  string
-		wantStatus int
-		wantError  string
+		name         string
+		field, value string // the edit to the valid form: value "" drops field
+		basicUser    string
+		wantStatus   int
+		wantError    string
 	}{
-		{"client_id form field", func() url.Values { return passwordForm(false) }, "", 200, ""},
-		{"client_id as basic user", func() url.Values {
-			f := passwordForm(false)
-			f.Del("client_id")
-			return f
-		}, DefaultAppKey, 200, ""},
-		{"wrong password", func() url.Values {
-			f := passwordForm(false)
-			f.Set("password", "nope")
-			return f
-		}, "", 400, "access_denied"},
-		{"unknown user", func() url.Values {
-			f := passwordForm(false)
-			f.Set("username", "nobody")
-			return f
-		}, "", 400, "access_denied"},
-		{"unknown client_id", func() url.Values {
-			f := passwordForm(false)
-			f.Set("client_id", "bogus")
-			return f
-		}, "", 401, "invalid_client"},
-		{"missing client_id", func() url.Values {
-			f := passwordForm(false)
-			f.Del("client_id")
-			return f
-		}, "", 400, "invalid_request"},
-		{"missing grant_type", func() url.Values {
-			f := passwordForm(false)
-			f.Del("grant_type")
-			return f
-		}, "", 400, "invalid_request"},
-		{"unsupported grant_type", func() url.Values {
-			f := passwordForm(false)
-			f.Set("grant_type", "authorization_code")
-			return f
-		}, "", 400, "unsupported_grant_type"},
+		{"client_id form field", "", "", "", 200, ""},
+		{"client_id as basic user", "client_id", "", DefaultAppKey, 200, ""},
+		{"wrong password", "password", "nope", "", 400, "access_denied"},
+		{"unknown user", "username", "nobody", "", 400, "access_denied"},
+		{"unknown client_id", "client_id", "bogus", "", 401, "invalid_client"},
+		{"missing client_id", "client_id", "", "", 400, "invalid_request"},
+		{"missing grant_type", "grant_type", "", "", 400, "invalid_request"},
+		{"unsupported grant_type", "grant_type", "authorization_code", "", 400, "unsupported_grant_type"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Options{})
-			r := e.post("/auth/oauth2/v1/token", tc.form(), tc.basicUser, "")
+			r := e.post("/auth/oauth2/v1/token", passwordFormWith(tc.field, tc.value), tc.basicUser, "")
 			if r.status != tc.wantStatus {
 				t.Fatalf("status %d, want %d: %s", r.status, tc.wantStatus, r.body)
 			}
@@ -214,9 +186,7 @@ func TestSessionQuotaAndExclusiveSignOn(t *testing.T) {
 	if !e.fileStoreOK(at1) {
 		t.Fatal("a refused sign-on must not hurt the live session")
 	}
-	f := passwordForm(false)
-	f.Set("takeExclusiveSignOnControl", "TRUE")
-	r = e.post("/auth/oauth2/v1/token", f, "", "")
+	r = e.post("/auth/oauth2/v1/token", passwordFormWith("takeExclusiveSignOnControl", "TRUE"), "", "")
 	if r.status != 200 {
 		t.Fatalf("exclusive sign-on: %d %s", r.status, r.body)
 	}
@@ -399,9 +369,7 @@ func TestServerSideSessionControl(t *testing.T) {
 	if r := e.post("/auth/oauth2/v1/token", passwordForm(false), "", ""); r.status != 400 {
 		t.Fatalf("old password: %d", r.status)
 	}
-	f := passwordForm(false)
-	f.Set("password", "new-password")
-	if r := e.post("/auth/oauth2/v1/token", f, "", ""); r.status != 200 {
+	if r := e.post("/auth/oauth2/v1/token", passwordFormWith("password", "new-password"), "", ""); r.status != 200 {
 		t.Fatalf("new password: %d %s", r.status, r.body)
 	}
 	if len(e.s.AuthLog()) != 4 { // refresh, refresh, password, password
@@ -415,8 +383,7 @@ func TestServerSideSessionControl(t *testing.T) {
 }
 
 func TestFileStoreAuth(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	tests := []struct {
 		name, header string
 		want         int

@@ -34,6 +34,14 @@ func newEnv(t *testing.T, opts Options) *env {
 	}}
 }
 
+// newTokenEnv is newEnv plus an access token of the default user.
+func newTokenEnv(t *testing.T, opts Options) (*env, string) {
+	t.Helper()
+	e := newEnv(t, opts)
+	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	return e, at
+}
+
 type resp struct {
 	status int
 	header http.Header
@@ -74,28 +82,41 @@ func (r resp) gatewayMessage(t *testing.T) string {
 	return e["message"].(string)
 }
 
-func (e *env) do(req *http.Request) resp {
-	e.t.Helper()
+// send does req and reads the whole body; the error is the transport's or the body read's.
+func (e *env) send(req *http.Request) (resp, error) {
 	res, err := e.c.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+		return resp{}, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatalf("read %s: %v", req.URL.Path, err)
-	}
-	return resp{status: res.StatusCode, header: res.Header, body: b}
+	return resp{status: res.StatusCode, header: res.Header, body: b}, err
 }
 
-// post sends a form to an API path; basicUser/basicPass set HTTP Basic when basicUser != "".
-func (e *env) post(path string, form url.Values, basicUser, basicPass string) resp {
+func (e *env) do(req *http.Request) resp {
+	e.t.Helper()
+	r, err := e.send(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	return r
+}
+
+// formRequest is a POST of form to an API path.
+func (e *env) formRequest(path string, form url.Values) *http.Request {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, e.s.URL()+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req
+}
+
+// post sends a form to an API path; basicUser/basicPass set HTTP Basic when basicUser != "".
+func (e *env) post(path string, form url.Values, basicUser, basicPass string) resp {
+	e.t.Helper()
+	req := e.formRequest(path, form)
 	if basicUser != "" {
 		req.SetBasicAuth(basicUser, basicPass)
 	}
@@ -126,6 +147,17 @@ func passwordForm(exclusive bool) url.Values {
 	}
 	if exclusive {
 		f.Set("takeExclusiveSignOnControl", "true")
+	}
+	return f
+}
+
+// passwordFormWith is passwordForm(false) with key set to value, or without key when value is "".
+func passwordFormWith(key, value string) url.Values {
+	f := passwordForm(false)
+	if value == "" {
+		f.Del(key)
+	} else {
+		f.Set(key, value)
 	}
 	return f
 }

@@ -5,29 +5,16 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
-// try sends a GET and reports the status (0 on a transport error) and the body read error.
-func (e *env) try(u, token string, headers ...string) (int, []byte, error) {
-	req, _ := http.NewRequest("GET", u, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := e.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, b, err
+// try sends a GET to an absolute URL; the status is 0 on a transport error.
+func (e *env) try(u string) (resp, error) {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return e.send(req)
 }
 
 func TestAPIFaults(t *testing.T) {
@@ -126,7 +113,7 @@ func TestAuthFaults(t *testing.T) {
 	// A truncated token response: the grant took effect (a session exists) but the client never
 	// saw its tokens, so a non-exclusive sign-on now hits the session quota.
 	e.s.Inject(Fault{Kind: FaultTruncate, PathPrefix: "/auth/oauth2/v1/token"})
-	_, _, err := e.postRaw("/auth/oauth2/v1/token", passwordForm(false))
+	_, err := e.send(e.formRequest("/auth/oauth2/v1/token", passwordForm(false)))
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("truncated: %v", err)
 	}
@@ -136,22 +123,12 @@ func TestAuthFaults(t *testing.T) {
 	}
 	// Reset: the request is not processed, but it is logged.
 	e.s.Inject(Fault{Kind: FaultReset, PathPrefix: "/auth/"})
-	if _, _, err := e.postRaw("/auth/oauth2/v1/token", passwordForm(true)); err == nil {
+	if _, err := e.send(e.formRequest("/auth/oauth2/v1/token", passwordForm(true))); err == nil {
 		t.Fatal("reset: no error")
 	}
 	if n := len(e.s.AuthLog()); n != 4 {
 		t.Fatalf("auth log has %d records, want 4", n)
 	}
-}
-
-func (e *env) postRaw(path string, form url.Values) (int, []byte, error) {
-	res, err := e.c.PostForm(e.s.URL()+path, form)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, b, err
 }
 
 func TestS3Faults(t *testing.T) {
@@ -175,21 +152,21 @@ func TestS3Faults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Options{})
-			at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+			e, at := newTokenEnv(t, Options{})
 			fs := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 2, 10000)[0]
 			target, bystander := fs.Files[0], fs.Files[1]
 			f := tc.fault
 			f.FileID = target.ID
 			e.s.Inject(f)
 			// The other file is not affected.
-			if st, b, err := e.try(e.with(t).streamURL(bystander.ID, at), ""); err != nil || st != 200 || len(b) != 10000 {
-				t.Fatalf("bystander: %d %v", st, err)
+			if r, err := e.try(e.with(t).streamURL(bystander.ID, at)); err != nil || r.status != 200 || len(r.body) != 10000 {
+				t.Fatalf("bystander: %d %v", r.status, err)
 			}
 			u := e.with(t).streamURL(target.ID, at)
 			// A fresh connection: net/http retries a GET once by itself when a reused one is reset.
 			e.c.Transport.(*http.Transport).CloseIdleConnections()
-			st, body, err := e.try(u, "")
+			r, err := e.try(u)
+			st, body := r.status, r.body
 			switch {
 			case tc.wantStatus == 0:
 				if err == nil {
@@ -203,20 +180,19 @@ func TestS3Faults(t *testing.T) {
 					t.Fatal("partial body differs from the content")
 				}
 			default:
-				if st != tc.wantStatus || s3Code(resp{body: body}) != tc.wantCode {
+				if st != tc.wantStatus || s3Code(r) != tc.wantCode {
 					t.Fatalf("got %d %s", st, body)
 				}
 			}
-			if st, b, err := e.try(u, ""); err != nil || st != 200 || !bytes.Equal(b, fullContent(target)) {
-				t.Fatalf("after the fault: %d %v", st, err)
+			if r, err := e.try(u); err != nil || r.status != 200 || !bytes.Equal(r.body, fullContent(target)) {
+				t.Fatalf("after the fault: %d %v", r.status, err)
 			}
 		})
 	}
 }
 
 func TestExpiredURLFromStream(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 	e.s.Inject(Fault{Kind: FaultExpiredURL, Host: HostAPI})
 	u := e.streamURL(f.ID, at)
@@ -229,8 +205,7 @@ func TestExpiredURLFromStream(t *testing.T) {
 }
 
 func TestRepeatItemFault(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	sets := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 30, 1, 1)
 	e.s.Inject(Fault{Kind: FaultRepeatItem, PathPrefix: "/file-store/v1/file-sets"})
 	items, pages := e.listAll("/file-store/v1/file-sets?bucket=bulk-ESG&pageSize=10", at)
@@ -244,8 +219,7 @@ func TestRepeatItemFault(t *testing.T) {
 }
 
 func TestFaultTimesForever(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	e.s.Inject(Fault{Kind: FaultUnavailable, Times: -1})
 	for i := 0; i < 5; i++ {
 		if r := e.get("/file-store/v1/packages", at); r.status != 503 {
@@ -271,8 +245,7 @@ func TestFaultTimesForever(t *testing.T) {
 // TestFaultEvery: a fault with Every fires on every Every-th matching request only; the
 // requests in between, and requests that do not match, are served normally and do not count.
 func TestFaultEvery(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	e.s.Inject(Fault{Kind: FaultUnauthorized, PathPrefix: "/file-store/v1/packages", Every: 3, Times: 2})
 	var got []int
 	for i := 0; i < 8; i++ {
@@ -359,8 +332,7 @@ func TestStallReleasedByClose(t *testing.T) {
 }
 
 func TestStallReleasedWhenClientGivesUp(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 1000)[0].Files[0]
 	u := e.streamURL(f.ID, at)
 	e.s.Inject(Fault{Kind: FaultStall, FileID: f.ID, After: 10})

@@ -13,62 +13,63 @@ import (
 // Tests for the simulator's RDP-faithful defaults (docs/rdp.md), one per behaviour, each with
 // the option that restores the old behaviour where one exists.
 
-func TestNoFileEndpointByDefault(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts Options
-		want int
-	}{{"default: route absent", Options{}, 404}, {"FileEndpoint", Options{FileEndpoint: true}, 200}} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, tc.opts)
-			at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
-			f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
-			r := e.get("/file-store/v1/files/"+f.ID, at)
-			if r.status != tc.want {
-				t.Fatalf("GET /files/{id}: %d %s", r.status, r.body)
-			}
-			if tc.want == 404 && r.gatewayMessage(t) != "Resource not found" {
-				t.Fatalf("not the gateway's generic 404: %s", r.body)
-			}
+// defaultAndOption runs check on the simulator's defaults (subtest "default") and with opts
+// (subtest name); withOpt says which.
+func defaultAndOption(t *testing.T, name string, opts Options, check func(t *testing.T, e *env, at string, withOpt bool)) {
+	for _, withOpt := range []bool{false, true} {
+		sub, o := "default", Options{}
+		if withOpt {
+			sub, o = name, opts
+		}
+		t.Run(sub, func(t *testing.T) {
+			e, at := newTokenEnv(t, o)
+			check(t, e, at, withOpt)
 		})
 	}
 }
 
+func TestNoFileEndpointByDefault(t *testing.T) {
+	defaultAndOption(t, "FileEndpoint", Options{FileEndpoint: true}, func(t *testing.T, e *env, at string, withOpt bool) {
+		f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
+		r := e.get("/file-store/v1/files/"+f.ID, at)
+		want := 404
+		if withOpt {
+			want = 200
+		}
+		if r.status != want {
+			t.Fatalf("GET /files/{id}: %d %s", r.status, r.body)
+		}
+		if !withOpt && r.gatewayMessage(t) != "Resource not found" {
+			t.Fatalf("not the gateway's generic 404: %s", r.body)
+		}
+	})
+}
+
 func TestFileListingFields(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		opts    Options
-		wantMD5 bool
-	}{{"default: no md5", Options{}, false}, {"MD5", Options{MD5: true}, true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, tc.opts)
-			at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
-			fs := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0]
-			items := e.get("/file-store/v1/files?filesetId="+fs.ID, at).items(t)
-			if len(items) != 1 {
-				t.Fatalf("items %v", items)
-			}
-			var keys []string
-			for k := range items[0] {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			want := []string{"created", "fileSizeInBytes", "filename", "filesetId", "id", "modified"}
-			if tc.wantMD5 {
-				want = []string{"created", "fileSizeInBytes", "filename", "filesetId", "id", "md5", "modified"}
-			}
-			if !slices.Equal(keys, want) {
-				t.Fatalf("fields %v, want %v", keys, want)
-			}
-		})
-	}
+	defaultAndOption(t, "MD5", Options{MD5: true}, func(t *testing.T, e *env, at string, withOpt bool) {
+		fs := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0]
+		items := e.get("/file-store/v1/files?filesetId="+fs.ID, at).items(t)
+		if len(items) != 1 {
+			t.Fatalf("items %v", items)
+		}
+		var keys []string
+		for k := range items[0] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		want := []string{"created", "fileSizeInBytes", "filename", "filesetId", "id", "modified"}
+		if withOpt {
+			want = []string{"created", "fileSizeInBytes", "filename", "filesetId", "id", "md5", "modified"}
+		}
+		if !slices.Equal(keys, want) {
+			t.Fatalf("fields %v, want %v", keys, want)
+		}
+	})
 }
 
 func TestWrongPasswordInvalidGrantOption(t *testing.T) {
 	e := newEnv(t, Options{WrongPasswordInvalidGrant: true})
-	f := passwordForm(false)
-	f.Set("password", "nope")
-	r := e.post("/auth/oauth2/v1/token", f, "", "")
+	r := e.post("/auth/oauth2/v1/token", passwordFormWith("password", "nope"), "", "")
 	if code, desc := oauthErr(t, r); r.status != 400 || code != "invalid_grant" || desc != "Invalid username or password." {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
@@ -76,8 +77,7 @@ func TestWrongPasswordInvalidGrantOption(t *testing.T) {
 
 // TestNotFoundBodies: unknown bucket, file-set and file answer RDP's 404 body with a numeric status.
 func TestNotFoundBodies(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)
 	tests := []struct{ path, code, what string }{
 		{"/file-store/v1/file-sets?bucket=nope", "EDS.CFS.NoBucketFound", "nope"},
@@ -99,8 +99,7 @@ func TestNotFoundBodies(t *testing.T) {
 
 // TestMissingClaim: RemoveClaim makes the file store answer the flat 403 body.
 func TestMissingClaim(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	fs := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0]
 	other := e.s.AddFileSet(FileSetSpec{Bucket: "bulk-Other", PackageID: "P9", Name: "o", Files: []FileSpec{{Name: "o.csv", Size: 1}}})
 	e.s.RemoveClaim(strings.ToUpper(DefaultBucket))
@@ -131,8 +130,7 @@ func TestMissingClaim(t *testing.T) {
 
 // TestPresignedURLShape: RDP's path and query layout, 6 h expiry, signature last.
 func TestPresignedURLShape(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	e.s.AddPackage(DefaultBucket, "4e94-6d63-fea034dc-90e2-de33895bd4e9", "ESG Bulk")
 	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: "4e94-6d63-fea034dc-90e2-de33895bd4e9", Name: "s",
 		Files: []FileSpec{{Name: "ESG Delta 2025-01-06T09:00:00.000Z.jsonl.gz", Size: 3}}})
@@ -168,8 +166,7 @@ func TestPresignedURLShape(t *testing.T) {
 // X-Amz-Expires; a new /stream URL works.
 func TestExpiredSessionToken(t *testing.T) {
 	t.Run("ExpireSessionTokens", func(t *testing.T) {
-		e := newEnv(t, Options{})
-		at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+		e, at := newTokenEnv(t, Options{})
 		f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 		u := e.streamURL(f.ID, at)
 		e.s.ExpireSessionTokens()
@@ -184,8 +181,7 @@ func TestExpiredSessionToken(t *testing.T) {
 		}
 	})
 	t.Run("SessionTokenTTL", func(t *testing.T) {
-		e := newEnv(t, Options{SessionTokenTTL: time.Hour})
-		at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+		e, at := newTokenEnv(t, Options{SessionTokenTTL: time.Hour})
 		f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 		u := e.streamURL(f.ID, at)
 		e.clock.Advance(time.Hour)
@@ -194,8 +190,7 @@ func TestExpiredSessionToken(t *testing.T) {
 		}
 	})
 	t.Run("fault on /stream", func(t *testing.T) {
-		e := newEnv(t, Options{})
-		at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+		e, at := newTokenEnv(t, Options{})
 		f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 		e.s.Inject(Fault{Kind: FaultExpiredToken, Host: HostAPI})
 		if r := e.s3("GET", e.streamURL(f.ID, at)); r.status != 400 || s3Code(r) != "ExpiredToken" {
@@ -205,8 +200,7 @@ func TestExpiredSessionToken(t *testing.T) {
 }
 
 func TestS3Throttle429Option(t *testing.T) {
-	e := newEnv(t, Options{S3Throttle429: true})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{S3Throttle429: true})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 	e.s.Inject(Fault{Kind: FaultTooManyRequests, Host: HostS3})
 	if r := e.s3("GET", e.streamURL(f.ID, at)); r.status != 429 || s3Code(r) != "SlowDown" {
@@ -230,37 +224,28 @@ func TestRevokeClientIDInBody(t *testing.T) {
 // TestAvailableTo: a file-set past availableTo drops out of the listing and its files can no
 // longer be listed or downloaded; ListExpired keeps the old behaviour.
 func TestAvailableTo(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts Options
-		gone bool
-	}{{"default", Options{}, true}, {"ListExpired", Options{ListExpired: true}, false}} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, tc.opts)
-			at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
-			short := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "short",
-				AvailableTo: e.clock.Now().Add(time.Hour), Files: []FileSpec{{Name: "a.csv", Size: 1}}})
-			e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "long"})
-			list := "/file-store/v1/file-sets?bucket=" + DefaultBucket
-			if n := len(e.get(list, at).items(t)); n != 2 {
-				t.Fatalf("before availableTo: %d", n)
-			}
-			e.clock.Advance(time.Hour)
-			at, _ = e.s.IssueTokens(DefaultUser, DefaultAppKey)
-			items := e.get(list, at).items(t)
-			files := e.get("/file-store/v1/files?filesetId="+short.ID, at)
-			stream := e.get("/file-store/v1/files/"+short.Files[0].ID+"/stream?doNotRedirect=true", at)
-			if tc.gone != (len(items) == 1) || tc.gone != (files.status == 404) || tc.gone != (stream.status == 404) {
-				t.Fatalf("after availableTo: %d listed, files %d, stream %d", len(items), files.status, stream.status)
-			}
-		})
-	}
+	defaultAndOption(t, "ListExpired", Options{ListExpired: true}, func(t *testing.T, e *env, at string, withOpt bool) {
+		short := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "short",
+			AvailableTo: e.clock.Now().Add(time.Hour), Files: []FileSpec{{Name: "a.csv", Size: 1}}})
+		e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "long"})
+		list := "/file-store/v1/file-sets?bucket=" + DefaultBucket
+		if n := len(e.get(list, at).items(t)); n != 2 {
+			t.Fatalf("before availableTo: %d", n)
+		}
+		e.clock.Advance(time.Hour)
+		at, _ = e.s.IssueTokens(DefaultUser, DefaultAppKey)
+		items := e.get(list, at).items(t)
+		files := e.get("/file-store/v1/files?filesetId="+short.ID, at)
+		stream := e.get("/file-store/v1/files/"+short.Files[0].ID+"/stream?doNotRedirect=true", at)
+		if withOpt == (len(items) == 1) || withOpt == (files.status == 404) || withOpt == (stream.status == 404) {
+			t.Fatalf("after availableTo: %d listed, files %d, stream %d", len(items), files.status, stream.status)
+		}
+	})
 }
 
 // TestAdminFidelityEndpoints: the new hooks are reachable out of process (cmd/rdpsim).
 func TestAdminFidelityEndpoints(t *testing.T) {
-	e := newEnv(t, Options{Admin: true})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{Admin: true})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0].Files[0]
 	u := e.streamURL(f.ID, at)
 	post := func(path, body string) {
@@ -287,8 +272,7 @@ func TestAdminFidelityEndpoints(t *testing.T) {
 // TestETags: a plain MD5 up to 256 MiB, S3's multipart ETag above (verifiable from the content
 // and the part size), none above ETagMaxSize; If-Match pins the object.
 func TestETags(t *testing.T) {
-	e := newEnv(t, Options{ETagMaxSize: 300 << 20})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{ETagMaxSize: 300 << 20})
 	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "e", Files: []FileSpec{
 		{Name: "small", Size: 1000}, {Name: "multipart", Size: 260 << 20}, {Name: "huge", Size: 301 << 20},
 	}})

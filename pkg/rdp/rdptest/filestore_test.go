@@ -48,8 +48,7 @@ func ids(items []map[string]any) []string {
 }
 
 func TestFileSetPaging(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	sets := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 60, 2, 10)
 	want := make([]string, len(sets))
 	for i, fs := range sets {
@@ -104,8 +103,7 @@ func TestFileSetPaging(t *testing.T) {
 // TestFileSetPagingCreationOrder: Options.CreationOrder keeps the old listing, where a file-set
 // created between pages shows up on a later page, once.
 func TestFileSetPagingCreationOrder(t *testing.T) {
-	e := newEnv(t, Options{CreationOrder: true})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{CreationOrder: true})
 	sets := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 60, 1, 10)
 	r := e.get("/file-store/v1/file-sets?bucket=bulk-ESG&pageSize=50", at)
 	if got := ids(r.items(t)); got[0] != sets[0].ID || got[49] != sets[49].ID {
@@ -120,8 +118,7 @@ func TestFileSetPagingCreationOrder(t *testing.T) {
 }
 
 func TestFileSetItemShape(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	fs := e.s.AddFileSet(FileSetSpec{
 		Bucket: "bulk-ESG", PackageID: DefaultPackageID, Name: "ESG-Init-2025",
 		Attributes: []Attribute{{"ContentKey", "Scores"}},
@@ -158,8 +155,7 @@ func TestFileSetItemShape(t *testing.T) {
 }
 
 func TestFileSetValidation(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	tests := []struct {
 		query string
 		want  int
@@ -187,8 +183,7 @@ func TestFileSetValidation(t *testing.T) {
 		})
 	}
 	t.Run("EmptyForUnknown", func(t *testing.T) {
-		e := newEnv(t, Options{EmptyForUnknown: true})
-		at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+		e, at := newTokenEnv(t, Options{EmptyForUnknown: true})
 		if r := e.get("/file-store/v1/file-sets?bucket=nope", at); r.status != 200 || len(r.items(t)) != 0 {
 			t.Fatalf("unknown bucket: %d %s", r.status, r.body)
 		}
@@ -199,8 +194,7 @@ func TestFileSetValidation(t *testing.T) {
 }
 
 func TestFileSetFilters(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	t0 := e.clock.Now()
 	a := e.s.AddFileSet(FileSetSpec{Bucket: "bulk-ESG", PackageID: "P1", Name: "a", Attributes: []Attribute{{"k", "1"}}})
 	e.clock.Advance(time.Hour)
@@ -241,8 +235,7 @@ func TestFileSetFilters(t *testing.T) {
 }
 
 func TestPackages(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	e.s.AddPackage("bulk-ESG", "P2", "Second")
 	e.s.AddPackage("bulk-Other", "P2", "Second")
 	for i := 0; i < 30; i++ {
@@ -274,8 +267,7 @@ func ids2(items []map[string]any, key string) string {
 }
 
 func TestFiles(t *testing.T) {
-	e := newEnv(t, Options{MD5: true, MD5MaxSize: 1000, FileEndpoint: true})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{MD5: true, MD5MaxSize: 1000, FileEndpoint: true})
 	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "set", Files: []FileSpec{
 		{Name: "small: one.csv", Size: 1000},
 		{Name: "big.csv", Size: 1001},
@@ -364,8 +356,7 @@ func TestGroundTruth(t *testing.T) {
 }
 
 func TestListingParamsOfPackagesAndFiles(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	set := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 10)[0]
 	tests := []struct{ path, want string }{
 		{"/file-store/v1/packages?skipToken=%21%21", "invalid skipToken"},

@@ -326,24 +326,26 @@ func seal(key string, plain []byte) (string, error) {
 // ---- HTTP ----
 
 func (s *Server) registerNotifications(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+EPSubscriptions, s.handleSubscribe)
-	mux.HandleFunc("GET "+EPSubscriptions, s.handleListSubscriptions)
-	mux.HandleFunc("DELETE "+EPSubscriptions, s.handleDeleteSubscription)
-	mux.HandleFunc("PUT /message-services/v1/file-store/subscriptions/{id}", s.handleUpdateSubscription)
+	mux.HandleFunc("POST "+EPSubscriptions, s.notesAuth(handleSubscribe))
+	mux.HandleFunc("GET "+EPSubscriptions, s.notesAuth(handleListSubscriptions))
+	mux.HandleFunc("DELETE "+EPSubscriptions, s.notesAuth(handleDeleteSubscription))
+	mux.HandleFunc("PUT /message-services/v1/file-store/subscriptions/{id}", s.notesAuth(handleUpdateSubscription))
 	mux.HandleFunc(EPCloudCredentials, s.handleCloudCredentials)
 }
 
-// notesAuth checks notifications are on and the bearer token is good.
-func (s *Server) notesAuth(w http.ResponseWriter, r *http.Request) *notifier {
-	n := s.notifier()
-	if n == nil {
-		gatewayError(w, http.StatusNotFound, "Resource not found")
-		return nil
+// notesAuth wraps a subscriptions handler: it answers 404 when notifications
+// are off and 401 for a bad bearer token, else calls h with the notifier.
+func (s *Server) notesAuth(h func(w http.ResponseWriter, r *http.Request, n *notifier)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n := s.notifier()
+		if n == nil {
+			gatewayError(w, http.StatusNotFound, "Resource not found")
+			return
+		}
+		if s.fileStoreAuth(w, r) {
+			h(w, r, n)
+		}
 	}
-	if !s.fileStoreAuth(w, r) {
-		return nil
-	}
-	return n
 }
 
 func subJSON(sub *subscription) map[string]any {
@@ -351,11 +353,7 @@ func subJSON(sub *subscription) map[string]any {
 		"transportInfo": map[string]string{"transportType": "AWS-SQS", "endpoint": sub.endpoint, "cryptographyKey": sub.key}}
 }
 
-func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
-	n := s.notesAuth(w, r)
-	if n == nil {
-		return
-	}
+func handleSubscribe(w http.ResponseWriter, r *http.Request, n *notifier) {
 	var req struct {
 		Transport struct {
 			TransportType string `json:"transportType"`
@@ -382,11 +380,7 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, subJSON(sub))
 }
 
-func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request) {
-	n := s.notesAuth(w, r)
-	if n == nil {
-		return
-	}
+func handleListSubscriptions(w http.ResponseWriter, r *http.Request, n *notifier) {
 	id := r.URL.Query().Get("subscriptionID")
 	n.mu.Lock()
 	list := []map[string]any{}
@@ -399,11 +393,7 @@ func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request)
 	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": list})
 }
 
-func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request) {
-	n := s.notesAuth(w, r)
-	if n == nil {
-		return
-	}
+func handleDeleteSubscription(w http.ResponseWriter, r *http.Request, n *notifier) {
 	id := r.URL.Query().Get("subscriptionID")
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -417,11 +407,7 @@ func (s *Server) handleDeleteSubscription(w http.ResponseWriter, r *http.Request
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) handleUpdateSubscription(w http.ResponseWriter, r *http.Request) {
-	n := s.notesAuth(w, r)
-	if n == nil {
-		return
-	}
+func handleUpdateSubscription(w http.ResponseWriter, r *http.Request, n *notifier) {
 	var req struct {
 		Query json.RawMessage `json:"query"`
 	}

@@ -56,8 +56,7 @@ func fullContent(f File) []byte {
 }
 
 func TestStream(t *testing.T) {
-	e := newEnv(t, Options{URLExpiry: 10 * time.Minute})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{URLExpiry: 10 * time.Minute})
 	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "s",
 		Files: []FileSpec{{Name: "ESG Scores 2025-01-06T09:00:00.000Z.jsonl.gz", Size: 10}}})
 	f := fs.Files[0]
@@ -103,8 +102,7 @@ func TestStream(t *testing.T) {
 }
 
 func TestS3Ranges(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	fs := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "r",
 		Files: []FileSpec{{Name: "f.bin", Size: 1000}, {Name: "empty.bin", Size: 0}}})
 	f, empty := fs.Files[0], fs.Files[1]
@@ -194,8 +192,7 @@ func TestS3Ranges(t *testing.T) {
 }
 
 func TestS3Validation(t *testing.T) {
-	e := newEnv(t, Options{URLExpiry: 15 * time.Minute})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{URLExpiry: 15 * time.Minute})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 100)[0].Files[0]
 	u := e.streamURL(f.ID, at)
 	tamper := func(key, value string) string {
@@ -280,8 +277,7 @@ func TestS3Validation(t *testing.T) {
 }
 
 func TestLargeFileCostsNoMemory(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	const size = 10 << 30
 	f := e.s.AddFileSet(FileSetSpec{Bucket: DefaultBucket, PackageID: DefaultPackageID, Name: "big",
 		Files: []FileSpec{{Name: "big.bin", Size: size}}}).Files[0]
@@ -309,8 +305,7 @@ func TestBandwidthPerConn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes ~0.25 s")
 	}
-	e := newEnv(t, Options{BandwidthPerConn: 256 << 10})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{BandwidthPerConn: 256 << 10})
 	f := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 1, 1, 64<<10)[0].Files[0]
 	u := e.streamURL(f.ID, at)
 	start := time.Now()
@@ -324,8 +319,7 @@ func TestBandwidthPerConn(t *testing.T) {
 }
 
 func TestConcurrentDownloads(t *testing.T) {
-	e := newEnv(t, Options{})
-	at, _ := e.s.IssueTokens(DefaultUser, DefaultAppKey)
+	e, at := newTokenEnv(t, Options{})
 	files := e.s.AddFileSets(DefaultBucket, DefaultPackageID, 4, 2, 300<<10)
 	errs := make(chan error, 16)
 	for _, fs := range files {
@@ -336,14 +330,8 @@ func TestConcurrentDownloads(t *testing.T) {
 				for _, rng := range [][2]int{{0, 100<<10 - 1}, {100 << 10, 300<<10 - 1}} {
 					req, _ := http.NewRequest("GET", u, nil)
 					req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rng[0], rng[1]))
-					res, err := e.c.Do(req)
-					if err != nil {
-						errs <- err
-						return
-					}
-					b, err := io.ReadAll(res.Body)
-					res.Body.Close()
-					if err == nil && !bytes.Equal(b, want[rng[0]:rng[1]+1]) {
+					r, err := e.send(req)
+					if err == nil && !bytes.Equal(r.body, want[rng[0]:rng[1]+1]) {
 						err = io.ErrUnexpectedEOF
 					}
 					if err != nil {
