@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cfsync/cfsync/internal/claim"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -135,21 +134,9 @@ func (p *poll) nearExpiry(fs *rdp.FileSet) bool {
 	return !fs.AvailableTo.IsZero() && fs.AvailableTo.Sub(p.now) < p.h.expiryWarning()
 }
 
-// fileTTL is the item's expiry: max(availableTo, now) + FILE_TTL_MARGIN, so
-// a backfill of old file-sets never writes items DynamoDB deletes at once
-// (and a full reconciliation then claims again). No availableTo: no TTL.
+// fileTTL is the item's expiry: claim.TTL with FILE_TTL_MARGIN.
 func (p *poll) fileTTL(fs *rdp.FileSet) int64 {
-	if fs.AvailableTo.IsZero() {
-		return 0
-	}
-	return maxTime(fs.AvailableTo, p.now).Add(p.h.ttlMargin()).Unix()
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	return claim.TTL(fs.AvailableTo, p.now, p.h.ttlMargin())
 }
 
 // entries builds the queue messages of a batch's files not seen before in

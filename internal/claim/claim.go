@@ -47,6 +47,21 @@ func Item(m queue.Message, size int64, availableTo time.Time, ttl int64) state.F
 		AvailableTo: availableTo, TTL: ttl}
 }
 
+// TTL is a file item's expiry in Unix seconds: max(availableTo, now) +
+// margin, so a file-set whose availableTo has already passed (a backfill, a
+// late notification) never gets items DynamoDB deletes at once, which a full
+// reconciliation would then claim and download again. No availableTo: 0 (no
+// TTL). The poller and the notification reader both use it.
+func TTL(availableTo, now time.Time, margin time.Duration) int64 {
+	if availableTo.IsZero() {
+		return 0
+	}
+	if now.After(availableTo) {
+		availableTo = now
+	}
+	return availableTo.Add(margin).Unix()
+}
+
 // Result is the claim of one file.
 type Result struct {
 	Mine   bool   // this call's conditional put created the item

@@ -185,3 +185,22 @@ func TestItem(t *testing.T) {
 		t.Fatalf("item %+v, want %+v", got, want)
 	}
 }
+
+// TestTTL: the expiry never lies in the past, whoever claims (poller or
+// notification reader), and no availableTo means no TTL.
+func TestTTL(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name        string
+		availableTo time.Time
+		want        int64
+	}{
+		{"future availableTo", now.Add(48 * time.Hour), now.Add(48*time.Hour + time.Hour).Unix()},
+		{"past availableTo: from now", now.Add(-72 * time.Hour), now.Add(time.Hour).Unix()},
+		{"no availableTo", time.Time{}, 0},
+	} {
+		if got := claim.TTL(tc.availableTo, now, time.Hour); got != tc.want {
+			t.Errorf("%s: TTL = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -27,7 +27,8 @@ const claimConcurrency = 8
 type Handoff struct {
 	State     StateStore
 	Queue     Sender
-	TTLMargin time.Duration // a file item's TTL is availableTo plus this
+	TTLMargin time.Duration    // a file item's TTL: claim.TTL(availableTo, now, TTLMargin)
+	Now       func() time.Time // the clock (nil: time.Now)
 }
 
 // HandoffResult counts what one file-set's hand-off did.
@@ -47,10 +48,11 @@ func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (Handof
 	var res HandoffResult
 	msgs := make([]queue.Message, 0, len(files))
 	items := make([]state.FileItem, 0, len(files))
-	var ttl int64
-	if !fs.AvailableTo.IsZero() {
-		ttl = fs.AvailableTo.Add(h.TTLMargin).Unix()
+	now := time.Now
+	if h.Now != nil {
+		now = h.Now
 	}
+	ttl := claim.TTL(fs.AvailableTo, now(), h.TTLMargin)
 	for _, f := range files {
 		m := queue.Message{FileID: f.ID, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName, PackageID: fs.PackageID}
 		if err := m.Validate(); err != nil {

@@ -99,3 +99,20 @@ func TestHandoffClaimErrorIsReturned(t *testing.T) {
 		t.Fatal("claim error swallowed")
 	}
 }
+
+// A notification that arrives after its file-set's availableTo claims items
+// whose TTL starts from now, as the poller's do: an expiry in the past would
+// let DynamoDB delete them at once and a full reconciliation claim them again.
+func TestHandoffLateNotificationTTL(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	st, q := claimtest.NewStore(nil), &claimtest.Sender{}
+	h := &Handoff{State: st, Queue: q, TTLMargin: time.Hour, Now: func() time.Time { return now }}
+	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Status: "READY", AvailableTo: now.Add(-24 * time.Hour)}
+	if _, err := h.Enqueue(context.Background(), fs, []File{{ID: "f1"}}); err != nil {
+		t.Fatal(err)
+	}
+	it, _ := st.GetFile(context.Background(), "f1")
+	if it == nil || it.TTL != now.Add(time.Hour).Unix() {
+		t.Fatalf("item %+v: TTL want %d (now + margin)", it, now.Add(time.Hour).Unix())
+	}
+}
