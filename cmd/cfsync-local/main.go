@@ -47,6 +47,9 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
+// defaultTimeout is -timeout's default.
+const defaultTimeout = 5 * time.Minute
+
 type options struct {
 	keep         bool
 	out          string
@@ -75,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep everything running after the files landed, until Ctrl-C (to browse moto's S3)")
 	fs.StringVar(&o.out, "out", "", "copy the landed files into this directory (e.g. ./downloads)")
 	fs.IntVar(&o.sets, "sets", 20, "simulator: READY file-sets to create (2 files each)")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when the files have not all landed after this long (0: no limit)")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "give up when the files have not all landed after this long (0: no limit; -notifications adds the publications' time)")
 	fs.DurationVar(&o.refreshEvery, "refresh-every", 0, "token-refresher schedule (default 5s with the simulator, 1m with the real RDP)")
 	fs.DurationVar(&o.pollEvery, "poll-every", 0, "fileset-poller schedule (default 10s with the simulator, 1m with the real RDP)")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 60*time.Second, "simulator: access token lifetime (the refresher's margins are derived from it)")
@@ -294,7 +297,7 @@ func configureReal(cfg *pipeline.Config, o *options, t *realTarget, stdout io.Wr
 	fmt.Fprintln(stdout, "  the token-refresher signs in with your credentials (default auth budget: 20 requests per 5 minutes)")
 	cfg.Credentials = t.creds
 	cfg.Params = map[string]string{"RdpBaseUrl": t.baseURL, "Subscriptions": strings.Join(t.subs, ",")}
-	if o.timeout == 5*time.Minute {
+	if o.timeout == defaultTimeout {
 		o.timeout = 0 // real files take as long as they take
 	}
 }

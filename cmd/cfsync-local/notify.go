@@ -28,6 +28,10 @@ const refresherAgent = "cfsync-" + pipeline.Refresher
 // sixth) and queue credentials that expire after 2 minutes, renewed every minute.
 func configureNotifications(cfg *pipeline.Config, o *options, sim *rdptest.Server) *pipeline.Notifications {
 	cfg.Params["Notifications"] = "true"
+	if o.timeout == defaultTimeout {
+		// Room for the publications and the last one's landing.
+		o.timeout += time.Duration(o.publish)*o.publishEvery + 2*o.readEvery
+	}
 	cfg.ReadEvery = o.readEvery
 	if o.readEvery != time.Minute {
 		cfg.Timeouts[pipeline.Reader] = o.readEvery
