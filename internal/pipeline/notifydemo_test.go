@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,25 @@ func TestPublish(t *testing.T) {
 	a.Landed = a.At.Add(1500 * time.Millisecond)
 	if a.Latency() != 1500*time.Millisecond {
 		t.Errorf("latency %s, want 1.5s", a.Latency())
+	}
+}
+
+// An Env entry under a key that is not a function would reach no function:
+// Start refuses it before starting anything.
+func TestStartRejectsEnvForNoFunction(t *testing.T) {
+	for _, tc := range []struct {
+		key     string
+		wantErr bool
+	}{
+		{"", true}, {"poller", true}, {Poller, false}, {Reader, false},
+	} {
+		err := checkEnvKeys(map[string][]string{tc.key: {"TOKEN_SKEW=5s"}})
+		if (err != nil) != tc.wantErr {
+			t.Errorf("Env key %q: error %v, want error %v", tc.key, err, tc.wantErr)
+		}
+	}
+	_, err := Start(t.Context(), Config{Credentials: "{}", Env: map[string][]string{"": {"TOKEN_SKEW=5s"}}})
+	if err == nil || !strings.Contains(err.Error(), `Config.Env: "" is not a function`) {
+		t.Errorf("Start with Env[\"\"]: %v, want the bad key named", err)
 	}
 }

@@ -73,7 +73,7 @@ type Config struct {
 	// after the environment template.yaml gives it.
 	CommonEnv []string
 	// Env holds extra KEY=value entries per function name, applied after
-	// CommonEnv.
+	// CommonEnv; a key that is not a function name is an error.
 	Env map[string][]string
 	// Timeouts override the template's function timeouts, by function name.
 	Timeouts map[string]time.Duration
@@ -164,6 +164,9 @@ type Pipeline struct {
 func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	if strings.TrimSpace(cfg.Credentials) == "" {
 		return nil, errors.New("start pipeline: Config.Credentials is required")
+	}
+	if err := checkEnvKeys(cfg.Env); err != nil {
+		return nil, fmt.Errorf("start pipeline: %w", err)
 	}
 	if cfg.Root == "" {
 		if cfg.Root, err = repo.Root(); err != nil {
@@ -359,6 +362,18 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 	}
 	p.Res = r
 	p.State = state.New(p.DynamoDB, r.StateTable)
+	return nil
+}
+
+// checkEnvKeys makes sure every key of Config.Env names a function: an
+// entry under another key (say "" meant for every function) would reach no
+// function, silently.
+func checkEnvKeys(env map[string][]string) error {
+	for k := range env {
+		if _, ok := logicalIDs[k]; !ok {
+			return fmt.Errorf("Config.Env: %q is not a function (want one of %v; CommonEnv is for every function)", k, slices.Sorted(maps.Keys(logicalIDs)))
+		}
+	}
 	return nil
 }
 
