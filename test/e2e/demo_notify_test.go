@@ -35,13 +35,8 @@ func TestDemoNotifications(t *testing.T) {
 	d := startDemo(t, bin, "-notifications", "-sets", "1", "-publish", strconv.Itoa(publish), "-publish-every", "2s",
 		"-read-every", "6s", "-bandwidth", "0", "-timeout", "4m")
 	d.waitLine(t, upLine, 3*time.Minute)
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Fatalf("cfsync-local exited with %v, want 0", err)
-		}
-	case <-time.After(4 * time.Minute):
-		t.Fatal("cfsync-local still running after 4 minutes")
+	if err := d.waitExit(t, 4*time.Minute); err != nil {
+		t.Fatalf("cfsync-local exited with %v, want 0", err)
 	}
 	lines := strings.Split(d.output(), "\n")
 	published, landed := map[string]bool{}, map[string]float64{}
