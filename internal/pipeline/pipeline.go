@@ -159,8 +159,7 @@ type Pipeline struct {
 // Start brings the pipeline up: moto_server (unless given), the function
 // builds, the stack from template.yaml, the credentials secret,
 // Config.Prepare, the functions, and (per Config) the schedules and the SQS
-// event source. ctx
-// bounds only the start-up; Close stops everything.
+// event source. ctx bounds only the start-up; Close stops everything.
 func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	if strings.TrimSpace(cfg.Credentials) == "" {
 		return nil, errors.New("start pipeline: Config.Credentials is required")
