@@ -41,9 +41,11 @@ test: tools lint
 unit:
 	$(GO) test -short -count=1 ./...
 
-## demo: the whole pipeline locally (RDP simulator + moto_server), no credentials
+## demo: the whole pipeline locally (RDP simulator + moto_server), no credentials;
+## NOTIFICATIONS=1 adds push notifications (the notification-reader, file-sets published while it runs)
+NOTIFICATIONS ?=
 demo: tools
-	$(GO) run ./cmd/cfsync-local $(DEMO_ARGS)
+	$(GO) run ./cmd/cfsync-local $(if $(NOTIFICATIONS),-notifications) $(DEMO_ARGS)
 
 ## bench-tools: versitygw, the S3 server the multi-GiB downloader benchmark writes into (moto keeps objects in memory)
 bench-tools: tools

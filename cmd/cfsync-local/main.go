@@ -14,7 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/cfsync/cfsync/internal/credentials"
 	"io"
 	"os"
 	"os/signal"
@@ -25,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/state"
@@ -47,6 +47,9 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
+// defaultTimeout is -timeout's default.
+const defaultTimeout = 5 * time.Minute
+
 type options struct {
 	keep         bool
 	out          string
@@ -62,6 +65,10 @@ type options struct {
 	binDir       string
 	plainEvery   time.Duration
 	injected     int // faults injected (-faults)
+	notify       bool
+	publish      int
+	publishEvery time.Duration
+	readEvery    time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -71,7 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep everything running after the files landed, until Ctrl-C (to browse moto's S3)")
 	fs.StringVar(&o.out, "out", "", "copy the landed files into this directory (e.g. ./downloads)")
 	fs.IntVar(&o.sets, "sets", 20, "simulator: READY file-sets to create (2 files each)")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up when the files have not all landed after this long (0: no limit)")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "give up when the files have not all landed after this long (0: no limit; -notifications adds the publications' time)")
 	fs.DurationVar(&o.refreshEvery, "refresh-every", 0, "token-refresher schedule (default 5s with the simulator, 1m with the real RDP)")
 	fs.DurationVar(&o.pollEvery, "poll-every", 0, "fileset-poller schedule (default 10s with the simulator, 1m with the real RDP)")
 	fs.DurationVar(&o.tokenTTL, "token-ttl", 60*time.Second, "simulator: access token lifetime (the refresher's margins are derived from it)")
@@ -81,6 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logDir, "logs", "", "directory for the functions' logs (default: a new temporary directory)")
 	fs.StringVar(&o.binDir, "bin", "", "directory for the built bootstraps (default: a temporary directory)")
 	fs.DurationVar(&o.plainEvery, "status-every", 5*time.Second, "interval of the status lines when stdout is not a terminal")
+	fs.BoolVar(&o.notify, "notifications", false, "simulator: push notifications: run the notification-reader and publish new file-sets while the demo runs, showing each one's publish → landed latency")
+	fs.IntVar(&o.publish, "publish", 6, "-notifications: file-sets to publish once the seeded ones have landed")
+	fs.DurationVar(&o.publishEvery, "publish-every", 25*time.Second, "-notifications: interval between publications")
+	fs.DurationVar(&o.readEvery, "read-every", time.Minute, "-notifications: notification-reader schedule (the template's rate(1 minute); another value also scales its timeout, waits and margin)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,6 +100,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.sets < 1 {
 		return o, errors.New("-sets must be at least 1")
+	}
+	if o.notify && (o.publish < 1 || o.publishEvery <= 0 || o.readEvery < 3*time.Second) {
+		return o, errors.New("-notifications needs -publish ≥ 1, -publish-every > 0 and -read-every ≥ 3s")
 	}
 	if o.tokenTTL < 30*time.Second {
 		return o, errors.New("-token-ttl must be at least 30s (the refresh margin, a third of it, must cover the readers' skew, a sixth, plus the 5 s schedule)")
@@ -231,6 +245,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	var sim *rdptest.Server
 	var expected []rdptest.File
 	if target != nil {
+		if o.notify {
+			fmt.Fprintln(stderr, "cfsync-local: -notifications runs with the simulator only (unset RDP_* and SUBSCRIPTIONS)")
+			return 2
+		}
 		configureReal(&cfg, &o, target, stdout)
 	} else {
 		if sim, expected, err = configureSim(&cfg, &o, stdout); err != nil {
@@ -240,6 +258,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		defer sim.Close()
 	}
 	configureLocal(&cfg, o)
+	var pub *publisher
+	if o.notify {
+		notes := configureNotifications(&cfg, &o, sim)
+		defer notes.Close()
+		pub = &publisher{sim: sim, n: o.publish, every: o.publishEvery}
+	}
 	logs, err := openLogs(o.logDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "cfsync-local:", err)
@@ -250,7 +274,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	events := make(chan string, 256)
 	cfg.OnInvoke = reportFailures(ctx, events)
 
-	d := &demo{ctx: ctx, o: o, stdout: stdout, stderr: stderr, sim: sim, expected: expected}
+	d := &demo{ctx: ctx, o: o, stdout: stdout, stderr: stderr, sim: sim, expected: expected, pub: pub}
 	if code, ok := d.start(cfg, logs.dir); !ok {
 		return code
 	}
@@ -273,7 +297,7 @@ func configureReal(cfg *pipeline.Config, o *options, t *realTarget, stdout io.Wr
 	fmt.Fprintln(stdout, "  the token-refresher signs in with your credentials (default auth budget: 20 requests per 5 minutes)")
 	cfg.Credentials = t.creds
 	cfg.Params = map[string]string{"RdpBaseUrl": t.baseURL, "Subscriptions": strings.Join(t.subs, ",")}
-	if o.timeout == 5*time.Minute {
+	if o.timeout == defaultTimeout {
 		o.timeout = 0 // real files take as long as they take
 	}
 }
@@ -286,6 +310,9 @@ func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.
 	}
 	if o.pollEvery == 0 {
 		o.pollEvery = 10 * time.Second
+		if o.notify {
+			o.pollEvery = 15 * time.Minute // the template's PollSchedule: the reconciler
+		}
 	}
 	sim, err := rdptest.Start(rdptest.Options{
 		AccessTokenTTL: o.tokenTTL, URLExpiry: 2 * time.Minute, BandwidthPerConn: o.bandwidth,
@@ -374,6 +401,7 @@ type demo struct {
 	stdout, stderr io.Writer
 	sim            *rdptest.Server
 	expected       []rdptest.File
+	pub            *publisher // -notifications
 	p              *pipeline.Pipeline
 	stopped        bool
 }
@@ -381,7 +409,7 @@ type demo struct {
 // start starts the pipeline and prints what runs where; !ok means it did
 // not start and code is the exit code.
 func (d *demo) start(cfg pipeline.Config, logDir string) (code int, ok bool) {
-	fmt.Fprintln(d.stdout, "cfsync-local: starting moto_server, building the three functions, deploying template.yaml into moto's CloudFormation…")
+	fmt.Fprintf(d.stdout, "cfsync-local: starting moto_server, building the functions (%s), deploying template.yaml into moto's CloudFormation…\n", strings.Join(pipeline.Deployed(cfg.Params), ", "))
 	t0 := time.Now()
 	p, err := pipeline.Start(d.ctx, cfg)
 	if err != nil {
@@ -397,7 +425,11 @@ func (d *demo) start(cfg pipeline.Config, logDir string) (code int, ok bool) {
 		time.Since(t0).Seconds(), p.Endpoint, p.Moto.PID, p.Stack.StackName)
 	fmt.Fprintf(d.stdout, "  schedules: token-refresher every %s, fileset-poller every %s; downloader: SQS event source, batch %d, concurrency %d\n",
 		d.o.refreshEvery, d.o.pollEvery, p.Config.BatchSize, p.Config.DownloaderConcurrency)
-	fmt.Fprintf(d.stdout, "  function logs: %s/{%s}.log\n", logDir, strings.Join(pipeline.Functions, ","))
+	if d.pub != nil {
+		fmt.Fprintf(d.stdout, "  notification-reader every %s (timeout %s); %d file-sets will be published in %s, one every %s, once the seeded ones have landed\n",
+			d.o.readEvery, p.FunctionOptions(pipeline.Reader).Timeout, d.o.publish, notifyPackage.Bucket+"/"+notifyPackage.ID, d.o.publishEvery)
+	}
+	fmt.Fprintf(d.stdout, "  function logs: %s/{%s}.log\n", logDir, strings.Join(p.Deployed(), ","))
 	if d.o.faults && d.sim != nil {
 		fs := demoFaults()
 		d.sim.Inject(fs...)
@@ -428,7 +460,10 @@ func (d *demo) watchAndSummarise(out *liveWriter, events <-chan string) int {
 		runCtx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	res := watch(runCtx, d.p, d.sim, d.expected, out, events, o)
+	res := watch(runCtx, d.p, d.sim, d.expected, d.pub, out, events)
+	if d.pub != nil {
+		d.expected = append(d.expected, d.pub.files()...)
+	}
 	out.endLive()
 	interrupted := ctx.Err() != nil
 	timedOut := !interrupted && runCtx.Err() != nil
@@ -437,7 +472,7 @@ func (d *demo) watchAndSummarise(out *liveWriter, events <-chan string) int {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	code := summary(sctx, d.stdout, d.p, d.sim, d.expected, res, o)
+	code := summary(sctx, d.stdout, d.p, d.sim, d.expected, d.pub, res, o)
 	switch {
 	case interrupted:
 		fmt.Fprintln(d.stdout, "cfsync-local: interrupted")
@@ -498,14 +533,18 @@ type watchResult struct {
 }
 
 // watch shows progress until every expected file is DONE or FAILED and the
-// queue is drained (simulator), or until ctx ends.
-func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expected []rdptest.File, out *liveWriter, events <-chan string, o options) watchResult {
+// queue is drained (simulator), with -notifications also every file-set
+// published and landed, or until ctx ends.
+func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expected []rdptest.File, pub *publisher, out *liveWriter, events <-chan string) watchResult {
 	var res watchResult
 	start := p.Started
-	interval := 500 * time.Millisecond
+	total := len(expected)
+	if pub != nil {
+		total += 2 * pub.n // Publish makes file-sets of two files
+	}
 	seenAuth := 0
 	started := false
-	tick := time.NewTicker(interval)
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		pr, err := p.Progress(ctx)
@@ -523,32 +562,27 @@ func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expec
 				drained = true
 			}
 		}
-		auth := -1
-		if sim != nil {
-			log := sim.AuthLog()
-			for _, r := range log[seenAuth:] {
-				status := fmt.Sprint(r.Status)
-				if r.Error != "" {
-					status += " " + r.Error
-				}
-				out.event("  RDP auth: %s grant → %s (token-refresher)", grantName(r.Grant), status)
+		auth := printAuth(sim, &seenAuth, out)
+		published := true
+		if pub != nil && err == nil {
+			for _, l := range pub.step(ctx, p, pr.Done()+pr.Failed() >= len(expected)) {
+				out.event("%s", l)
 			}
-			seenAuth = len(log)
-			auth = len(log)
+			published = pub.done()
 		}
 		res.elapsed = time.Since(start)
 		xfer := time.Duration(0)
 		if !res.firstPoll.IsZero() {
 			end := time.Now()
-			if len(expected) > 0 && pr.Done() == len(expected) && !pr.LastDone.IsZero() {
+			if total > 0 && pr.Done() == total && !pr.LastDone.IsZero() {
 				end = pr.LastDone
 			}
 			xfer = end.Sub(res.firstPoll)
 			res.transferAt = xfer
 		}
 		if err == nil {
-			res.complete = len(expected) > 0 && pr.Done()+pr.Failed() >= len(expected) && pr.Queued == 0 && pr.InFlight == 0
-			out.status(progressLine(pr, len(expected), res.elapsed, xfer, auth), res.complete || !started)
+			res.complete = total > 0 && published && pr.Done()+pr.Failed() >= total && pr.Queued == 0 && pr.InFlight == 0
+			out.status(progressLine(pr, total, res.elapsed, xfer, auth), res.complete || !started)
 			started = true
 			if res.complete {
 				return res
@@ -562,6 +596,24 @@ func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expec
 	}
 }
 
+// printAuth prints the simulator's /auth requests since *seen and returns
+// how many there were in all (-1 with the real RDP).
+func printAuth(sim *rdptest.Server, seen *int, out *liveWriter) int {
+	if sim == nil {
+		return -1
+	}
+	log := sim.AuthLog()
+	for _, r := range log[*seen:] {
+		status := fmt.Sprint(r.Status)
+		if r.Error != "" {
+			status += " " + r.Error
+		}
+		out.event("  RDP auth: %s grant → %s (%s)", grantName(r.Grant), status, strings.TrimPrefix(r.UserAgent, "cfsync-"))
+	}
+	*seen = len(log)
+	return len(log)
+}
+
 func grantName(g string) string {
 	if g == "" {
 		return "unknown"
@@ -570,8 +622,9 @@ func grantName(g string) string {
 }
 
 // summary prints the summary table and where the files are; it returns the
-// exit code (0: every expected file landed and verified).
-func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptest.Server, expected []rdptest.File, res watchResult, o options) int {
+// exit code (0: every expected file landed and verified, and no /auth
+// request came from another function than the token-refresher).
+func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptest.Server, expected []rdptest.File, pub *publisher, res watchResult, o options) int {
 	pr, err := p.Progress(ctx)
 	if err != nil {
 		pr = res.last
@@ -579,54 +632,32 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 	code := 0
 	fmt.Fprintln(w)
 	if sim != nil {
-		check := expected
-		if !res.complete {
-			// Interrupted or timed out: verify what has landed so far.
-			check = landed(ctx, p, expected)
-			fmt.Fprintf(w, "not finished: %d of %d files had landed\n", len(check), len(expected))
-		}
-		rep, err := p.Verify(ctx, check)
-		switch {
-		case err != nil:
-			fmt.Fprintf(w, "verification failed to run: %v\n", err)
-			code = 1
-		case rep.OK() && res.complete:
-			fmt.Fprintf(w, "%d of %d files landed in %s and verified: byte-identical (MD5 of the whole object), right key and cfs-* metadata, state DONE; nothing else in the bucket\n",
-				rep.Verified, rep.Files, clock(res.elapsed))
-		case rep.OK():
-			fmt.Fprintf(w, "the %d landed files verified: byte-identical, right key and metadata, state DONE\n", rep.Verified)
-		default:
-			code = 1
-			fmt.Fprintf(w, "%d of %d files verified; %d problems:\n", rep.Verified, rep.Files, len(rep.Problems))
-			for i, prob := range rep.Problems {
-				if i == 20 {
-					fmt.Fprintf(w, "  … and %d more\n", len(rep.Problems)-20)
-					break
-				}
-				fmt.Fprintln(w, "  "+prob)
-			}
-		}
+		code = verifySummary(ctx, w, p, expected, res)
 	}
-	ev := pr.Events
 	rows := [][2]string{
 		{"files", fmt.Sprintf("%d landed, %d failed, %d not finished (state table: %d items)", pr.Done(), pr.Failed(), pr.Files-pr.Done()-pr.Failed(), pr.Files)},
 		{"bytes", humanBytes(pr.BytesDone)},
 		{"throughput", fmt.Sprintf("%s (first file queued → last file landed: %.1fs)", rate(pr.BytesDone, res.transferAt), res.transferAt.Seconds())},
 	}
+	if pub != nil {
+		rows = append(rows, pub.summaryRow(o))
+	}
 	if sim != nil {
-		ok, failed := authByGrant(sim.AuthLog())
-		rows = append(rows, [2]string{"RDP auth calls", formatGrants(ok, failed) + " (all by the token-refresher; budget 20 per 5 min)"})
-		c := sim.Counters()
-		rows = append(rows, [2]string{"RDP API calls", fmt.Sprintf("file-sets %d, stream URLs %d, presigned GETs %d (%d ranged), %s served",
-			c.Requests[rdptest.EPFileSets], c.StreamURLs, c.S3Requests, c.RangeRequests, humanBytes(c.BytesServed))})
-		if c.FaultsFired > 0 {
-			rows = append(rows, [2]string{"faults fired", fmt.Sprintf("%d (of %d injected; a fault fires when a request matches it)", c.FaultsFired, o.injected)})
+		simRows, others := simSummaryRows(sim, o)
+		rows = append(rows, simRows...)
+		if len(others) > 0 {
+			code = 1
 		}
 	} else {
 		rows = append(rows, [2]string{"RDP auth calls", "see the token-refresher log (real RDP)"})
 	}
+	ev := pr.Events
+	sched := fmt.Sprintf("token-refresher %d runs (%d failed), fileset-poller %d runs (%d failed)", pr.Refresh.Runs, pr.Refresh.Errors, pr.Poll.Runs, pr.Poll.Errors)
+	if pub != nil {
+		sched += fmt.Sprintf(", notification-reader %d runs (%d failed)", pr.Read.Runs, pr.Read.Errors)
+	}
 	rows = append(rows,
-		[2]string{"schedules", fmt.Sprintf("token-refresher %d runs (%d failed), fileset-poller %d runs (%d failed)", pr.Refresh.Runs, pr.Refresh.Errors, pr.Poll.Runs, pr.Poll.Errors)},
+		[2]string{"schedules", sched},
 		[2]string{"downloader", fmt.Sprintf("%d invocations, %d messages, %d deleted", ev.Invocations, ev.Messages, ev.Deleted)},
 		[2]string{"retries", fmt.Sprintf("%d redeliveries, %d messages failed (%d whole batches)", ev.Redelivered, ev.ItemFailures, ev.BatchFailures)},
 		[2]string{"DLQ", fmt.Sprintf("%d messages", pr.DLQ)},
@@ -638,10 +669,7 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 		fmt.Fprintln(w)
 		packageTable(w, packageRows(ctx, p, expected))
 	}
-	if pr.Failed() > 0 || pr.DLQ > 0 {
-		code = 1
-	}
-	if len(expected) > 0 && pr.Done() != len(expected) {
+	if pr.Failed() > 0 || pr.DLQ > 0 || (len(expected) > 0 && pr.Done() != len(expected)) {
 		code = 1
 	}
 	fmt.Fprintf(w, "\nThe files are in s3://%s/%s (moto_server at %s). While cfsync-local runs (-keep keeps it up until Ctrl-C):\n", p.Res.Bucket, p.Res.Prefix, p.Endpoint)
@@ -650,6 +678,65 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 		fmt.Fprintln(w, "  (-out ./downloads copies them to disk)")
 	}
 	return code
+}
+
+// verifySummary verifies the expected files (those landed so far when the
+// run did not finish) and prints the outcome; it returns the exit code.
+func verifySummary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, expected []rdptest.File, res watchResult) int {
+	check := expected
+	if !res.complete {
+		check = landed(ctx, p, expected)
+		fmt.Fprintf(w, "not finished: %d of %d files had landed\n", len(check), len(expected))
+	}
+	rep, err := p.Verify(ctx, check)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "verification failed to run: %v\n", err)
+		return 1
+	case rep.OK() && res.complete:
+		fmt.Fprintf(w, "%d of %d files landed in %s and verified: byte-identical (MD5 of the whole object), right key and cfs-* metadata, state DONE; nothing else in the bucket\n",
+			rep.Verified, rep.Files, clock(res.elapsed))
+	case rep.OK():
+		fmt.Fprintf(w, "the %d landed files verified: byte-identical, right key and metadata, state DONE\n", rep.Verified)
+	default:
+		fmt.Fprintf(w, "%d of %d files verified; %d problems:\n", rep.Verified, rep.Files, len(rep.Problems))
+		for i, prob := range rep.Problems {
+			if i == 20 {
+				fmt.Fprintf(w, "  … and %d more\n", len(rep.Problems)-20)
+				break
+			}
+			fmt.Fprintln(w, "  "+prob)
+		}
+		return 1
+	}
+	return 0
+}
+
+// simSummaryRows are the simulator's rows: /auth calls by grant and by
+// caller, API calls, faults; others are the /auth callers other than the
+// token-refresher (there must be none).
+func simSummaryRows(sim *rdptest.Server, o options) (rows [][2]string, others []string) {
+	log := sim.AuthLog()
+	ok, failed := authByGrant(log)
+	callers, others := authCallers(log)
+	who := "all by the token-refresher"
+	if len(others) > 0 {
+		who = "NOT ONLY BY THE TOKEN-REFRESHER"
+	}
+	rows = append(rows,
+		[2]string{"RDP auth calls", formatGrants(ok, failed) + " (" + who + "; budget 20 per 5 min)"},
+		[2]string{"auth callers", callers})
+	c := sim.Counters()
+	rows = append(rows, [2]string{"RDP API calls", fmt.Sprintf("file-sets %d, stream URLs %d, presigned GETs %d (%d ranged), %s served",
+		c.Requests[rdptest.EPFileSets], c.StreamURLs, c.S3Requests, c.RangeRequests, humanBytes(c.BytesServed))})
+	if c.FaultsFired > 0 {
+		rows = append(rows, [2]string{"faults fired", fmt.Sprintf("%d (of %d injected; a fault fires when a request matches it)", c.FaultsFired, o.injected)})
+	}
+	if nc := sim.NotificationCounters(); o.notify {
+		rows = append(rows, [2]string{"notification API", fmt.Sprintf("%d subscription, %d notifications delivered, %d queue credentials handed out, %d rejected by the gate",
+			nc.Subscriptions, nc.Published, nc.CloudCredentials, nc.CredentialsDenied)})
+	}
+	return rows, others
 }
 
 // landed returns the expected files whose state is DONE.

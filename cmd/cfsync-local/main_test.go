@@ -128,6 +128,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-token-ttl", "5s"}, true},
 		{[]string{"extra"}, true},
 		{[]string{"-nope"}, true},
+		{[]string{"-notifications"}, false},
+		{[]string{"-notifications", "-publish", "0"}, true},
+		{[]string{"-notifications", "-publish-every", "0s"}, true},
+		{[]string{"-notifications", "-read-every", "1s"}, true},
+		{[]string{"-notifications", "-read-every", "6s", "-publish", "2", "-publish-every", "2s"}, false},
+		{[]string{"-publish", "0"}, false}, // without -notifications the publication flags are unused
 	}
 	for _, tt := range tests {
 		_, err := parseFlags(tt.args, io.Discard)

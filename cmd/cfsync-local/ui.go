@@ -66,7 +66,11 @@ func progressLine(pr pipeline.Progress, expected int, elapsed, xfer time.Duratio
 	if auth >= 0 {
 		parts = append(parts, fmt.Sprintf("auth %d", auth))
 	}
-	parts = append(parts, fmt.Sprintf("runs: refresher %d, poller %d, downloader %d", pr.Refresh.Runs, pr.Poll.Runs, pr.Events.Invocations))
+	runs := fmt.Sprintf("runs: refresher %d, poller %d, downloader %d", pr.Refresh.Runs, pr.Poll.Runs, pr.Events.Invocations)
+	if pr.Read.Runs > 0 {
+		runs += fmt.Sprintf(", reader %d", pr.Read.Runs)
+	}
+	parts = append(parts, runs)
 	return strings.Join(parts, " · ")
 }
 

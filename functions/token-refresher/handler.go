@@ -184,7 +184,8 @@ type Result struct {
 	SlotsNeeded int        `json:"slotsNeeded,omitempty"`
 	AuthCalls   int        `json:"authCalls"`
 	// QueueCredentials: what the queue-credentials upkeep did (fresh,
-	// refreshed, deferred, lost_race, failed), empty when notifications are off.
+	// refreshed, deferred, backoff, busy, lost_race, failed), empty when
+	// notifications are off.
 	QueueCredentials string `json:"queueCredentials,omitempty"`
 }
 

@@ -87,7 +87,8 @@ func orDur(d, def time.Duration) time.Duration {
 
 // upkeepQueueCreds fetches and stores new queue credentials when due. It
 // returns what it did for Result.QueueCredentials; failures are logged and
-// counted (metric QueueCredentialsFailures), never fail the token run.
+// counted (metric QueueCredentialsFailures), never fail the token run; a
+// wait for the auth backoff (a 429's Retry-After) is no failure.
 func (r *run) upkeepQueueCreds(ctx context.Context) string {
 	o := r.h.Queue
 	if o.SubscriptionSecretID == "" {
@@ -97,6 +98,10 @@ func (r *run) upkeepQueueCreds(ctx context.Context) string {
 	if errors.Is(err, errBusy) || errors.Is(err, errLostRace) {
 		r.log.Info("queue credentials left to the other refresher invocation")
 		return "busy"
+	}
+	if errors.Is(err, errBackoff) {
+		r.log.Info("queue credentials due but /auth is backing off: the next run after it tries again", "error", err.Error())
+		return "backoff"
 	}
 	if err != nil {
 		r.h.Metrics.Add("QueueCredentialsFailures", 1)
@@ -176,7 +181,10 @@ func (r *run) accessToken(now time.Time) (string, bool) {
 	return "", false
 }
 
-// fetchQueueCreds sends the /auth request within the auth budget.
+// fetchQueueCreds sends the /auth request within the auth budget and the
+// auth backoff. A 429 feeds that backoff (its Retry-After honoured, by every
+// /auth request) as it does for the token grants; other failures do not:
+// the token grants work regardless.
 func (r *run) fetchQueueCreds(ctx context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
 	if err := r.reserve(ctx, grantCloud); err != nil {
 		return nil, err
@@ -185,9 +193,14 @@ func (r *run) fetchQueueCreds(ctx context.Context, access, endpoint string) (*rd
 	r.h.Metrics.Add("AuthRequests", 1, "grant", grantCloud)
 	creds, err := r.h.Cloud.CloudCredentialsFor(ctx, access, endpoint)
 	if err != nil {
-		reason, _ := classify(err)
+		reason, retryAfter := classify(err)
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-		return nil, err
+		if reason == reasonRateLimited {
+			if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}
+		return nil, fmt.Errorf("get queue credentials: %w", err)
 	}
 	return creds, nil
 }

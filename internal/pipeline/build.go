@@ -4,31 +4,54 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
-// The three functions, by the name of their directory under functions/ (and
-// of their binary's directory: bin/<name>/bootstrap).
+// The functions, by the name of their directory under functions/ (and of
+// their binary's directory: bin/<name>/bootstrap).
 const (
 	Refresher  = "token-refresher"
 	Poller     = "fileset-poller"
 	Downloader = "downloader"
+	// Reader is the optional fourth function: the stack has it when the
+	// template parameter Notifications is "true" (see Optional).
+	Reader = "notification-reader"
 )
 
-// Functions lists the function names.
+// Functions lists the functions every stack has.
 var Functions = []string{Refresher, Poller, Downloader}
+
+// Optional maps each optional function to the template parameter that
+// adds it when "true".
+var Optional = map[string]string{Reader: "Notifications"}
 
 // logicalIDs maps function names to their logical ids in template.yaml.
 var logicalIDs = map[string]string{
 	Refresher:  "TokenRefresherFunction",
 	Poller:     "FilesetPollerFunction",
 	Downloader: "DownloaderFunction",
+	Reader:     "NotificationReaderFunction",
 }
 
-// BuildFunctions builds the named functions (default: all three) as
+// Deployed lists the functions a stack deployed with the template
+// parameter values params has: Functions, then the optional ones their
+// parameter turns on.
+func Deployed(params map[string]string) []string {
+	out := slices.Clone(Functions)
+	for _, f := range slices.Sorted(maps.Keys(Optional)) {
+		if params[Optional[f]] == "true" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// BuildFunctions builds the named functions (default: Functions) as
 // `make build` does (CGO_ENABLED=0, this machine's OS/arch) with one
 // `go build` run, into outDir/<name>/bootstrap. With trimpath the flags are
 // exactly make build's; without it the build shares the go build cache of

@@ -1,10 +1,12 @@
 // Package pipeline runs the whole cfsync pipeline on one machine, with the
 // same machinery as production minus AWS and LSEG: the resources come from
-// template.yaml deployed into moto_server's CloudFormation, the three
-// functions are the built bootstrap binaries running under AWS's Lambda
-// Runtime Interface Emulator (internal/lambdarun), and this package plays the
-// parts of AWS that call them: EventBridge Scheduler (the refresher and the
-// poller on a schedule) and the SQS event source mapping of the downloader
+// template.yaml deployed into moto_server's CloudFormation, the functions
+// (three, and the notification-reader with the template parameter
+// Notifications=true) are the built bootstrap binaries running under AWS's
+// Lambda Runtime Interface Emulator (internal/lambdarun), and this package
+// plays the parts of AWS that call them: EventBridge Scheduler (the
+// refresher, the poller and the reader on a schedule) and the SQS event
+// source mapping of the downloader
 // (batches with receipt handles and ApproximateReceiveCount, partial batch
 // responses, failed messages left for redelivery and moto's DLQ redrive).
 //
@@ -71,14 +73,15 @@ type Config struct {
 	// after the environment template.yaml gives it.
 	CommonEnv []string
 	// Env holds extra KEY=value entries per function name, applied after
-	// CommonEnv.
+	// CommonEnv; a key that is not a function name is an error.
 	Env map[string][]string
 	// Timeouts override the template's function timeouts, by function name.
 	Timeouts map[string]time.Duration
-	// RefreshEvery and PollEvery are the schedules of the refresher and the
-	// poller (the template's rate(1 minute) and rate(15 minutes), compressed);
-	// zero: not scheduled (invoke them with Invoke).
-	RefreshEvery, PollEvery time.Duration
+	// RefreshEvery, PollEvery and ReadEvery are the schedules of the
+	// refresher, the poller and the notification-reader (the template's
+	// rate(1 minute), rate(15 minutes) and rate(1 minute), possibly
+	// compressed); zero: not scheduled (invoke them with Invoke).
+	RefreshEvery, PollEvery, ReadEvery time.Duration
 	// NoEventSource leaves the download queue alone (tests drive it).
 	NoEventSource bool
 	// StartPaused starts the schedules and the event source paused (their
@@ -98,6 +101,11 @@ type Config struct {
 	// OnInvoke, when set, is called after every scheduled invocation and every
 	// downloader batch (res.Err set for a failed invocation).
 	OnInvoke func(function string, res lambdarun.Result, err error)
+	// Prepare, when set, runs after the stack is deployed and its credentials
+	// secret written, before the functions start: it may write the stack's
+	// other secrets and add to Env (e.g. the notification subscription, the
+	// reader's queue endpoint). An error stops Start.
+	Prepare func(ctx context.Context, p *Pipeline) error
 }
 
 // Resources are the stack's resources the pipeline and its users need.
@@ -107,6 +115,7 @@ type Resources struct {
 	DLQURL                     string
 	StateTable                 string
 	CredentialsSecret          string
+	NotifySubscriptionSecret   string // with Notifications=true
 	TokenSecretIDs             []string
 	FunctionNames              map[string]string // physical names by function
 	EventSourceMappingDisabled []string          // moto's own ESM uuids, disabled (see Start)
@@ -130,10 +139,12 @@ type Pipeline struct {
 
 	Refresher  *lambdarun.Runner
 	Poller     *lambdarun.Runner
+	Reader     *lambdarun.Runner // nil unless deployed (Deployed)
 	Downloader *lambdarun.Pool
 
 	RefreshSchedule *Schedule // nil when not scheduled
 	PollSchedule    *Schedule
+	ReadSchedule    *Schedule
 	Events          *EventSource // nil with NoEventSource
 
 	Started time.Time // when the functions were up
@@ -146,12 +157,15 @@ type Pipeline struct {
 }
 
 // Start brings the pipeline up: moto_server (unless given), the function
-// builds, the stack from template.yaml, the credentials secret, the three
-// functions, and (per Config) the schedules and the SQS event source. ctx
-// bounds only the start-up; Close stops everything.
+// builds, the stack from template.yaml, the credentials secret,
+// Config.Prepare, the functions, and (per Config) the schedules and the SQS
+// event source. ctx bounds only the start-up; Close stops everything.
 func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	if strings.TrimSpace(cfg.Credentials) == "" {
 		return nil, errors.New("start pipeline: Config.Credentials is required")
+	}
+	if err := checkEnvKeys(cfg.Env); err != nil {
+		return nil, fmt.Errorf("start pipeline: %w", err)
 	}
 	if cfg.Root == "" {
 		if cfg.Root, err = repo.Root(); err != nil {
@@ -193,6 +207,11 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 	}); err != nil {
 		return p, fmt.Errorf("start pipeline: write the credentials secret: %w", err)
 	}
+	if cfg.Prepare != nil {
+		if err = cfg.Prepare(ctx, p); err != nil {
+			return p, fmt.Errorf("start pipeline: prepare: %w", err)
+		}
+	}
 
 	if err = p.startFunctions(ctx, runCtx); err != nil {
 		return p, fmt.Errorf("start pipeline: %w", err)
@@ -208,7 +227,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 // the same time, deploys template.yaml into moto and adopts its resources.
 func (p *Pipeline) buildAndDeploy(ctx context.Context) error {
 	var toBuild []string
-	for _, f := range Functions {
+	for _, f := range p.Deployed() {
 		if b := p.Config.Binaries[f]; b != "" {
 			p.Binaries[f] = b
 		} else {
@@ -307,8 +326,9 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 		return err
 	}
 	r.TokenSecretIDs = strings.Split(ids, ",")
+	r.NotifySubscriptionSecret = out["NotificationSubscriptionSecretArn"]
 	api := lambda.NewFromConfig(p.AWS)
-	for _, f := range Functions {
+	for _, f := range p.Deployed() {
 		mf, ok := p.Stack.Functions[logicalIDs[f]]
 		if !ok {
 			return fmt.Errorf("stack %s has no function %s", p.Stack.StackName, logicalIDs[f])
@@ -344,6 +364,18 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 	return nil
 }
 
+// checkEnvKeys makes sure every key of Config.Env names a function: an
+// entry under another key (say "" meant for every function) would reach no
+// function, silently.
+func checkEnvKeys(env map[string][]string) error {
+	for k := range env {
+		if _, ok := logicalIDs[k]; !ok {
+			return fmt.Errorf("Config.Env: %q is not a function (want one of %v; CommonEnv is for every function)", k, slices.Sorted(maps.Keys(logicalIDs)))
+		}
+	}
+	return nil
+}
+
 // FunctionEnv is the environment a function's bootstrap gets: the variables
 // template.yaml gives it (as deployed), moto's endpoint and dummy
 // credentials, then Config.Env.
@@ -376,23 +408,34 @@ func (p *Pipeline) FunctionOptions(name string) lambdarun.Options {
 	return opts
 }
 
+// Deployed lists the functions of the pipeline's stack (see Deployed).
+func (p *Pipeline) Deployed() []string { return Deployed(p.Config.Params) }
+
+// runnerFields are the pipeline's fields of the functions that run as one
+// process each (the downloader is a pool), by function name.
+func (p *Pipeline) runnerFields() map[string]**lambdarun.Runner {
+	return map[string]**lambdarun.Runner{Refresher: &p.Refresher, Poller: &p.Poller, Reader: &p.Reader}
+}
+
 func (p *Pipeline) startFunctions(ctx, runCtx context.Context) error {
 	if p.Config.DownloaderConcurrency <= 0 {
 		p.Config.DownloaderConcurrency = 2
 	}
 	g, _ := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		p.Refresher, err = lambdarun.Start(runCtx, p.FunctionOptions(Refresher))
-		return err
-	})
-	g.Go(func() (err error) {
-		p.Poller, err = lambdarun.Start(runCtx, p.FunctionOptions(Poller))
-		return err
-	})
-	g.Go(func() (err error) {
-		p.Downloader, err = lambdarun.StartPool(runCtx, p.FunctionOptions(Downloader), p.Config.DownloaderConcurrency)
-		return err
-	})
+	fields := p.runnerFields()
+	for _, f := range p.Deployed() {
+		if f == Downloader {
+			g.Go(func() (err error) {
+				p.Downloader, err = lambdarun.StartPool(runCtx, p.FunctionOptions(Downloader), p.Config.DownloaderConcurrency)
+				return err
+			})
+			continue
+		}
+		g.Go(func() (err error) {
+			*fields[f], err = lambdarun.Start(runCtx, p.FunctionOptions(f))
+			return err
+		})
+	}
 	return g.Wait()
 }
 
@@ -404,11 +447,15 @@ func (p *Pipeline) startLoops(ctx context.Context) {
 	if p.Config.PollEvery > 0 {
 		p.PollSchedule = &Schedule{Name: Poller, Every: p.Config.PollEvery, Function: p.Poller, OnResult: on, After: p.RefreshSchedule}
 	}
+	if p.Config.ReadEvery > 0 && p.Reader != nil {
+		p.ReadSchedule = &Schedule{Name: Reader, Every: p.Config.ReadEvery, Function: p.Reader, OnResult: on, After: p.RefreshSchedule}
+	}
 	if !p.Config.NoEventSource {
 		p.Events = p.NewEventSource()
 	}
+	schedules := []*Schedule{p.RefreshSchedule, p.PollSchedule, p.ReadSchedule}
 	if p.Config.StartPaused {
-		for _, s := range []*Schedule{p.RefreshSchedule, p.PollSchedule} {
+		for _, s := range schedules {
 			if s != nil {
 				s.Pause()
 			}
@@ -417,7 +464,7 @@ func (p *Pipeline) startLoops(ctx context.Context) {
 			p.Events.Pause()
 		}
 	}
-	for _, s := range []*Schedule{p.RefreshSchedule, p.PollSchedule} {
+	for _, s := range schedules {
 		if s != nil {
 			p.loops.Go(func() { s.Run(ctx) })
 		}
@@ -454,32 +501,22 @@ func (p *Pipeline) Invoke(ctx context.Context, function string, payload []byte) 
 }
 
 func (p *Pipeline) invoker(function string) (Invoker, error) {
-	switch function {
-	case Refresher:
-		return p.Refresher, nil
-	case Poller:
-		return p.Poller, nil
-	case Downloader:
+	if function == Downloader && p.Downloader != nil {
 		return p.Downloader, nil
 	}
-	return nil, fmt.Errorf("invoke: unknown function %q (want one of %v)", function, Functions)
+	if f, ok := p.runnerFields()[function]; ok && *f != nil {
+		return *f, nil
+	}
+	return nil, fmt.Errorf("invoke: function %q is not running (want one of %v)", function, p.Deployed())
 }
 
 // Logs returns every log line a function has written so far.
 func (p *Pipeline) Logs(function string) []string {
-	switch function {
-	case Refresher:
-		if p.Refresher != nil {
-			return p.Refresher.Logs()
-		}
-	case Poller:
-		if p.Poller != nil {
-			return p.Poller.Logs()
-		}
-	case Downloader:
-		if p.Downloader != nil {
-			return p.Downloader.Logs()
-		}
+	if function == Downloader && p.Downloader != nil {
+		return p.Downloader.Logs()
+	}
+	if f, ok := p.runnerFields()[function]; ok && *f != nil {
+		return (*f).Logs()
 	}
 	return nil
 }
@@ -501,7 +538,7 @@ func (p *Pipeline) PIDs() []int {
 
 func (p *Pipeline) runners() []*lambdarun.Runner {
 	var rs []*lambdarun.Runner
-	for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller} {
+	for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
 		if r != nil {
 			rs = append(rs, r)
 		}
@@ -529,7 +566,7 @@ func (p *Pipeline) Close() {
 	p.closeMu.Do(func() {
 		p.StopLoops()
 		p.cancel()
-		for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller} {
+		for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
 			if r != nil {
 				r.Close()
 			}

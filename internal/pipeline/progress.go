@@ -26,6 +26,7 @@ type Progress struct {
 	Events    StatsSnapshot
 	Refresh   ScheduleStats
 	Poll      ScheduleStats
+	Read      ScheduleStats // the notification-reader's
 }
 
 // Done is the number of files in S3 (state DONE).
@@ -65,6 +66,9 @@ func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
 	}
 	if p.PollSchedule != nil {
 		pr.Poll = p.PollSchedule.Stats()
+	}
+	if p.ReadSchedule != nil {
+		pr.Read = p.ReadSchedule.Stats()
 	}
 	return pr, nil
 }

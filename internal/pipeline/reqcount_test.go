@@ -21,22 +21,30 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
+// countInFrontOf starts a target server answering with h and a request
+// counter for callers pointed at it; both stop with the test.
+func countInFrontOf(t *testing.T, h http.HandlerFunc, callers ...string) *RequestCounter {
+	t.Helper()
+	target := httptest.NewServer(h)
+	t.Cleanup(target.Close)
+	c, err := NewRequestCounter(callers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Point(target.URL); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestRequestCounterNamesSDKRequests sends real SDK requests through the
 // counter (to a target that answers 500, one attempt each) and checks each
 // is counted once under its caller, service and operation.
 func TestRequestCounterNamesSDKRequests(t *testing.T) {
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := countInFrontOf(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no", http.StatusInternalServerError)
-	}))
-	defer target.Close()
-	c, err := NewRequestCounter("poller", "downloader")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Point(target.URL); err != nil {
-		t.Fatal(err)
-	}
+	}, "poller", "downloader")
 	ctx := context.Background()
 	cfg := func(caller string) aws.Config {
 		cf := AWSConfig(c.URL(caller))
@@ -130,21 +138,14 @@ func TestClassifyS3Shapes(t *testing.T) {
 // callers never reach the target at once; S3 requests may.
 func TestRequestCounterSerializesDynamoDB(t *testing.T) {
 	var inFlight, most atomic.Int32
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := countInFrontOf(t, func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		time.Sleep(50 * time.Millisecond)
 		http.Error(w, "no", http.StatusInternalServerError)
-	}))
-	defer target.Close()
-	c, err := NewRequestCounter("a", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.Point(target.URL)
+	}, "a", "b")
 	send := func(caller string, s3op bool) {
 		cf := AWSConfig(c.URL(caller))
 		cf.RetryMaxAttempts = 1

@@ -109,6 +109,20 @@ func (d *demoProcess) waitLine(t *testing.T, re *regexp.Regexp, timeout time.Dur
 	}
 }
 
+// waitExit waits for cfsync-local to exit and returns its exit error (nil:
+// status 0); it fails the test if it is still running after timeout.
+func (d *demoProcess) waitExit(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		d.done <- err
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("cfsync-local still running %s later", timeout)
+		return nil
+	}
+}
+
 // bootstrapPIDs lists the running processes whose executable is under dir.
 func bootstrapPIDs(dir string) []int {
 	ents, _ := os.ReadDir("/proc")
@@ -175,13 +189,8 @@ func TestDemo(t *testing.T) {
 		if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-d.done:
-			if err != nil {
-				t.Errorf("cfsync-local exited with %v after Ctrl-C following success, want status 0", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("cfsync-local still running 30s after Ctrl-C")
+		if err := d.waitExit(t, 30*time.Second); err != nil {
+			t.Errorf("cfsync-local exited with %v after Ctrl-C following success, want status 0", err)
 		}
 		t.Logf("stopped %.1fs after SIGINT", time.Since(start).Seconds())
 		if !strings.Contains(d.output(), "cfsync-local: stopped") {

@@ -136,7 +136,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 		o.visibility = o.downloaderTO + 5*time.Second
 	}
 	envs := map[string][]string{
-		"":                  readerEnv,
 		pipeline.Refresher:  refresherEnv,
 		pipeline.Poller:     pollerEnv,
 		pipeline.Downloader: downloaderEnv,
@@ -156,8 +155,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
 		StackName: "e2e", Credentials: string(creds),
-		Params: params,
-		Env:    envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
+		Params:    params,
+		CommonEnv: readerEnv, Env: envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
 		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
 	})
 	if err != nil {

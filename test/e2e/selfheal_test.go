@@ -38,8 +38,10 @@ func healSet(i int, ts time.Time) rdptest.FileSetSpec {
 }
 
 // proxiedEnv is envOptions with the downloaders' DynamoDB and S3 behind a
-// serialProxy (moto's conditional writes are not atomic across threads),
-// and the readers' TOKEN_SKEW of readerEnv.
+// serialProxy (moto's conditional writes are not atomic across threads).
+// (newEnv gives every function readerEnv's TOKEN_SKEW, below the
+// refresher's margin: with the default 30 s skew, 60 s tokens and a 20 s
+// margin, readers would find no usable token for 10 s of every token's life.)
 func proxiedEnv(t *testing.T, o envOptions) (*env, *serialProxy) {
 	t.Helper()
 	proxy := newSerialProxy(t)
@@ -48,13 +50,6 @@ func proxiedEnv(t *testing.T, o envOptions) (*env, *serialProxy) {
 	}
 	o.extraEnv[pipeline.Downloader] = append(o.extraEnv[pipeline.Downloader],
 		"AWS_ENDPOINT_URL_DYNAMODB="+proxy.srv.URL, "AWS_ENDPOINT_URL_S3="+proxy.srv.URL)
-	// The readers' skew below the refresher's margin (readerEnv, which
-	// newEnv does not pass on): with the default 30 s skew, 60 s tokens and
-	// a 20 s margin, readers would find no usable token for 10 s of every
-	// token's life, and the downloader's deferrals would keep growing.
-	for _, fn := range []string{pipeline.Downloader, pipeline.Poller} {
-		o.extraEnv[fn] = append(o.extraEnv[fn], readerEnv...)
-	}
 	e := newEnv(t, o)
 	proxy.point(t, e.p.Endpoint)
 	return e, proxy

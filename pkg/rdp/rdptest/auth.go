@@ -212,8 +212,8 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
 }
 
-// recordAuth counts and logs one /auth request. Callers hold s.mu.
-func (s *Server) recordAuthLocked(path, grant, username string, status int, errCode string) {
+// recordAuthLocked counts and logs one /auth request r. Callers hold s.mu.
+func (s *Server) recordAuthLocked(r *http.Request, path, grant, username string, status int, errCode string) {
 	s.counters.AuthRequests++
 	switch grant {
 	case "password":
@@ -233,6 +233,7 @@ func (s *Server) recordAuthLocked(path, grant, username string, status int, errC
 	}
 	s.authLog = append(s.authLog, AuthRecord{
 		Time: s.now(), Path: path, Grant: grant, Username: username, Status: status, Error: errCode,
+		UserAgent: r.UserAgent(),
 	})
 }
 
@@ -278,7 +279,7 @@ func clientIDOf(r *http.Request) string {
 func (s *Server) parseTokenForm(w http.ResponseWriter, r *http.Request) bool {
 	if err := r.ParseForm(); err != nil {
 		s.mu.Lock()
-		s.recordAuthLocked(r.URL.Path, "", "", http.StatusBadRequest, "invalid_request")
+		s.recordAuthLocked(r, r.URL.Path, "", "", http.StatusBadRequest, "invalid_request")
 		s.mu.Unlock()
 		writeOAuthError(w, &oauthError{status: 400, code: "invalid_request", desc: "Malformed request body."})
 		return false
@@ -312,13 +313,13 @@ func (s *Server) handleTokenV1(w http.ResponseWriter, r *http.Request) {
 		oerr = &oauthError{status: 400, code: "unsupported_grant_type", desc: "Unsupported grant type."}
 	}
 	if oerr != nil {
-		s.recordAuthLocked(r.URL.Path, grant, username, oerr.status, oerr.code)
+		s.recordAuthLocked(r, r.URL.Path, grant, username, oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
 	}
 	s.counters.TokensIssued++
-	s.recordAuthLocked(r.URL.Path, grant, username, http.StatusOK, "")
+	s.recordAuthLocked(r, r.URL.Path, grant, username, http.StatusOK, "")
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
@@ -427,7 +428,7 @@ func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}()
 	if oerr != nil {
-		s.recordAuthLocked(r.URL.Path, grant, "", oerr.status, oerr.code)
+		s.recordAuthLocked(r, r.URL.Path, grant, "", oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
@@ -435,7 +436,7 @@ func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
 	at := newToken("sa")
 	s.access[at] = &accessToken{service: id, exp: now.Add(s.opts.ServiceTokenTTL)}
 	s.counters.TokensIssued++
-	s.recordAuthLocked(r.URL.Path, grant, "", http.StatusOK, "")
+	s.recordAuthLocked(r, r.URL.Path, grant, "", http.StatusOK, "")
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, s.tokenBody(at, "", s.opts.ServiceTokenTTL))
 }
@@ -471,12 +472,12 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		// RFC 7009: an unknown token is not an error.
 	}
 	if oerr != nil {
-		s.recordAuthLocked(r.URL.Path, "revoke", username, oerr.status, oerr.code)
+		s.recordAuthLocked(r, r.URL.Path, "revoke", username, oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
 	}
-	s.recordAuthLocked(r.URL.Path, "revoke", username, http.StatusOK, "")
+	s.recordAuthLocked(r, r.URL.Path, "revoke", username, http.StatusOK, "")
 	s.mu.Unlock()
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)

@@ -2,6 +2,8 @@ package rdptest
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -37,6 +39,8 @@ func (s *Server) StartCredentialGate(upstream string) (*CredentialGate, error) {
 		return nil, fmt.Errorf("rdptest: gate listen: %w", err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
+	// A long poll cut short when its caller stops is no news: not logged.
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
 	g := &CredentialGate{url: "http://" + ln.Addr().String()}
 	g.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := sigV4Credential.FindStringSubmatch(r.Header.Get("Authorization"))

@@ -218,7 +218,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 func TestCloudCredentialsAndGate(t *testing.T) {
 	e := newNotesEnv(t)
 	ctx := context.Background()
-	auth, _ := rdp.NewClient(rdp.WithBaseURL(e.s.URL()))
+	auth, _ := rdp.NewClient(rdp.WithBaseURL(e.s.URL()), rdp.WithUserAgent("cfsync-token-refresher"))
 	if _, err := auth.CloudCredentialsFor(ctx, "bad-token", e.sub.Endpoint); err == nil {
 		t.Fatal("bad token accepted")
 	}
@@ -232,6 +232,11 @@ func TestCloudCredentialsAndGate(t *testing.T) {
 	log := e.s.AuthLog()
 	if len(log) != 3 || log[1].Path != "/auth/cloud-credentials/v1/" || log[1].Status != 200 {
 		t.Fatalf("auth log %+v", log)
+	}
+	for _, r := range log { // who asked: the demo's check that only the refresher calls /auth
+		if r.UserAgent != "cfsync-token-refresher" {
+			t.Errorf("auth record %s %d has User-Agent %q, want the client's", r.Path, r.Status, r.UserAgent)
+		}
 	}
 
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "upstream") }))

@@ -202,6 +202,9 @@ type AuthRecord struct {
 	Username string    // v1 account the request was attributed to, if any
 	Status   int       // HTTP status answered
 	Error    string    // OAuth "error" code when not 200 ("invalid_grant", "access_denied", ...)
+	// UserAgent is the request's User-Agent: which program asked (cfsync's
+	// functions send cfsync-<function>).
+	UserAgent string
 }
 
 // Server is a running simulator. All methods are safe for concurrent use.

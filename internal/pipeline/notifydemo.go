@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"golang.org/x/oauth2"
+
+	"github.com/cfsync/cfsync/internal/notify"
+	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/pkg/rdp"
+	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
+)
+
+// Push notifications locally (docs/design.md#notifications): the simulator
+// plays LSEG's message-services API and publishes each new READY file-set,
+// encrypted, to the subscription's queue, which lives in moto's SQS; the
+// simulator's CredentialGate in front of moto plays AWS's check of the
+// queue's temporary credentials (moto checks none).
+
+// Notifications sets up a pipeline deployed with Notifications=true. Use
+// Prepare as Config.Prepare.
+type Notifications struct {
+	Sim *rdptest.Server
+	// Package is the subscribed package (one subscription, as the stack reads one).
+	Package DemoPackage
+	// CredentialsTTL is how long the simulator's queue credentials live.
+	CredentialsTTL time.Duration
+
+	Gate         *rdptest.CredentialGate // set by Prepare
+	Subscription *rdp.Subscription       // set by Prepare
+}
+
+// simQueues makes the simulator's subscription queues in moto's SQS and
+// delivers to them (rdptest.NotificationQueues).
+type simQueues struct{ sqs *sqs.Client }
+
+var _ rdptest.NotificationQueues = simQueues{}
+
+func (q simQueues) CreateQueue(id string) (string, error) {
+	out, err := q.sqs.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("cfs-notify-" + id[:min(8, len(id))])})
+	if err != nil {
+		return "", fmt.Errorf("create notification queue: %w", err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+func (q simQueues) Send(queueURL, body string) error {
+	if _, err := q.sqs.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(queueURL), MessageBody: aws.String(body)}); err != nil {
+		return fmt.Errorf("send notification: %w", err)
+	}
+	return nil
+}
+
+// Prepare turns on the simulator's notifications into moto's SQS, starts
+// the credential gate, makes the subscription as `cfsync notifications
+// subscribe` does (with a simulator-issued operator token: no /auth
+// request), writes it into the stack's subscription secret, and points the
+// reader's client of LSEG's queue at the gate (NOTIFY_QUEUE_ENDPOINT_URL).
+func (n *Notifications) Prepare(ctx context.Context, p *Pipeline) error {
+	if p.Res.NotifySubscriptionSecret == "" {
+		return fmt.Errorf("notifications: stack %s has no subscription secret (deploy with Notifications=true)", p.Config.StackName)
+	}
+	n.Sim.EnableNotifications(simQueues{sqs: p.SQS}, n.CredentialsTTL)
+	gate, err := n.Sim.StartCredentialGate(p.Endpoint)
+	if err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	n.Gate = gate
+	hc := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: n.Sim.IssueServiceToken("cfsync-local-operator")}))
+	c, err := rdp.NewClient(rdp.WithBaseURL(n.Sim.URL()), rdp.WithHTTPClient(hc))
+	if err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	if n.Subscription, err = c.Subscribe(ctx, rdp.ReadyQuery(n.Package.Bucket, n.Package.ID)); err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	b, err := json.Marshal(notify.Subscription{SubscriptionID: n.Subscription.ID, Endpoint: n.Subscription.Endpoint, CryptographyKey: n.Subscription.CryptographyKey})
+	if err != nil {
+		return fmt.Errorf("notifications: %w", err)
+	}
+	if _, err := p.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(p.Res.NotifySubscriptionSecret), SecretString: aws.String(string(b)),
+	}); err != nil {
+		return fmt.Errorf("notifications: write the subscription secret: %w", err)
+	}
+	if p.Config.Env == nil {
+		p.Config.Env = map[string][]string{}
+	}
+	p.Config.Env[Reader] = append(p.Config.Env[Reader], "NOTIFY_QUEUE_ENDPOINT_URL="+gate.URL())
+	return nil
+}
+
+// Close stops the gate.
+func (n *Notifications) Close() {
+	if n.Gate != nil {
+		_ = n.Gate.Close()
+	}
+}
+
+// Publication is a file-set published while the pipeline runs.
+type Publication struct {
+	FileSet rdptest.FileSet
+	At      time.Time // when it became READY (published)
+	Landed  time.Time // when its last file became DONE; zero until then
+}
+
+// Latency is publish → landed (zero until landed).
+func (pb Publication) Latency() time.Duration {
+	if pb.Landed.IsZero() {
+		return 0
+	}
+	return pb.Landed.Sub(pb.At)
+}
+
+// Publish adds the k-th live file-set of pkg (two files, sized like the
+// package's demo files) to the simulator as READY, which notifies the
+// subscriptions that match it.
+func Publish(sim *rdptest.Server, pkg DemoPackage, k int) Publication {
+	at := time.Now()
+	stamp := at.UTC().Format("2006-01-02T15:04:05.000Z")
+	spec := rdptest.FileSetSpec{Bucket: pkg.Bucket, PackageID: pkg.ID, Name: fmt.Sprintf("%s-Live-%02d-%s", pkg.Prefix, k, stamp)}
+	for j := range 2 {
+		spec.Files = append(spec.Files, rdptest.FileSpec{
+			Name: fmt.Sprintf("%s-Live-%02d-%s-part%d.jsonl.gz", pkg.Prefix, k, stamp, j+1),
+			Size: pkg.Sizes[(2*k+j)%len(pkg.Sizes)],
+		})
+	}
+	return Publication{FileSet: sim.AddFileSet(spec), At: at}
+}
+
+// LandedAt reports when the last file of fs became DONE; ok is false while
+// any file of it is not DONE.
+func (p *Pipeline) LandedAt(ctx context.Context, fs rdptest.FileSet) (at time.Time, ok bool, err error) {
+	for _, f := range fs.Files {
+		it, err := p.State.GetFile(ctx, f.ID)
+		if errors.Is(err, state.ErrNotFound) {
+			return time.Time{}, false, nil
+		}
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("landed %s: %w", fs.Name, err)
+		}
+		if it.Status != state.StatusDone {
+			return time.Time{}, false, nil
+		}
+		if it.DoneAt.After(at) {
+			at = it.DoneAt
+		}
+	}
+	return at, true, nil
+}
+
+// Percentile is the nearest-rank q-th percentile (0 < q ≤ 100) of ds (zero
+// for none).
+func Percentile(ds []time.Duration, q int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(ds))
+	rank := (len(s)*q + 99) / 100
+	return s[min(max(rank, 1), len(s))-1]
+}
