@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,4 +89,36 @@ func TestLoadPollerPageSizeBounds(t *testing.T) {
 			t.Errorf("POLL_PAGE_SIZE=%s: err = %v", tt.v, err)
 		}
 	}
+}
+
+func TestDefaults(t *testing.T) {
+	r := Defaults[Refresher]()
+	if r.RefreshMargin != 2*time.Minute || r.AuthBudget != 20 || r.SessionMaxLifetime != 18*time.Hour || r.RDPBaseURL != "https://api.refinitiv.com" {
+		t.Errorf("Defaults[Refresher]() = %+v, want the tag defaults", r)
+	}
+	if r.CredentialsSecretID != "" || r.TokenSecretIDs != nil || r.StateTable != "" {
+		t.Errorf("Defaults[Refresher]() filled a required field without a default: %+v", r)
+	}
+	d := Defaults[Downloader]()
+	if d.TokenSkew != 30*time.Second || d.DeferMaxDelay != 15*time.Minute || d.PartSize != 0 || d.MaxReceiveCount != 5 {
+		t.Errorf("Defaults[Downloader]() = %+v, want the tag defaults (embedded structs included)", d)
+	}
+	// The defaults are exactly what Load gives an environment holding only the required variables.
+	var loaded Downloader
+	req := map[string]string{"TOKEN_SECRET_IDS": "a", "STATE_TABLE": "t", "DOWNLOAD_QUEUE_URL": "q", "DEST_BUCKET": "b"}
+	if err := LoadFrom(env(req), &loaded); err != nil {
+		t.Fatal(err)
+	}
+	d.TokenSecretIDs, d.StateTable, d.DownloadQueueURL, d.DestBucket = []string{"a"}, "t", "q", "b"
+	if !reflect.DeepEqual(d, loaded) {
+		t.Errorf("Defaults[Downloader]() + required = %+v, Load = %+v", d, loaded)
+	}
+	defer func() {
+		if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "N=") {
+			t.Errorf("a default below its min: panic %v, want one naming N", p)
+		}
+	}()
+	Defaults[struct {
+		N int `env:"N" default:"0" min:"1"`
+	}]()
 }
