@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -178,12 +180,48 @@ func newEnv(t *testing.T, creds string, slots int) *env {
 	e.h, err = New(Deps{
 		SM: e.sm, Table: e.table, RDP: e.rdp, Probe: e.probe, Now: clk.Now, Metrics: rec,
 		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
-		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	}, testSettings(e.ids, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// testSettings are the settings of a refresher deployed with the config's
+// defaults, the test's credentials secret and ring ids, changed by mod.
+func testSettings(ids []string, mod func(*Options)) Settings {
+	c := config.Defaults[config.Refresher]()
+	c.CredentialsSecretID, c.TokenSecretIDs = credsSecretID, ids
+	o := OptionsFromConfig(c)
+	if mod != nil {
+		mod(&o)
+	}
+	return Settings{Opts: o, Queue: QueueCredsOptions{RefreshAfter: c.QueueCredentialsRefresh}}
+}
+
+// newSimHandler is a refresher whose RDP is the simulator sim (on clk),
+// with in-memory Secrets Manager and state table, a ring of ids and logs
+// and metrics written to out.
+func newSimHandler(t *testing.T, clk *rdptest.Clock, sim *rdptest.Server, ids []string, out io.Writer, mod func(*Options)) (*Handler, *ringtest.Secrets, *fakeState) {
+	t.Helper()
+	sm := ringtest.NewSecrets(clk.Now)
+	for _, id := range ids {
+		sm.Create(id, nil)
+	}
+	table := newFakeState(clk.Now)
+	client, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Deps{
+		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
+		Log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(out, "token-refresher"),
+	}, testSettings(ids, mod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, sm, table
 }
 
 func (e *env) handle(evt string) (Result, error) {
