@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/url"
 	"slices"
@@ -208,6 +209,16 @@ func (d *doctorRun) differs(c check, observed string) bool {
 	return false
 }
 
+// listed collects a file-store listing for check c (at most limit items, 0:
+// all); a failed listing records c as differing (ok false).
+func listed[T any](d *doctorRun, c check, seq iter.Seq2[T, error], limit int) (items []T, ok bool) {
+	items, err := collect(seq, limit)
+	if err != nil {
+		return nil, d.differs(c, apiProblem(err))
+	}
+	return items, true
+}
+
 // apiProblem turns a file-store error into an observation, naming a missing entitlement.
 func apiProblem(err error) string {
 	msg := err.Error()
@@ -219,9 +230,9 @@ func apiProblem(err error) string {
 
 func (d *doctorRun) packages(ctx context.Context) bool {
 	c := check{Name: "packages", Assumption: "GET /file-store/v1/packages lists the account's packages", Required: true}
-	pkgs, err := collect(d.c.Packages(ctx, d.o.bucket), 0)
-	if err != nil {
-		return d.differs(c, apiProblem(err))
+	pkgs, ok := listed(d, c, d.c.Packages(ctx, d.o.bucket), 0)
+	if !ok {
+		return false
 	}
 	i := slices.IndexFunc(pkgs, func(p rdp.Package) bool { return d.o.packageID == "" || p.PackageID == d.o.packageID })
 	if i < 0 || (d.o.bucket == "" && len(pkgs[i].BucketNames) == 0) {
@@ -239,9 +250,9 @@ func (d *doctorRun) packages(ctx context.Context) bool {
 func (d *doctorRun) fileSets(ctx context.Context) bool {
 	c := check{Name: "file-sets", Assumption: "GET /file-store/v1/file-sets pages with @nextLink on the API host (opaque skipToken)", Required: true}
 	q := rdp.FileSetQuery{Bucket: d.o.bucket, PackageID: d.o.packageID, PageSize: d.o.pageSize}
-	sets, err := collect(d.c.FileSets(ctx, q), 2*d.o.pageSize) // two pages: @nextLink followed once
-	if err != nil {
-		return d.differs(c, apiProblem(err))
+	sets, ok := listed(d, c, d.c.FileSets(ctx, q), 2*d.o.pageSize) // two pages: @nextLink followed once
+	if !ok {
+		return false
 	}
 	pages := d.pr.fileSetPages()
 	switch {
@@ -306,9 +317,9 @@ func orderCheck(pages []fileSetPage) check {
 
 func (d *doctorRun) files(ctx context.Context) bool {
 	c := check{Name: "files", Assumption: "GET /file-store/v1/files?filesetId= gives each file's id, filename and fileSizeInBytes", Required: true}
-	files, err := collect(d.c.Files(ctx, d.fileSet.ID), 0)
-	if err != nil {
-		return d.differs(c, apiProblem(err))
+	files, ok := listed(d, c, d.c.Files(ctx, d.fileSet.ID), 0)
+	if !ok {
+		return false
 	}
 	keys, n := d.pr.fileKeys()
 	var missing []string

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -317,7 +319,7 @@ func (r *redriver) handle(ctx context.Context, msgs []types.Message, leave map[s
 
 // release makes the messages left in the DLQ visible again.
 func (r *redriver) release(leave map[string]string) error {
-	ids := sortedKeys(leave)
+	ids := slices.Sorted(maps.Keys(leave))
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

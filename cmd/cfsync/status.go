@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,7 +159,7 @@ func (rep *statusReport) print(a *app, limit int) error {
 	for _, s := range statusOrder {
 		t.row(s, strconv.Itoa(rep.Counts[s]))
 	}
-	for _, s := range sortedKeys(rep.Counts) {
+	for _, s := range slices.Sorted(maps.Keys(rep.Counts)) {
 		if !isKnownStatus(s) {
 			t.row(s, strconv.Itoa(rep.Counts[s]))
 		}
