@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
@@ -224,6 +221,25 @@ func newSimHandler(t *testing.T, clk *rdptest.Clock, sim *rdptest.Server, ids []
 	return h, sm, table
 }
 
+// readerLister returns a file-store call (the package listing of bulk-ESG,
+// which sim must hold) made with the reader's tokens, without retries.
+func readerLister(t *testing.T, sim *rdptest.Server, reader *tokenring.Reader, opts ...rdp.Option) func(context.Context) error {
+	t.Helper()
+	opts = append([]rdp.Option{rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1})}, opts...)
+	fileStore, err := rdp.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context) error {
+		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func (e *env) handle(evt string) (Result, error) {
 	e.t.Helper()
 	return e.h.Handle(context.Background(), json.RawMessage(evt))
@@ -306,7 +322,3 @@ func sum(v []float64) float64 {
 }
 
 func (e *env) logHas(substr string) bool { return strings.Contains(e.logs.String(), substr) }
-
-func putInput(id, v string) *secretsmanager.PutSecretValueInput {
-	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
-}

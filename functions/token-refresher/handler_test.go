@@ -57,20 +57,36 @@ func TestParseEvent(t *testing.T) {
 }
 
 // TestDecisions drives h.Handle through the refresher's decision table.
+// decision is a case of TestDecisions.
+type decision struct {
+	name        string
+	creds       string
+	slots       int
+	setup       func(e *env)
+	event       string
+	wantOutcome string
+	wantReason  string
+	wantCalls   []string // /auth requests, in order
+	wantSlot    int      // slot written (-1: none)
+	wantGen     int64
+	check       func(t *testing.T, e *env, res Result)
+}
+
+// sessionAged is a scheduled run whose token is about to expire, in a
+// session that started age ago: it refreshes with grant into slot 1.
+func sessionAged(name, creds string, age time.Duration, grant string) decision {
+	return decision{
+		name: name, creds: creds, slots: 3,
+		setup: func(e *env) {
+			e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+			e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-age) })
+		},
+		event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grant}, wantSlot: 1, wantGen: 2,
+	}
+}
+
 func TestDecisions(t *testing.T) {
-	tests := []struct {
-		name        string
-		creds       string
-		slots       int
-		setup       func(e *env)
-		event       string
-		wantOutcome string
-		wantReason  string
-		wantCalls   []string // /auth requests, in order
-		wantSlot    int      // slot written (-1: none)
-		wantGen     int64
-		check       func(t *testing.T, e *env, res Result)
-	}{
+	tests := []decision{
 		{
 			name: "empty ring: password grant into the first slot", creds: credsV1, slots: 3,
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
@@ -184,30 +200,9 @@ func TestDecisions(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "session near its maximum lifetime: password grant instead of refresh", creds: credsV1, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 11*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 1, wantGen: 2,
-		},
-		{
-			name: "session with time left: refresh grant", creds: credsV1, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 13*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
-		},
-		{
-			name: "without exclusive sign-on the old session is refreshed until it ends", creds: credsV1NoExcl, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 5*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
-		},
+		sessionAged("session near its maximum lifetime: password grant instead of refresh", credsV1, 18*time.Hour-11*time.Minute, grantPassword),
+		sessionAged("session with time left: refresh grant", credsV1, 18*time.Hour-13*time.Minute, grantRefresh),
+		sessionAged("without exclusive sign-on the old session is refreshed until it ends", credsV1NoExcl, 18*time.Hour-5*time.Minute, grantRefresh),
 		{
 			name: "v2 service account: client_credentials", creds: credsV2, slots: 2,
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantClient}, wantSlot: 0, wantGen: 1,
@@ -325,9 +320,8 @@ func TestDecisions(t *testing.T) {
 		{
 			name: "a template placeholder is not a token write", creds: credsV1, slots: 1,
 			setup: func(e *env) {
-				if _, err := e.sm.PutSecretValue(context.Background(), putInput(e.ids[0], "{}")); err != nil {
-					t.Fatal(err)
-				}
+				placeholder := "{}" // as the template creates it
+				e.sm.Create(e.ids[0], &placeholder)
 				e.clk.Advance(time.Minute)
 			},
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,

@@ -109,18 +109,7 @@ func TestIntegration(t *testing.T) {
 	// A reader picks the newest generation and RDP accepts it.
 	table := state.New(db, "cfsync-state")
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{})
-	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	list := func(ctx context.Context) error {
-		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	list := readerLister(t, sim, reader)
 	if err := list(ctx); err != nil {
 		t.Fatalf("reader: %v", err)
 	}

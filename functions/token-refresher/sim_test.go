@@ -62,19 +62,7 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	creds := `{"username":"machine-user","password":"pw-secret","client_id":"appkey-secret"}`
 	sm.Create(credsSecretID, &creds)
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
-	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithClock(clk.Now),
-		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	listPackages := func(ctx context.Context) error {
-		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	listPackages := readerLister(t, sim, reader, rdp.WithClock(clk.Now))
 
 	var st simStats
 	ctx := context.Background()
