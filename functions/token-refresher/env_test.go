@@ -52,35 +52,33 @@ func (f *fakeRDP) issue(refresh bool) *rdp.Token {
 	return t
 }
 
-func (f *fakeRDP) PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+// enter locks f and records a call of kind with its context; the caller
+// defers the returned unlock.
+func (f *fakeRDP) enter(ctx context.Context, kind string) (unlock func()) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.ctx = ctx
-	f.calls = append(f.calls, grantPassword)
-	f.lastPW = g
-	if f.Password != nil {
+	f.calls = append(f.calls, kind)
+	return f.mu.Unlock
+}
+
+func (f *fakeRDP) PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+	defer f.enter(ctx, grantPassword)()
+	if f.lastPW = g; f.Password != nil {
 		return f.Password(g)
 	}
 	return f.issue(true), nil
 }
 
 func (f *fakeRDP) RefreshGrant(ctx context.Context, clientID, rt string) (*rdp.Token, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantRefresh)
-	f.lastRT = rt
-	if f.Refresh != nil {
+	defer f.enter(ctx, grantRefresh)()
+	if f.lastRT = rt; f.Refresh != nil {
 		return f.Refresh(clientID, rt)
 	}
 	return f.issue(true), nil
 }
 
 func (f *fakeRDP) ClientCredentialsGrant(ctx context.Context, id, secret, scope string) (*rdp.Token, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantClient)
+	defer f.enter(ctx, grantClient)()
 	if f.Client != nil {
 		return f.Client(id, secret, scope)
 	}
@@ -88,12 +86,8 @@ func (f *fakeRDP) ClientCredentialsGrant(ctx context.Context, id, secret, scope 
 }
 
 func (f *fakeRDP) Revoke(ctx context.Context, clientID, tok string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantRevoke)
-	f.revoked = tok
-	if f.RevokeFn != nil {
+	defer f.enter(ctx, grantRevoke)()
+	if f.revoked = tok; f.RevokeFn != nil {
 		return f.RevokeFn(clientID, tok)
 	}
 	return nil
