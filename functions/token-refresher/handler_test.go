@@ -14,49 +14,43 @@ import (
 )
 
 func TestParseEvent(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Event
-		wantErr string
-	}{
-		{in: `{}`, want: Event{Scheduled: true, Action: ActionRefresh}},
-		{in: `{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, want: Event{Scheduled: true, Action: ActionRefresh}},
-		{in: `{"action":"refresh"}`, want: Event{Action: ActionRefresh}},
-		{in: `{"action":"refresh","force":true}`, want: Event{Action: ActionRefresh, Force: true}},
-		{in: `{"force":true}`, want: Event{Action: ActionRefresh, Force: true}},
-		{in: `{"action":"revoke"}`, want: Event{Action: ActionRevoke}},
-		{in: `{"action":"revoke","force":false}`, want: Event{Action: ActionRevoke}},
-		{in: ` {"action":"refresh","force":false,"extra":1} `, want: Event{Action: ActionRefresh}},
-		{in: ``, wantErr: "JSON object"},
-		{in: `not json`, wantErr: "JSON object"},
-		{in: `[]`, wantErr: "JSON object"},
-		{in: `null`, wantErr: "JSON object"},
-		{in: `"refresh"`, wantErr: "JSON object"},
-		{in: `{"action":"refresh"`, wantErr: "JSON object"},
-		{in: `{"action":"rotate"}`, wantErr: `field "action": unknown action "rotate"`},
-		{in: `{"action":7}`, wantErr: `field "action" must be a string`},
-		{in: `{"action":null}`, wantErr: `unknown action ""`},
-		{in: `{"action":"refresh","force":"yes"}`, wantErr: `field "force" must be true or false`},
-		{in: `{"force":null}`, wantErr: `field "force" must be true or false`},
-		{in: `{"action":"revoke","force":true}`, wantErr: `"force" applies to action "refresh" only`},
+	valid := map[string]Event{
+		`{}`: {Scheduled: true, Action: ActionRefresh},
+		`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`: {Scheduled: true, Action: ActionRefresh},
+		`{"action":"refresh"}`:                           {Action: ActionRefresh},
+		`{"action":"refresh","force":true}`:              {Action: ActionRefresh, Force: true},
+		`{"force":true}`:                                 {Action: ActionRefresh, Force: true},
+		`{"action":"revoke"}`:                            {Action: ActionRevoke},
+		`{"action":"revoke","force":false}`:              {Action: ActionRevoke},
+		` {"action":"refresh","force":false,"extra":1} `: {Action: ActionRefresh},
 	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseEvent([]byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrMalformedEvent) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+	for in, want := range valid {
+		if got, err := ParseEvent([]byte(in)); err != nil || got != want {
+			t.Errorf("ParseEvent(%s) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	// Malformed events: ErrMalformedEvent, with what is wrong.
+	malformed := map[string]string{
+		``:                                   "JSON object",
+		`not json`:                           "JSON object",
+		`[]`:                                 "JSON object",
+		`null`:                               "JSON object",
+		`"refresh"`:                          "JSON object",
+		`{"action":"refresh"`:                "JSON object",
+		`{"action":"rotate"}`:                `field "action": unknown action "rotate"`,
+		`{"action":7}`:                       `field "action" must be a string`,
+		`{"action":null}`:                    `unknown action ""`,
+		`{"action":"refresh","force":"yes"}`: `field "force" must be true or false`,
+		`{"force":null}`:                     `field "force" must be true or false`,
+		`{"action":"revoke","force":true}`:   `"force" applies to action "refresh" only`,
+	}
+	for in, want := range malformed {
+		if _, err := ParseEvent([]byte(in)); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrMalformedEvent) {
+			t.Errorf("ParseEvent(%q): err = %v, want ErrMalformedEvent containing %q", in, err, want)
+		}
 	}
 }
 
-// TestDecisions drives h.Handle through the refresher's decision table.
 // decision is a case of TestDecisions.
 type decision struct {
 	name        string
@@ -85,6 +79,7 @@ func sessionAged(name, creds string, age time.Duration, grant string) decision {
 	}
 }
 
+// TestDecisions drives h.Handle through the refresher's decision table.
 func TestDecisions(t *testing.T) {
 	tests := []decision{
 		{
