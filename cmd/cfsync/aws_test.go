@@ -29,19 +29,16 @@ import (
 
 // TestAWS runs the commands that use AWS against one moto_server.
 func TestAWS(t *testing.T) {
-	m, cfg := testenv.MotoConfig(t)
+	aw := testenv.MotoAWS(t)
 	awsEnv := func(extra map[string]string) map[string]string {
-		env := map[string]string{
-			"AWS_ENDPOINT_URL": m.Endpoint, "AWS_REGION": "us-east-1",
-			"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-		}
+		env := aw.Moto.EnvMap()
 		maps.Copy(env, extra)
 		return env
 	}
-	t.Run("status", func(t *testing.T) { testStatus(t, dynamodb.NewFromConfig(cfg), awsEnv) })
-	t.Run("redrive", func(t *testing.T) { testRedrive(t, sqs.NewFromConfig(cfg), awsEnv) })
-	t.Run("credentials secret", func(t *testing.T) { testCredentialsSecret(t, secretsmanager.NewFromConfig(cfg), awsEnv) })
-	t.Run("token ring", func(t *testing.T) { testTokenRing(t, secretsmanager.NewFromConfig(cfg), awsEnv) })
+	t.Run("status", func(t *testing.T) { testStatus(t, aw.DB, awsEnv) })
+	t.Run("redrive", func(t *testing.T) { testRedrive(t, sqs.NewFromConfig(aw.Config), awsEnv) })
+	t.Run("credentials secret", func(t *testing.T) { testCredentialsSecret(t, aw.SM, awsEnv) })
+	t.Run("token ring", func(t *testing.T) { testTokenRing(t, aw.SM, awsEnv) })
 }
 
 func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string) map[string]string) {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"golang.org/x/oauth2"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -265,17 +266,15 @@ func (a *app) serviceSession(ctx context.Context, f *rdpFlags, auth *rdp.Client,
 	return a.sessionWith(f, src, tokenInfoOf(tok, "client credentials grant with "+c.source, "client_credentials"))
 }
 
-// tokenSkew is how early a ring token counts as expired (TOKEN_SKEW, default 30s).
+// tokenSkew is how early a ring token counts as expired (TOKEN_SKEW, with
+// config.Reader's default; 0s: not early at all).
 func (a *app) tokenSkew() (time.Duration, error) {
-	v := strings.TrimSpace(a.env("TOKEN_SKEW"))
-	if v == "" {
-		return 30 * time.Second, nil
+	var r config.Reader
+	err := config.LoadFrom(func(k string) (string, bool) { v := a.env(k); return v, v != "" }, &r)
+	if err != nil {
+		return 0, usagef("%v", err)
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, usagef("TOKEN_SKEW=%q: not a duration (want e.g. 30s)", v)
-	}
-	return d, nil
+	return r.TokenSkew, nil
 }
 
 func (a *app) ringSession(ctx context.Context, f *rdpFlags, _ *rdp.Client) (*rdpSession, error) {
@@ -289,9 +288,6 @@ func (a *app) ringSession(ctx context.Context, f *rdpFlags, _ *rdp.Client) (*rdp
 	skew, err := a.tokenSkew()
 	if err != nil {
 		return nil, err
-	}
-	if skew == 0 {
-		skew = -1 // the reader's "none"
 	}
 	cfg, err := a.aws(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/url"
 	"slices"
@@ -80,26 +81,21 @@ prints a secret, a token or a presigned URL. Exit 3 when something cfsync depend
 			"cfsync doctor --token-ring --bucket bulk-ESG --package 4e94-6d63-fea034dc-90e2-de33895bd4e9",
 			"cfsync doctor --credentials ./rdp-credentials.json --json > doctor.json   # for a support ticket",
 		},
+		rdp: true, json: true, noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			var o doctorOptions
 			fs.StringVar(&o.bucket, "bucket", "", "CFS bucket `NAME` to check (default: the first bucket of the first package listed)")
 			fs.StringVar(&o.packageID, "package", "", "package `ID` to check (default: the first package of the bucket)")
 			fs.IntVar(&o.pageSize, "page-size", 5, "file-sets per page, small so that @nextLink shows (1-100)")
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				if rf.takeExclusive {
+				if a.rdp.takeExclusive {
 					return usagef("doctor never takes exclusive sign-on control: it must not end another session")
 				}
 				if o.pageSize < 1 || o.pageSize > rdp.MaxPageSize {
 					return usagef("--page-size %d: want 1-%d", o.pageSize, rdp.MaxPageSize)
 				}
-				rep := a.doctor(ctx, &rf, o)
-				return a.printDoctor(rep, *asJSON)
+				rep := a.doctor(ctx, &a.rdp, o)
+				return a.printDoctor(rep, a.json)
 			}
 		},
 	}
@@ -205,6 +201,24 @@ func (d *doctorRun) fileStore(ctx context.Context) {
 	}
 }
 
+// differs records check c as differing, observed, and stops the run's
+// file-store checks (false).
+func (d *doctorRun) differs(c check, observed string) bool {
+	c.Observed, c.Result = observed, resDiffers
+	d.rep.add(c)
+	return false
+}
+
+// listed collects a file-store listing for check c (at most limit items, 0:
+// all); a failed listing records c as differing (ok false).
+func listed[T any](d *doctorRun, c check, seq iter.Seq2[T, error], limit int) (items []T, ok bool) {
+	items, err := collect(seq, limit)
+	if err != nil {
+		return nil, d.differs(c, apiProblem(err))
+	}
+	return items, true
+}
+
 // apiProblem turns a file-store error into an observation, naming a missing entitlement.
 func apiProblem(err error) string {
 	msg := err.Error()
@@ -216,20 +230,13 @@ func apiProblem(err error) string {
 
 func (d *doctorRun) packages(ctx context.Context) bool {
 	c := check{Name: "packages", Assumption: "GET /file-store/v1/packages lists the account's packages", Required: true}
-	var pkgs []rdp.Package
-	for p, err := range d.c.Packages(ctx, d.o.bucket) {
-		if err != nil {
-			c.Observed, c.Result = apiProblem(err), resDiffers
-			d.rep.add(c)
-			return false
-		}
-		pkgs = append(pkgs, p)
+	pkgs, ok := listed(d, c, d.c.Packages(ctx, d.o.bucket), 0)
+	if !ok {
+		return false
 	}
 	i := slices.IndexFunc(pkgs, func(p rdp.Package) bool { return d.o.packageID == "" || p.PackageID == d.o.packageID })
 	if i < 0 || (d.o.bucket == "" && len(pkgs[i].BucketNames) == 0) {
-		c.Observed, c.Result = fmt.Sprintf("%d packages, none to check (--bucket %q --package %q)", len(pkgs), d.o.bucket, d.o.packageID), resDiffers
-		d.rep.add(c)
-		return false
+		return d.differs(c, fmt.Sprintf("%d packages, none to check (--bucket %q --package %q)", len(pkgs), d.o.bucket, d.o.packageID))
 	}
 	d.o.packageID = pkgs[i].PackageID
 	if d.o.bucket == "" {
@@ -243,16 +250,9 @@ func (d *doctorRun) packages(ctx context.Context) bool {
 func (d *doctorRun) fileSets(ctx context.Context) bool {
 	c := check{Name: "file-sets", Assumption: "GET /file-store/v1/file-sets pages with @nextLink on the API host (opaque skipToken)", Required: true}
 	q := rdp.FileSetQuery{Bucket: d.o.bucket, PackageID: d.o.packageID, PageSize: d.o.pageSize}
-	var sets []rdp.FileSet
-	for fs, err := range d.c.FileSets(ctx, q) {
-		if err != nil {
-			c.Observed, c.Result = apiProblem(err), resDiffers
-			d.rep.add(c)
-			return false
-		}
-		if sets = append(sets, fs); len(sets) == 2*d.o.pageSize {
-			break // two pages: @nextLink followed once
-		}
+	sets, ok := listed(d, c, d.c.FileSets(ctx, q), 2*d.o.pageSize) // two pages: @nextLink followed once
+	if !ok {
+		return false
 	}
 	pages := d.pr.fileSetPages()
 	switch {
@@ -317,14 +317,9 @@ func orderCheck(pages []fileSetPage) check {
 
 func (d *doctorRun) files(ctx context.Context) bool {
 	c := check{Name: "files", Assumption: "GET /file-store/v1/files?filesetId= gives each file's id, filename and fileSizeInBytes", Required: true}
-	var files []rdp.File
-	for f, err := range d.c.Files(ctx, d.fileSet.ID) {
-		if err != nil {
-			c.Observed, c.Result = apiProblem(err), resDiffers
-			d.rep.add(c)
-			return false
-		}
-		files = append(files, f)
+	files, ok := listed(d, c, d.c.Files(ctx, d.fileSet.ID), 0)
+	if !ok {
+		return false
 	}
 	keys, n := d.pr.fileKeys()
 	var missing []string
@@ -334,9 +329,7 @@ func (d *doctorRun) files(ctx context.Context) bool {
 		}
 	}
 	if len(files) == 0 || len(missing) > 0 {
-		c.Observed, c.Result = fmt.Sprintf("%d files in file-set %s; missing: %s", len(files), d.fileSet.ID, strings.Join(missing, ", ")), resDiffers
-		d.rep.add(c)
-		return false
+		return d.differs(c, fmt.Sprintf("%d files in file-set %s; missing: %s", len(files), d.fileSet.ID, strings.Join(missing, ", ")))
 	}
 	c.Observed, c.Result = fmt.Sprintf("%d files in file-set %s, each with id, filename and fileSizeInBytes", len(files), d.fileSet.ID), resOK
 	d.rep.add(c)
@@ -369,9 +362,7 @@ func (d *doctorRun) stream(ctx context.Context) bool {
 	c := check{Name: "stream URL", Assumption: "GET /files/{id}/stream?doNotRedirect=true answers a presigned URL", Required: true}
 	u, err := d.c.StreamURL(ctx, d.file.ID)
 	if err != nil {
-		c.Observed, c.Result = apiProblem(err), resDiffers
-		d.rep.add(c)
-		return false
+		return d.differs(c, apiProblem(err))
 	}
 	c.Observed, c.Result = describePresigned(u), resOK
 	d.rep.add(c)

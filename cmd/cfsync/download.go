@@ -45,9 +45,8 @@ goes to stderr when stderr is a terminal, or with --progress.`,
 			"cfsync download 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d",
 			"cfsync download 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d -o /data/esg --progress",
 		},
+		rdp: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			dir := fs.String("o", ".", "write the file into `DIR`")
 			force := fs.Bool("force", false, "download again even if DIR/NAME exists")
 			progress := fs.Bool("progress", false, "show a progress bar on stderr even when it is not a terminal (--progress=false: never)")
@@ -61,7 +60,7 @@ goes to stderr when stderr is a terminal, or with --progress.`,
 						show = *progress
 					}
 				})
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
 					d := &downloader{a: a, c: s.client, showProgress: show}
 					return d.run(ctx, args[0], *dir, *force)
 				})

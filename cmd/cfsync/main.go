@@ -64,6 +64,9 @@ type app struct {
 	httpClient *http.Client
 
 	awsCfg *aws.Config // loaded once
+
+	rdp  rdpFlags // the command's RDP sign-on flags (command.rdp)
+	json bool     // --json (command.json)
 }
 
 func newApp(stdout, stderr io.Writer, env func(string) string) *app {
@@ -98,7 +101,11 @@ type command struct {
 	summary  string
 	details  string
 	examples []string
-	setup    func(a *app, fs *flag.FlagSet) func(ctx context.Context, args []string) error
+	// Flags and arguments the framework handles for the command: rdp
+	// registers the RDP sign-on flags (into app.rdp), json registers --json
+	// (app.json), noArgs rejects positional arguments.
+	rdp, json, noArgs bool
+	setup             func(a *app, fs *flag.FlagSet) func(ctx context.Context, args []string) error
 }
 
 // usageError is a bad flag or argument: exit 2 with the usage.
@@ -172,6 +179,12 @@ func newFlagSet(a *app, c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet("cfsync "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	if c.rdp {
+		a.rdp.register(fs)
+	}
+	if c.json {
+		fs.BoolVar(&a.json, "json", false, "print JSON")
+	}
 	return fs
 }
 
@@ -182,6 +195,9 @@ func (a *app) runCommand(ctx context.Context, c *command, args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		a.commandUsage(a.stdout, c, fs)
 		return exitOK
+	}
+	if err == nil && c.noArgs && len(pos) > 0 {
+		err = usagef("unexpected argument %q", pos[0])
 	}
 	if err == nil {
 		err = runFn(ctx, pos)

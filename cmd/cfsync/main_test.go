@@ -327,3 +327,18 @@ func TestFormatters(t *testing.T) {
 		t.Error("md5Equal: base64 form not handled")
 	}
 }
+
+// TOKEN_SKEW: config.Reader's default when unset, an explicit 0s means none,
+// a bad value is a usage error naming it.
+func TestTokenSkew(t *testing.T) {
+	for _, tt := range []struct {
+		env, wantErr string
+		want         time.Duration
+	}{{"", "", 30 * time.Second}, {"0s", "", 0}, {"90s", "", 90 * time.Second}, {"soon", "TOKEN_SKEW", 0}, {"-1s", "TOKEN_SKEW", 0}} {
+		a := newApp(io.Discard, io.Discard, func(k string) string { return map[string]string{"TOKEN_SKEW": tt.env}[k] })
+		got, err := a.tokenSkew()
+		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("TOKEN_SKEW=%q: %s, %v; want %s, an error naming %q", tt.env, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

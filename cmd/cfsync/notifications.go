@@ -30,18 +30,16 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 			"cfsync notifications list --token-ring",
 			"cfsync notifications delete --subscriptions bulk-ESG/4e94-… --token-ring",
 		},
+		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			subs := fs.String("subscriptions", "", "the stack's `ENTRY` bucket/packageId or bucket/* (default $SUBSCRIPTIONS)")
 			secret := fs.String("secret", "", "subscribe: secret `ID` to store the subscription in (default $NOTIFY_SUBSCRIPTION_SECRET_ID)")
 			id := fs.String("id", "", "delete: the subscription `ID` to remove")
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 || (args[0] != "subscribe" && args[0] != "list" && args[0] != "delete") {
 					return usagef("want one subcommand: subscribe, list or delete")
 				}
-				n := &notesCmd{a: a, asJSON: *asJSON}
+				n := &notesCmd{a: a, asJSON: a.json}
 				var bucket, pkg string
 				if args[0] == "subscribe" || (args[0] == "delete" && *id == "") {
 					var err error
@@ -49,7 +47,7 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 						return err
 					}
 				}
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
 					n.c = s.client
 					switch args[0] {
 					case "subscribe":
@@ -100,14 +98,9 @@ func rowOf(s rdp.Subscription, action string) subscriptionRow {
 }
 
 func (n *notesCmd) print(rows []subscriptionRow) error {
-	if n.asJSON {
-		return writeJSON(n.a.stdout, rows)
-	}
-	t := newTable(n.a.stdout, "SUBSCRIPTION", "BUCKET", "PACKAGE", "QUEUE", "ACTION")
-	for _, r := range rows {
-		t.row(r.ID, r.Bucket, r.Package, r.Endpoint, r.Action)
-	}
-	return t.flush()
+	return printList(n.a.stdout, n.asJSON, rows, []string{"SUBSCRIPTION", "BUCKET", "PACKAGE", "QUEUE", "ACTION"}, func(r subscriptionRow) []string {
+		return []string{r.ID, r.Bucket, r.Package, r.Endpoint, r.Action}
+	})
 }
 
 // matching returns the subscriptions filtering on bucket/pkg.

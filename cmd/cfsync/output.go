@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,6 +48,35 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// collect gathers what a paged listing yields, at most limit items (0:
+// all); never nil, so that JSON prints [] for none.
+func collect[T any](seq iter.Seq2[T, error], limit int) ([]T, error) {
+	out := []T{}
+	for v, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// printList writes rows as JSON (asJSON) or as a table of headers with
+// cells(row) per row.
+func printList[T any](w io.Writer, asJSON bool, rows []T, headers []string, cells func(T) []string) error {
+	if asJSON {
+		return writeJSON(w, rows)
+	}
+	t := newTable(w, headers...)
+	for _, r := range rows {
+		t.row(cells(r)...)
+	}
+	return t.flush()
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -5,20 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
-
-// noArgs rejects positional arguments.
-func noArgs(args []string) error {
-	if len(args) > 0 {
-		return usagef("unexpected argument %q", args[0])
-	}
-	return nil
-}
 
 func loginCommand() *command {
 	return &command{
@@ -36,32 +27,27 @@ The session the CLI opens is revoked before it exits.`,
 			"cfsync login --credentials-secret cfsync/rdp-credentials",
 			"TOKEN_SECRET_IDS=cfsync/token-0,cfsync/token-1,cfsync/token-2 cfsync login --token-ring",
 		},
+		rdp: true, json: true, noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				s, err := a.signOn(ctx, &rf)
+				s, err := a.signOn(ctx, &a.rdp)
 				if err != nil {
 					return err
 				}
 				revoked := s.end != nil
 				s.Close(a)
 				info := s.info
-				if *asJSON {
+				if a.json {
 					return writeJSON(a.stdout, struct {
 						tokenInfo
 						ExpiresIn      string `json:"expiresIn"`
 						SessionEnded   bool   `json:"sessionEnded"`
 						BaseURLHostRDP string `json:"apiHost"`
-					}{info, fmtAge(info.ExpiresAt.Sub(a.now())), revoked, rdp.RedactURL(a.baseURL(&rf))})
+					}{info, fmtAge(info.ExpiresAt.Sub(a.now())), revoked, rdp.RedactURL(a.baseURL(&a.rdp))})
 				}
 				w := a.stdout
 				fmt.Fprintf(w, "login OK: %s\n", info.Source)
-				fmt.Fprintf(w, "  api host:      %s\n", rdp.RedactURL(a.baseURL(&rf)))
+				fmt.Fprintf(w, "  api host:      %s\n", rdp.RedactURL(a.baseURL(&a.rdp)))
 				fmt.Fprintf(w, "  token type:    %s\n", info.TokenType)
 				if info.Scope != "" {
 					fmt.Fprintf(w, "  scope:         %s\n", info.Scope)
@@ -98,34 +84,22 @@ func packagesCommand() *command {
 			"cfsync packages --bucket bulk-ESG --json | jq -r '.[].packageId'",
 			"cfsync packages            # every bucket",
 		},
+		rdp: true, json: true, noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			bucket := fs.String("bucket", "", "CFS bucket `NAME`, e.g. bulk-ESG (case-insensitive; empty: every bucket)")
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
-					pkgs := []rdp.Package{}
-					for p, err := range s.client.Packages(ctx, strings.TrimSpace(*bucket)) {
-						if errors.Is(err, rdp.ErrNotFound) {
-							return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
-						}
-						if err != nil {
-							return err // the client's error names the operation
-						}
-						pkgs = append(pkgs, p)
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+					pkgs, err := collect(s.client.Packages(ctx, strings.TrimSpace(*bucket)), 0)
+					if errors.Is(err, rdp.ErrNotFound) {
+						return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
 					}
-					if *asJSON {
-						return writeJSON(a.stdout, pkgs)
+					if err != nil {
+						return err // the client's error names the operation
 					}
-					t := newTable(a.stdout, "PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED")
-					for _, p := range pkgs {
-						t.row(p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified))
-					}
-					if err := t.flush(); err != nil {
+					err = printList(a.stdout, a.json, pkgs, []string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
+						return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
+					})
+					if err != nil {
 						return err
 					}
 					if len(pkgs) == 0 {
@@ -155,19 +129,14 @@ func filesetsCommand() *command {
 			"cfsync filesets --bucket bulk-ESG --package 4e94-… --since 24h --status READY",
 			"cfsync filesets --bucket bulk-ESG --since 2025-01-31 --json",
 		},
+		rdp: true, json: true, noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			bucket := fs.String("bucket", "", "CFS bucket `NAME` (required)")
 			pkg := fs.String("package", "", "package `ID`")
 			since := fs.String("since", "", "only file-sets modified since `WHEN`: RFC 3339 time, date (2025-01-31) or duration back from now (24h)")
 			status := fs.String("status", "", "only file-sets with this `STATUS` (READY, PENDING)")
 			limit := fs.Int("limit", 0, "stop after `N` file-sets (0: all)")
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
 				if strings.TrimSpace(*bucket) == "" {
 					return usagef("--bucket is required")
 				}
@@ -182,29 +151,19 @@ func filesetsCommand() *command {
 					}
 					q.ModifiedSince = t
 				}
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
-					sets := []rdp.FileSet{}
-					for fset, err := range s.client.FileSets(ctx, q) {
-						if err != nil {
-							return fmt.Errorf("list file-sets: %w", err)
-						}
-						sets = append(sets, fset)
-						if *limit > 0 && len(sets) >= *limit {
-							break
-						}
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+					sets, err := collect(s.client.FileSets(ctx, q), *limit)
+					if err != nil {
+						return fmt.Errorf("list file-sets: %w", err)
 					}
-					if *asJSON {
-						return writeJSON(a.stdout, sets)
-					}
-					t := newTable(a.stdout, "FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO")
-					for _, f := range sets {
+					err = printList(a.stdout, a.json, sets, []string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
 						n := f.NumFiles
 						if n == 0 {
 							n = len(f.Files)
 						}
-						t.row(f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo))
-					}
-					if err := t.flush(); err != nil {
+						return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
+					})
+					if err != nil {
 						return err
 					}
 					if len(sets) == 0 {
@@ -226,30 +185,20 @@ func filesCommand() *command {
 			"cfsync files 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d",
 			"cfsync files 4a1b-2c3d-5e6f7a8b-9c0d-1e2f3a4b5c6d --json",
 		},
+		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return usagef("want exactly one FILESET_ID")
 				}
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
-					files := []rdp.File{}
-					for f, err := range s.client.Files(ctx, args[0]) {
-						if err != nil {
-							return fmt.Errorf("list files: %w", err)
-						}
-						files = append(files, f)
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+					files, err := collect(s.client.Files(ctx, args[0]), 0)
+					if err != nil {
+						return fmt.Errorf("list files: %w", err)
 					}
-					if *asJSON {
-						return writeJSON(a.stdout, files)
-					}
-					t := newTable(a.stdout, "FILE ID", "NAME", "SIZE", "MD5")
-					for _, f := range files {
-						t.row(f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5)
-					}
-					return t.flush()
+					return printList(a.stdout, a.json, files, []string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
+						return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
+					})
 				})
 			}
 		},
@@ -267,11 +216,9 @@ func subscriptionsCommand() *command {
 			"SUBSCRIPTIONS=bulk-ESG/4e94-…,bulk-ESG/* cfsync subscriptions check",
 			"cfsync subscriptions check --subscriptions 'bulk-ESG/4e94-…,bulk-Ownership/*' --json",
 		},
+		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			var rf rdpFlags
-			rf.register(fs)
 			subs := fs.String("subscriptions", "", "comma-separated `LIST` of bucket/packageId or bucket/* (default $SUBSCRIPTIONS)")
-			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 || args[0] != "check" {
 					if len(args) == 0 {
@@ -283,7 +230,7 @@ func subscriptionsCommand() *command {
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}
-				return a.withSession(ctx, &rf, func(s *rdpSession) error {
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
 					results, err := checkSubscriptions(ctx, s.client, entries)
 					if err != nil {
 						return err
@@ -294,18 +241,11 @@ func subscriptionsCommand() *command {
 							bad++
 						}
 					}
-					if *asJSON {
-						if err := writeJSON(a.stdout, results); err != nil {
-							return err
-						}
-					} else {
-						t := newTable(a.stdout, "SUBSCRIPTION", "RESULT", "DETAIL")
-						for _, r := range results {
-							t.row(r.Entry, r.Result, r.Detail)
-						}
-						if err := t.flush(); err != nil {
-							return err
-						}
+					err = printList(a.stdout, a.json, results, []string{"SUBSCRIPTION", "RESULT", "DETAIL"}, func(r subscriptionResult) []string {
+						return []string{r.Entry, r.Result, r.Detail}
+					})
+					if err != nil {
+						return err
 					}
 					if bad > 0 {
 						return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
@@ -345,16 +285,10 @@ func checkSubscriptions(ctx context.Context, c *rdp.Client, entries []string) ([
 		if b, ok := cache[key]; ok {
 			return b, nil
 		}
-		b := &bucketPkgs{}
-		for p, err := range c.Packages(ctx, bucket) {
-			if errors.Is(err, rdp.ErrNotFound) {
-				b.gone = true
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("list packages of bucket %s: %w", bucket, err)
-			}
-			b.pkgs = append(b.pkgs, p)
+		pkgs, err := collect(c.Packages(ctx, bucket), 0)
+		b := &bucketPkgs{pkgs: pkgs, gone: errors.Is(err, rdp.ErrNotFound)}
+		if err != nil && !b.gone {
+			return nil, fmt.Errorf("list packages of bucket %s: %w", bucket, err)
 		}
 		cache[key] = b
 		return b, nil
@@ -395,14 +329,4 @@ func checkSubscriptions(ctx context.Context, c *rdp.Client, entries []string) ([
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

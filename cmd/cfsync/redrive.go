@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -45,6 +47,7 @@ end. With --dry-run nothing is sent or deleted. Exit code 3 when bad messages we
 			"cfsync redrive --dlq-url https://sqs…/cfsync-dlq --queue-url https://sqs…/cfsync-downloads",
 			"cfsync redrive --max 10",
 		},
+		noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 			dlq := fs.String("dlq-url", "", "dead-letter queue `URL` (default $DLQ_URL)")
 			dest := fs.String("queue-url", "", "download queue `URL` (default $DOWNLOAD_QUEUE_URL)")
@@ -52,9 +55,6 @@ end. With --dry-run nothing is sent or deleted. Exit code 3 when bad messages we
 			maxN := fs.Int("max", 0, "handle at most `N` messages (0: all)")
 			wait := fs.Duration("wait", time.Second, "long-poll each receive for up to `DURATION` (0-20s)")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
 				r := &redriver{a: a, dlq: a.flagOrEnv(*dlq, "DLQ_URL"), dest: a.flagOrEnv(*dest, "DOWNLOAD_QUEUE_URL"), dryRun: *dry, max: *maxN, wait: *wait}
 				if r.dlq == "" {
 					return usagef("--dlq-url (or DLQ_URL) is required")
@@ -319,7 +319,7 @@ func (r *redriver) handle(ctx context.Context, msgs []types.Message, leave map[s
 
 // release makes the messages left in the DLQ visible again.
 func (r *redriver) release(leave map[string]string) error {
-	ids := sortedKeys(leave)
+	ids := slices.Sorted(maps.Keys(leave))
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +30,7 @@ With --check the exit code is 3 when there are failures or expiring files (for c
 			"cfsync status --table cfsync-state --json",
 			"cfsync status --check --window 48h || echo 'cfsync needs attention'",
 		},
+		noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 			table := fs.String("table", "", "DynamoDB state table `NAME` (default $STATE_TABLE)")
 			window := fs.Duration("window", 24*time.Hour, "list files not DONE whose availableTo is within `DURATION`")
@@ -35,9 +38,6 @@ With --check the exit code is 3 when there are failures or expiring files (for c
 			check := fs.Bool("check", false, "exit 3 if there are failures or expiring files")
 			asJSON := fs.Bool("json", false, "print JSON (every failure and expiring file)")
 			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
 				name := a.flagOrEnv(*table, "STATE_TABLE")
 				if name == "" {
 					return usagef("--table (or STATE_TABLE) is required")
@@ -159,7 +159,7 @@ func (rep *statusReport) print(a *app, limit int) error {
 	for _, s := range statusOrder {
 		t.row(s, strconv.Itoa(rep.Counts[s]))
 	}
-	for _, s := range sortedKeys(rep.Counts) {
+	for _, s := range slices.Sorted(maps.Keys(rep.Counts)) {
 		if !isKnownStatus(s) {
 			t.row(s, strconv.Itoa(rep.Counts[s]))
 		}

@@ -151,17 +151,11 @@ func (s *Settings) validate() error {
 	if s.MessageConcurrency < 1 {
 		s.MessageConcurrency = 1
 	}
-	if s.RangeReadTimeout <= 0 {
-		s.RangeReadTimeout = 30 * time.Second
-	}
 	if s.RangeAttempts < 1 {
 		s.RangeAttempts = 1
 	}
 	if s.RetryMaxDelay < s.RetryBaseDelay {
 		s.RetryMaxDelay = s.RetryBaseDelay
-	}
-	if s.CheckpointInterval <= 0 {
-		s.CheckpointInterval = 30 * time.Second
 	}
 	if s.MaxURLRefreshes <= 0 {
 		s.MaxURLRefreshes = 8
@@ -169,19 +163,31 @@ func (s *Settings) validate() error {
 	if s.MaxNoProgress <= 0 {
 		s.MaxNoProgress = 3
 	}
-	if s.MaxReceiveCount <= 0 {
-		s.MaxReceiveCount = 5
-	}
 	if s.CleanupTimeout <= 0 {
 		s.CleanupTimeout = 10 * time.Second
 	}
-	if s.DeferBaseDelay <= 0 {
-		s.DeferBaseDelay = 30 * time.Second
-	}
-	if s.DeferMaxDelay <= 0 || s.DeferMaxDelay > queue.MaxDelay {
+	if s.DeferMaxDelay > queue.MaxDelay {
 		s.DeferMaxDelay = queue.MaxDelay
 	}
+	if err := s.checkPositive(); err != nil {
+		return err
+	}
 	return s.checkMemory()
+}
+
+// checkPositive rejects a zero knob whose default is config.Downloader's
+// tag (SettingsFrom of a loaded config never has one).
+func (s *Settings) checkPositive() error {
+	for _, k := range []struct {
+		name string
+		v    time.Duration
+	}{{"RANGE_READ_TIMEOUT", s.RangeReadTimeout}, {"CHECKPOINT_INTERVAL", s.CheckpointInterval},
+		{"DEFER_BASE_DELAY", s.DeferBaseDelay}, {"DEFER_MAX_DELAY", s.DeferMaxDelay}, {"MAX_RECEIVE_COUNT", time.Duration(s.MaxReceiveCount)}} {
+		if k.v <= 0 {
+			return fmt.Errorf("config: %s must be positive", k.name)
+		}
+	}
+	return nil
 }
 
 // checkMemory is the start-up memory guard: the part buffers (part size ×

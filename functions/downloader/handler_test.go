@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -39,11 +40,12 @@ type rig struct {
 }
 
 func testSettings() Settings {
-	return Settings{
-		DestBucket: "dest", DestPrefix: "cfs/", PartSize: 5 * MiB, ParallelRanges: 3, MessageConcurrency: 2,
-		DeadlineMargin: 300 * time.Millisecond, RangeReadTimeout: time.Second, RangeAttempts: 4,
-		RetryBaseDelay: time.Millisecond, RetryMaxDelay: 5 * time.Millisecond, CheckpointInterval: time.Hour,
-	}
+	// config.Downloader's defaults, changed for quick tests.
+	s := SettingsFrom(config.Defaults[config.Downloader]())
+	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
+	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
+	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour
+	return s
 }
 
 func newRig(t *testing.T, mod func(*Settings)) *rig {
@@ -763,5 +765,24 @@ func TestLeaseLost(t *testing.T) {
 	}
 	if f := r.st.file("f1"); f.Status == state.StatusFailed {
 		t.Errorf("state %s: the file must not be marked FAILED under the new holder", f.Status)
+	}
+}
+
+// New applies no defaults of its own (they are config.Downloader's tags): a
+// zero knob is a start-up error naming its variable.
+func TestNewRejectsZeroKnobs(t *testing.T) {
+	for name, zero := range map[string]func(*Settings){
+		"RANGE_READ_TIMEOUT":  func(s *Settings) { s.RangeReadTimeout = 0 },
+		"CHECKPOINT_INTERVAL": func(s *Settings) { s.CheckpointInterval = 0 },
+		"DEFER_BASE_DELAY":    func(s *Settings) { s.DeferBaseDelay = 0 },
+		"DEFER_MAX_DELAY":     func(s *Settings) { s.DeferMaxDelay = 0 },
+		"MAX_RECEIVE_COUNT":   func(s *Settings) { s.MaxReceiveCount = 0 },
+	} {
+		s := testSettings()
+		zero(&s)
+		_, err := New(Deps{S3: newFakeS3("dest"), RDP: newFakeRDP(), State: newFakeState(), Sender: &fakeSender{}}, s)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s zero: New = %v, want an error naming it", name, err)
+		}
 	}
 }

@@ -97,11 +97,12 @@ func (e *dlEnv) writeToken(t testing.TB, slot, token string, gen int64) {
 }
 
 func itSettings() Settings {
-	return Settings{
-		DestBucket: itDest, DestPrefix: itPrefix, PartSize: 5 * MiB, ParallelRanges: 4, MessageConcurrency: 4,
-		DeadlineMargin: time.Second, RangeReadTimeout: time.Second, RangeAttempts: 4,
-		RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond, CheckpointInterval: time.Second,
-	}
+	// config.Downloader's defaults, changed for quick tests.
+	s := SettingsFrom(config.Defaults[config.Downloader]())
+	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = itDest, itPrefix, 5*MiB, 4
+	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 4, time.Second, time.Second, 4
+	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = 20*time.Millisecond, 200*time.Millisecond, time.Second
+	return s
 }
 
 // handler is the downloader in-process on real SDK clients, the real token

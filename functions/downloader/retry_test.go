@@ -157,11 +157,8 @@ func TestLastReceiveIsFinal(t *testing.T) {
 	if got := SettingsFrom(config.Downloader{MaxReceiveCount: 7}).MaxReceiveCount; got != 7 {
 		t.Errorf("SettingsFrom: MaxReceiveCount %d, want 7", got)
 	}
-	for _, maxReceive := range []int{0, 3} { // 0: the default, 5
+	for _, maxReceive := range []int{testSettings().MaxReceiveCount, 3} { // config's default (5), and 3
 		last := maxReceive
-		if last == 0 {
-			last = 5
-		}
 		for _, tt := range transientFaults {
 			t.Run(strconv.Itoa(last)+"/"+tt.name, func(t *testing.T) {
 				r := newRig(t, func(s *Settings) { s.ParallelRanges = 1; s.MaxReceiveCount = maxReceive })

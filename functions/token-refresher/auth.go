@@ -152,14 +152,14 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 			retryAt, lastFailure = st.NotBefore, st.LastFailure
 			return errBackoff
 		}
-		st.Prune(now, r.h.Opts.AuthWindow)
-		inWindow = st.RequestsIn(now, r.h.Opts.AuthWindow)
+		st.Prune(now, authWindow)
+		inWindow = st.RequestsIn(now, authWindow)
 		if inWindow >= r.h.Opts.AuthBudget {
-			retryAt = st.NextFree(now, r.h.Opts.AuthWindow, r.h.Opts.AuthBudget)
+			retryAt = st.NextFree(now, authWindow, r.h.Opts.AuthBudget)
 			return ErrBudget
 		}
 		st.Requests = append(st.Requests, now.UnixMilli())
-		st.LeaseOwner, st.LeaseUntil = r.owner, now.Add(r.h.Opts.Lease)
+		st.LeaseOwner, st.LeaseUntil = r.owner, now.Add(authLease)
 		return nil
 	})
 	switch {
@@ -180,9 +180,9 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 	case errors.Is(err, ErrBudget):
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reasonBudget)
 		r.log.Error("auth budget exhausted: request not sent", "grant", grant, "auth_budget", r.h.Opts.AuthBudget,
-			"window", r.h.Opts.AuthWindow.String(), "requests_in_window", inWindow, "retry_at", retryAt.Format(time.RFC3339))
+			"window", authWindow.String(), "requests_in_window", inWindow, "retry_at", retryAt.Format(time.RFC3339))
 		return fmt.Errorf("%s: %w (%d requests in the last %s, AUTH_BUDGET=%d; next at %s)", grant, ErrBudget,
-			inWindow, r.h.Opts.AuthWindow, r.h.Opts.AuthBudget, retryAt.Format(time.RFC3339))
+			inWindow, authWindow, r.h.Opts.AuthBudget, retryAt.Format(time.RFC3339))
 	case err != nil:
 		return fmt.Errorf("reserve auth request: %w", err)
 	}

@@ -5,15 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -53,35 +52,33 @@ func (f *fakeRDP) issue(refresh bool) *rdp.Token {
 	return t
 }
 
-func (f *fakeRDP) PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+// enter locks f and records a call of kind with its context; the caller
+// defers the returned unlock.
+func (f *fakeRDP) enter(ctx context.Context, kind string) (unlock func()) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.ctx = ctx
-	f.calls = append(f.calls, grantPassword)
-	f.lastPW = g
-	if f.Password != nil {
+	f.calls = append(f.calls, kind)
+	return f.mu.Unlock
+}
+
+func (f *fakeRDP) PasswordGrant(ctx context.Context, g rdp.PasswordGrant) (*rdp.Token, error) {
+	defer f.enter(ctx, grantPassword)()
+	if f.lastPW = g; f.Password != nil {
 		return f.Password(g)
 	}
 	return f.issue(true), nil
 }
 
 func (f *fakeRDP) RefreshGrant(ctx context.Context, clientID, rt string) (*rdp.Token, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantRefresh)
-	f.lastRT = rt
-	if f.Refresh != nil {
+	defer f.enter(ctx, grantRefresh)()
+	if f.lastRT = rt; f.Refresh != nil {
 		return f.Refresh(clientID, rt)
 	}
 	return f.issue(true), nil
 }
 
 func (f *fakeRDP) ClientCredentialsGrant(ctx context.Context, id, secret, scope string) (*rdp.Token, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantClient)
+	defer f.enter(ctx, grantClient)()
 	if f.Client != nil {
 		return f.Client(id, secret, scope)
 	}
@@ -89,12 +86,8 @@ func (f *fakeRDP) ClientCredentialsGrant(ctx context.Context, id, secret, scope 
 }
 
 func (f *fakeRDP) Revoke(ctx context.Context, clientID, tok string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ctx = ctx
-	f.calls = append(f.calls, grantRevoke)
-	f.revoked = tok
-	if f.RevokeFn != nil {
+	defer f.enter(ctx, grantRevoke)()
+	if f.revoked = tok; f.RevokeFn != nil {
 		return f.RevokeFn(clientID, tok)
 	}
 	return nil
@@ -178,12 +171,67 @@ func newEnv(t *testing.T, creds string, slots int) *env {
 	e.h, err = New(Deps{
 		SM: e.sm, Table: e.table, RDP: e.rdp, Probe: e.probe, Now: clk.Now, Metrics: rec,
 		Log: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: e.ids, RefreshMargin: 2 * time.Minute,
-		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
+	}, testSettings(e.ids, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// testSettings are the settings of a refresher deployed with the config's
+// defaults, the test's credentials secret and ring ids, changed by mod.
+func testSettings(ids []string, mod func(*Options)) Settings {
+	c := config.Defaults[config.Refresher]()
+	c.CredentialsSecretID, c.TokenSecretIDs = credsSecretID, ids
+	o := OptionsFromConfig(c)
+	if mod != nil {
+		mod(&o)
+	}
+	return Settings{Opts: o, Queue: QueueCredsOptions{RefreshAfter: c.QueueCredentialsRefresh}}
+}
+
+// newSimHandler is a refresher whose RDP is the simulator sim (on clk),
+// with in-memory Secrets Manager and state table, a ring of ids and logs
+// and metrics written to out.
+func newSimHandler(t *testing.T, clk *rdptest.Clock, sim *rdptest.Server, ids []string, out io.Writer, mod func(*Options)) (*Handler, *ringtest.Secrets, *fakeState) {
+	t.Helper()
+	sm := ringtest.NewSecrets(clk.Now)
+	for _, id := range ids {
+		sm.Create(id, nil)
+	}
+	table := newFakeState(clk.Now)
+	client, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Deps{
+		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
+		Log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: metrics.New(out, "token-refresher"),
+	}, testSettings(ids, mod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, sm, table
+}
+
+// readerLister returns a file-store call (the package listing of bulk-ESG,
+// which sim must hold) made with the reader's tokens, without retries.
+func readerLister(t *testing.T, sim *rdptest.Server, reader *tokenring.Reader, opts ...rdp.Option) func(context.Context) error {
+	t.Helper()
+	opts = append([]rdp.Option{rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1})}, opts...)
+	fileStore, err := rdp.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context) error {
+		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 func (e *env) handle(evt string) (Result, error) {
@@ -268,7 +316,3 @@ func sum(v []float64) float64 {
 }
 
 func (e *env) logHas(substr string) bool { return strings.Contains(e.logs.String(), substr) }
-
-func putInput(id, v string) *secretsmanager.PutSecretValueInput {
-	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
-}

@@ -42,6 +42,11 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		{"no clients", Deps{}, Settings{Opts: Options{CredentialsSecretID: "c", SlotIDs: []string{"a"}}}, "SM, Table and RDP"},
 		{"no credentials secret", deps, Settings{Opts: Options{SlotIDs: []string{"a"}}}, "RDP_CREDENTIALS_SECRET_ID"},
 		{"no ring", deps, Settings{Opts: Options{CredentialsSecretID: "c"}}, "TOKEN_SECRET_IDS"},
+		// New applies no defaults of its own (they are config.Refresher's tags).
+		{"no budget", deps, testSettings([]string{"a"}, func(o *Options) { o.AuthBudget = 0 }), "AUTH_BUDGET"},
+		{"no backoff", deps, testSettings([]string{"a"}, func(o *Options) { o.BackoffBase = 0 }), "AUTH_BACKOFF_BASE"},
+		{"no session lifetime", deps, testSettings([]string{"a"}, func(o *Options) { o.SessionMaxLifetime = 0 }), "RDP_SESSION_MAX_LIFETIME"},
+		{"no queue credentials refresh", deps, Settings{Opts: testSettings([]string{"a"}, nil).Opts, Queue: QueueCredsOptions{SubscriptionSecretID: "s"}}, "QUEUE_CREDENTIALS_REFRESH"},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.d, tt.s); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -62,15 +62,22 @@ type Options struct {
 	SlotIDs             []string      // TOKEN_SECRET_IDS
 	RefreshMargin       time.Duration // TOKEN_REFRESH_MARGIN
 	MinWriteInterval    time.Duration // SECRET_MIN_WRITE_INTERVAL
-	AuthBudget          int           // AUTH_BUDGET, per AuthWindow
-	AuthWindow          time.Duration // 5m
+	AuthBudget          int           // AUTH_BUDGET, per authWindow
 	SessionMaxLifetime  time.Duration // RDP_SESSION_MAX_LIFETIME
-	BackoffBase         time.Duration // first backoff after a failure (1m)
-	BackoffMax          time.Duration // cap of the exponential backoff (30m)
-	Lease               time.Duration // how long a run may hold /auth to itself (2m)
+	BackoffBase         time.Duration // AUTH_BACKOFF_BASE: first backoff after a failure
+	BackoffMax          time.Duration // AUTH_BACKOFF_MAX: cap of the exponential backoff
 }
 
-// OptionsFromConfig maps the environment configuration to Options.
+// authWindow is the window AuthBudget counts /auth requests in; authLease
+// is how long a run may hold /auth to itself.
+const (
+	authWindow = 5 * time.Minute
+	authLease  = 2 * time.Minute
+)
+
+// OptionsFromConfig maps the environment configuration to Options; tests
+// start from config.Defaults[config.Refresher](), so every default is the
+// config tag's.
 func OptionsFromConfig(c config.Refresher) Options {
 	return Options{
 		CredentialsSecretID: c.CredentialsSecretID,
@@ -81,33 +88,6 @@ func OptionsFromConfig(c config.Refresher) Options {
 		SessionMaxLifetime:  c.SessionMaxLifetime,
 		BackoffBase:         c.AuthBackoffBase,
 		BackoffMax:          c.AuthBackoffMax,
-	}
-}
-
-func (o *Options) defaults() {
-	if o.RefreshMargin <= 0 {
-		o.RefreshMargin = 2 * time.Minute
-	}
-	if o.MinWriteInterval < 0 {
-		o.MinWriteInterval = 0
-	}
-	if o.AuthBudget <= 0 {
-		o.AuthBudget = 20
-	}
-	if o.AuthWindow <= 0 {
-		o.AuthWindow = 5 * time.Minute
-	}
-	if o.SessionMaxLifetime <= 0 {
-		o.SessionMaxLifetime = 18 * time.Hour
-	}
-	if o.BackoffBase <= 0 {
-		o.BackoffBase = time.Minute
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 30 * time.Minute
-	}
-	if o.Lease <= 0 {
-		o.Lease = 2 * time.Minute
 	}
 }
 
@@ -144,7 +124,8 @@ type Settings struct {
 }
 
 // New returns a refresher. SM, Table and RDP are required, and so are the
-// credentials secret and at least one ring slot.
+// credentials secret, at least one ring slot and the knobs config.Refresher
+// gives defaults to (New applies none: OptionsFromConfig of a loaded config).
 func New(d Deps, s Settings) (*Handler, error) {
 	switch {
 	case d.SM == nil || d.Table == nil || d.RDP == nil:
@@ -153,6 +134,12 @@ func New(d Deps, s Settings) (*Handler, error) {
 		return nil, errors.New("token-refresher: Opts.CredentialsSecretID (RDP_CREDENTIALS_SECRET_ID) is empty")
 	case len(s.Opts.SlotIDs) == 0:
 		return nil, errors.New("token-refresher: Opts.SlotIDs (TOKEN_SECRET_IDS) is empty")
+	case s.Opts.AuthBudget < 1:
+		return nil, fmt.Errorf("token-refresher: Opts.AuthBudget (AUTH_BUDGET) is %d, want at least 1", s.Opts.AuthBudget)
+	case s.Opts.SessionMaxLifetime <= 0 || s.Opts.BackoffBase <= 0 || s.Opts.BackoffMax <= 0:
+		return nil, errors.New("token-refresher: Opts.SessionMaxLifetime, BackoffBase and BackoffMax (RDP_SESSION_MAX_LIFETIME, AUTH_BACKOFF_BASE, AUTH_BACKOFF_MAX) must be positive")
+	case s.Queue.SubscriptionSecretID != "" && s.Queue.RefreshAfter <= 0:
+		return nil, errors.New("token-refresher: Queue.RefreshAfter (QUEUE_CREDENTIALS_REFRESH) must be positive")
 	}
 	return &Handler{Deps: d, Settings: s}, nil
 }
@@ -223,7 +210,6 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 
 // Handle runs one invocation: payload is the raw event (docs/design.md#events).
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, error) {
-	h.Opts.defaults()
 	if h.ring == nil {
 		h.ring = &tokenring.Ring{SM: h.SM, IDs: h.Opts.SlotIDs}
 	}
@@ -682,6 +668,10 @@ func (r *run) remaining() time.Duration {
 // every invocation, covers what a heartbeat metric would (docs/cost.md).
 var ErrNoUsableToken = errors.New("token-refresher: the ring holds no usable token and this run wrote none")
 
+// readerSkew is how early readers treat a token as expired (TOKEN_SKEW's
+// default): a token with less left is of no use to them.
+var readerSkew = config.Defaults[config.Reader]().TokenSkew
+
 // checkUsable returns an error wrapping ErrNoUsableToken when the ring has
 // no usable token after a run that did not fail otherwise. Excepted: a
 // revoke (it empties the ring on purpose), and a run that found another
@@ -691,7 +681,7 @@ func (r *run) checkUsable(res Result) error {
 	switch {
 	case r.ev.Action == ActionRevoke, res.Outcome == OutcomeBusy, res.Outcome == OutcomeLostRace:
 		return nil
-	case r.remaining() > tokenring.DefaultSkew:
+	case r.remaining() > readerSkew:
 		return nil
 	}
 	why := "outcome " + res.Outcome

@@ -14,63 +14,74 @@ import (
 )
 
 func TestParseEvent(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Event
-		wantErr string
-	}{
-		{in: `{}`, want: Event{Scheduled: true, Action: ActionRefresh}},
-		{in: `{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`, want: Event{Scheduled: true, Action: ActionRefresh}},
-		{in: `{"action":"refresh"}`, want: Event{Action: ActionRefresh}},
-		{in: `{"action":"refresh","force":true}`, want: Event{Action: ActionRefresh, Force: true}},
-		{in: `{"force":true}`, want: Event{Action: ActionRefresh, Force: true}},
-		{in: `{"action":"revoke"}`, want: Event{Action: ActionRevoke}},
-		{in: `{"action":"revoke","force":false}`, want: Event{Action: ActionRevoke}},
-		{in: ` {"action":"refresh","force":false,"extra":1} `, want: Event{Action: ActionRefresh}},
-		{in: ``, wantErr: "JSON object"},
-		{in: `not json`, wantErr: "JSON object"},
-		{in: `[]`, wantErr: "JSON object"},
-		{in: `null`, wantErr: "JSON object"},
-		{in: `"refresh"`, wantErr: "JSON object"},
-		{in: `{"action":"refresh"`, wantErr: "JSON object"},
-		{in: `{"action":"rotate"}`, wantErr: `field "action": unknown action "rotate"`},
-		{in: `{"action":7}`, wantErr: `field "action" must be a string`},
-		{in: `{"action":null}`, wantErr: `unknown action ""`},
-		{in: `{"action":"refresh","force":"yes"}`, wantErr: `field "force" must be true or false`},
-		{in: `{"force":null}`, wantErr: `field "force" must be true or false`},
-		{in: `{"action":"revoke","force":true}`, wantErr: `"force" applies to action "refresh" only`},
+	valid := map[string]Event{
+		`{}`: {Scheduled: true, Action: ActionRefresh},
+		`{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","detail":{}}`: {Scheduled: true, Action: ActionRefresh},
+		`{"action":"refresh"}`:                           {Action: ActionRefresh},
+		`{"action":"refresh","force":true}`:              {Action: ActionRefresh, Force: true},
+		`{"force":true}`:                                 {Action: ActionRefresh, Force: true},
+		`{"action":"revoke"}`:                            {Action: ActionRevoke},
+		`{"action":"revoke","force":false}`:              {Action: ActionRevoke},
+		` {"action":"refresh","force":false,"extra":1} `: {Action: ActionRefresh},
 	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseEvent([]byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrMalformedEvent) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+	for in, want := range valid {
+		if got, err := ParseEvent([]byte(in)); err != nil || got != want {
+			t.Errorf("ParseEvent(%s) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	// Malformed events: ErrMalformedEvent, with what is wrong.
+	malformed := map[string]string{
+		``:                                   "JSON object",
+		`not json`:                           "JSON object",
+		`[]`:                                 "JSON object",
+		`null`:                               "JSON object",
+		`"refresh"`:                          "JSON object",
+		`{"action":"refresh"`:                "JSON object",
+		`{"action":"rotate"}`:                `field "action": unknown action "rotate"`,
+		`{"action":7}`:                       `field "action" must be a string`,
+		`{"action":null}`:                    `unknown action ""`,
+		`{"action":"refresh","force":"yes"}`: `field "force" must be true or false`,
+		`{"force":null}`:                     `field "force" must be true or false`,
+		`{"action":"revoke","force":true}`:   `"force" applies to action "refresh" only`,
+	}
+	for in, want := range malformed {
+		if _, err := ParseEvent([]byte(in)); err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrMalformedEvent) {
+			t.Errorf("ParseEvent(%q): err = %v, want ErrMalformedEvent containing %q", in, err, want)
+		}
+	}
+}
+
+// decision is a case of TestDecisions.
+type decision struct {
+	name        string
+	creds       string
+	slots       int
+	setup       func(e *env)
+	event       string
+	wantOutcome string
+	wantReason  string
+	wantCalls   []string // /auth requests, in order
+	wantSlot    int      // slot written (-1: none)
+	wantGen     int64
+	check       func(t *testing.T, e *env, res Result)
+}
+
+// sessionAged is a scheduled run whose token is about to expire, in a
+// session that started age ago: it refreshes with grant into slot 1.
+func sessionAged(name, creds string, age time.Duration, grant string) decision {
+	return decision{
+		name: name, creds: creds, slots: 3,
+		setup: func(e *env) {
+			e.seed(0, 1, 8*time.Minute, 2*time.Minute)
+			e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-age) })
+		},
+		event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grant}, wantSlot: 1, wantGen: 2,
 	}
 }
 
 // TestDecisions drives h.Handle through the refresher's decision table.
 func TestDecisions(t *testing.T) {
-	tests := []struct {
-		name        string
-		creds       string
-		slots       int
-		setup       func(e *env)
-		event       string
-		wantOutcome string
-		wantReason  string
-		wantCalls   []string // /auth requests, in order
-		wantSlot    int      // slot written (-1: none)
-		wantGen     int64
-		check       func(t *testing.T, e *env, res Result)
-	}{
+	tests := []decision{
 		{
 			name: "empty ring: password grant into the first slot", creds: credsV1, slots: 3,
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,
@@ -184,30 +195,9 @@ func TestDecisions(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "session near its maximum lifetime: password grant instead of refresh", creds: credsV1, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 11*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantPassword}, wantSlot: 1, wantGen: 2,
-		},
-		{
-			name: "session with time left: refresh grant", creds: credsV1, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 13*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
-		},
-		{
-			name: "without exclusive sign-on the old session is refreshed until it ends", creds: credsV1NoExcl, slots: 3,
-			setup: func(e *env) {
-				e.seed(0, 1, 8*time.Minute, 2*time.Minute)
-				e.setAuth(func(st *state.AuthState) { st.SessionStart = t0.Add(-18*time.Hour + 5*time.Minute) })
-			},
-			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantRefresh}, wantSlot: 1, wantGen: 2,
-		},
+		sessionAged("session near its maximum lifetime: password grant instead of refresh", credsV1, 18*time.Hour-11*time.Minute, grantPassword),
+		sessionAged("session with time left: refresh grant", credsV1, 18*time.Hour-13*time.Minute, grantRefresh),
+		sessionAged("without exclusive sign-on the old session is refreshed until it ends", credsV1NoExcl, 18*time.Hour-5*time.Minute, grantRefresh),
 		{
 			name: "v2 service account: client_credentials", creds: credsV2, slots: 2,
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantCalls: []string{grantClient}, wantSlot: 0, wantGen: 1,
@@ -325,9 +315,8 @@ func TestDecisions(t *testing.T) {
 		{
 			name: "a template placeholder is not a token write", creds: credsV1, slots: 1,
 			setup: func(e *env) {
-				if _, err := e.sm.PutSecretValue(context.Background(), putInput(e.ids[0], "{}")); err != nil {
-					t.Fatal(err)
-				}
+				placeholder := "{}" // as the template creates it
+				e.sm.Create(e.ids[0], &placeholder)
 				e.clk.Advance(time.Minute)
 			},
 			event: `{}`, wantOutcome: OutcomeRefreshed, wantReason: dueEmpty, wantCalls: []string{grantPassword}, wantSlot: 0, wantGen: 1,

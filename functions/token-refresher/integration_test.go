@@ -26,31 +26,25 @@ import (
 // server-side revoke leads to a reader's report and the next run recovers
 // with one password grant, without a storm; the logs hold no secret.
 func TestIntegration(t *testing.T) {
-	m, cfg := testenv.MotoConfig(t)
+	aw := testenv.MotoAWS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sm := secretsmanager.NewFromConfig(cfg)
-	db := dynamodb.NewFromConfig(cfg)
+	sm, db := aw.SM, aw.DB
 	testenv.StateTable(t, db, "cfsync-state")
 	const (
 		user     = "machine-user"
 		password = "Pa55-word-secret"
 		appKey   = "appkey0123456789abcdef"
 	)
-	creds := `{"username":"` + user + `","password":"` + password + `","client_id":"` + appKey + `"}`
-	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("cfsync/rdp-credentials"), SecretString: aws.String(creds)}); err != nil {
-		t.Fatal(err)
-	}
+	aw.CreateSecret(t, "cfsync/rdp-credentials", aws.String(`{"username":"`+user+`","password":"`+password+`","client_id":"`+appKey+`"}`))
 	// The template's placeholders: `{}` in two slots, no value in the third.
 	ids := []string{"cfsync/token-0", "cfsync/token-1", "cfsync/token-2"}
 	for i, id := range ids {
-		in := &secretsmanager.CreateSecretInput{Name: aws.String(id)}
+		var placeholder *string
 		if i < 2 {
-			in.SecretString = aws.String("{}")
+			placeholder = aws.String("{}")
 		}
-		if _, err := sm.CreateSecret(ctx, in); err != nil {
-			t.Fatal(err)
-		}
+		aw.CreateSecret(t, id, placeholder)
 	}
 	sim := rdptest.NewServer(rdptest.Options{})
 	defer sim.Close()
@@ -61,7 +55,7 @@ func TestIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(m.AWSEnv(),
+	env := append(aw.Moto.AWSEnv(),
 		"RDP_BASE_URL="+sim.URL(),
 		"RDP_CREDENTIALS_SECRET_ID=cfsync/rdp-credentials",
 		"TOKEN_SECRET_IDS="+strings.Join(ids, ","),
@@ -115,18 +109,7 @@ func TestIntegration(t *testing.T) {
 	// A reader picks the newest generation and RDP accepts it.
 	table := state.New(db, "cfsync-state")
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{})
-	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	list := func(ctx context.Context) error {
-		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	list := readerLister(t, sim, reader)
 	if err := list(ctx); err != nil {
 		t.Fatalf("reader: %v", err)
 	}

@@ -5,15 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/tokenring"
-	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
-	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -34,25 +30,8 @@ func TestNeverLogsSecrets(t *testing.T) {
 	sim.AddServiceAccount(saID, saSecret)
 
 	var out bytes.Buffer
-	sm := ringtest.NewSecrets(clk.Now)
-	table := newFakeState(clk.Now)
 	ids := []string{"ring-0", "ring-1", "ring-2"}
-	for _, id := range ids {
-		sm.Create(id, nil)
-	}
-	client, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Deps{
-		SM: sm, Table: table, RDP: client, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
-		Log:     slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(&out, "token-refresher"),
-	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: 2 * time.Minute,
-		MinWriteInterval: time.Minute, AuthBudget: 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, sm, table := newSimHandler(t, clk, sim, ids, &out, func(o *Options) { o.MinWriteInterval = time.Minute })
 	setCreds := func(s string) { sm.Create(credsSecretID, &s) }
 	var returned []string
 	run := func(evt string) {

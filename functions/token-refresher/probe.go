@@ -88,11 +88,16 @@ func (r *run) checkReported(ctx context.Context) (string, error) {
 		return verdictInconclusive, errors.New("no token prober configured")
 	}
 	err := r.h.Probe.ProbeToken(ctx, r.latest.AccessToken)
+	return verdict(err), err
+}
+
+// verdict names what a probe's answer (ProbeToken's error) says of the token.
+func verdict(err error) string {
 	switch {
 	case err == nil:
-		return verdictAccepted, nil
+		return verdictAccepted
 	case errors.Is(err, rdp.ErrUnauthorized):
-		return verdictRefused, err
+		return verdictRefused
 	}
-	return verdictInconclusive, err
+	return verdictInconclusive
 }

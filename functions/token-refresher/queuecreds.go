@@ -42,14 +42,13 @@ type QueueCredsOptions struct {
 	SubscriptionSecretID string        // NOTIFY_SUBSCRIPTION_SECRET_ID
 	CredentialsSecretID  string        // NOTIFY_CREDENTIALS_SECRET_ID
 	RefreshAfter         time.Duration // QUEUE_CREDENTIALS_REFRESH: fetch new ones this long after the last
-	ExpiryMargin         time.Duration // when RDP states an expiration: fetch this long before it
 }
 
-// Defaults of QueueCredsOptions.
 const (
-	DefaultQueueCredsRefresh = 30 * time.Minute
-	DefaultQueueCredsMargin  = 5 * time.Minute
-	grantCloud               = "cloud_credentials"
+	// queueCredsMargin: when RDP states an expiration, new credentials are
+	// fetched this long before it.
+	queueCredsMargin = 5 * time.Minute
+	grantCloud       = "cloud_credentials"
 )
 
 // Reasons new queue credentials are due.
@@ -70,19 +69,12 @@ func queueCredsDue(cur notify.QueueCredentials, st *state.QueueCredsState, endpo
 		return qcChanged
 	case st.ReportedGeneration >= cur.Generation && !st.ReportedAt.Before(cur.FetchedAt):
 		return qcReported
-	case !cur.Expiration.IsZero() && cur.Expiration.Sub(now) < orDur(o.ExpiryMargin, DefaultQueueCredsMargin):
+	case !cur.Expiration.IsZero() && cur.Expiration.Sub(now) < queueCredsMargin:
 		return qcExpiring
-	case now.Sub(cur.FetchedAt) >= orDur(o.RefreshAfter, DefaultQueueCredsRefresh):
+	case now.Sub(cur.FetchedAt) >= o.RefreshAfter:
 		return qcAging
 	}
 	return ""
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // upkeepQueueCreds fetches and stores new queue credentials when due. It

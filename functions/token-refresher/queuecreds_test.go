@@ -83,7 +83,7 @@ func withQueue(e *env, cur *notify.QueueCredentials, st state.QueueCredsState) (
 	e.sm.Create(qcSecretID, &v)
 	cloud, qs := &fakeCloud{}, &fakeQueueState{st: st}
 	e.h.Cloud, e.h.QueueState = cloud, qs
-	e.h.Queue = QueueCredsOptions{SubscriptionSecretID: subSecretID, CredentialsSecretID: qcSecretID}
+	e.h.Queue.SubscriptionSecretID, e.h.Queue.CredentialsSecretID = subSecretID, qcSecretID
 	return cloud, qs
 }
 
@@ -211,7 +211,7 @@ func TestQueueCredentialsUseTheNewToken(t *testing.T) {
 }
 
 func TestQueueCredentialsDue(t *testing.T) {
-	o := QueueCredsOptions{}
+	o := testSettings(nil, nil).Queue // QUEUE_CREDENTIALS_REFRESH's default: 30m
 	cur := notify.QueueCredentials{Endpoint: queueEndpoint, AccessKeyID: "a", FetchedAt: t0, Generation: 2}
 	for _, tt := range []struct {
 		name string

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -113,18 +112,17 @@ func TestAcceptedReportIsNotCheckedAgain(t *testing.T) {
 // acceptance, 429/5xx/network errors inconclusive.
 func TestFileStoreProber(t *testing.T) {
 	tests := []struct {
-		status      int
-		body        string
-		wantRefused bool
-		wantErr     bool
+		status int
+		body   string
+		want   string // the verdict
 	}{
-		{200, `{"value":[{"packageId":"p1"}]}`, false, false},
-		{200, `{"value":[]}`, false, false},
-		{401, `{"error":{"id":"x","code":"401","message":"token expired","status":"Unauthorized"}}`, true, true},
-		{403, `{"status":403,"message":"Access denied: Insufficient claims to access this resource"}`, false, false},
-		{404, `{"error":{"id":"x","code":"EDS.CFS.NoBucketFound","status":404,"message":"No resource found"}}`, false, false},
-		{429, `{}`, false, true},
-		{503, `{}`, false, true},
+		{200, `{"value":[{"packageId":"p1"}]}`, verdictAccepted},
+		{200, `{"value":[]}`, verdictAccepted},
+		{401, `{"error":{"id":"x","code":"401","message":"token expired","status":"Unauthorized"}}`, verdictRefused},
+		{403, `{"status":403,"message":"Access denied: Insufficient claims to access this resource"}`, verdictAccepted},
+		{404, `{"error":{"id":"x","code":"EDS.CFS.NoBucketFound","status":404,"message":"No resource found"}}`, verdictAccepted},
+		{429, `{}`, verdictInconclusive},
+		{503, `{}`, verdictInconclusive},
 	}
 	for _, tc := range tests {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
@@ -140,8 +138,8 @@ func TestFileStoreProber(t *testing.T) {
 			}))
 			defer srv.Close()
 			err := (&FileStoreProber{BaseURL: srv.URL}).ProbeToken(context.Background(), "tok-secret")
-			if (err != nil) != tc.wantErr || errors.Is(err, rdp.ErrUnauthorized) != tc.wantRefused {
-				t.Fatalf("ProbeToken = %v, want error %v refused %v", err, tc.wantErr, tc.wantRefused)
+			if got := verdict(err); got != tc.want {
+				t.Fatalf("ProbeToken = %v: %s, want %s", err, got, tc.want)
 			}
 			if err != nil && strings.Contains(err.Error(), "tok-secret") {
 				t.Errorf("error reveals the token: %v", err)
@@ -155,8 +153,8 @@ func TestFileStoreProber(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		srv.Close()
 		err := (&FileStoreProber{BaseURL: srv.URL, Timeout: time.Second}).ProbeToken(context.Background(), "tok-secret")
-		if err == nil || errors.Is(err, rdp.ErrUnauthorized) {
-			t.Fatalf("ProbeToken = %v, want an inconclusive error", err)
+		if got := verdict(err); got != verdictInconclusive {
+			t.Fatalf("ProbeToken = %v: %s, want %s", err, got, verdictInconclusive)
 		}
 	})
 }

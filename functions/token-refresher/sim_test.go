@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/tokenring"
-	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -57,43 +54,15 @@ func simulate(t *testing.T, cfg simConfig) simStats {
 	defer sim.Close()
 	sim.AddUser("machine-user", "pw-secret", "appkey-secret")
 
-	sm := ringtest.NewSecrets(clk.Now)
-	creds := `{"username":"machine-user","password":"pw-secret","client_id":"appkey-secret"}`
-	sm.Create(credsSecretID, &creds)
 	var ids []string
 	for i := range cfg.slots {
-		id := fmt.Sprintf("cfsync/token-%d", i)
-		ids = append(ids, id)
-		sm.Create(id, nil)
+		ids = append(ids, fmt.Sprintf("cfsync/token-%d", i))
 	}
-	table := newFakeState(clk.Now)
-	authClient, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Deps{
-		SM: sm, Table: table, RDP: authClient, Now: clk.Now, Probe: &FileStoreProber{BaseURL: sim.URL()},
-		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Metrics: metrics.New(io.Discard, "token-refresher"),
-	}, Settings{Opts: Options{CredentialsSecretID: credsSecretID, SlotIDs: ids, RefreshMargin: simMargin,
-		MinWriteInterval: 10 * time.Minute, AuthBudget: 20, SessionMaxLifetime: 18 * time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, sm, table := newSimHandler(t, clk, sim, ids, io.Discard, func(o *Options) { o.RefreshMargin = simMargin })
+	creds := `{"username":"machine-user","password":"pw-secret","client_id":"appkey-secret"}`
+	sm.Create(credsSecretID, &creds)
 	reader := tokenring.NewReader(sm, table, ids, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
-	fileStore, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)), rdp.WithClock(clk.Now),
-		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	listPackages := func(ctx context.Context) error {
-		for _, err := range fileStore.Packages(ctx, "bulk-ESG") {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	listPackages := readerLister(t, sim, reader, rdp.WithClock(clk.Now))
 
 	var st simStats
 	ctx := context.Background()

@@ -28,16 +28,33 @@ func LoadFrom(getenv Getenv, dst any) error {
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("config: want pointer to struct, got %T", dst)
 	}
-	return load(getenv, v.Elem())
+	return load(getenv, v.Elem(), true)
 }
 
-func load(getenv Getenv, v reflect.Value) error {
+// Defaults returns a T (a config struct) holding its fields' tag defaults
+// and zero values elsewhere, required fields included: what a handler built
+// without an environment (tests, the local demo) starts from, so every
+// default is written once, in the tags. It panics on a default its own tag
+// check rejects (a programming error).
+func Defaults[T any]() T {
+	var c T
+	v := reflect.ValueOf(&c).Elem()
+	if v.Kind() != reflect.Struct {
+		panic(fmt.Sprintf("config.Defaults: %T is not a struct", c))
+	}
+	if err := load(func(string) (string, bool) { return "", false }, v, false); err != nil {
+		panic(fmt.Sprintf("config.Defaults[%T]: %v", c, err))
+	}
+	return c
+}
+
+func load(getenv Getenv, v reflect.Value, required bool) error {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		fv := v.Field(i)
 		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			if err := load(getenv, fv); err != nil {
+			if err := load(getenv, fv, required); err != nil {
 				return err
 			}
 			continue
@@ -49,7 +66,7 @@ func load(getenv Getenv, v reflect.Value) error {
 		raw, ok := getenv(name)
 		raw = strings.TrimSpace(raw)
 		if !ok || raw == "" {
-			if f.Tag.Get("required") == "true" {
+			if required && f.Tag.Get("required") == "true" {
 				return fmt.Errorf("config: %s is required", name)
 			}
 			def, has := f.Tag.Lookup("default")

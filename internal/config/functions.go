@@ -19,6 +19,22 @@ type Reader struct {
 	TokenSkew time.Duration `env:"TOKEN_SKEW" default:"30s"`
 }
 
+// Worker is read by the functions that move files (poller, downloader,
+// notification reader): they use the ring's tokens and feed or drain the
+// download queue.
+type Worker struct {
+	Common
+	Reader
+	DownloadQueueURL string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
+}
+
+// FileTTL is read by the functions that create file items (poller,
+// notification reader).
+type FileTTL struct {
+	// FileTTLMargin: a file item's DynamoDB TTL is its file-set's availableTo plus this.
+	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
+}
+
 // Refresher configures functions/token-refresher.
 type Refresher struct {
 	Common
@@ -43,18 +59,15 @@ type Refresher struct {
 
 // Poller configures functions/fileset-poller.
 type Poller struct {
-	Common
-	Reader
-	DownloadQueueURL string   `env:"DOWNLOAD_QUEUE_URL" required:"true"`
-	Subscriptions    []string `env:"SUBSCRIPTIONS"`
+	Worker
+	FileTTL
+	Subscriptions []string `env:"SUBSCRIPTIONS"`
 	// PollOverlap is subtracted from a package's watermark to form modifiedSince.
 	PollOverlap time.Duration `env:"POLL_OVERLAP" default:"1h"`
 	// FullReconcileEvery: every N-th poll of a package ignores the watermark.
 	FullReconcileEvery int `env:"FULL_RECONCILE_EVERY" default:"24" min:"1"`
 	// ExpiryWarning: a file not DONE whose file-set's availableTo is closer than this is reported.
 	ExpiryWarning time.Duration `env:"EXPIRY_WARNING" default:"24h"`
-	// FileTTLMargin: a file item's DynamoDB TTL is its file-set's availableTo plus this.
-	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
 	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
 	// StuckAfter: a file not DONE or FAILED, not updated for this long and
@@ -66,11 +79,9 @@ type Poller struct {
 
 // Downloader configures functions/downloader.
 type Downloader struct {
-	Common
-	Reader
-	DownloadQueueURL string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
-	DestBucket       string `env:"DEST_BUCKET" required:"true"`
-	DestPrefix       string `env:"DEST_PREFIX"`
+	Worker
+	DestBucket string `env:"DEST_BUCKET" required:"true"`
+	DestPrefix string `env:"DEST_PREFIX"`
 	// PartSize overrides the multipart part size in bytes (S3: 5 MiB–5 GiB);
 	// 0 chooses it from the file size (≥ 8 MiB, ≤ 10,000 parts).
 	PartSize int64 `env:"PART_SIZE" min:"5242880"`
@@ -108,9 +119,8 @@ type Downloader struct {
 // NotificationReader configures functions/notification-reader (push
 // notifications, off unless the template's Notifications parameter is true).
 type NotificationReader struct {
-	Common
-	Reader
-	DownloadQueueURL     string `env:"DOWNLOAD_QUEUE_URL" required:"true"`
+	Worker
+	FileTTL
 	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
 	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
 	// QueueEndpointURL overrides the SQS endpoint of LSEG's queue (local
@@ -119,6 +129,4 @@ type NotificationReader struct {
 	Wait             time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
 	DeadlineMargin   time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
 	Visibility       time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
-	// FileTTLMargin: as the poller's (a file item's TTL is availableTo plus this).
-	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
 }

@@ -117,7 +117,7 @@ func (e *Env) RDPClient(opts ...rdp.Option) (*rdp.Client, error) {
 // 401; docs/design.md#the-token-ring), with a 60-second request timeout.
 func (e *Env) TokenRDPClient(r config.Reader, opts ...rdp.Option) (*rdp.Client, error) {
 	reader := tokenring.NewReader(e.Secrets, e.Table, e.Common.TokenSecretIDs,
-		tokenring.ReaderOptions{Skew: tokenring.ConfiguredSkew(r.TokenSkew)})
+		tokenring.ReaderOptions{Skew: r.TokenSkew})
 	hc := reader.HTTPClient(&http.Client{Timeout: 60 * time.Second})
 	return e.RDPClient(append([]rdp.Option{rdp.WithHTTPClient(hc)}, opts...)...)
 }

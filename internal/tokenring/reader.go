@@ -22,26 +22,13 @@ var ErrNoValidToken = errors.New("tokenring: no valid token in the ring")
 // wrapping it also wrap the 401's *rdp.APIError (rdp.ErrUnauthorized).
 var ErrTokenInvalid = errors.New("tokenring: token refused by RDP (reported to the refresher)")
 
-// ConfiguredSkew maps TOKEN_SKEW, as the config loader read it (30s when
-// unset), to ReaderOptions.Skew, where zero means the default: an explicit
-// TOKEN_SKEW=0s means no skew at all.
-func ConfiguredSkew(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
-}
-
-// DefaultSkew is the reader's default TOKEN_SKEW.
-const DefaultSkew = 30 * time.Second
-
 // tokenTimeout bounds a ring read started by Token (which has no context).
 const tokenTimeout = 20 * time.Second
 
 // ReaderOptions tunes a Reader.
 type ReaderOptions struct {
-	// Skew: treat a token as expired this early (TOKEN_SKEW). Zero means
-	// DefaultSkew; a negative value means none.
+	// Skew: treat a token as expired this early (TOKEN_SKEW, whose default
+	// is config.Reader's); zero: none.
 	Skew time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -71,12 +58,6 @@ var _ oauth2.TokenSource = (*Reader)(nil)
 // reports receives token-invalid reports; with nil, nothing is reported.
 func NewReader(sm SecretsAPI, reports Reporter, slotIDs []string, opts ReaderOptions) *Reader {
 	r := &Reader{ring: &Ring{SM: sm, IDs: append([]string(nil), slotIDs...)}, reports: reports, skew: opts.Skew, now: opts.Now}
-	switch {
-	case r.skew == 0:
-		r.skew = DefaultSkew
-	case r.skew < 0:
-		r.skew = 0
-	}
 	if r.now == nil {
 		r.now = time.Now
 	}

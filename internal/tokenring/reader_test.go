@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/internal/tokenring/ringtest"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -153,7 +154,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 	sm := ringtest.NewSecrets(clk.Now)
 	sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Minute))))
 	sm.Create("b", ptr(`{}`))
-	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Now: clk.Now}) // default skew 30s
+	r := tokenring.NewReader(sm, nil, []string{"a", "b"}, tokenring.ReaderOptions{Skew: 30 * time.Second, Now: clk.Now})
 	for i := range 5 {
 		if _, err := r.Token(); err != nil {
 			t.Fatal(err)
@@ -240,17 +241,12 @@ func putInput(id, v string) *secretsmanager.PutSecretValueInput {
 	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
 }
 
-func TestConfiguredSkew(t *testing.T) {
-	for _, tt := range []struct{ in, want time.Duration }{{0, -1}, {30 * time.Second, 30 * time.Second}, {time.Minute, time.Minute}} {
-		if got := tokenring.ConfiguredSkew(tt.in); got != tt.want {
-			t.Errorf("ConfiguredSkew(%s) = %s, want %s", tt.in, got, tt.want)
-		}
-	}
-	// TOKEN_SKEW=0s serves a token until its last second; the default 30s does not.
+// TOKEN_SKEW=0s serves a token until its last second; 30s (the default) does not.
+func TestReaderSkew(t *testing.T) {
 	for _, tt := range []struct {
 		skew    time.Duration
 		wantErr bool
-	}{{tokenring.ConfiguredSkew(0), false}, {tokenring.ConfiguredSkew(30 * time.Second), true}} {
+	}{{0, false}, {config.Defaults[config.Reader]().TokenSkew, true}} {
 		clk := rdptest.NewClock(t0)
 		sm := ringtest.NewSecrets(clk.Now)
 		sm.Create("a", ptr(slotJSON(t, 1, "tok1", t0.Add(10*time.Second))))
