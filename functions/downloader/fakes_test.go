@@ -487,6 +487,7 @@ type fakeState struct {
 	// LoadPartsErr and MarkDoneErr fail those calls (DynamoDB throttling).
 	LoadPartsErr func() error
 	MarkDoneErr  func() error
+	ends         int // EndUpload calls
 }
 
 func newFakeState() *fakeState {
@@ -714,4 +715,18 @@ func injected(hook func() error) error {
 		return nil
 	}
 	return hook()
+}
+
+func (s *fakeState) EndUpload(ctx context.Context, id, owner string, chunks bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ends++
+	if u, ok := s.uploads[id]; ok && u.Owner != owner {
+		return state.ErrLeaseHeld
+	}
+	delete(s.uploads, id)
+	if chunks {
+		delete(s.chunks, id)
+	}
+	return nil
 }

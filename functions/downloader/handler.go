@@ -56,6 +56,7 @@ var _ RDP = (*rdp.Client)(nil)
 // State is the part of the state table the downloader uses.
 type State interface {
 	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
+	EndUpload(ctx context.Context, fileID, owner string, chunks bool) error
 	BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error)
 	MarkDone(ctx context.Context, fileID string, size int64, key, etag string) error
 	MarkFailed(ctx context.Context, fileID, reason string) error
@@ -79,9 +80,12 @@ var _ Sender = (*queue.Sender)(nil)
 
 // Settings are the downloader's knobs (config.Downloader, validated).
 type Settings struct {
-	DestBucket         string
-	DestPrefix         string
-	PartSize           int64 // 0: chosen from the file size
+	DestBucket string
+	DestPrefix string
+	PartSize   int64 // 0: chosen from the file size
+	// SinglePutMax: files up to this size whose ranges fit the P slots are
+	// stored with one PutObject (see job.singlePut; 0: only one-part files).
+	SinglePutMax       int64
 	ParallelRanges     int
 	MessageConcurrency int
 	DeadlineMargin     time.Duration
@@ -124,6 +128,7 @@ func SettingsFrom(c config.Downloader) Settings {
 		DestBucket:         c.DestBucket,
 		DestPrefix:         c.DestPrefix,
 		PartSize:           c.PartSize,
+		SinglePutMax:       c.SinglePutMax,
 		ParallelRanges:     c.ParallelRanges,
 		MessageConcurrency: c.MessageConcurrency,
 		DeadlineMargin:     c.DeadlineMargin,
