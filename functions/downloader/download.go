@@ -129,6 +129,7 @@ type job struct {
 	partSize     int64  // chosen for this file (0 until chosen)
 	wantMD5      []byte // nil: the API gives no (usable) md5
 	pin          *etagPin
+	firstAttempt bool // the file's item existed and had no download attempt before this one
 	keyFree      bool // no object at key (HEAD found none, or none was looked for): writes use If-None-Match
 	key          string
 	host         string
@@ -258,13 +259,14 @@ func (j *job) run(ctx context.Context) outcome {
 	if j.pastSoft() {
 		return outcome{kind: outContinue, reason: reasonNoTime}
 	}
-	_, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
+	old, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
 	if errors.Is(err, state.ErrConflict) {
 		return outcome{kind: outSkipped, reason: "done"}
 	}
 	if err != nil {
 		return failed("state", err)
 	}
+	j.firstAttempt = old != nil && old.Attempts == 0
 	u, err := j.streamURL(ctx)
 	if err != nil {
 		if o, ok := j.landedBeforeGone(ctx, err); ok {
@@ -310,14 +312,15 @@ func (j *job) run(ctx context.Context) outcome {
 
 // lookFirst HEADs the target key before downloading (checkTarget) unless
 // the file will be stored with one PutObject and its state says nothing of
-// it can have landed: this is the first invocation to take the file's lease
-// (every write to S3 happens under the lease) and no target or multipart
+// it can have landed: its item existed (the poller claimed it: the state
+// is not lost) with no download attempt before this one (every write to S3
+// follows BeginDownload, which counts attempts), and no target or multipart
 // upload is recorded. Then the PutObject's If-None-Match: * tells whether
 // the key holds anything, and only its 412 costs a HEAD (keyTaken).
 // Multipart files keep the HEAD: a collision is found before their parts
-// are downloaded.
+// are downloaded (docs/design.md#single-putobject).
 func (j *job) lookFirst(ctx context.Context) (outcome, bool) {
-	if j.up.Invocations <= 1 && j.up.Key == "" && j.up.UploadID == "" {
+	if j.firstAttempt && j.up.Key == "" && j.up.UploadID == "" {
 		if ps, err := choosePartSize(j.size, j.h.cfg.PartSize); err == nil && j.singlePut(ps) {
 			j.keyFree = true
 			return outcome{}, true

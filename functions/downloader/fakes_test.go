@@ -512,14 +512,18 @@ func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*stat
 	if ok && f.Status == state.StatusDone {
 		return nil, state.ErrConflict
 	}
-	if !ok {
+	var old *state.FileItem // the item as it was (nil: new), as state.Table returns it
+	if ok {
+		c := *f
+		old = &c
+	} else {
 		f = &it
 		s.files[it.FileID] = f
 	}
 	f.Status = state.StatusDownloading
 	f.Attempts++
 	f.Reason = ""
-	return nil, nil
+	return old, nil
 }
 
 func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {

@@ -342,7 +342,6 @@ func TestHandle(t *testing.T) {
 			setup: func(r *rig) {
 				r.rdp.add("f1", "a.csv", MiB, true)
 				r.s3.objects[keyOf("a.csv")] = &fakeObject{data: make([]byte, MiB), meta: map[string]string{"cfs-file-id": "f1", "cfs-size": strconv.Itoa(int(MiB))}, etag: `"e1"`}
-				r.st.uploads["f1"] = &state.Upload{FileID: "f1", Invocations: 1} // the attempt that landed it and crashed
 			},
 			msgs: []string{"f1"},
 			check: func(t *testing.T, r *rig) {

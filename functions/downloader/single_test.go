@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +32,13 @@ func namedMsg(id, name string) queue.Message {
 	m := msgFor(id)
 	m.FileName = name
 	return m
+}
+
+// addQueued adds a file to the file store and its item, QUEUED with no
+// attempt yet, to the state (as the poller leaves it).
+func (r *rig) addQueued(id, name string, size int64, plainETag bool) {
+	r.rdp.add(id, name, size, plainETag)
+	r.st.files[id] = &state.FileItem{FileID: id, FileSetID: "fs1", Bucket: "bulk-ESG", PackageID: "pkg1", Status: state.StatusQueued}
 }
 
 // s3Calls counts the S3 requests of a kind.
@@ -78,12 +86,16 @@ func TestSinglePut(t *testing.T) {
 		{name: "SINGLE_PUT_MAX 0, one part: single", size: 5 * MiB, mod: func(s *Settings) { s.SinglePutMax = 0 }, msg: namedMsg, want: single},
 		{name: "a later invocation of the file: multipart", size: 12 * MiB, msg: namedMsg, want: multi(3), saves: 1,
 			setup: func(r *rig) { r.st.uploads["f1"] = &state.Upload{FileID: "f1", Invocations: 1} }},
+		{name: "no state item (state lost): HEAD first", size: 12 * MiB, msg: namedMsg, want: withHead(single),
+			setup: func(r *rig) { delete(r.st.files, "f1") }},
+		{name: "an earlier attempt: HEAD first", size: 5 * MiB, msg: namedMsg, want: withHead(single),
+			setup: func(r *rig) { r.st.files["f1"].Attempts = 1 }},
 		{name: "less than 2 × RANGE_READ_TIMEOUT left: multipart", size: 12 * MiB, msg: namedMsg, timeout: 1500 * time.Millisecond, want: multi(3), saves: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := singleRig(t, tt.mod)
-			r.rdp.add("f1", "mid:file.bin", tt.size, true)
+			r.addQueued("f1", "mid:file.bin", tt.size, true)
 			if tt.setup != nil {
 				tt.setup(r)
 			}
@@ -107,6 +119,12 @@ func TestSinglePut(t *testing.T) {
 	}
 }
 
+func withHead(want map[string]int) map[string]int {
+	c := maps.Clone(want)
+	c["HeadObject"] = 1
+	return c
+}
+
 func equalCounts(a, b map[string]int) bool {
 	for k, v := range b {
 		if a[k] != v {
@@ -123,7 +141,7 @@ func TestSinglePutSharesSlots(t *testing.T) {
 	ids := []string{"f1", "f2", "f3", "f4"}
 	var msgs []queue.Message
 	for _, id := range ids {
-		r.rdp.add(id, id+".bin", 8*MiB, true)
+		r.addQueued(id, id+".bin", 8*MiB, true)
 		msgs = append(msgs, namedMsg(id, id+".bin"))
 	}
 	r.rdp.Delay = func(int64) time.Duration { return 20 * time.Millisecond }
@@ -169,7 +187,7 @@ func TestSinglePutKeyTaken(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := singleRig(t, nil)
-			r.rdp.add("f1", "a.bin", size, true)
+			r.addQueued("f1", "a.bin", size, true)
 			r.s3.objects[keyOf("a.bin")] = tt.obj
 			before := *tt.obj
 			failed := r.handleOne(t, namedMsg("f1", "a.bin"), 1, 0)
@@ -200,7 +218,7 @@ func TestSinglePutKeyTaken(t *testing.T) {
 func TestSinglePutDeadline(t *testing.T) {
 	const size = 12 * MiB
 	r := singleRig(t, nil)
-	r.rdp.add("f1", "a.bin", size, true)
+	r.addQueued("f1", "a.bin", size, true)
 	r.rdp.Delay = func(off int64) time.Duration {
 		if off == 5*MiB {
 			return time.Minute // the second range never comes within this invocation
@@ -238,7 +256,7 @@ func TestSinglePutFaultBeforeDone(t *testing.T) {
 	for _, gone := range []bool{false, true} {
 		t.Run("gone="+strconv.FormatBool(gone), func(t *testing.T) {
 			r := singleRig(t, nil)
-			r.rdp.add("f1", "a.bin", size, true)
+			r.addQueued("f1", "a.bin", size, true)
 			r.st.MarkDoneErr = func() error { r.st.MarkDoneErr = nil; return errors.New("ProvisionedThroughputExceededException") }
 			if failed := r.handleOne(t, namedMsg("f1", "a.bin"), 1, 0); len(failed) != 1 {
 				t.Fatalf("failed %v: want the message to fail and come back", failed)
@@ -267,7 +285,7 @@ func TestSinglePutFaultBeforeDone(t *testing.T) {
 func TestSinglePutDuplicateDelivery(t *testing.T) {
 	const size = 12 * MiB
 	r := singleRig(t, func(s *Settings) { s.MessageConcurrency = 2 })
-	r.rdp.add("f1", "a.bin", size, true)
+	r.addQueued("f1", "a.bin", size, true)
 	r.rdp.Delay = func(int64) time.Duration { return 50 * time.Millisecond }
 	m := namedMsg("f1", "a.bin")
 	resp, _ := r.h.Handle(context.Background(), eventOf(1, m, m))
