@@ -7,37 +7,41 @@ import (
 	"testing"
 	"time"
 
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cfsync/cfsync/internal/state"
 )
 
-// countingDB counts the reads and deletes the table sends.
-type countingDB struct {
-	state.DynamoDB
+// opCounter counts the DynamoDB operations a client sends (an SDK
+// middleware).
+type opCounter struct {
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func (c *countingDB) count(op string) {
+func (c *opCounter) client(db *dynamodb.Client) *dynamodb.Client {
+	return dynamodb.New(db.Options(), func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
+			return s.Initialize.Add(middleware.InitializeMiddlewareFunc("countOps", c.handle), middleware.After)
+		})
+	})
+}
+
+func (c *opCounter) handle(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+	c.mu.Lock()
+	c.calls[awsmiddleware.GetOperationName(ctx)]++
+	c.mu.Unlock()
+	return next.HandleInitialize(ctx, in)
+}
+
+func (c *opCounter) reset() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.calls[op]++
-}
-
-func (c *countingDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.count("GetItem")
-	return c.DynamoDB.GetItem(ctx, in, opts...)
-}
-
-func (c *countingDB) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	c.count("Query")
-	return c.DynamoDB.Query(ctx, in, opts...)
-}
-
-func (c *countingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	c.count("DeleteItem")
-	return c.DynamoDB.DeleteItem(ctx, in, opts...)
+	got := c.calls
+	c.calls = map[string]int{}
+	return got
 }
 
 // TestEndUploadAgainstMoto: the checkpoint of a DONE file is deleted
@@ -47,8 +51,8 @@ func (c *countingDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInpu
 // is left whole.
 func TestEndUploadAgainstMoto(t *testing.T) {
 	tbl, db := uploadTable(t)
-	cdb := &countingDB{DynamoDB: db, calls: map[string]int{}}
-	ctbl := state.New(cdb, "state")
+	cnt := &opCounter{calls: map[string]int{}}
+	ctbl := state.New(cnt.client(db), "state")
 	ctx := context.Background()
 	until := time.Now().Add(time.Minute)
 
@@ -67,15 +71,15 @@ func TestEndUploadAgainstMoto(t *testing.T) {
 	if n := itemCount(t, db, "f1"); n != 3 {
 		t.Fatalf("%d items after a refused EndUpload, want the header and 2 chunks", n)
 	}
-	cdb.calls = map[string]int{}
+	cnt.reset()
 	if err := ctbl.EndUpload(ctx, "f1", "owner-a", true); err != nil {
 		t.Fatal(err)
 	}
 	if n := itemCount(t, db, "f1"); n != 0 {
 		t.Errorf("%d items left, want none", n)
 	}
-	if want := map[string]int{"DeleteItem": 3, "Query": 1}; !sameCounts(cdb.calls, want) {
-		t.Errorf("requests %v, want %v (no read first)", cdb.calls, want)
+	if got, want := cnt.reset(), map[string]int{"DeleteItem": 3, "Query": 1}; !sameCounts(got, want) {
+		t.Errorf("requests %v, want %v (no read first)", got, want)
 	}
 
 	// A single-PutObject file's checkpoint: one DeleteItem. Part items of
@@ -88,12 +92,12 @@ func TestEndUploadAgainstMoto(t *testing.T) {
 	if err := tbl.SaveUpload(ctx, u, parts(1, 1), []int{0}, "owner-a"); err != nil {
 		t.Fatal(err)
 	}
-	cdb.calls = map[string]int{}
+	cnt.reset()
 	if err := ctbl.EndUpload(ctx, "f2", "owner-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int{"DeleteItem": 1}; !sameCounts(cdb.calls, want) {
-		t.Errorf("requests %v, want %v", cdb.calls, want)
+	if got, want := cnt.reset(), map[string]int{"DeleteItem": 1}; !sameCounts(got, want) {
+		t.Errorf("requests %v, want %v", got, want)
 	}
 	if _, err := tbl.GetUpload(ctx, "f2"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("header after EndUpload: %v, want ErrNotFound", err)
