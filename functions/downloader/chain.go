@@ -51,6 +51,7 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 	}
 	switch o.kind {
 	case outDone:
+		j.result = fileDone{done: true, fileSetID: j.fileSetID}
 		j.endUpload(cctx)
 		h.metrics.Add("FilesDownloaded", 1)
 		h.metrics.Put("DownloadSeconds", metrics.Seconds, elapsed.Seconds())
@@ -61,6 +62,7 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		if j.up.UploadID != "" {
 			_ = j.abort(cctx)
 		}
+		j.result = fileDone{done: true, fileSetID: j.fileSetID}
 		j.endUpload(cctx)
 		if o.reason == "done" {
 			j.log.Info("already downloaded: nothing to do")

@@ -129,8 +129,10 @@ type job struct {
 	partSize     int64  // chosen for this file (0 until chosen)
 	wantMD5      []byte // nil: the API gives no (usable) md5
 	pin          *etagPin
-	firstAttempt bool // the file's item existed and had no download attempt before this one
-	keyFree      bool // no object at key (HEAD found none, or none was looked for): writes use If-None-Match
+	firstAttempt bool     // the file's item existed and had no download attempt before this one
+	fileSetID    string   // the file-set the file's item names ("" until BeginDownload)
+	result       fileDone // set by finish: the file is DONE
+	keyFree      bool     // no object at key (HEAD found none, or none was looked for): writes use If-None-Match
 	key          string
 	host         string
 	urls         *urlSource
@@ -157,33 +159,33 @@ const chainStaleAfter = 30 * time.Minute
 const marginShare = 4
 
 // processFile downloads one file; a non-nil error fails the message. final:
-// this is the message's last receive.
-func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) error {
+// this is the message's last receive. It reports whether the file is DONE.
+func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) (fileDone, error) {
 	fi, err := h.state.GetFile(ctx, m.FileID)
 	switch {
 	case err == nil && fi.Status == state.StatusDone:
 		log.Info("already downloaded: nothing to do", "key", fi.Key)
 		h.metrics.Add("FilesSkipped", 1)
-		return nil
+		return fileDone{done: true, fileSetID: fi.FileSetID}, nil
 	case err != nil && !errors.Is(err, state.ErrNotFound):
 		log.Error("read file state", "error", err.Error(), "final", final)
 		if final {
 			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
 		}
-		return err
+		return fileDone{}, err
 	}
 	j := &job{h: h, log: log, msg: m, owner: newOwner(), start: h.now(), final: final}
 	j.deadlines(ctx)
 	up, err := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
 	if errors.Is(err, state.ErrLeaseHeld) {
-		return h.requeueDuplicate(ctx, log, m)
+		return fileDone{}, h.requeueDuplicate(ctx, log, m)
 	}
 	if err != nil {
 		log.Error("acquire download lease", "error", err.Error(), "final", final)
 		if final {
 			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
 		}
-		return err
+		return fileDone{}, err
 	}
 	j.up = up
 	if j.superseded() {
@@ -192,9 +194,10 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 		if err := h.state.ReleaseUpload(ctx, m.FileID, j.owner); err != nil {
 			log.Warn("release download lease", "error", err.Error())
 		}
-		return nil
+		return fileDone{}, nil
 	}
-	return j.finish(ctx, j.run(ctx))
+	err = j.finish(ctx, j.run(ctx))
+	return j.result, err
 }
 
 // superseded reports whether the message is an older link of its file's
@@ -267,6 +270,12 @@ func (j *job) run(ctx context.Context) outcome {
 		return failed("state", err)
 	}
 	j.firstAttempt = old != nil && old.Attempts == 0
+	// The file-set the item names: the message's for a new item
+	// (BeginDownload sets it only if not there).
+	j.fileSetID = m.FileSetID
+	if old != nil && old.FileSetID != "" {
+		j.fileSetID = old.FileSetID
+	}
 	u, err := j.streamURL(ctx)
 	if err != nil {
 		if o, ok := j.landedBeforeGone(ctx, err); ok {

@@ -378,10 +378,11 @@ func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events
 		return err
 	}
 	log = log.With("file_id", m.FileID, "fileset_id", m.FileSetID)
-	if err := h.processFile(ctx, log, m, final); err != nil {
+	fd, err := h.processFile(ctx, log, m, final)
+	if err != nil {
 		return err
 	}
-	return h.afterFile(ctx, log, m, final)
+	return h.afterFile(ctx, log, m, final, fd)
 }
 
 // lastReceive reports whether a failure of this delivery is final: its
