@@ -12,7 +12,7 @@
 //	RING                   / REPORT#<generation>   readers' token-invalid reports (ring.go)
 //	FILESET#<fileSetId>    / FILESET               file-set metadata, file ids, landed ids, landing lease (filesets.go)
 //
-// Index nonFinal-updatedAt (nonfinal.go): the FILE items not DONE or FAILED,
+// Index nonFinal-updatedAt (files.go): the FILE items not DONE or FAILED,
 // least recently updated first (sparse: only they carry nonFinal).
 //
 // Nothing secret is ever stored here (docs/design.md#no-secret-leaves).
