@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -396,19 +395,7 @@ func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 // other status (DONE, FAILED, unknown) is left alone.
 func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	return t.updateIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), &dynamodb.UpdateItemInput{
-		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET reason = :r, updatedAt = :now"),
-		ConditionExpression:      aws.String("#s = :d"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":r":   &types.AttributeValueMemberS{Value: reason},
-			":d":   &types.AttributeValueMemberS{Value: StatusDownloading},
-			":now": timeAV(t.now()),
-		},
-	})
-}
-
-func numAV(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+	return t.updateFileIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), fileID,
+		"SET reason = :r, updatedAt = :now", "#s = :d", nil,
+		map[string]types.AttributeValue{":r": strAV(reason), ":d": strAV(StatusDownloading), ":now": timeAV(t.now())})
 }
