@@ -56,8 +56,14 @@ func TestLandingStepWithoutReread(t *testing.T) {
 		}, want: []string{"FileDone f1 fs-done"}},
 		{name: "continuation: no landing step", setup: func(r *rig) {
 			r.rdp.add("f1", "big.bin", 30*MiB, true)
-			r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-		}, run: func(t *testing.T, r *rig) []string { return r.handleOne(t, msgFor("f1"), 1, 500*time.Millisecond) }, want: nil},
+			r.rdp.Delay = func(int64) time.Duration { return time.Second } // no range completes in 500 ms
+		}, run: func(t *testing.T, r *rig) []string {
+			failed := r.handleOne(t, msgFor("f1"), 1, 500*time.Millisecond)
+			if len(r.snd.messages()) != 1 {
+				t.Fatalf("messages %v, want a continuation", r.snd.messages())
+			}
+			return failed
+		}, want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
