@@ -90,7 +90,8 @@ func TestSinglePut(t *testing.T) {
 			setup: func(r *rig) { delete(r.st.files, "f1") }},
 		{name: "an earlier attempt: HEAD first", size: 5 * MiB, msg: namedMsg, want: withHead(single),
 			setup: func(r *rig) { r.st.files["f1"].Attempts = 1 }},
-		{name: "less than 2 × RANGE_READ_TIMEOUT left: multipart", size: 12 * MiB, msg: namedMsg, timeout: 1500 * time.Millisecond, want: multi(3), saves: 1},
+		{name: "less than 2 × RANGE_READ_TIMEOUT left: multipart", size: 12 * MiB, msg: namedMsg, want: multi(3), saves: 1,
+			mod: func(s *Settings) { s.RangeReadTimeout = 10 * time.Second }, timeout: 15 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
