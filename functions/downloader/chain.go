@@ -40,7 +40,7 @@ func (j *job) stopOr(ctx context.Context, err error) outcome {
 // finish records an outcome: state, checkpoint, continuation, metrics, log.
 // It returns the message's error (nil: the message succeeded).
 func (j *job) finish(ctx context.Context, o outcome) error {
-	h, m := j.h, j.msg
+	h := j.h
 	// Bookkeeping must happen even when ctx ended (deadline, cancellation).
 	cctx, cancel := j.cleanupContext(ctx)
 	defer cancel()
@@ -51,9 +51,8 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 	}
 	switch o.kind {
 	case outDone:
-		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("delete upload checkpoint", "error", err.Error())
-		}
+		j.result = fileDone{done: true, fileSetID: j.fileSetID}
+		j.endUpload(cctx)
 		h.metrics.Add("FilesDownloaded", 1)
 		h.metrics.Put("DownloadSeconds", metrics.Seconds, elapsed.Seconds())
 		j.log.Info("file downloaded", "etag", j.etag, "parts", j.parts, "bytes", j.bytes,
@@ -63,9 +62,8 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		if j.up.UploadID != "" {
 			_ = j.abort(cctx)
 		}
-		if err := h.state.DeleteUpload(cctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("delete upload checkpoint", "error", err.Error())
-		}
+		j.result = fileDone{done: true, fileSetID: j.fileSetID}
+		j.endUpload(cctx)
 		if o.reason == "done" {
 			j.log.Info("already downloaded: nothing to do")
 		}
@@ -79,6 +77,16 @@ func (j *job) finish(ctx context.Context, o outcome) error {
 		return j.restart(cctx, o, elapsed)
 	}
 	return j.fail(cctx, o, elapsed)
+}
+
+// endUpload deletes the checkpoint of a file that is DONE (landed now, or
+// found landed): its part items only if this invocation had a multipart
+// upload or the checkpoint counted parts (state.Table.EndUpload).
+func (j *job) endUpload(ctx context.Context) {
+	chunks := j.mp != nil || j.up.PartsDone > 0
+	if err := j.h.state.EndUpload(ctx, j.msg.FileID, j.owner, chunks); err != nil {
+		j.log.Warn("delete upload checkpoint", "error", err.Error())
+	}
 }
 
 // fail handles a failed outcome: transient ones before the last receive

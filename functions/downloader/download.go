@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -46,9 +44,14 @@ const leaseWithoutDeadline = 15 * time.Minute
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // checksumCRC32C is the base64 big-endian CRC32C S3 expects in x-amz-checksum-crc32c.
-func checksumCRC32C(b []byte) string {
+// bufs are the body's pieces in order.
+func checksumCRC32C(bufs ...[]byte) string {
+	var crc uint32
+	for _, b := range bufs {
+		crc = crc32.Update(crc, crc32c, b)
+	}
 	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(b, crc32c))
+	binary.BigEndian.PutUint32(sum[:], crc)
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
@@ -126,7 +129,10 @@ type job struct {
 	partSize     int64  // chosen for this file (0 until chosen)
 	wantMD5      []byte // nil: the API gives no (usable) md5
 	pin          *etagPin
-	keyFree      bool // HEAD found no object at key: writes use If-None-Match
+	firstAttempt bool     // the file's item existed and had no download attempt before this one
+	fileSetID    string   // the file-set the file's item names ("" until BeginDownload)
+	result       fileDone // set by finish: the file is DONE
+	keyFree      bool     // no object at key (HEAD found none, or none was looked for): writes use If-None-Match
 	key          string
 	host         string
 	urls         *urlSource
@@ -153,33 +159,33 @@ const chainStaleAfter = 30 * time.Minute
 const marginShare = 4
 
 // processFile downloads one file; a non-nil error fails the message. final:
-// this is the message's last receive.
-func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) error {
+// this is the message's last receive. It reports whether the file is DONE.
+func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Message, final bool) (fileDone, error) {
 	fi, err := h.state.GetFile(ctx, m.FileID)
 	switch {
 	case err == nil && fi.Status == state.StatusDone:
 		log.Info("already downloaded: nothing to do", "key", fi.Key)
 		h.metrics.Add("FilesSkipped", 1)
-		return nil
+		return fileDone{done: true, fileSetID: fi.FileSetID}, nil
 	case err != nil && !errors.Is(err, state.ErrNotFound):
 		log.Error("read file state", "error", err.Error(), "final", final)
 		if final {
 			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
 		}
-		return err
+		return fileDone{}, err
 	}
 	j := &job{h: h, log: log, msg: m, owner: newOwner(), start: h.now(), final: final}
 	j.deadlines(ctx)
 	up, err := h.state.AcquireUpload(ctx, m.FileID, j.owner, j.leaseUntil())
 	if errors.Is(err, state.ErrLeaseHeld) {
-		return h.requeueDuplicate(ctx, log, m)
+		return fileDone{}, h.requeueDuplicate(ctx, log, m)
 	}
 	if err != nil {
 		log.Error("acquire download lease", "error", err.Error(), "final", final)
 		if final {
 			h.markFailed(ctx, log, m.FileID, "state: "+err.Error())
 		}
-		return err
+		return fileDone{}, err
 	}
 	j.up = up
 	if j.superseded() {
@@ -188,9 +194,10 @@ func (h *Handler) processFile(ctx context.Context, log *slog.Logger, m queue.Mes
 		if err := h.state.ReleaseUpload(ctx, m.FileID, j.owner); err != nil {
 			log.Warn("release download lease", "error", err.Error())
 		}
-		return nil
+		return fileDone{}, nil
 	}
-	return j.finish(ctx, j.run(ctx))
+	err = j.finish(ctx, j.run(ctx))
+	return j.result, err
 }
 
 // superseded reports whether the message is an older link of its file's
@@ -255,12 +262,19 @@ func (j *job) run(ctx context.Context) outcome {
 	if j.pastSoft() {
 		return outcome{kind: outContinue, reason: reasonNoTime}
 	}
-	_, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
+	old, err := h.state.BeginDownload(ctx, state.FileItem{FileID: m.FileID, FileSetID: m.FileSetID, FileSetName: m.FileSetName, Bucket: m.Bucket, PackageID: m.PackageID})
 	if errors.Is(err, state.ErrConflict) {
 		return outcome{kind: outSkipped, reason: "done"}
 	}
 	if err != nil {
 		return failed("state", err)
+	}
+	j.firstAttempt = old != nil && old.Attempts == 0
+	// The file-set the item names: the message's for a new item
+	// (BeginDownload sets it only if not there).
+	j.fileSetID = m.FileSetID
+	if old != nil && old.FileSetID != "" {
+		j.fileSetID = old.FileSetID
 	}
 	u, err := j.streamURL(ctx)
 	if err != nil {
@@ -275,7 +289,7 @@ func (j *job) run(ctx context.Context) outcome {
 	if o, ok := j.learnSize(ctx); !ok {
 		return o
 	}
-	if o, ok := j.checkTarget(ctx); !ok {
+	if o, ok := j.lookFirst(ctx); !ok {
 		return o
 	}
 	// A checkpoint that no longer fits the file is dropped before the part
@@ -299,10 +313,29 @@ func (j *job) run(ctx context.Context) outcome {
 		return failed("too-large", err)
 	}
 	j.partSize = ps
-	if j.up.UploadID == "" && j.size <= ps {
+	if j.singlePut(ps) {
 		return j.single(ctx)
 	}
 	return j.multipart(ctx, ps)
+}
+
+// lookFirst HEADs the target key before downloading (checkTarget) unless
+// the file will be stored with one PutObject and its state says nothing of
+// it can have landed: its item existed (the poller claimed it: the state
+// is not lost) with no download attempt before this one (every write to S3
+// follows BeginDownload, which counts attempts), and no target or multipart
+// upload is recorded. Then the PutObject's If-None-Match: * tells whether
+// the key holds anything, and only its 412 costs a HEAD (keyTaken).
+// Multipart files keep the HEAD: a collision is found before their parts
+// are downloaded (docs/design.md#single-putobject).
+func (j *job) lookFirst(ctx context.Context) (outcome, bool) {
+	if j.firstAttempt && j.up.Key == "" && j.up.UploadID == "" {
+		if ps, err := choosePartSize(j.size, j.h.cfg.PartSize); err == nil && j.singlePut(ps) {
+			j.keyFree = true
+			return outcome{}, true
+		}
+	}
+	return j.checkTarget(ctx)
 }
 
 // streamURL asks /stream for the file's presigned URL.
@@ -326,68 +359,6 @@ func (j *job) workContext(ctx context.Context) (context.Context, context.CancelF
 		return context.WithDeadline(ctx, j.drain)
 	}
 	return context.WithCancel(ctx)
-}
-
-// single downloads a file that fits in one part and stores it with PutObject.
-func (j *job) single(ctx context.Context) outcome {
-	h := j.h
-	wctx, cancel := j.workContext(ctx)
-	defer cancel()
-	actx := wctx
-	if j.hasDeadline {
-		var c context.CancelFunc
-		actx, c = context.WithDeadline(wctx, j.soft) // the range must start before the soft deadline
-		defer c()
-	}
-	buf, err := h.slots.acquire(actx, j.size)
-	if err != nil {
-		return j.stopOr(ctx, err)
-	}
-	defer h.slots.release(buf)
-	body := *buf
-	if j.size > 0 {
-		if err := j.fetcher.fetch(wctx, 0, body); err != nil {
-			return j.stopOr(ctx, err)
-		}
-	}
-	sum := md5.Sum(body)
-	if o, ok := j.verifyMD5(sum[:]); !ok {
-		return o
-	}
-	// Record the target in the checkpoint first: after a crash between the
-	// PutObject and MarkDone, a redelivery that finds the file gone (404)
-	// still finds the object that landed (landedBeforeGone).
-	if j.up.Key != j.key || j.up.Bucket != h.cfg.DestBucket || j.up.Size != j.size {
-		j.up.Bucket, j.up.Key, j.up.Size = h.cfg.DestBucket, j.key, j.size
-		if err := h.state.SaveUpload(ctx, j.up, nil, nil, j.owner); err != nil {
-			return j.stopOr(ctx, fmt.Errorf("record the target key: %w", stateError{err}))
-		}
-	}
-	in := &s3.PutObjectInput{
-		Bucket:            &h.cfg.DestBucket,
-		Key:               &j.key,
-		Body:              bytes.NewReader(body),
-		ContentLength:     aws.Int64(j.size),
-		ContentType:       aws.String("application/octet-stream"),
-		Metadata:          j.metadata(),
-		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
-		ChecksumCRC32C:    aws.String(checksumCRC32C(body)),
-	}
-	if j.keyFree {
-		in.IfNoneMatch = aws.String("*") // never overwrite a file that raced us to the key
-	}
-	out, err := h.s3.PutObject(ctx, in, unsignedPayload)
-	if err != nil {
-		if o, ok := j.afterWriteError(ctx, err); ok {
-			return o
-		}
-		return j.stopOr(ctx, fmt.Errorf("put object: %w", err))
-	}
-	j.bytes, j.parts, j.etag = j.size, 1, aws.ToString(out.ETag)
-	if err := h.state.MarkDone(ctx, j.msg.FileID, j.size, j.key, j.etag); err != nil {
-		return failed("state", err)
-	}
-	return outcome{kind: outDone}
 }
 
 // abort aborts the multipart upload of the checkpoint (no orphaned parts).

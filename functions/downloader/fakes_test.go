@@ -515,6 +515,7 @@ type fakeState struct {
 	// LoadPartsErr and MarkDoneErr fail those calls (DynamoDB throttling).
 	LoadPartsErr func() error
 	MarkDoneErr  func() error
+	ends         int // EndUpload calls
 }
 
 func newFakeState() *fakeState {
@@ -549,14 +550,18 @@ func (s *fakeState) BeginDownload(ctx context.Context, it state.FileItem) (*stat
 	if ok && f.Status == state.StatusDone {
 		return nil, state.ErrConflict
 	}
-	if !ok {
+	var old *state.FileItem // the item as it was (nil: new), as state.Table returns it
+	if ok {
+		c := *f
+		old = &c
+	} else {
 		f = &it
 		s.files[it.FileID] = f
 	}
 	f.Status = state.StatusDownloading
 	f.Attempts++
 	f.Reason = ""
-	return nil, nil
+	return old, nil
 }
 
 func (s *fakeState) MarkDone(ctx context.Context, id string, size int64, key, etag string) error {
@@ -744,4 +749,18 @@ func injected(hook func() error) error {
 		return nil
 	}
 	return hook()
+}
+
+func (s *fakeState) EndUpload(ctx context.Context, id, owner string, chunks bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ends++
+	if u, ok := s.uploads[id]; ok && u.Owner != owner {
+		return state.ErrLeaseHeld
+	}
+	delete(s.uploads, id)
+	if chunks {
+		delete(s.chunks, id)
+	}
+	return nil
 }

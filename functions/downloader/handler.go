@@ -56,6 +56,7 @@ var _ RDP = (*rdp.Client)(nil)
 // State is the part of the state table the downloader uses.
 type State interface {
 	GetFile(ctx context.Context, fileID string) (*state.FileItem, error)
+	EndUpload(ctx context.Context, fileID, owner string, chunks bool) error
 	BeginDownload(ctx context.Context, it state.FileItem) (*state.FileItem, error)
 	MarkDone(ctx context.Context, fileID string, size int64, key, etag string) error
 	MarkFailed(ctx context.Context, fileID, reason string) error
@@ -79,9 +80,12 @@ var _ Sender = (*queue.Sender)(nil)
 
 // Settings are the downloader's knobs (config.Downloader, validated).
 type Settings struct {
-	DestBucket         string
-	DestPrefix         string
-	PartSize           int64 // 0: chosen from the file size
+	DestBucket string
+	DestPrefix string
+	PartSize   int64 // 0: chosen from the file size
+	// SinglePutMax: files up to this size whose ranges fit the P slots are
+	// stored with one PutObject (see job.singlePut; 0: only one-part files).
+	SinglePutMax       int64
 	ParallelRanges     int
 	MessageConcurrency int
 	DeadlineMargin     time.Duration
@@ -124,6 +128,7 @@ func SettingsFrom(c config.Downloader) Settings {
 		DestBucket:         c.DestBucket,
 		DestPrefix:         c.DestPrefix,
 		PartSize:           c.PartSize,
+		SinglePutMax:       c.SinglePutMax,
 		ParallelRanges:     c.ParallelRanges,
 		MessageConcurrency: c.MessageConcurrency,
 		DeadlineMargin:     c.DeadlineMargin,
@@ -379,10 +384,11 @@ func (h *Handler) handleRecord(ctx context.Context, log *slog.Logger, rec events
 		return err
 	}
 	log = log.With("file_id", m.FileID, "fileset_id", m.FileSetID)
-	if err := h.processFile(ctx, log, m, final); err != nil {
+	fd, err := h.processFile(ctx, log, m, final)
+	if err != nil {
 		return err
 	}
-	return h.afterFile(ctx, log, m, final)
+	return h.afterFile(ctx, log, m, final, fd)
 }
 
 // lastReceive reports whether a failure of this delivery is final: its

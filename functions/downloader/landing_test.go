@@ -132,3 +132,9 @@ func TestLandingFailureOnTheLastReceiveEnqueuesACopy(t *testing.T) {
 		t.Errorf("metrics: %s", r.metrics.String())
 	}
 }
+
+// FileDone records the call as FileLanded does (the downloader names the
+// file-set when it read the file's item).
+func (f *fakeLanding) FileDone(ctx context.Context, fileID, fileSetID string) (landing.Outcome, error) {
+	return f.FileLanded(ctx, fileID)
+}

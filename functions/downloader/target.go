@@ -141,12 +141,21 @@ func (j *job) checkTarget(ctx context.Context) (outcome, bool) {
 	case obj == nil:
 		j.keyFree = true
 		return outcome{}, true
+	}
+	return j.judgeTarget(ctx, obj)
+}
+
+// judgeTarget says what an object at the target key means: this file
+// (landed) → DONE; another file → key collision; ok: an older version of
+// this file, which is replaced.
+func (j *job) judgeTarget(ctx context.Context, obj *targetObject) (outcome, bool) {
+	switch {
 	case obj.fileID != j.msg.FileID:
 		return failed("key-collision", collision(j.h.cfg.DestBucket, j.key, obj)), false
 	case obj.is(j.msg.FileID, j.size):
 		return j.landed(ctx, j.key, j.size, obj.etag), false
 	}
-	return outcome{}, true // an older version of this file: replaced
+	return outcome{}, true
 }
 
 func collision(bucket, key string, obj *targetObject) error {
@@ -172,15 +181,18 @@ func (j *job) landed(ctx context.Context, key string, size int64, etag string) o
 // CompleteMultipartUpload and MarkDone the object has landed (verified) and
 // the file is DONE, not FAILED.
 func (j *job) landedBeforeGone(ctx context.Context, err error) (outcome, bool) {
-	up := j.up
-	if !errors.Is(err, rdp.ErrNotFound) || up.Key == "" || up.Bucket != j.h.cfg.DestBucket {
+	key, size, ok := j.listedTarget() // not recorded before a single PUT (recordTarget)
+	if up := j.up; up.Key != "" && up.Bucket == j.h.cfg.DestBucket {
+		key, size, ok = up.Key, up.Size, true
+	}
+	if !errors.Is(err, rdp.ErrNotFound) || !ok {
 		return outcome{}, false
 	}
-	obj, herr := j.headTarget(ctx, up.Key)
-	if herr != nil || !obj.is(j.msg.FileID, up.Size) {
+	obj, herr := j.headTarget(ctx, key)
+	if herr != nil || !obj.is(j.msg.FileID, size) {
 		return outcome{}, false
 	}
-	return j.landed(ctx, up.Key, up.Size, obj.etag), true
+	return j.landed(ctx, key, size, obj.etag), true
 }
 
 // afterWriteError decides what a failed PutObject / CompleteMultipartUpload

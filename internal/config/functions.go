@@ -85,6 +85,12 @@ type Downloader struct {
 	// PartSize overrides the multipart part size in bytes (S3: 5 MiB–5 GiB);
 	// 0 chooses it from the file size (≥ 8 MiB, ≤ 10,000 parts).
 	PartSize int64 `env:"PART_SIZE" min:"5242880"`
+	// SinglePutMax: a file up to this size whose ranges fit the
+	// PARALLEL_RANGES buffers is fetched in parallel ranges into them and
+	// stored with one PutObject instead of a multipart upload (its first
+	// invocation only; 0: only files of one part). 32 MiB is the default
+	// 4 × 8 MiB part buffers: no memory beyond what the guard accounts for.
+	SinglePutMax int64 `env:"SINGLE_PUT_MAX" default:"33554432" min:"0"`
 	// ParallelRanges is the number of byte ranges in flight per invocation,
 	// shared by the messages of a batch; buffers are bounded by part size × it.
 	ParallelRanges int `env:"PARALLEL_RANGES" default:"4" min:"1"`

@@ -134,7 +134,14 @@ func (l *Lander) FileLanded(ctx context.Context, fileID string) (Outcome, error)
 	if fi.Status != state.StatusDone {
 		return NotDone, nil
 	}
-	fs, err := l.state.AddLanded(ctx, fi.FileSetID, fileID)
+	return l.FileDone(ctx, fileID, fi.FileSetID)
+}
+
+// FileDone is FileLanded for a caller that knows the file is DONE and the
+// file-set its state item names (the downloader, which has just marked it
+// DONE or read it DONE): it does not read the file's state again.
+func (l *Lander) FileDone(ctx context.Context, fileID, fileSetID string) (Outcome, error) {
+	fs, err := l.state.AddLanded(ctx, fileSetID, fileID)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		return UnknownFileSet, nil

@@ -159,17 +159,9 @@ func (t *Table) ClaimFile(ctx context.Context, it FileItem) error {
 // MarkQueued records that the file's message was sent (CLAIMED → QUEUED).
 // A file already past QUEUED is left alone.
 func (t *Table) MarkQueued(ctx context.Context, fileID string) error {
-	return t.updateIf(ctx, fmt.Sprintf("mark file %s queued", fileID), &dynamodb.UpdateItemInput{
-		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET #s = :q, queuedAt = :now, updatedAt = :now"),
-		ConditionExpression:      aws.String("attribute_exists(pk) AND #s = :c"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":q":   &types.AttributeValueMemberS{Value: StatusQueued},
-			":c":   &types.AttributeValueMemberS{Value: StatusClaimed},
-			":now": timeAV(t.now()),
-		},
-	})
+	return t.updateFileIf(ctx, fmt.Sprintf("mark file %s queued", fileID), fileID,
+		"SET #s = :q, queuedAt = :now, updatedAt = :now", "attribute_exists(pk) AND #s = :c", nil,
+		map[string]types.AttributeValue{":q": strAV(StatusQueued), ":c": strAV(StatusClaimed), ":now": timeAV(t.now())})
 }
 
 // BeginDownload moves a file to DOWNLOADING and counts the attempt. It
@@ -237,18 +229,9 @@ func (t *Table) MarkDone(ctx context.Context, fileID string, size int64, key, et
 // MarkFailed records why a file failed. A DONE file is never downgraded.
 func (t *Table) MarkFailed(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	return t.updateIf(ctx, fmt.Sprintf("mark file %s failed", fileID), &dynamodb.UpdateItemInput{
-		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET #s = :f, reason = :r, updatedAt = :now REMOVE " + AttrNonFinal),
-		ConditionExpression:      aws.String("attribute_not_exists(#s) OR #s <> :done"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":f":    &types.AttributeValueMemberS{Value: StatusFailed},
-			":r":    &types.AttributeValueMemberS{Value: reason},
-			":done": &types.AttributeValueMemberS{Value: StatusDone},
-			":now":  timeAV(t.now()),
-		},
-	})
+	return t.updateFileIf(ctx, fmt.Sprintf("mark file %s failed", fileID), fileID,
+		"SET #s = :f, reason = :r, updatedAt = :now REMOVE "+AttrNonFinal, "attribute_not_exists(#s) OR #s <> :done", nil,
+		map[string]types.AttributeValue{":f": strAV(StatusFailed), ":r": strAV(reason), ":done": strAV(StatusDone), ":now": timeAV(t.now())})
 }
 
 // ScanFiles calls fn for every file item (operator tools; not on hot paths).
@@ -263,19 +246,113 @@ func (t *Table) ScanFiles(ctx context.Context, fn func(*FileItem) error) error {
 		if err != nil {
 			return fmt.Errorf("scan file states: %w", err)
 		}
-		for _, raw := range out.Items {
-			var it FileItem
-			if err := attributevalue.UnmarshalMap(raw, &it); err != nil {
-				return fmt.Errorf("decode file state: %w", err)
-			}
-			if err := fn(&it); err != nil {
-				return err
-			}
+		if err := eachFile(out.Items, fn); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func timeAV(t time.Time) types.AttributeValue {
-	return &types.AttributeValueMemberS{Value: t.UTC().Format(time.RFC3339Nano)}
+// eachFile decodes file items (of a scan or query) and calls fn with each.
+func eachFile(items []map[string]types.AttributeValue, fn func(*FileItem) error) error {
+	for _, raw := range items {
+		var it FileItem
+		if err := attributevalue.UnmarshalMap(raw, &it); err != nil {
+			return fmt.Errorf("decode file state: %w", err)
+		}
+		if err := fn(&it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The sparse index of non-final files (template.yaml's StateTable GSI):
+//
+//	index NonFinalIndex: partition key nonFinal (S), sort key updatedAt (S), keys only + the attributes below
+//
+// A FILE item carries nonFinal = NonFinalValue from its claim (or the
+// downloader's first BeginDownload) until MarkDone or MarkFailed removes it,
+// so the index holds exactly the files that are not DONE or FAILED, oldest
+// update first. The poller's sweep and `cfsync status` query it instead of
+// scanning the table.
+const (
+	NonFinalIndex = "nonFinal-updatedAt"
+	AttrNonFinal  = "nonFinal"
+	AttrUpdatedAt = "updatedAt"
+	NonFinalValue = "FILE"
+)
+
+// QueryNonFinal calls fn with the non-final files, least recently updated
+// first, whose last update is before `before` (every non-final file when
+// before is zero), at most limit of them (no limit when limit ≤ 0). Index
+// reads are eventually consistent: callers re-check with a conditional write.
+func (t *Table) QueryNonFinal(ctx context.Context, before time.Time, limit int, fn func(*FileItem) error) error {
+	in := &dynamodb.QueryInput{
+		TableName:                 &t.Name,
+		IndexName:                 aws.String(NonFinalIndex),
+		KeyConditionExpression:    aws.String("#nf = :nf"),
+		ExpressionAttributeNames:  map[string]string{"#nf": AttrNonFinal},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":nf": &types.AttributeValueMemberS{Value: NonFinalValue}},
+		ScanIndexForward:          aws.Bool(true),
+	}
+	if !before.IsZero() {
+		in.KeyConditionExpression = aws.String("#nf = :nf AND #u < :before")
+		in.ExpressionAttributeNames["#u"] = AttrUpdatedAt
+		in.ExpressionAttributeValues[":before"] = timeAV(before)
+	}
+	n := 0
+	errLimit := errors.New("limit reached")
+	counted := func(it *FileItem) error {
+		if err := fn(it); err != nil {
+			return err
+		}
+		if n++; limit > 0 && n >= limit {
+			return errLimit
+		}
+		return nil
+	}
+	for {
+		if limit > 0 {
+			in.Limit = aws.Int32(int32(min(limit-n, 100)))
+		}
+		out, err := t.DB.Query(ctx, in)
+		if err != nil {
+			return fmt.Errorf("query non-final files: %w", err)
+		}
+		if err := eachFile(out.Items, counted); err != nil {
+			if errors.Is(err, errLimit) {
+				return nil
+			}
+			return err
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// RequeueFile moves a non-final file back to CLAIMED so that its message is
+// sent again (then MarkQueued), provided nobody touched the item since it was
+// read (its updatedAt is still seen). It returns ErrConflict otherwise: the
+// file moved, or another sweep took it first, so one file is never re-sent
+// twice at once.
+func (t *Table) RequeueFile(ctx context.Context, fileID string, seen time.Time) error {
+	err := t.updateFile(ctx, fileID, "SET #s = :c, #u = :now ADD resends :one", "attribute_exists(#nf) AND #u = :seen",
+		map[string]string{"#u": AttrUpdatedAt, "#nf": AttrNonFinal},
+		map[string]types.AttributeValue{":c": strAV(StatusClaimed), ":now": timeAV(t.now()), ":seen": timeAV(seen), ":one": numAV(1)})
+	if err != nil {
+		return conflictOr("requeue file "+fileID, err)
+	}
+	return nil
+}
+
+// MarkNonFinal adds a file written before the sparse index existed to it:
+// it sets nonFinal on a file item that is not DONE or FAILED (anything else
+// is left alone).
+func (t *Table) MarkNonFinal(ctx context.Context, fileID string) error {
+	return t.updateFileIf(ctx, fmt.Sprintf("index file %s as non-final", fileID), fileID,
+		"SET #nf = :nf", "attribute_exists(pk) AND NOT #s IN (:done, :failed)", map[string]string{"#nf": AttrNonFinal},
+		map[string]types.AttributeValue{":nf": strAV(NonFinalValue), ":done": strAV(StatusDone), ":failed": strAV(StatusFailed)})
 }

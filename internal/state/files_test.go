@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/cfsync/cfsync/internal/state"
 )
@@ -118,5 +123,131 @@ func TestFailureReasonIsClipped(t *testing.T) {
 	}
 	if len(got.Reason) != 1000 || !utf8.ValidString(got.Reason) {
 		t.Fatalf("reason of %d bytes, valid UTF-8 %v", len(got.Reason), utf8.ValidString(got.Reason))
+	}
+}
+
+// nonFinal lists the file ids the sparse index returns, oldest update first.
+func nonFinal(t *testing.T, tbl *state.Table, before time.Time, limit int) []string {
+	t.Helper()
+	var ids []string
+	err := tbl.QueryNonFinal(context.Background(), before, limit, func(it *state.FileItem) error {
+		ids = append(ids, it.FileID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestNonFinalIndexHoldsOnlyNonFinalFiles(t *testing.T) {
+	tbl := newTestTable(t)
+	ctx := context.Background()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tbl.Now = func() time.Time { return clock }
+	for _, id := range []string{"a", "b", "c", "d"} {
+		clock = clock.Add(time.Minute)
+		if err := tbl.ClaimFile(ctx, state.FileItem{FileID: id, FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); !slices.Equal(got, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("after claims: %v, want a b c d", got)
+	}
+	clock = clock.Add(time.Minute)
+	if err := tbl.MarkDone(ctx, "a", 1, "k", "e"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.MarkFailed(ctx, "b", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.MarkQueued(ctx, "c"); err != nil { // c moves: now the newest
+		t.Fatal(err)
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); !slices.Equal(got, []string{"d", "c"}) {
+		t.Fatalf("after DONE a, FAILED b, QUEUED c: %v, want d c", got)
+	}
+	if got := nonFinal(t, tbl, clock, 0); !slices.Equal(got, []string{"d"}) {
+		t.Fatalf("updated before %v: %v, want d", clock, got)
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 1); !slices.Equal(got, []string{"d"}) {
+		t.Fatalf("limit 1: %v, want d", got)
+	}
+	// BeginDownload of a file the poller never saw (message from elsewhere) makes it non-final too.
+	if _, err := tbl.BeginDownload(ctx, state.FileItem{FileID: "e", FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); !slices.Contains(got, "e") {
+		t.Fatalf("after BeginDownload of e: %v, want e listed", got)
+	}
+}
+
+func TestRequeueFileOnlyIfUnchanged(t *testing.T) {
+	tbl := newTestTable(t)
+	ctx := context.Background()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tbl.Now = func() time.Time { return clock }
+	if err := tbl.ClaimFile(ctx, state.FileItem{FileID: "f", FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.MarkQueued(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := tbl.GetFile(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Hour)
+	if err := tbl.RequeueFile(ctx, "f", seen.UpdatedAt); err != nil {
+		t.Fatalf("first requeue: %v", err)
+	}
+	if err := tbl.RequeueFile(ctx, "f", seen.UpdatedAt); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("second requeue with the same view: %v, want ErrConflict", err)
+	}
+	got, _ := tbl.GetFile(ctx, "f")
+	if got.Status != state.StatusClaimed || got.Resends != 1 || !got.UpdatedAt.Equal(clock) {
+		t.Fatalf("after requeue: status %s resends %d updated %v", got.Status, got.Resends, got.UpdatedAt)
+	}
+	if err := tbl.MarkDone(ctx, "f", 1, "k", "e"); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := tbl.GetFile(ctx, "f")
+	if err := tbl.RequeueFile(ctx, "f", done.UpdatedAt); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("requeue of a DONE file: %v, want ErrConflict", err)
+	}
+}
+
+// TestMarkNonFinalIndexesLegacyItems: an item written before the index
+// existed (no nonFinal) joins it, unless it is DONE or FAILED.
+func TestMarkNonFinalIndexesLegacyItems(t *testing.T) {
+	tbl := newTestTable(t)
+	ctx := context.Background()
+	for _, id := range []string{"legacy-queued", "legacy-done"} {
+		if err := tbl.ClaimFile(ctx, state.FileItem{FileID: id, FileSetID: "s", Bucket: "b", PackageID: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tbl.MarkDone(ctx, "legacy-done", 1, "k", "e"); err != nil {
+		t.Fatal(err)
+	}
+	// Strip nonFinal as an older version would have written the item.
+	if _, err := tbl.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl.Name,
+		Key:              map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: state.FilePK("legacy-queued")}, "sk": &types.AttributeValueMemberS{Value: state.SKFile}},
+		UpdateExpression: aws.String("REMOVE nonFinal")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); len(got) != 0 {
+		t.Fatalf("before: %v, want none indexed", got)
+	}
+	for _, id := range []string{"legacy-queued", "legacy-done", "unknown"} {
+		if err := tbl.MarkNonFinal(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := nonFinal(t, tbl, time.Time{}, 0); !slices.Equal(got, []string{"legacy-queued"}) {
+		t.Fatalf("after MarkNonFinal: %v, want legacy-queued only", got)
+	}
+	if _, err := tbl.GetFile(ctx, "unknown"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("MarkNonFinal created an item: %v", err)
 	}
 }

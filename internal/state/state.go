@@ -12,7 +12,7 @@
 //	RING                   / REPORT#<generation>   readers' token-invalid reports (ring.go)
 //	FILESET#<fileSetId>    / FILESET               file-set metadata, file ids, landed ids, landing lease (filesets.go)
 //
-// Index nonFinal-updatedAt (nonfinal.go): the FILE items not DONE or FAILED,
+// Index nonFinal-updatedAt (files.go): the FILE items not DONE or FAILED,
 // least recently updated first (sparse: only they carry nonFinal).
 //
 // Nothing secret is ever stored here (docs/design.md#no-secret-leaves).
@@ -21,6 +21,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -95,6 +96,43 @@ func (t *Table) updateIf(ctx context.Context, op string, in *dynamodb.UpdateItem
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
+}
+
+// updateFile sends a conditional update of a file's item: #s in the
+// expressions is its status; names adds other attribute names (nil: none).
+func (t *Table) updateFile(ctx context.Context, fileID, update, cond string, names map[string]string, vals map[string]types.AttributeValue) error {
+	if names == nil {
+		names = map[string]string{}
+	}
+	names["#s"] = "status"
+	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &t.Name,
+		Key:                       fileKey(fileID),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	return err
+}
+
+// updateFileIf is updateFile where an unmet condition leaves the item alone
+// and is no error (see updateIf); op names the update in errors.
+func (t *Table) updateFileIf(ctx context.Context, op, fileID, update, cond string, names map[string]string, vals map[string]types.AttributeValue) error {
+	if err := t.updateFile(ctx, fileID, update, cond, names, vals); err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+func strAV(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func numAV(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func timeAV(t time.Time) types.AttributeValue {
+	return &types.AttributeValueMemberS{Value: t.UTC().Format(time.RFC3339Nano)}
 }
 
 // conflictOr wraps the error of a conditional write with op: a failed

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -301,7 +300,9 @@ func (t *Table) ReleaseUpload(ctx context.Context, fileID, owner string) error {
 // DeleteUpload removes a file's checkpoint (its chunk items, then the header)
 // when the upload completed or was aborted. The header is deleted only while
 // owner holds the lease (or when it no longer exists); otherwise the error
-// wraps ErrLeaseHeld and nothing of the new holder's is touched.
+// wraps ErrLeaseHeld and nothing of the new holder's is touched: the lease is
+// read first, because the file may still be downloaded by another
+// invocation after a failure (see EndUpload for a DONE file).
 func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 	cur, err := t.GetUpload(ctx, fileID)
 	if errors.Is(err, ErrNotFound) {
@@ -313,19 +314,46 @@ func (t *Table) DeleteUpload(ctx context.Context, fileID, owner string) error {
 	if cur.Owner != owner {
 		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, ErrLeaseHeld)
 	}
+	if err := t.deleteChunks(ctx, fileID); err != nil {
+		return err
+	}
+	return t.deleteHeader(ctx, fileID, owner)
+}
+
+// EndUpload deletes the checkpoint of a file that is DONE in as few requests
+// as it can: the header first, only while owner holds the lease (one
+// conditional DeleteItem, no read), then — with chunks — the part items.
+// Deleting the part items second is safe only because the file is DONE:
+// BeginDownload refuses a DONE file, so no invocation writes part items for
+// it any more (docs/design.md#state-table). Without chunks (the file was
+// stored with one PutObject, so this attempt wrote no part items) part
+// items of an earlier, aborted upload of the file are left to their TTL:
+// they carry another upload id and are never read as this file's parts.
+func (t *Table) EndUpload(ctx context.Context, fileID, owner string, chunks bool) error {
+	if err := t.deleteHeader(ctx, fileID, owner); err != nil || !chunks {
+		return err
+	}
+	return t.deleteChunks(ctx, fileID)
+}
+
+// deleteChunks deletes every part item of a file.
+func (t *Table) deleteChunks(ctx context.Context, fileID string) error {
 	chunks, err := t.queryChunks(ctx, fileID)
 	if err != nil {
 		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
 	}
 	for _, c := range chunks {
-		if _, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &t.Name, Key: map[string]types.AttributeValue{
-			AttrPK: &types.AttributeValueMemberS{Value: c.PK},
-			AttrSK: &types.AttributeValueMemberS{Value: c.SK},
-		}}); err != nil {
+		if _, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &t.Name, Key: itemKey(c.PK, c.SK)}); err != nil {
 			return fmt.Errorf("delete upload checkpoint %s: chunk %d: %w", fileID, c.Chunk, err)
 		}
 	}
-	_, err = t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	return nil
+}
+
+// deleteHeader deletes the UPLOAD item while owner holds the lease (or when
+// it no longer exists); otherwise the error wraps ErrLeaseHeld.
+func (t *Table) deleteHeader(ctx context.Context, fileID, owner string) error {
+	_, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 &t.Name,
 		Key:                       uploadKey(fileID),
 		ConditionExpression:       aws.String("attribute_not_exists(pk) OR #o = :o"),
@@ -367,19 +395,7 @@ func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 // other status (DONE, FAILED, unknown) is left alone.
 func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	return t.updateIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), &dynamodb.UpdateItemInput{
-		Key:                      fileKey(fileID),
-		UpdateExpression:         aws.String("SET reason = :r, updatedAt = :now"),
-		ConditionExpression:      aws.String("#s = :d"),
-		ExpressionAttributeNames: map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":r":   &types.AttributeValueMemberS{Value: reason},
-			":d":   &types.AttributeValueMemberS{Value: StatusDownloading},
-			":now": timeAV(t.now()),
-		},
-	})
-}
-
-func numAV(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+	return t.updateFileIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), fileID,
+		"SET reason = :r, updatedAt = :now", "#s = :d", nil,
+		map[string]types.AttributeValue{":r": strAV(reason), ":d": strAV(StatusDownloading), ":now": timeAV(t.now())})
 }
