@@ -137,6 +137,6 @@ func Defaults() Workload {
 	w.AlarmMetrics = 6
 	w.Traced = false
 	w.WarmRingReads = true
-	w.DownloaderMB = 512
+	w.DownloaderMB = 256
 	return w
 }
