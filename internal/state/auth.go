@@ -2,14 +2,9 @@ package state
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -77,22 +72,8 @@ func (t *Table) PutAuthState(ctx context.Context, st *AuthState) error {
 	next.PK, next.SK = PKAuth, SKBudget
 	next.Version = st.Version + 1
 	next.UpdatedAt = t.now()
-	av, err := attributevalue.MarshalMap(next)
-	if err != nil {
-		return fmt.Errorf("put auth state: %w", err)
-	}
-	in := &dynamodb.PutItemInput{TableName: &t.Name, Item: av}
-	if st.Version == 0 {
-		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
-	} else {
-		in.ConditionExpression = aws.String("version = :v")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{
-			":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(st.Version, 10)},
-		}
-	}
-	_, err = t.DB.PutItem(ctx, in)
-	if err != nil {
-		return conflictOr("put auth state", err)
+	if err := t.putIfCounter(ctx, "put auth state", next, "version", st.Version); err != nil {
+		return err
 	}
 	st.Version = next.Version
 	st.UpdatedAt = next.UpdatedAt

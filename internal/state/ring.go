@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -79,23 +78,8 @@ func (t *Table) ClaimGeneration(ctx context.Context, prev *RingState, next int64
 		st.Slots[k] = v
 	}
 	st.Slots[slotID] = SlotWrite{Generation: next, WrittenAt: at.UTC()}
-	av, err := attributevalue.MarshalMap(st)
-	if err != nil {
-		return nil, fmt.Errorf("claim generation %d: %w", next, err)
-	}
-	in := &dynamodb.PutItemInput{TableName: &t.Name, Item: av}
-	if prev.Generation == 0 {
-		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR attribute_not_exists(generation) OR generation = :zero")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":zero": &types.AttributeValueMemberN{Value: "0"}}
-	} else {
-		in.ConditionExpression = aws.String("generation = :prev")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{
-			":prev": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev.Generation, 10)},
-		}
-	}
-	_, err = t.DB.PutItem(ctx, in)
-	if err != nil {
-		return nil, conflictOr(fmt.Sprintf("claim generation %d", next), err)
+	if err := t.putIfCounter(ctx, fmt.Sprintf("claim generation %d", next), st, "generation", prev.Generation); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

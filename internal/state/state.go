@@ -175,3 +175,26 @@ func clipReason(s string, max int) string {
 	}
 	return s
 }
+
+// putIfCounter writes item if its stored counter attribute is still prev
+// (an optimistic write: of two writers that read the same prev, one wins and
+// the other gets ErrConflict). prev 0 means no counter yet: no item, an item
+// without the attribute, or 0.
+func (t *Table) putIfCounter(ctx context.Context, op string, item any, attr string, prev int64) error {
+	av, err := attributevalue.MarshalMap(item)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	cond := "#c = :prev"
+	if prev == 0 {
+		cond = "attribute_not_exists(pk) OR attribute_not_exists(#c) OR #c = :prev"
+	}
+	_, err = t.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &t.Name, Item: av,
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#c": attr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":prev": numAV(prev)}})
+	if err != nil {
+		return conflictOr(op, err)
+	}
+	return nil
+}
