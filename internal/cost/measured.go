@@ -2,7 +2,7 @@
 // cost: the figures docs/cost.md shows. The counts come from the end-to-end
 // test test/e2e/requests_test.go (every AWS request counted at a proxy in
 // front of moto_server, every RDP request at the simulator), checked in as
-// testdata/requests.json; the prices are AWS list prices (prices.go).
+// testdata/requests.json; the prices are AWS list prices (model.go).
 package cost
 
 import (
