@@ -112,8 +112,8 @@ func TestRequestsPerFile(t *testing.T) {
 	}
 }
 
-// requestsPartSize is the downloader's default part and range size for
-// files under 80 GB: max(8 MiB, size ÷ 10,000) (docs/design.md#downloader).
+// requestsPartSize is the downloader's part and range size for files of up
+// to 10,000 × 8 MiB: max(8 MiB, size ÷ 10,000) (docs/design.md#downloader).
 const requestsPartSize = 8 << 20
 
 // pieces is the number of requestsPartSize ranges of each of sizes (which
