@@ -156,3 +156,20 @@ func TestAlarmMetricsCounted(t *testing.T) {
 		t.Errorf("alarm metrics = %d, want 3", got)
 	}
 }
+
+// TestReadmeCostLine: README's cost line states the "now" total of
+// docs/cost.md (the same model, counts and prices), so it cannot drift.
+func TestReadmeCostLine(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Load("testdata/requests.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("**$%.2f a month**", Estimate(after, Defaults(), ListPrices).Total())
+	if !strings.Contains(string(readme), want) {
+		t.Errorf("README.md's cost line does not say %s (docs/cost.md's total; go test ./internal/cost -update does not edit README)", want)
+	}
+}

@@ -26,17 +26,17 @@ func newMonth(m Measured, w Workload) month {
 	mo := month{w: w, files: w.FilesPerDay * w.MonthDays, refreshRuns: minutes / w.RefreshEvery.Minutes(),
 		polls: minutes / w.PollEvery.Minutes(), ops: map[string]float64{}}
 	mo.writes = min(mo.refreshRuns, minutes/(w.TokenLife-w.RefreshMargin).Minutes())
-	share := w.MultipartShare
 	firstIdle := min(mo.writes, mo.refreshRuns-mo.writes) // the run after each write
+	middle := 1 - w.SmallShare - w.MultipartShare
 	inv := func(s Scenario) float64 { return float64(s.Invocations) / float64(max(s.Units, 1)) }
-	mo.downloaderInv = mo.files * ((1-share)*inv(m.SmallFile) + share*inv(m.MultipartFile))
+	mo.downloaderInv = mo.files * (w.SmallShare*inv(m.SmallFile) + middle*inv(m.MiddleFile) + w.MultipartShare*inv(m.MultipartFile))
 	for _, c := range []struct {
 		s     *Scenario
 		times float64
 	}{
 		{&m.RefresherFirstIdle, firstIdle}, {&m.RefresherIdle, mo.refreshRuns - mo.writes - firstIdle}, {&m.RefresherWrite, mo.writes},
 		{&m.PollIdle, mo.polls * float64(w.Packages)},
-		{&m.SmallFile, mo.files * (1 - share)}, {&m.MultipartFile, mo.files * share},
+		{&m.SmallFile, mo.files * w.SmallShare}, {&m.MiddleFile, mo.files * middle}, {&m.MultipartFile, mo.files * w.MultipartShare},
 	} {
 		mo.addScenario(c.s, c.times, c.s == &m.RefresherIdle || c.s == &m.RefresherFirstIdle || c.s == &m.RefresherWrite)
 	}

@@ -21,7 +21,7 @@ func TestEstimateArithmetic(t *testing.T) {
 	// 30 days of 100 small files; refresh every 10 min with 20-min tokens,
 	// margin 5 min: 4,320 runs, 2,880 of them writes, so each of the 1,440
 	// fresh runs is the first after a write; poll hourly, 2 packages.
-	w := Workload{Packages: 2, FilesPerDay: 100, MonthDays: 30, RefreshEvery: 10 * time.Minute, TokenLife: 20 * time.Minute,
+	w := Workload{Packages: 2, FilesPerDay: 100, SmallShare: 1, MonthDays: 30, RefreshEvery: 10 * time.Minute, TokenLife: 20 * time.Minute,
 		RefreshMargin: 5 * time.Minute, PollEvery: time.Hour, BatchSize: 4, Secrets: 4, AlarmMetrics: 3}
 	rows := map[string]float64{}
 	for _, r := range Estimate(m, w, ListPrices).Rows {
@@ -58,7 +58,7 @@ func TestWarmRingReads(t *testing.T) {
 	m := Measured{SmallFile: Scenario{Units: 4, Invocations: 2, AWS: map[string]int{"secretsmanager:BatchGetSecretValue": 1}}}
 	// 30 days × 1,000 files, 2 per invocation: 15,000 invocations; hourly
 	// polls: 720; 3 s per file: 1,500 busy minutes; cache ≥ 2m − 1m − 30s.
-	w := Workload{FilesPerDay: 1000, MonthDays: 30, RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute,
+	w := Workload{FilesPerDay: 1000, SmallShare: 1, MonthDays: 30, RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute,
 		PollEvery: time.Hour, DownloaderEnvs: 2, ReaderSkew: 30 * time.Second, DownloaderSecondsPerFile: 3, WarmRingReads: true}
 	for _, c := range []struct {
 		name string
@@ -72,6 +72,36 @@ func TestWarmRingReads(t *testing.T) {
 	} {
 		if got := newMonth(m, c.w(w)).downloaderRingReads; math.Abs(got-c.want) > 1e-6 {
 			t.Errorf("%s: %v ring reads, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestFileMix: files are priced as the small, middle (20 MiB) and
+// multipart scenarios by the workload's shares; README's 20 MB files are
+// all the middle file.
+func TestFileMix(t *testing.T) {
+	m := Measured{
+		SmallFile:     Scenario{Units: 1, Invocations: 1, AWS: map[string]int{"s3:PutObject": 1}},
+		MiddleFile:    Scenario{Units: 1, Invocations: 1, AWS: map[string]int{"s3:PutObject": 2}},
+		MultipartFile: Scenario{Units: 1, Invocations: 2, AWS: map[string]int{"s3:UploadPart": 5}},
+	}
+	for _, c := range []struct {
+		name                 string
+		small, multipart     float64
+		wantPuts, wantInvoke float64 // per file
+	}{
+		{"README: all middle", 0, 0, 2, 1},
+		{"all small", 1, 0, 1, 1},
+		{"all multipart", 0, 1, 5, 2},
+		{"a quarter each small and multipart", 0.25, 0.25, 0.25*1 + 0.5*2 + 0.25*5, 1.25},
+	} {
+		w := Workload{FilesPerDay: 100, MonthDays: 30, RefreshEvery: time.Minute, TokenLife: 10 * time.Minute,
+			PollEvery: time.Hour, SmallShare: c.small, MultipartShare: c.multipart}
+		mo := newMonth(m, w)
+		puts := mo.sum(service("s3:")) / mo.files
+		if math.Abs(puts-c.wantPuts) > 1e-9 || math.Abs(mo.downloaderInv/mo.files-c.wantInvoke) > 1e-9 {
+			t.Errorf("%s: %.3f S3 requests and %.3f invocations per file, want %.3f and %.3f",
+				c.name, puts, mo.downloaderInv/mo.files, c.wantPuts, c.wantInvoke)
 		}
 	}
 }

@@ -2,7 +2,7 @@
 // cost: the figures docs/cost.md shows. The counts come from the end-to-end
 // test test/e2e/requests_test.go (every AWS request counted at a proxy in
 // front of moto_server, every RDP request at the simulator), checked in as
-// testdata/requests.json; the prices are AWS list prices (prices.go).
+// testdata/requests.json; the prices are AWS list prices (model.go).
 package cost
 
 import (
@@ -66,7 +66,14 @@ type Measured struct {
 	// SmallFile is the downloader landing Units files, each one PutObject,
 	// delivered in batches of the template's batch size.
 	SmallFile Scenario `json:"small_file"`
-	// MultipartFile is the downloader landing Units multipart files.
+	// MiddleFile is the downloader landing Units files of README's average
+	// size (20 MiB): fetched in MiddleRanges ranges, stored with one
+	// PutObject (within SINGLE_PUT_MAX).
+	MiddleFile Scenario `json:"middle_file"`
+	// MiddleRanges is the number of ranges of each middle file.
+	MiddleRanges int `json:"middle_ranges"`
+	// MultipartFile is the downloader landing Units files over
+	// SINGLE_PUT_MAX: multipart uploads of MultipartParts parts.
 	MultipartFile Scenario `json:"multipart_file"`
 	// MultipartParts is the number of parts of each multipart file.
 	MultipartParts int `json:"multipart_parts"`
@@ -75,19 +82,23 @@ type Measured struct {
 	Metrics []string `json:"metrics"`
 }
 
-// Scenarios names the scenarios, in a fixed order.
-func (m *Measured) Scenarios() []struct {
+// NamedScenario is a scenario with its name and, for a download, the
+// ranges (or parts) K of each file.
+type NamedScenario struct {
 	Name string
 	S    *Scenario
-} {
-	return []struct {
-		Name string
-		S    *Scenario
-	}{
-		{"refresher run, ring fresh", &m.RefresherIdle}, {"refresher run, first fresh after a write", &m.RefresherFirstIdle},
-		{"refresher run, token written", &m.RefresherWrite},
-		{"poll, 1 package, nothing new", &m.PollIdle}, {"poll, 1 package, new files (per file)", &m.PollNew},
-		{"downloader, small file (PutObject)", &m.SmallFile}, {"downloader, multipart file", &m.MultipartFile},
+	K    int
+}
+
+// Scenarios names the scenarios, in a fixed order.
+func (m *Measured) Scenarios() []NamedScenario {
+	return []NamedScenario{
+		{"refresher run, ring fresh", &m.RefresherIdle, 0}, {"refresher run, first fresh after a write", &m.RefresherFirstIdle, 0},
+		{"refresher run, token written", &m.RefresherWrite, 0},
+		{"poll, 1 package, nothing new", &m.PollIdle, 0}, {"poll, 1 package, new files (per file)", &m.PollNew, 0},
+		{"downloader, small file (PutObject)", &m.SmallFile, 0},
+		{"downloader, 20 MiB file (ranges, one PutObject)", &m.MiddleFile, m.MiddleRanges},
+		{"downloader, multipart file (over SINGLE_PUT_MAX)", &m.MultipartFile, m.MultipartParts},
 	}
 }
 

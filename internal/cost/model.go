@@ -46,19 +46,23 @@ var ListPrices = Prices{
 
 // Workload is a month of cfsync: the load and the template's settings.
 type Workload struct {
-	Name           string
-	Packages       int     // subscribed packages
-	FilesPerDay    float64 // new files per day, all packages
-	FileMB         float64 // average file size (decimal MB)
-	MultipartShare float64 // share of files above the part size
-	MonthDays      float64
-	RefreshEvery   time.Duration // RefreshSchedule
-	TokenLife      time.Duration // RDP access-token lifetime (expires_in "600" in LSEG's CFS workflow sample, docs/rdp.md)
-	RefreshMargin  time.Duration // TOKEN_REFRESH_MARGIN
-	PollEvery      time.Duration // PollSchedule
-	BatchSize      int           // downloader BatchSize
-	DownloaderEnvs int           // DownloaderMaxConcurrency: the most concurrent downloader environments
-	ReaderSkew     time.Duration // readers' TOKEN_SKEW
+	Name        string
+	Packages    int     // subscribed packages
+	FilesPerDay float64 // new files per day, all packages
+	FileMB      float64 // average file size (decimal MB)
+	// SmallShare and MultipartShare are the shares of files priced as the
+	// measured small file (one GET, one PutObject) and multipart file (over
+	// SINGLE_PUT_MAX); the rest are priced as the measured 20 MiB file
+	// (ranges, one PutObject).
+	SmallShare, MultipartShare float64
+	MonthDays                  float64
+	RefreshEvery               time.Duration // RefreshSchedule
+	TokenLife                  time.Duration // RDP access-token lifetime (expires_in "600" in LSEG's CFS workflow sample, docs/rdp.md)
+	RefreshMargin              time.Duration // TOKEN_REFRESH_MARGIN
+	PollEvery                  time.Duration // PollSchedule
+	BatchSize                  int           // downloader BatchSize
+	DownloaderEnvs             int           // DownloaderMaxConcurrency: the most concurrent downloader environments
+	ReaderSkew                 time.Duration // readers' TOKEN_SKEW
 	// WarmRingReads credits the downloader's warm environments with keeping
 	// a ring read across invocations (measured); false: one ring read per
 	// invocation (the model before that measurement).
@@ -81,7 +85,7 @@ type Workload struct {
 
 // ReadmeWorkload is README's load: 10 packages × 100 files/day of 20 MB.
 func ReadmeWorkload(name string) Workload {
-	return Workload{Name: name, Packages: 10, FilesPerDay: 1000, FileMB: 20, MultipartShare: 1, MonthDays: 30.4,
+	return Workload{Name: name, Packages: 10, FilesPerDay: 1000, FileMB: 20, MonthDays: 30.4,
 		RefreshEvery: time.Minute, TokenLife: 10 * time.Minute, RefreshMargin: 2 * time.Minute, PollEvery: 15 * time.Minute,
 		BatchSize: 4, DownloaderEnvs: 2, ReaderSkew: 30 * time.Second, Secrets: 4, AlarmMetrics: 4, Traced: true,
 		RefresherSeconds: 0.2, PollerSeconds: 5, DownloaderSecondsPerFile: 3,

@@ -25,19 +25,23 @@ var Minimum = []map[string]float64{
 	{"dynamodb": 1, "sqs": 0.1},
 	// small file: /stream + one presigned GET; one PutObject; claim + done.
 	{"rdp": 2, "s3": 1, "dynamodb": 2},
+	// 20 MiB file of k ranges: /stream + k ranged GETs (fetched in
+	// parallel, docs/design.md#single-putobject); one PutObject; claim + done.
+	{"rdp": -1, "s3": 1, "dynamodb": 2},
 	// multipart file of k parts: /stream + k ranged GETs; create + k parts +
 	// complete; claim + done.
 	{"rdp": -1, "s3": -2, "dynamodb": 2},
 }
 
-// minimum resolves Minimum's per-part figures (-1: 1 + k, -2: 2 + k).
-func minimum(i int, svc string, parts int) float64 {
+// minimum resolves Minimum's per-range figures (-1: 1 + k, -2: 2 + k) for
+// scenario i whose files have k ranges or parts.
+func minimum(i int, svc string, k int) float64 {
 	v := Minimum[i][svc]
 	switch v {
 	case -1:
-		return float64(1 + parts)
+		return float64(1 + k)
 	case -2:
-		return float64(2 + parts)
+		return float64(2 + k)
 	}
 	return v
 }
@@ -55,7 +59,8 @@ func byService(s Scenario) map[string]float64 {
 }
 
 // RequestsMarkdown compares the requests per unit before and after, by
-// service against the minimum, then by operation.
+// service against the minimum, then by operation. A scenario not measured
+// before (no units) shows "–" there.
 func RequestsMarkdown(before, after Measured) string {
 	var b strings.Builder
 	b.WriteString("| scenario (per unit) | service | before | after | minimum |\n|---|---|---|---|---|\n")
@@ -69,7 +74,7 @@ func RequestsMarkdown(before, after Measured) string {
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(keys)) {
-			fmt.Fprintf(&b, "| %s | %s | %.3g | %.3g | %.3g |\n", bs[i].Name, k, sb[k], sa[k], minimum(i, k, after.MultipartParts))
+			fmt.Fprintf(&b, "| %s | %s | %s | %.3g | %.3g |\n", as[i].Name, k, cell(*bs[i].S, sb[k]), sa[k], minimum(i, k, as[i].K))
 		}
 	}
 	b.WriteString("\n| scenario (per unit) | request | before | after |\n|---|---|---|---|\n")
@@ -88,8 +93,16 @@ func RequestsMarkdown(before, after Measured) string {
 			}
 		}
 		for _, op := range slices.Sorted(maps.Keys(ops)) {
-			fmt.Fprintf(&b, "| %s | %s | %.3g | %.3g |\n", bs[i].Name, op, ops[op][0], ops[op][1])
+			fmt.Fprintf(&b, "| %s | %s | %s | %.3g |\n", as[i].Name, op, cell(*bs[i].S, ops[op][0]), ops[op][1])
 		}
 	}
 	return b.String()
+}
+
+// cell formats a per-unit figure of s, or "–" when s was not measured.
+func cell(s Scenario, v float64) string {
+	if s.Units == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3g", v)
 }

@@ -17,14 +17,17 @@ type DemoPackage struct {
 }
 
 // The demo's packages: two subscribed one by one, one through bucket/*, and
-// one that is not subscribed (its files must not be downloaded).
+// one that is not subscribed (its files must not be downloaded). The third
+// package's 33 MiB file is over SINGLE_PUT_MAX (32 MiB), so the demo shows
+// one multipart upload (5 parts of 8 MiB); its 7 and 12 MiB files are
+// fetched in ranges and stored with one PutObject.
 var DemoPackages = []DemoPackage{
 	{Bucket: "bulk-ESG", ID: "4e94-6d63-fea034dc-90e2-de33895bd4e9", Name: "Bulk-ESG-Global-Scores-Delta-v1", Subscribed: true,
 		Sizes: []int64{6 << 10, 48 << 10, 180 << 10, 512 << 10, 20 << 10, 96 << 10}, Prefix: "RFT-ESG-Scores-Global-Delta"},
 	{Bucket: "bulk-ESG", ID: "4c05-2e1a-9b7a5ef1-71d3-0d2a58e8c1b4", Name: "Bulk-ESG-Sustainability-Full-v2", Subscribed: true,
 		Sizes: []int64{1200 << 10, 2560 << 10, 3900 << 10}, Prefix: "RFT-ESG-Sustainability-Full"},
 	{Bucket: "bulk-Symbology", ID: "48d1-5a2c-7f3e9b21-a4c6-6e0b1d7f9a35", Name: "Bulk-Symbology-Cross-Reference-v1", Subscribed: true,
-		Sizes: []int64{7 << 20, 12 << 20, 20 << 20, 3 << 20}, Prefix: "RFT-Symbology-CrossRef-Init"},
+		Sizes: []int64{7 << 20, 12 << 20, 33 << 20, 3 << 20}, Prefix: "RFT-Symbology-CrossRef-Init"},
 	{Bucket: "bulk-ESG", ID: "4a17-0c3d-55e2b7a9-3f18-9c4e2d6b8a01", Name: "Bulk-ESG-Controversies-v1", Subscribed: false,
 		Sizes: []int64{64 << 10}, Prefix: "RFT-ESG-Controversies"},
 }

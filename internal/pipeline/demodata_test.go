@@ -3,6 +3,7 @@ package pipeline
 import (
 	"testing"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -27,8 +28,8 @@ func TestSeedDemo(t *testing.T) {
 			}
 		}
 		if tt.sets == 20 {
-			if largest <= 8<<20 {
-				t.Errorf("largest demo file %d bytes: no multipart upload (parts are 8 MiB)", largest)
+			if limit := config.Defaults[config.Downloader]().SinglePutMax; largest <= limit {
+				t.Errorf("largest demo file %d bytes: no multipart upload (files up to SINGLE_PUT_MAX %d take one PutObject)", largest, limit)
 			}
 			if all := len(sim.GroundTruth()); all != tt.wantFiles+4 {
 				t.Errorf("ground truth %d files, want the expected %d plus the unsubscribed package's 4", all, tt.wantFiles)

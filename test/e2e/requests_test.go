@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/cost"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -31,7 +32,8 @@ const requestsBatchSize = 4
 // TestRequestsPerFile counts every AWS request (at a proxy in front of
 // moto_server, by function, service and operation) and every RDP request
 // (the simulator's counters) for a refresher run, a poll and the download
-// of small and multipart files, and fails when any kind of request per
+// of small files, README's 20 MB files (one PutObject) and files over
+// SINGLE_PUT_MAX (multipart), and fails when any kind of request per
 // file, run or poll is above the checked-in budget
 // internal/cost/testdata/requests.json (docs/cost.md's table is computed
 // from it). CFSYNC_UPDATE_REQUESTS=1 rewrites the file with this run's
@@ -68,11 +70,22 @@ func TestRequestsPerFile(t *testing.T) {
 	m.SmallFile = e.measure(rc, pipeline.Downloader, len(small), func() int { return deliverQueue(t, e.p, requestsBatchSize) })
 	m.PollIdle = e.measure(rc, pipeline.Poller, 1, func() int { pollOnce(t, e.p); return 1 })
 
-	big := publishFiles(t, e.sim, "Init", []int64{20 << 20, 20<<20 + 3})
+	// README's 20 MB average file: within SINGLE_PUT_MAX (32 MiB), so
+	// fetched in 8 MiB ranges and stored with one PutObject.
+	middleSizes, bigSizes := []int64{20 << 20, 20<<20 + 3}, []int64{40 << 20, 40<<20 - 5}
+	if limit := config.Defaults[config.Downloader]().SinglePutMax; slices.Max(middleSizes) > limit || slices.Min(bigSizes) <= limit {
+		t.Fatalf("SINGLE_PUT_MAX %d: the middle files must be within it and the multipart ones over it", limit)
+	}
+	middle := publishFiles(t, e.sim, "Init", middleSizes)
+	pollOnce(t, e.p)
+	m.MiddleFile = e.measure(rc, pipeline.Downloader, len(middle), func() int { return deliverQueue(t, e.p, requestsBatchSize) })
+	m.MiddleRanges = pieces(middleSizes)
+	// Over SINGLE_PUT_MAX: a multipart upload of 5 parts of 8 MiB.
+	big := publishFiles(t, e.sim, "Full", bigSizes)
 	pollOnce(t, e.p)
 	m.MultipartFile = e.measure(rc, pipeline.Downloader, len(big), func() int { return deliverQueue(t, e.p, requestsBatchSize) })
-	m.MultipartParts = m.MultipartFile.AWS["s3:UploadPart"] / len(big)
-	e.verify(append(small, big...))
+	m.MultipartParts = pieces(bigSizes)
+	e.verify(slices.Concat(small, middle, big))
 	e.measureRefresher(rc, &m)
 	m.Metrics = emfMetrics(e.p)
 
@@ -97,6 +110,22 @@ func TestRequestsPerFile(t *testing.T) {
 	for _, p := range budget.OverBudget(m) {
 		t.Logf("fewer requests than budgeted, update the budget with CFSYNC_UPDATE_REQUESTS=1: %s", p)
 	}
+}
+
+// requestsPartSize is the downloader's part and range size for files of up
+// to 10,000 × 8 MiB: max(8 MiB, size ÷ 10,000) (docs/design.md#downloader).
+const requestsPartSize = 8 << 20
+
+// pieces is the number of requestsPartSize ranges of each of sizes (which
+// must all have the same number), the k of docs/cost.md's minimums.
+func pieces(sizes []int64) int {
+	k := int((sizes[0] + requestsPartSize - 1) / requestsPartSize)
+	for _, s := range sizes {
+		if int((s+requestsPartSize-1)/requestsPartSize) != k {
+			panic(fmt.Sprintf("file sizes %v differ in ranges of %d bytes", sizes, requestsPartSize))
+		}
+	}
+	return k
 }
 
 // publishFiles publishes a file-set of the given sizes in pkgRequests.
