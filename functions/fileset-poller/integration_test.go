@@ -106,12 +106,14 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 		sqsAPI = e.sqs
 	}
 	logs := &bytes.Buffer{}
+	s := testSettings(subs...)
+	s.PollPageSize = itPage
 	h, err := New(Deps{
 		Files: client, State: table,
 		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
 		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 		Metrics: metrics.New(logs, "fileset-poller"),
-	}, Settings{Subscriptions: subs, PageSize: itPage})
+	}, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +248,7 @@ func TestIntegration(t *testing.T) {
 		}
 		if it.Status != state.StatusQueued || it.FileSetID != added[0].ID || it.PackageID != "p-main" ||
 			!it.AvailableTo.Equal(added[0].AvailableTo.Truncate(time.Millisecond)) || // the API sends milliseconds
-			it.TTL != added[0].AvailableTo.Add(DefaultTTLMargin).Unix() {
+			it.TTL != added[0].AvailableTo.Add(testSettings().FileTTLMargin).Unix() {
 			t.Errorf("file item %+v", it)
 		}
 	})

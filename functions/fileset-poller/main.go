@@ -29,14 +29,5 @@ func newHandler(env *lambdamain.Env, cfg *config.Poller) (*Handler, error) {
 		Queue:    &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL},
 		Logger:   env.Log,
 		Metrics:  env.Metrics,
-	}, Settings{
-		Subscriptions: cfg.Subscriptions,
-		Overlap:       cfg.PollOverlap,
-		FullEvery:     cfg.FullReconcileEvery,
-		ExpiryWarning: cfg.ExpiryWarning,
-		TTLMargin:     cfg.FileTTLMargin,
-		PageSize:      cfg.PollPageSize,
-		StuckAfter:    cfg.StuckAfter,
-		SweepLimit:    cfg.SweepLimit,
-	})
+	}, Settings{cfg.PollerKnobs})
 }

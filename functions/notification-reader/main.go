@@ -39,13 +39,7 @@ func newHandler(env *lambdamain.Env, cfg *config.NotificationReader) (*Handler, 
 		Files:   client,
 		Log:     env.Log,
 		Metrics: env.Metrics,
-	}, Settings{
-		SubscriptionSecretID: cfg.SubscriptionSecretID,
-		CredentialsSecretID:  cfg.CredentialsSecretID,
-		Wait:                 cfg.Wait,
-		DeadlineMargin:       cfg.DeadlineMargin,
-		Visibility:           cfg.Visibility,
-	})
+	}, Settings{ReaderKnobs: cfg.ReaderKnobs})
 }
 
 // queueFactory makes SQS clients of LSEG's queue with its temporary

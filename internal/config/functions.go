@@ -60,6 +60,11 @@ type Refresher struct {
 // Poller configures functions/fileset-poller.
 type Poller struct {
 	Worker
+	PollerKnobs
+}
+
+// PollerKnobs are the poller's own settings (its Settings embed them).
+type PollerKnobs struct {
 	FileTTL
 	Subscriptions []string `env:"SUBSCRIPTIONS"`
 	// PollOverlap is subtracted from a package's watermark to form modifiedSince.
@@ -71,7 +76,9 @@ type Poller struct {
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
 	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
 	// StuckAfter: a file not DONE or FAILED, not updated for this long and
-	// with a free download lease, has its message sent again by the poll's sweep.
+	// with a free download lease, has its message sent again by the poll's
+	// sweep. Well above the download queue's visibility (30 min) ×
+	// maxReceiveCount (5) = 2.5 h and the downloader's deferral delays.
 	StuckAfter time.Duration `env:"STUCK_AFTER" default:"6h"`
 	// SweepLimit bounds the stale files one poll sweeps.
 	SweepLimit int `env:"SWEEP_LIMIT" default:"200" min:"1"`
@@ -121,12 +128,21 @@ type Downloader struct {
 type NotificationReader struct {
 	Worker
 	FileTTL
-	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
-	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
+	ReaderKnobs
 	// QueueEndpointURL overrides the SQS endpoint of LSEG's queue (local
 	// emulator or the simulator's credential gate); empty in production.
-	QueueEndpointURL string        `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
-	Wait             time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
-	DeadlineMargin   time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
-	Visibility       time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
+	QueueEndpointURL string `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
+}
+
+// ReaderKnobs are the notification reader's own settings (its Settings
+// embed them).
+type ReaderKnobs struct {
+	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
+	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
+	// Wait is the long-poll wait per receive (SQS's longest is 20 s).
+	Wait time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
+	// DeadlineMargin: receiving stops this long before the invocation's deadline.
+	DeadlineMargin time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
+	// Visibility is the visibility timeout of received messages.
+	Visibility time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
 }
