@@ -100,24 +100,14 @@ type Settings struct {
 	config.PollerKnobs
 }
 
-// New returns a poller. Files, State and Queue are required, and every
-// knob but Subscriptions must be positive (PageSize at most 100).
+// New returns a poller. Files, State and Queue are required, and the knobs
+// must pass config.PollerKnobs' checks (no zero knob: the defaults are the
+// tags').
 func New(d Deps, s Settings) (*Handler, error) {
 	if d.Files == nil || d.State == nil || d.Queue == nil {
 		return nil, errors.New("fileset-poller: Files, State and Queue are required")
 	}
-	if s.PollPageSize > rdp.MaxPageSize {
-		return nil, fmt.Errorf("fileset-poller: config: POLL_PAGE_SIZE=%d: must be at most %d", s.PollPageSize, rdp.MaxPageSize)
-	}
-	if err := config.RequirePositive(
-		config.Knob{Name: "POLL_OVERLAP", Value: int64(s.PollOverlap)},
-		config.Knob{Name: "FULL_RECONCILE_EVERY", Value: int64(s.FullReconcileEvery)},
-		config.Knob{Name: "EXPIRY_WARNING", Value: int64(s.ExpiryWarning)},
-		config.Knob{Name: "FILE_TTL_MARGIN", Value: int64(s.FileTTLMargin)},
-		config.Knob{Name: "POLL_PAGE_SIZE", Value: int64(s.PollPageSize)},
-		config.Knob{Name: "STUCK_AFTER", Value: int64(s.StuckAfter)},
-		config.Knob{Name: "SWEEP_LIMIT", Value: int64(s.SweepLimit)},
-	); err != nil {
+	if err := config.Check(s.PollerKnobs); err != nil {
 		return nil, fmt.Errorf("fileset-poller: %w", err)
 	}
 	return &Handler{Deps: d, Settings: s}, nil

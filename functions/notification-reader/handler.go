@@ -93,7 +93,8 @@ type Settings struct {
 }
 
 // New returns a reader. Secrets, NewQueue, Handoff and Reports are
-// required, and so are both secret ids and positive durations.
+// required, and so are both secret ids; the durations must pass
+// config.ReaderKnobs' checks (none zero).
 func New(d Deps, s Settings) (*Handler, error) {
 	switch {
 	case d.Secrets == nil || d.NewQueue == nil || d.Handoff == nil || d.Reports == nil:
@@ -101,11 +102,7 @@ func New(d Deps, s Settings) (*Handler, error) {
 	case s.SubscriptionSecretID == "" || s.CredentialsSecretID == "":
 		return nil, errors.New("notification-reader: SubscriptionSecretID and CredentialsSecretID (NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are required")
 	}
-	if err := config.RequirePositive(
-		config.Knob{Name: "NOTIFY_WAIT", Value: int64(s.Wait)},
-		config.Knob{Name: "NOTIFY_DEADLINE_MARGIN", Value: int64(s.DeadlineMargin)},
-		config.Knob{Name: "NOTIFY_VISIBILITY_TIMEOUT", Value: int64(s.Visibility)},
-	); err != nil {
+	if err := config.Check(s.ReaderKnobs); err != nil {
 		return nil, fmt.Errorf("notification-reader: %w", err)
 	}
 	return &Handler{Deps: d, Settings: s}, nil
