@@ -58,14 +58,14 @@ type dlEnv struct {
 
 func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 	t.Helper()
-	m, cfg := testenv.MotoConfig(t)
+	aw := testenv.MotoAWS(t)
 	ctx := context.Background()
-	e := &dlEnv{moto: m, sim: rdptest.New(t, opts), cfg: cfg,
-		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+	e := &dlEnv{moto: aw.Moto, sim: rdptest.New(t, opts), cfg: aw.Config,
+		s3: s3.NewFromConfig(aw.Config, func(o *s3.Options) {
 			o.UsePathStyle = true
 			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		}),
-		ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+		ddb: aw.DB, sqs: aw.SQS, sm: aw.SM}
 	e.table = state.New(e.ddb, itTable)
 	testenv.StateTable(t, e.ddb, itTable)
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(itDest)}); err != nil {
@@ -76,24 +76,14 @@ func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 		t.Fatal(err)
 	}
 	e.queue = aws.ToString(q.QueueUrl)
-	for _, id := range itSlots {
-		if _, err := e.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String("{}")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at, _ := e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
-	e.token = at
-	e.writeToken(t, itSlots[0], at, 1)
+	e.token, _ = e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
+	aw.SeedRing(t, itSlots, e.token, e.sim.Options().AccessTokenTTL)
 	return e
 }
 
 func (e *dlEnv) writeToken(t testing.TB, slot, token string, gen int64) {
 	t.Helper()
-	now := time.Now()
-	s := tokenring.Slot{AccessToken: token, TokenType: "Bearer", ExpiresAt: now.Add(e.sim.Options().AccessTokenTTL), IssuedAt: now, Generation: gen}
-	if err := tokenring.Write(context.Background(), e.sm, slot, s); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteSlot(t, e.sm, slot, token, e.sim.Options().AccessTokenTTL, gen)
 }
 
 func itSettings() Settings {

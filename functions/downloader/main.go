@@ -19,13 +19,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/awsconf"
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/landing"
-	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -53,7 +51,7 @@ func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 		S3:      s3c,
 		RDP:     client,
 		State:   env.Table,
-		Sender:  &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL},
+		Sender:  env.DownloadQueue(cfg.Worker),
 		Landing: lander,
 		Log:     env.Log,
 		Metrics: env.Metrics,

@@ -50,8 +50,8 @@ func BenchmarkPollNothingNew(b *testing.B) {
 	db := &dbOps{}
 	h, _ := e.handler(b, q, nil, "", itBucket+"/"+benchPackage)
 	h.State = state.New(db.client(e.cfg), itTable)
-	h.PageSize = 0        // the production default, 100
-	h.FullEvery = 1 << 30 // no automatic full reconciliation inside the loop
+	h.PollPageSize = testSettings().PollPageSize // the production default, 100
+	h.FullReconcileEvery = 1 << 30               // no automatic full reconciliation inside the loop
 	h.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h.Metrics = nil
 	// Establish the watermark (and check nothing is new).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/tokenring"
@@ -63,8 +64,37 @@ func TestInvokeBadConfiguredSubscription(t *testing.T) {
 	}
 }
 
-func TestNewRequiresDeps(t *testing.T) {
-	if _, err := New(Deps{Files: newFakeFiles()}, Settings{}); err == nil || !strings.Contains(err.Error(), "State") {
-		t.Fatalf("New without State: %v, want an error naming it", err)
+// TestNewRejects: New refuses missing collaborators and a zero (or out of
+// range) knob, with an error naming what is wrong; the defaults pass.
+func TestNewRejects(t *testing.T) {
+	deps := Deps{Files: newFakeFiles(), State: newFakeState(time.Now), Queue: &fakeSender{}}
+	for _, tc := range []struct {
+		name string
+		deps Deps
+		edit func(*Settings)
+		want string // "" accepted, else what the error names
+	}{
+		{"defaults", deps, func(*Settings) {}, ""},
+		{"no State", Deps{Files: newFakeFiles(), Queue: &fakeSender{}}, func(*Settings) {}, "State"},
+		{"zero overlap", deps, func(s *Settings) { s.PollOverlap = 0 }, "POLL_OVERLAP"},
+		{"zero full every", deps, func(s *Settings) { s.FullReconcileEvery = 0 }, "FULL_RECONCILE_EVERY"},
+		{"zero expiry warning", deps, func(s *Settings) { s.ExpiryWarning = 0 }, "EXPIRY_WARNING"},
+		{"zero TTL margin", deps, func(s *Settings) { s.FileTTLMargin = 0 }, "FILE_TTL_MARGIN"},
+		{"zero page size", deps, func(s *Settings) { s.PollPageSize = 0 }, "POLL_PAGE_SIZE"},
+		{"page size over 100", deps, func(s *Settings) { s.PollPageSize = 101 }, "POLL_PAGE_SIZE"},
+		{"zero stuck after", deps, func(s *Settings) { s.StuckAfter = 0 }, "STUCK_AFTER"},
+		{"zero sweep limit", deps, func(s *Settings) { s.SweepLimit = 0 }, "SWEEP_LIMIT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSettings("b/p1")
+			tc.edit(&s)
+			_, err := New(tc.deps, s)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("New: %v, want no error", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("New: %v, want an error naming %s", err, tc.want)
+			}
+		})
 	}
 }

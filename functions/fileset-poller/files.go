@@ -131,12 +131,12 @@ type entry struct {
 }
 
 func (p *poll) nearExpiry(fs *rdp.FileSet) bool {
-	return !fs.AvailableTo.IsZero() && fs.AvailableTo.Sub(p.now) < p.h.expiryWarning()
+	return !fs.AvailableTo.IsZero() && fs.AvailableTo.Sub(p.now) < p.h.ExpiryWarning
 }
 
 // fileTTL is the item's expiry: claim.TTL with FILE_TTL_MARGIN.
 func (p *poll) fileTTL(fs *rdp.FileSet) int64 {
-	return claim.TTL(fs.AvailableTo, p.now, p.h.ttlMargin())
+	return claim.TTL(fs.AvailableTo, p.now, p.h.FileTTLMargin)
 }
 
 // entries builds the queue messages of a batch's files not seen before in

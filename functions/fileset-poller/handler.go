@@ -55,26 +55,14 @@ type Sender interface {
 
 var _ Sender = (*queue.Sender)(nil)
 
-// Defaults of the tuning knobs (config.Poller carries the same defaults).
+// Fixed limits (the tuning knobs' defaults are config.Poller's tags).
 const (
-	DefaultOverlap       = time.Hour
-	DefaultFullEvery     = 24
-	DefaultExpiryWarning = 24 * time.Hour
-	DefaultTTLMargin     = 7 * 24 * time.Hour
-	// DefaultPageSize is the file-set page size asked for (the API's maximum).
-	DefaultPageSize = rdp.MaxPageSize
 	// flushFiles: file ids looked up per BatchGetItem (DynamoDB's limit).
 	flushFiles = 100
 	// writeConcurrency bounds the parallel conditional writes per flush.
 	writeConcurrency = 8
 	// deadlineReserve is kept free before the Lambda deadline to report.
 	deadlineReserve = 5 * time.Second
-	// DefaultStuckAfter: a non-final file not updated for this long, lease
-	// free, is sent again. Well above the queue's visibility (30 min) ×
-	// maxReceiveCount (5) = 2.5 h and the downloader's deferral delays.
-	DefaultStuckAfter = 6 * time.Hour
-	// DefaultSweepLimit bounds the stale files handled per run.
-	DefaultSweepLimit = 200
 	// listingReserve: no new page is fetched when less than this (or a
 	// quarter of the invocation's time, if smaller) is left before the
 	// deadline; the pass is saved and the next run resumes it.
@@ -106,30 +94,21 @@ type Deps struct {
 	AfterClaim func(ctx context.Context, target Target, msgs []queue.Message) error
 }
 
-// Settings are the poller's knobs; zero values take the defaults above.
+// Settings are the poller's knobs, config.PollerKnobs: a loaded config's
+// (tests: config.Defaults[config.Poller]()'s). New rejects a zero knob.
 type Settings struct {
-	// Subscriptions is SUBSCRIPTIONS: "bucket/packageId" or "bucket/*" entries.
-	Subscriptions []string
-	// Overlap is subtracted from the watermark to form modifiedSince (POLL_OVERLAP).
-	Overlap time.Duration
-	// FullEvery: every N-th poll of a package is a full reconciliation (FULL_RECONCILE_EVERY).
-	FullEvery int
-	// ExpiryWarning: files not DONE whose file-set's availableTo is closer are reported (EXPIRY_WARNING).
-	ExpiryWarning time.Duration
-	// TTLMargin: a file item expires this long after its file-set's availableTo (FILE_TTL_MARGIN).
-	TTLMargin time.Duration
-	// PageSize of the file-set listing, 1..100 (POLL_PAGE_SIZE; default 100).
-	PageSize int
-	// StuckAfter: a non-final file not updated for this long is swept (STUCK_AFTER).
-	StuckAfter time.Duration
-	// SweepLimit: stale files handled per run (SWEEP_LIMIT).
-	SweepLimit int
+	config.PollerKnobs
 }
 
-// New returns a poller. Files, State and Queue are required.
+// New returns a poller. Files, State and Queue are required, and the knobs
+// must pass config.PollerKnobs' checks (no zero knob: the defaults are the
+// tags').
 func New(d Deps, s Settings) (*Handler, error) {
 	if d.Files == nil || d.State == nil || d.Queue == nil {
 		return nil, errors.New("fileset-poller: Files, State and Queue are required")
+	}
+	if err := config.Check(s.PollerKnobs); err != nil {
+		return nil, fmt.Errorf("fileset-poller: %w", err)
 	}
 	return &Handler{Deps: d, Settings: s}, nil
 }
@@ -183,25 +162,6 @@ func (h *Handler) now() time.Time {
 
 func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Logger) }
 
-func (h *Handler) overlap() time.Duration { return config.Or(h.Overlap, DefaultOverlap) }
-
-func (h *Handler) fullEvery() int { return config.Or(h.FullEvery, DefaultFullEvery) }
-
-func (h *Handler) expiryWarning() time.Duration {
-	return config.Or(h.ExpiryWarning, DefaultExpiryWarning)
-}
-
-func (h *Handler) pageSize() int {
-	if h.PageSize > 0 && h.PageSize <= rdp.MaxPageSize {
-		return h.PageSize
-	}
-	return DefaultPageSize
-}
-
-func (h *Handler) stuckAfter() time.Duration { return config.Or(h.StuckAfter, DefaultStuckAfter) }
-
-func (h *Handler) sweepLimit() int { return config.Or(h.SweepLimit, DefaultSweepLimit) }
-
 // stopAt is when listings stop fetching pages: the deadline less
 // listingReserve or a quarter of the time left, whichever is smaller.
 // Zero (no budget) without a deadline.
@@ -212,8 +172,6 @@ func stopAt(ctx context.Context) time.Time {
 	}
 	return dl.Add(-min(listingReserve, time.Until(dl)/4))
 }
-
-func (h *Handler) ttlMargin() time.Duration { return config.Or(h.TTLMargin, DefaultTTLMargin) }
 
 // Invoke implements lambda.Handler: the raw payload goes through Handle
 // (see lambdaerr.Invoke).

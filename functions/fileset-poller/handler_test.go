@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
@@ -40,12 +41,20 @@ func newFixture(subs ...string) *fixture {
 		Logger:  slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(f.emf, "fileset-poller"),
 		Now:     func() time.Time { return f.now },
-	}, Settings{Subscriptions: subs})
+	}, testSettings(subs...))
 	if err != nil {
 		panic(err)
 	}
 	f.h = h
 	return f
+}
+
+// testSettings are the production defaults (config.Poller's tags) with the
+// subscriptions subs.
+func testSettings(subs ...string) Settings {
+	s := Settings{config.Defaults[config.Poller]().PollerKnobs}
+	s.Subscriptions = subs
+	return s
 }
 
 func (f *fixture) handle(t *testing.T, evt string) (*Result, error) {
@@ -267,8 +276,8 @@ func TestHandleSelectsSubscriptions(t *testing.T) {
 
 func TestIncrementalAndFullDecisions(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.FullEvery = 3
-	f.h.Overlap = 30 * time.Minute
+	f.h.FullReconcileEvery = 3
+	f.h.PollOverlap = 30 * time.Minute
 	base := t0.Add(-48 * time.Hour)
 	sets := mkSets("bulk-ESG", "p1", 0, 250, 1, base) // 3 pages
 	f.files.add(sets...)
@@ -330,7 +339,7 @@ func TestIncrementalAndFullDecisions(t *testing.T) {
 
 func TestClaimItemContents(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.TTLMargin = 48 * time.Hour
+	f.h.FileTTLMargin = 48 * time.Hour
 	sets := mkSets("bulk-ESG", "p1", 0, 1, 2, t0.Add(-time.Hour))
 	f.files.add(sets...)
 	f.mustHandle(t, `{}`)

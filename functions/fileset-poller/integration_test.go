@@ -58,23 +58,12 @@ type itEnv struct {
 
 func newITEnv(t testing.TB, opts rdptest.Options) *itEnv {
 	t.Helper()
-	m, cfg := testenv.MotoConfig(t)
-	ctx := context.Background()
-	e := &itEnv{moto: m, sim: rdptest.New(t, opts), cfg: cfg,
-		ddb: dynamodb.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), sm: secretsmanager.NewFromConfig(cfg)}
+	aw := testenv.MotoAWS(t)
+	e := &itEnv{moto: aw.Moto, sim: rdptest.New(t, opts), cfg: aw.Config, ddb: aw.DB, sqs: aw.SQS, sm: aw.SM}
 	testenv.StateTable(t, e.ddb, itTable)
 	// The refresher's job, done by hand: a token for the default user in slot 1.
-	at, _ := e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
-	e.token = at
-	if _, err := e.sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(itSlot), SecretString: aws.String("{}")}); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ttl := e.sim.Options().AccessTokenTTL
-	slot := tokenring.Slot{AccessToken: at, TokenType: "Bearer", ExpiresAt: now.Add(ttl), IssuedAt: now, Generation: 1}
-	if err := tokenring.Write(ctx, e.sm, itSlot, slot); err != nil {
-		t.Fatal(err)
-	}
+	e.token, _ = e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
+	aw.SeedRing(t, []string{itSlot}, e.token, e.sim.Options().AccessTokenTTL)
 	return e
 }
 
@@ -106,12 +95,14 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 		sqsAPI = e.sqs
 	}
 	logs := &bytes.Buffer{}
+	s := testSettings(subs...)
+	s.PollPageSize = itPage
 	h, err := New(Deps{
 		Files: client, State: table,
 		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
 		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 		Metrics: metrics.New(logs, "fileset-poller"),
-	}, Settings{Subscriptions: subs, PageSize: itPage})
+	}, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +237,7 @@ func TestIntegration(t *testing.T) {
 		}
 		if it.Status != state.StatusQueued || it.FileSetID != added[0].ID || it.PackageID != "p-main" ||
 			!it.AvailableTo.Equal(added[0].AvailableTo.Truncate(time.Millisecond)) || // the API sends milliseconds
-			it.TTL != added[0].AvailableTo.Add(DefaultTTLMargin).Unix() {
+			it.TTL != added[0].AvailableTo.Add(testSettings().FileTTLMargin).Unix() {
 			t.Errorf("file item %+v", it)
 		}
 	})

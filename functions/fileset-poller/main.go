@@ -5,11 +5,8 @@
 package main
 
 import (
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdamain"
-	"github.com/cfsync/cfsync/internal/queue"
 )
 
 const functionName = "fileset-poller"
@@ -26,17 +23,8 @@ func newHandler(env *lambdamain.Env, cfg *config.Poller) (*Handler, error) {
 		Files:    client,
 		State:    env.Table,
 		FileSets: env.Table,
-		Queue:    &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL},
+		Queue:    env.DownloadQueue(cfg.Worker),
 		Logger:   env.Log,
 		Metrics:  env.Metrics,
-	}, Settings{
-		Subscriptions: cfg.Subscriptions,
-		Overlap:       cfg.PollOverlap,
-		FullEvery:     cfg.FullReconcileEvery,
-		ExpiryWarning: cfg.ExpiryWarning,
-		TTLMargin:     cfg.FileTTLMargin,
-		PageSize:      cfg.PollPageSize,
-		StuckAfter:    cfg.StuckAfter,
-		SweepLimit:    cfg.SweepLimit,
-	})
+	}, Settings{cfg.PollerKnobs})
 }

@@ -50,7 +50,7 @@ func (f *fixture) pausingRun(t *testing.T, evt string) *Result {
 // pass's start (not the resuming run's), so the next incremental poll finds it.
 func TestPublishedBehindTheCursorIsNotMissed(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.Overlap, f.h.PageSize, f.h.FullEvery = time.Minute, 2, 1000
+	f.h.PollOverlap, f.h.PollPageSize, f.h.FullReconcileEvery = time.Minute, 2, 1000
 	f.files.add(set("c1", t0.Add(-2*time.Hour)))
 	f.mustHandle(t, `{}`) // first poll: full
 
@@ -96,7 +96,7 @@ func TestPublishedBehindTheCursorIsNotMissed(t *testing.T) {
 // watermark and resets the full-reconciliation counter.
 func TestFullListingResumesAcrossRuns(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.PageSize = 10
+	f.h.PollPageSize = 10
 	sets := mkSets("bulk-ESG", "p1", 0, 100, 1, t0.Add(-48*time.Hour))
 	f.files.add(sets...)
 	res := f.pausingRun(t, `{"full":true}`)
@@ -210,7 +210,7 @@ func TestFilesListingNotFoundFallsBackToEmbeddedIDs(t *testing.T) {
 // TestTTLFloor: an item's TTL is max(availableTo, now) + FILE_TTL_MARGIN.
 func TestTTLFloor(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.TTLMargin = 7 * 24 * time.Hour
+	f.h.FileTTLMargin = 7 * 24 * time.Hour
 	old := set("old", t0.Add(-time.Hour))
 	old.AvailableTo = t0.Add(-300 * 24 * time.Hour) // a backfill of an old file-set
 	fresh := set("new", t0.Add(-time.Hour))
@@ -268,7 +268,7 @@ func TestOutageFailsCleanlyAndNextRunCatchesUp(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture("bulk-ESG/p1", "bulk-ESG/p2")
-			f.h.PageSize = 10
+			f.h.PollPageSize = 10
 			p1 := mkSets("bulk-ESG", "p1", 0, 30, 1, t0.Add(-time.Hour))
 			p2 := mkSets("bulk-ESG", "p2", 0, 3, 1, t0.Add(-time.Hour))
 			f.files.add(p1...)
@@ -320,7 +320,7 @@ func lastEMF(t *testing.T, buf *bytes.Buffer) map[string]any {
 // fails; the next run resumes after the last page done.
 func TestPassCursorSavedEveryTenPagesAndOnFailure(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.PageSize = 1
+	f.h.PollPageSize = 1
 	sets := mkSets("bulk-ESG", "p1", 0, 25, 1, t0.Add(-time.Hour))
 	f.files.add(sets...)
 	f.h.AfterClaim = func(ctx context.Context, target Target, msgs []queue.Message) error {
@@ -352,7 +352,7 @@ func TestPassCursorSavedEveryTenPagesAndOnFailure(t *testing.T) {
 // pass leaves the watermark, and the next pass sends the file.
 func TestProblemsOfAPausedRunKeepTheWatermark(t *testing.T) {
 	f := newFixture("bulk-ESG/p1")
-	f.h.PageSize = 1
+	f.h.PollPageSize = 1
 	sets := mkSets("bulk-ESG", "p1", 0, 3, 1, t0.Add(-time.Hour))
 	f.files.add(sets...)
 	f.q.Fail = func(m queue.Message) bool { return m.FileSetID == sets[0].ID }

@@ -49,10 +49,10 @@ func (h *Handler) newPass(wm *state.Watermark, forceFull bool, now time.Time) (s
 	if p := wm.Pass; p != nil && (p.Full || !forceFull) {
 		return *p, true
 	}
-	full := forceFull || wm.Modified.IsZero() || wm.PollsSinceFull >= h.fullEvery()-1
+	full := forceFull || wm.Modified.IsZero() || wm.PollsSinceFull >= h.FullReconcileEvery-1
 	p := state.Pass{Full: full, StartedAt: now}
 	if !full {
-		p.Since = wm.Modified.Add(-h.overlap())
+		p.Since = wm.Modified.Add(-h.PollOverlap)
 	}
 	return p, false
 }
@@ -167,7 +167,7 @@ func (p *poll) complete(ctx context.Context) (time.Time, error) {
 // savePassEvery pages (a crash re-lists at most that many pages).
 func (p *poll) run(ctx context.Context) error {
 	t := p.target
-	q := rdp.FileSetQuery{Bucket: t.Bucket, PackageID: t.PackageID, PageSize: p.h.pageSize(), ModifiedSince: p.pass.Since, Status: rdp.StatusReady}
+	q := rdp.FileSetQuery{Bucket: t.Bucket, PackageID: t.PackageID, PageSize: p.h.PollPageSize, ModifiedSince: p.pass.Since, Status: rdp.StatusReady}
 	if p.budgetSpent() {
 		return p.pause(ctx)
 	}

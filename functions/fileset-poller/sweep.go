@@ -39,7 +39,7 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	var res SweepResult
 	now := h.now()
 	var stale []state.FileItem
-	err := h.State.QueryNonFinal(ctx, now.Add(-h.stuckAfter()), h.sweepLimit(), func(it *state.FileItem) error {
+	err := h.State.QueryNonFinal(ctx, now.Add(-h.StuckAfter), h.SweepLimit, func(it *state.FileItem) error {
 		stale = append(stale, *it)
 		return nil
 	})
@@ -48,7 +48,7 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	}
 	res.Stale = len(stale)
 	for _, it := range stale {
-		if now.Sub(it.UpdatedAt) > 2*h.stuckAfter() {
+		if now.Sub(it.UpdatedAt) > 2*h.StuckAfter {
 			res.Stuck++
 		}
 	}
@@ -80,7 +80,7 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
 	}
-	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.stuckAfter()).Seconds() {
+	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.StuckAfter).Seconds() {
 		res.Stuck = 1
 	}
 	if res.Stale > 0 {

@@ -47,12 +47,24 @@ func TestInvokeErrorType(t *testing.T) {
 	}
 }
 
+// TestNewNamesWhatIsMissing: New refuses missing collaborators, a missing
+// secret id and a zero duration (it has no defaults of its own), with an
+// error naming it.
 func TestNewNamesWhatIsMissing(t *testing.T) {
-	if _, err := New(Deps{}, Settings{}); err == nil || !strings.Contains(err.Error(), "Secrets, NewQueue, Handoff and Reports") {
+	if _, err := New(Deps{}, testSettings()); err == nil || !strings.Contains(err.Error(), "Secrets, NewQueue, Handoff and Reports") {
 		t.Errorf("New without clients = %v", err)
 	}
 	d := newTestHandler(t, secrets(t, goodCreds), &fakeQueue{}, &fakeEnqueuer{}, &fakeReporter{}, &bytes.Buffer{}).Deps
-	if _, err := New(d, Settings{SubscriptionSecretID: "sub"}); err == nil || !strings.Contains(err.Error(), "NOTIFY_CREDENTIALS_SECRET_ID") {
-		t.Errorf("New without the credentials secret = %v", err)
+	for name, edit := range map[string]func(*Settings){
+		"NOTIFY_CREDENTIALS_SECRET_ID": func(s *Settings) { s.CredentialsSecretID = "" },
+		"NOTIFY_WAIT":                  func(s *Settings) { s.Wait = 0 },
+		"NOTIFY_DEADLINE_MARGIN":       func(s *Settings) { s.DeadlineMargin = 0 },
+		"NOTIFY_VISIBILITY_TIMEOUT":    func(s *Settings) { s.Visibility = 0 },
+	} {
+		s := testSettings()
+		edit(&s)
+		if _, err := New(d, s); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("New without %s = %v, want an error naming it", name, err)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
@@ -63,13 +64,6 @@ type FileLister interface {
 
 var _ FileLister = (*rdp.Client)(nil)
 
-// Defaults of the reader's knobs.
-const (
-	DefaultWait           = 20 * time.Second // SQS's longest long poll
-	DefaultDeadlineMargin = 10 * time.Second
-	DefaultVisibility     = 2 * time.Minute
-)
-
 // Handler is the notification reader; build it with New. One Handle call
 // receives from the subscription's queue until DeadlineMargin before the
 // invocation's deadline.
@@ -90,25 +84,26 @@ type Deps struct {
 	Now      func() time.Time  // nil: time.Now
 }
 
-// Settings are the reader's knobs; zero durations take the defaults above.
+// Settings are the reader's knobs, config.ReaderKnobs: a loaded config's
+// (tests: config.Defaults[config.NotificationReader]()'s). New rejects a
+// zero duration.
 type Settings struct {
-	SubscriptionSecretID string // NOTIFY_SUBSCRIPTION_SECRET_ID
-	CredentialsSecretID  string // NOTIFY_CREDENTIALS_SECRET_ID
-
-	Wait           time.Duration // long-poll wait per receive (≤ 20 s)
-	DeadlineMargin time.Duration // stop receiving this long before the deadline
-	Visibility     time.Duration // visibility timeout of received messages
-	MaxRun         time.Duration // 0: until the deadline; tests bound a run
+	config.ReaderKnobs
+	MaxRun time.Duration // 0: until the deadline; tests bound a run
 }
 
 // New returns a reader. Secrets, NewQueue, Handoff and Reports are
-// required, and so are both secret ids.
+// required, and so are both secret ids; the durations must pass
+// config.ReaderKnobs' checks (none zero).
 func New(d Deps, s Settings) (*Handler, error) {
 	switch {
 	case d.Secrets == nil || d.NewQueue == nil || d.Handoff == nil || d.Reports == nil:
 		return nil, errors.New("notification-reader: Secrets, NewQueue, Handoff and Reports are required")
 	case s.SubscriptionSecretID == "" || s.CredentialsSecretID == "":
 		return nil, errors.New("notification-reader: SubscriptionSecretID and CredentialsSecretID (NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are required")
+	}
+	if err := config.Check(s.ReaderKnobs); err != nil {
+		return nil, fmt.Errorf("notification-reader: %w", err)
 	}
 	return &Handler{Deps: d, Settings: s}, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
@@ -24,11 +25,19 @@ func newTestHandler(t *testing.T, sm fakeSecrets, q *fakeQueue, e *fakeEnqueuer,
 		NewQueue: func(c aws.Credentials, endpoint string) QueueAPI { q.creds = c; return q },
 		Handoff:  e, Reports: rep,
 		Log: slog.New(slog.NewJSONHandler(logs, nil)),
-	}, Settings{SubscriptionSecretID: "sub", CredentialsSecretID: "creds", MaxRun: time.Millisecond})
+	}, testSettings())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// testSettings are the production defaults (config.NotificationReader's
+// tags) with secret ids "sub" and "creds" and a run bounded to 1 ms.
+func testSettings() Settings {
+	s := Settings{ReaderKnobs: config.Defaults[config.NotificationReader]().ReaderKnobs}
+	s.SubscriptionSecretID, s.CredentialsSecretID, s.MaxRun = "sub", "creds", time.Millisecond
+	return s
 }
 
 func TestHandle(t *testing.T) {

@@ -17,7 +17,6 @@ import (
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/notify"
-	"github.com/cfsync/cfsync/internal/queue"
 )
 
 const functionName = "notification-reader"
@@ -34,18 +33,12 @@ func newHandler(env *lambdamain.Env, cfg *config.NotificationReader) (*Handler, 
 		Secrets:  env.Secrets,
 		NewQueue: queueFactory(env.AWS, cfg.QueueEndpointURL),
 		Handoff: &notify.Handoff{State: env.Table, TTLMargin: cfg.FileTTLMargin,
-			Queue: &queue.Sender{SQS: sqs.NewFromConfig(env.AWS), QueueURL: cfg.DownloadQueueURL}},
+			Queue: env.DownloadQueue(cfg.Worker)},
 		Reports: env.Table,
 		Files:   client,
 		Log:     env.Log,
 		Metrics: env.Metrics,
-	}, Settings{
-		SubscriptionSecretID: cfg.SubscriptionSecretID,
-		CredentialsSecretID:  cfg.CredentialsSecretID,
-		Wait:                 cfg.Wait,
-		DeadlineMargin:       cfg.DeadlineMargin,
-		Visibility:           cfg.Visibility,
-	})
+	}, Settings{ReaderKnobs: cfg.ReaderKnobs})
 }
 
 // queueFactory makes SQS clients of LSEG's queue with its temporary

@@ -13,7 +13,6 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
 	"github.com/cfsync/cfsync/internal/notify"
 )
@@ -35,7 +34,7 @@ func (r *reader) loop(ctx context.Context, gen int64) error {
 	h := r.h
 	stop := r.stopAt(ctx)
 	for first := true; first || h.now().Before(stop); first = false {
-		wait := config.Or(h.Wait, DefaultWait)
+		wait := h.Wait
 		if left := stop.Sub(h.now()); left < wait {
 			wait = max(left, 0)
 		}
@@ -43,7 +42,7 @@ func (r *reader) loop(ctx context.Context, gen int64) error {
 			QueueUrl:            aws.String(r.endpoint),
 			MaxNumberOfMessages: 10,
 			WaitTimeSeconds:     int32(wait / time.Second),
-			VisibilityTimeout:   int32(config.Or(h.Visibility, DefaultVisibility) / time.Second),
+			VisibilityTimeout:   int32(h.Visibility / time.Second),
 		})
 		r.res.Receives++
 		if err != nil {
@@ -74,7 +73,7 @@ func (r *reader) stopAt(ctx context.Context) time.Time {
 	now := h.now()
 	var stop time.Time
 	if dl, ok := ctx.Deadline(); ok {
-		stop = now.Add(time.Until(dl) - config.Or(h.DeadlineMargin, DefaultDeadlineMargin))
+		stop = now.Add(time.Until(dl) - h.DeadlineMargin)
 	}
 	if h.MaxRun > 0 {
 		if s := now.Add(h.MaxRun); stop.IsZero() || s.Before(stop) {

@@ -1,10 +1,11 @@
 // Package config loads function configuration from environment variables.
 //
 // Each field of a config struct carries an `env:"NAME"` tag and optionally
-// `default:"value"`, `required:"true"`, `min:"n"` and `max:"n"`. Supported field types are string,
-// []string (comma-separated, blanks dropped), int, bool and time.Duration
-// (Go duration strings such as "90s"). A bad value is an error naming the
-// variable, so a misconfigured function fails at start-up, not mid-run.
+// `default:"value"`, `required:"true"`, `nonzero:"true"`, `min:"n"` and
+// `max:"n"`. Supported field types are string, []string (comma-separated,
+// blanks dropped), int, bool and time.Duration (Go duration strings such
+// as "90s"). A bad value is an error naming the variable, so a
+// misconfigured function fails at start-up, not mid-run.
 package config
 
 import (
@@ -78,16 +79,58 @@ func load(getenv Getenv, v reflect.Value, required bool) error {
 		if err := set(fv, raw); err != nil {
 			return fmt.Errorf("config: %s=%q: %w", name, raw, err)
 		}
-		if max, ok := f.Tag.Lookup("max"); ok {
-			if err := checkMax(fv, max); err != nil {
-				return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+		if err := checkBounds(f.Tag, fv); err != nil {
+			return fmt.Errorf("config: %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+// Check applies the nonzero, min and max tags of v (a config struct, or
+// one embedded in one) to its values, as Load does: for settings built
+// without an environment (tests). The error names the variable.
+func Check(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return fmt.Errorf("config: want a struct, got %T", v)
+	}
+	return check(rv)
+}
+
+func check(v reflect.Value) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if err := check(fv); err != nil {
+				return err
+			}
+			continue
+		}
+		if name := f.Tag.Get("env"); name != "" {
+			if err := checkBounds(f.Tag, fv); err != nil {
+				return fmt.Errorf("config: %s=%v: %w", name, fv.Interface(), err)
 			}
 		}
-		if min, ok := f.Tag.Lookup("min"); ok {
-			if err := checkMin(fv, min); err != nil {
-				return fmt.Errorf("config: %s=%q: %w", name, raw, err)
-			}
+	}
+	return nil
+}
+
+// checkBounds applies a field's nonzero, max and min tags.
+func checkBounds(tag reflect.StructTag, fv reflect.Value) error {
+	if tag.Get("nonzero") == "true" && fv.IsZero() {
+		return fmt.Errorf("must not be zero")
+	}
+	if max, ok := tag.Lookup("max"); ok {
+		if err := checkMax(fv, max); err != nil {
+			return err
 		}
+	}
+	if min, ok := tag.Lookup("min"); ok {
+		return checkMin(fv, min)
 	}
 	return nil
 }

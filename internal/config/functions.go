@@ -32,7 +32,7 @@ type Worker struct {
 // notification reader).
 type FileTTL struct {
 	// FileTTLMargin: a file item's DynamoDB TTL is its file-set's availableTo plus this.
-	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h"`
+	FileTTLMargin time.Duration `env:"FILE_TTL_MARGIN" default:"168h" nonzero:"true"`
 }
 
 // Refresher configures functions/token-refresher.
@@ -60,19 +60,26 @@ type Refresher struct {
 // Poller configures functions/fileset-poller.
 type Poller struct {
 	Worker
+	PollerKnobs
+}
+
+// PollerKnobs are the poller's own settings (its Settings embed them).
+type PollerKnobs struct {
 	FileTTL
 	Subscriptions []string `env:"SUBSCRIPTIONS"`
 	// PollOverlap is subtracted from a package's watermark to form modifiedSince.
-	PollOverlap time.Duration `env:"POLL_OVERLAP" default:"1h"`
+	PollOverlap time.Duration `env:"POLL_OVERLAP" default:"1h" nonzero:"true"`
 	// FullReconcileEvery: every N-th poll of a package ignores the watermark.
 	FullReconcileEvery int `env:"FULL_RECONCILE_EVERY" default:"24" min:"1"`
 	// ExpiryWarning: a file not DONE whose file-set's availableTo is closer than this is reported.
-	ExpiryWarning time.Duration `env:"EXPIRY_WARNING" default:"24h"`
+	ExpiryWarning time.Duration `env:"EXPIRY_WARNING" default:"24h" nonzero:"true"`
 	// PollPageSize is the file-sets page size asked for (the API's maximum is 100).
 	PollPageSize int `env:"POLL_PAGE_SIZE" default:"100" min:"1" max:"100"`
 	// StuckAfter: a file not DONE or FAILED, not updated for this long and
-	// with a free download lease, has its message sent again by the poll's sweep.
-	StuckAfter time.Duration `env:"STUCK_AFTER" default:"6h"`
+	// with a free download lease, has its message sent again by the poll's
+	// sweep. Well above the download queue's visibility (30 min) ×
+	// maxReceiveCount (5) = 2.5 h and the downloader's deferral delays.
+	StuckAfter time.Duration `env:"STUCK_AFTER" default:"6h" nonzero:"true"`
 	// SweepLimit bounds the stale files one poll sweeps.
 	SweepLimit int `env:"SWEEP_LIMIT" default:"200" min:"1"`
 }
@@ -127,12 +134,21 @@ type Downloader struct {
 type NotificationReader struct {
 	Worker
 	FileTTL
-	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
-	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
+	ReaderKnobs
 	// QueueEndpointURL overrides the SQS endpoint of LSEG's queue (local
 	// emulator or the simulator's credential gate); empty in production.
-	QueueEndpointURL string        `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
-	Wait             time.Duration `env:"NOTIFY_WAIT" default:"20s" min:"0s" max:"20s"`
-	DeadlineMargin   time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s"`
-	Visibility       time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
+	QueueEndpointURL string `env:"NOTIFY_QUEUE_ENDPOINT_URL"`
+}
+
+// ReaderKnobs are the notification reader's own settings (its Settings
+// embed them).
+type ReaderKnobs struct {
+	SubscriptionSecretID string `env:"NOTIFY_SUBSCRIPTION_SECRET_ID" required:"true"`
+	CredentialsSecretID  string `env:"NOTIFY_CREDENTIALS_SECRET_ID" required:"true"`
+	// Wait is the long-poll wait per receive (SQS's longest is 20 s).
+	Wait time.Duration `env:"NOTIFY_WAIT" default:"20s" nonzero:"true" max:"20s"`
+	// DeadlineMargin: receiving stops this long before the invocation's deadline.
+	DeadlineMargin time.Duration `env:"NOTIFY_DEADLINE_MARGIN" default:"10s" nonzero:"true"`
+	// Visibility is the visibility timeout of received messages.
+	Visibility time.Duration `env:"NOTIFY_VISIBILITY_TIMEOUT" default:"2m" min:"1s" max:"12h"`
 }

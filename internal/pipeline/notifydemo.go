@@ -44,6 +44,10 @@ type simQueues struct{ sqs *sqs.Client }
 
 var _ rdptest.NotificationQueues = simQueues{}
 
+// NotificationQueues is the simulator's subscription queues in moto's SQS,
+// for callers that enable the simulator's notifications themselves (test/e2e).
+func NotificationQueues(c *sqs.Client) rdptest.NotificationQueues { return simQueues{sqs: c} }
+
 func (q simQueues) CreateQueue(id string) (string, error) {
 	out, err := q.sqs.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("cfs-notify-" + id[:min(8, len(id))])})
 	if err != nil {
@@ -68,7 +72,7 @@ func (n *Notifications) Prepare(ctx context.Context, p *Pipeline) error {
 	if p.Res.NotifySubscriptionSecret == "" {
 		return fmt.Errorf("notifications: stack %s has no subscription secret (deploy with Notifications=true)", p.Config.StackName)
 	}
-	n.Sim.EnableNotifications(simQueues{sqs: p.SQS}, n.CredentialsTTL)
+	n.Sim.EnableNotifications(NotificationQueues(p.SQS), n.CredentialsTTL)
 	gate, err := n.Sim.StartCredentialGate(p.Endpoint)
 	if err != nil {
 		return fmt.Errorf("notifications: %w", err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/notify"
@@ -32,32 +31,6 @@ import (
 )
 
 const notificationReader = "notification-reader"
-
-// motoQueues makes the simulator's subscription queues in moto's SQS (the
-// queue LSEG would create in its own account) and delivers to them.
-type motoQueues struct {
-	mu  sync.Mutex
-	sqs *sqs.Client
-}
-
-func (q *motoQueues) client() *sqs.Client {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.sqs
-}
-
-func (q *motoQueues) CreateQueue(id string) (string, error) {
-	out, err := q.client().CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String("cfs-notify-" + id[:8])})
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.QueueUrl), nil
-}
-
-func (q *motoQueues) Send(queueURL, body string) error {
-	_, err := q.client().SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(queueURL), MessageBody: aws.String(body)})
-	return err
-}
 
 // pathRecorder is a proxy in front of the simulator's API that records the
 // paths one function requests (to show it never calls /auth).
@@ -96,7 +69,6 @@ func (r *pathRecorder) authPaths() []string {
 
 type notifyEnv struct {
 	*env
-	queues      *motoQueues
 	sub         *rdp.Subscription
 	subSecret   string
 	credsSecret string
@@ -114,20 +86,16 @@ type notifyEnv struct {
 // the notification reader on a compressed schedule.
 func newNotifyEnv(t *testing.T) *notifyEnv {
 	t.Helper()
-	ne := &notifyEnv{queues: &motoQueues{}, subSecret: "e2e-notify-subscription-" + randomHex(4), credsSecret: "e2e-notify-queue-creds-" + randomHex(4)}
+	ne := &notifyEnv{subSecret: "e2e-notify-subscription-" + randomHex(4), credsSecret: "e2e-notify-queue-creds-" + randomHex(4)}
 	notifyVars := []string{"NOTIFY_SUBSCRIPTION_SECRET_ID=" + ne.subSecret, "NOTIFY_CREDENTIALS_SECRET_ID=" + ne.credsSecret}
 	ne.env = newEnv(t, envOptions{
 		subs: []string{"bulk-ESG/" + pkgESG}, refreshEvery: time.Second,
-		seed: func(sim *rdptest.Server) {
-			sim.AddPackage("bulk-ESG", pkgESG, "Bulk-ESG-Global-Scores")
-			sim.EnableNotifications(ne.queues, 10*time.Minute)
-		},
+		seed:     func(sim *rdptest.Server) { sim.AddPackage("bulk-ESG", pkgESG, "Bulk-ESG-Global-Scores") },
 		extraEnv: map[string][]string{pipeline.Refresher: append(notifyVars, "QUEUE_CREDENTIALS_REFRESH=1m")},
 	})
 	e := ne.env
-	ne.queues.mu.Lock()
-	ne.queues.sqs = e.p.SQS
-	ne.queues.mu.Unlock()
+	// The subscription's queue (LSEG's, in its own account) lives in moto's SQS.
+	e.sim.EnableNotifications(pipeline.NotificationQueues(e.p.SQS), 10*time.Minute)
 	ctx := context.Background()
 	e.waitToken()
 
@@ -308,9 +276,8 @@ func TestNotifications(t *testing.T) {
 		landed := ne.waitDone(t, fs, 60*time.Second)
 		lat = append(lat, landed.Sub(at))
 	}
-	slices.Sort(lat)
-	p50, p95 := lat[len(lat)/2], lat[(len(lat)*95+99)/100-1]
-	t.Logf("publish → landed over %d file-sets: p50 %s, p95 %s, max %s", len(lat), p50.Round(time.Millisecond), p95.Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	p50, p95 := pipeline.Percentile(lat, 50), pipeline.Percentile(lat, 95)
+	t.Logf("publish → landed over %d file-sets: p50 %s, p95 %s, max %s", len(lat), p50.Round(time.Millisecond), p95.Round(time.Millisecond), pipeline.Percentile(lat, 100).Round(time.Millisecond))
 	if line := os.Getenv("CFSYNC_NOTIFY_LATENCY_OUT"); line != "" {
 		_ = os.WriteFile(line, fmt.Appendf(nil, "p50=%s p95=%s n=%d\n", p50, p95, len(lat)), 0o644)
 	}
