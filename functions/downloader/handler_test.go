@@ -45,6 +45,7 @@ func testSettings() Settings {
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour
+	s.SinglePutMax = 0 // multipart, as these tests were written for; the single-PUT tests turn it on
 	return s
 }
 

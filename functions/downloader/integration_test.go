@@ -92,6 +92,7 @@ func itSettings() Settings {
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = itDest, itPrefix, 5*MiB, 4
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 4, time.Second, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = 20*time.Millisecond, 200*time.Millisecond, time.Second
+	s.SinglePutMax = 0 // multipart, as these tests were written for; the single-PUT tests turn it on
 	return s
 }
 
