@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,7 @@ type benchEnv struct {
 	bin        string
 	s3Endpoint string // versitygw, or moto when versitygw is missing
 	versity    bool
+	memoryMB   int // the bootstrap's AWS_LAMBDA_FUNCTION_MEMORY_SIZE (0: 1024)
 }
 
 const (
@@ -159,7 +161,7 @@ func (be *benchEnv) download(b *testing.B, f rdptest.File, env ...string) (time.
 	ctx := context.Background()
 	b.StopTimer()
 	env = append(be.bootstrapEnv(env...), "AWS_ENDPOINT_URL_S3="+be.s3Endpoint, "AWS_SESSION_TOKEN=", "LOG_LEVEL=warn")
-	r, err := lambdarun.Start(ctx, lambdarun.Options{Binary: be.bin, Timeout: 15 * time.Minute, MemoryMB: 1024, Env: env})
+	r, err := lambdarun.Start(ctx, lambdarun.Options{Binary: be.bin, Timeout: 15 * time.Minute, MemoryMB: cmp.Or(be.memoryMB, 1024), Env: env})
 	if err != nil {
 		b.Fatal(err)
 	}
