@@ -41,6 +41,7 @@ type benchEnv struct {
 	bin        string
 	s3Endpoint string // versitygw, or moto when versitygw is missing
 	versity    bool
+	versityPID int
 	memoryMB   int // the bootstrap's AWS_LAMBDA_FUNCTION_MEMORY_SIZE (0: 1024)
 }
 
@@ -67,8 +68,9 @@ func versitygwBinary() string {
 	return ""
 }
 
-// startVersitygw runs versitygw on a free port over a temporary directory.
-func startVersitygw(b *testing.B, bin string) string {
+// startVersitygw runs versitygw on a free port over a temporary directory
+// and returns its endpoint and process id.
+func startVersitygw(b *testing.B, bin string) (string, int) {
 	b.Helper()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -86,11 +88,11 @@ func startVersitygw(b *testing.B, bin string) string {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return "http://" + addr
+			return "http://" + addr, cmd.Process.Pid
 		}
 	}
 	b.Fatalf("versitygw did not start: %s", out.String())
-	return ""
+	return "", 0
 }
 
 func newBenchEnv(b *testing.B, opts rdptest.Options) *benchEnv {
@@ -98,7 +100,8 @@ func newBenchEnv(b *testing.B, opts rdptest.Options) *benchEnv {
 	e := newDLEnv(b, opts)
 	be := &benchEnv{dlEnv: e, s3Endpoint: e.moto.Endpoint}
 	if bin := versitygwBinary(); bin != "" {
-		be.s3Endpoint, be.versity = startVersitygw(b, bin), true
+		be.s3Endpoint, be.versityPID = startVersitygw(b, bin)
+		be.versity = true
 		e.s3 = s3.NewFromConfig(e.cfg, func(o *s3.Options) {
 			o.BaseEndpoint = aws.String(be.s3Endpoint)
 			o.Credentials = credentials.NewStaticCredentialsProvider(benchKey, benchKey, "") // versitygw refuses session tokens

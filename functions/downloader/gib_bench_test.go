@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,12 +54,14 @@ func BenchmarkOneGiB(b *testing.B) {
 		f := be.addFile(fmt.Sprintf("gib %d.bin", i), size)
 		be.sim.LookupFile(f.ID) // the simulator's ETag of the file, outside the timing
 		var d, p, c time.Duration
+		var cpu [3]cpuUse
 		for k := range 3 {
+			before := be.cpuNow()
 			switch (i + k) % 3 {
 			case 0:
 				b.StartTimer()
 				var hwm int64
-				d, hwm, _ = be.download(b, f)
+				d, hwm, cpu[0].bootstrap = be.download(b, f)
 				b.StopTimer()
 				peak = max(peak, hwm)
 			case 1:
@@ -69,7 +72,10 @@ func BenchmarkOneGiB(b *testing.B) {
 			case 2:
 				c = be.ceiling(b, data)
 			}
+			cpu[(i+k)%3].self, cpu[(i+k)%3].versitygw = be.cpuSince(before)
 		}
+		b.Logf("round %d CPU seconds: ours: bootstrap %.2f, test process (simulator) %.2f, versitygw %.2f; peer: test process (simulator) %.2f, versitygw %.2f; ceiling: test process (transfer manager) %.2f, versitygw %.2f",
+			i+1, cpu[0].bootstrap, cpu[0].self, cpu[0].versitygw, cpu[1].self, cpu[1].versitygw, cpu[2].self, cpu[2].versitygw)
 		ours, peer, ceil = append(ours, mbps(size, d)), append(peer, mbps(size, p)), append(ceil, mbps(size, c))
 		xPeer, xCeil = append(xPeer, p.Seconds()/d.Seconds()), append(xCeil, c.Seconds()/d.Seconds())
 		b.Logf("round %d: ours %.1f MB/s, peer %.1f MB/s, ceiling %.1f MB/s: ours/peer %.2f, ours/ceiling %.2f", i+1, ours[i], peer[i], ceil[i], xPeer[i], xCeil[i])
@@ -84,6 +90,24 @@ func BenchmarkOneGiB(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak)/float64(MiB), "peak-RSS-MiB")
 	b.ReportMetric(0, "ns/op")
+}
+
+// cpuUse is the CPU seconds one way of landing the file used, by process.
+type cpuUse struct{ bootstrap, self, versitygw float64 }
+
+// cpuNow is the CPU seconds so far of this process and of versitygw.
+func (be *benchEnv) cpuNow() [2]float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	self := float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	v, _ := cpuSeconds(be.versityPID)
+	return [2]float64{self, v}
+}
+
+// cpuSince is the CPU seconds of this process and of versitygw since before.
+func (be *benchEnv) cpuSince(before [2]float64) (self, versitygw float64) {
+	now := be.cpuNow()
+	return now[0] - before[0], now[1] - before[1]
 }
 
 // unsignedParts sends UploadPart with an unsigned payload, as the
