@@ -86,7 +86,14 @@ func startVersitygw(b *testing.B, bin string) (string, int) {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start versitygw: %v", err)
 	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if b.Failed() { // versitygw's errors (a 500 says nothing more)
+			o := out.String()
+			b.Logf("versitygw output (last 4 KB):\n%s", o[max(0, len(o)-4096):])
+		}
+	})
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
