@@ -47,8 +47,8 @@ import (
 // RSS (VmHWM, reset before each invocation) and the largest Go heap the
 // collector saw (GODEBUG=gctrace=1). The invocation expected to complete the
 // file runs in a second environment with Lambda's largest timeout (900 s):
-// versitygw's CompleteMultipartUpload copies every part into the object,
-// which on this machine's disk took over 4 minutes for 20 GiB.
+// versitygw's CompleteMultipartUpload copies every part into the object
+// (4.5 s for 3 GiB here; see BENCHMARKS.md for 6 and 20 GiB).
 //
 //	make bench-big   (or)
 //	go test -run '^$' -bench BenchmarkHugeFile -benchtime 1x -timeout 60m -v ./functions/downloader
@@ -164,7 +164,7 @@ func (he *hugeEnv) land(b *testing.B, f rdptest.File) {
 		if n := len(all); n > 0 && he.bytesLeft(b, f) < all[n-1].bytes*3/4 {
 			// Likely the last invocation: it gets Lambda's largest timeout,
 			// as versitygw's CompleteMultipartUpload copies every part into
-			// the object (minutes for 20 GiB on this machine's disk).
+			// the object.
 			if final == nil {
 				final = he.runner(b, 15*time.Minute, env)
 			}
