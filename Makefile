@@ -8,7 +8,7 @@ VENV := $(CURDIR)/.venv
 RIE_VERSION := v0.0.0-20261030222936-bef5c4ba774d
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all build test unit lint demo bench bench-tools tools clean
+.PHONY: all build test unit lint demo bench bench-big bench-tools tools clean
 
 all: build
 
@@ -52,9 +52,14 @@ bench-tools: tools
 	@command -v versitygw >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/versitygw" ] || \
 		$(GO) install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
-## bench: benchmarks (results are written up in BENCHMARKS.md)
+## bench: benchmarks (results are written up in BENCHMARKS.md), all but the 20 GiB one (make bench-big)
 bench: bench-tools
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -skip 'BenchmarkHugeFile' -benchmem -timeout 60m ./...
+
+## bench-big: a 20 GiB file across invocations (needs ~43 GiB of free disk), then 3 rounds of 1 GiB: downloader vs curl | aws s3 cp - vs the SDK's upload manager
+bench-big: bench-tools
+	$(GO) test -run '^$$' -bench 'BenchmarkHugeFile$$' -benchtime 1x -timeout 60m -v ./functions/downloader
+	$(GO) test -run '^$$' -bench 'BenchmarkOneGiB$$' -benchtime 3x -timeout 30m -v ./functions/downloader
 
 clean:
 	rm -rf bin
