@@ -565,9 +565,11 @@ func (r *run) store(ctx context.Context, res Result, tok *rdp.Token, grant, slot
 	var errs []error
 	for range 2 * len(r.h.Opts.SlotIDs) {
 		slot.Generation = max(r.ringSt.Generation, r.latest.Generation) + 1
+		prev := r.ringSt
 		err := r.claimAndWrite(ctx, slotID, slot)
 		switch {
 		case err == nil:
+			r.keepWritten(prev, slotID, slot)
 			return r.stored(res, tok, grant, slotID, slot), nil
 		case errors.Is(err, state.ErrConflict) && tok.RefreshToken == "":
 			r.log.Warn("another refresher claimed this generation first: token discarded (it carries no refresh token)", "generation", slot.Generation)

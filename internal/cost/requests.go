@@ -14,8 +14,9 @@ var Minimum = []map[string]float64{
 	// refresher, ring fresh: the ring state (has anything been written since
 	// the last read?) and the newest token's reader reports.
 	{"dynamodb": 2},
-	// first fresh run after a write: the same, and one read of the ring.
-	{"dynamodb": 2, "secretsmanager": 1},
+	// first fresh run after a write: the same (the writer keeps the ring
+	// its write left, keyed on the ring state).
+	{"dynamodb": 2},
 	// refresher writing: ring read, one token grant, one slot write; a lease
 	// (conditional write + release) so two runs never both sign on.
 	{"secretsmanager": 2, "dynamodb": 2, "rdp": 1},

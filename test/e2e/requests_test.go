@@ -185,8 +185,8 @@ func (e *env) refresherRun(rc *pipeline.RequestCounter) (cost.Scenario, string) 
 }
 
 // measureRefresher measures, in order: a run that writes a token with the
-// refresh grant, the first run after it (ring fresh: it reads the ring the
-// write changed) and the run after that (ring fresh, steady state).
+// refresh grant, the first run after it (ring fresh: it keeps the ring its
+// own write left) and the run after that (ring fresh, steady state).
 func (e *env) measureRefresher(rc *pipeline.RequestCounter, m *cost.Measured) {
 	e.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
