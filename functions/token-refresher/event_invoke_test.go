@@ -46,6 +46,7 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		{"no budget", deps, testSettings([]string{"a"}, func(o *Options) { o.AuthBudget = 0 }), "AUTH_BUDGET"},
 		{"no backoff", deps, testSettings([]string{"a"}, func(o *Options) { o.BackoffBase = 0 }), "AUTH_BACKOFF_BASE"},
 		{"no session lifetime", deps, testSettings([]string{"a"}, func(o *Options) { o.SessionMaxLifetime = 0 }), "RDP_SESSION_MAX_LIFETIME"},
+		{"margin not above the readers' skew", deps, testSettings([]string{"a"}, func(o *Options) { o.RefreshMargin = o.ReaderSkew }), "must exceed ReaderSkew (TOKEN_SKEW"},
 		{"no queue credentials refresh", deps, Settings{Opts: testSettings([]string{"a"}, nil).Opts, Queue: QueueCredsOptions{SubscriptionSecretID: "s"}}, "QUEUE_CREDENTIALS_REFRESH"},
 	}
 	for _, tt := range tests {

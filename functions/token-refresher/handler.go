@@ -66,6 +66,7 @@ type Options struct {
 	SessionMaxLifetime  time.Duration // RDP_SESSION_MAX_LIFETIME
 	BackoffBase         time.Duration // AUTH_BACKOFF_BASE: first backoff after a failure
 	BackoffMax          time.Duration // AUTH_BACKOFF_MAX: cap of the exponential backoff
+	ReaderSkew          time.Duration // TOKEN_SKEW: readers treat a token as expired this early
 }
 
 // authWindow is the window AuthBudget counts /auth requests in; authLease
@@ -88,6 +89,7 @@ func OptionsFromConfig(c config.Refresher) Options {
 		SessionMaxLifetime:  c.SessionMaxLifetime,
 		BackoffBase:         c.AuthBackoffBase,
 		BackoffMax:          c.AuthBackoffMax,
+		ReaderSkew:          c.TokenSkew,
 	}
 }
 
@@ -138,6 +140,8 @@ func New(d Deps, s Settings) (*Handler, error) {
 		return nil, fmt.Errorf("token-refresher: Opts.AuthBudget (AUTH_BUDGET) is %d, want at least 1", s.Opts.AuthBudget)
 	case s.Opts.SessionMaxLifetime <= 0 || s.Opts.BackoffBase <= 0 || s.Opts.BackoffMax <= 0:
 		return nil, errors.New("token-refresher: Opts.SessionMaxLifetime, BackoffBase and BackoffMax (RDP_SESSION_MAX_LIFETIME, AUTH_BACKOFF_BASE, AUTH_BACKOFF_MAX) must be positive")
+	case s.Opts.RefreshMargin <= s.Opts.ReaderSkew:
+		return nil, fmt.Errorf("token-refresher: Opts.RefreshMargin (TOKEN_REFRESH_MARGIN, %s) must exceed ReaderSkew (TOKEN_SKEW, %s): readers would stop using a token before it is refreshed", s.Opts.RefreshMargin, s.Opts.ReaderSkew)
 	case s.Queue.SubscriptionSecretID != "" && s.Queue.RefreshAfter <= 0:
 		return nil, errors.New("token-refresher: Queue.RefreshAfter (QUEUE_CREDENTIALS_REFRESH) must be positive")
 	}
@@ -670,10 +674,6 @@ func (r *run) remaining() time.Duration {
 // every invocation, covers what a heartbeat metric would (docs/cost.md).
 var ErrNoUsableToken = errors.New("token-refresher: the ring holds no usable token and this run wrote none")
 
-// readerSkew is how early readers treat a token as expired (TOKEN_SKEW's
-// default): a token with less left is of no use to them.
-var readerSkew = config.Defaults[config.Reader]().TokenSkew
-
 // checkUsable returns an error wrapping ErrNoUsableToken when the ring has
 // no usable token after a run that did not fail otherwise. Excepted: a
 // revoke (it empties the ring on purpose), and a run that found another
@@ -683,7 +683,7 @@ func (r *run) checkUsable(res Result) error {
 	switch {
 	case r.ev.Action == ActionRevoke, res.Outcome == OutcomeBusy, res.Outcome == OutcomeLostRace:
 		return nil
-	case r.remaining() > readerSkew:
+	case r.remaining() > r.h.Opts.ReaderSkew: // readers can still use it
 		return nil
 	}
 	why := "outcome " + res.Outcome

@@ -10,7 +10,7 @@ import (
 )
 
 // TestNoUsableTokenFailsTheRun: a run that ends with no token readers can
-// use (none, or within their 30 s TOKEN_SKEW of expiry) and wrote none fails
+// use (none, or within their TOKEN_SKEW — 30 s by default — of expiry) and wrote none fails
 // with ErrNoUsableToken, naming why, so that Lambda's Errors (and
 // TokenRefresherErrorsAlarm) report it; while the newest token is usable,
 // or when another run is at work, the same outcomes are not failures.
@@ -37,6 +37,16 @@ func TestNoUsableTokenFailsTheRun(t *testing.T) {
 			e.setAuth(func(st *state.AuthState) { st.LeaseOwner, st.LeaseUntil = "other", t0.Add(time.Minute) })
 		}, `{}`, OutcomeBusy, ""},
 		{"fresh", func(e *env) { e.seed(0, 1, time.Minute, 9*time.Minute) }, `{}`, OutcomeFresh, ""},
+		// Compressed timing (the demo): a 20 s margin and readers' TOKEN_SKEW 5s; a
+		// token with 25 s left is fresh for the refresher and usable for readers.
+		{"fresh, 25 s left, TOKEN_SKEW 5s", func(e *env) {
+			e.h.Opts.RefreshMargin, e.h.Opts.ReaderSkew = 20*time.Second, 5*time.Second
+			e.seed(0, 1, time.Minute, 25*time.Second)
+		}, `{}`, OutcomeFresh, ""},
+		{"fresh, 25 s left, TOKEN_SKEW 30s", func(e *env) {
+			e.h.Opts.RefreshMargin = 20 * time.Second
+			e.seed(0, 1, time.Minute, 25*time.Second)
+		}, `{}`, OutcomeFresh, "outcome fresh"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

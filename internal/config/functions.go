@@ -38,6 +38,9 @@ type FileTTL struct {
 // Refresher configures functions/token-refresher.
 type Refresher struct {
 	Common
+	// Reader: TOKEN_SKEW, the readers' setting, tells the refresher when the
+	// ring holds no token they can use (a failed run, see ErrNoUsableToken).
+	Reader
 	CredentialsSecretID    string        `env:"RDP_CREDENTIALS_SECRET_ID" required:"true"`
 	RefreshMargin          time.Duration `env:"TOKEN_REFRESH_MARGIN" default:"2m"`
 	SecretMinWriteInterval time.Duration `env:"SECRET_MIN_WRITE_INTERVAL" default:"10m"`
