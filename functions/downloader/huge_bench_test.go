@@ -48,7 +48,7 @@ import (
 // collector saw (GODEBUG=gctrace=1). The invocation expected to complete the
 // file runs in a second environment with Lambda's largest timeout (900 s):
 // versitygw's CompleteMultipartUpload copies every part into the object
-// (4.5 s for 3 GiB here; see BENCHMARKS.md for 6 and 20 GiB).
+// (25 s for 20 GiB here; see BENCHMARKS.md).
 //
 //	make bench-big   (or)
 //	go test -run '^$' -bench BenchmarkHugeFile -benchtime 1x -timeout 60m -v ./functions/downloader
@@ -300,8 +300,12 @@ func (s invocationStats) String() string {
 	for _, k := range slices.Sorted(maps.Keys(s.aws)) {
 		ops = append(ops, fmt.Sprintf("%s %d (%d ms)", k, s.aws[k].n, s.aws[k].d.Milliseconds()))
 	}
-	return fmt.Sprintf("%.1f s, first byte after %.2f s, %.0f MiB in %d UploadPart, AWS besides UploadPart [%s], RDP %v, chunk items %d, peak RSS %.1f MiB, max heap %.0f MB",
-		s.wall.Seconds(), s.firstByte.Seconds(), float64(s.bytes)/float64(MiB), s.uploadParts, strings.Join(ops, ", "), s.rdp, s.chunkItems, s.rss, s.heap)
+	heap := "– (no gctrace line)"
+	if s.heap > 0 {
+		heap = fmt.Sprintf("%.0f MB", s.heap)
+	}
+	return fmt.Sprintf("%.1f s, first byte after %.2f s, %.0f MiB in %d UploadPart, AWS besides UploadPart [%s], RDP %v, chunk items %d, peak RSS %.1f MiB, max heap %s",
+		s.wall.Seconds(), s.firstByte.Seconds(), float64(s.bytes)/float64(MiB), s.uploadParts, strings.Join(ops, ", "), s.rdp, s.chunkItems, s.rss, heap)
 }
 
 // reportHuge reports the whole file's figures; resumes are the invocations
