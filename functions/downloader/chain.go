@@ -16,6 +16,15 @@ import (
 // continuation does not count as an invocation without progress.
 const reasonNoTime = "no time left"
 
+// reasonCompleteNext: every part is uploaded but the Complete is left to the
+// next invocation (too little time to start it, or cut by the deadline). It
+// does not count as an invocation without progress: S3 may still be
+// completing it, and awaitLanding bounds the wait.
+const reasonCompleteNext = "complete in the next invocation"
+
+// reasonAwaitLanding: the upload is gone with nothing landed yet (awaitLanding).
+const reasonAwaitLanding = "awaiting-landing"
+
 // stopOr turns an error into a continuation when it only reflects the
 // deadline (or the end of the invocation), into a deferral when RDP is
 // unavailable (no usable token, 429/5xx after the range retries), into a
@@ -163,7 +172,7 @@ func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duratio
 	switch {
 	case j.parts > 0:
 		j.up.NoProgress = 0
-	case o.reason != reasonNoTime:
+	case o.reason != reasonNoTime && o.reason != reasonCompleteNext:
 		j.up.NoProgress++
 	}
 	if j.up.NoProgress > j.h.cfg.MaxNoProgress {
@@ -198,7 +207,14 @@ func (j *job) deferLater(ctx context.Context, o outcome, elapsed time.Duration) 
 		j.log.Warn("record the retry reason", "error", err.Error())
 	}
 	h.metrics.Add("FilesDeferred", 1)
-	j.log.Warn("RDP unavailable: work re-enqueued with a delay, the message succeeds", "reason", o.reason, "error", o.err.Error(),
+	what := "RDP unavailable: work re-enqueued with a delay, the message succeeds"
+	switch o.reason {
+	case reasonAwaitLanding:
+		what = "upload gone with nothing landed yet: the key is looked at again after a delay"
+	case "s3-unavailable":
+		what = "Complete failed transiently: upload and checkpoint kept, re-enqueued with a delay"
+	}
+	j.log.Warn(what, "reason", o.reason, "error", o.err.Error(),
 		"deferrals", next.Deferrals, "delay_seconds", next.Delay.Seconds())
 	return j.handOver(ctx, o, next, elapsed, "deferred")
 }

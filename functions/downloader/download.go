@@ -142,7 +142,10 @@ type job struct {
 	bytesCounted bool       // BytesDownloaded was recorded
 	parts        int        // parts uploaded in this invocation
 	md5OK        bool       // the md5 was verified
-	etag         string
+	// completeBefore: the checkpoint held every part when this invocation
+	// began, so an earlier invocation may have sent a Complete.
+	completeBefore bool
+	etag           string
 }
 
 // chainStaleAfter: a message whose Seq is older than its file's chain (see
