@@ -111,7 +111,7 @@ func TestCompleteDeadline(t *testing.T) {
 		// The margin is 1 s of a 4 s invocation: the last part's range starts
 		// at once, before the soft deadline (3 s), and ends at 3.25 s, before
 		// the drain deadline (3.5 s).
-		r := newRig(t, func(s *Settings) { s.DeadlineMargin, s.RangeReadTimeout = time.Second, 5 * time.Second })
+		r := newRig(t, func(s *Settings) { s.DeadlineMargin, s.RangeReadTimeout = time.Second, 5*time.Second })
 		r.rdp.add("f1", "big.bin", completeSize, true)
 		t0 := time.Now()
 		r.rdp.Delay = func(off int64) time.Duration {
