@@ -111,12 +111,11 @@ func (j *job) fail(ctx context.Context, o outcome, elapsed time.Duration) error 
 	if !j.final && !permanentReasons[o.reason] {
 		return j.retryLater(ctx, o, elapsed)
 	}
-	if j.up != nil && j.up.UploadID != "" && j.abort(ctx) != nil {
+	if j.up != nil && j.up.UploadID != "" && (o.keepUpload || j.abort(ctx) != nil) {
 		// Keep the checkpoint (it is the only record of the upload) and
 		// release the lease: the next attempt resumes or aborts the upload.
-		if err := h.state.ReleaseUpload(ctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
+		j.log.Warn("multipart upload and checkpoint kept: a redrive resumes it", "upload_key", j.up.Key)
+		j.keepCheckpoint(ctx)
 	} else if err := h.state.DeleteUpload(ctx, m.FileID, j.owner); err != nil {
 		j.log.Warn("delete upload checkpoint", "error", err.Error())
 	}
@@ -137,24 +136,31 @@ func (j *job) fail(ctx context.Context, o outcome, elapsed time.Duration) error 
 // resumes.
 func (j *job) retryLater(ctx context.Context, o outcome, elapsed time.Duration) error {
 	h, m := j.h, j.msg
-	parts, dirty := j.snapshot()
-	owner := j.owner
-	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
-	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
-		// The last saved checkpoint stays; parts since then are fetched again.
-		j.log.Warn("save checkpoint after a transient failure", "error", err.Error())
-		if err := h.state.ReleaseUpload(ctx, m.FileID, owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
-	}
+	saved := j.keepCheckpoint(ctx)
 	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
 	if err := h.state.MarkRetrying(ctx, m.FileID, reason); err != nil {
 		j.log.Warn("record the retry reason", "error", err.Error())
 	}
 	h.metrics.Add("TransientFailures", 1)
 	j.log.Warn("download failed transiently: upload and checkpoint kept, the message fails and is retried", "reason", o.reason,
-		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", len(parts), "upload_id_set", j.up.UploadID != "")
+		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", saved, "upload_id_set", j.up.UploadID != "")
 	return fmt.Errorf("%s: %w", o.reason, o.err)
+}
+
+// keepCheckpoint saves the upload's checkpoint with every part done so far
+// and releases the lease by the same write; it returns the parts saved.
+func (j *job) keepCheckpoint(ctx context.Context) int {
+	parts, dirty := j.snapshot()
+	owner := j.owner
+	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
+	if err := j.h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
+		// The last saved checkpoint stays; parts since then are fetched again.
+		j.log.Warn("save checkpoint", "error", err.Error())
+		if err := j.h.state.ReleaseUpload(ctx, j.msg.FileID, owner); err != nil {
+			j.log.Warn("release download lease", "error", err.Error())
+		}
+	}
+	return len(parts)
 }
 
 // snapshot returns the parts to checkpoint (none before a multipart upload).

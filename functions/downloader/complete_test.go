@@ -267,3 +267,29 @@ func TestCompleteInvalidUpload(t *testing.T) {
 		})
 	}
 }
+
+// TestCompleteOtherErrorKeepsUpload: any other Complete error on the last
+// receive fails the file but keeps the finished upload and its checkpoint:
+// the redriven message completes it without downloading a part again.
+func TestCompleteOtherErrorKeepsUpload(t *testing.T) {
+	r := newRig(t, nil)
+	r.rdp.add("f1", "big.bin", completeSize, true)
+	r.s3.CompleteErr = func(context.Context, *s3.CompleteMultipartUploadInput) error { return &apiErr{"AccessDenied"} }
+	if f := r.handleOne(t, msgFor("f1"), r.cfg.MaxReceiveCount, 0); len(f) != 1 {
+		t.Fatalf("failures %v: want the message to fail on its last receive", f)
+	}
+	if f := r.st.file("f1"); f.Status != state.StatusFailed || !strings.Contains(f.Reason, "AccessDenied") {
+		t.Errorf("file %+v: want FAILED naming AccessDenied", f)
+	}
+	if up := r.st.upload("f1"); r.s3.Calls("AbortMultipartUpload") != 0 || up == nil || up.UploadID == "" || up.PartsDone != 3 || up.Owner != "" {
+		t.Fatalf("aborts %d, checkpoint %+v: want the upload and its parts kept, the lease released", r.s3.Calls("AbortMultipartUpload"), up)
+	}
+	r.s3.CompleteErr = nil
+	if f := r.handleOne(t, msgFor("f1"), 1, 0); len(f) != 0 { // cfsync redrive
+		t.Fatalf("redrive: failures %v\n%s", f, r.logs.String())
+	}
+	r.checkLanded(t, "f1", "big.bin", completeSize)
+	if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
+		t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
+	}
+}

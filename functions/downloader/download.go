@@ -74,6 +74,9 @@ type outcome struct {
 	kind   string
 	reason string // short, metric-friendly
 	err    error
+	// keepUpload: a final failure keeps the multipart upload and its
+	// checkpoint (a Complete S3 did not call invalid): a redrive resumes it.
+	keepUpload bool
 }
 
 func failed(reason string, err error) outcome {

@@ -521,7 +521,9 @@ func (j *job) completeFailed(ctx context.Context, err error) outcome {
 	case s3Transient(err):
 		return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
 	}
-	return j.stopOr(ctx, err)
+	o := j.stopOr(ctx, err)
+	o.keepUpload = true // every part is uploaded: only S3 calling it invalid drops it
+	return o
 }
 
 // maxLandingChecks bounds awaitLanding: with the default deferral delays
