@@ -218,7 +218,7 @@ func (j *job) deferLater(ctx context.Context, o outcome, elapsed time.Duration) 
 	case reasonAwaitLanding:
 		what = "upload gone with nothing landed yet: the key is looked at again after a delay"
 	case "s3-unavailable":
-		what = "Complete failed transiently: upload and checkpoint kept, re-enqueued with a delay"
+		what = "S3 unavailable: upload and checkpoint kept, re-enqueued with a delay"
 	}
 	j.log.Warn(what, "reason", o.reason, "error", o.err.Error(),
 		"deferrals", next.Deferrals, "delay_seconds", next.Delay.Seconds())

@@ -293,3 +293,27 @@ func TestCompleteOtherErrorKeepsUpload(t *testing.T) {
 		t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
 	}
 }
+
+// TestResumeListPartsTransient: the next invocation cannot ask S3 about the
+// finished upload (ListParts 500 after the SDK's retries) on the message's
+// last receive: the upload is kept and the file deferred.
+func TestResumeListPartsTransient(t *testing.T) {
+	r := newRig(t, nil)
+	_, next := cutComplete(t, r)
+	r.s3.ListPartsErr = func() error { return &apiErr{"InternalError"} }
+	if f := r.handleOne(t, next, r.cfg.MaxReceiveCount, 0); len(f) != 0 {
+		t.Fatalf("failures %v: want a deferral\n%s", f, r.logs.String())
+	}
+	sent := r.snd.messages()
+	if last := sent[len(sent)-1]; len(sent) != 2 || last.Delay <= 0 || r.s3.Calls("AbortMultipartUpload") != 0 || r.s3.openUploads() != 1 {
+		t.Fatalf("messages %+v, aborts %d: want the upload kept and the file deferred", sent, r.s3.Calls("AbortMultipartUpload"))
+	}
+	r.s3.ListPartsErr = nil
+	if f := r.handleOne(t, sent[1], 1, 0); len(f) != 0 {
+		t.Fatalf("deferred message: failures %v", f)
+	}
+	r.checkLanded(t, "f1", "big.bin", completeSize)
+	if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
+		t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
+	}
+}

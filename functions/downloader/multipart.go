@@ -60,8 +60,12 @@ func newMultipart(j *job, partSize int64) *multipart {
 func (j *job) multipart(ctx context.Context, partSize int64) outcome {
 	if err := j.prepare(ctx, partSize); err != nil {
 		var gone uploadGoneError
-		if errors.As(err, &gone) {
+		var down s3DownError
+		switch {
+		case errors.As(err, &gone):
 			return j.awaitLanding(gone.err)
+		case errors.As(err, &down) && ctx.Err() == nil:
+			return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
 		}
 		return j.stopOr(ctx, err)
 	}
@@ -114,6 +118,9 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		if err == nil {
 			var lerr error
 			if err, lerr = j.checkListedParts(ctx, parts); lerr != nil {
+				if s3Transient(lerr) && len(parts) == int(mp.nparts) {
+					return s3DownError{lerr} // a finished upload: deferred, kept even on the last receive
+				}
 				return lerr // S3 could not be asked: keep the checkpoint
 			}
 			if isNoSuchUpload(err) && len(parts) == int(mp.nparts) {
@@ -537,6 +544,13 @@ type uploadGoneError struct{ err error }
 
 func (e uploadGoneError) Error() string { return e.err.Error() }
 func (e uploadGoneError) Unwrap() error { return e.err }
+
+// s3DownError: S3 could not be asked about the checkpoint's finished upload
+// (5xx, throttling, network): the file is deferred, its upload kept.
+type s3DownError struct{ err error }
+
+func (e s3DownError) Error() string { return e.err.Error() }
+func (e s3DownError) Unwrap() error { return e.err }
 
 // awaitLanding handles an upload that S3 no longer knows after every part
 // was uploaded, with nothing at the key: a Complete sent before (cut by the
