@@ -76,6 +76,20 @@ func goneForNow(t *testing.T, r *rig, in *s3.CompleteMultipartUploadInput) func(
 	}
 }
 
+// landsFromCheckpoint handles m and checks that f1 lands from the kept
+// upload: no range downloaded again, no new upload.
+func (r *rig) landsFromCheckpoint(t *testing.T, m queue.Message) {
+	t.Helper()
+	ranges := r.rdp.Ranges()
+	if f := r.handleOne(t, m, 1, 0); len(f) != 0 {
+		t.Fatalf("failures %v\n%s", f, r.logs.String())
+	}
+	r.checkLanded(t, "f1", "big.bin", completeSize)
+	if r.rdp.Ranges() != ranges || r.s3.Calls("CreateMultipartUpload") != 1 {
+		t.Errorf("ranges %d → %d, creates %d: the file was downloaded again", ranges, r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
+	}
+}
+
 // TestCompleteDeadline: a Complete that runs into the deadline is cut before
 // it, so the checkpoint and the continuation still happen; the next
 // invocation finds the object (S3 finished it) or completes the upload
@@ -85,26 +99,14 @@ func TestCompleteDeadline(t *testing.T) {
 		r := newRig(t, nil)
 		in, next := cutComplete(t, r)
 		goneForNow(t, r, in)()
-		ranges := r.rdp.Ranges()
-		if f := r.handleOne(t, next, 1, 0); len(f) != 0 {
-			t.Fatalf("failures %v", f)
-		}
-		r.checkLanded(t, "f1", "big.bin", completeSize)
-		if r.rdp.Ranges() != ranges || r.s3.Calls("CreateMultipartUpload") != 1 {
-			t.Errorf("ranges %d → %d, creates %d: the file was downloaded again", ranges, r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
-		}
+		r.landsFromCheckpoint(t, next)
 	})
 	t.Run("the next invocation completes", func(t *testing.T) {
 		r := newRig(t, nil)
 		_, next := cutComplete(t, r)
-		ranges := r.rdp.Ranges()
-		if f := r.handleOne(t, next, 1, 0); len(f) != 0 {
-			t.Fatalf("failures %v", f)
-		}
-		r.checkLanded(t, "f1", "big.bin", completeSize)
-		if r.rdp.Ranges() != ranges || r.s3.Calls("CreateMultipartUpload") != 1 || r.s3.Calls("CompleteMultipartUpload") != 2 {
-			t.Errorf("ranges %d → %d, creates %d, completes %d: want the upload completed without a range", ranges, r.rdp.Ranges(),
-				r.s3.Calls("CreateMultipartUpload"), r.s3.Calls("CompleteMultipartUpload"))
+		r.landsFromCheckpoint(t, next)
+		if n := r.s3.Calls("CompleteMultipartUpload"); n != 2 {
+			t.Errorf("%d Completes: want the upload completed by the next invocation", n)
 		}
 	})
 	t.Run("no Complete after the soft deadline", func(t *testing.T) {
@@ -223,13 +225,7 @@ func TestCompleteTransientFailure(t *testing.T) {
 				t.Fatalf("checkpoint %+v, file %+v: want the upload kept and the file not FAILED", up, f)
 			}
 			r.s3.CompleteErr = nil
-			if f := r.handleOne(t, sent[0], 1, 0); len(f) != 0 {
-				t.Fatalf("deferred message: failures %v", f)
-			}
-			r.checkLanded(t, "f1", "big.bin", completeSize)
-			if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
-				t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
-			}
+			r.landsFromCheckpoint(t, sent[0])
 		})
 	}
 }
@@ -285,13 +281,7 @@ func TestCompleteOtherErrorKeepsUpload(t *testing.T) {
 		t.Fatalf("aborts %d, checkpoint %+v: want the upload and its parts kept, the lease released", r.s3.Calls("AbortMultipartUpload"), up)
 	}
 	r.s3.CompleteErr = nil
-	if f := r.handleOne(t, msgFor("f1"), 1, 0); len(f) != 0 { // cfsync redrive
-		t.Fatalf("redrive: failures %v\n%s", f, r.logs.String())
-	}
-	r.checkLanded(t, "f1", "big.bin", completeSize)
-	if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
-		t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
-	}
+	r.landsFromCheckpoint(t, msgFor("f1")) // cfsync redrive
 }
 
 // TestResumeListPartsTransient: the next invocation cannot ask S3 about the
@@ -309,11 +299,5 @@ func TestResumeListPartsTransient(t *testing.T) {
 		t.Fatalf("messages %+v, aborts %d: want the upload kept and the file deferred", sent, r.s3.Calls("AbortMultipartUpload"))
 	}
 	r.s3.ListPartsErr = nil
-	if f := r.handleOne(t, sent[1], 1, 0); len(f) != 0 {
-		t.Fatalf("deferred message: failures %v", f)
-	}
-	r.checkLanded(t, "f1", "big.bin", completeSize)
-	if r.rdp.Ranges() != 3 || r.s3.Calls("CreateMultipartUpload") != 1 {
-		t.Errorf("ranges %d, creates %d: the file was downloaded again", r.rdp.Ranges(), r.s3.Calls("CreateMultipartUpload"))
-	}
+	r.landsFromCheckpoint(t, sent[1])
 }

@@ -117,14 +117,8 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		}
 		if err == nil {
 			var lerr error
-			if err, lerr = j.checkListedParts(ctx, parts); lerr != nil {
-				if s3Transient(lerr) && len(parts) == int(mp.nparts) {
-					return s3DownError{lerr} // a finished upload: deferred, kept even on the last receive
-				}
+			if err, lerr = j.crossCheck(ctx, parts, len(parts) == int(mp.nparts)); lerr != nil {
 				return lerr // S3 could not be asked: keep the checkpoint
-			}
-			if isNoSuchUpload(err) && len(parts) == int(mp.nparts) {
-				return uploadGoneError{err} // a Complete may be finishing
 			}
 		}
 		if err == nil {
@@ -199,6 +193,20 @@ func (mp *multipart) restoreMD5(up *state.Upload) bool {
 }
 
 func trimETag(s string) string { return strings.Trim(s, `"`) }
+
+// crossCheck runs checkListedParts. For a finished upload (every part in
+// the checkpoint) S3 being unavailable defers the file, and the upload being
+// gone waits for its landing (docs/design.md#completing-a-multipart-upload).
+func (j *job) crossCheck(ctx context.Context, parts []state.Part, finished bool) (unusable, err error) {
+	unusable, err = j.checkListedParts(ctx, parts)
+	switch {
+	case finished && err != nil && s3Transient(err):
+		return nil, s3DownError{err} // kept even on the last receive
+	case finished && isNoSuchUpload(unusable):
+		return nil, uploadGoneError{unusable} // a Complete may be finishing
+	}
+	return unusable, err
+}
 
 // checkListedParts cross-checks the saved parts against S3's ListParts: the
 // upload must still exist and hold every saved part with the same ETag and
