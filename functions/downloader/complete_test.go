@@ -301,3 +301,32 @@ func TestResumeListPartsTransient(t *testing.T) {
 	r.s3.ListPartsErr = nil
 	r.landsFromCheckpoint(t, sent[1])
 }
+
+// TestFinishedUploadPartsUnlisted: S3 lists a finished upload without its
+// parts (as while a Complete assembles them): no abort at once; the key is
+// looked at again, and only after maxLandingChecks re-checks is the upload
+// aborted and the file started over.
+func TestFinishedUploadPartsUnlisted(t *testing.T) {
+	r := newRig(t, nil)
+	in, next := cutComplete(t, r)
+	r.s3.mu.Lock()
+	clear(r.s3.uploads[aws.ToString(in.UploadId)].parts)
+	r.s3.mu.Unlock()
+	for i := 1; i <= maxLandingChecks+1; i++ {
+		if f := r.handleOne(t, next, 1, 0); len(f) != 0 {
+			t.Fatalf("check %d: failures %v", i, f)
+		}
+		sent := r.snd.messages()
+		next = sent[len(sent)-1]
+		if aborts := r.s3.Calls("AbortMultipartUpload"); i <= maxLandingChecks && (next.Delay <= 0 || aborts != 0) {
+			t.Fatalf("check %d: message %+v, %d aborts: want a deferral, the upload kept", i, next, aborts)
+		}
+	}
+	if r.s3.Calls("AbortMultipartUpload") != 1 || next.Delay != 0 {
+		t.Fatalf("aborts %d, message %+v: want the upload aborted and a restart after %d checks", r.s3.Calls("AbortMultipartUpload"), next, maxLandingChecks)
+	}
+	if f := r.handleOne(t, next, 1, 0); len(f) != 0 {
+		t.Fatalf("restart: failures %v", f)
+	}
+	r.checkLanded(t, "f1", "big.bin", completeSize)
+}

@@ -192,6 +192,9 @@ func (mp *multipart) restoreMD5(up *state.Upload) bool {
 	return true
 }
 
+// errPartNotListed: S3's ListParts lacks a part the checkpoint saved.
+var errPartNotListed = errors.New("not in S3's upload")
+
 func trimETag(s string) string { return strings.Trim(s, `"`) }
 
 // crossCheck runs checkListedParts. For a finished upload (every part in
@@ -202,7 +205,7 @@ func (j *job) crossCheck(ctx context.Context, parts []state.Part, finished bool)
 	switch {
 	case finished && err != nil && s3Transient(err):
 		return nil, s3DownError{err} // kept even on the last receive
-	case finished && isNoSuchUpload(unusable):
+	case finished && (isNoSuchUpload(unusable) || errors.Is(unusable, errPartNotListed)):
 		return nil, uploadGoneError{unusable} // a Complete may be finishing
 	}
 	return unusable, err
@@ -233,7 +236,7 @@ func (j *job) checkListedParts(ctx context.Context, parts []state.Part) (unusabl
 		lp, ok := listed[sp.Number]
 		switch {
 		case !ok:
-			return fmt.Errorf("part %d is not in S3's upload", sp.Number), nil
+			return fmt.Errorf("part %d: %w", sp.Number, errPartNotListed), nil
 		case trimETag(aws.ToString(lp.ETag)) != trimETag(sp.ETag):
 			return fmt.Errorf("part %d: S3 has ETag %s, the checkpoint %s", sp.Number, aws.ToString(lp.ETag), sp.ETag), nil
 		case aws.ToInt64(lp.Size) != sp.Size:
@@ -560,14 +563,18 @@ type s3DownError struct{ err error }
 func (e s3DownError) Error() string { return e.err.Error() }
 func (e s3DownError) Unwrap() error { return e.err }
 
-// awaitLanding handles an upload that S3 no longer knows after every part
-// was uploaded, with nothing at the key: a Complete sent before (cut by the
+// awaitLanding handles an upload that S3 no longer knows (or lists without
+// some of its parts) after every part was uploaded, with nothing at the
+// key: a Complete sent before (cut by the
 // deadline, or its response lost) may still be finishing, so the file is
 // deferred and the key looked at again (the HEAD before resuming),
 // maxLandingChecks times, before the file starts over.
 func (j *job) awaitLanding(err error) outcome {
 	if j.up.LandingChecks >= maxLandingChecks {
-		j.up.UploadID, j.up.LandingChecks = "", 0 // S3 no longer has it: nothing to abort
+		j.up.LandingChecks = 0
+		if isNoSuchUpload(err) {
+			j.up.UploadID = "" // S3 no longer has it: nothing to abort (else restart aborts it)
+		}
 		return outcome{kind: outRestart, reason: "upload-gone", err: fmt.Errorf("nothing landed after %d checks: %w", maxLandingChecks, err)}
 	}
 	j.up.LandingChecks++
