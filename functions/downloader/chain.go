@@ -16,6 +16,15 @@ import (
 // continuation does not count as an invocation without progress.
 const reasonNoTime = "no time left"
 
+// reasonCompleteNext: every part is uploaded but the Complete is left to the
+// next invocation (too little time to start it, or cut by the deadline). It
+// does not count as an invocation without progress: S3 may still be
+// completing it, and awaitLanding bounds the wait.
+const reasonCompleteNext = "complete in the next invocation"
+
+// reasonAwaitLanding: the upload is gone with nothing landed yet (awaitLanding).
+const reasonAwaitLanding = "awaiting-landing"
+
 // stopOr turns an error into a continuation when it only reflects the
 // deadline (or the end of the invocation), into a deferral when RDP is
 // unavailable (no usable token, 429/5xx after the range retries), into a
@@ -102,12 +111,11 @@ func (j *job) fail(ctx context.Context, o outcome, elapsed time.Duration) error 
 	if !j.final && !permanentReasons[o.reason] {
 		return j.retryLater(ctx, o, elapsed)
 	}
-	if j.up != nil && j.up.UploadID != "" && j.abort(ctx) != nil {
+	if j.up != nil && j.up.UploadID != "" && (o.keepUpload || j.abort(ctx) != nil) {
 		// Keep the checkpoint (it is the only record of the upload) and
 		// release the lease: the next attempt resumes or aborts the upload.
-		if err := h.state.ReleaseUpload(ctx, m.FileID, j.owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
+		j.log.Warn("multipart upload and checkpoint kept: a redrive resumes it", "upload_key", j.up.Key)
+		j.keepCheckpoint(ctx)
 	} else if err := h.state.DeleteUpload(ctx, m.FileID, j.owner); err != nil {
 		j.log.Warn("delete upload checkpoint", "error", err.Error())
 	}
@@ -128,24 +136,31 @@ func (j *job) fail(ctx context.Context, o outcome, elapsed time.Duration) error 
 // resumes.
 func (j *job) retryLater(ctx context.Context, o outcome, elapsed time.Duration) error {
 	h, m := j.h, j.msg
-	parts, dirty := j.snapshot()
-	owner := j.owner
-	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
-	if err := h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
-		// The last saved checkpoint stays; parts since then are fetched again.
-		j.log.Warn("save checkpoint after a transient failure", "error", err.Error())
-		if err := h.state.ReleaseUpload(ctx, m.FileID, owner); err != nil {
-			j.log.Warn("release download lease", "error", err.Error())
-		}
-	}
+	saved := j.keepCheckpoint(ctx)
 	reason := fmt.Sprintf("%s: %v", o.reason, o.err)
 	if err := h.state.MarkRetrying(ctx, m.FileID, reason); err != nil {
 		j.log.Warn("record the retry reason", "error", err.Error())
 	}
 	h.metrics.Add("TransientFailures", 1)
 	j.log.Warn("download failed transiently: upload and checkpoint kept, the message fails and is retried", "reason", o.reason,
-		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", len(parts), "upload_id_set", j.up.UploadID != "")
+		"error", o.err.Error(), "seconds", elapsed.Seconds(), "parts_saved", saved, "upload_id_set", j.up.UploadID != "")
 	return fmt.Errorf("%s: %w", o.reason, o.err)
+}
+
+// keepCheckpoint saves the upload's checkpoint with every part done so far
+// and releases the lease by the same write; it returns the parts saved.
+func (j *job) keepCheckpoint(ctx context.Context) int {
+	parts, dirty := j.snapshot()
+	owner := j.owner
+	j.up.Owner, j.up.LeaseUntilMs = "", 0 // released by this write
+	if err := j.h.state.SaveUpload(ctx, j.up, parts, dirty, owner); err != nil {
+		// The last saved checkpoint stays; parts since then are fetched again.
+		j.log.Warn("save checkpoint", "error", err.Error())
+		if err := j.h.state.ReleaseUpload(ctx, j.msg.FileID, owner); err != nil {
+			j.log.Warn("release download lease", "error", err.Error())
+		}
+	}
+	return len(parts)
 }
 
 // snapshot returns the parts to checkpoint (none before a multipart upload).
@@ -163,7 +178,7 @@ func (j *job) continueLater(ctx context.Context, o outcome, elapsed time.Duratio
 	switch {
 	case j.parts > 0:
 		j.up.NoProgress = 0
-	case o.reason != reasonNoTime:
+	case o.reason != reasonNoTime && o.reason != reasonCompleteNext:
 		j.up.NoProgress++
 	}
 	if j.up.NoProgress > j.h.cfg.MaxNoProgress {
@@ -198,7 +213,14 @@ func (j *job) deferLater(ctx context.Context, o outcome, elapsed time.Duration) 
 		j.log.Warn("record the retry reason", "error", err.Error())
 	}
 	h.metrics.Add("FilesDeferred", 1)
-	j.log.Warn("RDP unavailable: work re-enqueued with a delay, the message succeeds", "reason", o.reason, "error", o.err.Error(),
+	what := "RDP unavailable: work re-enqueued with a delay, the message succeeds"
+	switch o.reason {
+	case reasonAwaitLanding:
+		what = "upload gone with nothing landed yet: the key is looked at again after a delay"
+	case "s3-unavailable":
+		what = "S3 unavailable: upload and checkpoint kept, re-enqueued with a delay"
+	}
+	j.log.Warn(what, "reason", o.reason, "error", o.err.Error(),
 		"deferrals", next.Deferrals, "delay_seconds", next.Delay.Seconds())
 	return j.handOver(ctx, o, next, elapsed, "deferred")
 }

@@ -74,6 +74,9 @@ type outcome struct {
 	kind   string
 	reason string // short, metric-friendly
 	err    error
+	// keepUpload: a final failure keeps the multipart upload and its
+	// checkpoint (a Complete S3 did not call invalid): a redrive resumes it.
+	keepUpload bool
 }
 
 func failed(reason string, err error) outcome {
@@ -142,7 +145,10 @@ type job struct {
 	bytesCounted bool       // BytesDownloaded was recorded
 	parts        int        // parts uploaded in this invocation
 	md5OK        bool       // the md5 was verified
-	etag         string
+	// completeBefore: the checkpoint held every part when this invocation
+	// began, so an earlier invocation may have sent a Complete.
+	completeBefore bool
+	etag           string
 }
 
 // chainStaleAfter: a message whose Seq is older than its file's chain (see

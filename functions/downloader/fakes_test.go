@@ -65,6 +65,9 @@ type fakeS3 struct {
 	PutObjectErr  func() error
 	AbortErr      func() error
 	ListPartsErr  func() error
+	// CompleteErr: CompleteMultipartUpload answers this error without
+	// completing (it may block until ctx ends: a Complete cut by the deadline).
+	CompleteErr func(ctx context.Context, in *s3.CompleteMultipartUploadInput) error
 	// LoseComplete: CompleteMultipartUpload completes, then answers this
 	// error (a response lost; the SDK's retry then gets NoSuchUpload).
 	LoseComplete error
@@ -213,6 +216,11 @@ func (s *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, _ ...fu
 
 func (s *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, _ ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	s.count("CompleteMultipartUpload")
+	if s.CompleteErr != nil {
+		if err := s.CompleteErr(ctx, in); err != nil {
+			return nil, err
+		}
+	}
 	if s.BeforeWrite != nil {
 		s.BeforeWrite()
 	}
@@ -727,6 +735,9 @@ func (s *fakeSender) SendBatch(ctx context.Context, msgs []queue.Message) (queue
 	if s.Hang {
 		<-ctx.Done()
 		return queue.SendResult{Failed: msgs, Calls: 1}, ctx.Err()
+	}
+	if err := ctx.Err(); err != nil { // as the SDK: no request on an ended context
+		return queue.SendResult{Failed: msgs}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

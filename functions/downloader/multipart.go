@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/state"
 )
@@ -56,6 +59,14 @@ func newMultipart(j *job, partSize int64) *multipart {
 // multipart uploads the file in parts, resuming the checkpoint's upload.
 func (j *job) multipart(ctx context.Context, partSize int64) outcome {
 	if err := j.prepare(ctx, partSize); err != nil {
+		var gone uploadGoneError
+		var down s3DownError
+		switch {
+		case errors.As(err, &gone):
+			return j.awaitLanding(gone.err)
+		case errors.As(err, &down) && ctx.Err() == nil:
+			return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
+		}
 		return j.stopOr(ctx, err)
 	}
 	stopped, err := j.mp.run(ctx)
@@ -106,7 +117,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		}
 		if err == nil {
 			var lerr error
-			if err, lerr = j.checkListedParts(ctx, parts); lerr != nil {
+			if err, lerr = j.crossCheck(ctx, parts, len(parts) == int(mp.nparts)); lerr != nil {
 				return lerr // S3 could not be asked: keep the checkpoint
 			}
 		}
@@ -131,6 +142,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 				j.log.Warn("md5 cannot be resumed from the checkpoint: this file's md5 is not verified (its size and every part's CRC32C are)")
 			}
 			j.mp = mp
+			j.completeBefore = mp.done == int(mp.nparts)
 			j.log.Info("resuming multipart upload", "parts_done", mp.done, "parts", mp.nparts, "part_size", mp.partSize, "invocation", up.Invocations)
 			return nil
 		}
@@ -148,7 +160,7 @@ func (j *job) prepare(ctx context.Context, partSize int64) error {
 		return fmt.Errorf("create multipart upload: %w", err)
 	}
 	up.UploadID, up.Bucket, up.Key, up.Size, up.PartSize = aws.ToString(out.UploadId), h.cfg.DestBucket, j.key, j.size, partSize
-	up.PartsDone, up.MD5State, up.MD5Through = 0, nil, 0
+	up.PartsDone, up.MD5State, up.MD5Through, up.LandingChecks = 0, nil, 0, 0
 	up.SourceETag = j.pin.get()
 	// Persist the upload id at once: from here on a crash never orphans it.
 	if err := h.state.SaveUpload(ctx, up, nil, nil, j.owner); err != nil {
@@ -180,7 +192,24 @@ func (mp *multipart) restoreMD5(up *state.Upload) bool {
 	return true
 }
 
+// errPartNotListed: S3's ListParts lacks a part the checkpoint saved.
+var errPartNotListed = errors.New("not in S3's upload")
+
 func trimETag(s string) string { return strings.Trim(s, `"`) }
+
+// crossCheck runs checkListedParts. For a finished upload (every part in
+// the checkpoint) S3 being unavailable defers the file, and the upload being
+// gone waits for its landing (docs/design.md#completing-a-multipart-upload).
+func (j *job) crossCheck(ctx context.Context, parts []state.Part, finished bool) (unusable, err error) {
+	unusable, err = j.checkListedParts(ctx, parts)
+	switch {
+	case finished && err != nil && s3Transient(err):
+		return nil, s3DownError{err} // kept even on the last receive
+	case finished && (isNoSuchUpload(unusable) || errors.Is(unusable, errPartNotListed)):
+		return nil, uploadGoneError{unusable} // a Complete may be finishing
+	}
+	return unusable, err
+}
 
 // checkListedParts cross-checks the saved parts against S3's ListParts: the
 // upload must still exist and hold every saved part with the same ETag and
@@ -207,7 +236,7 @@ func (j *job) checkListedParts(ctx context.Context, parts []state.Part) (unusabl
 		lp, ok := listed[sp.Number]
 		switch {
 		case !ok:
-			return fmt.Errorf("part %d is not in S3's upload", sp.Number), nil
+			return fmt.Errorf("part %d: %w", sp.Number, errPartNotListed), nil
 		case trimETag(aws.ToString(lp.ETag)) != trimETag(sp.ETag):
 			return fmt.Errorf("part %d: S3 has ETag %s, the checkpoint %s", sp.Number, aws.ToString(lp.ETag), sp.ETag), nil
 		case aws.ToInt64(lp.Size) != sp.Size:
@@ -427,10 +456,14 @@ func (mp *multipart) checkpoint(ctx context.Context) error {
 }
 
 // complete verifies size and md5 and completes the upload (atomically: the
-// object appears whole or not at all).
+// object appears whole or not at all). It starts only before the soft
+// deadline and ends by the drain deadline, so the checkpoint and the
+// continuation always have their turn (docs/design.md#completing-a-multipart-upload).
 func (mp *multipart) complete(ctx context.Context) outcome {
 	j := mp.j
-	h := j.h
+	if j.pastSoft() {
+		return outcome{kind: outContinue, reason: reasonCompleteNext}
+	}
 	var total int64
 	cps := make([]types.CompletedPart, 0, mp.nparts)
 	for i, p := range mp.parts {
@@ -457,25 +490,129 @@ func (mp *multipart) complete(ctx context.Context) outcome {
 	if j.keyFree {
 		in.IfNoneMatch = aws.String("*") // never overwrite a file that raced us to the key
 	}
-	out, err := h.s3.CompleteMultipartUpload(ctx, in)
-	if err != nil {
-		// A retried Complete whose first response was lost answers
-		// NoSuchUpload although the object landed: ask S3 what the key holds.
-		if o, ok := j.afterWriteError(ctx, err); ok {
-			return o
-		}
-		if isNoSuchUpload(err) && ctx.Err() == nil {
-			j.up.UploadID = "" // S3 no longer has it: nothing to abort
-			return outcome{kind: outRestart, reason: "upload-gone", err: fmt.Errorf("complete multipart upload: %w", err)}
-		}
-		return j.stopOr(ctx, fmt.Errorf("complete multipart upload: %w", err))
+	return j.sendComplete(ctx, in)
+}
+
+// sendComplete sends CompleteMultipartUpload, bounded by the drain deadline.
+func (j *job) sendComplete(ctx context.Context, in *s3.CompleteMultipartUploadInput) outcome {
+	cctx, cancel := j.workContext(ctx)
+	defer cancel()
+	out, err := j.h.s3.CompleteMultipartUpload(cctx, in)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return outcome{kind: outContinue, reason: "invocation ended"}
+	case cctx.Err() != nil:
+		// S3 goes on completing it: the next invocation looks at the key
+		// first, then resumes (Complete again) or waits for the landing.
+		j.log.Warn("Complete cut by the deadline: checkpointed, the next invocation completes", "error", err.Error())
+		return outcome{kind: outContinue, reason: reasonCompleteNext}
+	default:
+		return j.completeFailed(ctx, fmt.Errorf("complete multipart upload: %w", err))
 	}
 	j.up.UploadID = "" // completed: nothing to abort any more
 	j.etag = aws.ToString(out.ETag)
-	if err := h.state.MarkDone(ctx, j.msg.FileID, j.size, j.key, j.etag); err != nil {
+	if err := j.h.state.MarkDone(ctx, j.msg.FileID, j.size, j.key, j.etag); err != nil {
 		return failed("state", err)
 	}
 	return outcome{kind: outDone}
+}
+
+// completeFailed classifies a failed Complete. Only an upload S3 calls
+// invalid is aborted; a transient failure keeps it, deferred
+// (docs/design.md#completing-a-multipart-upload).
+func (j *job) completeFailed(ctx context.Context, err error) outcome {
+	// A retried Complete whose first response was lost answers
+	// NoSuchUpload although the object landed: ask S3 what the key holds.
+	if o, ok := j.afterWriteError(ctx, err); ok {
+		return o
+	}
+	switch {
+	case isNoSuchUpload(err) && j.completeBefore:
+		return j.awaitLanding(err)
+	case isNoSuchUpload(err):
+		j.up.UploadID = "" // S3 no longer has it: nothing to abort
+		return outcome{kind: outRestart, reason: "upload-gone", err: err}
+	case invalidUpload(err):
+		j.log.Warn("S3 calls the upload's part list invalid: the checkpoint is wrong, the upload is aborted and the file starts over", "error", err.Error())
+		return outcome{kind: outRestart, reason: "upload-invalid", err: err}
+	case s3Transient(err):
+		return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
+	}
+	o := j.stopOr(ctx, err)
+	o.keepUpload = true // every part is uploaded: only S3 calling it invalid drops it
+	return o
+}
+
+// maxLandingChecks bounds awaitLanding: with the default deferral delays
+// (30 s doubling, equal jitter) 4 re-checks span 7.5 to 15 minutes, more
+// than the "several minutes" AWS gives a large Complete.
+const maxLandingChecks = 4
+
+// uploadGoneError: a checkpoint whose parts were all uploaded names an upload
+// S3 no longer knows (and the HEAD before found nothing at the key).
+type uploadGoneError struct{ err error }
+
+func (e uploadGoneError) Error() string { return e.err.Error() }
+func (e uploadGoneError) Unwrap() error { return e.err }
+
+// s3DownError: S3 could not be asked about the checkpoint's finished upload
+// (5xx, throttling, network): the file is deferred, its upload kept.
+type s3DownError struct{ err error }
+
+func (e s3DownError) Error() string { return e.err.Error() }
+func (e s3DownError) Unwrap() error { return e.err }
+
+// awaitLanding handles an upload that S3 no longer knows (or lists without
+// some of its parts) after every part was uploaded, with nothing at the
+// key: a Complete sent before (cut by the
+// deadline, or its response lost) may still be finishing, so the file is
+// deferred and the key looked at again (the HEAD before resuming),
+// maxLandingChecks times, before the file starts over.
+func (j *job) awaitLanding(err error) outcome {
+	if j.up.LandingChecks >= maxLandingChecks {
+		j.up.LandingChecks = 0
+		if isNoSuchUpload(err) {
+			j.up.UploadID = "" // S3 no longer has it: nothing to abort (else restart aborts it)
+		}
+		return outcome{kind: outRestart, reason: "upload-gone", err: fmt.Errorf("nothing landed after %d checks: %w", maxLandingChecks, err)}
+	}
+	j.up.LandingChecks++
+	return outcome{kind: outDefer, reason: reasonAwaitLanding, err: err}
+}
+
+// invalidUpload: S3 rejects the part list itself — the checkpoint is wrong.
+func invalidUpload(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "InvalidPart", "InvalidPartOrder", "EntityTooSmall":
+		return true
+	}
+	return false
+}
+
+// s3Transient: a failure that says nothing about the request (5xx,
+// throttling, network, timeout), left after the SDK's own retries.
+func s3Transient(err error) bool {
+	if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary {
+		return true
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException":
+			return true
+		}
+		return ae.ErrorFault() == smithy.FaultServer
+	}
+	return !errors.Is(err, context.Canceled) // no answer from S3: network
 }
 
 func nonEmpty(s string) *string {

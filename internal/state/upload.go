@@ -68,6 +68,10 @@ type Upload struct {
 	// completing a part; Invocations counts lease acquisitions.
 	NoProgress  int `dynamodbav:"noProgress,omitempty"`
 	Invocations int `dynamodbav:"invocations,omitempty"`
+	// LandingChecks counts the re-checks of an upload whose parts were all
+	// uploaded, which S3 no longer knows, while nothing has landed at the
+	// key yet (a Complete may still be finishing).
+	LandingChecks int `dynamodbav:"landingChecks,omitempty"`
 	// SourceETag is the source object's ETag seen at the upload's first
 	// range: every later range (in any invocation) is sent with If-Match,
 	// so the source cannot change under a download.
