@@ -157,19 +157,22 @@ func TestAlarmMetricsCounted(t *testing.T) {
 	}
 }
 
-// TestReadmeCostLine: README's cost line states the "now" total of
-// docs/cost.md (the same model, counts and prices), so it cannot drift.
+// TestReadmeCostLine: README's cost line and the operations guide's cost
+// paragraph state the "now" total of docs/cost.md (the same model, counts and
+// prices), so they cannot drift.
 func TestReadmeCostLine(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	after, err := Load("testdata/requests.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("**$%.2f a month**", Estimate(after, Defaults(), ListPrices).Total())
-	if !strings.Contains(string(readme), want) {
-		t.Errorf("README.md's cost line does not say %s (docs/cost.md's total; go test ./internal/cost -update does not edit README)", want)
+	for _, doc := range []string{"README.md", filepath.Join("docs", "operations.md")} {
+		text, err := os.ReadFile(filepath.Join("..", "..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(text), want) {
+			t.Errorf("%s's cost line does not say %s (docs/cost.md's total; go test ./internal/cost -update does not edit it)", doc, want)
+		}
 	}
 }
