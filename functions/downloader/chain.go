@@ -25,6 +25,10 @@ const reasonCompleteNext = "complete in the next invocation"
 // reasonAwaitLanding: the upload is gone with nothing landed yet (awaitLanding).
 const reasonAwaitLanding = "awaiting-landing"
 
+// reasonS3Unavailable: S3 failed transiently around a finished upload
+// (Complete, ListParts): the upload is kept and the file deferred.
+const reasonS3Unavailable = "s3-unavailable"
+
 // stopOr turns an error into a continuation when it only reflects the
 // deadline (or the end of the invocation), into a deferral when RDP is
 // unavailable (no usable token, 429/5xx after the range retries), into a
@@ -217,7 +221,7 @@ func (j *job) deferLater(ctx context.Context, o outcome, elapsed time.Duration) 
 	switch o.reason {
 	case reasonAwaitLanding:
 		what = "upload gone with nothing landed yet: the key is looked at again after a delay"
-	case "s3-unavailable":
+	case reasonS3Unavailable:
 		what = "S3 unavailable: upload and checkpoint kept, re-enqueued with a delay"
 	}
 	j.log.Warn(what, "reason", o.reason, "error", o.err.Error(),

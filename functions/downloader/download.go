@@ -136,6 +136,7 @@ type job struct {
 	fileSetID    string   // the file-set the file's item names ("" until BeginDownload)
 	result       fileDone // set by finish: the file is DONE
 	keyFree      bool     // no object at key (HEAD found none, or none was looked for): writes use If-None-Match
+	putOnce      bool     // lookFirst chose one PutObject (decided once: the deadline check must not flip)
 	key          string
 	host         string
 	urls         *urlSource
@@ -319,7 +320,7 @@ func (j *job) run(ctx context.Context) outcome {
 		return failed("too-large", err)
 	}
 	j.partSize = ps
-	if j.singlePut(ps) {
+	if j.putOnce || j.singlePut(ps) {
 		return j.single(ctx)
 	}
 	return j.multipart(ctx, ps)
@@ -337,7 +338,7 @@ func (j *job) run(ctx context.Context) outcome {
 func (j *job) lookFirst(ctx context.Context) (outcome, bool) {
 	if j.firstAttempt && j.up.Key == "" && j.up.UploadID == "" {
 		if ps, err := choosePartSize(j.size, j.h.cfg.PartSize); err == nil && j.singlePut(ps) {
-			j.keyFree = true
+			j.keyFree, j.putOnce = true, true
 			return outcome{}, true
 		}
 	}

@@ -187,10 +187,13 @@ func (s *Settings) checkPositive() error {
 		name string
 		v    time.Duration
 	}{{"RANGE_READ_TIMEOUT", s.RangeReadTimeout}, {"CHECKPOINT_INTERVAL", s.CheckpointInterval},
-		{"DEFER_BASE_DELAY", s.DeferBaseDelay}, {"DEFER_MAX_DELAY", s.DeferMaxDelay}, {"MAX_RECEIVE_COUNT", time.Duration(s.MaxReceiveCount)}} {
+		{"DEFER_BASE_DELAY", s.DeferBaseDelay}, {"DEFER_MAX_DELAY", s.DeferMaxDelay}} {
 		if k.v <= 0 {
 			return fmt.Errorf("config: %s must be positive", k.name)
 		}
+	}
+	if s.MaxReceiveCount <= 0 {
+		return fmt.Errorf("config: %s must be positive", "MAX_RECEIVE_COUNT")
 	}
 	return nil
 }

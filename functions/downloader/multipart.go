@@ -65,7 +65,7 @@ func (j *job) multipart(ctx context.Context, partSize int64) outcome {
 		case errors.As(err, &gone):
 			return j.awaitLanding(gone.err)
 		case errors.As(err, &down) && ctx.Err() == nil:
-			return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
+			return outcome{kind: outDefer, reason: reasonS3Unavailable, err: err}
 		}
 		return j.stopOr(ctx, err)
 	}
@@ -537,7 +537,7 @@ func (j *job) completeFailed(ctx context.Context, err error) outcome {
 		j.log.Warn("S3 calls the upload's part list invalid: the checkpoint is wrong, the upload is aborted and the file starts over", "error", err.Error())
 		return outcome{kind: outRestart, reason: "upload-invalid", err: err}
 	case s3Transient(err):
-		return outcome{kind: outDefer, reason: "s3-unavailable", err: err}
+		return outcome{kind: outDefer, reason: reasonS3Unavailable, err: err}
 	}
 	o := j.stopOr(ctx, err)
 	o.keepUpload = true // every part is uploaded: only S3 calling it invalid drops it

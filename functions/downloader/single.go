@@ -150,7 +150,7 @@ func (j *job) listedTarget() (key string, size int64, ok bool) {
 	if m.FileName == "" || m.Size == nil {
 		return "", 0, false
 	}
-	return j.h.cfg.DestPrefix + m.Bucket + "/" + m.PackageID + "/" + m.FileSetID + "/" + strings.ReplaceAll(m.FileName, ":", "_"), *m.Size, true
+	return j.keyFor(strings.ReplaceAll(m.FileName, ":", "_")), *m.Size, true
 }
 
 // putObject stores the body (its pieces in order) at the key, with

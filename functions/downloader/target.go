@@ -28,7 +28,7 @@ func (j *job) target(u string) (outcome, bool) {
 		return failed("bad-url", err), false
 	}
 	j.host = hostOf(u)
-	j.key = h.cfg.DestPrefix + m.Bucket + "/" + m.PackageID + "/" + m.FileSetID + "/" + name
+	j.key = j.keyFor(name)
 	if err := checkKey(j.key); err != nil {
 		return failed("bad-name", err), false
 	}
@@ -213,4 +213,11 @@ func (j *job) afterWriteError(ctx context.Context, err error) (outcome, bool) {
 		return failed("key-collision", collision(j.h.cfg.DestBucket, j.key, obj)), true
 	}
 	return outcome{}, false
+}
+
+// keyFor is the object key of the file named name:
+// DEST_PREFIX<bucket>/<packageId>/<fileSetId>/<name>.
+func (j *job) keyFor(name string) string {
+	m := j.msg
+	return j.h.cfg.DestPrefix + m.Bucket + "/" + m.PackageID + "/" + m.FileSetID + "/" + name
 }

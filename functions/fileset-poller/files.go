@@ -245,7 +245,7 @@ func (p *poll) claim(ctx context.Context, fresh []entry, notDone map[*rdp.FileSe
 	}
 	var send []queue.Message
 	var claimErr error
-	for i, r := range claim.All(ctx, p.h.State, items, writeConcurrency) {
+	for i, r := range claim.All(ctx, p.h.State, items, claim.Concurrency) {
 		if r.Err != nil {
 			claimErr = cmpErr(claimErr, r.Err)
 			continue
@@ -282,7 +282,7 @@ func (p *poll) send(ctx context.Context, send []queue.Message) error {
 			return &errAbort{fmt.Errorf("after claim (before send): %w", err)}
 		}
 	}
-	sent, err := claim.Send(ctx, p.h.State, p.h.Queue, send, writeConcurrency)
+	sent, err := claim.Send(ctx, p.h.State, p.h.Queue, send, claim.Concurrency)
 	p.queued += len(sent.Sent)
 	p.sendFailed += len(sent.Failed)
 	if len(sent.Failed) > 0 {

@@ -59,8 +59,6 @@ var _ Sender = (*queue.Sender)(nil)
 const (
 	// flushFiles: file ids looked up per BatchGetItem (DynamoDB's limit).
 	flushFiles = 100
-	// writeConcurrency bounds the parallel conditional writes per flush.
-	writeConcurrency = 8
 	// deadlineReserve is kept free before the Lambda deadline to report.
 	deadlineReserve = 5 * time.Second
 	// listingReserve: no new page is fetched when less than this (or a

@@ -63,7 +63,7 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 		}
 	}
 	if len(send) > 0 {
-		sent, err := claim.Send(ctx, h.State, h.Queue, send, writeConcurrency)
+		sent, err := claim.Send(ctx, h.State, h.Queue, send, claim.Concurrency)
 		res.Resent = len(sent.Sent)
 		logMarkFailed(log, sent)
 		if err == nil && len(sent.Failed) > 0 {

@@ -90,6 +90,10 @@ func One(ctx context.Context, st Store, it state.FileItem) Result {
 	return Result{Status: cur.Status}
 }
 
+// Concurrency is the parallel conditional writes (and sends) one caller
+// runs: the poller per flush, the notification reader per hand-off.
+const Concurrency = 8
+
 // All claims items, at most limit at a time (limit < 1: one at a time), and
 // returns their results in the order of items.
 func All(ctx context.Context, st Store, items []state.FileItem, limit int) []Result {

@@ -19,9 +19,6 @@ type StateStore = claim.Store
 // Sender sends download-queue messages.
 type Sender = claim.Sender
 
-// claimConcurrency bounds the parallel conditional writes of one hand-off.
-const claimConcurrency = 8
-
 // Handoff queues a notified file-set's files for download through the
 // claim-then-queue step the poller uses (internal/claim).
 type Handoff struct {
@@ -63,7 +60,7 @@ func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (Handof
 	}
 	var send []queue.Message
 	var errs []error
-	for i, r := range claim.All(ctx, h.State, items, claimConcurrency) {
+	for i, r := range claim.All(ctx, h.State, items, claim.Concurrency) {
 		switch {
 		case r.Err != nil:
 			errs = append(errs, r.Err)
@@ -78,7 +75,7 @@ func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (Handof
 			send = append(send, msgs[i])
 		}
 	}
-	sent, err := claim.Send(ctx, h.State, h.Queue, send, claimConcurrency)
+	sent, err := claim.Send(ctx, h.State, h.Queue, send, claim.Concurrency)
 	res.Queued = len(sent.Sent)
 	if sent.MarkErr != nil {
 		// Only costs a duplicate message later (the downloader is idempotent).

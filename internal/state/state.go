@@ -69,7 +69,6 @@ const (
 	AttrTTL = "ttl"
 )
 
-// itemKey is the primary key of an item.
 // getItem reads the item at key (a consistent read) into dst and reports
 // whether it exists (dst is left alone when not); what names the item in errors.
 func (t *Table) getItem(ctx context.Context, key map[string]types.AttributeValue, dst any, what string) (bool, error) {
@@ -153,6 +152,7 @@ func (t *Table) mustGetItem(ctx context.Context, key map[string]types.AttributeV
 	return err
 }
 
+// itemKey is the primary key of an item.
 func itemKey(pk, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		AttrPK: &types.AttributeValueMemberS{Value: pk},
