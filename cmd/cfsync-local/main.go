@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/credentials"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/state"
@@ -540,7 +541,7 @@ func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expec
 	start := p.Started
 	total := len(expected)
 	if pub != nil {
-		total += 2 * pub.n // Publish makes file-sets of two files
+		total += pipeline.PublishFiles * pub.n
 	}
 	seenAuth := 0
 	started := false
@@ -608,7 +609,7 @@ func printAuth(sim *rdptest.Server, seen *int, out *liveWriter) int {
 		if r.Error != "" {
 			status += " " + r.Error
 		}
-		out.event("  RDP auth: %s grant → %s (%s)", grantName(r.Grant), status, strings.TrimPrefix(r.UserAgent, "cfsync-"))
+		out.event("  RDP auth: %s grant → %s (%s)", grantName(r.Grant), status, strings.TrimPrefix(r.UserAgent, lambdamain.UserAgentPrefix))
 	}
 	*seen = len(log)
 	return len(log)
@@ -732,7 +733,8 @@ func simSummaryRows(sim *rdptest.Server, o options) (rows [][2]string, others []
 	if c.FaultsFired > 0 {
 		rows = append(rows, [2]string{"faults fired", fmt.Sprintf("%d (of %d injected; a fault fires when a request matches it)", c.FaultsFired, o.injected)})
 	}
-	if nc := sim.NotificationCounters(); o.notify {
+	if o.notify {
+		nc := sim.NotificationCounters()
 		rows = append(rows, [2]string{"notification API", fmt.Sprintf("%d subscription, %d notifications delivered, %d queue credentials handed out, %d rejected by the gate",
 			nc.Subscriptions, nc.Published, nc.CloudCredentials, nc.CredentialsDenied)})
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -20,7 +21,7 @@ import (
 var notifyPackage = pipeline.DemoPackages[0]
 
 // refresherAgent is the User-Agent of the token-refresher's RDP client.
-const refresherAgent = "cfsync-" + pipeline.Refresher
+var refresherAgent = lambdamain.UserAgent(pipeline.Refresher)
 
 // configureNotifications deploys the reader and sets its schedule (the
 // template's rate(1 minute), 60 s timeout, 20 s waits and 10 s margin unless

@@ -36,7 +36,7 @@ func TestAWS(t *testing.T) {
 		return env
 	}
 	t.Run("status", func(t *testing.T) { testStatus(t, aw.DB, awsEnv) })
-	t.Run("redrive", func(t *testing.T) { testRedrive(t, sqs.NewFromConfig(aw.Config), awsEnv) })
+	t.Run("redrive", func(t *testing.T) { testRedrive(t, aw.SQS, awsEnv) })
 	t.Run("credentials secret", func(t *testing.T) { testCredentialsSecret(t, aw.SM, awsEnv) })
 	t.Run("token ring", func(t *testing.T) { testTokenRing(t, aw.SM, awsEnv) })
 }

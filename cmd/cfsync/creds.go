@@ -120,8 +120,6 @@ func (a *app) rdpClient(f *rdpFlags, extra ...rdp.Option) (*rdp.Client, error) {
 	return c, nil
 }
 
-// signOn resolves the credentials (flags, else the environment) and returns
-// an authenticated session. The caller must Close it.
 // withSession signs on as f says, runs body with the session and ends it
 // (the session a password grant opened is revoked).
 func (a *app) withSession(ctx context.Context, f *rdpFlags, body func(*rdpSession) error) error {
@@ -133,6 +131,8 @@ func (a *app) withSession(ctx context.Context, f *rdpFlags, body func(*rdpSessio
 	return body(s)
 }
 
+// signOn resolves the credentials (flags, else the environment) and returns
+// an authenticated session. The caller must Close it.
 func (a *app) signOn(ctx context.Context, f *rdpFlags) (*rdpSession, error) {
 	n := 0
 	for _, set := range []bool{f.credFile != "", f.credSecret != "", f.tokenRing} {

@@ -21,8 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/cfsync/cfsync/internal/childproc"
 	"github.com/cfsync/cfsync/internal/lambdarun"
-	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -74,7 +74,7 @@ func versitygwBinary() string {
 // and returns its endpoint and process id.
 func startVersitygw(b *testing.B, bin string) (string, int) {
 	b.Helper()
-	port, err := testenv.FreePort()
+	port, err := childproc.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}

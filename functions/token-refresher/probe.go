@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
 
@@ -45,7 +46,7 @@ func (p *FileStoreProber) ProbeToken(ctx context.Context, accessToken string) er
 		Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}),
 		Base:   p.Transport,
 	}}
-	c, err := rdp.NewClient(rdp.WithBaseURL(p.BaseURL), rdp.WithHTTPClient(hc), rdp.WithUserAgent("cfsync-"+functionName),
+	c, err := rdp.NewClient(rdp.WithBaseURL(p.BaseURL), rdp.WithHTTPClient(hc), rdp.WithUserAgent(lambdamain.UserAgent(functionName)),
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 1}))
 	if err != nil {
 		return fmt.Errorf("probe token: %w", err)

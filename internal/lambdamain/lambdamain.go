@@ -101,10 +101,17 @@ func Setup(ctx context.Context, function string, cfg any, common *config.Common,
 	}, nil
 }
 
+// UserAgentPrefix starts the User-Agent of every function's RDP client:
+// UserAgent(fn) is "cfsync-<fn>" (the simulator records it per request).
+const UserAgentPrefix = "cfsync-"
+
+// UserAgent is the User-Agent of function fn's RDP client.
+func UserAgent(fn string) string { return UserAgentPrefix + fn }
+
 // RDPClient returns an RDP client of the configured base URL with the
 // function's user agent and opts.
 func (e *Env) RDPClient(opts ...rdp.Option) (*rdp.Client, error) {
-	all := append([]rdp.Option{rdp.WithBaseURL(e.Common.RDPBaseURL), rdp.WithUserAgent("cfsync-" + e.Function)}, opts...)
+	all := append([]rdp.Option{rdp.WithBaseURL(e.Common.RDPBaseURL), rdp.WithUserAgent(UserAgent(e.Function))}, opts...)
 	client, err := rdp.NewClient(all...)
 	if err != nil {
 		return nil, fmt.Errorf("config: RDP_BASE_URL: %w", err)

@@ -124,6 +124,9 @@ func (pb Publication) Latency() time.Duration {
 	return pb.Landed.Sub(pb.At)
 }
 
+// PublishFiles is the number of files in each file-set Publish adds.
+const PublishFiles = 2
+
 // Publish adds the k-th live file-set of pkg (two files, sized like the
 // package's demo files) to the simulator as READY, which notifies the
 // subscriptions that match it.
@@ -131,7 +134,7 @@ func Publish(sim *rdptest.Server, pkg DemoPackage, k int) Publication {
 	at := time.Now()
 	stamp := at.UTC().Format("2006-01-02T15:04:05.000Z")
 	spec := rdptest.FileSetSpec{Bucket: pkg.Bucket, PackageID: pkg.ID, Name: fmt.Sprintf("%s-Live-%02d-%s", pkg.Prefix, k, stamp)}
-	for j := range 2 {
+	for j := range PublishFiles {
 		spec.Files = append(spec.Files, rdptest.FileSpec{
 			Name: fmt.Sprintf("%s-Live-%02d-%s-part%d.jsonl.gz", pkg.Prefix, k, stamp, j+1),
 			Size: pkg.Sizes[(2*k+j)%len(pkg.Sizes)],

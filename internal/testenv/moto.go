@@ -26,9 +26,6 @@ import (
 	"github.com/cfsync/cfsync/internal/repo"
 )
 
-// FreePort returns a free TCP port on 127.0.0.1.
-func FreePort() (int, error) { return childproc.FreePort() }
-
 // Reset wipes every resource (moto's reset API).
 func (m *MotoServer) Reset() error {
 	resp, err := http.Post(m.Endpoint+"/moto-api/reset", "application/json", nil)
@@ -119,7 +116,7 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
-	port, err := FreePort()
+	port, err := childproc.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start moto_server: %w", err)
 	}
