@@ -24,12 +24,14 @@ const (
 // MaxPageSize is the largest pageSize the file store accepts.
 const MaxPageSize = 100
 
-// Package is a CFS package.
+// Package is a CFS package: a product the account is entitled to, whose
+// file-sets are published in one or more buckets.
 type Package struct {
-	PackageID   string    `json:"packageId"`
-	PackageName string    `json:"packageName"`
+	PackageID   string `json:"packageId"`
+	PackageName string `json:"packageName"` // the first path segment of its presigned URLs
+	// BucketNames are the buckets its file-sets are in: a FileSetQuery.Bucket.
 	BucketNames []string  `json:"bucketNames"`
-	PackageType string    `json:"packageType"`
+	PackageType string    `json:"packageType"` // e.g. "bulk"
 	Created     time.Time `json:"created"`
 	Modified    time.Time `json:"modified"`
 }
@@ -47,28 +49,37 @@ type FileSet struct {
 	BucketName    string      `json:"bucketName"`
 	PackageID     string      `json:"packageId"`
 	Attributes    []Attribute `json:"attributes"`
-	Files         []string    `json:"files"`
+	Files         []string    `json:"files"` // the ids of its files (Client.Files lists their details)
 	NumFiles      int         `json:"numFiles"`
 	AvailableFrom time.Time   `json:"availableFrom"`
-	AvailableTo   time.Time   `json:"availableTo"`
-	Status        string      `json:"status"`
-	Created       time.Time   `json:"created"`
-	Modified      time.Time   `json:"modified"`
+	// AvailableTo ends the file-set's life: after it the file store no
+	// longer lists it to the account (docs/rdp.md#file-store).
+	AvailableTo time.Time `json:"availableTo"`
+	Status      string    `json:"status"` // StatusReady when its files can be downloaded
+	Created     time.Time `json:"created"`
+	Modified    time.Time `json:"modified"`
 }
 
 // StatusReady is the status of a file-set whose files can be downloaded.
 const StatusReady = "READY"
 
-// File is one CFS file.
+// File is one CFS file, as /files lists it (docs/rdp.md#file-store).
 type File struct {
-	ID        string    `json:"id"`
-	FileName  string    `json:"filename"`
-	FileSetID string    `json:"filesetId"`
-	Size      int64     `json:"fileSizeInBytes"`
-	MD5       string    `json:"md5"`
-	Href      string    `json:"href"`
-	Created   time.Time `json:"created"`
-	Modified  time.Time `json:"modified"`
+	ID string `json:"id"`
+	// FileName is the listed name; it may contain ':', which the presigned
+	// URL's last segment (FileNameFromURL) writes as '_'.
+	FileName  string `json:"filename"`
+	FileSetID string `json:"filesetId"`
+	Size      int64  `json:"fileSizeInBytes"` // bytes
+	// MD5 is the content's hex MD5 when the file store gives one. No public
+	// sample shows it: expect "" and verify the size instead (ParseMD5
+	// checks a non-empty value).
+	MD5 string `json:"md5"`
+	// Href is the file's /stream link where an answer carries one (file
+	// notifications do; no public /files sample does): usually "".
+	Href     string    `json:"href"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
 }
 
 // FileSetQuery selects file-sets. Bucket is required.

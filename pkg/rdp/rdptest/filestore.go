@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,8 +254,7 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 	}
 	s.sets = append(s.sets, fs)
 	s.setByID[fs.id] = fs
-	i := sort.Search(len(s.setsByID), func(i int) bool { return s.setsByID[i].id > fs.id })
-	s.setsByID = slices.Insert(s.setsByID, i, fs)
+	s.setsByID = slices.Insert(s.setsByID, s.firstSetAfterLocked(fs.id), fs)
 	s.notifyLocked(fs) // push notification when READY (notifications.go)
 	return fs
 }

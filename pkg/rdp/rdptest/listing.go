@@ -176,7 +176,7 @@ func (s *Server) pageByIDLocked(r *http.Request, filter setFilter, size int) (se
 			p.items = append(p.items, fileSetJSON(fs))
 		}
 	}
-	start := sort.Search(len(s.setsByID), func(i int) bool { return s.setsByID[i].id > after })
+	start := s.firstSetAfterLocked(after)
 	n := 0
 	for _, fs := range s.setsByID[start:] {
 		if !filter.match(fs) {
@@ -291,3 +291,9 @@ func (s *Server) claimMissingLocked(bucket string) bool {
 
 // expiredAt reports whether a file-set is past its availableTo at now.
 func (fs *fileSet) expiredAt(now time.Time) bool { return !now.Before(fs.to) }
+
+// firstSetAfterLocked is the index in s.setsByID (ascending id, the listing
+// order) of the first file-set whose id sorts after id.
+func (s *Server) firstSetAfterLocked(id string) int {
+	return sort.Search(len(s.setsByID), func(i int) bool { return s.setsByID[i].id > id })
+}

@@ -14,6 +14,7 @@
 package rdptest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -110,41 +111,26 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.AccessTokenTTL <= 0 {
-		o.AccessTokenTTL = 600 * time.Second
-	}
-	if o.RefreshTokenTTL <= 0 {
-		o.RefreshTokenTTL = 900 * time.Second
-	}
-	if o.RefreshMaxLifetime <= 0 {
-		o.RefreshMaxLifetime = 18 * time.Hour
-	}
-	if o.ServiceTokenTTL <= 0 {
-		o.ServiceTokenTTL = 7199 * time.Second
-	}
-	if o.PasswordGrantLimit <= 0 {
-		o.PasswordGrantLimit = 250
-	}
-	if o.RefreshGrantLimit <= 0 {
-		o.RefreshGrantLimit = 125
-	}
-	if o.URLExpiry <= 0 {
-		o.URLExpiry = 6 * time.Hour
-	}
-	if o.MD5MaxSize == 0 {
-		o.MD5MaxSize = 256 << 20
-	}
-	if o.ETagMaxSize == 0 {
-		o.ETagMaxSize = 1 << 30
-	}
+	positiveOr(&o.AccessTokenTTL, 600*time.Second)
+	positiveOr(&o.RefreshTokenTTL, 900*time.Second)
+	positiveOr(&o.RefreshMaxLifetime, 18*time.Hour)
+	positiveOr(&o.ServiceTokenTTL, 7199*time.Second)
+	positiveOr(&o.PasswordGrantLimit, 250)
+	positiveOr(&o.RefreshGrantLimit, 125)
+	positiveOr(&o.URLExpiry, 6*time.Hour)
+	o.MD5MaxSize = cmp.Or(o.MD5MaxSize, 256<<20)
+	o.ETagMaxSize = cmp.Or(o.ETagMaxSize, 1<<30)
 	if !o.MD5 {
 		o.MD5MaxSize = -1
 	}
-	if o.APIAddr == "" {
-		o.APIAddr = "127.0.0.1:0"
-	}
-	if o.S3Addr == "" {
-		o.S3Addr = "127.0.0.1:0"
+	o.APIAddr = cmp.Or(o.APIAddr, "127.0.0.1:0")
+	o.S3Addr = cmp.Or(o.S3Addr, "127.0.0.1:0")
+}
+
+// positiveOr sets *v to def unless *v is positive.
+func positiveOr[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
