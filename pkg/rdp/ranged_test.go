@@ -124,3 +124,22 @@ func TestGetRangeAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestGetRangeTransportErrorHidesURL: a connection that fails gives an error
+// naming the host, never the presigned URL (its query carries credentials).
+func TestGetRangeTransportErrorHidesURL(t *testing.T) {
+	host := testServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	c, err := NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetRange(context.Background(), host+"/p/f.csv?X-Amz-Signature=SECRETSIG", 0, 4)
+	if err == nil || strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "f.csv") || !strings.Contains(err.Error(), host) {
+		t.Fatalf("err = %v, want one naming %s and not the URL", err, host)
+	}
+}
