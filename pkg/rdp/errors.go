@@ -9,41 +9,22 @@ import (
 	"time"
 )
 
-// Sentinel errors, matched with errors.Is against the typed errors below.
+// Sentinels of the file store's answers (docs/rdp.md#file-store), matched
+// with errors.Is by *APIError; ErrNotFound also by *PresignedError.
 var (
-	// ErrUnauthorized matches any 401 from the file store.
+	// ErrUnauthorized matches any 401 (the gateway's body:
+	// {"error":{"id":"…","code":"401","message":"…","status":"Unauthorized"}}).
 	ErrUnauthorized = errors.New("rdp: unauthorized")
-	// ErrTokenExpired matches a 401 whose message says the token expired.
+	// ErrTokenExpired matches a 401 whose message says the token expired
+	// ("token expired"; no public body is verified: ErrUnauthorized matches every 401).
 	ErrTokenExpired = errors.New("rdp: token expired")
-	// ErrNotFound matches 404 and 410 from the file store (the file is gone).
-	ErrNotFound = errors.New("rdp: not found")
-	// ErrInvalidGrant matches an OAuth invalid_grant (a dead refresh token).
-	ErrInvalidGrant = errors.New("rdp: invalid grant")
-	// ErrInvalidCredentials matches a rejected username or password (400
-	// access_denied "Invalid username or password."). Retrying gets the
-	// account blocked: back off and raise an alarm instead.
-	ErrInvalidCredentials = errors.New("rdp: invalid username or password")
 	// ErrForbidden matches a 403 from the file store (missing entitlement:
-	// "Access denied: Insufficient claims to access this resource").
+	// {"status":403,"message":"Access denied: Insufficient claims to access this resource"}).
 	ErrForbidden = errors.New("rdp: forbidden")
-	// ErrSessionQuota matches "Session quota is reached." (the account already has a session).
-	ErrSessionQuota = errors.New("rdp: session quota is reached")
-	// ErrUnauthorizedClient matches invalid_client / unauthorized_client (bad app key or secret).
-	ErrUnauthorizedClient = errors.New("rdp: unauthorized client")
-	// ErrRateLimited matches a 429 from any RDP endpoint.
-	ErrRateLimited = errors.New("rdp: rate limited")
-	// ErrURLExpired matches a presigned URL the download host no longer
-	// accepts: 403, or 400 ExpiredToken / TokenRefreshRequired / InvalidToken
-	// (its session token ended before X-Amz-Expires). Ask /stream again.
-	ErrURLExpired = errors.New("rdp: presigned URL expired or denied")
-	// ErrSourceChanged matches a 412 Precondition Failed from the download
-	// host: the object no longer has the ETag given to GetRangeIfMatch.
-	// Start the file again (its earlier bytes belong to another version).
-	ErrSourceChanged = errors.New("rdp: source object changed (ETag mismatch)")
-	// ErrRepeatedLink is yielded when an @nextLink repeats: paging stops there.
-	ErrRepeatedLink = errors.New("rdp: repeated @nextLink")
-	// ErrForeignLink is yielded when an @nextLink points at another host.
-	ErrForeignLink = errors.New("rdp: @nextLink points to another host")
+	// ErrNotFound matches 404 and 410 from the file store (code
+	// EDS.CFS.NoBucketFound, NoFilesetFound or NoFileFound: the file is gone)
+	// and a 404 from the download host.
+	ErrNotFound = errors.New("rdp: not found")
 )
 
 // APIError is a non-2xx answer from the RDP API gateway. It keeps every
@@ -98,6 +79,24 @@ func (e *APIError) Is(target error) bool {
 // Temporary reports whether retrying the same request may succeed (5xx).
 func (e *APIError) Temporary() bool { return e.StatusCode >= 500 }
 
+// Sentinels of /auth/oauth2 answers {"error":"…","error_description":"…"}
+// (docs/rdp.md#authentication), matched with errors.Is by *AuthError.
+var (
+	// ErrInvalidGrant matches an OAuth invalid_grant (a dead refresh token:
+	// sign on with the password grant again).
+	ErrInvalidGrant = errors.New("rdp: invalid grant")
+	// ErrInvalidCredentials matches a rejected username or password (400
+	// access_denied "Invalid username or password."). Retrying gets the
+	// account blocked: back off and raise an alarm instead.
+	ErrInvalidCredentials = errors.New("rdp: invalid username or password")
+	// ErrSessionQuota matches 400 access_denied "Session quota is reached."
+	// (the account already has a session; see TakeExclusiveSignOnControl).
+	ErrSessionQuota = errors.New("rdp: session quota is reached")
+	// ErrUnauthorizedClient matches invalid_client / unauthorized_client (bad
+	// app key or secret: 401 invalid_client "Invalid Application Credential.").
+	ErrUnauthorizedClient = errors.New("rdp: unauthorized client")
+)
+
 // AuthError is an OAuth error from /auth/oauth2/*:
 // {"error":"invalid_grant","error_description":"…"}.
 type AuthError struct {
@@ -140,6 +139,9 @@ func isBadPassword(desc string) bool {
 		strings.Contains(d, "invalid username")
 }
 
+// ErrRateLimited matches a 429 from any RDP endpoint (*RateLimitError).
+var ErrRateLimited = errors.New("rdp: rate limited")
+
 // RateLimitError is a 429. RetryAfter is the server's Retry-After (0 if absent).
 type RateLimitError struct {
 	Endpoint   string
@@ -168,6 +170,19 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("%s: malformed response: %v", e.Endpoint, e.Err)
 }
 func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Sentinels of the presigned download host's answers (S3; docs/rdp.md#presigned-urls-s3),
+// matched with errors.Is by *PresignedError.
+var (
+	// ErrURLExpired matches a presigned URL the download host no longer
+	// accepts: 403, or 400 ExpiredToken / TokenRefreshRequired / InvalidToken
+	// (its session token ended before X-Amz-Expires). Ask /stream again.
+	ErrURLExpired = errors.New("rdp: presigned URL expired or denied")
+	// ErrSourceChanged matches a 412 PreconditionFailed from the download
+	// host: the object no longer has the ETag given to GetRangeIfMatch.
+	// Start the file again (its earlier bytes belong to another version).
+	ErrSourceChanged = errors.New("rdp: source object changed (ETag mismatch)")
+)
 
 // PresignedError is a non-2xx answer from the presigned download host. It
 // never contains the URL (the URL carries credentials), only its host.

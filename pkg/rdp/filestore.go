@@ -153,6 +153,15 @@ type Page[T any] struct {
 	NextLink string
 }
 
+// Errors that end a listing whose @nextLink cannot be followed (see
+// docs/rdp.md#file-set-paging).
+var (
+	// ErrRepeatedLink is yielded when an @nextLink repeats: paging stops there.
+	ErrRepeatedLink = errors.New("rdp: repeated @nextLink")
+	// ErrForeignLink is yielded when an @nextLink points at another host.
+	ErrForeignLink = errors.New("rdp: @nextLink points to another host")
+)
+
 // pages follows @nextLink from first, yielding every page. It stops with
 // ErrForeignLink on a link to another host and ErrRepeatedLink on a link it
 // already followed.
