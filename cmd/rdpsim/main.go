@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -185,12 +184,6 @@ func genSecret(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-func packageID(bucket string, i int) string {
-	sum := sha256.Sum256([]byte(fmt.Sprintf("rdpsim/%s/%d", bucket, i)))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:4] + "-" + h[4:8] + "-" + h[8:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
@@ -227,7 +220,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		for i := 0; i < c.packages; i++ {
-			id := packageID(bucket, i)
+			id := rdptest.GenID("package/"+bucket, i)
 			if bi == 0 && i == 0 {
 				id = rdptest.DefaultPackageID
 			}

@@ -124,8 +124,9 @@ func (s *Server) exposedMD5(f *fileRec) string {
 	return f.trueMD5()
 }
 
-// genID makes a deterministic CFS-looking id (4-4-8-4-12 hex digits) for the n-th object.
-func genID(kind string, n int) string {
+// GenID makes a deterministic CFS-looking id (4-4-8-4-12 hex digits) for the n-th object of a
+// kind, e.g. a package id for AddPackage.
+func GenID(kind string, n int) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("rdptest/%s/%d", kind, n)))
 	h := hex.EncodeToString(sum[:16])
 	return h[0:4] + "-" + h[4:8] + "-" + h[8:16] + "-" + h[16:20] + "-" + h[20:32]
@@ -211,7 +212,7 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 		created: spec.Created.UTC(), modified: spec.Modified.UTC(), from: spec.AvailableFrom.UTC(), to: spec.AvailableTo.UTC(),
 	}
 	if fs.id == "" {
-		fs.id = genID("fileset", fs.seq)
+		fs.id = GenID("fileset", fs.seq)
 	}
 	if _, dup := s.setByID[fs.id]; dup {
 		panic("rdptest: duplicate file-set id " + fs.id)
@@ -244,7 +245,7 @@ func (s *Server) addFileSetLocked(spec FileSetSpec) *fileSet {
 			md5Override: f.MD5, noMD5: f.NoMD5,
 		}
 		if fr.id == "" {
-			fr.id = genID("file", fr.seq)
+			fr.id = GenID("file", fr.seq)
 		}
 		if _, dup := s.fileByID[fr.id]; dup {
 			panic("rdptest: duplicate file id " + fr.id)

@@ -80,7 +80,7 @@ func (s *Server) pageServedLocked(lastID string) []func() {
 // idBeforeLocked returns an unused CFS-looking id that sorts before id ("" : any unused id).
 func (s *Server) idBeforeLocked(id string) string {
 	for n := 1; n < 256; n++ {
-		c := genID("behind", s.seq*256+n)
+		c := GenID("behind", s.seq*256+n)
 		if _, dup := s.setByID[c]; !dup && (id == "" || c < id) {
 			return c
 		}
