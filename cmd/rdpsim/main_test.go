@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -111,23 +111,15 @@ func TestServeAndStop(t *testing.T) {
 			t.Fatalf("generated %s not printed: %+v", k, out.Generated)
 		}
 	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	res, err := c.PostForm(out.APIURL+"/auth/oauth2/v1/token", url.Values{
-		"grant_type": {"password"}, "username": {out.Username}, "password": {"given-pw"},
-		"client_id": {out.Generated["appkey"]}, "scope": {"trapi"}, "takeExclusiveSignOnControl": {"true"},
-	})
+	tok, err := authClient(t, out.APIURL).PasswordGrant(context.Background(), rdp.PasswordGrant{
+		Username: out.Username, Password: "given-pw", ClientID: out.Generated["appkey"], TakeExclusiveSignOnControl: true})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("password grant: %v", err)
 	}
-	var tok map[string]any
-	_ = json.NewDecoder(res.Body).Decode(&tok)
-	res.Body.Close()
-	if res.StatusCode != 200 || tok["access_token"] == nil {
-		t.Fatalf("password grant: %d %v", res.StatusCode, tok)
-	}
+	c := &http.Client{Timeout: 10 * time.Second}
 	get := func(path string) int {
 		req, _ := http.NewRequest("GET", out.APIURL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 		res, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -141,7 +133,7 @@ func TestServeAndStop(t *testing.T) {
 	if st := get("/file-store/v1/file-sets?bucket=bulk-other"); st != 200 {
 		t.Fatalf("file-sets: %d", st)
 	}
-	res, err = c.Get(out.Admin + "counters")
+	res, err := c.Get(out.Admin + "counters")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,14 +156,17 @@ func TestIssueRefreshToken(t *testing.T) {
 	if out.Generated["refresh_token"] == "" || out.Generated["appkey"] != "" {
 		t.Fatalf("generated %+v", out.Generated)
 	}
-	res, err := http.PostForm(out.APIURL+"/auth/oauth2/v1/token", url.Values{
-		"grant_type": {"refresh_token"}, "refresh_token": {out.Generated["refresh_token"]}, "client_id": {"my-key"},
-	})
+	if _, err := authClient(t, out.APIURL).RefreshGrant(context.Background(), "my-key", out.Generated["refresh_token"]); err != nil {
+		t.Fatalf("refresh with the printed token: %v", err)
+	}
+}
+
+// authClient is an rdp.Client for the simulator's /auth endpoints.
+func authClient(t *testing.T, apiURL string) *rdp.Client {
+	t.Helper()
+	c, err := rdp.NewClient(rdp.WithBaseURL(apiURL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("refresh with the printed token: %d", res.StatusCode)
-	}
+	return c
 }
