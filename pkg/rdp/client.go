@@ -250,7 +250,8 @@ func (p RetryPolicy) delay(n int) time.Duration {
 	return backoff.Policy{Base: p.BaseDelay, Max: p.MaxDelay}.Delay(n)
 }
 
-// readJSON turns a response into v or a typed error, closing the body.
+// readJSON turns a response into v (v nil: a 2xx body is ignored) or a
+// typed error, closing the body.
 func (c *Client) readJSON(resp *http.Response, op string, v any) error {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
@@ -262,6 +263,9 @@ func (c *Client) readJSON(resp *http.Response, op string, v any) error {
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return ParseAPIError(op, resp.StatusCode, body)
+	}
+	if v == nil {
+		return nil
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return &DecodeError{Endpoint: op, Err: err}

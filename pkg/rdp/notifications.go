@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -204,11 +203,7 @@ func (c *Client) send(ctx context.Context, method, op, ref string, body []byte, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -229,14 +224,6 @@ func (c *Client) do(hc *http.Client, req *http.Request, op string, v any) error 
 			return req.Context().Err()
 		}
 		return fmt.Errorf("%s: %w", op, scrubURLError(err))
-	}
-	if v == nil {
-		v = &json.RawMessage{}
-		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-			return nil
-		}
 	}
 	return c.readJSON(resp, op, v)
 }

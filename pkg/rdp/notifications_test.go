@@ -86,6 +86,27 @@ func TestSubscribeErrors(t *testing.T) {
 	}
 }
 
+// TestDeleteSubscriptionErrors: DELETE's answer body is ignored when it
+// succeeds and decoded into a typed error when it does not.
+func TestDeleteSubscriptionErrors(t *testing.T) {
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("subscriptionID") == "gone" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		fmt.Fprint(w, `{"error":{"id":"x","code":"404","message":"no such subscription","status":404}}`)
+	}))
+	ctx := context.Background()
+	if err := c.DeleteSubscription(ctx, "s1"); err != nil {
+		t.Fatalf("200 with a body: %v", err)
+	}
+	if err := c.DeleteSubscription(ctx, "gone"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("404: err = %v, want ErrNotFound", err)
+	}
+	if err := c.DeleteSubscription(ctx, " "); err == nil || !strings.Contains(err.Error(), "subscription id") {
+		t.Fatalf("blank id: err = %v", err)
+	}
+}
+
 func TestCloudCredentialsFor(t *testing.T) {
 	var auth, endpoint string
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
