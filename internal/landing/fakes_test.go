@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -173,8 +172,7 @@ func (f *fakeS3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*
 	if in.IfMatch != nil && (!exists || cur.etag != aws.ToString(in.IfMatch)) {
 		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "If-Match"}
 	}
-	sum := md5.Sum(body)
-	etag := `"` + hex.EncodeToString(sum[:]) + `"`
+	etag := fmt.Sprintf(`"%x"`, md5.Sum(body))
 	f.objects[key] = fakeObject{body: body, etag: etag}
 	f.puts[key]++
 	return &s3.PutObjectOutput{ETag: aws.String(etag)}, nil
