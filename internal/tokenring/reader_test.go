@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -47,10 +45,16 @@ func (f *fakeReporter) count() int {
 
 var _ tokenring.Reporter = (*fakeReporter)(nil)
 
+// slot is the ring slot of generation gen holding access until expires.
+func slot(gen int64, access string, expires time.Time) tokenring.Slot {
+	return tokenring.Slot{AccessToken: access, RefreshToken: "rt-" + access, TokenType: "Bearer", Scope: "trapi",
+		ExpiresAt: expires, IssuedAt: expires.Add(-10 * time.Minute), Generation: gen}
+}
+
+// slotJSON is slot's secret value.
 func slotJSON(t *testing.T, gen int64, access string, expires time.Time) string {
 	t.Helper()
-	b, err := json.Marshal(tokenring.Slot{AccessToken: access, RefreshToken: "rt-" + access, TokenType: "Bearer", Scope: "trapi",
-		ExpiresAt: expires, IssuedAt: expires.Add(-10 * time.Minute), Generation: gen})
+	b, err := json.Marshal(slot(gen, access, expires))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +170,7 @@ func TestTokenCachedUntilNearExpiry(t *testing.T) {
 		t.Fatalf("ring read %d times in 5 minutes of a 10-minute token, want 1", n)
 	}
 	// A newer token arrives; the cached one is still used until near its expiry.
-	if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(20*time.Minute)))); err != nil {
+	if err := tokenring.Write(context.Background(), sm, "b", slot(2, "tok2", t0.Add(20*time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := r.Token()
@@ -235,10 +239,6 @@ func TestReadErrors(t *testing.T) {
 	if !errors.Is(err, tokenring.ErrNoValidToken) || !strings.Contains(err.Error(), "AccessDenied") {
 		t.Fatalf("err = %v, want ErrNoValidToken naming AccessDenied", err)
 	}
-}
-
-func putInput(id, v string) *secretsmanager.PutSecretValueInput {
-	return &secretsmanager.PutSecretValueInput{SecretId: aws.String(id), SecretString: aws.String(v)}
 }
 
 // TOKEN_SKEW=0s serves a token until its last second; 30s (the default) does not.

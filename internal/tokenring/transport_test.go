@@ -64,7 +64,7 @@ func ringWithNewer(t *testing.T, newer bool) (*tokenring.Reader, *ringtest.Secre
 		t.Fatal(err)
 	}
 	if newer {
-		if _, err := sm.PutSecretValue(context.Background(), putInput("b", slotJSON(t, 2, "tok2", t0.Add(15*time.Minute)))); err != nil {
+		if err := tokenring.Write(context.Background(), sm, "b", slot(2, "tok2", t0.Add(15*time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 	}
