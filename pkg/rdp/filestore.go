@@ -21,9 +21,6 @@ const (
 	FilesPath    = "/file-store/v1/files"
 )
 
-// MaxPageSize is the largest pageSize the file store accepts.
-const MaxPageSize = 100
-
 // Package is a CFS package: a product the account is entitled to, whose
 // file-sets are published in one or more buckets.
 type Package struct {
@@ -82,11 +79,14 @@ type File struct {
 	Modified time.Time `json:"modified"`
 }
 
+// MaxPageSize is the largest pageSize the file store accepts.
+const MaxPageSize = 100
+
 // FileSetQuery selects file-sets. Bucket is required.
 type FileSetQuery struct {
 	Bucket        string
 	PackageID     string
-	PageSize      int // 1..100; 0 means 100
+	PageSize      int // 1..MaxPageSize; 0 means MaxPageSize
 	ModifiedSince time.Time
 	CreatedSince  time.Time
 	Status        string            // e.g. "READY"
