@@ -2,11 +2,9 @@ package rdptest
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -411,58 +409,6 @@ func (s *Server) fileStoreAuth(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// pageParams reads a listing's pageSize and skipToken and checks its
-// required parameter (none when ""): msg names the first problem, in that order.
-func pageParams(q url.Values, required string) (size, after int, msg string) {
-	size, msg = pageSizeOf(q)
-	if msg == "" && required != "" && q.Get(required) == "" {
-		msg = required + " is required"
-	}
-	after, ok := decodeSkip(q.Get("skipToken"))
-	if msg == "" && !ok {
-		msg = "invalid skipToken"
-	}
-	return size, after, msg
-}
-
-func pageSizeOf(q url.Values) (int, string) {
-	v := q.Get("pageSize")
-	if v == "" {
-		return defaultPage, ""
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		return 0, "pageSize must be a positive integer"
-	}
-	if n > maxPageSize {
-		return 0, fmt.Sprintf("pageSize must be at most %d", maxPageSize)
-	}
-	return n, ""
-}
-
-func encodeSkip(seq int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("seq:" + strconv.Itoa(seq)))
-}
-
-func decodeSkip(tok string) (int, bool) {
-	if tok == "" {
-		return 0, true
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), "seq:") {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(string(b), "seq:"))
-	return n, err == nil
-}
-
-// nextLink is the request's path and query with skipToken replaced.
-func nextLink(r *http.Request, lastSeq int) string {
-	q := r.URL.Query()
-	q.Set("skipToken", encodeSkip(lastSeq))
-	return r.URL.Path + "?" + q.Encode()
-}
-
 func fmtTime(t time.Time) string { return t.UTC().Format(jsonTimeFmt) }
 
 func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
@@ -514,7 +460,7 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	body := map[string]any{"value": nonNil(items)}
 	if more {
-		body["@nextLink"] = nextLink(r, last)
+		body["@nextLink"] = nextLink(r, encodeSkip(last))
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -524,76 +470,6 @@ func nonNil(v []map[string]any) []map[string]any {
 		return []map[string]any{}
 	}
 	return v
-}
-
-type setFilter struct {
-	bucket, packageID, status string
-	modifiedSince             time.Time
-	createdSince              time.Time
-	attrs                     []Attribute
-	now                       time.Time
-	hideExpired               bool // drop file-sets past availableTo at now
-}
-
-func parseSetFilter(q url.Values) (setFilter, string) {
-	f := setFilter{
-		bucket:    strings.ToLower(q.Get("bucket")),
-		packageID: q.Get("packageId"),
-		status:    q.Get("status"),
-	}
-	if f.bucket == "" {
-		return f, "bucket is required"
-	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"modifiedSince", &f.modifiedSince}, {"createdSince", &f.createdSince}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return f, p.name + " must be an RFC 3339 date-time"
-			}
-			*p.dst = t
-		}
-	}
-	for _, v := range q["attributes"] {
-		for _, pair := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' }) {
-			name, value, ok := strings.Cut(pair, ":")
-			if !ok || name == "" {
-				return f, "attributes must be name:value"
-			}
-			f.attrs = append(f.attrs, Attribute{Name: name, Value: value})
-		}
-	}
-	return f, ""
-}
-
-func (f setFilter) match(fs *fileSet) bool {
-	if fs.deleted || strings.ToLower(fs.bucket) != f.bucket || (f.hideExpired && fs.expiredAt(f.now)) {
-		return false
-	}
-	if f.packageID != "" && fs.packageID != f.packageID {
-		return false
-	}
-	if f.status != "" && !strings.EqualFold(fs.status, f.status) {
-		return false
-	}
-	if !f.modifiedSince.IsZero() && fs.modified.Before(f.modifiedSince) {
-		return false
-	}
-	if !f.createdSince.IsZero() && fs.created.Before(f.createdSince) {
-		return false
-	}
-	for _, want := range f.attrs {
-		found := false
-		for _, a := range fs.attrs {
-			found = found || (a.Name == want.Name && a.Value == want.Value)
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }
 
 func fileSetJSON(fs *fileSet) map[string]any {
@@ -672,7 +548,7 @@ func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	body := map[string]any{"value": items}
 	if more {
-		body["@nextLink"] = nextLink(r, last)
+		body["@nextLink"] = nextLink(r, encodeSkip(last))
 	}
 	writeJSON(w, http.StatusOK, body)
 }

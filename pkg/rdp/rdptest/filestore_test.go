@@ -364,6 +364,7 @@ func TestListingParamsOfPackagesAndFiles(t *testing.T) {
 		{"/file-store/v1/files?skipToken=%21%21", "filesetId is required"},
 		{"/file-store/v1/files?pageSize=101", "pageSize"},
 		{"/file-store/v1/files?filesetId=" + set.ID + "&skipToken=%21%21", "invalid skipToken"},
+		{"/file-store/v1/files?filesetId=" + set.ID + "&skipToken=" + encodeSetCursor(set.ID), "invalid skipToken"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {

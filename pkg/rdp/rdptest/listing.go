@@ -2,33 +2,169 @@ package rdptest
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// File-set listing in RDP's order: ascending file-set id, @nextLink a path relative to the API
-// host whose skipToken is unpadded base64 of "filesetId=<last id>" (docs/rdp.md#file-set-paging).
+// Listings: page sizes, skipTokens and filters, and the file-set listing in RDP's order:
+// ascending file-set id, @nextLink a path relative to the API host whose skipToken is unpadded
+// base64 of "filesetId=<last id>" (docs/rdp.md#file-set-paging).
 
-const skipPrefix = "filesetId="
+// Cursor prefixes: the file-set listing's (RDP's), and the package and file listings' (the
+// simulator's own: their form is not published).
+const (
+	skipPrefix = "filesetId="
+	seqPrefix  = "seq:"
+)
 
-// encodeSetCursor is base64 without padding, as in LSEG's published @nextLink examples
-// (skipToken=ZmlsZXNldElkPTQwMjAt… decodes to "filesetId=4020-…").
-func encodeSetCursor(lastID string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(skipPrefix + lastID))
+// encodeCursor is a skipToken: base64 without padding of prefix+value, as in LSEG's published
+// @nextLink examples (skipToken=ZmlsZXNldElkPTQwMjAt… decodes to "filesetId=4020-…").
+func encodeCursor(prefix, value string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(prefix + value))
 }
+
+// decodeCursor is the value of a non-empty skipToken made by encodeCursor with prefix (padding
+// tolerated); ok is false for anything else.
+func decodeCursor(tok, prefix string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
+	if err != nil {
+		return "", false
+	}
+	v, ok := strings.CutPrefix(string(b), prefix)
+	return v, ok && v != ""
+}
+
+func encodeSetCursor(lastID string) string { return encodeCursor(skipPrefix, lastID) }
 
 func decodeSetCursor(tok string) (string, bool) {
 	if tok == "" {
 		return "", true
 	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
-	if err != nil {
-		return "", false
+	return decodeCursor(tok, skipPrefix)
+}
+
+// pageParams reads a listing's pageSize and skipToken and checks its
+// required parameter (none when ""): msg names the first problem, in that order.
+func pageParams(q url.Values, required string) (size, after int, msg string) {
+	size, msg = pageSizeOf(q)
+	if msg == "" && required != "" && q.Get(required) == "" {
+		msg = required + " is required"
 	}
-	id, ok := strings.CutPrefix(string(b), skipPrefix)
-	return id, ok && id != ""
+	after, ok := decodeSkip(q.Get("skipToken"))
+	if msg == "" && !ok {
+		msg = "invalid skipToken"
+	}
+	return size, after, msg
+}
+
+func pageSizeOf(q url.Values) (int, string) {
+	v := q.Get("pageSize")
+	if v == "" {
+		return defaultPage, ""
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, "pageSize must be a positive integer"
+	}
+	if n > maxPageSize {
+		return 0, fmt.Sprintf("pageSize must be at most %d", maxPageSize)
+	}
+	return n, ""
+}
+
+// encodeSkip and decodeSkip are the skipToken of the package and file
+// listings: a cursor on the creation sequence number.
+func encodeSkip(seq int) string { return encodeCursor(seqPrefix, strconv.Itoa(seq)) }
+
+func decodeSkip(tok string) (int, bool) {
+	if tok == "" {
+		return 0, true
+	}
+	v, ok := decodeCursor(tok, seqPrefix)
+	n, err := strconv.Atoi(v)
+	return n, ok && err == nil
+}
+
+// nextLink is the request's path and query with skipToken replaced by tok.
+func nextLink(r *http.Request, tok string) string {
+	q := r.URL.Query()
+	q.Set("skipToken", tok)
+	return r.URL.Path + "?" + q.Encode()
+}
+
+type setFilter struct {
+	bucket, packageID, status string
+	modifiedSince             time.Time
+	createdSince              time.Time
+	attrs                     []Attribute
+	now                       time.Time
+	hideExpired               bool // drop file-sets past availableTo at now
+}
+
+func parseSetFilter(q url.Values) (setFilter, string) {
+	f := setFilter{
+		bucket:    strings.ToLower(q.Get("bucket")),
+		packageID: q.Get("packageId"),
+		status:    q.Get("status"),
+	}
+	if f.bucket == "" {
+		return f, "bucket is required"
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"modifiedSince", &f.modifiedSince}, {"createdSince", &f.createdSince}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return f, p.name + " must be an RFC 3339 date-time"
+			}
+			*p.dst = t
+		}
+	}
+	for _, v := range q["attributes"] {
+		for _, pair := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' }) {
+			name, value, ok := strings.Cut(pair, ":")
+			if !ok || name == "" {
+				return f, "attributes must be name:value"
+			}
+			f.attrs = append(f.attrs, Attribute{Name: name, Value: value})
+		}
+	}
+	return f, ""
+}
+
+func (f setFilter) match(fs *fileSet) bool {
+	if fs.deleted || strings.ToLower(fs.bucket) != f.bucket || (f.hideExpired && fs.expiredAt(f.now)) {
+		return false
+	}
+	if f.packageID != "" && fs.packageID != f.packageID {
+		return false
+	}
+	if f.status != "" && !strings.EqualFold(fs.status, f.status) {
+		return false
+	}
+	if !f.modifiedSince.IsZero() && fs.modified.Before(f.modifiedSince) {
+		return false
+	}
+	if !f.createdSince.IsZero() && fs.created.Before(f.createdSince) {
+		return false
+	}
+	for _, want := range f.attrs {
+		found := false
+		for _, a := range fs.attrs {
+			found = found || (a.Name == want.Name && a.Value == want.Value)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // behindCursor is a file-set PublishBehindCursor will publish.
@@ -183,9 +319,7 @@ func (s *Server) pageByIDLocked(r *http.Request, filter setFilter, size int) (se
 			continue
 		}
 		if n == size {
-			q := r.URL.Query()
-			q.Set("skipToken", encodeSetCursor(p.lastID))
-			p.next = r.URL.Path + "?" + q.Encode()
+			p.next = nextLink(r, encodeSetCursor(p.lastID))
 			break
 		}
 		p.items = append(p.items, fileSetJSON(fs))
@@ -215,7 +349,7 @@ func (s *Server) pageBySeqLocked(r *http.Request, filter setFilter, size int) (s
 			continue
 		}
 		if n == size {
-			p.next = nextLink(r, last)
+			p.next = nextLink(r, encodeSkip(last))
 			break
 		}
 		p.items = append(p.items, fileSetJSON(fs))
