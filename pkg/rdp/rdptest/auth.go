@@ -213,7 +213,7 @@ func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 }
 
 // recordAuthLocked counts and logs one /auth request r. Callers hold s.mu.
-func (s *Server) recordAuthLocked(r *http.Request, path, grant, username string, status int, errCode string) {
+func (s *Server) recordAuthLocked(r *http.Request, grant, username string, status int, errCode string) {
 	s.counters.AuthRequests++
 	switch grant {
 	case "password":
@@ -232,7 +232,7 @@ func (s *Server) recordAuthLocked(r *http.Request, path, grant, username string,
 		s.counters.Auth429s++
 	}
 	s.authLog = append(s.authLog, AuthRecord{
-		Time: s.now(), Path: path, Grant: grant, Username: username, Status: status, Error: errCode,
+		Time: s.now(), Path: r.URL.Path, Grant: grant, Username: username, Status: status, Error: errCode,
 		UserAgent: r.UserAgent(),
 	})
 }
@@ -279,7 +279,7 @@ func clientIDOf(r *http.Request) string {
 func (s *Server) parseTokenForm(w http.ResponseWriter, r *http.Request) bool {
 	if err := r.ParseForm(); err != nil {
 		s.mu.Lock()
-		s.recordAuthLocked(r, r.URL.Path, "", "", http.StatusBadRequest, "invalid_request")
+		s.recordAuthLocked(r, "", "", http.StatusBadRequest, "invalid_request")
 		s.mu.Unlock()
 		writeOAuthError(w, &oauthError{status: 400, code: "invalid_request", desc: "Malformed request body."})
 		return false
@@ -313,13 +313,13 @@ func (s *Server) handleTokenV1(w http.ResponseWriter, r *http.Request) {
 		oerr = &oauthError{status: 400, code: "unsupported_grant_type", desc: "Unsupported grant type."}
 	}
 	if oerr != nil {
-		s.recordAuthLocked(r, r.URL.Path, grant, username, oerr.status, oerr.code)
+		s.recordAuthLocked(r, grant, username, oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
 	}
 	s.counters.TokensIssued++
-	s.recordAuthLocked(r, r.URL.Path, grant, username, http.StatusOK, "")
+	s.recordAuthLocked(r, grant, username, http.StatusOK, "")
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, body)
 }
@@ -428,7 +428,7 @@ func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}()
 	if oerr != nil {
-		s.recordAuthLocked(r, r.URL.Path, grant, "", oerr.status, oerr.code)
+		s.recordAuthLocked(r, grant, "", oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
@@ -436,7 +436,7 @@ func (s *Server) handleTokenV2(w http.ResponseWriter, r *http.Request) {
 	at := newToken("sa")
 	s.access[at] = &accessToken{service: id, exp: now.Add(s.opts.ServiceTokenTTL)}
 	s.counters.TokensIssued++
-	s.recordAuthLocked(r, r.URL.Path, grant, "", http.StatusOK, "")
+	s.recordAuthLocked(r, grant, "", http.StatusOK, "")
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, s.tokenBody(at, "", s.opts.ServiceTokenTTL))
 }
@@ -472,12 +472,12 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		// RFC 7009: an unknown token is not an error.
 	}
 	if oerr != nil {
-		s.recordAuthLocked(r, r.URL.Path, "revoke", username, oerr.status, oerr.code)
+		s.recordAuthLocked(r, "revoke", username, oerr.status, oerr.code)
 		s.mu.Unlock()
 		writeOAuthError(w, oerr)
 		return
 	}
-	s.recordAuthLocked(r, r.URL.Path, "revoke", username, http.StatusOK, "")
+	s.recordAuthLocked(r, "revoke", username, http.StatusOK, "")
 	s.mu.Unlock()
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)

@@ -275,7 +275,7 @@ func (s *Server) applyAPIFault(w http.ResponseWriter, r *http.Request, f *Fault)
 		if isAuth {
 			code := map[int]string{401: "invalid_client", 429: "too_many_requests", 500: "server_error", 503: "temporarily_unavailable"}[status]
 			s.mu.Lock()
-			s.recordAuthLocked(r, r.URL.Path, authGrant(r), "", status, code)
+			s.recordAuthLocked(r, authGrant(r), "", status, code)
 			s.mu.Unlock()
 			e := &oauthError{status: status, code: code, desc: "Injected fault."}
 			if status == http.StatusTooManyRequests {
@@ -301,7 +301,7 @@ func (s *Server) applyAPIFault(w http.ResponseWriter, r *http.Request, f *Fault)
 	case FaultReset:
 		if isAuth {
 			s.mu.Lock()
-			s.recordAuthLocked(r, r.URL.Path, authGrant(r), "", 0, "connection reset")
+			s.recordAuthLocked(r, authGrant(r), "", 0, "connection reset")
 			s.mu.Unlock()
 		}
 		resetConn(w)

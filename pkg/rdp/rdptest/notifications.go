@@ -448,7 +448,7 @@ func (s *Server) handleCloudCredentials(w http.ResponseWriter, r *http.Request) 
 	if n == nil {
 		status = http.StatusNotFound
 	}
-	s.recordAuthLocked(r, "/auth/cloud-credentials/v1/", "cloud-credentials", "", status, "")
+	s.recordAuthLocked(r, "cloud-credentials", "", status, "")
 	s.mu.Unlock()
 	switch status {
 	case http.StatusUnauthorized:
