@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -41,14 +43,6 @@ func (q *memQueues) take(url string) []string {
 	return b
 }
 
-type bearer struct{ tok string }
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.tok)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 type notesEnv struct {
 	s     *rdptest.Server
 	q     *memQueues
@@ -66,7 +60,7 @@ func newNotesEnv(t *testing.T) *notesEnv {
 	q := &memQueues{bodies: map[string][]string{}}
 	s.EnableNotifications(q, 30*time.Minute)
 	tok := s.IssueServiceToken("svc")
-	c, err := rdp.NewClient(rdp.WithBaseURL(s.URL()), rdp.WithHTTPClient(&http.Client{Transport: bearer{tok}}))
+	c, err := rdp.NewClient(rdp.WithBaseURL(s.URL()), rdp.WithHTTPClient(oauth2.NewClient(context.Background(), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok}))))
 	if err != nil {
 		t.Fatal(err)
 	}
