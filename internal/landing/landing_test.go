@@ -268,18 +268,17 @@ func TestIndexConcurrentWritersLoseNothing(t *testing.T) {
 func TestFakeS3RefusesStaleIndexWrite(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ids := e.landedSet("a", "A-Init", 1, 1)
-	if _, err := e.l.FileLanded(ctx, ids[0]); err != nil {
-		t.Fatal(err)
+	publish := func(id, name string, hour int) { // a one-file file-set, landed
+		if _, err := e.l.FileLanded(ctx, e.landedSet(id, name, 1, hour)[0]); err != nil {
+			t.Fatal(err)
+		}
 	}
+	publish("a", "A-Init", 1)
 	_, etag, err := e.l.readIndex(ctx, IndexKey(prefix, "bulk-ESG", pkg))
 	if err != nil || etag == "" {
 		t.Fatalf("read index: %q %v", etag, err)
 	}
-	ids = e.landedSet("b", "B-Delta", 1, 2)
-	if _, err := e.l.FileLanded(ctx, ids[0]); err != nil {
-		t.Fatal(err)
-	}
+	publish("b", "B-Delta", 2)
 	_, err = e.s3.PutObject(ctx, putInput(IndexKey(prefix, "bulk-ESG", pkg), etag))
 	if !lostRace(err) {
 		t.Fatalf("stale If-Match put: %v, want a precondition failure", err)
