@@ -25,7 +25,7 @@ const (
 // file-sets are published in one or more buckets.
 type Package struct {
 	PackageID   string `json:"packageId"`
-	PackageName string `json:"packageName"` // the first path segment of its presigned URLs
+	PackageName string `json:"packageName"` // in LSEG's example, its presigned URLs' first path segment
 	// BucketNames are the buckets its file-sets are in: a FileSetQuery.Bucket.
 	BucketNames []string  `json:"bucketNames"`
 	PackageType string    `json:"packageType"` // e.g. "bulk"
@@ -63,17 +63,16 @@ const StatusReady = "READY"
 // File is one CFS file, as /files lists it (docs/rdp.md#file-store).
 type File struct {
 	ID string `json:"id"`
-	// FileName is the listed name; it may contain ':', which the presigned
-	// URL's last segment (FileNameFromURL) writes as '_'.
+	// FileName is the listed name. It may contain ':'; FileNameFromURL's
+	// name for the same file, from its presigned URL, has '_' there.
 	FileName  string `json:"filename"`
 	FileSetID string `json:"filesetId"`
 	Size      int64  `json:"fileSizeInBytes"` // bytes
-	// MD5 is the content's hex MD5 when the file store gives one. No public
-	// sample shows it: expect "" and verify the size instead (ParseMD5
-	// checks a non-empty value).
+	// MD5 is the content's MD5 when the file store gives one (ParseMD5
+	// decodes it). No public sample shows it: expect "" and verify the size.
 	MD5 string `json:"md5"`
-	// Href is the file's /stream link where an answer carries one (file
-	// notifications do; no public /files sample does): usually "".
+	// Href is a link to the file where an answer carries one; no public
+	// /files sample shows it: usually "".
 	Href     string    `json:"href"`
 	Created  time.Time `json:"created"`
 	Modified time.Time `json:"modified"`
