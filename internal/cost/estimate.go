@@ -31,14 +31,15 @@ func newMonth(m Measured, w Workload) month {
 	inv := func(s Scenario) float64 { return float64(s.Invocations) / float64(max(s.Units, 1)) }
 	mo.downloaderInv = mo.files * (w.SmallShare*inv(m.SmallFile) + middle*inv(m.MiddleFile) + w.MultipartShare*inv(m.MultipartFile))
 	for _, c := range []struct {
-		s     *Scenario
-		times float64
+		s           *Scenario
+		times       float64
+		withSecrets bool // the refresher's own Secrets Manager calls count; elsewhere they are ring reads, counted below
 	}{
-		{&m.RefresherFirstIdle, firstIdle}, {&m.RefresherIdle, mo.refreshRuns - mo.writes - firstIdle}, {&m.RefresherWrite, mo.writes},
-		{&m.PollIdle, mo.polls * float64(w.Packages)},
-		{&m.SmallFile, mo.files * w.SmallShare}, {&m.MiddleFile, mo.files * middle}, {&m.MultipartFile, mo.files * w.MultipartShare},
+		{&m.RefresherFirstIdle, firstIdle, true}, {&m.RefresherIdle, mo.refreshRuns - mo.writes - firstIdle, true}, {&m.RefresherWrite, mo.writes, true},
+		{&m.PollIdle, mo.polls * float64(w.Packages), false},
+		{&m.SmallFile, mo.files * w.SmallShare, false}, {&m.MiddleFile, mo.files * middle, false}, {&m.MultipartFile, mo.files * w.MultipartShare, false},
 	} {
-		mo.addScenario(c.s, c.times, c.s == &m.RefresherIdle || c.s == &m.RefresherFirstIdle || c.s == &m.RefresherWrite)
+		mo.addScenario(c.s, c.times, c.withSecrets)
 	}
 	// What a new file adds to a poll: the poll with new files less an idle one.
 	for op := range m.PollNew.AWS {

@@ -51,7 +51,7 @@ func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (Handof
 	}
 	ttl := claim.TTL(fs.AvailableTo, now(), h.TTLMargin)
 	for _, f := range files {
-		m := queue.Message{FileID: f.ID, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName, PackageID: fs.PackageID}
+		m := message(fs, f)
 		if err := m.Validate(); err != nil {
 			return res, fmt.Errorf("%w: file-set %s: %w", ErrMalformed, fs.ID, err)
 		}
@@ -91,4 +91,21 @@ func (h *Handoff) Enqueue(ctx context.Context, fs FileSet, files []File) (Handof
 		return res, fmt.Errorf("hand off file-set %s: %w", fs.ID, err)
 	}
 	return res, nil
+}
+
+// message is the download-queue message of one notified file. The file's
+// name and size travel in it, as they do from the poller's listing, so the
+// downloader needs no request to learn them. A name SQS would refuse in a
+// message is left out (the downloader then names the file from its presigned
+// URL), and so is a size of 0, which may be a missing fileSizeInBytes.
+func message(fs FileSet, f File) queue.Message {
+	m := queue.Message{FileID: f.ID, FileSetID: fs.ID, FileSetName: fs.Name, Bucket: fs.BucketName, PackageID: fs.PackageID,
+		FileName: f.FileName}
+	if queue.Refuses(m.Encode()) != "" {
+		m.FileName = ""
+	}
+	if f.Size > 0 {
+		m.Size = &f.Size
+	}
+	return m
 }

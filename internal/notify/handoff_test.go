@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/claim/claimtest"
+	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 )
 
@@ -114,5 +115,37 @@ func TestHandoffLateNotificationTTL(t *testing.T) {
 	it, _ := st.GetFile(context.Background(), "f1")
 	if it == nil || it.TTL != now.Add(time.Hour).Unix() {
 		t.Fatalf("item %+v: TTL want %d (now + margin)", it, now.Add(time.Hour).Unix())
+	}
+}
+
+// The notification's file name and size travel in the message, as the
+// poller's listing does, so the downloader needs no request to learn them; a
+// name SQS would refuse is left out (the downloader names the file from its
+// presigned URL), and a size of 0 may be a missing field, so it is left out.
+func TestHandoffCarriesNameAndSize(t *testing.T) {
+	fs := FileSet{ID: "fs1", BucketName: "b", PackageID: "p", Name: "n", Status: "READY"}
+	files := []File{{ID: "f1", FileName: "a.csv.gz", Size: 10}, {ID: "f2", FileName: "bad\uFFFEname.gz", Size: 7}, {ID: "f3", FileName: "c.gz"}}
+	st, q := claimtest.NewStore(nil), &claimtest.Sender{}
+	h := &Handoff{State: st, Queue: q, TTLMargin: time.Hour}
+	if _, err := h.Enqueue(context.Background(), fs, files); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]queue.Message{}
+	for _, m := range q.Sent() {
+		got[m.FileID] = m
+	}
+	size := func(m queue.Message) int64 {
+		if m.Size == nil {
+			return -1
+		}
+		return *m.Size
+	}
+	for _, w := range []struct {
+		id, name string
+		size     int64
+	}{{"f1", "a.csv.gz", 10}, {"f2", "", 7}, {"f3", "c.gz", -1}} {
+		if m := got[w.id]; m.FileName != w.name || size(m) != w.size {
+			t.Errorf("%s: message name %q size %d, want %q %d", w.id, m.FileName, size(m), w.name, w.size)
+		}
 	}
 }
