@@ -22,33 +22,34 @@ const (
 // SKFile is the sort key of a file item.
 const SKFile = "FILE"
 
-// FileItem is the state of one CFS file.
+// FileItem is the state of one CFS file. Its JSON form (`cfsync status
+// --json`) leaves the table's keys and bookkeeping out.
 type FileItem struct {
-	PK          string    `dynamodbav:"pk"`
-	SK          string    `dynamodbav:"sk"`
-	FileID      string    `dynamodbav:"fileId"`
-	FileSetID   string    `dynamodbav:"fileSetId"`
-	FileSetName string    `dynamodbav:"fileSetName,omitempty"`
-	FileName    string    `dynamodbav:"fileName,omitempty"`
-	Bucket      string    `dynamodbav:"bucket"`
-	PackageID   string    `dynamodbav:"packageId"`
-	Status      string    `dynamodbav:"status"`
-	Attempts    int       `dynamodbav:"attempts"`
-	Size        int64     `dynamodbav:"size,omitempty"`
-	Key         string    `dynamodbav:"s3Key,omitempty"`
-	ETag        string    `dynamodbav:"etag,omitempty"`
-	Reason      string    `dynamodbav:"reason,omitempty"`
-	AvailableTo time.Time `dynamodbav:"availableTo,omitempty"`
-	CreatedAt   time.Time `dynamodbav:"createdAt"`
-	UpdatedAt   time.Time `dynamodbav:"updatedAt"`
-	QueuedAt    time.Time `dynamodbav:"queuedAt,omitempty"`
-	DoneAt      time.Time `dynamodbav:"doneAt,omitempty"`
-	TTL         int64     `dynamodbav:"ttl,omitempty"`
+	PK          string    `dynamodbav:"pk" json:"-"`
+	SK          string    `dynamodbav:"sk" json:"-"`
+	FileID      string    `dynamodbav:"fileId" json:"fileId"`
+	FileSetID   string    `dynamodbav:"fileSetId" json:"fileSetId"`
+	FileSetName string    `dynamodbav:"fileSetName,omitempty" json:"fileSetName,omitempty"`
+	FileName    string    `dynamodbav:"fileName,omitempty" json:"fileName,omitempty"`
+	Bucket      string    `dynamodbav:"bucket" json:"bucket"`
+	PackageID   string    `dynamodbav:"packageId" json:"packageId"`
+	Status      string    `dynamodbav:"status" json:"status"`
+	Attempts    int       `dynamodbav:"attempts" json:"attempts"`
+	Size        int64     `dynamodbav:"size,omitempty" json:"size,omitempty"`
+	Key         string    `dynamodbav:"s3Key,omitempty" json:"s3Key,omitempty"`
+	ETag        string    `dynamodbav:"etag,omitempty" json:"etag,omitempty"`
+	Reason      string    `dynamodbav:"reason,omitempty" json:"reason,omitempty"`
+	AvailableTo time.Time `dynamodbav:"availableTo,omitempty" json:"availableTo,omitzero"`
+	CreatedAt   time.Time `dynamodbav:"createdAt" json:"createdAt,omitzero"`
+	UpdatedAt   time.Time `dynamodbav:"updatedAt" json:"updatedAt,omitzero"`
+	QueuedAt    time.Time `dynamodbav:"queuedAt,omitempty" json:"queuedAt,omitzero"`
+	DoneAt      time.Time `dynamodbav:"doneAt,omitempty" json:"doneAt,omitzero"`
+	TTL         int64     `dynamodbav:"ttl,omitempty" json:"-"`
 	// NonFinal is the sparse index's partition key (NonFinalIndex): set
 	// while the file is not DONE or FAILED, removed when it is.
-	NonFinal string `dynamodbav:"nonFinal,omitempty"`
+	NonFinal string `dynamodbav:"nonFinal,omitempty" json:"-"`
 	// Resends counts the times a sweep sent the file's message again.
-	Resends int `dynamodbav:"resends,omitempty"`
+	Resends int `dynamodbav:"resends,omitempty" json:"resends,omitempty"`
 }
 
 // FilePK is the partition key of a file.
