@@ -88,28 +88,41 @@ func packagesCommand() *command {
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 			bucket := fs.String("bucket", "", "CFS bucket `NAME`, e.g. bulk-ESG (case-insensitive; empty: every bucket)")
 			return func(ctx context.Context, args []string) error {
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					pkgs, err := collect(s.client.Packages(ctx, strings.TrimSpace(*bucket)), 0)
+				b := strings.TrimSpace(*bucket)
+				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.Package, error) {
+					pkgs, err := collect(c.Packages(ctx, b), 0)
 					if errors.Is(err, rdp.ErrNotFound) {
-						return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
+						return nil, fmt.Errorf("no bucket %q visible to this account: %w", b, err)
 					}
-					if err != nil {
-						return err // the client's error names the operation
-					}
-					err = printList(a.stdout, a.json, pkgs, []string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
-						return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
-					})
-					if err != nil {
-						return err
-					}
-					if len(pkgs) == 0 {
-						fmt.Fprintf(a.stderr, "no packages visible%s\n", inBucket(*bucket))
-					}
-					return nil
-				})
+					return pkgs, err // the client's error names the operation
+				}, []string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
+					return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
+				}, "no packages visible"+inBucket(*bucket))
+				return err
 			}
 		},
 	}
+}
+
+// listRDP signs on, lists with list, prints the rows (JSON with --json,
+// else a table of headers and cells) and, when there are none and none is
+// not empty, says none on stderr.
+func listRDP[T any](ctx context.Context, a *app, list func(*rdp.Client) ([]T, error), headers []string, cells func(T) []string, none string) ([]T, error) {
+	var rows []T
+	err := a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+		var err error
+		if rows, err = list(s.client); err != nil {
+			return err
+		}
+		if err := printList(a.stdout, a.json, rows, headers, cells); err != nil {
+			return err
+		}
+		if len(rows) == 0 && none != "" {
+			fmt.Fprintln(a.stderr, none)
+		}
+		return nil
+	})
+	return rows, err
 }
 
 func inBucket(b string) string {
@@ -151,26 +164,20 @@ func filesetsCommand() *command {
 					}
 					q.ModifiedSince = t
 				}
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					sets, err := collect(s.client.FileSets(ctx, q), *limit)
+				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.FileSet, error) {
+					sets, err := collect(c.FileSets(ctx, q), *limit)
 					if err != nil {
-						return fmt.Errorf("list file-sets: %w", err)
+						return nil, fmt.Errorf("list file-sets: %w", err)
 					}
-					err = printList(a.stdout, a.json, sets, []string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
-						n := f.NumFiles
-						if n == 0 {
-							n = len(f.Files)
-						}
-						return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
-					})
-					if err != nil {
-						return err
+					return sets, nil
+				}, []string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
+					n := f.NumFiles
+					if n == 0 {
+						n = len(f.Files)
 					}
-					if len(sets) == 0 {
-						fmt.Fprintf(a.stderr, "no file-sets match%s\n", inBucket(q.Bucket))
-					}
-					return nil
-				})
+					return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
+				}, "no file-sets match"+inBucket(q.Bucket))
+				return err
 			}
 		},
 	}
@@ -191,15 +198,16 @@ func filesCommand() *command {
 				if len(args) != 1 {
 					return usagef("want exactly one FILESET_ID")
 				}
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					files, err := collect(s.client.Files(ctx, args[0]), 0)
+				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.File, error) {
+					files, err := collect(c.Files(ctx, args[0]), 0)
 					if err != nil {
-						return fmt.Errorf("list files: %w", err)
+						return nil, fmt.Errorf("list files: %w", err)
 					}
-					return printList(a.stdout, a.json, files, []string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
-						return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
-					})
-				})
+					return files, nil
+				}, []string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
+					return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
+				}, "")
+				return err
 			}
 		},
 	}
@@ -230,28 +238,24 @@ func subscriptionsCommand() *command {
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					results, err := checkSubscriptions(ctx, s.client, entries)
-					if err != nil {
-						return err
+				results, err := listRDP(ctx, a, func(c *rdp.Client) ([]subscriptionResult, error) {
+					return checkSubscriptions(ctx, c, entries)
+				}, []string{"SUBSCRIPTION", "RESULT", "DETAIL"}, func(r subscriptionResult) []string {
+					return []string{r.Entry, r.Result, r.Detail}
+				}, "")
+				if err != nil {
+					return err
+				}
+				bad := 0
+				for _, r := range results {
+					if r.Result != resultOK {
+						bad++
 					}
-					bad := 0
-					for _, r := range results {
-						if r.Result != resultOK {
-							bad++
-						}
-					}
-					err = printList(a.stdout, a.json, results, []string{"SUBSCRIPTION", "RESULT", "DETAIL"}, func(r subscriptionResult) []string {
-						return []string{r.Entry, r.Result, r.Detail}
-					})
-					if err != nil {
-						return err
-					}
-					if bad > 0 {
-						return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
-					}
-					return nil
-				})
+				}
+				if bad > 0 {
+					return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
+				}
+				return nil
 			}
 		},
 	}
