@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 
@@ -89,29 +90,31 @@ func packagesCommand() *command {
 			bucket := fs.String("bucket", "", "CFS bucket `NAME`, e.g. bulk-ESG (case-insensitive; empty: every bucket)")
 			return func(ctx context.Context, args []string) error {
 				b := strings.TrimSpace(*bucket)
-				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.Package, error) {
-					pkgs, err := collect(c.Packages(ctx, b), 0)
-					if errors.Is(err, rdp.ErrNotFound) {
-						return nil, fmt.Errorf("no bucket %q visible to this account: %w", b, err)
-					}
-					return pkgs, err // the client's error names the operation
-				}, []string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
-					return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
-				}, "no packages visible"+inBucket(*bucket))
-				return err
+				err := listRDP(ctx, a, "", func(c *rdp.Client) iter.Seq2[rdp.Package, error] { return c.Packages(ctx, b) }, 0,
+					[]string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
+						return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
+					}, "no packages visible"+inBucket(*bucket))
+				if errors.Is(err, rdp.ErrNotFound) {
+					return fmt.Errorf("no bucket %q visible to this account: %w", b, err)
+				}
+				return err // the client's error names the operation
 			}
 		},
 	}
 }
 
-// listRDP signs on, lists with list, prints the rows (JSON with --json,
-// else a table of headers and cells) and, when there are none and none is
-// not empty, says none on stderr.
-func listRDP[T any](ctx context.Context, a *app, list func(*rdp.Client) ([]T, error), headers []string, cells func(T) []string, none string) ([]T, error) {
-	var rows []T
-	err := a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-		var err error
-		if rows, err = list(s.client); err != nil {
+// listRDP signs on, lists with seq (at most limit items; 0: all), prints
+// the rows (JSON with --json, else a table of headers and cells) and, when
+// there are none and none is not empty, says none on stderr. op, when not
+// empty, names the listing in its error.
+func listRDP[T any](ctx context.Context, a *app, op string, seq func(*rdp.Client) iter.Seq2[T, error], limit int,
+	headers []string, cells func(T) []string, none string) error {
+	return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+		rows, err := collect(seq(s.client), limit)
+		if err != nil {
+			if op != "" {
+				err = fmt.Errorf("%s: %w", op, err)
+			}
 			return err
 		}
 		if err := printList(a.stdout, a.json, rows, headers, cells); err != nil {
@@ -122,7 +125,6 @@ func listRDP[T any](ctx context.Context, a *app, list func(*rdp.Client) ([]T, er
 		}
 		return nil
 	})
-	return rows, err
 }
 
 func inBucket(b string) string {
@@ -164,20 +166,14 @@ func filesetsCommand() *command {
 					}
 					q.ModifiedSince = t
 				}
-				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.FileSet, error) {
-					sets, err := collect(c.FileSets(ctx, q), *limit)
-					if err != nil {
-						return nil, fmt.Errorf("list file-sets: %w", err)
-					}
-					return sets, nil
-				}, []string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
-					n := f.NumFiles
-					if n == 0 {
-						n = len(f.Files)
-					}
-					return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
-				}, "no file-sets match"+inBucket(q.Bucket))
-				return err
+				return listRDP(ctx, a, "list file-sets", func(c *rdp.Client) iter.Seq2[rdp.FileSet, error] { return c.FileSets(ctx, q) }, *limit,
+					[]string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
+						n := f.NumFiles
+						if n == 0 {
+							n = len(f.Files)
+						}
+						return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
+					}, "no file-sets match"+inBucket(q.Bucket))
 			}
 		},
 	}
@@ -198,16 +194,10 @@ func filesCommand() *command {
 				if len(args) != 1 {
 					return usagef("want exactly one FILESET_ID")
 				}
-				_, err := listRDP(ctx, a, func(c *rdp.Client) ([]rdp.File, error) {
-					files, err := collect(c.Files(ctx, args[0]), 0)
-					if err != nil {
-						return nil, fmt.Errorf("list files: %w", err)
-					}
-					return files, nil
-				}, []string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
-					return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
-				}, "")
-				return err
+				return listRDP(ctx, a, "list files", func(c *rdp.Client) iter.Seq2[rdp.File, error] { return c.Files(ctx, args[0]) }, 0,
+					[]string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
+						return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
+					}, "")
 			}
 		},
 	}
@@ -238,24 +228,28 @@ func subscriptionsCommand() *command {
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}
-				results, err := listRDP(ctx, a, func(c *rdp.Client) ([]subscriptionResult, error) {
-					return checkSubscriptions(ctx, c, entries)
-				}, []string{"SUBSCRIPTION", "RESULT", "DETAIL"}, func(r subscriptionResult) []string {
-					return []string{r.Entry, r.Result, r.Detail}
-				}, "")
-				if err != nil {
-					return err
-				}
-				bad := 0
-				for _, r := range results {
-					if r.Result != resultOK {
-						bad++
+				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+					results, err := checkSubscriptions(ctx, s.client, entries)
+					if err != nil {
+						return err
 					}
-				}
-				if bad > 0 {
-					return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
-				}
-				return nil
+					bad := 0
+					for _, r := range results {
+						if r.Result != resultOK {
+							bad++
+						}
+					}
+					err = printList(a.stdout, a.json, results, []string{"SUBSCRIPTION", "RESULT", "DETAIL"}, func(r subscriptionResult) []string {
+						return []string{r.Entry, r.Result, r.Detail}
+					})
+					if err != nil {
+						return err
+					}
+					if bad > 0 {
+						return &checkFailed{fmt.Sprintf("%d of %d subscriptions are not valid", bad, len(results))}
+					}
+					return nil
+				})
 			}
 		},
 	}
