@@ -90,10 +90,7 @@ func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string
 	golden(t, "status.golden", r.stdout)
 
 	r = c.run("status", "--json", "--window", "3h")
-	var rep statusReport
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("parse --json: %v\n%s", err, r.stdout)
-	}
+	rep := jsonOut[statusReport](t, r)
 	ids := func(fs []*state.FileItem) string {
 		var out []string
 		for _, f := range fs {
@@ -108,9 +105,9 @@ func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string
 		t.Errorf("status --json = %+v", rep)
 	}
 	// The field names of a file are the contract; the table's keys stay out.
-	var raw struct{ Failures []map[string]any }
-	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil || len(raw.Failures) == 0 {
-		t.Fatalf("parse --json failures: %v", err)
+	raw := jsonOut[struct{ Failures []map[string]any }](t, r)
+	if len(raw.Failures) == 0 {
+		t.Fatalf("status --json: no failures: %s", r.stdout)
 	}
 	for _, k := range []string{"fileId", "fileSetId", "fileSetName", "bucket", "packageId", "status", "attempts", "reason", "createdAt", "updatedAt", "availableTo"} {
 		if _, ok := raw.Failures[0][k]; !ok {
