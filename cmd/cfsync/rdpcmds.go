@@ -216,7 +216,7 @@ func subscriptionsCommand() *command {
 		},
 		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			subs := fs.String("subscriptions", "", "comma-separated `LIST` of bucket/packageId or bucket/* (default $SUBSCRIPTIONS)")
+			subs := a.envString(fs, "subscriptions", "SUBSCRIPTIONS", "comma-separated `LIST` of bucket/packageId or bucket/*")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 || args[0] != "check" {
 					if len(args) == 0 {
@@ -224,7 +224,7 @@ func subscriptionsCommand() *command {
 					}
 					return usagef("unknown subcommand %q: want \"check\"", args[0])
 				}
-				entries := splitList(a.flagOrEnv(*subs, "SUBSCRIPTIONS"))
+				entries := splitList(subs.value())
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}

@@ -32,15 +32,15 @@ With --check the exit code is 3 when there are failures or expiring files (for c
 		},
 		noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			table := fs.String("table", "", "DynamoDB state table `NAME` (default $STATE_TABLE)")
+			table := a.envString(fs, "table", "STATE_TABLE", "DynamoDB state table `NAME`")
 			window := fs.Duration("window", 24*time.Hour, "list files not DONE whose availableTo is within `DURATION`")
 			limit := fs.Int("limit", 20, "show at most `N` failures and expiring files in text output (0: all)")
 			check := fs.Bool("check", false, "exit 3 if there are failures or expiring files")
 			asJSON := fs.Bool("json", false, "print JSON (every failure and expiring file)")
 			return func(ctx context.Context, args []string) error {
-				name := a.flagOrEnv(*table, "STATE_TABLE")
-				if name == "" {
-					return usagef("--table (or STATE_TABLE) is required")
+				name, err := table.required()
+				if err != nil {
+					return err
 				}
 				if *window < 0 || *limit < 0 {
 					return usagef("--window and --limit must not be negative")
