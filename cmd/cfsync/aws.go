@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,10 +43,32 @@ func (a *app) aws(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// awsFlag is a flag with an environment fallback.
-func (a *app) flagOrEnv(flagValue, envName string) string {
-	if v := strings.TrimSpace(flagValue); v != "" {
+// envFlag is a string flag with an environment fallback: when the flag is
+// not given (or blank), the variable env's value.
+type envFlag struct {
+	a         *app
+	name, env string
+	v         *string
+}
+
+// envString registers envFlag name on fs; its usage ends with the variable.
+func (a *app) envString(fs *flag.FlagSet, name, env, usage string) *envFlag {
+	return &envFlag{a: a, name: name, env: env, v: fs.String(name, "", usage+" (default $"+env+")")}
+}
+
+// value is the flag's value, else the variable's (both trimmed).
+func (f *envFlag) value() string {
+	if v := strings.TrimSpace(*f.v); v != "" {
 		return v
 	}
-	return strings.TrimSpace(a.env(envName))
+	return strings.TrimSpace(f.a.env(f.env))
+}
+
+// required is value, or a usage error naming the flag and the variable when
+// both are empty.
+func (f *envFlag) required() (string, error) {
+	if v := f.value(); v != "" {
+		return v, nil
+	}
+	return "", usagef("--%s (or %s) is required", f.name, f.env)
 }

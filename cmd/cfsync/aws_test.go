@@ -90,11 +90,8 @@ func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string
 	golden(t, "status.golden", r.stdout)
 
 	r = c.run("status", "--json", "--window", "3h")
-	var rep statusReport
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("parse --json: %v\n%s", err, r.stdout)
-	}
-	ids := func(fs []statusFile) string {
+	rep := jsonOut[statusReport](t, r)
+	ids := func(fs []*state.FileItem) string {
 		var out []string
 		for _, f := range fs {
 			out = append(out, f.FileID)
@@ -106,6 +103,21 @@ func testStatus(t *testing.T, db *dynamodb.Client, awsEnv func(map[string]string
 		ids(rep.Failures) != "f-md5,f-gone" || ids(rep.Expiring) != "f-downloading,f-md5" ||
 		rep.Failures[1].Reason != fixtures[4].reason || rep.Failures[0].Attempts != 5 {
 		t.Errorf("status --json = %+v", rep)
+	}
+	// The field names of a file are the contract; the table's keys stay out.
+	raw := jsonOut[struct{ Failures []map[string]any }](t, r)
+	if len(raw.Failures) == 0 {
+		t.Fatalf("status --json: no failures: %s", r.stdout)
+	}
+	for _, k := range []string{"fileId", "fileSetId", "fileSetName", "bucket", "packageId", "status", "attempts", "reason", "createdAt", "updatedAt", "availableTo"} {
+		if _, ok := raw.Failures[0][k]; !ok {
+			t.Errorf("status --json failure lacks %q: %v", k, raw.Failures[0])
+		}
+	}
+	for _, k := range []string{"pk", "sk", "PK", "SK"} {
+		if _, ok := raw.Failures[0][k]; ok {
+			t.Errorf("status --json failure has %q: %v", k, raw.Failures[0])
+		}
 	}
 
 	r = c.run("status", "--check")

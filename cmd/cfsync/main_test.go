@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"net/http"
@@ -118,6 +119,28 @@ func (c *cli) run(args ...string) result {
 	defer cancel()
 	code := a.run(ctx, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// jsonOut decodes a run's --json output as a T; output that does not parse
+// fails the test.
+func jsonOut[T any](t *testing.T, r result) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("parse --json: %v\nstdout %s\nstderr %s", err, r.stdout, r.stderr)
+	}
+	return v
+}
+
+// credsFile writes body to a credentials file in a temporary directory and
+// returns its path.
+func credsFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "creds.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // v1Env is the environment of a v1 user against sim.

@@ -32,8 +32,8 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 		},
 		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			subs := fs.String("subscriptions", "", "the stack's `ENTRY` bucket/packageId or bucket/* (default $SUBSCRIPTIONS)")
-			secret := fs.String("secret", "", "subscribe: secret `ID` to store the subscription in (default $NOTIFY_SUBSCRIPTION_SECRET_ID)")
+			subs := a.envString(fs, "subscriptions", "SUBSCRIPTIONS", "the stack's `ENTRY` bucket/packageId or bucket/*")
+			secret := a.envString(fs, "secret", "NOTIFY_SUBSCRIPTION_SECRET_ID", "subscribe: secret `ID` to store the subscription in")
 			id := fs.String("id", "", "delete: the subscription `ID` to remove")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 || (args[0] != "subscribe" && args[0] != "list" && args[0] != "delete") {
@@ -43,7 +43,7 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 				var bucket, pkg string
 				if args[0] == "subscribe" || (args[0] == "delete" && *id == "") {
 					var err error
-					if bucket, pkg, err = oneEntry(a.flagOrEnv(*subs, "SUBSCRIPTIONS")); err != nil {
+					if bucket, pkg, err = oneEntry(subs.value()); err != nil {
 						return err
 					}
 				}
@@ -51,7 +51,7 @@ list shows the account's subscriptions; delete removes the entry's (or --id's).`
 					n.c = s.client
 					switch args[0] {
 					case "subscribe":
-						return n.subscribe(ctx, bucket, pkg, a.flagOrEnv(*secret, "NOTIFY_SUBSCRIPTION_SECRET_ID"))
+						return n.subscribe(ctx, bucket, pkg, secret.value())
 					case "list":
 						return n.list(ctx)
 					}

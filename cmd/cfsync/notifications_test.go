@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -42,11 +41,7 @@ func subscriptionRows(t *testing.T, r result) []subscriptionRow {
 	if r.code != exitOK {
 		t.Fatalf("code %d stderr %s", r.code, r.stderr)
 	}
-	var rows []subscriptionRow
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
-		t.Fatalf("%v: %s", err, r.stdout)
-	}
-	return rows
+	return jsonOut[[]subscriptionRow](t, r)
 }
 
 func TestNotificationsSubscribeIsIdempotent(t *testing.T) {

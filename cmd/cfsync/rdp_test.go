@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,14 +37,11 @@ func TestLogin(t *testing.T) {
 		if r.code != exitOK {
 			t.Fatalf("code %d stderr %s", r.code, r.stderr)
 		}
-		var got struct {
+		got := jsonOut[struct {
 			Source, Grant, TokenType, ExpiresIn string
 			ExpiresAt                           time.Time
 			HasRefreshToken, SessionEnded       bool
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-			t.Fatalf("parse --json: %v\n%s", err, r.stdout)
-		}
+		}](t, r)
 		want := t0.Add(sim.Options().ServiceTokenTTL)
 		if got.Grant != "client_credentials" || !got.ExpiresAt.Equal(want) || got.HasRefreshToken || got.SessionEnded || got.ExpiresIn != fmtAge(want.Sub(t0)) {
 			t.Errorf("login --json = %+v; want client_credentials expiring %s", got, want)
@@ -55,12 +49,7 @@ func TestLogin(t *testing.T) {
 	})
 
 	t.Run("credentials file", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "creds.json")
-		body := fmt.Sprintf(`{"username":%q,"password":%q,"client_id":%q,"take_exclusive_sign_on_control":true}`, testUser, testPassword, testAppKey)
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := credsFile(t, fmt.Sprintf(`{"username":%q,"password":%q,"client_id":%q,"take_exclusive_sign_on_control":true}`, testUser, testPassword, testAppKey))
 		// The file wins over the environment's (wrong) credentials.
 		env := map[string]string{"RDP_BASE_URL": sim.URL(), "RDP_CLIENT_ID": "wrong", "RDP_CLIENT_SECRET": "wrong"}
 		r := (&cli{t: t, env: env}).run("login", "--credentials", path)
@@ -70,10 +59,7 @@ func TestLogin(t *testing.T) {
 	})
 
 	t.Run("refresh-token credentials are refused", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "creds.json")
-		if err := os.WriteFile(path, []byte(`{"client_id":"k","refresh_token":"rt-abc"}`), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := credsFile(t, `{"client_id":"k","refresh_token":"rt-abc"}`)
 		sim.ResetCounters()
 		r := (&cli{t: t, env: map[string]string{"RDP_BASE_URL": sim.URL()}}).run("login", "--credentials", path)
 		if r.code != exitError || !strings.Contains(r.stderr, "--token-ring") || sim.Counters().AuthRequests != 0 {
@@ -130,10 +116,7 @@ func TestPackages(t *testing.T) {
 	golden(t, "packages.golden", r.stdout)
 
 	r = c.run("packages", "--json")
-	var pkgs []rdp.Package
-	if err := json.Unmarshal([]byte(r.stdout), &pkgs); err != nil {
-		t.Fatalf("parse --json: %v\n%s", err, r.stdout)
-	}
+	pkgs := jsonOut[[]rdp.Package](t, r)
 	var ids []string
 	for _, p := range pkgs {
 		ids = append(ids, p.PackageID)
@@ -167,10 +150,7 @@ func TestFileSets(t *testing.T) {
 
 	// --since 36h and --status READY leave the 2025-01-30 delta only.
 	r = c.run("filesets", "--bucket", bucketESG, "--package", pkgScores, "--since", "36h", "--status", "ready", "--json")
-	var sets []rdp.FileSet
-	if err := json.Unmarshal([]byte(r.stdout), &sets); err != nil {
-		t.Fatalf("parse --json: %v\n%s", err, r.stdout)
-	}
+	sets := jsonOut[[]rdp.FileSet](t, r)
 	if len(sets) != 1 || sets[0].ID != "4a1b-2c3d-5e6f7a8b-9c0d-000000000002" || sets[0].Status != "READY" || len(sets[0].Files) != 1 {
 		t.Errorf("filtered file-sets = %+v", sets)
 	}
@@ -182,10 +162,7 @@ func TestFileSets(t *testing.T) {
 		want int
 	}{{nil, 130}, {[]string{"--limit", "7"}, 7}} {
 		r = c.run(append([]string{"filesets", "--bucket", bucketOwn, "--json"}, tt.args...)...)
-		sets = nil
-		if err := json.Unmarshal([]byte(r.stdout), &sets); err != nil {
-			t.Fatalf("parse --json: %v", err)
-		}
+		sets := jsonOut[[]rdp.FileSet](t, r)
 		if len(sets) != tt.want {
 			t.Errorf("filesets %v: %d file-sets, want %d", tt.args, len(sets), tt.want)
 		}
@@ -203,10 +180,7 @@ func TestFiles(t *testing.T) {
 	golden(t, "files.golden", r.stdout)
 
 	r = c.run("files", "--json", "4a1b-2c3d-5e6f7a8b-9c0d-000000000001")
-	var files []rdp.File
-	if err := json.Unmarshal([]byte(r.stdout), &files); err != nil {
-		t.Fatalf("parse --json: %v", err)
-	}
+	files := jsonOut[[]rdp.File](t, r)
 	if len(files) != 2 || files[0].Size != 300_000 || files[0].MD5 != rdptest.ContentMD5(files[0].ID, 300_000) || files[1].MD5 != "" {
 		t.Errorf("files --json = %+v", files)
 	}
@@ -216,10 +190,7 @@ func TestFilesWithoutMD5(t *testing.T) {
 	sim := newSim(t, rdptest.Options{})
 	c := &cli{t: t, env: v2Env(sim)}
 	r := c.run("files", "--json", "4a1b-2c3d-5e6f7a8b-9c0d-000000000001")
-	var files []rdp.File
-	if err := json.Unmarshal([]byte(r.stdout), &files); err != nil {
-		t.Fatalf("parse --json: %v (stderr %s)", err, r.stderr)
-	}
+	files := jsonOut[[]rdp.File](t, r)
 	if len(files) != 2 || files[0].Size != 300_000 || files[0].MD5 != "" || files[1].MD5 != "" {
 		t.Errorf("files --json = %+v, want sizes and no md5", files)
 	}
@@ -257,10 +228,7 @@ func TestSubscriptionsCheck(t *testing.T) {
 	if r.code != exitOK {
 		t.Fatalf("code %d stderr %s", r.code, r.stderr)
 	}
-	var res []subscriptionResult
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-		t.Fatalf("parse --json: %v", err)
-	}
+	res := jsonOut[[]subscriptionResult](t, r)
 	if len(res) != 2 || res[0].Result != resultOK || res[0].Detail != "ESG Ratings Delta" || res[1].Result != resultOK || res[1].Detail != "1 package(s)" {
 		t.Errorf("--json = %+v", res)
 	}

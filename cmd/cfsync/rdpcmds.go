@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 
@@ -88,28 +89,42 @@ func packagesCommand() *command {
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
 			bucket := fs.String("bucket", "", "CFS bucket `NAME`, e.g. bulk-ESG (case-insensitive; empty: every bucket)")
 			return func(ctx context.Context, args []string) error {
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					pkgs, err := collect(s.client.Packages(ctx, strings.TrimSpace(*bucket)), 0)
-					if errors.Is(err, rdp.ErrNotFound) {
-						return fmt.Errorf("no bucket %q visible to this account: %w", strings.TrimSpace(*bucket), err)
-					}
-					if err != nil {
-						return err // the client's error names the operation
-					}
-					err = printList(a.stdout, a.json, pkgs, []string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
+				b := strings.TrimSpace(*bucket)
+				err := listRDP(ctx, a, "", func(c *rdp.Client) iter.Seq2[rdp.Package, error] { return c.Packages(ctx, b) }, 0,
+					[]string{"PACKAGE ID", "NAME", "TYPE", "BUCKETS", "MODIFIED"}, func(p rdp.Package) []string {
 						return []string{p.PackageID, p.PackageName, p.PackageType, strings.Join(p.BucketNames, ","), fmtTime(p.Modified)}
-					})
-					if err != nil {
-						return err
-					}
-					if len(pkgs) == 0 {
-						fmt.Fprintf(a.stderr, "no packages visible%s\n", inBucket(*bucket))
-					}
-					return nil
-				})
+					}, "no packages visible"+inBucket(*bucket))
+				if errors.Is(err, rdp.ErrNotFound) {
+					return fmt.Errorf("no bucket %q visible to this account: %w", b, err)
+				}
+				return err // the client's error names the operation
 			}
 		},
 	}
+}
+
+// listRDP signs on, lists with seq (at most limit items; 0: all), prints
+// the rows (JSON with --json, else a table of headers and cells) and, when
+// there are none and none is not empty, says none on stderr. op, when not
+// empty, names the listing in its error.
+func listRDP[T any](ctx context.Context, a *app, op string, seq func(*rdp.Client) iter.Seq2[T, error], limit int,
+	headers []string, cells func(T) []string, none string) error {
+	return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
+		rows, err := collect(seq(s.client), limit)
+		if err != nil {
+			if op != "" {
+				err = fmt.Errorf("%s: %w", op, err)
+			}
+			return err
+		}
+		if err := printList(a.stdout, a.json, rows, headers, cells); err != nil {
+			return err
+		}
+		if len(rows) == 0 && none != "" {
+			fmt.Fprintln(a.stderr, none)
+		}
+		return nil
+	})
 }
 
 func inBucket(b string) string {
@@ -151,26 +166,14 @@ func filesetsCommand() *command {
 					}
 					q.ModifiedSince = t
 				}
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					sets, err := collect(s.client.FileSets(ctx, q), *limit)
-					if err != nil {
-						return fmt.Errorf("list file-sets: %w", err)
-					}
-					err = printList(a.stdout, a.json, sets, []string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
+				return listRDP(ctx, a, "list file-sets", func(c *rdp.Client) iter.Seq2[rdp.FileSet, error] { return c.FileSets(ctx, q) }, *limit,
+					[]string{"FILE-SET ID", "NAME", "STATUS", "FILES", "MODIFIED", "AVAILABLE TO"}, func(f rdp.FileSet) []string {
 						n := f.NumFiles
 						if n == 0 {
 							n = len(f.Files)
 						}
 						return []string{f.ID, f.Name, f.Status, strconv.Itoa(n), fmtTime(f.Modified), fmtTime(f.AvailableTo)}
-					})
-					if err != nil {
-						return err
-					}
-					if len(sets) == 0 {
-						fmt.Fprintf(a.stderr, "no file-sets match%s\n", inBucket(q.Bucket))
-					}
-					return nil
-				})
+					}, "no file-sets match"+inBucket(q.Bucket))
 			}
 		},
 	}
@@ -191,15 +194,10 @@ func filesCommand() *command {
 				if len(args) != 1 {
 					return usagef("want exactly one FILESET_ID")
 				}
-				return a.withSession(ctx, &a.rdp, func(s *rdpSession) error {
-					files, err := collect(s.client.Files(ctx, args[0]), 0)
-					if err != nil {
-						return fmt.Errorf("list files: %w", err)
-					}
-					return printList(a.stdout, a.json, files, []string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
+				return listRDP(ctx, a, "list files", func(c *rdp.Client) iter.Seq2[rdp.File, error] { return c.Files(ctx, args[0]) }, 0,
+					[]string{"FILE ID", "NAME", "SIZE", "MD5"}, func(f rdp.File) []string {
 						return []string{f.ID, f.FileName, strconv.FormatInt(f.Size, 10), f.MD5}
-					})
-				})
+					}, "")
 			}
 		},
 	}
@@ -218,7 +216,7 @@ func subscriptionsCommand() *command {
 		},
 		rdp: true, json: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			subs := fs.String("subscriptions", "", "comma-separated `LIST` of bucket/packageId or bucket/* (default $SUBSCRIPTIONS)")
+			subs := a.envString(fs, "subscriptions", "SUBSCRIPTIONS", "comma-separated `LIST` of bucket/packageId or bucket/*")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 || args[0] != "check" {
 					if len(args) == 0 {
@@ -226,7 +224,7 @@ func subscriptionsCommand() *command {
 					}
 					return usagef("unknown subcommand %q: want \"check\"", args[0])
 				}
-				entries := splitList(a.flagOrEnv(*subs, "SUBSCRIPTIONS"))
+				entries := splitList(subs.value())
 				if len(entries) == 0 {
 					return usagef("no subscriptions: pass --subscriptions or set SUBSCRIPTIONS")
 				}

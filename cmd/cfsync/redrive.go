@@ -49,18 +49,19 @@ end. With --dry-run nothing is sent or deleted. Exit code 3 when bad messages we
 		},
 		noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			dlq := fs.String("dlq-url", "", "dead-letter queue `URL` (default $DLQ_URL)")
-			dest := fs.String("queue-url", "", "download queue `URL` (default $DOWNLOAD_QUEUE_URL)")
+			dlq := a.envString(fs, "dlq-url", "DLQ_URL", "dead-letter queue `URL`")
+			dest := a.envString(fs, "queue-url", "DOWNLOAD_QUEUE_URL", "download queue `URL`")
 			dry := fs.Bool("dry-run", false, "list the messages; send and delete nothing")
 			maxN := fs.Int("max", 0, "handle at most `N` messages (0: all)")
 			wait := fs.Duration("wait", time.Second, "long-poll each receive for up to `DURATION` (0-20s)")
 			return func(ctx context.Context, args []string) error {
-				r := &redriver{a: a, dlq: a.flagOrEnv(*dlq, "DLQ_URL"), dest: a.flagOrEnv(*dest, "DOWNLOAD_QUEUE_URL"), dryRun: *dry, max: *maxN, wait: *wait}
-				if r.dlq == "" {
-					return usagef("--dlq-url (or DLQ_URL) is required")
+				r := &redriver{a: a, dest: dest.value(), dryRun: *dry, max: *maxN, wait: *wait}
+				var err error
+				if r.dlq, err = dlq.required(); err != nil {
+					return err
 				}
-				if r.dest == "" && !r.dryRun {
-					return usagef("--queue-url (or DOWNLOAD_QUEUE_URL) is required")
+				if _, err := dest.required(); err != nil && !r.dryRun {
+					return err
 				}
 				if r.dest == r.dlq {
 					return usagef("--queue-url and --dlq-url are the same queue")

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,10 +69,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 	sim := newSim(t, rdptest.Options{})
 	rec := &recorder{secrets: map[string]bool{}}
 	dir := t.TempDir()
-	credFile := filepath.Join(dir, "creds.json")
-	if err := os.WriteFile(credFile, []byte(`{"username":"`+testUser+`","password":"`+testPassword+`","client_id":"`+testAppKey+`"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	credFile := credsFile(t, `{"username":"`+testUser+`","password":"`+testPassword+`","client_id":"`+testAppKey+`"}`)
 	badPw := v1Env(sim)
 	badPw["RDP_PASSWORD"] = testPassword + "-wrong"
 	badKey := v1Env(sim)

@@ -32,15 +32,15 @@ With --check the exit code is 3 when there are failures or expiring files (for c
 		},
 		noArgs: true,
 		setup: func(a *app, fs *flag.FlagSet) func(context.Context, []string) error {
-			table := fs.String("table", "", "DynamoDB state table `NAME` (default $STATE_TABLE)")
+			table := a.envString(fs, "table", "STATE_TABLE", "DynamoDB state table `NAME`")
 			window := fs.Duration("window", 24*time.Hour, "list files not DONE whose availableTo is within `DURATION`")
 			limit := fs.Int("limit", 20, "show at most `N` failures and expiring files in text output (0: all)")
 			check := fs.Bool("check", false, "exit 3 if there are failures or expiring files")
 			asJSON := fs.Bool("json", false, "print JSON (every failure and expiring file)")
 			return func(ctx context.Context, args []string) error {
-				name := a.flagOrEnv(*table, "STATE_TABLE")
-				if name == "" {
-					return usagef("--table (or STATE_TABLE) is required")
+				name, err := table.required()
+				if err != nil {
+					return err
 				}
 				if *window < 0 || *limit < 0 {
 					return usagef("--window and --limit must not be negative")
@@ -71,44 +71,22 @@ With --check the exit code is 3 when there are failures or expiring files (for c
 	}
 }
 
-type statusFile struct {
-	FileID      string    `json:"fileId"`
-	FileSetID   string    `json:"fileSetId"`
-	FileSetName string    `json:"fileSetName,omitempty"`
-	Bucket      string    `json:"bucket"`
-	PackageID   string    `json:"packageId"`
-	Status      string    `json:"status"`
-	Attempts    int       `json:"attempts"`
-	Reason      string    `json:"reason,omitempty"`
-	CreatedAt   time.Time `json:"createdAt,omitzero"`
-	UpdatedAt   time.Time `json:"updatedAt,omitzero"`
-	AvailableTo time.Time `json:"availableTo,omitzero"`
-}
-
-func statusFileOf(it *state.FileItem) statusFile {
-	return statusFile{
-		FileID: it.FileID, FileSetID: it.FileSetID, FileSetName: it.FileSetName, Bucket: it.Bucket,
-		PackageID: it.PackageID, Status: it.Status, Attempts: it.Attempts, Reason: it.Reason,
-		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt, AvailableTo: it.AvailableTo,
-	}
-}
-
 type statusReport struct {
-	Table         string         `json:"table"`
-	Now           time.Time      `json:"now"`
-	Window        string         `json:"window"`
-	Total         int            `json:"total"`
-	Counts        map[string]int `json:"counts"`
-	OldestPending *statusFile    `json:"oldestPending"`
-	Failures      []statusFile   `json:"failures"`
-	Expiring      []statusFile   `json:"expiring"`
+	Table         string            `json:"table"`
+	Now           time.Time         `json:"now"`
+	Window        string            `json:"window"`
+	Total         int               `json:"total"`
+	Counts        map[string]int    `json:"counts"`
+	OldestPending *state.FileItem   `json:"oldestPending"`
+	Failures      []*state.FileItem `json:"failures"`
+	Expiring      []*state.FileItem `json:"expiring"`
 }
 
 // statusOrder is the display order of the known statuses.
 var statusOrder = []string{state.StatusClaimed, state.StatusQueued, state.StatusDownloading, state.StatusDone, state.StatusFailed}
 
 func buildStatus(ctx context.Context, t *state.Table, now time.Time, window time.Duration) (*statusReport, error) {
-	rep := &statusReport{Table: t.Name, Now: now.UTC(), Window: shortDuration(window), Counts: map[string]int{}, Failures: []statusFile{}, Expiring: []statusFile{}}
+	rep := &statusReport{Table: t.Name, Now: now.UTC(), Window: shortDuration(window), Counts: map[string]int{}, Failures: []*state.FileItem{}, Expiring: []*state.FileItem{}}
 	for _, s := range statusOrder {
 		rep.Counts[s] = 0
 	}
@@ -119,16 +97,15 @@ func buildStatus(ctx context.Context, t *state.Table, now time.Time, window time
 		case state.StatusDone:
 			return nil
 		case state.StatusFailed:
-			rep.Failures = append(rep.Failures, statusFileOf(it))
+			rep.Failures = append(rep.Failures, it)
 		default:
 			if rep.OldestPending == nil || it.CreatedAt.Before(rep.OldestPending.CreatedAt) ||
 				(it.CreatedAt.Equal(rep.OldestPending.CreatedAt) && it.FileID < rep.OldestPending.FileID) {
-				f := statusFileOf(it)
-				rep.OldestPending = &f
+				rep.OldestPending = it
 			}
 		}
 		if !it.AvailableTo.IsZero() && it.AvailableTo.Sub(now) <= window {
-			rep.Expiring = append(rep.Expiring, statusFileOf(it))
+			rep.Expiring = append(rep.Expiring, it)
 		}
 		return nil
 	})

@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // SKBudget is the sort key of the refresher's auth state (pk AUTH).
@@ -50,7 +48,7 @@ type AuthState struct {
 	Version int64 `dynamodbav:"version"`
 }
 
-func budgetKey() map[string]types.AttributeValue {
+func budgetKey() primaryKey {
 	return itemKey(PKAuth, SKBudget)
 }
 

@@ -3,13 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // File-set items (pk FILESET#<fileSetId>, sk FILESET): the file-set's
@@ -25,7 +19,7 @@ const SKFileSet = "FILESET"
 // FileSetPK is the partition key of a file-set.
 func FileSetPK(fileSetID string) string { return "FILESET#" + fileSetID }
 
-func fileSetKey(fileSetID string) map[string]types.AttributeValue {
+func fileSetKey(fileSetID string) primaryKey {
 	return itemKey(FileSetPK(fileSetID), SKFileSet)
 }
 
@@ -84,13 +78,7 @@ func (t *Table) RecordFileSet(ctx context.Context, it FileSetItem) error {
 	it.PK, it.SK = FileSetPK(it.FileSetID), SKFileSet
 	it.Landed, it.LandingOwner, it.LandingLeaseUntil, it.PublishedAt = nil, "", 0, nil
 	it.RecordedAt = t.now()
-	av, err := attributevalue.MarshalMap(it)
-	if err != nil {
-		return fmt.Errorf("record file-set %s: %w", it.FileSetID, err)
-	}
-	_, err = t.DB.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: &t.Name, Item: av, ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	})
+	err := t.put(ctx, it, write{Cond: "attribute_not_exists(pk)"})
 	if err != nil && !isConditionFailed(err) {
 		return fmt.Errorf("record file-set %s: %w", it.FileSetID, err)
 	}
@@ -99,60 +87,34 @@ func (t *Table) RecordFileSet(ctx context.Context, it FileSetItem) error {
 
 // GetFileSet returns a file-set's item, or ErrNotFound.
 func (t *Table) GetFileSet(ctx context.Context, fileSetID string) (*FileSetItem, error) {
-	var it FileSetItem
-	if err := t.mustGetItem(ctx, fileSetKey(fileSetID), &it, "file-set "+fileSetID); err != nil {
-		return nil, err
-	}
-	return &it, nil
-}
-
-func decodeFileSet(fileSetID string, av map[string]types.AttributeValue) (*FileSetItem, error) {
-	var it FileSetItem
-	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
-		return nil, fmt.Errorf("decode file-set %s: %w", fileSetID, err)
-	}
-	return &it, nil
+	return mustGet[FileSetItem](ctx, t, fileSetKey(fileSetID), "file-set "+fileSetID)
 }
 
 // AddLanded adds a landed file to its file-set (idempotent: a string set)
 // and returns the item as it is after the update, or ErrNotFound for a
 // file-set that was never recorded.
 func (t *Table) AddLanded(ctx context.Context, fileSetID, fileID string) (*FileSetItem, error) {
-	out, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           &t.Name,
-		Key:                 fileSetKey(fileSetID),
-		UpdateExpression:    aws.String("ADD landed :id"),
-		ConditionExpression: aws.String("attribute_exists(pk)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":id": &types.AttributeValueMemberSS{Value: []string{fileID}},
-		},
-		ReturnValues: types.ReturnValueAllNew,
+	var it FileSetItem
+	_, err := t.update(ctx, fileSetKey(fileSetID), write{
+		Update: "ADD landed :id", Cond: "attribute_exists(pk)", Values: values{":id": strSetAV(fileID)}, Into: &it,
 	})
 	if isConditionFailed(err) {
-		return nil, fmt.Errorf("add landed file %s to file-set %s: %w", fileID, fileSetID, ErrNotFound)
+		err = ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("add landed file %s to file-set %s: %w", fileID, fileSetID, err)
 	}
-	return decodeFileSet(fileSetID, out.Attributes)
+	return &it, nil
 }
 
 // ClaimLanding takes the file-set's landing step for owner until the given
 // time. It returns ErrConflict when the step is published or another
 // owner's lease has not expired.
 func (t *Table) ClaimLanding(ctx context.Context, fileSetID, owner string, until time.Time) error {
-	now := t.now()
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:        &t.Name,
-		Key:              fileSetKey(fileSetID),
-		UpdateExpression: aws.String("SET landingOwner = :o, landingLeaseUntil = :until"),
-		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(publishedAt) AND " +
-			"(attribute_not_exists(landingLeaseUntil) OR landingLeaseUntil < :now)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":o":     &types.AttributeValueMemberS{Value: owner},
-			":until": millisAV(until),
-			":now":   millisAV(now),
-		},
+	_, err := t.update(ctx, fileSetKey(fileSetID), write{
+		Update: "SET landingOwner = :o, landingLeaseUntil = :until",
+		Cond:   "attribute_exists(pk) AND attribute_not_exists(publishedAt) AND (attribute_not_exists(landingLeaseUntil) OR landingLeaseUntil < :now)",
+		Values: values{":o": strAV(owner), ":until": numAV(until.UnixMilli()), ":now": numAV(t.now().UnixMilli())},
 	})
 	if err != nil {
 		return conflictOr("claim landing of file-set "+fileSetID, err)
@@ -175,25 +137,15 @@ func (t *Table) ReleaseLanding(ctx context.Context, fileSetID, owner string) err
 func (t *Table) endLanding(ctx context.Context, fileSetID, owner string, published bool) error {
 	op := "release landing"
 	expr := "REMOVE landingOwner, landingLeaseUntil"
-	vals := map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}}
+	vals := values{":o": strAV(owner)}
 	if published {
 		op = "mark landing published"
 		expr = "SET publishedAt = :now " + expr
 		vals[":now"] = timeAV(t.now())
 	}
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &t.Name,
-		Key:                       fileSetKey(fileSetID),
-		UpdateExpression:          aws.String(expr),
-		ConditionExpression:       aws.String("landingOwner = :o"),
-		ExpressionAttributeValues: vals,
-	})
+	_, err := t.update(ctx, fileSetKey(fileSetID), write{Update: expr, Cond: "landingOwner = :o", Values: vals})
 	if err != nil {
 		return conflictOr(fmt.Sprintf("%s of file-set %s", op, fileSetID), err)
 	}
 	return nil
-}
-
-func millisAV(t time.Time) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(t.UnixMilli(), 10)}
 }

@@ -7,11 +7,6 @@ import (
 	"maps"
 	"strings"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Poller items (see the layout in state.go):
@@ -72,21 +67,14 @@ func (t *Table) SavePass(ctx context.Context, bucket, packageID string, p Pass) 
 	if err := checkSubscription(bucket, packageID); err != nil {
 		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
 	}
-	av, err := attributevalue.Marshal(p)
+	av, err := valueAV(p)
 	if err != nil {
 		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
 	}
-	_, err = t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &t.Name,
-		Key:                      watermarkKey(bucket, packageID),
-		UpdateExpression:         aws.String("SET #pass = :pass, #b = if_not_exists(#b, :b), #p = if_not_exists(#p, :p), #u = :u"),
-		ExpressionAttributeNames: map[string]string{"#pass": "pass", "#b": "bucket", "#p": "packageId", "#u": "updatedAt"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pass": av,
-			":b":    &types.AttributeValueMemberS{Value: bucket},
-			":p":    &types.AttributeValueMemberS{Value: packageID},
-			":u":    timeAV(t.now()),
-		},
+	_, err = t.update(ctx, watermarkKey(bucket, packageID), write{
+		Update: "SET #pass = :pass, #b = if_not_exists(#b, :b), #p = if_not_exists(#p, :p), #u = :u",
+		Names:  map[string]string{"#pass": "pass", "#b": "bucket", "#p": "packageId", "#u": "updatedAt"},
+		Values: values{":pass": av, ":b": strAV(bucket), ":p": strAV(packageID), ":u": timeAV(t.now())},
 	})
 	if err != nil {
 		return fmt.Errorf("save listing pass %s/%s: %w", bucket, packageID, err)
@@ -99,7 +87,7 @@ func SubscriptionPK(bucket, packageID string) string {
 	return subPKPrefix + strings.ToLower(bucket) + "/" + packageID
 }
 
-func watermarkKey(bucket, packageID string) map[string]types.AttributeValue {
+func watermarkKey(bucket, packageID string) primaryKey {
 	return itemKey(SubscriptionPK(bucket, packageID), SKWatermark)
 }
 
@@ -135,43 +123,35 @@ func (t *Table) PutWatermark(ctx context.Context, w Watermark) error {
 	if err := checkSubscription(w.Bucket, w.PackageID); err != nil {
 		return fmt.Errorf("put watermark %s/%s: %w", w.Bucket, w.PackageID, err)
 	}
-	now := t.now()
-	names := map[string]string{"#b": "bucket", "#p": "packageId", "#n": "pollsSinceFull", "#u": "updatedAt", "#pass": "pass"}
-	values := map[string]types.AttributeValue{
-		":b": &types.AttributeValueMemberS{Value: w.Bucket},
-		":p": &types.AttributeValueMemberS{Value: w.PackageID},
-		":n": &types.AttributeValueMemberN{Value: fmt.Sprint(w.PollsSinceFull)},
-		":u": timeAV(now),
-	}
 	sets := []string{"#b = :b", "#p = :p", "#n = :n", "#u = :u"}
+	w0 := write{
+		Names:  map[string]string{"#b": "bucket", "#p": "packageId", "#n": "pollsSinceFull", "#u": "updatedAt", "#pass": "pass"},
+		Values: values{":b": strAV(w.Bucket), ":p": strAV(w.PackageID), ":n": numAV(int64(w.PollsSinceFull)), ":u": timeAV(t.now())},
+	}
 	if !w.LastFullAt.IsZero() {
-		names["#f"] = "lastFullAt"
-		values[":f"] = timeAV(w.LastFullAt)
+		w0.Names["#f"] = "lastFullAt"
+		w0.Values[":f"] = timeAV(w.LastFullAt)
 		sets = append(sets, "#f = :f")
 	}
 	if !w.LastPollAt.IsZero() {
-		names["#l"] = "lastPollAt"
-		values[":l"] = timeAV(w.LastPollAt)
+		w0.Names["#l"] = "lastPollAt"
+		w0.Values[":l"] = timeAV(w.LastPollAt)
 		sets = append(sets, "#l = :l")
 	}
-	in := &dynamodb.UpdateItemInput{
-		TableName:                 &t.Name,
-		Key:                       watermarkKey(w.Bucket, w.PackageID),
-		UpdateExpression:          aws.String("SET " + strings.Join(sets, ", ") + " REMOVE #pass"),
-		ExpressionAttributeNames:  names,
-		ExpressionAttributeValues: values,
-	}
+	w0.Update = "SET " + strings.Join(sets, ", ") + " REMOVE #pass"
+	key := watermarkKey(w.Bucket, w.PackageID)
 	if !w.Modified.IsZero() {
 		// Times are stored as fixed-width RFC 3339 UTC strings, so string
 		// order is time order and the condition keeps the watermark monotonic.
-		withM := *in
-		withM.ExpressionAttributeNames = mergeNames(names, map[string]string{"#m": "modified"})
-		withM.ExpressionAttributeValues = mergeValues(values, map[string]types.AttributeValue{
-			":m": &types.AttributeValueMemberS{Value: watermarkTime(w.Modified)},
-		})
-		withM.UpdateExpression = aws.String("SET " + strings.Join(append(sets, "#m = :m"), ", ") + " REMOVE #pass")
-		withM.ConditionExpression = aws.String("attribute_not_exists(#m) OR #m <= :m")
-		_, err := t.DB.UpdateItem(ctx, &withM)
+		withM := write{
+			Update: "SET " + strings.Join(append(sets, "#m = :m"), ", ") + " REMOVE #pass",
+			Cond:   "attribute_not_exists(#m) OR #m <= :m",
+			Names:  maps.Clone(w0.Names),
+			Values: maps.Clone(w0.Values),
+		}
+		withM.Names["#m"] = "modified"
+		withM.Values[":m"] = strAV(watermarkTime(w.Modified))
+		_, err := t.update(ctx, key, withM)
 		if err == nil {
 			return nil
 		}
@@ -180,22 +160,10 @@ func (t *Table) PutWatermark(ctx context.Context, w Watermark) error {
 		}
 		// The stored watermark is newer: keep it, record the counters.
 	}
-	if _, err := t.DB.UpdateItem(ctx, in); err != nil {
+	if _, err := t.update(ctx, key, w0); err != nil {
 		return fmt.Errorf("put watermark %s/%s: %w", w.Bucket, w.PackageID, err)
 	}
 	return nil
-}
-
-func mergeNames(a, b map[string]string) map[string]string {
-	out := maps.Clone(a)
-	maps.Copy(out, b)
-	return out
-}
-
-func mergeValues(a, b map[string]types.AttributeValue) map[string]types.AttributeValue {
-	out := maps.Clone(a)
-	maps.Copy(out, b)
-	return out
 }
 
 // watermarkTime formats t with a fixed width (always 9 fractional digits) so

@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/cfsync/cfsync/internal/state"
-	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 func TestSubscriptionPK(t *testing.T) {
@@ -41,12 +38,9 @@ func TestWatermarkRejectsBadKeys(t *testing.T) {
 // (moto): zero when absent, round trip, never moving backwards (also within
 // a second), counters always recorded, bucket case-insensitive.
 func TestWatermarkMoto(t *testing.T) {
-	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	db := dynamodb.NewFromConfig(cfg)
-	testenv.StateTable(t, db, "poller-state")
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	tb := state.New(db, "poller-state")
+	tb := newTestTable(t)
 	tb.Now = func() time.Time { return now }
 
 	w, err := tb.GetWatermark(ctx, "bulk-ESG", "p1")
@@ -93,11 +87,8 @@ func TestWatermarkMoto(t *testing.T) {
 // TestListingPassMoto: a saved pass round-trips, survives counter updates,
 // and a completed poll (PutWatermark) ends it.
 func TestListingPassMoto(t *testing.T) {
-	_, cfg := testenv.MotoConfig(t)
 	ctx := context.Background()
-	db := dynamodb.NewFromConfig(cfg)
-	testenv.StateTable(t, db, "pass-state")
-	tb := state.New(db, "pass-state")
+	tb := newTestTable(t)
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	p := state.Pass{Full: true, StartedAt: start, Cursor: "/file-store/v1/file-sets?bucket=b&skipToken=ZmlsZXNldElkPTE", Pages: 3, Runs: 1}
 	if err := tb.SavePass(ctx, "b", "p1", p); err != nil {

@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// Token ring items (see the layout in state.go):
+// Secret-ring bookkeeping (see the layout in state.go): which generation of
+// a secret the refresher wrote last, and the readers' reports that one was
+// refused.
 //
-//	AUTH / RING                 the ring's generation counter and each slot's last write
+//	AUTH / RING                 the token ring's generation counter and each slot's last write
 //	RING / REPORT#<generation>  a reader's token-invalid report for one generation
+//	NOTIFY / QUEUECREDS         the queue credentials' generation and the reader's latest rejection report
 //
-// Neither holds a token: only generation numbers, slot ids and times.
+// None holds a token or credential: only generation numbers, slot ids, times
+// and reasons.
 const (
 	PKAuth         = "AUTH"
 	SKRing         = "RING"
@@ -45,7 +45,7 @@ type RingState struct {
 	UpdatedAt  time.Time            `dynamodbav:"updatedAt"`
 }
 
-func ringKey() map[string]types.AttributeValue {
+func ringKey() primaryKey {
 	return itemKey(PKAuth, SKRing)
 }
 
@@ -104,7 +104,7 @@ type TokenReport struct {
 // ReportSK is the sort key of the report for generation gen.
 func ReportSK(gen int64) string { return skReportPrefix + strconv.FormatInt(gen, 10) }
 
-func reportKey(gen int64) map[string]types.AttributeValue {
+func reportKey(gen int64) primaryKey {
 	return itemKey(PKRing, ReportSK(gen))
 }
 
@@ -120,19 +120,10 @@ func (t *Table) ReportInvalidToken(ctx context.Context, gen int64, reason string
 	}
 	reason = clipReason(reason, maxReason)
 	now := t.now()
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: &t.Name,
-		Key:       reportKey(gen),
-		UpdateExpression: aws.String("SET generation = :g, firstAt = if_not_exists(firstAt, :now), lastAt = :now, " +
-			"reason = :r, #ttl = :ttl ADD reports :one"),
-		ExpressionAttributeNames: map[string]string{"#ttl": AttrTTL},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":g":   &types.AttributeValueMemberN{Value: strconv.FormatInt(gen, 10)},
-			":now": timeAV(now),
-			":r":   &types.AttributeValueMemberS{Value: reason},
-			":ttl": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(ReportTTL).Unix(), 10)},
-			":one": &types.AttributeValueMemberN{Value: "1"},
-		},
+	_, err := t.update(ctx, reportKey(gen), write{
+		Update: "SET generation = :g, firstAt = if_not_exists(firstAt, :now), lastAt = :now, reason = :r, #ttl = :ttl ADD reports :one",
+		Names:  map[string]string{"#ttl": AttrTTL},
+		Values: values{":g": numAV(gen), ":now": timeAV(now), ":r": strAV(reason), ":ttl": numAV(now.Add(ReportTTL).Unix()), ":one": numAV(1)},
 	})
 	if err != nil {
 		return fmt.Errorf("report invalid token generation %d: %w", gen, err)
@@ -142,11 +133,7 @@ func (t *Table) ReportInvalidToken(ctx context.Context, gen int64, reason string
 
 // GetTokenReport returns the report for generation gen, or ErrNotFound.
 func (t *Table) GetTokenReport(ctx context.Context, gen int64) (*TokenReport, error) {
-	var r TokenReport
-	if err := t.mustGetItem(ctx, reportKey(gen), &r, "token report "+strconv.FormatInt(gen, 10)); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return mustGet[TokenReport](ctx, t, reportKey(gen), "token report "+strconv.FormatInt(gen, 10))
 }
 
 // Unconfirmed reports whether a report arrived after the refresher last
@@ -159,20 +146,83 @@ func (r *TokenReport) Unconfirmed() bool {
 // generation gen: the reports received so far are dismissed. It does not
 // create a report that does not exist.
 func (t *Table) MarkReportChecked(ctx context.Context, gen int64, at time.Time) error {
-	_, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           &t.Name,
-		Key:                 reportKey(gen),
-		ConditionExpression: aws.String("attribute_exists(pk)"),
-		UpdateExpression:    aws.String("SET checkedAt = :at"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":at": timeAV(at.UTC()),
-		},
+	_, err := t.update(ctx, reportKey(gen), write{
+		Update: "SET checkedAt = :at", Cond: "attribute_exists(pk)", Values: values{":at": timeAV(at)},
 	})
 	if isConditionFailed(err) {
 		return fmt.Errorf("mark token report %d checked: %w", gen, ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("mark token report %d checked: %w", gen, err)
+	}
+	return nil
+}
+
+// Notification queue credentials item (NOTIFY / QUEUECREDS): the generation
+// of the queue credentials the refresher last wrote to their secret, when,
+// and the notification reader's latest report that AWS rejected them. It
+// holds no credential.
+const (
+	PKNotify      = "NOTIFY"
+	SKQueueCreds  = "QUEUECREDS"
+	attrQCGen     = "generation"
+	attrQCWritten = "writtenAt"
+)
+
+// QueueCredsState is the NOTIFY / QUEUECREDS item.
+type QueueCredsState struct {
+	Generation         int64     `dynamodbav:"generation"`
+	WrittenAt          time.Time `dynamodbav:"writtenAt"`
+	ReportedGeneration int64     `dynamodbav:"reportedGeneration"`
+	ReportedAt         time.Time `dynamodbav:"reportedAt"`
+	Reason             string    `dynamodbav:"reason"`
+	Reports            int64     `dynamodbav:"reports"`
+}
+
+// Reported reports whether a reader found the current generation rejected.
+func (s *QueueCredsState) Reported() bool {
+	return s.Generation > 0 && s.ReportedGeneration >= s.Generation
+}
+
+func queueCredsKey() primaryKey { return itemKey(PKNotify, SKQueueCreds) }
+
+// GetQueueCredsState returns the item, or a zero state when none exists.
+func (t *Table) GetQueueCredsState(ctx context.Context) (*QueueCredsState, error) {
+	st := &QueueCredsState{}
+	if _, err := t.getItem(ctx, queueCredsKey(), st, "queue credentials state"); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// ReportQueueCredentials records that AWS rejected the queue credentials of
+// generation gen (ExpiredToken and the like). reason must hold nothing secret.
+func (t *Table) ReportQueueCredentials(ctx context.Context, gen int64, reason string) error {
+	_, err := t.update(ctx, queueCredsKey(), write{
+		Update: "SET reportedGeneration = :g, reportedAt = :now, reason = :r ADD reports :one",
+		Values: values{":g": numAV(gen), ":now": timeAV(t.now()), ":r": strAV(clipReason(reason, maxReason)), ":one": numAV(1)},
+	})
+	if err != nil {
+		return fmt.Errorf("report queue credentials generation %d: %w", gen, err)
+	}
+	return nil
+}
+
+// ClaimQueueCredsGeneration records that generation next is about to be
+// written, if the stored generation is still prev (so two refresher runs
+// never both write). It returns ErrConflict when another run was first.
+func (t *Table) ClaimQueueCredsGeneration(ctx context.Context, prev, next int64, at time.Time) error {
+	cond := "attribute_not_exists(pk) OR #g = :prev"
+	if prev == 0 {
+		cond = "attribute_not_exists(pk) OR attribute_not_exists(#g) OR #g = :prev"
+	}
+	_, err := t.update(ctx, queueCredsKey(), write{
+		Update: "SET #g = :next, #w = :at", Cond: cond,
+		Names:  map[string]string{"#g": attrQCGen, "#w": attrQCWritten},
+		Values: values{":prev": numAV(prev), ":next": numAV(next), ":at": timeAV(at)},
+	})
+	if err != nil {
+		return conflictOr(fmt.Sprintf("claim queue credentials generation %d", next), err)
 	}
 	return nil
 }

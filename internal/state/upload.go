@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Downloader checkpoint items (see the layout in state.go):
@@ -116,7 +111,7 @@ func ChunkOf(n int32) int { return int(n-1) / PartsPerChunk }
 // UploadPartsSK is the sort key of chunk c.
 func UploadPartsSK(c int) string { return fmt.Sprintf("%s%05d", SKUploadPartsPrefix, c) }
 
-func uploadKey(fileID string) map[string]types.AttributeValue {
+func uploadKey(fileID string) primaryKey {
 	return itemKey(FilePK(fileID), SKUpload)
 }
 
@@ -131,73 +126,56 @@ func (t *Table) AcquireUpload(ctx context.Context, fileID, owner string, until t
 		return nil, errors.New("acquire download lease: empty owner")
 	}
 	now := t.now()
-	out, err := t.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: &t.Name,
-		Key:       uploadKey(fileID),
-		UpdateExpression: aws.String("SET fileId = :id, #o = :o, leaseUntilMs = :until, updatedAt = :now, " +
-			"createdAt = if_not_exists(createdAt, :now), invocations = if_not_exists(invocations, :zero) + :one, #ttl = :ttl"),
-		ConditionExpression:      aws.String("attribute_not_exists(pk) OR attribute_not_exists(#o) OR #o = :o OR leaseUntilMs < :nowms"),
-		ExpressionAttributeNames: map[string]string{"#o": "owner", "#ttl": AttrTTL},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":id":    &types.AttributeValueMemberS{Value: fileID},
-			":o":     &types.AttributeValueMemberS{Value: owner},
-			":until": numAV(until.UnixMilli()),
-			":nowms": numAV(now.UnixMilli()),
-			":now":   timeAV(now),
-			":zero":  numAV(0),
-			":one":   numAV(1),
-			":ttl":   numAV(t.uploadTTL()),
-		},
-		ReturnValues: types.ReturnValueAllNew,
-	})
-	if isConditionFailed(err) {
-		return nil, fmt.Errorf("acquire download lease %s: %w", fileID, ErrLeaseHeld)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("acquire download lease %s: %w", fileID, err)
-	}
 	var u Upload
-	if err := attributevalue.UnmarshalMap(out.Attributes, &u); err != nil {
-		return nil, fmt.Errorf("decode upload checkpoint %s: %w", fileID, err)
+	_, err := t.update(ctx, uploadKey(fileID), write{
+		Update: "SET fileId = :id, #o = :o, leaseUntilMs = :until, updatedAt = :now, " +
+			"createdAt = if_not_exists(createdAt, :now), invocations = if_not_exists(invocations, :zero) + :one, #ttl = :ttl",
+		Cond:  "attribute_not_exists(pk) OR attribute_not_exists(#o) OR #o = :o OR leaseUntilMs < :nowms",
+		Names: map[string]string{"#o": "owner", "#ttl": AttrTTL},
+		Values: values{
+			":id": strAV(fileID), ":o": strAV(owner), ":until": numAV(until.UnixMilli()), ":nowms": numAV(now.UnixMilli()),
+			":now": timeAV(now), ":zero": numAV(0), ":one": numAV(1), ":ttl": numAV(t.uploadTTL()),
+		},
+		Into: &u,
+	})
+	if err != nil {
+		return nil, leaseErr("acquire download lease "+fileID, err)
 	}
 	return &u, nil
 }
 
+// leaseErr wraps the error of a write conditional on the lease with op: a
+// failed condition becomes ErrLeaseHeld.
+func leaseErr(op string, err error) error {
+	if isConditionFailed(err) {
+		err = ErrLeaseHeld
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// heldBy is the condition that owner holds the lease ("#o = :o"), with its
+// names and values.
+func heldBy(owner string) write {
+	return write{Cond: "#o = :o", Names: map[string]string{"#o": "owner"}, Values: values{":o": strAV(owner)}}
+}
+
 // GetUpload returns a file's UPLOAD item, or ErrNotFound.
 func (t *Table) GetUpload(ctx context.Context, fileID string) (*Upload, error) {
-	var u Upload
-	if err := t.mustGetItem(ctx, uploadKey(fileID), &u, "upload checkpoint "+fileID); err != nil {
-		return nil, err
-	}
-	return &u, nil
+	return mustGet[Upload](ctx, t, uploadKey(fileID), "upload checkpoint "+fileID)
 }
 
 // queryChunks returns the chunk items of a file (any upload id).
 func (t *Table) queryChunks(ctx context.Context, fileID string) ([]partsChunk, error) {
 	var chunks []partsChunk
-	p := dynamodb.NewQueryPaginator(t.DB, &dynamodb.QueryInput{
-		TableName:              &t.Name,
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :prefix)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk":     &types.AttributeValueMemberS{Value: FilePK(fileID)},
-			":prefix": &types.AttributeValueMemberS{Value: SKUploadPartsPrefix},
-		},
-		ConsistentRead: aws.Bool(true),
+	err := queryEach(ctx, t, query{
+		KeyCond:    "pk = :pk AND begins_with(sk, :prefix)",
+		Values:     values{":pk": strAV(FilePK(fileID)), ":prefix": strAV(SKUploadPartsPrefix)},
+		Consistent: true,
+	}, func(c *partsChunk) error {
+		chunks = append(chunks, *c)
+		return nil
 	})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, raw := range out.Items {
-			var c partsChunk
-			if err := attributevalue.UnmarshalMap(raw, &c); err != nil {
-				return nil, fmt.Errorf("decode parts chunk: %w", err)
-			}
-			chunks = append(chunks, c)
-		}
-	}
-	return chunks, nil
+	return chunks, err
 }
 
 // LoadParts returns the saved parts of u's multipart upload, sorted by part
@@ -250,11 +228,7 @@ func (t *Table) SaveUpload(ctx context.Context, u *Upload, parts []Part, dirty [
 		if item.Parts == nil {
 			item.Parts = []Part{}
 		}
-		av, err := attributevalue.MarshalMap(item)
-		if err != nil {
-			return fmt.Errorf("save upload checkpoint %s: encode chunk %d: %w", u.FileID, c, err)
-		}
-		if _, err := t.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &t.Name, Item: av}); err != nil {
+		if err := t.put(ctx, item, write{}); err != nil {
 			return fmt.Errorf("save upload checkpoint %s: chunk %d: %w", u.FileID, c, err)
 		}
 	}
@@ -268,22 +242,8 @@ func (t *Table) SaveUpload(ctx context.Context, u *Upload, parts []Part, dirty [
 		h.CreatedAt = now
 	}
 	h.TTL = ttl
-	av, err := attributevalue.MarshalMap(h)
-	if err != nil {
-		return fmt.Errorf("save upload checkpoint %s: encode: %w", u.FileID, err)
-	}
-	_, err = t.DB.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                 &t.Name,
-		Item:                      av,
-		ConditionExpression:       aws.String("#o = :o"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("save upload checkpoint %s: %w", u.FileID, ErrLeaseHeld)
-	}
-	if err != nil {
-		return fmt.Errorf("save upload checkpoint %s: %w", u.FileID, err)
+	if err := t.put(ctx, h, heldBy(owner)); err != nil {
+		return leaseErr("save upload checkpoint "+u.FileID, err)
 	}
 	u.PartsDone, u.UpdatedAt, u.CreatedAt, u.TTL = h.PartsDone, h.UpdatedAt, h.CreatedAt, h.TTL
 	return nil
@@ -292,13 +252,10 @@ func (t *Table) SaveUpload(ctx context.Context, u *Upload, parts []Part, dirty [
 // ReleaseUpload gives the lease up (when owner still holds it) and keeps the
 // checkpoint. Releasing a lease that is not owner's is a no-op.
 func (t *Table) ReleaseUpload(ctx context.Context, fileID, owner string) error {
-	return t.updateIf(ctx, fmt.Sprintf("release download lease %s", fileID), &dynamodb.UpdateItemInput{
-		Key:                       uploadKey(fileID),
-		UpdateExpression:          aws.String("REMOVE #o, leaseUntilMs SET updatedAt = :now"),
-		ConditionExpression:       aws.String("#o = :o"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}, ":now": timeAV(t.now())},
-	})
+	w := heldBy(owner)
+	w.Update = "REMOVE #o, leaseUntilMs SET updatedAt = :now"
+	w.Values[":now"] = timeAV(t.now())
+	return t.updateIf(ctx, fmt.Sprintf("release download lease %s", fileID), uploadKey(fileID), w)
 }
 
 // DeleteUpload removes a file's checkpoint (its chunk items, then the header)
@@ -347,7 +304,7 @@ func (t *Table) deleteChunks(ctx context.Context, fileID string) error {
 		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
 	}
 	for _, c := range chunks {
-		if _, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &t.Name, Key: itemKey(c.PK, c.SK)}); err != nil {
+		if err := t.deleteItem(ctx, itemKey(c.PK, c.SK), write{}); err != nil {
 			return fmt.Errorf("delete upload checkpoint %s: chunk %d: %w", fileID, c.Chunk, err)
 		}
 	}
@@ -357,18 +314,10 @@ func (t *Table) deleteChunks(ctx context.Context, fileID string) error {
 // deleteHeader deletes the UPLOAD item while owner holds the lease (or when
 // it no longer exists); otherwise the error wraps ErrLeaseHeld.
 func (t *Table) deleteHeader(ctx context.Context, fileID, owner string) error {
-	_, err := t.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
-		TableName:                 &t.Name,
-		Key:                       uploadKey(fileID),
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR #o = :o"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: owner}},
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, ErrLeaseHeld)
-	}
-	if err != nil {
-		return fmt.Errorf("delete upload checkpoint %s: %w", fileID, err)
+	w := heldBy(owner)
+	w.Cond = "attribute_not_exists(pk) OR " + w.Cond
+	if err := t.deleteItem(ctx, uploadKey(fileID), w); err != nil {
+		return leaseErr("delete upload checkpoint "+fileID, err)
 	}
 	return nil
 }
@@ -378,18 +327,11 @@ func (t *Table) deleteHeader(ctx context.Context, fileID, owner string) error {
 // created (with no lease).
 func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 	now := t.now()
-	return t.updateIf(ctx, fmt.Sprintf("record message chain %s seq %d", fileID, seq), &dynamodb.UpdateItemInput{
-		Key:                      uploadKey(fileID),
-		UpdateExpression:         aws.String("SET fileId = :id, seq = :n, seqAtMs = :nowms, updatedAt = :now, createdAt = if_not_exists(createdAt, :now), #ttl = :ttl"),
-		ConditionExpression:      aws.String("attribute_not_exists(seq) OR seq < :n"),
-		ExpressionAttributeNames: map[string]string{"#ttl": AttrTTL},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":id":    &types.AttributeValueMemberS{Value: fileID},
-			":n":     numAV(int64(seq)),
-			":nowms": numAV(now.UnixMilli()),
-			":now":   timeAV(now),
-			":ttl":   numAV(t.uploadTTL()),
-		},
+	return t.updateIf(ctx, fmt.Sprintf("record message chain %s seq %d", fileID, seq), uploadKey(fileID), write{
+		Update: "SET fileId = :id, seq = :n, seqAtMs = :nowms, updatedAt = :now, createdAt = if_not_exists(createdAt, :now), #ttl = :ttl",
+		Cond:   "attribute_not_exists(seq) OR seq < :n",
+		Names:  map[string]string{"#ttl": AttrTTL},
+		Values: values{":id": strAV(fileID), ":n": numAV(int64(seq)), ":nowms": numAV(now.UnixMilli()), ":now": timeAV(now), ":ttl": numAV(t.uploadTTL())},
 	})
 }
 
@@ -399,7 +341,8 @@ func (t *Table) BumpSeq(ctx context.Context, fileID string, seq int) error {
 // other status (DONE, FAILED, unknown) is left alone.
 func (t *Table) MarkRetrying(ctx context.Context, fileID, reason string) error {
 	reason = clipReason(reason, maxFailureReason)
-	return t.updateFileIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), fileID,
-		"SET reason = :r, updatedAt = :now", "#s = :d", nil,
-		map[string]types.AttributeValue{":r": strAV(reason), ":d": strAV(StatusDownloading), ":now": timeAV(t.now())})
+	return t.updateIf(ctx, fmt.Sprintf("record retry reason of file %s", fileID), fileKey(fileID), fileWrite(write{
+		Update: "SET reason = :r, updatedAt = :now", Cond: "#s = :d",
+		Values: values{":r": strAV(reason), ":d": strAV(StatusDownloading), ":now": timeAV(t.now())},
+	}))
 }
