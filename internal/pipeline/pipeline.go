@@ -412,9 +412,21 @@ func (p *Pipeline) FunctionOptions(name string) lambdarun.Options {
 func (p *Pipeline) Deployed() []string { return Deployed(p.Config.Params) }
 
 // runnerFields are the pipeline's fields of the functions that run as one
-// process each (the downloader is a pool), by function name.
+// process each (the downloader is a pool), by function name: the one list
+// of them.
 func (p *Pipeline) runnerFields() map[string]**lambdarun.Runner {
 	return map[string]**lambdarun.Runner{Refresher: &p.Refresher, Poller: &p.Poller, Reader: &p.Reader}
+}
+
+// singleRunners are the running functions of runnerFields.
+func (p *Pipeline) singleRunners() []*lambdarun.Runner {
+	var rs []*lambdarun.Runner
+	for _, f := range p.runnerFields() {
+		if *f != nil {
+			rs = append(rs, *f)
+		}
+	}
+	return rs
 }
 
 func (p *Pipeline) startFunctions(ctx, runCtx context.Context) error {
@@ -493,32 +505,43 @@ func (p *Pipeline) NewEventSource() *EventSource {
 
 // Invoke invokes a function once with payload (the schedules keep running).
 func (p *Pipeline) Invoke(ctx context.Context, function string, payload []byte) (lambdarun.Result, error) {
-	inv, err := p.invoker(function)
+	f, err := p.running(function)
 	if err != nil {
-		return lambdarun.Result{}, err
+		return lambdarun.Result{}, fmt.Errorf("invoke: %w", err)
 	}
-	return inv.Invoke(ctx, payload)
+	return f.Invoke(ctx, payload)
 }
 
-func (p *Pipeline) invoker(function string) (Invoker, error) {
+// runningFunction is a started function: a *lambdarun.Runner or, for the
+// downloader, a *lambdarun.Pool.
+type runningFunction interface {
+	Invoker
+	Logs() []string
+}
+
+var (
+	_ runningFunction = (*lambdarun.Runner)(nil)
+	_ runningFunction = (*lambdarun.Pool)(nil)
+)
+
+func (p *Pipeline) running(function string) (runningFunction, error) {
 	if function == Downloader && p.Downloader != nil {
 		return p.Downloader, nil
 	}
 	if f, ok := p.runnerFields()[function]; ok && *f != nil {
 		return *f, nil
 	}
-	return nil, fmt.Errorf("invoke: function %q is not running (want one of %v)", function, p.Deployed())
+	return nil, fmt.Errorf("function %q is not running (want one of %v)", function, p.Deployed())
 }
 
-// Logs returns every log line a function has written so far.
+// Logs returns every log line a function has written so far (none for a
+// function that is not running).
 func (p *Pipeline) Logs(function string) []string {
-	if function == Downloader && p.Downloader != nil {
-		return p.Downloader.Logs()
+	f, err := p.running(function)
+	if err != nil {
+		return nil
 	}
-	if f, ok := p.runnerFields()[function]; ok && *f != nil {
-		return (*f).Logs()
-	}
-	return nil
+	return f.Logs()
 }
 
 // PIDs returns the process ids of the functions' running bootstraps and of
@@ -537,12 +560,7 @@ func (p *Pipeline) PIDs() []int {
 }
 
 func (p *Pipeline) runners() []*lambdarun.Runner {
-	var rs []*lambdarun.Runner
-	for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
-		if r != nil {
-			rs = append(rs, r)
-		}
-	}
+	rs := p.singleRunners()
 	if p.Downloader != nil {
 		rs = append(rs, p.Downloader.Runners()...)
 	}
@@ -566,10 +584,8 @@ func (p *Pipeline) Close() {
 	p.closeMu.Do(func() {
 		p.StopLoops()
 		p.cancel()
-		for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
-			if r != nil {
-				r.Close()
-			}
+		for _, r := range p.singleRunners() {
+			r.Close()
 		}
 		if p.Downloader != nil {
 			p.Downloader.Close()
