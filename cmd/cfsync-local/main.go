@@ -28,7 +28,6 @@ import (
 	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -566,7 +565,7 @@ func watch(ctx context.Context, p *pipeline.Pipeline, sim *rdptest.Server, expec
 		auth := printAuth(sim, &seenAuth, out)
 		published := true
 		if pub != nil && err == nil {
-			for _, l := range pub.step(ctx, p, pr.Done()+pr.Failed() >= len(expected)) {
+			for _, l := range pub.step(pr, pr.Done()+pr.Failed() >= len(expected)) {
 				out.event("%s", l)
 			}
 			published = pub.done()
@@ -633,7 +632,7 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 	code := 0
 	fmt.Fprintln(w)
 	if sim != nil {
-		code = verifySummary(ctx, w, p, expected, res)
+		code = verifySummary(ctx, w, p, expected, landed(pr, expected), res)
 	}
 	rows := [][2]string{
 		{"files", fmt.Sprintf("%d landed, %d failed, %d not finished (state table: %d items)", pr.Done(), pr.Failed(), pr.Files-pr.Done()-pr.Failed(), pr.Files)},
@@ -668,7 +667,7 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 	}
 	if len(expected) > 0 {
 		fmt.Fprintln(w)
-		packageTable(w, packageRows(ctx, p, expected))
+		packageTable(w, packageRows(pr, expected))
 	}
 	if pr.Failed() > 0 || pr.DLQ > 0 || (len(expected) > 0 && pr.Done() != len(expected)) {
 		code = 1
@@ -681,12 +680,12 @@ func summary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, sim *rdptes
 	return code
 }
 
-// verifySummary verifies the expected files (those landed so far when the
+// verifySummary verifies the expected files (those landed so far, when the
 // run did not finish) and prints the outcome; it returns the exit code.
-func verifySummary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, expected []rdptest.File, res watchResult) int {
+func verifySummary(ctx context.Context, w io.Writer, p *pipeline.Pipeline, expected, landed []rdptest.File, res watchResult) int {
 	check := expected
 	if !res.complete {
-		check = landed(ctx, p, expected)
+		check = landed
 		fmt.Fprintf(w, "not finished: %d of %d files had landed\n", len(check), len(expected))
 	}
 	rep, err := p.Verify(ctx, check)
@@ -741,30 +740,19 @@ func simSummaryRows(sim *rdptest.Server, o options) (rows [][2]string, others []
 	return rows, others
 }
 
-// landed returns the expected files whose state is DONE.
-func landed(ctx context.Context, p *pipeline.Pipeline, expected []rdptest.File) []rdptest.File {
-	done := map[string]bool{}
-	_ = p.State.ScanFiles(ctx, func(it *state.FileItem) error {
-		done[it.FileID] = it.Status == state.StatusDone
-		return nil
-	})
+// landed returns the expected files whose state is DONE in pr.
+func landed(pr pipeline.Progress, expected []rdptest.File) []rdptest.File {
 	var out []rdptest.File
 	for _, f := range expected {
-		if done[f.ID] {
+		if _, done := pr.DoneAt[f.ID]; done {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-func packageRows(ctx context.Context, p *pipeline.Pipeline, expected []rdptest.File) []packageRow {
-	done := map[string]*state.FileItem{}
-	_ = p.State.ScanFiles(ctx, func(it *state.FileItem) error {
-		if it.Status == state.StatusDone {
-			done[it.FileID] = it
-		}
-		return nil
-	})
+// packageRows counts the expected files by package, and those DONE in pr.
+func packageRows(pr pipeline.Progress, expected []rdptest.File) []packageRow {
 	byPkg := map[string]*packageRow{}
 	for _, f := range expected {
 		name := f.Bucket + "/" + f.PackageID
@@ -774,7 +762,7 @@ func packageRows(ctx context.Context, p *pipeline.Pipeline, expected []rdptest.F
 			byPkg[name] = r
 		}
 		r.want++
-		if done[f.ID] != nil {
+		if _, done := pr.DoneAt[f.ID]; done {
 			r.landed++
 			r.bytes += f.Size
 		}
