@@ -93,7 +93,7 @@ func decodeInfo(t *testing.T, res Result) echoInfo {
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
+	for Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still alive", pid)
 		}
@@ -386,13 +386,13 @@ func TestColdStart(t *testing.T) {
 func TestCloseKillsProcessTree(t *testing.T) {
 	r := startEcho(t, Options{})
 	in := decodeInfo(t, invoke(t, r, map[string]any{"action": "spawn"}))
-	if !alive(in.PID) || !alive(in.ChildPID) {
+	if !Alive(in.PID) || !Alive(in.ChildPID) {
 		t.Fatalf("function %d or its child %d not running", in.PID, in.ChildPID)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if alive(in.PID) {
+	if Alive(in.PID) {
 		t.Errorf("function process %d alive after Close", in.PID)
 	}
 	waitGone(t, in.ChildPID) // reparented to init before being reaped
@@ -417,7 +417,7 @@ func TestCloseDuringInvoke(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Errorf("Invoke during Close: %v, want ErrClosed", err)
 	}
-	if alive(pid) {
+	if Alive(pid) {
 		t.Errorf("process %d alive after Close", pid)
 	}
 }

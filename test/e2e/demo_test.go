@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/testenv"
 )
 
@@ -133,22 +133,11 @@ func bootstrapPIDs(dir string) []int {
 			continue
 		}
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) && alive(pid) {
+		if err == nil && strings.HasPrefix(exe, dir+string(filepath.Separator)) && lambdarun.Alive(pid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
-}
-
-// alive reports whether pid is a live process (not gone, not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
 var (
@@ -182,7 +171,7 @@ func TestDemo(t *testing.T) {
 		if len(boots) != 4 { // refresher, poller, 2 downloaders
 			t.Errorf("%d bootstrap processes running, want 4", len(boots))
 		}
-		if !alive(motoPID) {
+		if !lambdarun.Alive(motoPID) {
 			t.Fatalf("moto_server (pid %d) is not running", motoPID)
 		}
 		start := time.Now()
@@ -197,7 +186,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("no shutdown line")
 		}
 		for _, pid := range append(boots, motoPID) {
-			if alive(pid) {
+			if lambdarun.Alive(pid) {
 				t.Errorf("process %d still running after cfsync-local exited (orphan)", pid)
 			}
 		}
@@ -217,10 +206,10 @@ func TestDemo(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, pid := range append(boots, motoPID) {
-			for alive(pid) && ctx.Err() == nil {
+			for lambdarun.Alive(pid) && ctx.Err() == nil {
 				time.Sleep(100 * time.Millisecond)
 			}
-			if alive(pid) {
+			if lambdarun.Alive(pid) {
 				t.Errorf("process %d outlived a SIGKILLed cfsync-local by 10s (orphan)", pid)
 			}
 		}
