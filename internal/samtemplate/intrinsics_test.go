@@ -7,6 +7,17 @@ import (
 	"testing"
 )
 
+// resolveYAML resolves the intrinsic functions of the YAML document in
+// with r.
+func resolveYAML(t *testing.T, r *Resolver, in string) (any, error) {
+	t.Helper()
+	v, err := ParseYAML([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Resolve(v)
+}
+
 func TestResolver(t *testing.T) {
 	r := &Resolver{
 		Params:     map[string]string{"P": "v", "List": "a,b,c", "AWS::Region": "eu-west-1", "AWS::Partition": "aws"},
@@ -34,11 +45,7 @@ func TestResolver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := ParseYAML([]byte(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := r.Resolve(v)
+			got, err := resolveYAML(t, r, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,15 +63,15 @@ func TestResolverErrors(t *testing.T) {
 		{"resource without resolver", `!Ref Bucket`, "Ref Bucket"},
 		{"unknown function", `!GetAZs ""`, "unsupported intrinsic function Fn::GetAZs"},
 		{"unterminated sub", `!Sub "x${P"`, "unterminated"},
-		{"join of non-list", `!Join [",", !Ref P]`, "not a list"},
+		{"join of non-list", `!Join [",", !Ref P]`, "Fn::Join: v is not a list"},
+		{"select from non-list", `!Select [0, !Ref P]`, "Fn::Select: v is not a list"},
+		{"join of one argument", `!Join [","]`, "Fn::Join wants [delimiter, list]"},
+		{"split of three arguments", `!Split [",", a, b]`, "Fn::Split wants [delimiter, string]"},
+		{"select of a scalar", `!Select x`, "Fn::Select wants [index, list]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := ParseYAML([]byte(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Resolve(v); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := resolveYAML(t, r, tt.in); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
