@@ -143,6 +143,33 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// TestParseArgs: the exit codes of a run that stops before starting, and
+// -notifications refused against the real RDP.
+func TestParseArgs(t *testing.T) {
+	realEnv := map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p", "RDP_BASE_URL": "https://x"}
+	for _, tc := range []struct {
+		args     []string
+		env      map[string]string
+		code     int
+		ok, real bool
+		stderr   string
+	}{
+		{args: nil, ok: true},
+		{args: nil, env: realEnv, ok: true, real: true},
+		{args: []string{"-h"}, code: 0},
+		{args: []string{"-sets", "0"}, code: 2, stderr: "-sets must be at least 1"},
+		{args: nil, env: map[string]string{"SUBSCRIPTIONS": "b/p"}, code: 2, stderr: "real RDP: set RDP_USERNAME"},
+		{args: []string{"-notifications"}, env: realEnv, code: 2, stderr: "-notifications runs with the simulator only"},
+	} {
+		var stderr bytes.Buffer
+		_, target, code, ok := parseArgs(tc.args, &stderr, func(k string) string { return tc.env[k] })
+		if ok != tc.ok || code != tc.code || (target != nil) != tc.real || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("parseArgs(%v) = real %v, %d, %v (stderr %q); want real %v, %d, %v (stderr with %q)",
+				tc.args, target != nil, code, ok, stderr.String(), tc.real, tc.code, tc.ok, tc.stderr)
+		}
+	}
+}
+
 func TestLiveWriter(t *testing.T) {
 	pr := pipeline.Progress{ByStatus: map[string]int{state.StatusDone: 3, state.StatusDownloading: 2, state.StatusQueued: 1}, BytesDone: 3 << 20}
 	line := progressLine(pr, 6, 5*time.Second, 2*time.Second, 1)
