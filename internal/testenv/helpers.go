@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cfsync/cfsync/internal/repo"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers (a log the test
@@ -59,4 +63,25 @@ func Metric(t testing.TB, emf, name string, dims ...string) []float64 {
 		}
 	}
 	return out
+}
+
+// RepoPath is the path of rel (slash-separated, e.g. "docs/cost.md") in the
+// repository the test runs in (see repo.Root).
+func RepoPath(t testing.TB, rel string) string {
+	t.Helper()
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, filepath.FromSlash(rel))
+}
+
+// RepoFile is the content of the repository's file rel (see RepoPath).
+func RepoFile(t testing.TB, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(RepoPath(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
