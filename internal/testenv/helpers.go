@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cfsync/cfsync/internal/repo"
 )
@@ -84,4 +85,17 @@ func RepoFile(t testing.TB, rel string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// WaitUntil calls done every interval until it returns true or timeout has
+// passed, and reports whether it returned true.
+func WaitUntil(timeout, interval time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
 }

@@ -50,16 +50,12 @@ func BenchmarkColdStart(b *testing.B) {
 	defer p.Close()
 	// A token in the ring and a first poll, so the measured invocations do
 	// their steady-state work (refresher: token fresh; poller: incremental).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
-		if err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no token: %s %v", res.Payload, err)
-		}
-		time.Sleep(time.Second)
+	var res lambdarun.Result
+	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
+		res, err = p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
+		return err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+	}) {
+		b.Fatalf("no token: %s %v", res.Payload, err)
 	}
 	if res, err := p.Invoke(ctx, pipeline.Poller, []byte(`{}`)); err != nil || res.Err != nil {
 		b.Fatalf("first poll: %s %v", res.Payload, err)

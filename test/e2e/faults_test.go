@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -153,18 +154,13 @@ func TestEveryFault(t *testing.T) {
 // waitGeneration waits until the ring holds a token of generation >= gen.
 func (e *env) waitGeneration(gen int64, timeout time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ring := &tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}
-		if vals, err := ring.Read(context.Background()); err == nil {
-			if latest, ok := tokenring.Latest(vals); ok && latest.Slot.Generation >= gen {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no token of generation %d in the ring after %s; auth log %+v", gen, timeout, e.sim.AuthLog())
-		}
-		time.Sleep(300 * time.Millisecond)
+	ring := &tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}
+	if !testenv.WaitUntil(timeout, 300*time.Millisecond, func() bool {
+		vals, err := ring.Read(context.Background())
+		latest, ok := tokenring.Latest(vals)
+		return err == nil && ok && latest.Slot.Generation >= gen
+	}) {
+		e.t.Fatalf("no token of generation %d in the ring after %s; auth log %+v", gen, timeout, e.sim.AuthLog())
 	}
 }
 
@@ -272,27 +268,17 @@ func indexAuth(log []rdptest.AuthRecord, grant string, status int) int {
 // of grant answered with status.
 func (e *env) waitAuth(from int, grant string, status int, timeout time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for indexAuth(e.sim.AuthLog()[from:], grant, status) < 0 {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no %s grant answered %d after %s: auth log since: %+v", grant, status, timeout, e.sim.AuthLog()[from:])
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testenv.WaitUntil(timeout, 200*time.Millisecond, func() bool { return indexAuth(e.sim.AuthLog()[from:], grant, status) >= 0 }) {
+		e.t.Fatalf("no %s grant answered %d after %s: auth log since: %+v", grant, status, timeout, e.sim.AuthLog()[from:])
 	}
 }
 
 // waitLandedAtLeast waits until at least n files are DONE.
 func (e *env) waitLandedAtLeast(n int, timeout time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		pr, err := e.p.Progress(context.Background())
-		if err == nil && pr.Done() >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("fewer than %d files landed after %s: %s", n, timeout, describe(pr))
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if pr, err := e.p.WaitFor(ctx, 200*time.Millisecond, func(pr pipeline.Progress) bool { return pr.Done() >= n }); err != nil {
+		e.t.Fatalf("fewer than %d files landed after %s: %v; %s", n, timeout, err, describe(pr))
 	}
 }

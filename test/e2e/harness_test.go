@@ -214,16 +214,12 @@ func (e *env) invoke(fn, payload string) lambdarun.Result {
 // write waits for SECRET_MIN_WRITE_INTERVAL after the stack created the slots).
 func (e *env) waitToken() {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res := e.invoke(pipeline.Refresher, `{}`)
-		if res.Err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
-		}
-		time.Sleep(time.Second)
+	var res lambdarun.Result
+	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
+		res = e.invoke(pipeline.Refresher, `{}`)
+		return res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+	}) {
+		e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
 	}
 }
 
