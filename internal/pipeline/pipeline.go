@@ -43,7 +43,7 @@ import (
 )
 
 // Region is the AWS region of the local stack.
-const Region = "us-east-1"
+const Region = testenv.Region
 
 // Config configures a Pipeline. Only Credentials is required.
 type Config struct {
@@ -123,19 +123,18 @@ type Resources struct {
 
 // Pipeline is a running local pipeline.
 type Pipeline struct {
-	Config    Config
-	Endpoint  string              // moto_server
-	Moto      *testenv.MotoServer // nil when Config.MotoEndpoint was given
-	Stack     *samtemplate.MotoStack
-	Res       Resources
-	AWS       aws.Config
-	S3        *s3.Client
-	SQS       *sqs.Client
-	DynamoDB  *dynamodb.Client
-	Secrets   *secretsmanager.Client
-	State     *state.Table
-	Binaries  map[string]string
-	Functions map[string]FunctionConfig // as deployed (timeouts, memory)
+	Config   Config
+	Endpoint string              // moto_server
+	Moto     *testenv.MotoServer // nil when Config.MotoEndpoint was given
+	Stack    *samtemplate.MotoStack
+	Res      Resources
+	AWS      aws.Config
+	S3       *s3.Client
+	SQS      *sqs.Client
+	DynamoDB *dynamodb.Client
+	Secrets  *secretsmanager.Client
+	State    *state.Table
+	Binaries map[string]string
 
 	Refresher  *lambdarun.Runner
 	Poller     *lambdarun.Runner
@@ -176,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 		cfg.StackName = "cfsync-local"
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p = &Pipeline{Config: cfg, cancel: cancel, Binaries: map[string]string{}, Functions: map[string]FunctionConfig{}}
+	p = &Pipeline{Config: cfg, cancel: cancel, Binaries: map[string]string{}}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -268,28 +267,11 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context) error {
 }
 
 // AWSConfig is an SDK configuration for the moto_server at endpoint with
-// dummy credentials.
+// dummy credentials (testenv.AWSConfig), retrying up to 5 attempts.
 func AWSConfig(endpoint string) aws.Config {
-	return aws.Config{
-		Region:       Region,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", Source: "pipeline"}, nil
-		})),
-		RetryMaxAttempts: 5,
-	}
-}
-
-// AWSEnv is the environment a bootstrap needs to use moto_server at endpoint.
-func AWSEnv(endpoint string) []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + endpoint,
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=testing",
-		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_EC2_METADATA_DISABLED=true",
-	}
+	cfg := testenv.AWSConfig(endpoint, Region)
+	cfg.RetryMaxAttempts = 5
+	return cfg
 }
 
 // adopt reads the deployed stack: resources, function configurations, and
@@ -334,11 +316,6 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 			return fmt.Errorf("stack %s has no function %s", p.Stack.StackName, logicalIDs[f])
 		}
 		r.FunctionNames[f] = mf.Name
-		fc, err := functionConfig(ctx, api, mf.Name)
-		if err != nil {
-			return err
-		}
-		p.Functions[f] = fc
 	}
 	esms, err := queueMappings(ctx, api, r.FunctionNames[Downloader], r.QueueARN)
 	if err != nil {
@@ -385,7 +362,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 	for _, k := range slices.Sorted(maps.Keys(tmpl)) {
 		env = append(env, k+"="+tmpl[k])
 	}
-	env = append(env, AWSEnv(p.Endpoint)...)
+	env = append(env, testenv.AWSEnv(p.Endpoint, Region)...)
 	env = append(env, p.Config.CommonEnv...)
 	return append(env, p.Config.Env[name]...)
 }
@@ -393,7 +370,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 // FunctionOptions are the lambdarun options of a function as the pipeline
 // starts it.
 func (p *Pipeline) FunctionOptions(name string) lambdarun.Options {
-	fc := p.Functions[name]
+	fc := p.Stack.Functions[logicalIDs[name]]
 	timeout := time.Duration(fc.Timeout) * time.Second
 	if d := p.Config.Timeouts[name]; d > 0 {
 		timeout = d
