@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -31,10 +28,7 @@ func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.
 	if err != nil {
 		return nil, nil, err
 	}
-	user, password, appKey := "demo-user@example.com", "demo-"+randomHex(12), randomHex(20)
-	sim.AddUser(user, password, appKey)
-	b, _ := json.Marshal(map[string]string{"username": user, "password": password, "client_id": appKey})
-	cfg.Credentials = string(b)
+	cfg.Credentials = pipeline.AddSimUser(sim, "demo-user@example.com").Secret
 	expected := pipeline.SeedDemo(sim, o.sets)
 	subs := pipeline.DemoSubscriptions()
 	cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
@@ -57,12 +51,6 @@ func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.
 		sim.URL(), len(expected), humanBytes(total), countSets(expected), len(subs))
 	fmt.Fprintf(stdout, "  SUBSCRIPTIONS=%s\n", strings.Join(subs, ","))
 	return sim, expected, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // demoFaults is one fault of every class the simulator knows, spread over

@@ -274,7 +274,7 @@ func AWSConfig(endpoint string) aws.Config {
 	return cfg
 }
 
-// adopt reads the deployed stack: resources, function configurations, and
+// adopt reads the deployed stack: resources, function names, and
 // the downloader's event source mapping, which it disables: moto "invokes"
 // an enabled mapping's function on every SendMessage (it cannot run it),
 // receiving the queue's messages and putting them back, which inflates

@@ -39,7 +39,7 @@ func BenchmarkColdStart(b *testing.B) {
 	sim.AddFileSets("bulk-ESG", pkgESG, 5, 2, 10<<10)
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto, Binaries: bins, StackName: "bench",
-		Credentials:   benchCreds(sim),
+		Credentials:   pipeline.AddSimUser(sim, "bench2@example.com").Secret,
 		Params:        map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-ESG/" + pkgESG},
 		Env:           map[string][]string{pipeline.Refresher: refresherEnv},
 		NoEventSource: true,
@@ -96,10 +96,4 @@ func BenchmarkColdStart(b *testing.B) {
 			b.ReportMetric(float64(st.Size())/(1<<20), "binary-MiB")
 		})
 	}
-}
-
-func benchCreds(sim *rdptest.Server) string {
-	pw, key := "pw-"+randomHex(8), randomHex(20)
-	sim.AddUser("bench2@example.com", pw, key)
-	return `{"username":"bench2@example.com","password":"` + pw + `","client_id":"` + key + `"}`
 }
