@@ -203,13 +203,13 @@ type noValue struct{}
 // Resolve evaluates every intrinsic function in v. A value that resolves to
 // AWS::NoValue is dropped from its map or list; at the top level Resolve
 // returns nil.
-func (r *Resolver) Resolve(v any) (any, error) {
-	out, err := r.resolve(v)
-	if err != nil {
+func (r *Resolver) Resolve(v any) (any, error) { return topLevel(r.resolve(v)) }
+
+// topLevel is a whole document's value: out, or nil when out is
+// AWS::NoValue.
+func topLevel(out any, err error) (any, error) {
+	if _, ok := out.(noValue); ok || err != nil {
 		return nil, err
-	}
-	if _, ok := out.(noValue); ok {
-		return nil, nil
 	}
 	return out, nil
 }
@@ -510,16 +510,7 @@ func (r *Resolver) subVar(name string, vars map[string]any) (string, error) {
 // PruneConditions returns a copy of v with every Fn::If replaced by the
 // branch its condition selects and every AWS::NoValue removed. Other
 // intrinsic functions are left for CloudFormation to evaluate.
-func PruneConditions(v any, conds map[string]bool) (any, error) {
-	out, err := prune(v, conds)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := out.(noValue); ok {
-		return nil, nil
-	}
-	return out, nil
-}
+func PruneConditions(v any, conds map[string]bool) (any, error) { return topLevel(prune(v, conds)) }
 
 func prune(v any, conds map[string]bool) (any, error) {
 	if x, ok := v.(map[string]any); ok && len(x) == 1 {

@@ -39,6 +39,7 @@ func TestResolver(t *testing.T) {
 		{"if false", `!If [No, a, b]`, "b"},
 		{"novalue dropped from list", `[a, !If [No, b, !Ref AWS::NoValue], c]`, []any{"a", "c"}},
 		{"novalue dropped from map", `{k: !If [No, b, !Ref AWS::NoValue], j: x}`, map[string]any{"j": "x"}},
+		{"novalue at the top is nil", `!If [No, b, !Ref AWS::NoValue]`, nil},
 		{"join", `!Join [",", [a, !If [Yes, !Sub ",${P}", ""], !Ref Bucket]]`, "a,,v,ref-Bucket"},
 		{"select split", `!Select [1, !Split [",", !Ref List]]`, "b"},
 		{"base64", `!Base64 hi`, "aGk="},
