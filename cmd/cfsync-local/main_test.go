@@ -63,57 +63,41 @@ func TestFormatGrants(t *testing.T) {
 	}
 }
 
+// TestRealRDP: the target of a run against the real RDP, read from the
+// environment, with the credentials secret's JSON (v1 takes exclusive
+// sign-on control, as a deployed refresher does). TestParseArgs has the
+// environments that stop the run.
 func TestRealRDP(t *testing.T) {
-	tests := []struct {
-		name    string
-		env     map[string]string
-		real    bool
-		wantErr string
-		kind    string
-		doc     map[string]any
+	for kind, tc := range map[string]struct {
+		env map[string]string
+		doc map[string]any
 	}{
-		{name: "nothing set: simulator", env: nil},
-		{name: "v1", env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "RDP_CLIENT_ID": "k", "SUBSCRIPTIONS": "bulk-ESG/x, bulk-ESG/*", "RDP_BASE_URL": "https://api.refinitiv.com"},
-			real: true, kind: "v1 password", doc: map[string]any{"username": "u", "password": "p", "client_id": "k", "take_exclusive_sign_on_control": true}},
-		{name: "v2", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "bulk-ESG/x", "RDP_BASE_URL": "https://api.refinitiv.com"},
-			real: true, kind: "v2 service account", doc: map[string]any{"client_id": "id", "client_secret": "s"}},
-		{name: "credentials without subscriptions", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "RDP_BASE_URL": "https://x"}, wantErr: "SUBSCRIPTIONS"},
-		{name: "subscriptions without credentials", env: map[string]string{"SUBSCRIPTIONS": "bulk-ESG/x"}, wantErr: "RDP_USERNAME"},
-		{name: "no base URL", env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p"}, wantErr: "RDP_BASE_URL"},
-		{name: "v1 without the app key", env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "SUBSCRIPTIONS": "b/p", "RDP_BASE_URL": "https://x"}, wantErr: "RDP_CLIENT_ID"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			target, err := realRDP(func(k string) string { return tt.env[k] })
-			real := target != nil
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
-				}
-				return
+		"v1 password": {
+			env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "RDP_CLIENT_ID": "k", "SUBSCRIPTIONS": "bulk-ESG/x, bulk-ESG/*", "RDP_BASE_URL": "https://api.refinitiv.com"},
+			doc: map[string]any{"username": "u", "password": "p", "client_id": "k", "take_exclusive_sign_on_control": true}},
+		"v2 service account": {
+			env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "bulk-ESG/x", "RDP_BASE_URL": "https://api.refinitiv.com"},
+			doc: map[string]any{"client_id": "id", "client_secret": "s"}},
+	} {
+		target, err := realRDP(func(k string) string { return tc.env[k] })
+		if err != nil || target == nil {
+			t.Fatalf("%s: target %v, err %v; want a real target", kind, target, err)
+		}
+		if target.kind != kind || len(target.subs) == 0 || target.baseURL == "" {
+			t.Errorf("%s: target %+v", kind, target)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(target.creds), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if len(doc) != len(tc.doc) {
+			t.Errorf("%s: credentials %v, want %v", kind, doc, tc.doc)
+		}
+		for k, v := range tc.doc {
+			if doc[k] != v {
+				t.Errorf("%s: credentials[%s] = %v, want %v", kind, k, doc[k], v)
 			}
-			if err != nil || real != tt.real {
-				t.Fatalf("real = %v, err = %v; want real = %v", real, err, tt.real)
-			}
-			if !real {
-				return
-			}
-			if target.kind != tt.kind || len(target.subs) == 0 || target.baseURL == "" {
-				t.Errorf("target %+v", target)
-			}
-			var doc map[string]any
-			if err := json.Unmarshal([]byte(target.creds), &doc); err != nil {
-				t.Fatal(err)
-			}
-			if len(doc) != len(tt.doc) {
-				t.Errorf("credentials %v, want %v", doc, tt.doc)
-			}
-			for k, v := range tt.doc {
-				if doc[k] != v {
-					t.Errorf("credentials[%s] = %v, want %v", k, doc[k], v)
-				}
-			}
-		})
+		}
 	}
 }
 
@@ -139,6 +123,36 @@ func TestParseFlags(t *testing.T) {
 		_, err := parseFlags(tt.args, io.Discard)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("parseFlags(%v) error = %v, want error %v", tt.args, err, tt.wantErr)
+		}
+	}
+}
+
+// TestParseArgs: the exit codes of a run that stops before starting, and
+// -notifications refused against the real RDP.
+func TestParseArgs(t *testing.T) {
+	realEnv := map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p", "RDP_BASE_URL": "https://x"}
+	for _, tc := range []struct {
+		args     []string
+		env      map[string]string
+		code     int
+		ok, real bool
+		stderr   string
+	}{
+		{args: nil, ok: true},
+		{args: nil, env: realEnv, ok: true, real: true},
+		{args: []string{"-h"}, code: 0},
+		{args: []string{"-sets", "0"}, code: 2, stderr: "-sets must be at least 1"},
+		{args: nil, env: map[string]string{"SUBSCRIPTIONS": "b/p"}, code: 2, stderr: "real RDP: set RDP_USERNAME"},
+		{args: nil, env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "RDP_BASE_URL": "https://x"}, code: 2, stderr: "set SUBSCRIPTIONS"},
+		{args: nil, env: map[string]string{"RDP_CLIENT_ID": "id", "RDP_CLIENT_SECRET": "s", "SUBSCRIPTIONS": "b/p"}, code: 2, stderr: "set RDP_BASE_URL"},
+		{args: nil, env: map[string]string{"RDP_USERNAME": "u", "RDP_PASSWORD": "p", "SUBSCRIPTIONS": "b/p", "RDP_BASE_URL": "https://x"}, code: 2, stderr: "RDP_CLIENT_ID"},
+		{args: []string{"-notifications"}, env: realEnv, code: 2, stderr: "-notifications runs with the simulator only"},
+	} {
+		var stderr bytes.Buffer
+		_, target, code, ok := parseArgs(tc.args, &stderr, func(k string) string { return tc.env[k] })
+		if ok != tc.ok || code != tc.code || (target != nil) != tc.real || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("parseArgs(%v) = real %v, %d, %v (stderr %q); want real %v, %d, %v (stderr with %q)",
+				tc.args, target != nil, code, ok, stderr.String(), tc.real, tc.code, tc.ok, tc.stderr)
 		}
 	}
 }

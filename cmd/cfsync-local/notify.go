@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,9 +54,9 @@ type publisher struct {
 	next  time.Time
 }
 
-// step publishes when one is due and records the landings; it returns the
-// event lines to print.
-func (pb *publisher) step(ctx context.Context, p *pipeline.Pipeline, backlogDone bool) []string {
+// step publishes when one is due and records the landings seen in pr (the
+// tick's one read of the state table); it returns the event lines to print.
+func (pb *publisher) step(pr pipeline.Progress, backlogDone bool) []string {
 	var lines []string
 	now := time.Now()
 	if backlogDone && len(pb.pubs) < pb.n && !now.Before(pb.next) {
@@ -71,8 +70,8 @@ func (pb *publisher) step(ctx context.Context, p *pipeline.Pipeline, backlogDone
 		if !pub.Landed.IsZero() {
 			continue
 		}
-		at, ok, err := p.LandedAt(ctx, pub.FileSet)
-		if err != nil || !ok {
+		at, ok := pr.LandedAt(pub.FileSet)
+		if !ok {
 			continue
 		}
 		pub.Landed = at

@@ -59,3 +59,30 @@ func TestConfigureNotifications(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherStep: step publishes once the backlog landed, and records a
+// publication as landed from the tick's progress (the tick's one read of the
+// state table) when all its files are DONE, at the last one's time.
+func TestPublisherStep(t *testing.T) {
+	sim := rdptest.NewServer(rdptest.Options{})
+	t.Cleanup(sim.Close)
+	pb := &publisher{sim: sim, n: 1, every: time.Hour}
+	if lines := pb.step(pipeline.Progress{}, false); len(lines) != 0 || len(pb.pubs) != 0 {
+		t.Fatalf("published before the backlog landed: %q", lines)
+	}
+	if lines := pb.step(pipeline.Progress{}, true); len(pb.pubs) != 1 || len(lines) != 1 || !strings.Contains(lines[0], "published") {
+		t.Fatalf("after the backlog: %q, %d publications; want one published", lines, len(pb.pubs))
+	}
+	files, at := pb.pubs[0].FileSet.Files, pb.pubs[0].At
+	pr := pipeline.Progress{DoneAt: map[string]time.Time{files[0].ID: at.Add(time.Second)}}
+	if lines := pb.step(pr, true); len(lines) != 0 || pb.done() {
+		t.Fatalf("one of two files DONE: %q, done %v; want nothing landed", lines, pb.done())
+	}
+	pr.DoneAt[files[1].ID] = at.Add(3 * time.Second)
+	if lines := pb.step(pr, true); len(lines) != 1 || !strings.Contains(lines[0], "publish → landed 3.0s") || !pb.done() {
+		t.Errorf("both files DONE: %q, done %v; want landed after 3.0s", lines, pb.done())
+	}
+	if len(pb.pubs) != 1 {
+		t.Errorf("%d publications, want -publish 1", len(pb.pubs))
+	}
+}

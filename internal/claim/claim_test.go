@@ -15,23 +15,17 @@ import (
 )
 
 func TestOne(t *testing.T) {
-	boom := errors.New("dynamodb down")
 	tests := []struct {
-		name      string
-		pre       string // the file's status before the claim ("": unknown)
-		claimErr  error
-		getErr    error
-		want      claim.Result
-		wantSend  bool
-		wantError bool
+		name     string
+		pre      string // the file's status before the claim ("": unknown)
+		want     claim.Result
+		wantSend bool
 	}{
 		{name: "new file is claimed", want: claim.Result{Mine: true, Status: state.StatusClaimed}, wantSend: true},
 		{name: "lost race to a queued file: nothing to send", pre: state.StatusQueued, want: claim.Result{Status: state.StatusQueued}},
 		{name: "lost race to a done file", pre: state.StatusDone, want: claim.Result{Status: state.StatusDone}},
 		{name: "still CLAIMED (message maybe lost) is sent again", pre: state.StatusClaimed,
 			want: claim.Result{Status: state.StatusClaimed}, wantSend: true},
-		{name: "claim error", claimErr: boom, wantError: true},
-		{name: "read after a lost race fails", pre: state.StatusClaimed, getErr: boom, wantError: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,21 +33,27 @@ func TestOne(t *testing.T) {
 			if tt.pre != "" {
 				st = claimtest.NewStore(map[string]string{"f": tt.pre})
 			}
-			st.ClaimErr, st.GetErr = tt.claimErr, tt.getErr
 			got := claim.One(context.Background(), st, state.FileItem{FileID: "f"})
-			if (got.Err != nil) != tt.wantError {
-				t.Fatalf("err = %v, want error %v", got.Err, tt.wantError)
-			}
-			if tt.wantError {
-				if !errors.Is(got.Err, boom) || got.Send() {
-					t.Fatalf("result %+v: want the store's error and nothing to send", got)
-				}
-				return
-			}
 			if got != tt.want || got.Send() != tt.wantSend {
 				t.Fatalf("result %+v (send %v), want %+v (send %v)", got, got.Send(), tt.want, tt.wantSend)
 			}
 		})
+	}
+}
+
+// TestOneReportsStoreErrors: a claim that fails, or the read after a lost
+// race that fails, is reported with the store's error and nothing to send.
+func TestOneReportsStoreErrors(t *testing.T) {
+	boom := errors.New("dynamodb down")
+	claimFails := claimtest.NewStore(nil)
+	claimFails.ClaimErr = boom
+	readFails := claimtest.NewStore(map[string]string{"f": state.StatusClaimed})
+	readFails.GetErr = boom
+	for name, st := range map[string]*claimtest.Store{"claim error": claimFails, "read after a lost race fails": readFails} {
+		got := claim.One(context.Background(), st, state.FileItem{FileID: "f"})
+		if !errors.Is(got.Err, boom) || got.Send() {
+			t.Errorf("%s: result %+v: want the store's error and nothing to send", name, got)
+		}
 	}
 }
 

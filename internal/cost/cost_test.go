@@ -4,17 +4,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the tables in docs/cost.md")
 
-const docPath = "../../docs/cost.md"
+const docPath = "docs/cost.md"
 
 // Before is README's old estimate's setting, with the counts measured on
 // the code before the request cuts.
@@ -43,11 +44,7 @@ func tables(t *testing.T) map[string]string {
 // TestCostTableMatchesDocs recomputes docs/cost.md's tables from the list
 // prices and the measured request counts; -update rewrites them.
 func TestCostTableMatchesDocs(t *testing.T) {
-	doc, err := os.ReadFile(docPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(doc)
+	text := testenv.RepoFile(t, docPath)
 	for name, want := range tables(t) {
 		re := regexp.MustCompile(`(?s)(<!-- generated:` + name + ` -->\n).*?(<!-- end:` + name + ` -->)`)
 		m := re.FindStringSubmatch(text)
@@ -63,7 +60,7 @@ func TestCostTableMatchesDocs(t *testing.T) {
 		}
 	}
 	if *update {
-		if err := os.WriteFile(docPath, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(testenv.RepoPath(t, docPath), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,11 +68,7 @@ func TestCostTableMatchesDocs(t *testing.T) {
 
 // TestDefaultsFollowTemplate: the "after" workload is the template's defaults.
 func TestDefaultsFollowTemplate(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tpl := string(b)
+	tpl := testenv.RepoFile(t, "template.yaml")
 	param := func(name string) string {
 		m := regexp.MustCompile(`(?m)^  ` + name + `:\n(?:    .*\n)*?    Default: (.*)$`).FindStringSubmatch(tpl)
 		if m == nil {
@@ -166,12 +159,8 @@ func TestReadmeCostLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("**$%.2f a month**", Estimate(after, Defaults(), ListPrices).Total())
-	for _, doc := range []string{"README.md", filepath.Join("docs", "operations.md")} {
-		text, err := os.ReadFile(filepath.Join("..", "..", doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(text), want) {
+	for _, doc := range []string{"README.md", "docs/operations.md"} {
+		if !strings.Contains(testenv.RepoFile(t, doc), want) {
 			t.Errorf("%s's cost line does not say %s (docs/cost.md's total; go test ./internal/cost -update does not edit it)", doc, want)
 		}
 	}

@@ -8,55 +8,60 @@ import (
 	"github.com/cfsync/cfsync/internal/credentials"
 )
 
-func TestParse(t *testing.T) {
+// TestParseRejects: each malformed secret is refused with ErrInvalid and an
+// error naming what is wrong, never the secret's values.
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct{ in, wantErr string }{
+		{`pw-secret`, "invalid JSON at byte"},
+		{`["pw-secret"]`, "not a JSON object"},
+		{`null`, "not a JSON object"},
+		{`{}`, `needs "username"+"password"`},
+		{`{"username":"u","password":"p"}`, `field "client_id" is missing`},
+		{`{"username":"u","client_id":"c"}`, `field "password" is missing`},
+		{`{"password":"pw-secret","client_id":"c"}`, `field "username" is missing`},
+		{`{"username":"u","password":"","client_id":"c"}`, `field "password" is missing or empty`},
+		{`{"username":"u","password":12345,"client_id":"c"}`, `field "password" must be a string`},
+		{`{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":"no"}`, `field "take_exclusive_sign_on_control" must be true or false`},
+		{`{"client_id":"c","client_secret":""}`, `field "client_secret" is missing`},
+		{`{"client_secret":"s"}`, `field "client_id" is missing`},
+		{`{"client_id":"c","refresh_token":" "}`, `field "refresh_token" is missing`},
+		{`{"client_id":"c","client_secret":"s","password":"pw-secret"}`, `cannot be combined`},
+		{`{"username":"u","password":"pw-secret","client_id":"c","refresh_token":"r"}`, `cannot be combined`},
+		{`{"client_id":"c"}`, `needs "username"+"password"`},
+		{`{"client_id":"c","user":"u","pass":"pw-secret"}`, `unknown fields ["pass" "user"]`},
+	} {
+		_, err := credentials.Parse([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, credentials.ErrInvalid) {
+			t.Errorf("Parse(%s): err = %v, want %q wrapping ErrInvalid", tc.in, err, tc.wantErr)
+		} else if strings.Contains(err.Error(), "pw-secret") || strings.Contains(err.Error(), "12345") {
+			t.Errorf("Parse(%s): error reveals the secret: %v", tc.in, err)
+		}
+	}
+}
+
+// TestParseAccepts: each kind of secret is read, trimmed, with exclusive
+// sign-on control on unless the secret turns it off.
+func TestParseAccepts(t *testing.T) {
 	tests := []struct {
-		in      string
-		kind    credentials.Kind
-		excl    bool
-		wantErr string
+		in   string
+		kind credentials.Kind
+		excl bool
 	}{
 		{in: `{"username":"u","password":"p","client_id":"c"}`, kind: credentials.Password, excl: true},
 		{in: `{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":false}`, kind: credentials.Password},
 		{in: ` {"username":" u ","password":"p","client_id":"c","scope":"trapi.x","take_exclusive_sign_on_control":null} `, kind: credentials.Password, excl: true},
 		{in: `{"client_id":"c","client_secret":"s"}`, kind: credentials.ServiceAccount, excl: true},
 		{in: `{"client_id":"c","refresh_token":"r"}`, kind: credentials.RefreshToken, excl: true},
-		{in: `pw-secret`, wantErr: "invalid JSON at byte"},
-		{in: `["pw-secret"]`, wantErr: "not a JSON object"},
-		{in: `null`, wantErr: "not a JSON object"},
-		{in: `{}`, wantErr: `needs "username"+"password"`},
-		{in: `{"username":"u","password":"p"}`, wantErr: `field "client_id" is missing`},
-		{in: `{"username":"u","client_id":"c"}`, wantErr: `field "password" is missing`},
-		{in: `{"password":"pw-secret","client_id":"c"}`, wantErr: `field "username" is missing`},
-		{in: `{"username":"u","password":"","client_id":"c"}`, wantErr: `field "password" is missing or empty`},
-		{in: `{"username":"u","password":12345,"client_id":"c"}`, wantErr: `field "password" must be a string`},
-		{in: `{"username":"u","password":"p","client_id":"c","take_exclusive_sign_on_control":"no"}`, wantErr: `field "take_exclusive_sign_on_control" must be true or false`},
-		{in: `{"client_id":"c","client_secret":""}`, wantErr: `field "client_secret" is missing`},
-		{in: `{"client_secret":"s"}`, wantErr: `field "client_id" is missing`},
-		{in: `{"client_id":"c","refresh_token":" "}`, wantErr: `field "refresh_token" is missing`},
-		{in: `{"client_id":"c","client_secret":"s","password":"pw-secret"}`, wantErr: `cannot be combined`},
-		{in: `{"username":"u","password":"pw-secret","client_id":"c","refresh_token":"r"}`, wantErr: `cannot be combined`},
-		{in: `{"client_id":"c"}`, wantErr: `needs "username"+"password"`},
-		{in: `{"client_id":"c","user":"u","pass":"pw-secret"}`, wantErr: `unknown fields ["pass" "user"]`},
 	}
 	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			c, err := credentials.Parse([]byte(tc.in))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, credentials.ErrInvalid) {
-					t.Fatalf("err = %v, want %q wrapping ErrInvalid", err, tc.wantErr)
-				}
-				if strings.Contains(err.Error(), "pw-secret") || strings.Contains(err.Error(), "12345") {
-					t.Fatalf("error reveals the secret: %v", err)
-				}
-				return
-			}
-			if err != nil || c.Kind != tc.kind || c.TakeExclusive != tc.excl {
-				t.Fatalf("got %v excl=%v, %v; want %s excl=%v", c, c.TakeExclusive, err, tc.kind, tc.excl)
-			}
-			if c.ClientID != "c" || (c.Kind == credentials.Password && c.Username != "u") {
-				t.Errorf("fields not read (or not trimmed): %q %q", c.ClientID, c.Username)
-			}
-		})
+		c, err := credentials.Parse([]byte(tc.in))
+		if err != nil || c.Kind != tc.kind || c.TakeExclusive != tc.excl {
+			t.Errorf("Parse(%s) = %v excl=%v, %v; want %s excl=%v", tc.in, c, c.TakeExclusive, err, tc.kind, tc.excl)
+			continue
+		}
+		if c.ClientID != "c" || (c.Kind == credentials.Password && c.Username != "u") {
+			t.Errorf("Parse(%s): fields not read (or not trimmed): %q %q", tc.in, c.ClientID, c.Username)
+		}
 	}
 }
 

@@ -93,11 +93,35 @@ func decodeInfo(t *testing.T, res Result) echoInfo {
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
+	for Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d still alive", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wantFunctionError fails the test unless res is a function error of type
+// typ whose message contains msg.
+func wantFunctionError(t *testing.T, res Result, typ, msg string) {
+	t.Helper()
+	if res.Err == nil || res.Err.Type != typ || !strings.Contains(res.Err.Message, msg) {
+		t.Fatalf("error = %+v, want %s containing %q", res.Err, typ, msg)
+	}
+}
+
+// wantRestarted checks that r answers again after its process first ended,
+// from a new process.
+func wantRestarted(t *testing.T, r *Runner, first int) {
+	t.Helper()
+	for i := range 2 {
+		res := invoke(t, r, map[string]any{"action": "echo", "echo": i})
+		if res.Err != nil || string(res.Payload) != strconv.Itoa(i) {
+			t.Fatalf("invocation %d after the process ended: %s, %v", i, res.Payload, res.Err)
+		}
+	}
+	if pid := r.PID(); pid == first || pid == 0 {
+		t.Errorf("PID after restart = %d, first was %d", pid, first)
 	}
 }
 
@@ -213,11 +237,9 @@ func TestTimeoutKillsAndRestarts(t *testing.T) {
 	first := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
 
 	res := invoke(t, r, map[string]any{"action": "sleep", "sleep": "10s"})
-	if res.Err == nil || res.Err.Type != ErrorTypeTimeout {
-		t.Fatalf("error = %v, want %s", res.Err, ErrorTypeTimeout)
-	}
-	if want := "Task timed out after 1.00 seconds"; !strings.Contains(res.Err.Message, want) || !strings.Contains(res.Err.Message, res.RequestID) {
-		t.Errorf("message %q, want %q and the request id", res.Err.Message, want)
+	wantFunctionError(t, res, ErrorTypeTimeout, "Task timed out after 1.00 seconds")
+	if !strings.Contains(res.Err.Message, res.RequestID) {
+		t.Errorf("message %q, want the request id %s", res.Err.Message, res.RequestID)
 	}
 	if res.Duration < time.Second || res.Duration > 4*time.Second {
 		t.Errorf("duration %v, want about the timeout", res.Duration)
@@ -226,14 +248,7 @@ func TestTimeoutKillsAndRestarts(t *testing.T) {
 	if pid := r.PID(); pid != 0 {
 		t.Errorf("PID after timeout = %d, want 0 until the next invocation", pid)
 	}
-
-	res = invoke(t, r, map[string]any{"action": "echo", "echo": "again"})
-	if res.Err != nil || string(res.Payload) != `"again"` {
-		t.Fatalf("after timeout: %s, %v", res.Payload, res.Err)
-	}
-	if pid := r.PID(); pid == first || pid == 0 {
-		t.Errorf("PID after restart = %d, first was %d", pid, first)
-	}
+	wantRestarted(t, r, first)
 }
 
 func TestCrashRestarts(t *testing.T) {
@@ -250,20 +265,9 @@ func TestCrashRestarts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startEcho(t, Options{})
 			first := decodeInfo(t, invoke(t, r, map[string]any{"action": "info"})).PID
-			res := invoke(t, r, tc.event)
-			if res.Err == nil || res.Err.Type != tc.errType || !strings.Contains(res.Err.Message, tc.errMsg) {
-				t.Fatalf("error = %v, want %s containing %q", res.Err, tc.errType, tc.errMsg)
-			}
+			wantFunctionError(t, invoke(t, r, tc.event), tc.errType, tc.errMsg)
 			waitGone(t, first)
-			for i := range 2 {
-				res = invoke(t, r, map[string]any{"action": "echo", "echo": i})
-				if res.Err != nil || string(res.Payload) != strconv.Itoa(i) {
-					t.Fatalf("invocation %d after crash: %s, %v", i, res.Payload, res.Err)
-				}
-			}
-			if pid := r.PID(); pid == first || pid == 0 {
-				t.Errorf("PID after restart = %d, first was %d", pid, first)
-			}
+			wantRestarted(t, r, first)
 		})
 	}
 }
@@ -283,10 +287,7 @@ func TestInitError(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startEcho(t, Options{Env: []string{tc.env}, Timeout: time.Second})
-			res := invoke(t, r, map[string]any{"action": "echo", "echo": 1})
-			if res.Err == nil || res.Err.Type != tc.errType || !strings.Contains(res.Err.Message, tc.errMsg) {
-				t.Errorf("init error = %+v, want %s containing %q", res.Err, tc.errType, tc.errMsg)
-			}
+			wantFunctionError(t, invoke(t, r, map[string]any{"action": "echo", "echo": 1}), tc.errType, tc.errMsg)
 			if tc.log != "" && !slices.Contains(r.Logs(), tc.log) {
 				t.Errorf("logs %q lack %q", r.Logs(), tc.log)
 			}
@@ -300,14 +301,9 @@ func TestReinitErrorIsReported(t *testing.T) {
 	if err := os.WriteFile(failFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if res := invoke(t, r, map[string]any{"action": "exit", "code": 1}); res.Err == nil || res.Err.Type != ErrorTypeExit {
-		t.Fatalf("crash: %v", res.Err)
-	}
-	res := invoke(t, r, map[string]any{"action": "echo", "echo": 1})
+	wantFunctionError(t, invoke(t, r, map[string]any{"action": "exit", "code": 1}), ErrorTypeExit, "")
 	// The emulator reports an exit during init without its status.
-	if res.Err == nil || res.Err.Type != ErrorTypeExit {
-		t.Fatalf("re-init failure: %v, want %s", res.Err, ErrorTypeExit)
-	}
+	wantFunctionError(t, invoke(t, r, map[string]any{"action": "echo", "echo": 1}), ErrorTypeExit, "")
 	if !slices.Contains(r.Logs(), "init failed: fail file present") {
 		t.Error("the failed re-init's output is not in the logs")
 	}
@@ -386,13 +382,13 @@ func TestColdStart(t *testing.T) {
 func TestCloseKillsProcessTree(t *testing.T) {
 	r := startEcho(t, Options{})
 	in := decodeInfo(t, invoke(t, r, map[string]any{"action": "spawn"}))
-	if !alive(in.PID) || !alive(in.ChildPID) {
+	if !Alive(in.PID) || !Alive(in.ChildPID) {
 		t.Fatalf("function %d or its child %d not running", in.PID, in.ChildPID)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if alive(in.PID) {
+	if Alive(in.PID) {
 		t.Errorf("function process %d alive after Close", in.PID)
 	}
 	waitGone(t, in.ChildPID) // reparented to init before being reaped
@@ -417,7 +413,7 @@ func TestCloseDuringInvoke(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Errorf("Invoke during Close: %v, want ErrClosed", err)
 	}
-	if alive(pid) {
+	if Alive(pid) {
 		t.Errorf("process %d alive after Close", pid)
 	}
 }
@@ -546,10 +542,7 @@ func TestPoolRunsConcurrently(t *testing.T) {
 
 func TestResponseTooLarge(t *testing.T) {
 	r := startEcho(t, Options{})
-	res := invoke(t, r, map[string]any{"action": "big", "size": MaxPayload + 10})
-	if res.Err == nil || res.Err.Type != ErrorTypeTooLarge {
-		t.Fatalf("error = %v, want %s", res.Err, ErrorTypeTooLarge)
-	}
+	wantFunctionError(t, invoke(t, r, map[string]any{"action": "big", "size": MaxPayload + 10}), ErrorTypeTooLarge, "")
 	if res := invoke(t, r, map[string]any{"action": "echo", "echo": 1}); res.Err != nil {
 		t.Fatalf("after oversized response: %v", res.Err)
 	}

@@ -26,8 +26,8 @@ func childPIDs(pid int) []int {
 	return out
 }
 
-// alive reports whether pid is a live, not zombie, process.
-func alive(pid int) bool {
+// Alive reports whether pid is a live process (not gone, not a zombie).
+func Alive(pid int) bool {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false

@@ -5,4 +5,5 @@ package lambdarun
 // childPIDs is not available here: PID reports 0.
 func childPIDs(int) []int { return nil }
 
-func alive(int) bool { return false }
+// Alive is not available here: it reports false.
+func Alive(int) bool { return false }

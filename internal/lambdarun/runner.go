@@ -84,7 +84,7 @@ func (r *Runner) PID() int {
 		return 0
 	}
 	for _, pid := range e.functionPIDs() {
-		if alive(pid) {
+		if Alive(pid) {
 			return pid
 		}
 	}

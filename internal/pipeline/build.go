@@ -1,15 +1,14 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
+
+	"github.com/cfsync/cfsync/internal/lambdarun"
 )
 
 // The functions, by the name of their directory under functions/ (and of
@@ -51,46 +50,30 @@ func Deployed(params map[string]string) []string {
 	return out
 }
 
-// BuildFunctions builds the named functions (default: Functions) as
-// `make build` does (CGO_ENABLED=0, this machine's OS/arch) with one
-// `go build` run, into outDir/<name>/bootstrap. With trimpath the flags are
-// exactly make build's; without it the build shares the go build cache of
-// `go run`/`go build ./...` (on a cold cache about 25 s instead of 65 s on 2
-// cores) and the binaries differ only in the file paths they embed. It
+// BuildFunctions builds the named functions (default: Functions) with one
+// lambdarun.Build run, into outDir/<name>/bootstrap. With trimpath the flags
+// are exactly make build's; without it the build shares the go build cache
+// of `go run`/`go build ./...` (on a cold cache about 25 s instead of 65 s on
+// 2 cores) and the binaries differ only in the file paths they embed. It
 // returns the binaries' paths by function name.
 func BuildFunctions(ctx context.Context, root, outDir string, trimpath bool, names ...string) (map[string]string, error) {
 	if len(names) == 0 {
 		names = Functions
 	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("build functions: %w", err)
+	}
 	tmp, err := os.MkdirTemp(outDir, ".build-")
 	if err != nil {
-		if err := os.MkdirAll(outDir, 0o755); err != nil {
-			return nil, fmt.Errorf("build functions: %w", err)
-		}
-		if tmp, err = os.MkdirTemp(outDir, ".build-"); err != nil {
-			return nil, fmt.Errorf("build functions: %w", err)
-		}
+		return nil, fmt.Errorf("build functions: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	args := []string{"build"}
-	if trimpath {
-		args = append(args, "-trimpath")
+	pkgs := make([]string, len(names))
+	for i, n := range names {
+		pkgs[i] = "./functions/" + n
 	}
-	args = append(args, "-o", tmp+string(filepath.Separator))
-	for _, n := range names {
-		args = append(args, "./functions/"+n)
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("build functions (go %s): %w\n%s", strings.Join(args, " "), err, bytes.TrimSpace(out.Bytes()))
+	if err := lambdarun.Build(ctx, root, trimpath, tmp+string(filepath.Separator), pkgs...); err != nil {
+		return nil, fmt.Errorf("build functions: %w", err)
 	}
 	bins := map[string]string{}
 	for _, n := range names {

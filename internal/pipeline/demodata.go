@@ -1,12 +1,34 @@
 package pipeline
 
 import (
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
+
+// SimUser is a password (v1) user of the simulator.
+type SimUser struct {
+	Username, Password, AppKey string
+	// Secret is the user's credentials secret, JSON
+	// (docs/configuration.md#the-credentials-secret-rdp_credentials_secret_id),
+	// exclusive sign-on control on as by default.
+	Secret string
+}
+
+// AddSimUser adds username to sim with a random password and app key
+// (client_id).
+func AddSimUser(sim *rdptest.Server, username string) SimUser {
+	u := SimUser{Username: username, Password: "pw-" + rand.Text(), AppKey: rand.Text()}
+	sim.AddUser(u.Username, u.Password, u.AppKey)
+	// SecretJSON fails only for an unknown kind.
+	b, _ := credentials.Credentials{Kind: credentials.Password, Username: u.Username, Password: u.Password, ClientID: u.AppKey, TakeExclusive: true}.SecretJSON()
+	u.Secret = string(b)
+	return u
+}
 
 // DemoPackage is one simulated CFS package of the demo data set.
 type DemoPackage struct {

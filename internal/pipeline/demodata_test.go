@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cfsync/cfsync/internal/config"
+	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -75,5 +76,20 @@ func TestExpectedKey(t *testing.T) {
 		if got := ExpectedKey(tt.prefix, f); got != tt.want {
 			t.Errorf("ExpectedKey(%q) = %q, want %q", tt.prefix, got, tt.want)
 		}
+	}
+}
+
+// TestAddSimUser: the secret is the user's, in the credentials secret's
+// format, and each user gets its own password and app key.
+func TestAddSimUser(t *testing.T) {
+	sim := rdptest.NewServer(rdptest.Options{})
+	t.Cleanup(sim.Close)
+	a, b := AddSimUser(sim, "a@example.com"), AddSimUser(sim, "b@example.com")
+	c, err := credentials.Parse([]byte(a.Secret))
+	if err != nil || c.Kind != credentials.Password || c.Username != a.Username || c.Password != a.Password || c.ClientID != a.AppKey || !c.TakeExclusive {
+		t.Errorf("secret %s parses to %v, %v; want user %s's password credentials with exclusive sign-on", a.Secret, c, err, a.Username)
+	}
+	if a.Password == b.Password || a.AppKey == b.AppKey || a.Password == "" || a.AppKey == "" {
+		t.Errorf("users share or lack a password or app key: %+v %+v", a, b)
 	}
 }

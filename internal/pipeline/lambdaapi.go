@@ -11,26 +11,6 @@ import (
 
 // The few Lambda API calls the harness makes against moto.
 
-// FunctionConfig is the part of a deployed function's configuration the
-// harness uses.
-type FunctionConfig struct {
-	FunctionName string
-	Timeout      int // seconds
-	MemorySize   int // MB
-}
-
-func functionConfig(ctx context.Context, c *lambda.Client, name string) (FunctionConfig, error) {
-	out, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
-	if err != nil {
-		return FunctionConfig{}, fmt.Errorf("get function configuration %s: %w", name, err)
-	}
-	return FunctionConfig{
-		FunctionName: aws.ToString(out.FunctionName),
-		Timeout:      int(aws.ToInt32(out.Timeout)),
-		MemorySize:   int(aws.ToInt32(out.MemorySize)),
-	}, nil
-}
-
 // queueMappings are function's event source mappings from the queue queueARN.
 func queueMappings(ctx context.Context, c *lambda.Client, function, queueARN string) ([]types.EventSourceMappingConfiguration, error) {
 	var out []types.EventSourceMappingConfiguration

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cfsync/cfsync/internal/notify"
-	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -145,23 +143,17 @@ func Publish(sim *rdptest.Server, pkg DemoPackage, k int) Publication {
 
 // LandedAt reports when the last file of fs became DONE; ok is false while
 // any file of it is not DONE.
-func (p *Pipeline) LandedAt(ctx context.Context, fs rdptest.FileSet) (at time.Time, ok bool, err error) {
+func (pr Progress) LandedAt(fs rdptest.FileSet) (at time.Time, ok bool) {
 	for _, f := range fs.Files {
-		it, err := p.State.GetFile(ctx, f.ID)
-		if errors.Is(err, state.ErrNotFound) {
-			return time.Time{}, false, nil
+		done, ok := pr.DoneAt[f.ID]
+		if !ok {
+			return time.Time{}, false
 		}
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("landed %s: %w", fs.Name, err)
-		}
-		if it.Status != state.StatusDone {
-			return time.Time{}, false, nil
-		}
-		if it.DoneAt.After(at) {
-			at = it.DoneAt
+		if done.After(at) {
+			at = done
 		}
 	}
-	return at, true, nil
+	return at, true
 }
 
 // Percentile is the nearest-rank q-th percentile (0 < q ≤ 100) of ds (zero

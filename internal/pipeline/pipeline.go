@@ -43,7 +43,7 @@ import (
 )
 
 // Region is the AWS region of the local stack.
-const Region = "us-east-1"
+const Region = testenv.Region
 
 // Config configures a Pipeline. Only Credentials is required.
 type Config struct {
@@ -123,19 +123,18 @@ type Resources struct {
 
 // Pipeline is a running local pipeline.
 type Pipeline struct {
-	Config    Config
-	Endpoint  string              // moto_server
-	Moto      *testenv.MotoServer // nil when Config.MotoEndpoint was given
-	Stack     *samtemplate.MotoStack
-	Res       Resources
-	AWS       aws.Config
-	S3        *s3.Client
-	SQS       *sqs.Client
-	DynamoDB  *dynamodb.Client
-	Secrets   *secretsmanager.Client
-	State     *state.Table
-	Binaries  map[string]string
-	Functions map[string]FunctionConfig // as deployed (timeouts, memory)
+	Config   Config
+	Endpoint string              // moto_server
+	Moto     *testenv.MotoServer // nil when Config.MotoEndpoint was given
+	Stack    *samtemplate.MotoStack
+	Res      Resources
+	AWS      aws.Config
+	S3       *s3.Client
+	SQS      *sqs.Client
+	DynamoDB *dynamodb.Client
+	Secrets  *secretsmanager.Client
+	State    *state.Table
+	Binaries map[string]string
 
 	Refresher  *lambdarun.Runner
 	Poller     *lambdarun.Runner
@@ -176,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (p *Pipeline, err error) {
 		cfg.StackName = "cfsync-local"
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p = &Pipeline{Config: cfg, cancel: cancel, Binaries: map[string]string{}, Functions: map[string]FunctionConfig{}}
+	p = &Pipeline{Config: cfg, cancel: cancel, Binaries: map[string]string{}}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -268,31 +267,14 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context) error {
 }
 
 // AWSConfig is an SDK configuration for the moto_server at endpoint with
-// dummy credentials.
+// dummy credentials (testenv.AWSConfig), retrying up to 5 attempts.
 func AWSConfig(endpoint string) aws.Config {
-	return aws.Config{
-		Region:       Region,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", Source: "pipeline"}, nil
-		})),
-		RetryMaxAttempts: 5,
-	}
+	cfg := testenv.AWSConfig(endpoint, Region)
+	cfg.RetryMaxAttempts = 5
+	return cfg
 }
 
-// AWSEnv is the environment a bootstrap needs to use moto_server at endpoint.
-func AWSEnv(endpoint string) []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + endpoint,
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=testing",
-		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_EC2_METADATA_DISABLED=true",
-	}
-}
-
-// adopt reads the deployed stack: resources, function configurations, and
+// adopt reads the deployed stack: resources, function names, and
 // the downloader's event source mapping, which it disables: moto "invokes"
 // an enabled mapping's function on every SendMessage (it cannot run it),
 // receiving the queue's messages and putting them back, which inflates
@@ -334,11 +316,6 @@ func (p *Pipeline) adopt(ctx context.Context) error {
 			return fmt.Errorf("stack %s has no function %s", p.Stack.StackName, logicalIDs[f])
 		}
 		r.FunctionNames[f] = mf.Name
-		fc, err := functionConfig(ctx, api, mf.Name)
-		if err != nil {
-			return err
-		}
-		p.Functions[f] = fc
 	}
 	esms, err := queueMappings(ctx, api, r.FunctionNames[Downloader], r.QueueARN)
 	if err != nil {
@@ -385,7 +362,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 	for _, k := range slices.Sorted(maps.Keys(tmpl)) {
 		env = append(env, k+"="+tmpl[k])
 	}
-	env = append(env, AWSEnv(p.Endpoint)...)
+	env = append(env, testenv.AWSEnv(p.Endpoint, Region)...)
 	env = append(env, p.Config.CommonEnv...)
 	return append(env, p.Config.Env[name]...)
 }
@@ -393,7 +370,7 @@ func (p *Pipeline) FunctionEnv(name string) []string {
 // FunctionOptions are the lambdarun options of a function as the pipeline
 // starts it.
 func (p *Pipeline) FunctionOptions(name string) lambdarun.Options {
-	fc := p.Functions[name]
+	fc := p.Stack.Functions[logicalIDs[name]]
 	timeout := time.Duration(fc.Timeout) * time.Second
 	if d := p.Config.Timeouts[name]; d > 0 {
 		timeout = d
@@ -412,9 +389,21 @@ func (p *Pipeline) FunctionOptions(name string) lambdarun.Options {
 func (p *Pipeline) Deployed() []string { return Deployed(p.Config.Params) }
 
 // runnerFields are the pipeline's fields of the functions that run as one
-// process each (the downloader is a pool), by function name.
+// process each (the downloader is a pool), by function name: the one list
+// of them.
 func (p *Pipeline) runnerFields() map[string]**lambdarun.Runner {
 	return map[string]**lambdarun.Runner{Refresher: &p.Refresher, Poller: &p.Poller, Reader: &p.Reader}
+}
+
+// singleRunners are the running functions of runnerFields.
+func (p *Pipeline) singleRunners() []*lambdarun.Runner {
+	var rs []*lambdarun.Runner
+	for _, f := range p.runnerFields() {
+		if *f != nil {
+			rs = append(rs, *f)
+		}
+	}
+	return rs
 }
 
 func (p *Pipeline) startFunctions(ctx, runCtx context.Context) error {
@@ -493,32 +482,43 @@ func (p *Pipeline) NewEventSource() *EventSource {
 
 // Invoke invokes a function once with payload (the schedules keep running).
 func (p *Pipeline) Invoke(ctx context.Context, function string, payload []byte) (lambdarun.Result, error) {
-	inv, err := p.invoker(function)
+	f, err := p.running(function)
 	if err != nil {
-		return lambdarun.Result{}, err
+		return lambdarun.Result{}, fmt.Errorf("invoke: %w", err)
 	}
-	return inv.Invoke(ctx, payload)
+	return f.Invoke(ctx, payload)
 }
 
-func (p *Pipeline) invoker(function string) (Invoker, error) {
+// runningFunction is a started function: a *lambdarun.Runner or, for the
+// downloader, a *lambdarun.Pool.
+type runningFunction interface {
+	Invoker
+	Logs() []string
+}
+
+var (
+	_ runningFunction = (*lambdarun.Runner)(nil)
+	_ runningFunction = (*lambdarun.Pool)(nil)
+)
+
+func (p *Pipeline) running(function string) (runningFunction, error) {
 	if function == Downloader && p.Downloader != nil {
 		return p.Downloader, nil
 	}
 	if f, ok := p.runnerFields()[function]; ok && *f != nil {
 		return *f, nil
 	}
-	return nil, fmt.Errorf("invoke: function %q is not running (want one of %v)", function, p.Deployed())
+	return nil, fmt.Errorf("function %q is not running (want one of %v)", function, p.Deployed())
 }
 
-// Logs returns every log line a function has written so far.
+// Logs returns every log line a function has written so far (none for a
+// function that is not running).
 func (p *Pipeline) Logs(function string) []string {
-	if function == Downloader && p.Downloader != nil {
-		return p.Downloader.Logs()
+	f, err := p.running(function)
+	if err != nil {
+		return nil
 	}
-	if f, ok := p.runnerFields()[function]; ok && *f != nil {
-		return (*f).Logs()
-	}
-	return nil
+	return f.Logs()
 }
 
 // PIDs returns the process ids of the functions' running bootstraps and of
@@ -537,12 +537,7 @@ func (p *Pipeline) PIDs() []int {
 }
 
 func (p *Pipeline) runners() []*lambdarun.Runner {
-	var rs []*lambdarun.Runner
-	for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
-		if r != nil {
-			rs = append(rs, r)
-		}
-	}
+	rs := p.singleRunners()
 	if p.Downloader != nil {
 		rs = append(rs, p.Downloader.Runners()...)
 	}
@@ -566,10 +561,8 @@ func (p *Pipeline) Close() {
 	p.closeMu.Do(func() {
 		p.StopLoops()
 		p.cancel()
-		for _, r := range []*lambdarun.Runner{p.Refresher, p.Poller, p.Reader} {
-			if r != nil {
-				r.Close()
-			}
+		for _, r := range p.singleRunners() {
+			r.Close()
 		}
 		if p.Downloader != nil {
 			p.Downloader.Close()

@@ -16,13 +16,14 @@ import (
 // and the queues (what an operator could see in AWS) and the local loops.
 type Progress struct {
 	At        time.Time
-	ByStatus  map[string]int // file items by status
-	Files     int            // file items in the state table
-	BytesDone int64          // sum of the sizes of DONE files
-	LastDone  time.Time      // when the last file became DONE
-	Queued    int            // download-queue messages visible
-	InFlight  int            // download-queue messages received, not yet deleted
-	DLQ       int            // dead-letter-queue messages
+	ByStatus  map[string]int       // file items by status
+	Files     int                  // file items in the state table
+	BytesDone int64                // sum of the sizes of DONE files
+	LastDone  time.Time            // when the last file became DONE
+	DoneAt    map[string]time.Time // when each DONE file (by file id) became DONE
+	Queued    int                  // download-queue messages visible
+	InFlight  int                  // download-queue messages received, not yet deleted
+	DLQ       int                  // dead-letter-queue messages
 	Events    StatsSnapshot
 	Refresh   ScheduleStats
 	Poll      ScheduleStats
@@ -37,12 +38,13 @@ func (p Progress) Failed() int { return p.ByStatus[state.StatusFailed] }
 
 // Progress reads a snapshot.
 func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
-	pr := Progress{At: time.Now(), ByStatus: map[string]int{}}
+	pr := Progress{At: time.Now(), ByStatus: map[string]int{}, DoneAt: map[string]time.Time{}}
 	err := p.State.ScanFiles(ctx, func(it *state.FileItem) error {
 		pr.Files++
 		pr.ByStatus[it.Status]++
 		if it.Status == state.StatusDone {
 			pr.BytesDone += it.Size
+			pr.DoneAt[it.FileID] = it.DoneAt
 			if it.DoneAt.After(pr.LastDone) {
 				pr.LastDone = it.DoneAt
 			}

@@ -144,66 +144,64 @@ func sorted(parts ...[]string) []string {
 	return out
 }
 
+// grantParams are what the functions' exact grants depend on.
+type grantParams struct {
+	slots           int    // TokenSlots
+	cred            string // the credentials secret
+	objects, bucket string // the landing objects' and bucket's ARNs
+	traced          bool   // Tracing=Active
+}
+
+// exactGrants are every function's grants, sorted, in a stack with p.
+func exactGrants(p grantParams) map[string][]string {
+	var xray []string
+	if p.traced {
+		xray = xrayGrants
+	}
+	return map[string][]string{
+		TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), xray, tableGrants(),
+			[]string{"secretsmanager:GetSecretValue " + p.cred, "secretsmanager:DescribeSecret " + p.cred},
+			ringGrants(p.slots, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
+		FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), xray, pollerTableGrants(), []string{nonFinalIndexGrant},
+			ringGrants(p.slots, "secretsmanager:GetSecretValue"),
+			[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
+		Downloader: sorted(commonGrants("DownloaderLogGroup"), xray, tableGrants(),
+			ringGrants(p.slots, "secretsmanager:GetSecretValue"),
+			[]string{"sqs:ReceiveMessage {DownloadQueue.Arn}", "sqs:DeleteMessage {DownloadQueue.Arn}",
+				"sqs:GetQueueAttributes {DownloadQueue.Arn}", "sqs:SendMessage {DownloadQueue.Arn}"},
+			[]string{
+				"s3:PutObject " + p.objects, "s3:GetObject " + p.objects,
+				"s3:AbortMultipartUpload " + p.objects, "s3:ListMultipartUploadParts " + p.objects,
+				"s3:ListBucket " + p.bucket,
+				// internal/landing: the "FileSet Landed" event, on the default bus, source cfsync only.
+				"events:PutEvents arn:aws:events:us-east-1:123456789012:event-bus/default if map[StringEquals:map[events:source:cfsync]]",
+			}),
+	}
+}
+
 // TestIAMExactGrants pins every permission of every function for the default
 // parameters and two variations: the whole least-privilege design in one table.
 func TestIAMExactGrants(t *testing.T) {
 	tpl := loadRepoTemplate(t)
 	cred := "arn:aws:secretsmanager:us-east-1:123456789012:secret:rdp-AbCdEf"
-	s3Grants := func(objects, bucket string) []string {
-		return []string{
-			"s3:PutObject " + objects, "s3:GetObject " + objects,
-			"s3:AbortMultipartUpload " + objects, "s3:ListMultipartUploadParts " + objects,
-			"s3:ListBucket " + bucket,
-			// internal/landing: the "FileSet Landed" event, on the default bus, source cfsync only.
-			"events:PutEvents arn:aws:events:us-east-1:123456789012:event-bus/default if map[StringEquals:map[events:source:cfsync]]",
-		}
-	}
+	defaults := grantParams{slots: 3, cred: "{CredentialsSecret}", objects: "arn:aws:s3:::{DestBucket}/*", bucket: "arn:aws:s3:::{DestBucket}"}
+	traced := defaults
+	traced.traced = true
 	tests := []struct {
 		name      string
 		overrides map[string]string
-		want      map[string][]string
+		want      grantParams
 	}{
-		{"defaults", nil, map[string][]string{
-			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), tableGrants(),
-				[]string{"secretsmanager:GetSecretValue {CredentialsSecret}", "secretsmanager:DescribeSecret {CredentialsSecret}"},
-				ringGrants(3, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
-			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), pollerTableGrants(), []string{nonFinalIndexGrant},
-				ringGrants(3, "secretsmanager:GetSecretValue"),
-				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
-			Downloader: sorted(commonGrants("DownloaderLogGroup"), tableGrants(),
-				ringGrants(3, "secretsmanager:GetSecretValue"),
-				[]string{"sqs:ReceiveMessage {DownloadQueue.Arn}", "sqs:DeleteMessage {DownloadQueue.Arn}",
-					"sqs:GetQueueAttributes {DownloadQueue.Arn}", "sqs:SendMessage {DownloadQueue.Arn}"},
-				s3Grants("arn:aws:s3:::{DestBucket}/*", "arn:aws:s3:::{DestBucket}")),
-		}},
+		{"defaults", nil, defaults},
 		{"existing bucket and secret, prefix, one slot", map[string]string{
 			"TokenSlots": "1", "DestBucketName": "my-bucket", "DestPrefix": "cfs/", "CredentialsSecretArn": cred,
-		}, map[string][]string{
-			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), tableGrants(),
-				[]string{"secretsmanager:GetSecretValue " + cred, "secretsmanager:DescribeSecret " + cred},
-				ringGrants(1, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
-			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), pollerTableGrants(), []string{nonFinalIndexGrant},
-				ringGrants(1, "secretsmanager:GetSecretValue"),
-				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
-			Downloader: sorted(commonGrants("DownloaderLogGroup"), tableGrants(),
-				ringGrants(1, "secretsmanager:GetSecretValue"),
-				[]string{"sqs:ReceiveMessage {DownloadQueue.Arn}", "sqs:DeleteMessage {DownloadQueue.Arn}",
-					"sqs:GetQueueAttributes {DownloadQueue.Arn}", "sqs:SendMessage {DownloadQueue.Arn}"},
-				s3Grants("arn:aws:s3:::my-bucket/cfs/*", "arn:aws:s3:::my-bucket")),
-		}},
-		{"tracing active: the X-Ray write actions too", map[string]string{"Tracing": "Active"}, map[string][]string{
-			TokenRefresher: sorted(commonGrants("TokenRefresherLogGroup"), xrayGrants, tableGrants(),
-				[]string{"secretsmanager:GetSecretValue {CredentialsSecret}", "secretsmanager:DescribeSecret {CredentialsSecret}"},
-				ringGrants(3, "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret")),
-			FilesetPoller: sorted(commonGrants("FilesetPollerLogGroup"), xrayGrants, pollerTableGrants(), []string{nonFinalIndexGrant},
-				ringGrants(3, "secretsmanager:GetSecretValue"),
-				[]string{"sqs:SendMessage {DownloadQueue.Arn}"}),
-		}},
+		}, grantParams{slots: 1, cred: cred, objects: "arn:aws:s3:::my-bucket/cfs/*", bucket: "arn:aws:s3:::my-bucket"}},
+		{"tracing active: the X-Ray write actions too", map[string]string{"Tracing": "Active"}, traced},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec, res := specialize(t, tpl, tt.overrides)
-			for fn, want := range tt.want {
+			for fn, want := range exactGrants(tt.want) {
 				got := grants(roleStatements(t, spec, res, functionRoles[fn]))
 				if !slices.Equal(got, want) {
 					t.Errorf("%s grants:\n  got  %s\n  want %s", fn, strings.Join(got, "\n       "), strings.Join(want, "\n       "))

@@ -203,13 +203,13 @@ type noValue struct{}
 // Resolve evaluates every intrinsic function in v. A value that resolves to
 // AWS::NoValue is dropped from its map or list; at the top level Resolve
 // returns nil.
-func (r *Resolver) Resolve(v any) (any, error) {
-	out, err := r.resolve(v)
-	if err != nil {
+func (r *Resolver) Resolve(v any) (any, error) { return topLevel(r.resolve(v)) }
+
+// topLevel is a whole document's value: out, or nil when out is
+// AWS::NoValue.
+func topLevel(out any, err error) (any, error) {
+	if _, ok := out.(noValue); ok || err != nil {
 		return nil, err
-	}
-	if _, ok := out.(noValue); ok {
-		return nil, nil
 	}
 	return out, nil
 }
@@ -275,6 +275,9 @@ func mapChildren(v any, f func(any) (any, error)) (any, error) {
 
 func (r *Resolver) function(fn string, arg any) (any, error) {
 	args, _ := arg.([]any)
+	if want, ok := pairArgs[fn]; ok && len(args) != 2 {
+		return nil, fmt.Errorf("%s wants %s", fn, want)
+	}
 	switch fn {
 	case "Ref":
 		name, ok := arg.(string)
@@ -287,11 +290,11 @@ func (r *Resolver) function(fn string, arg any) (any, error) {
 	case "Fn::GetAtt":
 		return r.getAtt(arg)
 	case "Fn::Join":
-		return r.join(args)
+		return r.join(args[0], args[1])
 	case "Fn::Split":
-		return r.split(args)
+		return r.split(args[0], args[1])
 	case "Fn::Select":
-		return r.selectOne(args)
+		return r.selectOne(args[0], args[1])
 	case "Fn::Base64":
 		s, err := r.ResolveString(arg)
 		if err != nil {
@@ -348,18 +351,32 @@ func (r *Resolver) getAtt(arg any) (any, error) {
 	return r.GetAtt(id, attr)
 }
 
-func (r *Resolver) join(args []any) (any, error) {
-	if len(args) != 2 {
-		return nil, fmt.Errorf("Fn::Join wants [delimiter, list]")
-	}
-	delim, _ := args[0].(string)
-	list, err := r.resolve(args[1])
+// pairArgs names the two arguments of the intrinsic functions that take a
+// pair.
+var pairArgs = map[string]string{
+	"Fn::Join":   "[delimiter, list]",
+	"Fn::Split":  "[delimiter, string]",
+	"Fn::Select": "[index, list]",
+}
+
+// resolveList resolves v and requires a list.
+func (r *Resolver) resolveList(fn string, v any) ([]any, error) {
+	list, err := r.resolve(v)
 	if err != nil {
 		return nil, err
 	}
 	items, ok := list.([]any)
 	if !ok {
-		return nil, fmt.Errorf("Fn::Join: second argument is not a list")
+		return nil, fmt.Errorf("%s: %v is not a list", fn, list)
+	}
+	return items, nil
+}
+
+func (r *Resolver) join(delimiter, list any) (any, error) {
+	delim, _ := delimiter.(string)
+	items, err := r.resolveList("Fn::Join", list)
+	if err != nil {
+		return nil, err
 	}
 	parts := make([]string, len(items))
 	for i, it := range items {
@@ -372,12 +389,9 @@ func (r *Resolver) join(args []any) (any, error) {
 	return strings.Join(parts, delim), nil
 }
 
-func (r *Resolver) split(args []any) (any, error) {
-	if len(args) != 2 {
-		return nil, fmt.Errorf("Fn::Split wants [delimiter, string]")
-	}
-	delim, _ := args[0].(string)
-	s, err := r.ResolveString(args[1])
+func (r *Resolver) split(delimiter, str any) (any, error) {
+	delim, _ := delimiter.(string)
+	s, err := r.ResolveString(str)
 	if err != nil {
 		return nil, fmt.Errorf("Fn::Split: %w", err)
 	}
@@ -388,11 +402,8 @@ func (r *Resolver) split(args []any) (any, error) {
 	return out, nil
 }
 
-func (r *Resolver) selectOne(args []any) (any, error) {
-	if len(args) != 2 {
-		return nil, fmt.Errorf("Fn::Select wants [index, list]")
-	}
-	idx, err := r.ResolveString(args[0])
+func (r *Resolver) selectOne(index, list any) (any, error) {
+	idx, err := r.ResolveString(index)
 	if err != nil {
 		return nil, err
 	}
@@ -400,11 +411,10 @@ func (r *Resolver) selectOne(args []any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Fn::Select: index %q", idx)
 	}
-	list, err := r.resolve(args[1])
+	items, err := r.resolveList("Fn::Select", list)
 	if err != nil {
 		return nil, err
 	}
-	items, _ := list.([]any)
 	if i < 0 || i >= len(items) {
 		return nil, fmt.Errorf("Fn::Select: index %d out of range", i)
 	}
@@ -500,16 +510,7 @@ func (r *Resolver) subVar(name string, vars map[string]any) (string, error) {
 // PruneConditions returns a copy of v with every Fn::If replaced by the
 // branch its condition selects and every AWS::NoValue removed. Other
 // intrinsic functions are left for CloudFormation to evaluate.
-func PruneConditions(v any, conds map[string]bool) (any, error) {
-	out, err := prune(v, conds)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := out.(noValue); ok {
-		return nil, nil
-	}
-	return out, nil
-}
+func PruneConditions(v any, conds map[string]bool) (any, error) { return topLevel(prune(v, conds)) }
 
 func prune(v any, conds map[string]bool) (any, error) {
 	if x, ok := v.(map[string]any); ok && len(x) == 1 {

@@ -7,6 +7,17 @@ import (
 	"testing"
 )
 
+// resolveYAML resolves the intrinsic functions of the YAML document in
+// with r.
+func resolveYAML(t *testing.T, r *Resolver, in string) (any, error) {
+	t.Helper()
+	v, err := ParseYAML([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Resolve(v)
+}
+
 func TestResolver(t *testing.T) {
 	r := &Resolver{
 		Params:     map[string]string{"P": "v", "List": "a,b,c", "AWS::Region": "eu-west-1", "AWS::Partition": "aws"},
@@ -28,17 +39,14 @@ func TestResolver(t *testing.T) {
 		{"if false", `!If [No, a, b]`, "b"},
 		{"novalue dropped from list", `[a, !If [No, b, !Ref AWS::NoValue], c]`, []any{"a", "c"}},
 		{"novalue dropped from map", `{k: !If [No, b, !Ref AWS::NoValue], j: x}`, map[string]any{"j": "x"}},
+		{"novalue at the top is nil", `!If [No, b, !Ref AWS::NoValue]`, nil},
 		{"join", `!Join [",", [a, !If [Yes, !Sub ",${P}", ""], !Ref Bucket]]`, "a,,v,ref-Bucket"},
 		{"select split", `!Select [1, !Split [",", !Ref List]]`, "b"},
 		{"base64", `!Base64 hi`, "aGk="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := ParseYAML([]byte(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := r.Resolve(v)
+			got, err := resolveYAML(t, r, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,15 +64,15 @@ func TestResolverErrors(t *testing.T) {
 		{"resource without resolver", `!Ref Bucket`, "Ref Bucket"},
 		{"unknown function", `!GetAZs ""`, "unsupported intrinsic function Fn::GetAZs"},
 		{"unterminated sub", `!Sub "x${P"`, "unterminated"},
-		{"join of non-list", `!Join [",", !Ref P]`, "not a list"},
+		{"join of non-list", `!Join [",", !Ref P]`, "Fn::Join: v is not a list"},
+		{"select from non-list", `!Select [0, !Ref P]`, "Fn::Select: v is not a list"},
+		{"join of one argument", `!Join [","]`, "Fn::Join wants [delimiter, list]"},
+		{"split of three arguments", `!Split [",", a, b]`, "Fn::Split wants [delimiter, string]"},
+		{"select of a scalar", `!Select x`, "Fn::Select wants [index, list]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v, err := ParseYAML([]byte(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Resolve(v); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := resolveYAML(t, r, tt.in); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})

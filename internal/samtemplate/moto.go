@@ -14,6 +14,8 @@ import (
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 // What DeployToMoto changes, and why (moto 5.2.1's CloudFormation):
@@ -82,9 +84,11 @@ type MotoStack struct {
 
 // MotoFunction is one deployed function.
 type MotoFunction struct {
-	Name    string            // physical function name
-	CodeURI string            // CodeUri in template.yaml, e.g. functions/downloader
-	Env     map[string]string // environment variables as moto's Lambda stored them
+	Name       string            // physical function name
+	CodeURI    string            // CodeUri in template.yaml, e.g. functions/downloader
+	Env        map[string]string // environment variables as moto's Lambda stored them
+	Timeout    int               // seconds, as deployed
+	MemorySize int               // MB, as deployed
 }
 
 // DeployToMoto deploys template.yaml into the moto_server at endpoint as stack
@@ -117,7 +121,7 @@ func deploy(ctx context.Context, opts MotoOptions) (*MotoStack, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := motoConfig(opts.Endpoint, opts.Region)
+	cfg := testenv.AWSConfig(opts.Endpoint, opts.Region)
 	cf := cloudformation.NewFromConfig(cfg)
 	if _, err := cf.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(opts.StackName)}); err == nil {
 		return nil, fmt.Errorf("stack %s already exists", opts.StackName)
@@ -251,32 +255,22 @@ func createStack(ctx context.Context, cf *cloudformation.Client, opts MotoOption
 	return nil
 }
 
-// readFunctions records each deployed function's name, code directory and
-// environment in st.
+// readFunctions records each deployed function's name, code directory,
+// environment, timeout and memory in st.
 func readFunctions(ctx context.Context, lc *lambda.Client, sam, spec Template, st *MotoStack) error {
 	codeURIs := map[string]string{}
 	for _, f := range sam.Functions() {
 		codeURIs[f.ID], _ = f.Properties["CodeUri"].(string)
 	}
 	for _, f := range spec.ResourcesOfType("AWS::Lambda::Function") {
-		name := st.Resources[f.ID]
-		env, err := lambdaEnv(ctx, lc, name)
+		mf, err := deployedFunction(ctx, lc, st.Resources[f.ID])
 		if err != nil {
 			return fmt.Errorf("function %s: %w", f.ID, err)
 		}
-		st.Functions[f.ID] = MotoFunction{Name: name, CodeURI: codeURIs[f.ID], Env: env}
+		mf.CodeURI = codeURIs[f.ID]
+		st.Functions[f.ID] = mf
 	}
 	return nil
-}
-
-func motoConfig(endpoint, region string) aws.Config {
-	return aws.Config{
-		Region:       region,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", SessionToken: "testing", Source: "samtemplate"}, nil
-		})),
-	}
 }
 
 func createSecret(ctx context.Context, sm *secretsmanager.Client, res *Resolver, stack string, r Resource) (string, error) {
@@ -568,14 +562,16 @@ func failedEvents(ctx context.Context, cf *cloudformation.Client, name string) s
 	return b.String()
 }
 
-// lambdaEnv reads a function's environment from moto's Lambda API.
-func lambdaEnv(ctx context.Context, c *lambda.Client, name string) (map[string]string, error) {
+// deployedFunction reads a function's environment, timeout and memory
+// from moto's Lambda API.
+func deployedFunction(ctx context.Context, c *lambda.Client, name string) (MotoFunction, error) {
 	out, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
 	if err != nil {
-		return nil, fmt.Errorf("get function configuration: %w", err)
+		return MotoFunction{}, fmt.Errorf("get function configuration %s: %w", name, err)
 	}
-	if out.Environment == nil || out.Environment.Variables == nil {
-		return map[string]string{}, nil
+	f := MotoFunction{Name: name, Env: map[string]string{}, Timeout: int(aws.ToInt32(out.Timeout)), MemorySize: int(aws.ToInt32(out.MemorySize))}
+	if out.Environment != nil && out.Environment.Variables != nil {
+		f.Env = out.Environment.Variables
 	}
-	return out.Environment.Variables, nil
+	return f, nil
 }

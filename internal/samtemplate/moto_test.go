@@ -189,6 +189,9 @@ func TestDeployToMoto(t *testing.T) {
 				if !strings.HasPrefix(f.CodeURI, "functions/") {
 					t.Errorf("%s CodeURI = %q", fn, f.CodeURI)
 				}
+				if res, _ := tpl.Resource(fn); fmt.Sprint(f.Timeout, f.MemorySize) != fmt.Sprint(res.Properties["Timeout"], res.Properties["MemorySize"]) {
+					t.Errorf("%s deployed with timeout %d s, memory %d MB; the template says %v s, %v MB", fn, f.Timeout, f.MemorySize, res.Properties["Timeout"], res.Properties["MemorySize"])
+				}
 				vars["TOKEN_SECRET_IDS"] = out["TokenSecretIds"]
 				vars["STATE_TABLE"] = out["StateTableName"]
 				vars["LOG_LEVEL"] = st.Params["LogLevel"]

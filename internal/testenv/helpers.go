@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/cfsync/cfsync/internal/repo"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers (a log the test
@@ -59,4 +64,38 @@ func Metric(t testing.TB, emf, name string, dims ...string) []float64 {
 		}
 	}
 	return out
+}
+
+// RepoPath is the path of rel (slash-separated, e.g. "docs/cost.md") in the
+// repository the test runs in (see repo.Root).
+func RepoPath(t testing.TB, rel string) string {
+	t.Helper()
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, filepath.FromSlash(rel))
+}
+
+// RepoFile is the content of the repository's file rel (see RepoPath).
+func RepoFile(t testing.TB, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(RepoPath(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// WaitUntil calls done every interval until it returns true or timeout has
+// passed, and reports whether it returned true.
+func WaitUntil(timeout, interval time.Duration, done func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !done() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+	return true
 }

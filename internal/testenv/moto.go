@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/cfsync/cfsync/internal/childproc"
 	"github.com/cfsync/cfsync/internal/repo"
@@ -53,29 +52,41 @@ func Moto(t testing.TB) *MotoServer {
 	return m
 }
 
-// AWSEnv returns the environment a child process (a built bootstrap) needs to
-// reach this moto server with dummy credentials.
-func (m *MotoServer) AWSEnv() []string {
+// Region is the AWS region of the local stand-ins (moto's default).
+const Region = "us-east-1"
+
+// AWSConfig is an SDK configuration for the moto_server at endpoint, in
+// region, with dummy credentials.
+func AWSConfig(endpoint, region string) aws.Config {
+	return aws.Config{
+		Region:       region,
+		BaseEndpoint: aws.String(endpoint),
+		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", Source: "testenv"}, nil
+		})),
+	}
+}
+
+// AWSEnv is the environment a child process (a built bootstrap) needs to
+// reach the moto_server at endpoint, in region, with dummy credentials.
+func AWSEnv(endpoint, region string) []string {
 	return []string{
-		"AWS_ENDPOINT_URL=" + m.Endpoint,
-		"AWS_REGION=us-east-1",
+		"AWS_ENDPOINT_URL=" + endpoint,
+		"AWS_REGION=" + region,
+		"AWS_DEFAULT_REGION=" + region,
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",
-		"AWS_SESSION_TOKEN=testing",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
 }
 
-// AWSConfig returns an SDK config pointed at this moto server.
-func (m *MotoServer) AWSConfig(ctx context.Context) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx,
-		config.WithRegion("us-east-1"),
-		config.WithBaseEndpoint(m.Endpoint),
-		config.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing", SessionToken: "testing", Source: "testenv"}, nil
-		})),
-	)
-}
+// AWSEnv is the environment a child process needs to reach this moto server
+// (see [AWSEnv]).
+func (m *MotoServer) AWSEnv() []string { return AWSEnv(m.Endpoint, Region) }
+
+// AWSConfig is an SDK configuration pointed at this moto server (see
+// [AWSConfig]).
+func (m *MotoServer) AWSConfig() aws.Config { return AWSConfig(m.Endpoint, Region) }
 
 // MotoServer is a running moto_server process.
 type MotoServer struct {
@@ -180,9 +191,5 @@ func (m *MotoServer) Output() string { return m.out.String() }
 func MotoConfig(t testing.TB) (*MotoServer, aws.Config) {
 	t.Helper()
 	m := Moto(t)
-	cfg, err := m.AWSConfig(context.Background())
-	if err != nil {
-		t.Fatalf("moto: aws config: %v", err)
-	}
-	return m, cfg
+	return m, m.AWSConfig()
 }

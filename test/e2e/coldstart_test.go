@@ -39,7 +39,7 @@ func BenchmarkColdStart(b *testing.B) {
 	sim.AddFileSets("bulk-ESG", pkgESG, 5, 2, 10<<10)
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto, Binaries: bins, StackName: "bench",
-		Credentials:   benchCreds(sim),
+		Credentials:   pipeline.AddSimUser(sim, "bench2@example.com").Secret,
 		Params:        map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-ESG/" + pkgESG},
 		Env:           map[string][]string{pipeline.Refresher: refresherEnv},
 		NoEventSource: true,
@@ -50,16 +50,12 @@ func BenchmarkColdStart(b *testing.B) {
 	defer p.Close()
 	// A token in the ring and a first poll, so the measured invocations do
 	// their steady-state work (refresher: token fresh; poller: incremental).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
-		if err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("no token: %s %v", res.Payload, err)
-		}
-		time.Sleep(time.Second)
+	var res lambdarun.Result
+	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
+		res, err = p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
+		return err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+	}) {
+		b.Fatalf("no token: %s %v", res.Payload, err)
 	}
 	if res, err := p.Invoke(ctx, pipeline.Poller, []byte(`{}`)); err != nil || res.Err != nil {
 		b.Fatalf("first poll: %s %v", res.Payload, err)
@@ -100,10 +96,4 @@ func BenchmarkColdStart(b *testing.B) {
 			b.ReportMetric(float64(st.Size())/(1<<20), "binary-MiB")
 		})
 	}
-}
-
-func benchCreds(sim *rdptest.Server) string {
-	pw, key := "pw-"+randomHex(8), randomHex(20)
-	sim.AddUser("bench2@example.com", pw, key)
-	return `{"username":"bench2@example.com","password":"` + pw + `","client_id":"` + key + `"}`
 }

@@ -123,12 +123,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	sim := rdptest.NewServer(o.sim)
 	t.Cleanup(sim.Close)
-	e := &env{t: t, sim: sim, user: "e2e-" + randomHex(4) + "@example.com", password: "pw-" + randomHex(16), appKey: randomHex(20), subs: o.subs}
-	sim.AddUser(e.user, e.password, e.appKey)
+	u := pipeline.AddSimUser(sim, "e2e-"+randomHex(4)+"@example.com")
+	e := &env{t: t, sim: sim, user: u.Username, password: u.Password, appKey: u.AppKey, subs: o.subs}
 	if o.seed != nil {
 		o.seed(sim)
 	}
-	creds, _ := json.Marshal(map[string]string{"username": e.user, "password": e.password, "client_id": e.appKey})
 	if o.downloaderTO == 0 {
 		o.downloaderTO = 20 * time.Second
 	}
@@ -154,7 +153,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	defer cancel()
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins,
-		StackName: "e2e", Credentials: string(creds),
+		StackName: "e2e", Credentials: u.Secret,
 		Params:    params,
 		CommonEnv: readerEnv, Env: envs, Timeouts: map[string]time.Duration{pipeline.Downloader: o.downloaderTO},
 		VisibilityTimeout: o.visibility, RefreshEvery: o.refreshEvery, PollEvery: o.pollEvery, NoEventSource: o.noEvents, StartPaused: o.startPaused,
@@ -214,16 +213,12 @@ func (e *env) invoke(fn, payload string) lambdarun.Result {
 // write waits for SECRET_MIN_WRITE_INTERVAL after the stack created the slots).
 func (e *env) waitToken() {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res := e.invoke(pipeline.Refresher, `{}`)
-		if res.Err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
-		}
-		time.Sleep(time.Second)
+	var res lambdarun.Result
+	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
+		res = e.invoke(pipeline.Refresher, `{}`)
+		return res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+	}) {
+		e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
 	}
 }
 

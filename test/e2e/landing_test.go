@@ -20,6 +20,7 @@ import (
 	"github.com/cfsync/cfsync/internal/landing"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -215,12 +216,8 @@ func TestFileSetLanded(t *testing.T) {
 	t.Run("redelivered parts change nothing", func(t *testing.T) {
 		before := e.p.Events.Stats().Deleted
 		e.sendAgain([]rdptest.File{bySet[m0(got)][0], want[len(want)-1]})
-		deadline := time.Now().Add(time.Minute)
-		for e.p.Events.Stats().Deleted < before+2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("the redelivered messages were not handled: %+v", e.p.Events.Stats())
-			}
-			time.Sleep(200 * time.Millisecond)
+		if !testenv.WaitUntil(time.Minute, 200*time.Millisecond, func() bool { return e.p.Events.Stats().Deleted >= before+2 }) {
+			t.Fatalf("the redelivered messages were not handled: %+v", e.p.Events.Stats())
 		}
 		if extra := events.drain(); len(extra) != 0 {
 			t.Errorf("%d more events after redeliveries: %+v", len(extra), extra)

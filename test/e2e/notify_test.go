@@ -26,6 +26,7 @@ import (
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -195,10 +196,10 @@ func (ne *notifyEnv) publish(name string, n int) (rdptest.FileSet, time.Time) {
 // waitDone waits until every file of fs is DONE and returns when the last landed.
 func (ne *notifyEnv) waitDone(t *testing.T, fs rdptest.FileSet, timeout time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var last time.Time
-		done := 0
+	var last time.Time
+	done := 0
+	if !testenv.WaitUntil(timeout, 100*time.Millisecond, func() bool {
+		last, done = time.Time{}, 0
 		for _, f := range fs.Files {
 			it, err := ne.p.State.GetFile(context.Background(), f.ID)
 			if err == nil && it.Status == state.StatusDone {
@@ -208,14 +209,11 @@ func (ne *notifyEnv) waitDone(t *testing.T, fs rdptest.FileSet, timeout time.Dur
 				}
 			}
 		}
-		if done == len(fs.Files) {
-			return last
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("file-set %s: %d of %d files DONE after %s; reader results %v", fs.Name, done, len(fs.Files), timeout, tail(ne.readerResults(), 5))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return done == len(fs.Files)
+	}) {
+		t.Fatalf("file-set %s: %d of %d files DONE after %s; reader results %v", fs.Name, done, len(fs.Files), timeout, tail(ne.readerResults(), 5))
 	}
+	return last
 }
 
 func tail(s []string, n int) []string { return s[max(0, len(s)-n):] }
@@ -229,19 +227,17 @@ func (ne *notifyEnv) notKnown(t *testing.T, fs rdptest.FileSet) bool {
 // waitCredentials waits until the refresher stored queue credentials.
 func (ne *notifyEnv) waitCredentials(t *testing.T) notify.QueueCredentials {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var c notify.QueueCredentials
+	if !testenv.WaitUntil(30*time.Second, 200*time.Millisecond, func() bool {
 		out, err := ne.p.Secrets.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: aws.String(ne.credsSecret)})
 		if err == nil {
-			if c, err := notify.ParseQueueCredentials(aws.ToString(out.SecretString)); err == nil && !c.Empty() {
-				return c
-			}
+			c, err = notify.ParseQueueCredentials(aws.ToString(out.SecretString))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no queue credentials after 30s; refresher logs %v", tail(ne.p.Logs(pipeline.Refresher), 5))
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err == nil && !c.Empty()
+	}) {
+		t.Fatalf("no queue credentials after 30s; refresher logs %v", tail(ne.p.Logs(pipeline.Refresher), 5))
 	}
+	return c
 }
 
 func (ne *notifyEnv) checkReaderNoLeaks(t *testing.T) {
@@ -310,12 +306,11 @@ func TestNotifications(t *testing.T) {
 	// A long poll already in flight may deliver the message before AWS rejects
 	// the credentials (its delete then fails): the renewal can come after the
 	// file landed, so wait for it.
-	after := ne.waitCredentials(t)
-	for deadline := time.Now().Add(60 * time.Second); after.Generation <= before.Generation && time.Now().Before(deadline); {
-		time.Sleep(500 * time.Millisecond)
+	var after notify.QueueCredentials
+	if !testenv.WaitUntil(60*time.Second, 500*time.Millisecond, func() bool {
 		after = ne.waitCredentials(t)
-	}
-	if after.Generation <= before.Generation {
+		return after.Generation > before.Generation
+	}) {
 		t.Errorf("queue credentials not renewed: generation %d → %d", before.Generation, after.Generation)
 	}
 	if !slices.ContainsFunc(ne.readerResults(), func(s string) bool { return strings.Contains(s, `"outcome":"credentials_rejected"`) }) {

@@ -375,13 +375,10 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	rc.SerializeDynamoDB(false)
 	sim := rdptest.NewServer(simOpts)
 	b.Cleanup(sim.Close)
-	user, pw, key := "bench@example.com", "pw-"+randomHex(8), randomHex(20)
-	sim.AddUser(user, pw, key)
-	creds, _ := json.Marshal(map[string]string{"username": user, "password": pw, "client_id": key})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randomHex(2),
-		Credentials: string(creds), NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
+		Credentials: pipeline.AddSimUser(sim, "bench@example.com").Secret, NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
 		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
 		Env: map[string][]string{
 			pipeline.Downloader: append([]string{"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Downloader)}, downloaderEnv...),

@@ -14,6 +14,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -363,24 +364,21 @@ func (e *env) waitQueueEmpty(timeout time.Duration) {
 	e.t.Helper()
 	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
 		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}
-	deadline := time.Now().Add(timeout)
-	for {
+	var attrs map[string]string
+	if !testenv.WaitUntil(timeout, time.Second, func() bool {
 		out, err := e.p.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &e.p.Res.QueueURL, AttributeNames: names})
 		if err != nil {
 			e.t.Fatal(err)
 		}
+		attrs = out.Attributes
 		left := 0
 		for _, n := range names {
-			v, _ := strconv.Atoi(out.Attributes[string(n)])
+			v, _ := strconv.Atoi(attrs[string(n)])
 			left += v
 		}
-		if left == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the download queue still holds messages after %s: %v", timeout, out.Attributes)
-		}
-		time.Sleep(time.Second)
+		return left == 0
+	}) {
+		e.t.Fatalf("the download queue still holds messages after %s: %v", timeout, attrs)
 	}
 }
 
@@ -389,11 +387,7 @@ func (e *env) waitQueueEmpty(timeout time.Duration) {
 func (e *env) receiveAll(n int, timeout time.Duration) []sqstypes.Message {
 	e.t.Helper()
 	var out []sqstypes.Message
-	deadline := time.Now().Add(timeout)
-	for len(out) < n {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("received %d of %d messages", len(out), n)
-		}
+	if !testenv.WaitUntil(timeout, 0, func() bool {
 		r, err := e.p.SQS.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 			QueueUrl: &e.p.Res.QueueURL, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
@@ -405,6 +399,9 @@ func (e *env) receiveAll(n int, timeout time.Duration) []sqstypes.Message {
 			e.extra = append(e.extra, aws.ToString(m.Body))
 		}
 		out = append(out, r.Messages...)
+		return len(out) >= n
+	}) {
+		e.t.Fatalf("received %d of %d messages", len(out), n)
 	}
 	return out
 }
