@@ -190,20 +190,22 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 	return nil
 }
 
-// call sends one /auth request within the budget and counts it.
-func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, error)) (*rdp.Token, error) {
+// call sends one /auth request (fn) within the budget and counts it; every
+// /auth request goes through it (token grants and queue credentials).
+func call[T any](ctx context.Context, r *run, grant string, fn func() (T, error)) (T, error) {
+	var zero T
 	if err := r.reserve(ctx, grant); err != nil {
-		return nil, err
+		return zero, err
 	}
 	r.authCalls++
 	r.h.Metrics.Add("AuthRequests", 1, "grant", grant)
-	tok, err := fn()
+	v, err := fn()
 	if err != nil {
 		reason, _ := classify(err)
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-		return nil, err
+		return zero, err
 	}
-	return tok, nil
+	return v, nil
 }
 
 // obtain gets a new token with as few /auth requests as possible.
@@ -220,7 +222,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 	switch c.Kind {
 	case credentials.ServiceAccount:
 		grant = grantClient
-		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+		tok, err = call(ctx, r, grant, func() (*rdp.Token, error) {
 			return rdpc.ClientCredentialsGrant(actx, c.ClientID, c.ClientSecret, c.Scope)
 		})
 		if err != nil {
@@ -233,10 +235,10 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		if fromRing {
 			rt = r.latest.RefreshToken
 		}
-		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, rt) })
+		tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, rt) })
 		if errors.Is(err, rdp.ErrInvalidGrant) && fromRing && rt != c.RefreshToken {
 			r.log.Warn("the ring's refresh token was refused: trying the credentials secret's refresh token")
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, c.RefreshToken) })
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, c.RefreshToken) })
 		}
 		if err != nil {
 			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
@@ -245,7 +247,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		password, why := r.needPassword(c, revokedForce)
 		if !password {
 			grant = grantRefresh
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, r.latest.RefreshToken) })
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, r.latest.RefreshToken) })
 			if errors.Is(err, rdp.ErrInvalidGrant) {
 				r.log.Warn("refresh token refused (invalid_grant): signing on with the password grant", "generation", r.latest.Generation)
 				password = true
@@ -257,7 +259,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		}
 		if password {
 			grant = grantPassword
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) {
 				return rdpc.PasswordGrant(actx, rdp.PasswordGrant{Username: c.Username, Password: c.Password, ClientID: c.ClientID,
 					Scope: c.Scope, TakeExclusiveSignOnControl: c.TakeExclusive})
 			})
