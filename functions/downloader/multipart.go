@@ -581,15 +581,7 @@ func (j *job) awaitLanding(err error) outcome {
 
 // invalidUpload: S3 rejects the part list itself — the checkpoint is wrong.
 func invalidUpload(err error) bool {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) {
-		return false
-	}
-	switch ae.ErrorCode() {
-	case "InvalidPart", "InvalidPartOrder", "EntityTooSmall":
-		return true
-	}
-	return false
+	return isS3Error(err, "InvalidPart", "InvalidPartOrder", "EntityTooSmall")
 }
 
 // s3Transient: a failure that says nothing about the request (5xx,
