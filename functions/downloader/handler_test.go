@@ -41,7 +41,7 @@ type rig struct {
 
 func testSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
-	s := SettingsFrom(config.Defaults[config.Downloader]())
+	s := Settings{Downloader: config.Defaults[config.Downloader]()}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour

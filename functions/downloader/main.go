@@ -45,7 +45,7 @@ func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings := SettingsFrom(*cfg)
+	settings := Settings{Downloader: *cfg}
 	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	return New(Deps{
 		S3:      s3c,

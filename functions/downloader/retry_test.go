@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -154,9 +153,6 @@ func TestTransientFailureKeepsUpload(t *testing.T) {
 // (MAX_RECEIVE_COUNT) the same transient failures are final: the upload is
 // aborted, the checkpoint deleted, the state FAILED with the reason.
 func TestLastReceiveIsFinal(t *testing.T) {
-	if got := SettingsFrom(config.Downloader{MaxReceiveCount: 7}).MaxReceiveCount; got != 7 {
-		t.Errorf("SettingsFrom: MaxReceiveCount %d, want 7", got)
-	}
 	for _, maxReceive := range []int{testSettings().MaxReceiveCount, 3} { // config's default (5), and 3
 		last := maxReceive
 		for _, tt := range transientFaults {
