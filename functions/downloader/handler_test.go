@@ -56,16 +56,21 @@ func newRig(t *testing.T, mod func(*Settings)) *rig {
 	if mod != nil {
 		mod(&r.cfg)
 	}
-	h, err := New(Deps{
-		S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd,
-		Log:     slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(r.metrics, "downloader"),
-	}, r.cfg)
+	r.h = newTestHandler(t, Deps{S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd}, r.cfg, r.logs, r.metrics)
+	return r
+}
+
+// newTestHandler is New(d, s) whose log (JSON, debug level) goes to logs
+// and whose EMF metrics go to emf.
+func newTestHandler(t testing.TB, d Deps, s Settings, logs, emf *syncBuffer) *Handler {
+	t.Helper()
+	d.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d.Metrics = metrics.New(emf, "downloader")
+	h, err := New(d, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.h = h
-	return r
+	return h
 }
 
 // bigFileRig is a rig that downloads one range at a time (5 s a range

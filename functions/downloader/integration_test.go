@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/config"
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -87,15 +85,7 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(config.Downloader{ParallelRanges: s.ParallelRanges, RangeReadTimeout: s.RangeReadTimeout})}),
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}))
 	logs, emf := &syncBuffer{}, &syncBuffer{}
-	h, err := New(Deps{
-		S3: e.s3, RDP: client, State: e.Table,
-		Sender:  &queue.Sender{SQS: e.SQS, QueueURL: e.queue},
-		Log:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(emf, "downloader"),
-	}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newTestHandler(t, Deps{S3: e.s3, RDP: client, State: e.Table, Sender: &queue.Sender{SQS: e.SQS, QueueURL: e.queue}}, s, logs, emf)
 	return h, logs, emf
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +26,6 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -72,12 +70,7 @@ func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL
 	logs := &bytes.Buffer{}
 	s := testSettings(subs...)
 	s.PollPageSize = itPage
-	h, err := New(Deps{
-		Files: client, State: e.Table,
-		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
-		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
-		Metrics: metrics.New(logs, "fileset-poller"),
-	}, s)
+	h, err := newLogged(Deps{Files: client, State: e.Table, Queue: &queue.Sender{SQS: sqsAPI, QueueURL: queueURL}}, s, logs, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
