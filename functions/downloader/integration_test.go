@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,7 +81,7 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 		mod(&s)
 	}
 	client := e.RDPClient(t, "",
-		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(config.Downloader{ParallelRanges: s.ParallelRanges, RangeReadTimeout: s.RangeReadTimeout})}),
+		withDownloadTransport(s.Downloader),
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}))
 	logs, emf := &syncBuffer{}, &syncBuffer{}
 	h := newTestHandler(t, Deps{S3: e.s3, RDP: client, State: e.Table, Sender: &queue.Sender{SQS: e.SQS, QueueURL: e.queue}}, s, logs, emf)
