@@ -40,6 +40,10 @@ type fakeRDP struct {
 	ctx      context.Context // context of the last call
 	lastPW   rdp.PasswordGrant
 	revoked  string
+	// CloudErr fails the cloud-credentials requests; cloudCalls holds the
+	// access token each was asked with.
+	CloudErr   error
+	cloudCalls []string
 }
 
 func (f *fakeRDP) issue(refresh bool) *rdp.Token {
