@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -629,7 +630,7 @@ func (s *fakeState) LoadParts(ctx context.Context, u *state.Upload) ([]state.Par
 	for _, c := range s.chunks[u.FileID] {
 		parts = append(parts, c...)
 	}
-	slices.SortFunc(parts, func(a, b state.Part) int { return int(a.Number) - int(b.Number) }) // as state.LoadParts
+	sort.Slice(parts, func(a, b int) bool { return parts[a].Number < parts[b].Number })
 	if len(parts) != u.PartsDone {
 		return nil, fmt.Errorf("found %d parts, checkpoint says %d: %w", len(parts), u.PartsDone, state.ErrPartsMissing)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,6 +103,28 @@ func (f *fakeRDP) Calls() []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.calls...)
 }
+
+// CloudCredentialsFor makes fakeRDP the Cloud as well (as the one
+// *rdp.Client is in production): credentials of the queue at
+// queueEndpoint, asked with access (recorded); CloudErr, when set, fails
+// the request.
+func (f *fakeRDP) CloudCredentialsFor(_ context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cloudCalls = append(f.cloudCalls, access)
+	if f.CloudErr != nil {
+		return nil, f.CloudErr
+	}
+	if endpoint != queueEndpoint {
+		return nil, errors.New("unknown endpoint")
+	}
+	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
+}
+
+var (
+	_ QueueCredsAPI   = (*fakeRDP)(nil)
+	_ QueueCredsStore = (*fakeState)(nil)
+)
 
 const (
 	credsV1          = `{"username":"user-secret","password":"pw-secret","client_id":"appkey-secret"}`

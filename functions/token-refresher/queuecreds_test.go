@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -17,28 +15,6 @@ const (
 	subSecretID   = "cfsync/notify-subscription"
 	qcSecretID    = "cfsync/notify-queue-credentials"
 	queueEndpoint = "https://sqs.us-east-1.amazonaws.com/111122223333/lseg-sub-1"
-)
-
-// CloudCredentialsFor makes fakeRDP the Cloud as well (as the one
-// *rdp.Client is in production): credentials of the queue at
-// queueEndpoint, asked with access (recorded); CloudErr, when set, fails
-// the request.
-func (f *fakeRDP) CloudCredentialsFor(_ context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cloudCalls = append(f.cloudCalls, access)
-	if f.CloudErr != nil {
-		return nil, f.CloudErr
-	}
-	if endpoint != queueEndpoint {
-		return nil, errors.New("unknown endpoint")
-	}
-	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
-}
-
-var (
-	_ QueueCredsAPI   = (*fakeRDP)(nil)
-	_ QueueCredsStore = (*fakeState)(nil)
 )
 
 // withQueue turns notifications on in e, with stored credentials cur
