@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -116,7 +115,7 @@ func (f *fakeRDP) CloudCredentialsFor(_ context.Context, access, endpoint string
 		return nil, f.CloudErr
 	}
 	if endpoint != queueEndpoint {
-		return nil, errors.New("unknown endpoint")
+		return nil, &rdp.APIError{Endpoint: "get cloud credentials", StatusCode: 404, Message: "unknown endpoint " + endpoint}
 	}
 	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
 }
