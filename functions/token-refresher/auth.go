@@ -426,34 +426,15 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 		r.log.Warn("v2 service-account tokens have no session to revoke at RDP; sign-ons held until the tokens expire and a forced refresh",
 			"expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
 	default:
-		if err := r.reserve(ctx, grantRevoke); err != nil {
-			if errors.Is(err, errBusy) || errors.Is(err, errLostRace) {
-				res.Outcome = OutcomeBusy
-				return res, fmt.Errorf("revoke: %w; try again", err)
-			}
-			if errors.Is(err, errBackoff) {
-				res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
-				return res, fmt.Errorf("revoke not sent: %w; try again then", err)
-			}
-			res.Outcome = OutcomeFailed
-			return res, err
-		}
-		r.authCalls++
-		r.h.Metrics.Add("AuthRequests", 1, "grant", grantRevoke)
+		sent := false
 		actx, cancel := authContext(ctx)
-		err := r.h.RDP.Revoke(actx, c.ClientID, tok)
+		_, err := call(ctx, r, grantRevoke, func() (struct{}, error) {
+			sent = true
+			return struct{}{}, r.h.RDP.Revoke(actx, c.ClientID, tok)
+		})
 		cancel()
 		if err != nil {
-			// A failed revoke is a failed /auth request: it backs off, and a
-			// 429's Retry-After holds every later request.
-			reason, retryAfter := classify(err)
-			r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-			res.Outcome = OutcomeFailed
-			err = fmt.Errorf("revoke the session at RDP: %w", err)
-			if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
-				err = errors.Join(err, ferr)
-			}
-			return res, err
+			return r.revokeFailed(ctx, res, err, sent)
 		}
 	}
 	err = r.updateAuth(ctx, func(st *state.AuthState) error {
@@ -468,4 +449,27 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 	r.log.Warn(`session revoked: sign-ons held until {"action":"refresh","force":true}`, "generation", r.latest.Generation)
 	res.Outcome = OutcomeRevoked
 	return res, nil
+}
+
+// revokeFailed is the result of a revoke that was not sent (another
+// invocation at work, a backoff, the budget) or that RDP refused: a failed
+// revoke is a failed /auth request, so it backs off, and a 429's
+// Retry-After holds every later request.
+func (r *run) revokeFailed(ctx context.Context, res Result, err error, sent bool) (Result, error) {
+	res.Outcome = OutcomeFailed
+	switch {
+	case sent:
+		reason, retryAfter := classify(err)
+		err = fmt.Errorf("revoke the session at RDP: %w", err)
+		if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	case errors.Is(err, errBusy) || errors.Is(err, errLostRace):
+		res.Outcome = OutcomeBusy
+		err = fmt.Errorf("revoke: %w; try again", err)
+	case errors.Is(err, errBackoff):
+		res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+		err = fmt.Errorf("revoke not sent: %w; try again then", err)
+	}
+	return res, err
 }
