@@ -20,7 +20,7 @@ func BenchmarkSinglePutMemory(b *testing.B) {
 			files := make([]rdptest.File, b.N)
 			for i := range files { // published and hashed by the simulator before the timing
 				files[i] = be.addFile(fmt.Sprintf("single %d %d.bin", size, i), size)
-				be.sim.LookupFile(files[i].ID)
+				be.Sim.LookupFile(files[i].ID)
 			}
 			b.SetBytes(size)
 			b.ResetTimer()

@@ -111,11 +111,11 @@ func startVersitygw(b *testing.B, bin string) (string, int) {
 func newBenchEnv(b *testing.B, opts rdptest.Options) *benchEnv {
 	b.Helper()
 	e := newDLEnv(b, opts)
-	be := &benchEnv{dlEnv: e, s3Endpoint: e.moto.Endpoint}
+	be := &benchEnv{dlEnv: e, s3Endpoint: e.Moto.Endpoint}
 	if bin := versitygwBinary(); bin != "" {
 		be.s3Endpoint, be.versityPID = startVersitygw(b, bin)
 		be.versity = true
-		e.s3 = s3.NewFromConfig(e.cfg, func(o *s3.Options) {
+		e.s3 = s3.NewFromConfig(e.Config, func(o *s3.Options) {
 			o.BaseEndpoint = aws.String(be.s3Endpoint)
 			o.Credentials = credentials.NewStaticCredentialsProvider(benchKey, benchKey, "") // versitygw refuses session tokens
 			o.UsePathStyle = true
@@ -224,7 +224,7 @@ func (be *benchEnv) peer(b *testing.B, f rdptest.File) (time.Duration, string) {
 	}
 	dst := "s3://" + itDest + "/peer/" + f.ID
 	cmd := exec.Command("bash", "-o", "pipefail", "-c", `curl -sS --fail "$SRC" | aws s3 cp - "$DST" --endpoint-url "$EP" --only-show-errors`)
-	cmd.Env = append(os.Environ(), "SRC="+be.sim.PresignedURL(f.ID), "DST="+dst, "EP="+be.s3Endpoint,
+	cmd.Env = append(os.Environ(), "SRC="+be.Sim.PresignedURL(f.ID), "DST="+dst, "EP="+be.s3Endpoint,
 		"AWS_ACCESS_KEY_ID="+benchKey, "AWS_SECRET_ACCESS_KEY="+benchKey, "AWS_SESSION_TOKEN=", "AWS_DEFAULT_REGION="+benchRegion)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
@@ -247,7 +247,7 @@ func (be *benchEnv) peer(b *testing.B, f rdptest.File) (time.Duration, string) {
 // first download of the file pays it.
 func (be *benchEnv) warmETag(b *testing.B, f rdptest.File) {
 	b.Helper()
-	req, err := http.NewRequest(http.MethodGet, be.sim.PresignedURL(f.ID), nil)
+	req, err := http.NewRequest(http.MethodGet, be.Sim.PresignedURL(f.ID), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func BenchmarkDownloadParallel(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				f := be.addFile(fmt.Sprintf("parallel %d %d.bin", p, i), size)
-				be.sim.LookupFile(f.ID)
+				be.Sim.LookupFile(f.ID)
 				b.StartTimer()
 				_, hwm, _ := be.download(b, f, "PARALLEL_RANGES="+strconv.Itoa(p), "PART_SIZE="+strconv.Itoa(int(8*MiB)))
 				peak = max(peak, hwm)

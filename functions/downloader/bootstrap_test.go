@@ -12,18 +12,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 // bootstrapEnv is the environment of the built bootstrap for e.
 func (e *dlEnv) bootstrapEnv(extra ...string) []string {
-	env := append(e.moto.AWSEnv(),
-		"STATE_TABLE="+itTable,
+	env := append(e.Moto.AWSEnv(),
+		"STATE_TABLE="+testenv.FunctionTable,
 		"TOKEN_SECRET_IDS="+strings.Join(itSlots, ","),
 		"DOWNLOAD_QUEUE_URL="+e.queue,
 		"DEST_BUCKET="+itDest,
 		"DEST_PREFIX="+itPrefix,
-		"RDP_BASE_URL="+e.sim.URL(),
+		"RDP_BASE_URL="+e.Sim.URL(),
 		"LOG_LEVEL=debug",
 	)
 	return append(env, extra...)
@@ -89,12 +90,12 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("failed messages %v, want only the poison one\n%s", got, strings.Join(r.Logs(), "\n"))
 	}
 	e.checkLanded(t, small)
-	if up, err := e.table.GetUpload(ctx, long.ID); err != nil || up.PartsDone == 0 {
+	if up, err := e.Table.GetUpload(ctx, long.ID); err != nil || up.PartsDone == 0 {
 		t.Fatalf("long file: checkpoint %+v (%v), want progress saved", up, err)
 	}
 	invocations := 1
 	for ; invocations < 6; invocations++ {
-		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		out, err := e.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +109,7 @@ func TestBootstrap(t *testing.T) {
 		if resp := invoke(events.SQSEvent{Records: []events.SQSMessage{{MessageId: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)}}}); len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("continuation failed\n%s", strings.Join(r.Logs(), "\n"))
 		}
-		if _, err := e.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &e.queue, ReceiptHandle: m.ReceiptHandle}); err != nil {
+		if _, err := e.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &e.queue, ReceiptHandle: m.ReceiptHandle}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -410,39 +410,6 @@ func TestKeyEdgeCases(t *testing.T) {
 	}
 }
 
-// TestMemoryGuard: part size × (PARALLEL_RANGES + 1) + overhead must fit the
-// function's memory; the start-up error names the variables.
-func TestMemoryGuard(t *testing.T) {
-	tests := []struct {
-		part   int64
-		ranges int
-		mb     int
-		ok     bool
-	}{
-		{64 * MiB, 4, 128, false},
-		{0, 16, 128, false},
-		{8 * MiB, 4, 128, true},
-		{64 * MiB, 4, 1024, true},
-		{5 * GiB, 8, 0, true}, // memory unknown: not checked
-	}
-	for _, tt := range tests {
-		s := testSettings()
-		s.PartSize, s.ParallelRanges, s.MemoryMB = tt.part, tt.ranges, tt.mb
-		_, err := New(Deps{S3: newFakeS3("dest"), RDP: newFakeRDP(), State: newFakeState(), Sender: &fakeSender{}}, s)
-		if tt.ok != (err == nil) {
-			t.Errorf("%+v: %v", tt, err)
-			continue
-		}
-		if err != nil {
-			for _, v := range []string{"PART_SIZE", "PARALLEL_RANGES", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"} {
-				if !strings.Contains(err.Error(), v) {
-					t.Errorf("%+v: error %q does not name %s", tt, err, v)
-				}
-			}
-		}
-	}
-}
-
 func TestETagCheck(t *testing.T) {
 	content := []byte("content")
 	sum := md5.Sum(content)

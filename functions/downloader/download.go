@@ -11,13 +11,13 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/cfsync/cfsync/internal/queue"
@@ -461,21 +461,14 @@ func errReason(err error) string {
 	return "download"
 }
 
-func isS3NotFound(err error) bool {
-	var nf *types.NotFound
-	var nk *types.NoSuchKey
-	if errors.As(err, &nf) || errors.As(err, &nk) {
-		return true
-	}
-	var ae smithy.APIError
-	return errors.As(err, &ae) && (ae.ErrorCode() == "NotFound" || ae.ErrorCode() == "NoSuchKey" || ae.ErrorCode() == "404")
-}
+// isS3NotFound: nothing at the key (HeadObject: NotFound, GetObject: NoSuchKey).
+func isS3NotFound(err error) bool { return isS3Error(err, "NotFound", "NoSuchKey", "404") }
 
-func isNoSuchUpload(err error) bool {
-	var nu *types.NoSuchUpload
-	if errors.As(err, &nu) {
-		return true
-	}
+func isNoSuchUpload(err error) bool { return isS3Error(err, "NoSuchUpload") }
+
+// isS3Error: S3 answered one of codes (the SDK's typed errors, such as
+// *types.NoSuchUpload, carry their code too).
+func isS3Error(err error, codes ...string) bool {
 	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
+	return errors.As(err, &ae) && slices.Contains(codes, ae.ErrorCode())
 }

@@ -78,41 +78,20 @@ type Sender interface {
 
 var _ Sender = (*queue.Sender)(nil)
 
-// Settings are the downloader's knobs (config.Downloader, validated).
+// Settings are the downloader's knobs: its configuration (validated) and
+// the settings below, which have no variable of their own.
 type Settings struct {
-	DestBucket string
-	DestPrefix string
-	PartSize   int64 // 0: chosen from the file size
-	// SinglePutMax: files up to this size whose ranges fit the P slots are
-	// stored with one PutObject (see job.singlePut; 0: only one-part files).
-	SinglePutMax       int64
-	ParallelRanges     int
-	MessageConcurrency int
-	DeadlineMargin     time.Duration
-	RangeReadTimeout   time.Duration
-	RangeAttempts      int
-	RetryBaseDelay     time.Duration
-	RetryMaxDelay      time.Duration
-	CheckpointInterval time.Duration
+	config.Downloader
 	// MaxURLRefreshes bounds the new URLs asked of /stream per file and
 	// invocation after 403s (default 8).
 	MaxURLRefreshes int
 	// MaxNoProgress: after this many consecutive invocations that completed
 	// no part, the file fails instead of continuing (default 3).
 	MaxNoProgress int
-	// MaxReceiveCount is the queue's redrive maxReceiveCount (default 5): on
-	// that receive a failure is final (upload aborted, state FAILED).
-	MaxReceiveCount int
 	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
 	// continuation message) done after the work context ended (default 10s);
 	// it never runs past the invocation's deadline.
 	CleanupTimeout time.Duration
-	// DeferBaseDelay and DeferMaxDelay: during an outage (no usable token,
-	// RDP 429/5xx) the work is re-enqueued with a delay of DeferBaseDelay ×
-	// 2^deferrals (jittered), at most DeferMaxDelay (≤ SQS's 15 minutes).
-	// Defaults 30s and 15m.
-	DeferBaseDelay time.Duration
-	DeferMaxDelay  time.Duration
 	// MemoryMB is the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
 	// 0: unknown, not checked).
 	MemoryMB int
@@ -121,27 +100,6 @@ type Settings struct {
 // memoryOverhead is what the process needs besides the part buffers
 // (runtime, SDK clients, HTTP buffers): the memory guard's allowance.
 const memoryOverhead = 64 * MiB
-
-// SettingsFrom converts the loaded configuration.
-func SettingsFrom(c config.Downloader) Settings {
-	return Settings{
-		DestBucket:         c.DestBucket,
-		DestPrefix:         c.DestPrefix,
-		PartSize:           c.PartSize,
-		SinglePutMax:       c.SinglePutMax,
-		ParallelRanges:     c.ParallelRanges,
-		MessageConcurrency: c.MessageConcurrency,
-		DeadlineMargin:     c.DeadlineMargin,
-		RangeReadTimeout:   c.RangeReadTimeout,
-		RangeAttempts:      c.RangeAttempts,
-		RetryBaseDelay:     c.RetryBaseDelay,
-		RetryMaxDelay:      c.RetryMaxDelay,
-		CheckpointInterval: c.CheckpointInterval,
-		MaxReceiveCount:    c.MaxReceiveCount,
-		DeferBaseDelay:     c.DeferBaseDelay,
-		DeferMaxDelay:      c.DeferMaxDelay,
-	}
-}
 
 func (s *Settings) validate() error {
 	if s.DestBucket == "" {
@@ -181,7 +139,7 @@ func (s *Settings) validate() error {
 }
 
 // checkPositive rejects a zero knob whose default is config.Downloader's
-// tag (SettingsFrom of a loaded config never has one).
+// tag (a loaded config never has one).
 func (s *Settings) checkPositive() error {
 	for _, k := range []struct {
 		name string

@@ -41,7 +41,7 @@ type rig struct {
 
 func testSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
-	s := SettingsFrom(config.Defaults[config.Downloader]())
+	s := Settings{Downloader: config.Defaults[config.Downloader]()}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour
@@ -56,16 +56,21 @@ func newRig(t *testing.T, mod func(*Settings)) *rig {
 	if mod != nil {
 		mod(&r.cfg)
 	}
-	h, err := New(Deps{
-		S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd,
-		Log:     slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(r.metrics, "downloader"),
-	}, r.cfg)
+	r.h = newTestHandler(t, Deps{S3: r.s3, RDP: r.rdp, State: r.st, Sender: r.snd}, r.cfg, r.logs, r.metrics)
+	return r
+}
+
+// newTestHandler is New(d, s) whose log (JSON, debug level) goes to logs
+// and whose EMF metrics go to emf.
+func newTestHandler(t testing.TB, d Deps, s Settings, logs, emf *syncBuffer) *Handler {
+	t.Helper()
+	d.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d.Metrics = metrics.New(emf, "downloader")
+	h, err := New(d, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.h = h
-	return r
+	return h
 }
 
 // bigFileRig is a rig that downloads one range at a time (5 s a range
@@ -769,21 +774,42 @@ func TestLeaseLost(t *testing.T) {
 	}
 }
 
-// New applies no defaults of its own (they are config.Downloader's tags): a
-// zero knob is a start-up error naming its variable.
-func TestNewRejectsZeroKnobs(t *testing.T) {
-	for name, zero := range map[string]func(*Settings){
-		"RANGE_READ_TIMEOUT":  func(s *Settings) { s.RangeReadTimeout = 0 },
-		"CHECKPOINT_INTERVAL": func(s *Settings) { s.CheckpointInterval = 0 },
-		"DEFER_BASE_DELAY":    func(s *Settings) { s.DeferBaseDelay = 0 },
-		"DEFER_MAX_DELAY":     func(s *Settings) { s.DeferMaxDelay = 0 },
-		"MAX_RECEIVE_COUNT":   func(s *Settings) { s.MaxReceiveCount = 0 },
+// TestNewChecksSettings: New applies no defaults of its own (they are
+// config.Downloader's tags): a zero knob is a start-up error naming its
+// variable. The memory guard: part size × (PARALLEL_RANGES + 1) + overhead
+// must fit the function's memory, or the error names the variables.
+func TestNewChecksSettings(t *testing.T) {
+	memory := []string{"PART_SIZE", "PARALLEL_RANGES", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
+	sizes := func(part int64, ranges, mb int) func(*Settings) {
+		return func(s *Settings) { s.PartSize, s.ParallelRanges, s.MemoryMB = part, ranges, mb }
+	}
+	for _, tt := range []struct {
+		name  string
+		set   func(*Settings)
+		names []string // the variables the error names; none: New succeeds
+	}{
+		{"zero RANGE_READ_TIMEOUT", func(s *Settings) { s.RangeReadTimeout = 0 }, []string{"RANGE_READ_TIMEOUT"}},
+		{"zero CHECKPOINT_INTERVAL", func(s *Settings) { s.CheckpointInterval = 0 }, []string{"CHECKPOINT_INTERVAL"}},
+		{"zero DEFER_BASE_DELAY", func(s *Settings) { s.DeferBaseDelay = 0 }, []string{"DEFER_BASE_DELAY"}},
+		{"zero DEFER_MAX_DELAY", func(s *Settings) { s.DeferMaxDelay = 0 }, []string{"DEFER_MAX_DELAY"}},
+		{"zero MAX_RECEIVE_COUNT", func(s *Settings) { s.MaxReceiveCount = 0 }, []string{"MAX_RECEIVE_COUNT"}},
+		{"64 MiB parts × 4 in 128 MB", sizes(64*MiB, 4, 128), memory},
+		{"chosen parts × 16 in 128 MB", sizes(0, 16, 128), memory},
+		{"8 MiB parts × 4 in 128 MB", sizes(8*MiB, 4, 128), nil},
+		{"64 MiB parts × 4 in 1024 MB", sizes(64*MiB, 4, 1024), nil},
+		{"memory unknown: not checked", sizes(5*GiB, 8, 0), nil},
 	} {
 		s := testSettings()
-		zero(&s)
+		tt.set(&s)
 		_, err := New(Deps{S3: newFakeS3("dest"), RDP: newFakeRDP(), State: newFakeState(), Sender: &fakeSender{}}, s)
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s zero: New = %v, want an error naming it", name, err)
+		if (err == nil) != (len(tt.names) == 0) {
+			t.Errorf("%s: New = %v", tt.name, err)
+			continue
+		}
+		for _, v := range tt.names {
+			if !strings.Contains(err.Error(), v) {
+				t.Errorf("%s: error %q does not name %s", tt.name, err, v)
+			}
 		}
 	}
 }

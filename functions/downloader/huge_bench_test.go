@@ -29,6 +29,7 @@ import (
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -86,7 +87,7 @@ func newHugeEnv(b *testing.B) *hugeEnv {
 	// a 60 s invocation moves at most ~2.8 GiB whatever else the machine
 	// runs: 20 GiB take 8 or more invocations.
 	be := newBenchEnv(b, rdptest.Options{AccessTokenTTL: 2 * time.Hour, BandwidthPerConn: 16 << 20})
-	return &hugeEnv{benchEnv: be, aws: newCountingProxy(b, be.moto.Endpoint), s3c: newCountingProxy(b, be.s3Endpoint)}
+	return &hugeEnv{benchEnv: be, aws: newCountingProxy(b, be.Moto.Endpoint), s3c: newCountingProxy(b, be.s3Endpoint)}
 }
 
 // countingProxy counts and times the AWS requests passing through it by
@@ -196,7 +197,7 @@ func (he *hugeEnv) runner(b *testing.B, timeout time.Duration, env []string) *la
 
 // bytesLeft is what the checkpoint says is still to be uploaded.
 func (he *hugeEnv) bytesLeft(b *testing.B, f rdptest.File) int64 {
-	up, err := he.table.GetUpload(context.Background(), f.ID)
+	up, err := he.Table.GetUpload(context.Background(), f.ID)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func (he *hugeEnv) invokeOnce(b *testing.B, r *lambdarun.Runner, f rdptest.File,
 	st := invocationStats{chunkItems: he.chunkItems(b, f.ID)}
 	he.aws.take()
 	he.s3c.take()
-	he.sim.ResetCounters()
+	he.Sim.ResetCounters()
 	if pid := r.PID(); pid != 0 {
 		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset VmHWM
 	}
@@ -235,7 +236,7 @@ func (he *hugeEnv) invokeOnce(b *testing.B, r *lambdarun.Runner, f rdptest.File,
 		st.uploadParts = up.n
 		delete(st.aws, "s3:UploadPart")
 	}
-	c := he.sim.Counters()
+	c := he.Sim.Counters()
 	st.rdp, st.bytes = c.Requests, c.BytesServed
 	st.rss, _ = peakRSS(r.PID())
 	st.heap = maxGCHeap(r.Logs()[logsBefore:])
@@ -251,7 +252,7 @@ func (he *hugeEnv) watchFirstByte(stop chan struct{}, first *atomic.Int64) {
 		case <-stop:
 			return
 		case <-t.C:
-			if he.sim.Counters().BytesServed > 0 {
+			if he.Sim.Counters().BytesServed > 0 {
 				first.Store(time.Now().UnixNano())
 				return
 			}
@@ -262,7 +263,7 @@ func (he *hugeEnv) watchFirstByte(stop chan struct{}, first *atomic.Int64) {
 // continuation receives the file's continuation message ("" when none came:
 // the file landed).
 func (he *hugeEnv) continuation(b *testing.B, fileID string) string {
-	out, err := he.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &he.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	out, err := he.SQS.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &he.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func (he *hugeEnv) continuation(b *testing.B, fileID string) string {
 			b.Fatalf("unexpected message %s", aws.ToString(m.Body))
 		}
 		body = aws.ToString(m.Body)
-		_, _ = he.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &he.queue, ReceiptHandle: m.ReceiptHandle})
+		_, _ = he.SQS.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &he.queue, ReceiptHandle: m.ReceiptHandle})
 	}
 	return body
 }
@@ -280,8 +281,8 @@ func (he *hugeEnv) continuation(b *testing.B, fileID string) string {
 // chunkItems counts the file's stored part-chunk items: what the resume's
 // LoadParts Query reads.
 func (he *hugeEnv) chunkItems(b *testing.B, fileID string) int {
-	out, err := he.ddb.Query(context.Background(), &dynamodb.QueryInput{
-		TableName:              aws.String(itTable),
+	out, err := he.DB.Query(context.Background(), &dynamodb.QueryInput{
+		TableName:              aws.String(testenv.FunctionTable),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
 		ExpressionAttributeValues: map[string]dtypes.AttributeValue{
 			":pk": &dtypes.AttributeValueMemberS{Value: state.FilePK(fileID)},

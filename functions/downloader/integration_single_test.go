@@ -11,13 +11,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 // claim writes the file's item as the poller does (CLAIMED, no attempt).
 func (e *dlEnv) claim(t *testing.T, f rdptest.File) {
 	t.Helper()
-	if err := e.table.ClaimFile(context.Background(), state.FileItem{FileID: f.ID, FileSetID: f.FileSetID, Bucket: f.Bucket, PackageID: f.PackageID}); err != nil {
+	if err := e.Table.ClaimFile(context.Background(), state.FileItem{FileID: f.ID, FileSetID: f.FileSetID, Bucket: f.Bucket, PackageID: f.PackageID}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -35,12 +36,12 @@ func TestIntegrationSinglePut(t *testing.T) {
 
 	f := e.addFile("middle file.csv", 17*MiB+5) // four 5 MiB ranges
 	e.claim(t, f)
-	before := e.sim.Counters()
+	before := e.Sim.Counters()
 	if resp, _ := h.Handle(ctx, sqsEvent(itMsg(f))); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures %v\n%s", failedIDs(resp), logs.String())
 	}
 	e.checkLanded(t, f)
-	if got := e.sim.Counters().RangeRequests - before.RangeRequests; got != 4 {
+	if got := e.Sim.Counters().RangeRequests - before.RangeRequests; got != 4 {
 		t.Errorf("%d range requests, want 4", got)
 	}
 	head, err := e.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(itDest), Key: aws.String(itKey(f))})
@@ -53,7 +54,7 @@ func TestIntegrationSinglePut(t *testing.T) {
 
 	// The same file again with its state lost and claimed anew: the
 	// PutObject's 412, then a HEAD that finds this file: DONE, not rewritten.
-	if _, err := e.ddb.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(itTable), Key: map[string]dtypes.AttributeValue{
+	if _, err := e.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(testenv.FunctionTable), Key: map[string]dtypes.AttributeValue{
 		"pk": &dtypes.AttributeValueMemberS{Value: state.FilePK(f.ID)}, "sk": &dtypes.AttributeValueMemberS{Value: state.SKFile}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestIntegrationSinglePut(t *testing.T) {
 	if !strings.Contains(logs.String(), "object already in S3 with matching cfs-file-id") {
 		t.Errorf("no 412 → HEAD → DONE in the log:\n%s", logs.String())
 	}
-	if it, err := e.table.GetFile(ctx, f.ID); err != nil || it.Status != state.StatusDone {
+	if it, err := e.Table.GetFile(ctx, f.ID); err != nil || it.Status != state.StatusDone {
 		t.Errorf("state %+v, %v: want DONE", it, err)
 	}
 
@@ -83,7 +84,7 @@ func TestIntegrationSinglePut(t *testing.T) {
 	if len(resp.BatchItemFailures) != 1 {
 		t.Fatalf("failures %v, want the collision to fail the message", failedIDs(resp))
 	}
-	if it, err := e.table.GetFile(ctx, g.ID); err != nil || it.Status != state.StatusFailed || !strings.HasPrefix(it.Reason, "key-collision") {
+	if it, err := e.Table.GetFile(ctx, g.ID); err != nil || it.Status != state.StatusFailed || !strings.HasPrefix(it.Reason, "key-collision") {
 		t.Errorf("state %+v, %v: want FAILED key-collision", it, err)
 	}
 	if o, err := e.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(itDest), Key: aws.String(itKey(g))}); err != nil || aws.ToInt64(o.ContentLength) != int64(len("other")) {

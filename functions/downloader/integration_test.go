@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,76 +17,54 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/config"
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
 const (
-	itTable  = "cfsync-state"
 	itDest   = "cfsync-dest"
 	itPrefix = "cfs/"
 )
 
 var itSlots = []string{"cfsync-token-1", "cfsync-token-2"}
 
-// dlEnv is moto (S3, DynamoDB, SQS, Secrets Manager) + the RDP simulator +
-// a token of generation 1 in the ring's first slot.
+// dlEnv is a [testenv.Function] (moto, the simulator, a token in the ring)
+// with the S3 destination bucket and the download queue.
 type dlEnv struct {
-	moto  *testenv.MotoServer
-	sim   *rdptest.Server
-	cfg   aws.Config
+	*testenv.Function
 	s3    *s3.Client
-	ddb   *dynamodb.Client
-	sqs   *sqs.Client
-	sm    *secretsmanager.Client
-	table *state.Table
 	queue string
-	token string
 }
 
 func newDLEnv(t testing.TB, opts rdptest.Options) *dlEnv {
 	t.Helper()
-	aw := testenv.MotoAWS(t)
-	ctx := context.Background()
-	e := &dlEnv{moto: aw.Moto, sim: rdptest.New(t, opts), cfg: aw.Config,
-		s3: s3.NewFromConfig(aw.Config, func(o *s3.Options) {
-			o.UsePathStyle = true
-			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		}),
-		ddb: aw.DB, sqs: aw.SQS, sm: aw.SM}
-	e.table = state.New(e.ddb, itTable)
-	testenv.StateTable(t, e.ddb, itTable)
-	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(itDest)}); err != nil {
+	f := testenv.NewFunction(t, opts, itSlots...)
+	e := &dlEnv{Function: f, s3: s3.NewFromConfig(f.Config, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})}
+	if _, err := e.s3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(itDest)}); err != nil {
 		t.Fatal(err)
 	}
-	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("downloads")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.queue = aws.ToString(q.QueueUrl)
-	e.token, _ = e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
-	aw.SeedRing(t, itSlots, e.token, e.sim.Options().AccessTokenTTL)
+	e.queue = e.NewQueue(t, "downloads")
 	return e
 }
 
 func (e *dlEnv) writeToken(t testing.TB, slot, token string, gen int64) {
 	t.Helper()
-	testenv.WriteSlot(t, e.sm, slot, token, e.sim.Options().AccessTokenTTL, gen)
+	testenv.WriteSlot(t, e.SM, slot, token, e.Sim.Options().AccessTokenTTL, gen)
 }
 
 func itSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
-	s := SettingsFrom(config.Defaults[config.Downloader]())
+	s := Settings{Downloader: config.Defaults[config.Downloader]()}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = itDest, itPrefix, 5*MiB, 4
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 4, time.Second, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = 20*time.Millisecond, 200*time.Millisecond, time.Second
@@ -104,29 +80,17 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 	if mod != nil {
 		mod(&s)
 	}
-	reader := tokenring.NewReader(e.sm, e.table, itSlots, tokenring.ReaderOptions{})
-	client, err := rdp.NewClient(rdp.WithBaseURL(e.sim.URL()), rdp.WithHTTPClient(reader.HTTPClient(nil)),
-		rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(config.Downloader{ParallelRanges: s.ParallelRanges, RangeReadTimeout: s.RangeReadTimeout})}),
+	client := e.RDPClient(t, "",
+		withDownloadTransport(s.Downloader),
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs, emf := &syncBuffer{}, &syncBuffer{}
-	h, err := New(Deps{
-		S3: e.s3, RDP: client, State: e.table,
-		Sender:  &queue.Sender{SQS: e.sqs, QueueURL: e.queue},
-		Log:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(emf, "downloader"),
-	}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newTestHandler(t, Deps{S3: e.s3, RDP: client, State: e.Table, Sender: &queue.Sender{SQS: e.SQS, QueueURL: e.queue}}, s, logs, emf)
 	return h, logs, emf
 }
 
 // addFile publishes a file-set with one file and returns the file.
 func (e *dlEnv) addFile(name string, size int64) rdptest.File {
-	fs := e.sim.AddFileSet(rdptest.FileSetSpec{Bucket: rdptest.DefaultBucket, PackageID: rdptest.DefaultPackageID, Name: "set " + name,
+	fs := e.Sim.AddFileSet(rdptest.FileSetSpec{Bucket: rdptest.DefaultBucket, PackageID: rdptest.DefaultPackageID, Name: "set " + name,
 		Files: []rdptest.FileSpec{{Name: name, Size: size}}})
 	return fs.Files[0]
 }
@@ -179,14 +143,14 @@ func (e *dlEnv) checkLanded(t *testing.T, f rdptest.File) {
 			t.Errorf("metadata %s = %q, want %q (all: %v)", k, out.Metadata[k], v, out.Metadata)
 		}
 	}
-	st, err := e.table.GetFile(ctx, f.ID)
+	st, err := e.Table.GetFile(ctx, f.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Status != state.StatusDone || st.Key != itKey(f) || st.Size != f.Size || st.ETag != aws.ToString(out.ETag) {
 		t.Errorf("state %+v, want DONE with key, size and the object's ETag %s", st, aws.ToString(out.ETag))
 	}
-	if _, err := e.table.GetUpload(ctx, f.ID); err == nil {
+	if _, err := e.Table.GetUpload(ctx, f.ID); err == nil {
 		t.Error("checkpoint item left behind")
 	}
 }
@@ -211,12 +175,12 @@ func (e *dlEnv) objectCount(t *testing.T, prefix string) int {
 
 func noSecrets(t *testing.T, e *dlEnv, logs string) {
 	t.Helper()
-	for _, s := range []string{"X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Credential", e.token} {
+	for _, s := range []string{"X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Credential", e.Token} {
 		if strings.Contains(logs, s) {
 			t.Errorf("logs contain %q", s)
 		}
 	}
-	if n := e.sim.Counters().AuthHeaderOnS3; n != 0 {
+	if n := e.Sim.Counters().AuthHeaderOnS3; n != 0 {
 		t.Errorf("%d presigned requests carried an Authorization header", n)
 	}
 }
@@ -230,7 +194,7 @@ func TestIntegrationLands(t *testing.T) {
 	small := e.addFile("ESG Scores 2024-01-02T03:04:05Z part 1.csv.gz", 1*MiB+3)
 	multi := e.addFile("ESG Scores multi:part.jsonl.gz", 23*MiB) // 5 parts, the last 3 MiB
 
-	before := e.sim.Counters()
+	before := e.Sim.Counters()
 	resp, _ := h.Handle(ctx, sqsEvent(itMsg(small), itMsg(multi)))
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures %v\n%s", failedIDs(resp), logs.String())
@@ -240,7 +204,7 @@ func TestIntegrationLands(t *testing.T) {
 	if !strings.Contains(itKey(multi), "multi_part.jsonl.gz") {
 		t.Errorf("key %s: ':' not replaced", itKey(multi))
 	}
-	c := e.sim.Counters()
+	c := e.Sim.Counters()
 	if got := c.RangeRequests - before.RangeRequests; got != 1+5 {
 		t.Errorf("%d range requests, want 6 (1 + 5 parts)", got)
 	}
@@ -260,23 +224,23 @@ func TestIntegrationLands(t *testing.T) {
 
 	t.Run("a message without size (first format): size from Content-Range", func(t *testing.T) {
 		f := e.addFile("old format.bin", 12*MiB)
-		before := e.sim.Counters()
+		before := e.Sim.Counters()
 		resp, _ := h.Handle(ctx, sqsEvent(itOldMsg(f)))
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("failures %v\n%s", failedIDs(resp), logs.String())
 		}
 		e.checkLanded(t, f)
-		if got := e.sim.Counters().RangeRequests - before.RangeRequests; got != 1+3 {
+		if got := e.Sim.Counters().RangeRequests - before.RangeRequests; got != 1+3 {
 			t.Errorf("%d range requests, want 4 (a one-byte probe + 3 parts)", got)
 		}
 	})
 	t.Run("redelivery of a DONE file downloads nothing", func(t *testing.T) {
-		before := e.sim.Counters()
+		before := e.Sim.Counters()
 		resp, _ := h.Handle(ctx, sqsEvent(itMsg(multi)))
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatal("redelivery failed")
 		}
-		c := e.sim.Counters()
+		c := e.Sim.Counters()
 		if c.RangeRequests != before.RangeRequests || c.StreamURLs != before.StreamURLs {
 			t.Errorf("redelivery made %d range requests and %d /stream calls", c.RangeRequests-before.RangeRequests, c.StreamURLs-before.StreamURLs)
 		}
@@ -292,13 +256,13 @@ func TestIntegrationLands(t *testing.T) {
 		// handler_test.go ("duplicate delivery in one batch").
 		h, logs, _ := e.handler(t, func(s *Settings) { s.MessageConcurrency = 1 })
 		f := e.addFile("dup.bin", 12*MiB)
-		before := e.sim.Counters()
+		before := e.Sim.Counters()
 		resp, _ := h.Handle(ctx, sqsEvent(itMsg(f), itMsg(f)))
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("failures %v\n%s", failedIDs(resp), logs.String())
 		}
 		e.checkLanded(t, f)
-		if got := e.sim.Counters().RangeRequests - before.RangeRequests; got != 3 {
+		if got := e.Sim.Counters().RangeRequests - before.RangeRequests; got != 3 {
 			t.Errorf("%d range requests, want 3 (one download)", got)
 		}
 		if n := e.objectCount(t, itKey(f)); n != 1 {
@@ -306,16 +270,16 @@ func TestIntegrationLands(t *testing.T) {
 		}
 	})
 	t.Run("state lost, object present: no second download", func(t *testing.T) {
-		if _, err := e.ddb.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(itTable), Key: map[string]dtypes.AttributeValue{
+		if _, err := e.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(testenv.FunctionTable), Key: map[string]dtypes.AttributeValue{
 			"pk": &dtypes.AttributeValueMemberS{Value: state.FilePK(small.ID)}, "sk": &dtypes.AttributeValueMemberS{Value: state.SKFile}}}); err != nil {
 			t.Fatal(err)
 		}
-		before := e.sim.Counters()
+		before := e.Sim.Counters()
 		resp, _ := h.Handle(ctx, sqsEvent(itMsg(small)))
 		if len(resp.BatchItemFailures) != 0 {
 			t.Fatal("failed")
 		}
-		if got := e.sim.Counters().RangeRequests - before.RangeRequests; got != 0 {
+		if got := e.Sim.Counters().RangeRequests - before.RangeRequests; got != 0 {
 			t.Errorf("%d range requests for a file already in S3", got)
 		}
 		e.checkLanded(t, small)
@@ -376,7 +340,7 @@ func TestIntegrationFaults(t *testing.T) {
 		{name: "401 on /stream, newer token in the ring", fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID + "/stream"}
 		}, before: func(t *testing.T) {
-			e.writeToken(t, itSlots[1], e.sim.IssueServiceToken(rdptest.DefaultServiceID), 2)
+			e.writeToken(t, itSlots[1], e.Sim.IssueServiceToken(rdptest.DefaultServiceID), 2)
 		}},
 		{name: "401 on /stream, nothing newer: reported, deferred", defer_: "deferred (unauthorized)", fault: func(f rdptest.File) rdptest.Fault {
 			return rdptest.Fault{Kind: rdptest.FaultUnauthorized, Host: rdptest.HostAPI, PathPrefix: "/file-store/v1/files/" + f.ID + "/stream", Times: 2}
@@ -391,26 +355,26 @@ func TestIntegrationFaults(t *testing.T) {
 			if tt.before != nil {
 				tt.before(t)
 			}
-			e.sim.Inject(tt.fault(f))
-			defer e.sim.ClearFaults()
-			fired := e.sim.Counters().FaultsFired
+			e.Sim.Inject(tt.fault(f))
+			defer e.Sim.ClearFaults()
+			fired := e.Sim.Counters().FaultsFired
 			emfBefore := emf.String()
 			resp, _ := h.Handle(ctx, sqsEvent(itMsg(f)))
-			if e.sim.Counters().FaultsFired == fired {
+			if e.Sim.Counters().FaultsFired == fired {
 				t.Fatal("the fault did not fire")
 			}
 			if tt.defer_ != "" {
 				if len(resp.BatchItemFailures) != 0 {
 					t.Fatalf("the message must succeed (work deferred); failures %v", failedIDs(resp))
 				}
-				st, err := e.table.GetFile(ctx, f.ID)
+				st, err := e.Table.GetFile(ctx, f.ID)
 				if err != nil || st.Status != state.StatusDownloading || !strings.HasPrefix(st.Reason, tt.defer_) {
 					t.Errorf("state %+v (%v), want DOWNLOADING %q…", st, err, tt.defer_)
 				}
 				if !strings.Contains(logs.String(), "work re-enqueued with a delay") || e.objectCount(t, itKey(f)) != 0 {
 					t.Error("no deferral logged, or an object written")
 				}
-				attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queue,
+				attrs, err := e.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &e.queue,
 					AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
 				if n, _ := strconv.Atoi(attrs.Attributes[string(stypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)]); err != nil || n < 1 {
 					t.Errorf("no delayed message on the queue: %v %v", attrs, err)
@@ -435,18 +399,18 @@ func TestIntegrationFaults(t *testing.T) {
 		})
 	}
 	t.Run("the unauthorized case left a token-invalid report", func(t *testing.T) {
-		if _, err := e.table.GetTokenReport(ctx, 2); err != nil {
+		if _, err := e.Table.GetTokenReport(ctx, 2); err != nil {
 			t.Errorf("no report for generation 2: %v", err)
 		}
 	})
 	t.Run("file gone (404): fails, FAILED gone", func(t *testing.T) {
 		f := e.addFile("gone.bin", size)
-		e.sim.DeleteFile(f.ID)
+		e.Sim.DeleteFile(f.ID)
 		resp, _ := h.Handle(ctx, sqsEvent(itMsg(f)))
 		if len(resp.BatchItemFailures) != 1 {
 			t.Fatal("the message must fail")
 		}
-		if st, _ := e.table.GetFile(ctx, f.ID); st == nil || !strings.HasPrefix(st.Reason, "gone:") {
+		if st, _ := e.Table.GetFile(ctx, f.ID); st == nil || !strings.HasPrefix(st.Reason, "gone:") {
 			t.Errorf("state %+v", st)
 		}
 	})
@@ -466,14 +430,14 @@ func TestIntegrationContinuation(t *testing.T) {
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("first invocation failed:\n%s", logs.String())
 	}
-	up, err := e.table.GetUpload(ctx, f.ID)
+	up, err := e.Table.GetUpload(ctx, f.ID)
 	if err != nil || up.UploadID == "" || up.PartsDone == 0 || up.PartsDone >= 6 || up.Owner != "" {
 		t.Fatalf("checkpoint %+v (%v): want an upload with 1..5 parts and a released lease", up, err)
 	}
 	if e.openUploads(t) != 1 || e.objectCount(t, itKey(f)) != 0 {
 		t.Fatal("want one open upload and no object yet")
 	}
-	out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	out, err := e.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &e.queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 	if err != nil || len(out.Messages) != 1 {
 		t.Fatalf("continuation messages: %d (%v)", len(out.Messages), err)
 	}
@@ -482,7 +446,7 @@ func TestIntegrationContinuation(t *testing.T) {
 	if m, err := queue.Decode(aws.ToString(out.Messages[0].Body)); err != nil || m.Encode() != want.Encode() {
 		t.Fatalf("continuation %q is not the same message", aws.ToString(out.Messages[0].Body))
 	}
-	first := e.sim.Counters().RangeRequests
+	first := e.Sim.Counters().RangeRequests
 	resp, _ = h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: aws.ToString(out.Messages[0].MessageId), Body: aws.ToString(out.Messages[0].Body)}}})
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("continuation failed:\n%s", logs.String())
@@ -494,7 +458,7 @@ func TestIntegrationContinuation(t *testing.T) {
 	if !strings.Contains(logs.String(), `"md5_verified":true`) {
 		t.Error("md5 not verified across the two invocations")
 	}
-	if got := e.sim.Counters().RangeRequests - first; got != 6-up.PartsDone {
+	if got := e.Sim.Counters().RangeRequests - first; got != 6-up.PartsDone {
 		t.Errorf("the continuation made %d range requests for the %d parts not checkpointed", got, 6-up.PartsDone)
 	}
 }
@@ -506,39 +470,39 @@ func TestIntegrationPoisonToDLQ(t *testing.T) {
 	e := newDLEnv(t, rdptest.Options{})
 	ctx := context.Background()
 	h, logs, _ := e.handler(t, nil)
-	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("downloads-dlq")})
+	dlq, err := e.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("downloads-dlq")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameQueueArn}})
+	attrs, err := e.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameQueueArn}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const maxReceive = 2
 	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": attrs.Attributes["QueueArn"], "maxReceiveCount": strconv.Itoa(maxReceive)})
-	src, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("downloads-src"), Attributes: map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": "1"}})
+	src, err := e.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("downloads-src"), Attributes: map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": "1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	good := e.addFile("good.bin", 6*MiB)
 	gone := e.addFile("gone.bin", 6*MiB)
-	e.sim.DeleteFile(gone.ID)
+	e.Sim.DeleteFile(gone.ID)
 	poison := `{"fileId":"x","bucket":"b","packageId":"p"}`
 	for _, body := range []string{poison, itMsg(good).Encode(), itMsg(gone).Encode()} {
-		if _, err := e.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: src.QueueUrl, MessageBody: aws.String(body)}); err != nil {
+		if _, err := e.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: src.QueueUrl, MessageBody: aws.String(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	invocations := 0
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: src.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+		out, err := e.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: src.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 			MessageSystemAttributeNames: []stypes.MessageSystemAttributeName{stypes.MessageSystemAttributeNameAll}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(out.Messages) == 0 {
-			a, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: src.QueueUrl, AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameAll}})
+			a, err := e.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: src.QueueUrl, AttributeNames: []stypes.QueueAttributeName{stypes.QueueAttributeNameAll}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -562,14 +526,14 @@ func TestIntegrationPoisonToDLQ(t *testing.T) {
 			delete(handles, f.ItemIdentifier)
 		}
 		for _, rh := range handles {
-			if _, err := e.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: src.QueueUrl, ReceiptHandle: rh}); err != nil {
+			if _, err := e.SQS.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: src.QueueUrl, ReceiptHandle: rh}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	var inDLQ []string
 	for range 3 {
-		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60})
+		out, err := e.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -587,7 +551,7 @@ func TestIntegrationPoisonToDLQ(t *testing.T) {
 		t.Errorf("%d invocations: messages reached the DLQ before maxReceiveCount", invocations)
 	}
 	e.checkLanded(t, good)
-	if st, _ := e.table.GetFile(ctx, gone.ID); st == nil || st.Status != state.StatusFailed || !strings.HasPrefix(st.Reason, "gone:") {
+	if st, _ := e.Table.GetFile(ctx, gone.ID); st == nil || st.Status != state.StatusFailed || !strings.HasPrefix(st.Reason, "gone:") {
 		t.Errorf("vanished file state %+v, want FAILED gone", st)
 	}
 	if e.openUploads(t) != 0 {

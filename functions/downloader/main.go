@@ -36,7 +36,7 @@ func main() { lambdamain.Main(function, newHandler, s3Retryer) }
 // newHandler wires clients → New.
 func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	setMemoryLimit(env.Log)
-	client, err := env.TokenRDPClient(cfg.Reader, rdp.WithDownloadHTTPClient(&http.Client{Transport: downloadTransport(*cfg)}))
+	client, err := env.TokenRDPClient(cfg.Reader, withDownloadTransport(*cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings := SettingsFrom(*cfg)
+	settings := Settings{Downloader: *cfg}
 	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	return New(Deps{
 		S3:      s3c,
@@ -71,11 +71,12 @@ func s3Retryer(awsCfg *aws.Config) {
 	}
 }
 
-// downloadTransport is the presigned host's transport: one connection per
-// range in flight, and no overall timeout (stalls are caught per range).
-func downloadTransport(cfg config.Downloader) *http.Transport {
+// withDownloadTransport gives the RDP client the presigned host's transport:
+// one connection per range in flight, and no overall timeout (stalls are
+// caught per range).
+func withDownloadTransport(cfg config.Downloader) rdp.Option {
 	conns := max(cfg.ParallelRanges, 1) * 2
-	return &http.Transport{
+	return rdp.WithDownloadHTTPClient(&http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          conns,
@@ -85,7 +86,7 @@ func downloadTransport(cfg config.Downloader) *http.Transport {
 		ResponseHeaderTimeout: cfg.RangeReadTimeout,
 		ForceAttemptHTTP2:     false,
 		ReadBufferSize:        256 << 10,
-	}
+	}})
 }
 
 // setMemoryLimit gives the Go runtime a soft memory limit of 85% of the

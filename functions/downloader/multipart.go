@@ -59,12 +59,11 @@ func newMultipart(j *job, partSize int64) *multipart {
 // multipart uploads the file in parts, resuming the checkpoint's upload.
 func (j *job) multipart(ctx context.Context, partSize int64) outcome {
 	if err := j.prepare(ctx, partSize); err != nil {
-		var gone uploadGoneError
-		var down s3DownError
+		var fin finishedUploadError
 		switch {
-		case errors.As(err, &gone):
-			return j.awaitLanding(gone.err)
-		case errors.As(err, &down) && ctx.Err() == nil:
+		case errors.As(err, &fin) && fin.gone:
+			return j.awaitLanding(fin.err)
+		case errors.As(err, &fin) && ctx.Err() == nil:
 			return outcome{kind: outDefer, reason: reasonS3Unavailable, err: err}
 		}
 		return j.stopOr(ctx, err)
@@ -204,9 +203,9 @@ func (j *job) crossCheck(ctx context.Context, parts []state.Part, finished bool)
 	unusable, err = j.checkListedParts(ctx, parts)
 	switch {
 	case finished && err != nil && s3Transient(err):
-		return nil, s3DownError{err} // kept even on the last receive
+		return nil, finishedUploadError{err: err} // kept even on the last receive
 	case finished && (isNoSuchUpload(unusable) || errors.Is(unusable, errPartNotListed)):
-		return nil, uploadGoneError{unusable} // a Complete may be finishing
+		return nil, finishedUploadError{gone: true, err: unusable} // a Complete may be finishing
 	}
 	return unusable, err
 }
@@ -549,19 +548,18 @@ func (j *job) completeFailed(ctx context.Context, err error) outcome {
 // than the "several minutes" AWS gives a large Complete.
 const maxLandingChecks = 4
 
-// uploadGoneError: a checkpoint whose parts were all uploaded names an upload
-// S3 no longer knows (and the HEAD before found nothing at the key).
-type uploadGoneError struct{ err error }
+// finishedUploadError is why a checkpoint whose parts were all uploaded
+// cannot be cross-checked against S3's upload.
+type finishedUploadError struct {
+	// gone: S3 no longer knows the upload (and the HEAD before found nothing
+	// at the key); otherwise S3 could not be asked (5xx, throttling, network):
+	// the file is deferred, its upload kept.
+	gone bool
+	err  error
+}
 
-func (e uploadGoneError) Error() string { return e.err.Error() }
-func (e uploadGoneError) Unwrap() error { return e.err }
-
-// s3DownError: S3 could not be asked about the checkpoint's finished upload
-// (5xx, throttling, network): the file is deferred, its upload kept.
-type s3DownError struct{ err error }
-
-func (e s3DownError) Error() string { return e.err.Error() }
-func (e s3DownError) Unwrap() error { return e.err }
+func (e finishedUploadError) Error() string { return e.err.Error() }
+func (e finishedUploadError) Unwrap() error { return e.err }
 
 // awaitLanding handles an upload that S3 no longer knows (or lists without
 // some of its parts) after every part was uploaded, with nothing at the
@@ -583,15 +581,7 @@ func (j *job) awaitLanding(err error) outcome {
 
 // invalidUpload: S3 rejects the part list itself — the checkpoint is wrong.
 func invalidUpload(err error) bool {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) {
-		return false
-	}
-	switch ae.ErrorCode() {
-	case "InvalidPart", "InvalidPartOrder", "EntityTooSmall":
-		return true
-	}
-	return false
+	return isS3Error(err, "InvalidPart", "InvalidPartOrder", "EntityTooSmall")
 }
 
 // s3Transient: a failure that says nothing about the request (5xx,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/md5"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -197,10 +195,7 @@ func (j *job) keyTaken(ctx context.Context, putErr error) (o outcome, replace bo
 	return o, ok
 }
 
-func isPreconditionFailed(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed"
-}
+func isPreconditionFailed(err error) bool { return isS3Error(err, "PreconditionFailed") }
 
 // piecesReader reads the pieces of a body as one: every piece but the last
 // is as long as the first.

@@ -14,6 +14,7 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -38,18 +39,18 @@ func BenchmarkPollNothingNew(b *testing.B) {
 	var ids []string
 	for i := range benchFileSets {
 		ts := base.Add(time.Duration(i) * time.Minute)
-		fs := e.sim.AddFileSet(rdptest.FileSetSpec{
+		fs := e.Sim.AddFileSet(rdptest.FileSetSpec{
 			Bucket: itBucket, PackageID: benchPackage, Name: fmt.Sprintf("bench %05d", i),
 			Created: ts, Modified: ts, AvailableTo: ts.Add(30 * 24 * time.Hour),
 			Files: []rdptest.FileSpec{{Name: fmt.Sprintf("bench-%05d.csv.gz", i), Size: 1}},
 		})
 		ids = append(ids, fs.Files[0].ID)
 	}
-	seedDone(b, e.ddb, ids)
+	seedDone(b, e.DB, ids)
 
 	db := &dbOps{}
 	h, _ := e.handler(b, q, nil, "", itBucket+"/"+benchPackage)
-	h.State = state.New(db.client(e.cfg), itTable)
+	h.State = state.New(db.client(e.Config), testenv.FunctionTable)
 	h.PollPageSize = testSettings().PollPageSize // the production default, 100
 	h.FullReconcileEvery = 1 << 30               // no automatic full reconciliation inside the loop
 	h.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -104,11 +105,11 @@ func seedDone(b *testing.B, db *dynamodb.Client, ids []string) {
 			reqs = append(reqs, dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: av}})
 		}
 		for len(reqs) > 0 {
-			out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{itTable: reqs}})
+			out, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{testenv.FunctionTable: reqs}})
 			if err != nil {
 				b.Fatal(err)
 			}
-			reqs = out.UnprocessedItems[itTable]
+			reqs = out.UnprocessedItems[testenv.FunctionTable]
 		}
 	}
 }

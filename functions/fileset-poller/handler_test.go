@@ -36,17 +36,21 @@ type fixture struct {
 func newFixture(subs ...string) *fixture {
 	f := &fixture{files: newFakeFiles(), q: &fakeSender{}, logs: &bytes.Buffer{}, emf: &bytes.Buffer{}, now: t0}
 	f.st = newFakeState(func() time.Time { return f.now })
-	h, err := New(Deps{
-		Files: f.files, State: f.st, Queue: f.q,
-		Logger:  slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: metrics.New(f.emf, "fileset-poller"),
-		Now:     func() time.Time { return f.now },
-	}, testSettings(subs...))
+	h, err := newLogged(Deps{Files: f.files, State: f.st, Queue: f.q, Now: func() time.Time { return f.now }},
+		testSettings(subs...), f.logs, f.emf)
 	if err != nil {
 		panic(err)
 	}
 	f.h = h
 	return f
+}
+
+// newLogged is New(d, s) whose log (JSON, debug level) goes to logs and
+// whose EMF metrics go to emf.
+func newLogged(d Deps, s Settings, logs, emf *bytes.Buffer) (*Handler, error) {
+	d.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d.Metrics = metrics.New(emf, "fileset-poller")
+	return New(d, s)
 }
 
 // testSettings are the production defaults (config.Poller's tags) with the

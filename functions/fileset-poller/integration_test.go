@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -22,13 +21,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	stypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
-	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
@@ -38,71 +35,42 @@ import (
 )
 
 const (
-	itTable  = "cfsync-state"
 	itSlot   = "cfsync-token-1"
 	itBucket = rdptest.DefaultBucket
 	itPage   = 20 // small pages so that 60 file-sets span 3
 )
 
-// itEnv is moto + the RDP simulator + a token in the ring.
+// itEnv is a [testenv.Function] (moto, the simulator, a token in the ring)
+// that makes numbered download queues.
 type itEnv struct {
-	moto   *testenv.MotoServer
-	sim    *rdptest.Server
-	cfg    aws.Config
-	ddb    *dynamodb.Client
-	sqs    *sqs.Client
-	sm     *secretsmanager.Client
-	token  string
+	*testenv.Function
 	queues int
 }
 
 func newITEnv(t testing.TB, opts rdptest.Options) *itEnv {
 	t.Helper()
-	aw := testenv.MotoAWS(t)
-	e := &itEnv{moto: aw.Moto, sim: rdptest.New(t, opts), cfg: aw.Config, ddb: aw.DB, sqs: aw.SQS, sm: aw.SM}
-	testenv.StateTable(t, e.ddb, itTable)
-	// The refresher's job, done by hand: a token for the default user in slot 1.
-	e.token, _ = e.sim.IssueTokens(rdptest.DefaultUser, rdptest.DefaultAppKey)
-	aw.SeedRing(t, []string{itSlot}, e.token, e.sim.Options().AccessTokenTTL)
-	return e
+	return &itEnv{Function: testenv.NewFunction(t, opts, itSlot)}
 }
 
 func (e *itEnv) newQueue(t testing.TB) string {
 	t.Helper()
 	e.queues++
-	out, err := e.sqs.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("downloads-%d", e.queues))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *out.QueueUrl
+	return e.NewQueue(t, fmt.Sprintf("downloads-%d", e.queues))
 }
 
 // handler builds the poller in-process on real SDK clients. sqsAPI may wrap
 // the real client; baseURL "" means the simulator.
 func (e *itEnv) handler(t testing.TB, queueURL string, sqsAPI queue.SQS, baseURL string, subs ...string) (*Handler, *bytes.Buffer) {
 	t.Helper()
-	table := state.New(e.ddb, itTable)
-	reader := tokenring.NewReader(e.sm, table, []string{itSlot}, tokenring.ReaderOptions{})
-	if baseURL == "" {
-		baseURL = e.sim.URL()
-	}
-	client, err := rdp.NewClient(rdp.WithBaseURL(baseURL), rdp.WithHTTPClient(reader.HTTPClient(nil)),
+	client := e.RDPClient(t, baseURL,
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: time.Second}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if sqsAPI == nil {
-		sqsAPI = e.sqs
+		sqsAPI = e.SQS
 	}
 	logs := &bytes.Buffer{}
 	s := testSettings(subs...)
 	s.PollPageSize = itPage
-	h, err := New(Deps{
-		Files: client, State: table,
-		Queue:   &queue.Sender{SQS: sqsAPI, QueueURL: queueURL},
-		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
-		Metrics: metrics.New(logs, "fileset-poller"),
-	}, s)
+	h, err := newLogged(Deps{Files: client, State: e.Table, Queue: &queue.Sender{SQS: sqsAPI, QueueURL: queueURL}}, s, logs, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +83,7 @@ func (e *itEnv) drain(t testing.TB, queueURL string) map[string]int {
 	ctx := context.Background()
 	counts := map[string]int{}
 	for empty := 0; empty < 2; {
-		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &queueURL, MaxNumberOfMessages: 10, VisibilityTimeout: 120})
+		out, err := e.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &queueURL, MaxNumberOfMessages: 10, VisibilityTimeout: 120})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +100,7 @@ func (e *itEnv) drain(t testing.TB, queueURL string) map[string]int {
 			counts[msg.FileID]++
 			del = append(del, stypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
-		if _, err := e.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &queueURL, Entries: del}); err != nil {
+		if _, err := e.SQS.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &queueURL, Entries: del}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,7 +112,7 @@ func (e *itEnv) drain(t testing.TB, queueURL string) map[string]int {
 // lists file-sets in ascending id order (files keep their order inside one).
 func (e *itEnv) filesOf(pkg string) []string {
 	var files []rdptest.File
-	for _, f := range e.sim.GroundTruth() {
+	for _, f := range e.Sim.GroundTruth() {
 		if f.PackageID == pkg {
 			files = append(files, f)
 		}
@@ -169,7 +137,7 @@ func wantExactlyOnce(t *testing.T, got map[string]int, want []string) {
 	}
 }
 
-func (e *itEnv) fileSetRequests() int { return e.sim.Counters().Requests[rdptest.EPFileSets] }
+func (e *itEnv) fileSetRequests() int { return e.Sim.Counters().Requests[rdptest.EPFileSets] }
 
 func TestIntegration(t *testing.T) {
 	e := newITEnv(t, rdptest.Options{})
@@ -178,10 +146,10 @@ func TestIntegration(t *testing.T) {
 	t.Run("every file once, incremental, new, repeated item", func(t *testing.T) {
 		q := e.newQueue(t)
 		h, logs := e.handler(t, q, nil, "", itBucket+"/p-main", itBucket+"/p-repeat")
-		e.sim.AddFileSets(itBucket, "p-main", 60, 2, 1000)
+		e.Sim.AddFileSets(itBucket, "p-main", 60, 2, 1000)
 		// p-repeat: 30 file-sets over 2 pages, the second starting with the first's last item.
-		e.sim.AddFileSets(itBucket, "p-repeat", 30, 1, 10)
-		e.sim.Inject(rdptest.Fault{Kind: rdptest.FaultRepeatItem})
+		e.Sim.AddFileSets(itBucket, "p-repeat", 30, 1, 10)
+		e.Sim.Inject(rdptest.Fault{Kind: rdptest.FaultRepeatItem})
 
 		before := e.fileSetRequests()
 		res, err := h.Handle(ctx, json.RawMessage(`{}`))
@@ -191,14 +159,14 @@ func TestIntegration(t *testing.T) {
 		if got := e.fileSetRequests() - before; got != 5 || res.PagesFetched != 5 {
 			t.Errorf("first poll fetched %d pages (result %d), want 3 + 2", got, res.PagesFetched)
 		}
-		if e.sim.Counters().FaultsFired == 0 {
+		if e.Sim.Counters().FaultsFired == 0 {
 			t.Fatal("the repeat-item fault did not fire")
 		}
 		wantExactlyOnce(t, e.drain(t, q), append(e.filesOf("p-main"), e.filesOf("p-repeat")...))
 		if res.FilesQueued != 150 || res.FileSetsSeen != 90 {
 			t.Errorf("result %+v, want 150 files of 90 file-sets", res)
 		}
-		if strings.Contains(logs.String(), e.token) {
+		if strings.Contains(logs.String(), e.Token) {
 			t.Fatal("a token appears in the logs")
 		}
 
@@ -215,7 +183,7 @@ func TestIntegration(t *testing.T) {
 		}
 
 		// Five new file-sets: exactly their files.
-		added := e.sim.AddFileSets(itBucket, "p-main", 5, 2, 1000)
+		added := e.Sim.AddFileSets(itBucket, "p-main", 5, 2, 1000)
 		var want []string
 		for _, fs := range added {
 			for _, f := range fs.Files {
@@ -231,7 +199,7 @@ func TestIntegration(t *testing.T) {
 			t.Errorf("third poll %+v, want 10 files of bulk-ESG/p-main only", res)
 		}
 		// State: QUEUED with the file-set's data and a TTL after availableTo.
-		it, err := state.New(e.ddb, itTable).GetFile(ctx, want[0])
+		it, err := e.Table.GetFile(ctx, want[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +213,7 @@ func TestIntegration(t *testing.T) {
 	t.Run("crash between claim and send", func(t *testing.T) {
 		q := e.newQueue(t)
 		h, _ := e.handler(t, q, nil, "", itBucket+"/p-crash")
-		e.sim.AddFileSets(itBucket, "p-crash", 3, 2, 10)
+		e.Sim.AddFileSets(itBucket, "p-crash", 3, 2, 10)
 		h.AfterClaim = func(context.Context, Target, []queue.Message) error { return errors.New("injected crash") }
 		if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err == nil || !strings.Contains(err.Error(), "injected crash") {
 			t.Fatalf("crashing poll error = %v", err)
@@ -254,7 +222,7 @@ func TestIntegration(t *testing.T) {
 			t.Fatalf("%d messages sent despite the crash", len(got))
 		}
 		for _, id := range e.filesOf("p-crash") {
-			if it, err := state.New(e.ddb, itTable).GetFile(ctx, id); err != nil || it.Status != state.StatusClaimed {
+			if it, err := e.Table.GetFile(ctx, id); err != nil || it.Status != state.StatusClaimed {
 				t.Fatalf("file %s after the crash: %+v, %v; want CLAIMED", id, it, err)
 			}
 		}
@@ -267,16 +235,16 @@ func TestIntegration(t *testing.T) {
 
 	t.Run("lost messages are swept, once, lease and DONE respected", func(t *testing.T) {
 		// Its own state table: the sweep covers every file of a table.
-		testenv.StateTable(t, e.ddb, "state-sweep")
+		testenv.StateTable(t, e.DB, "state-sweep")
 		var skew atomic.Int64 // how far the poller's and the table's clocks run ahead
 		clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 		ops := &dbOps{}
-		st := state.New(ops.client(e.cfg), "state-sweep")
+		st := state.New(ops.client(e.Config), "state-sweep")
 		st.Now = clock
 		q := e.newQueue(t)
 		h, _ := e.handler(t, q, nil, "", itBucket+"/p-sweep")
 		h.State, h.Now = st, clock
-		e.sim.AddFileSets(itBucket, "p-sweep", 1, 3, 10)
+		e.Sim.AddFileSets(itBucket, "p-sweep", 1, 3, 10)
 		files := e.filesOf("p-sweep")
 		if _, err := h.Handle(ctx, json.RawMessage(`{}`)); err != nil {
 			t.Fatal(err)
@@ -312,8 +280,8 @@ func TestIntegration(t *testing.T) {
 
 	t.Run("sqs failing mid-batch", func(t *testing.T) {
 		q := e.newQueue(t)
-		e.sim.AddFileSets(itBucket, "p-sqs", 25, 2, 10) // 50 files: 5 batches
-		flaky := &flakySQS{next: e.sqs}
+		e.Sim.AddFileSets(itBucket, "p-sqs", 25, 2, 10) // 50 files: 5 batches
+		flaky := &flakySQS{next: e.SQS}
 		victims := e.filesOf("p-sqs")
 		// Two entries fail on their own (every attempt); the batch holding
 		// victims[15] (the 2nd: files 10–19) goes to a queue URL that does not exist.
@@ -351,9 +319,9 @@ func TestIntegration(t *testing.T) {
 
 	t.Run("bad input is named, the rest polled", func(t *testing.T) {
 		q := e.newQueue(t)
-		e.sim.AddFileSets(itBucket, "p-good", 2, 1, 10)
-		e.sim.AddFileSets(itBucket, "p-badjson", 2, 1, 10)
-		proxy := malformingProxy(t, e.sim.URL(), "p-badjson")
+		e.Sim.AddFileSets(itBucket, "p-good", 2, 1, 10)
+		e.Sim.AddFileSets(itBucket, "p-badjson", 2, 1, 10)
+		proxy := malformingProxy(t, e.Sim.URL(), "p-badjson")
 		h, _ := e.handler(t, q, nil, proxy, "not-a-subscription", "nobucket/*", "nobucket/p1", itBucket+"/p-badjson", itBucket+"/p-good")
 		_, err := h.Handle(ctx, json.RawMessage(`{}`))
 		for _, want := range []string{
@@ -372,11 +340,11 @@ func TestIntegration(t *testing.T) {
 
 	t.Run("401 fails the invocation after the report", func(t *testing.T) {
 		q := e.newQueue(t)
-		e.sim.AddFileSets(itBucket, "p-401a", 1, 1, 10)
-		e.sim.AddFileSets(itBucket, "p-401b", 1, 1, 10)
+		e.Sim.AddFileSets(itBucket, "p-401a", 1, 1, 10)
+		e.Sim.AddFileSets(itBucket, "p-401b", 1, 1, 10)
 		h, _ := e.handler(t, q, nil, "", itBucket+"/p-401a", itBucket+"/p-401b")
-		e.sim.Inject(rdptest.Fault{Kind: rdptest.FaultUnauthorized, PathPrefix: rdp.FileSetsPath, Times: -1})
-		defer e.sim.ClearFaults()
+		e.Sim.Inject(rdptest.Fault{Kind: rdptest.FaultUnauthorized, PathPrefix: rdp.FileSetsPath, Times: -1})
+		defer e.Sim.ClearFaults()
 		before := e.fileSetRequests()
 		_, err := h.Handle(ctx, json.RawMessage(`{}`))
 		if !errors.Is(err, rdp.ErrUnauthorized) || !errors.Is(err, tokenring.ErrTokenInvalid) {
@@ -385,23 +353,23 @@ func TestIntegration(t *testing.T) {
 		if got := e.fileSetRequests() - before; got != 1 {
 			t.Errorf("%d file-set requests, want 1 (no retry without a newer token, then stop)", got)
 		}
-		if r, err := state.New(e.ddb, itTable).GetTokenReport(ctx, 1); err != nil || r.Reports < 1 {
+		if r, err := e.Table.GetTokenReport(ctx, 1); err != nil || r.Reports < 1 {
 			t.Errorf("token report: %+v, %v", r, err)
 		}
-		if got := e.sim.Counters().AuthRequests; got != 0 {
+		if got := e.Sim.Counters().AuthRequests; got != 0 {
 			t.Errorf("the poller sent %d /auth requests, want 0", got)
 		}
 	})
 
 	t.Run("built bootstrap under the Lambda runtime API", func(t *testing.T) {
 		q := e.newQueue(t)
-		e.sim.AddFileSets(itBucket, "p-boot", 45, 1, 10)
+		e.Sim.AddFileSets(itBucket, "p-boot", 45, 1, 10)
 		bin, err := lambdarun.BuildFunction(ctx, "github.com/cfsync/cfsync/functions/fileset-poller", t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := append(e.moto.AWSEnv(),
-			"RDP_BASE_URL="+e.sim.URL(), "TOKEN_SECRET_IDS="+itSlot, "STATE_TABLE="+itTable,
+		env := append(e.Moto.AWSEnv(),
+			"RDP_BASE_URL="+e.Sim.URL(), "TOKEN_SECRET_IDS="+itSlot, "STATE_TABLE="+testenv.FunctionTable,
 			"DOWNLOAD_QUEUE_URL="+q, "SUBSCRIPTIONS=bulk-ESG/p-boot", fmt.Sprintf("POLL_PAGE_SIZE=%d", itPage))
 		r, err := lambdarun.Start(ctx, lambdarun.Options{Binary: bin, Env: env, Timeout: 30 * time.Second})
 		if err != nil {
@@ -443,7 +411,7 @@ func TestIntegration(t *testing.T) {
 			t.Errorf("%d messages after the later invocations, want 0", len(got))
 		}
 		logs := strings.Join(r.Logs(), "\n")
-		if strings.Contains(logs, e.token) {
+		if strings.Contains(logs, e.Token) {
 			t.Fatal("a token appears in the function's logs")
 		}
 		for _, want := range []string{`"request_id":"` + res.RequestID + `"`, `"msg":"package polled"`, `"subscription":"bulk-ESG/p-boot"`, `"FilesQueued":45`} {

@@ -22,9 +22,9 @@ type SweepResult struct {
 	// OldestAgeSeconds is how long ago the least recently updated non-final
 	// file last moved (0 when there is none).
 	OldestAgeSeconds float64 `json:"oldestNonFinalAgeSeconds"`
-	// Stuck counts the non-final files not updated for twice StuckAfter
-	// although every sweep re-sends them (at least 1 when the oldest is;
-	// counted among the swept files): FilesStuckAlarm's metric.
+	// Stuck counts the swept files not updated for twice StuckAfter although
+	// every sweep re-sends them: FilesStuckAlarm's metric. The sweep reads the
+	// least recently updated first, so it is at least 1 when the oldest is.
 	Stuck int `json:"stuck"`
 }
 
@@ -79,9 +79,6 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	})
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
-	}
-	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.StuckAfter).Seconds() {
-		res.Stuck = 1
 	}
 	if res.Stale > 0 {
 		log.Warn("stale files swept", "stale", res.Stale, "resent", res.Resent, "expired", res.Expired,

@@ -157,16 +157,24 @@ func TestLegacyItemsJoinTheSweep(t *testing.T) {
 // metric only when nonzero: FilesStuckAlarm treats missing data as fine.
 func TestSweepCountsStuckFiles(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		ages      map[string]time.Duration
-		wantStuck int
+		name       string
+		ages       map[string]time.Duration
+		limit      int // SweepLimit; 0: the default
+		wantStuck  int
+		wantOldest time.Duration
 	}{
-		{"none past 12 h", map[string]time.Duration{"lost-7h": 7 * time.Hour, "lost-11h": 11 * time.Hour}, 0},
-		{"two past 12 h", map[string]time.Duration{"lost-13h": 13 * time.Hour, "held-30h": 30 * time.Hour, "lost-9h": 9 * time.Hour}, 2},
+		{"none past 12 h", map[string]time.Duration{"lost-7h": 7 * time.Hour, "lost-11h": 11 * time.Hour}, 0, 0, 0},
+		{"two past 12 h", map[string]time.Duration{"lost-13h": 13 * time.Hour, "held-30h": 30 * time.Hour, "lost-9h": 9 * time.Hour}, 0, 2, 30 * time.Hour},
+		// Only the swept files count, least recently updated first: the
+		// oldest is among them, so a stuck file is never missed.
+		{"limit 1 sweeps the oldest", map[string]time.Duration{"lost-13h": 13 * time.Hour, "lost-30h": 30 * time.Hour}, 1, 1, 13 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture("bulk-ESG/p1")
 			f.h.StuckAfter = 6 * time.Hour
+			if tc.limit > 0 {
+				f.h.SweepLimit = tc.limit
+			}
 			for id, ago := range tc.ages {
 				f.stale(id, state.StatusDownloading, ago, f.now.Add(30*24*time.Hour))
 			}
@@ -174,6 +182,9 @@ func TestSweepCountsStuckFiles(t *testing.T) {
 			res := f.mustHandle(t, `{}`)
 			if res.Sweep == nil || res.Sweep.Stuck != tc.wantStuck {
 				t.Fatalf("sweep %+v, want %d stuck", res.Sweep, tc.wantStuck)
+			}
+			if res.Sweep.OldestAgeSeconds != tc.wantOldest.Seconds() {
+				t.Errorf("oldest non-final age %vs, want %v (after the re-sends)", res.Sweep.OldestAgeSeconds, tc.wantOldest)
 			}
 			emf := f.emf.String()
 			if got := lastEMF(t, f.emf)["FilesStuck"]; got != float64(tc.wantStuck) {

@@ -190,20 +190,22 @@ func (r *run) reserve(ctx context.Context, grant string) error {
 	return nil
 }
 
-// call sends one /auth request within the budget and counts it.
-func (r *run) call(ctx context.Context, grant string, fn func() (*rdp.Token, error)) (*rdp.Token, error) {
+// call sends one /auth request (fn) within the budget and counts it; every
+// /auth request goes through it (token grants and queue credentials).
+func call[T any](ctx context.Context, r *run, grant string, fn func() (T, error)) (T, error) {
+	var zero T
 	if err := r.reserve(ctx, grant); err != nil {
-		return nil, err
+		return zero, err
 	}
 	r.authCalls++
 	r.h.Metrics.Add("AuthRequests", 1, "grant", grant)
-	tok, err := fn()
+	v, err := fn()
 	if err != nil {
 		reason, _ := classify(err)
 		r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-		return nil, err
+		return zero, err
 	}
-	return tok, nil
+	return v, nil
 }
 
 // obtain gets a new token with as few /auth requests as possible.
@@ -220,7 +222,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 	switch c.Kind {
 	case credentials.ServiceAccount:
 		grant = grantClient
-		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+		tok, err = call(ctx, r, grant, func() (*rdp.Token, error) {
 			return rdpc.ClientCredentialsGrant(actx, c.ClientID, c.ClientSecret, c.Scope)
 		})
 		if err != nil {
@@ -233,10 +235,10 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		if fromRing {
 			rt = r.latest.RefreshToken
 		}
-		tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, rt) })
+		tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, rt) })
 		if errors.Is(err, rdp.ErrInvalidGrant) && fromRing && rt != c.RefreshToken {
 			r.log.Warn("the ring's refresh token was refused: trying the credentials secret's refresh token")
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, c.RefreshToken) })
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, c.RefreshToken) })
 		}
 		if err != nil {
 			err = fmt.Errorf("refresh grant with the pre-issued refresh token (put a new refresh_token into the credentials secret if it expired): %w", err)
@@ -245,7 +247,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		password, why := r.needPassword(c, revokedForce)
 		if !password {
 			grant = grantRefresh
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, r.latest.RefreshToken) })
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) { return rdpc.RefreshGrant(actx, c.ClientID, r.latest.RefreshToken) })
 			if errors.Is(err, rdp.ErrInvalidGrant) {
 				r.log.Warn("refresh token refused (invalid_grant): signing on with the password grant", "generation", r.latest.Generation)
 				password = true
@@ -257,7 +259,7 @@ func (r *run) obtain(ctx context.Context, c credentials.Credentials) (*rdp.Token
 		}
 		if password {
 			grant = grantPassword
-			tok, err = r.call(ctx, grant, func() (*rdp.Token, error) {
+			tok, err = call(ctx, r, grant, func() (*rdp.Token, error) {
 				return rdpc.PasswordGrant(actx, rdp.PasswordGrant{Username: c.Username, Password: c.Password, ClientID: c.ClientID,
 					Scope: c.Scope, TakeExclusiveSignOnControl: c.TakeExclusive})
 			})
@@ -424,34 +426,15 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 		r.log.Warn("v2 service-account tokens have no session to revoke at RDP; sign-ons held until the tokens expire and a forced refresh",
 			"expires_at", r.latest.ExpiresAt.Format(time.RFC3339))
 	default:
-		if err := r.reserve(ctx, grantRevoke); err != nil {
-			if errors.Is(err, errBusy) || errors.Is(err, errLostRace) {
-				res.Outcome = OutcomeBusy
-				return res, fmt.Errorf("revoke: %w; try again", err)
-			}
-			if errors.Is(err, errBackoff) {
-				res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
-				return res, fmt.Errorf("revoke not sent: %w; try again then", err)
-			}
-			res.Outcome = OutcomeFailed
-			return res, err
-		}
-		r.authCalls++
-		r.h.Metrics.Add("AuthRequests", 1, "grant", grantRevoke)
+		sent := false
 		actx, cancel := authContext(ctx)
-		err := r.h.RDP.Revoke(actx, c.ClientID, tok)
+		_, err := call(ctx, r, grantRevoke, func() (struct{}, error) {
+			sent = true
+			return struct{}{}, r.h.RDP.Revoke(actx, c.ClientID, tok)
+		})
 		cancel()
 		if err != nil {
-			// A failed revoke is a failed /auth request: it backs off, and a
-			// 429's Retry-After holds every later request.
-			reason, retryAfter := classify(err)
-			r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-			res.Outcome = OutcomeFailed
-			err = fmt.Errorf("revoke the session at RDP: %w", err)
-			if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
-				err = errors.Join(err, ferr)
-			}
-			return res, err
+			return r.revokeFailed(ctx, res, err, sent)
 		}
 	}
 	err = r.updateAuth(ctx, func(st *state.AuthState) error {
@@ -466,4 +449,27 @@ func (r *run) revoke(ctx context.Context) (Result, error) {
 	r.log.Warn(`session revoked: sign-ons held until {"action":"refresh","force":true}`, "generation", r.latest.Generation)
 	res.Outcome = OutcomeRevoked
 	return res, nil
+}
+
+// revokeFailed is the result of a revoke that was not sent (another
+// invocation at work, a backoff, the budget) or that RDP refused: a failed
+// revoke is a failed /auth request, so it backs off, and a 429's
+// Retry-After holds every later request.
+func (r *run) revokeFailed(ctx context.Context, res Result, err error, sent bool) (Result, error) {
+	res.Outcome = OutcomeFailed
+	switch {
+	case sent:
+		reason, retryAfter := classify(err)
+		err = fmt.Errorf("revoke the session at RDP: %w", err)
+		if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	case errors.Is(err, errBusy) || errors.Is(err, errLostRace):
+		res.Outcome = OutcomeBusy
+		err = fmt.Errorf("revoke: %w; try again", err)
+	case errors.Is(err, errBackoff):
+		res.Outcome, res.RetryAt = OutcomeBackoff, &r.retryAt
+		err = fmt.Errorf("revoke not sent: %w; try again then", err)
+	}
+	return res, err
 }

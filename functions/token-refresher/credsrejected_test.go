@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,10 +11,10 @@ import (
 )
 
 // wrongPassword is RDP's answer to a wrong username or password (400
-// access_denied, docs/rdp.md), wrapped as the client returns it.
+// access_denied, docs/rdp.md), as the client returns it.
 func wrongPassword() error {
-	return fmt.Errorf("password grant: %w", &rdp.AuthError{Endpoint: "POST /auth/oauth2/v1/token", StatusCode: 400,
-		Code: "access_denied", Description: "Invalid username or password."})
+	return &rdp.AuthError{Endpoint: "password grant", StatusCode: 400, Code: "access_denied",
+		Description: "Invalid username or password."}
 }
 
 // TestWrongPasswordBacksOff: a rejected username or password is never

@@ -40,6 +40,10 @@ type fakeRDP struct {
 	ctx      context.Context // context of the last call
 	lastPW   rdp.PasswordGrant
 	revoked  string
+	// CloudErr fails the cloud-credentials requests; cloudCalls holds the
+	// access token each was asked with.
+	CloudErr   error
+	cloudCalls []string
 }
 
 func (f *fakeRDP) issue(refresh bool) *rdp.Token {
@@ -98,6 +102,28 @@ func (f *fakeRDP) Calls() []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.calls...)
 }
+
+// CloudCredentialsFor makes fakeRDP the Cloud as well (as the one
+// *rdp.Client is in production): credentials of the queue at
+// queueEndpoint, asked with access (recorded); CloudErr, when set, fails
+// the request.
+func (f *fakeRDP) CloudCredentialsFor(_ context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cloudCalls = append(f.cloudCalls, access)
+	if f.CloudErr != nil {
+		return nil, f.CloudErr
+	}
+	if endpoint != queueEndpoint {
+		return nil, &rdp.APIError{Endpoint: "get cloud credentials", StatusCode: 404, Message: "unknown endpoint " + endpoint}
+	}
+	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
+}
+
+var (
+	_ QueueCredsAPI   = (*fakeRDP)(nil)
+	_ QueueCredsStore = (*fakeState)(nil)
+)
 
 const (
 	credsV1          = `{"username":"user-secret","password":"pw-secret","client_id":"appkey-secret"}`

@@ -10,9 +10,11 @@ import (
 	"github.com/cfsync/cfsync/internal/state"
 )
 
-// fakeState is a hand-written StateStore (and tokenring.Reporter) with the
-// semantics of the real table: ClaimGeneration and PutAuthState are
-// atomic conditional writes. Hooks inject errors (nil: proceed).
+// fakeState is a hand-written StateStore, tokenring.Reporter and
+// QueueCredsStore (all three, as the real table is) with the semantics of
+// the real table: ClaimGeneration, PutAuthState and
+// ClaimQueueCredsGeneration are atomic conditional writes. Hooks inject
+// errors (nil: proceed).
 type fakeState struct {
 	now      func() time.Time
 	ClaimErr func(next int64, slotID string) error
@@ -22,6 +24,7 @@ type fakeState struct {
 	auth    state.AuthState
 	reports map[int64]state.TokenReport
 	claims  []string // slot of every successful claim, in order
+	queue   state.QueueCredsState
 }
 
 var _ StateStore = (*fakeState)(nil)
@@ -120,9 +123,26 @@ func (f *fakeState) PutAuthState(_ context.Context, st *state.AuthState) error {
 	return nil
 }
 
+func (f *fakeState) GetQueueCredsState(context.Context) (*state.QueueCredsState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.queue
+	return &st, nil
+}
+
+func (f *fakeState) ClaimQueueCredsGeneration(_ context.Context, prev, next int64, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.queue.Generation != prev {
+		return state.ErrConflict
+	}
+	f.queue.Generation, f.queue.WrittenAt = next, at
+	return nil
+}
+
 // dump renders every stored item (for the no-secret scan).
 func (f *fakeState) dump() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fmt.Sprintf("%+v %+v %+v", f.ring, f.auth, f.reports)
+	return fmt.Sprintf("%+v %+v %+v %+v", f.ring, f.auth, f.reports, f.queue)
 }

@@ -178,16 +178,11 @@ func (r *run) accessToken(now time.Time) (string, bool) {
 // /auth request) as it does for the token grants; other failures do not:
 // the token grants work regardless.
 func (r *run) fetchQueueCreds(ctx context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
-	if err := r.reserve(ctx, grantCloud); err != nil {
-		return nil, err
-	}
-	r.authCalls++
-	r.h.Metrics.Add("AuthRequests", 1, "grant", grantCloud)
-	creds, err := r.h.Cloud.CloudCredentialsFor(ctx, access, endpoint)
+	creds, err := call(ctx, r, grantCloud, func() (*rdp.CloudCredentials, error) {
+		return r.h.Cloud.CloudCredentialsFor(ctx, access, endpoint)
+	})
 	if err != nil {
-		reason, retryAfter := classify(err)
-		r.h.Metrics.Add("AuthFailures", 1, "reason", reason)
-		if reason == reasonRateLimited {
+		if reason, retryAfter := classify(err); reason == reasonRateLimited {
 			if ferr := r.fail(ctx, reason, retryAfter); ferr != nil {
 				err = errors.Join(err, ferr)
 			}

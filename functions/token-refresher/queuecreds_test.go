@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,57 +17,10 @@ const (
 	queueEndpoint = "https://sqs.us-east-1.amazonaws.com/111122223333/lseg-sub-1"
 )
 
-type fakeCloud struct {
-	mu     sync.Mutex
-	calls  []string // access token used
-	err    error
-	serial int
-}
-
-func (f *fakeCloud) CloudCredentialsFor(_ context.Context, access, endpoint string) (*rdp.CloudCredentials, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = append(f.calls, access)
-	if f.err != nil {
-		return nil, f.err
-	}
-	if endpoint != queueEndpoint {
-		return nil, errors.New("unknown endpoint")
-	}
-	f.serial++
-	return &rdp.CloudCredentials{AccessKeyID: "ASIA-QC", SecretKey: "QC-SECRET-KEY", SessionToken: "QC-SESSION-TOKEN"}, nil
-}
-
-type fakeQueueState struct {
-	mu sync.Mutex
-	st state.QueueCredsState
-}
-
-func (f *fakeQueueState) GetQueueCredsState(context.Context) (*state.QueueCredsState, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := f.st
-	return &st, nil
-}
-
-func (f *fakeQueueState) ClaimQueueCredsGeneration(_ context.Context, prev, next int64, at time.Time) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.st.Generation != prev {
-		return state.ErrConflict
-	}
-	f.st.Generation, f.st.WrittenAt = next, at
-	return nil
-}
-
-var (
-	_ QueueCredsAPI   = (*fakeCloud)(nil)
-	_ QueueCredsStore = (*fakeQueueState)(nil)
-)
-
 // withQueue turns notifications on in e, with stored credentials cur
-// (nil: the template's placeholder "{}") written at st.WrittenAt.
-func withQueue(e *env, cur *notify.QueueCredentials, st state.QueueCredsState) (*fakeCloud, *fakeQueueState) {
+// (nil: the template's placeholder "{}") written at st.WrittenAt; e.rdp
+// answers the cloud-credentials requests and e.table keeps st.
+func withQueue(e *env, cur *notify.QueueCredentials, st state.QueueCredsState) {
 	sub, _ := json.Marshal(notify.Subscription{SubscriptionID: "sub-1", Endpoint: queueEndpoint,
 		CryptographyKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="})
 	s := string(sub)
@@ -81,10 +31,9 @@ func withQueue(e *env, cur *notify.QueueCredentials, st state.QueueCredsState) (
 		v = string(b)
 	}
 	e.sm.Create(qcSecretID, &v)
-	cloud, qs := &fakeCloud{}, &fakeQueueState{st: st}
-	e.h.Cloud, e.h.QueueState = cloud, qs
+	e.table.queue = st
+	e.h.Cloud, e.h.QueueState = e.rdp, e.table
 	e.h.Queue.SubscriptionSecretID, e.h.Queue.CredentialsSecretID = subSecretID, qcSecretID
-	return cloud, qs
 }
 
 func storedQC(t *testing.T, e *env) notify.QueueCredentials {
@@ -150,8 +99,8 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, credsV1, 3)
 			e.seed(0, 1, 4*time.Minute, 6*time.Minute)
-			cloud, _ := withQueue(e, tt.cur, tt.st)
-			cloud.err = tt.cloudErr
+			withQueue(e, tt.cur, tt.st)
+			e.rdp.CloudErr = tt.cloudErr
 			if tt.setup != nil {
 				tt.setup(e)
 			}
@@ -166,11 +115,11 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 			if res.QueueCredentials != tt.want {
 				t.Fatalf("QueueCredentials = %q, want %q", res.QueueCredentials, tt.want)
 			}
-			if len(cloud.calls) != tt.wantCalls {
-				t.Fatalf("cloud credential calls = %d, want %d", len(cloud.calls), tt.wantCalls)
+			if len(e.rdp.cloudCalls) != tt.wantCalls {
+				t.Fatalf("cloud credential calls = %d, want %d", len(e.rdp.cloudCalls), tt.wantCalls)
 			}
-			if tt.wantCalls > 0 && cloud.calls[0] != "AT-seed-1" {
-				t.Errorf("asked with token %q, want the ring's", cloud.calls[0])
+			if tt.wantCalls > 0 && e.rdp.cloudCalls[0] != "AT-seed-1" {
+				t.Errorf("asked with token %q, want the ring's", e.rdp.cloudCalls[0])
 			}
 			if got := storedQC(t, e); got.Generation != tt.wantGen {
 				t.Errorf("stored generation %d, want %d", got.Generation, tt.wantGen)
@@ -200,13 +149,13 @@ func TestQueueCredentialsUpkeep(t *testing.T) {
 // credentials, and both requests count against the budget.
 func TestQueueCredentialsUseTheNewToken(t *testing.T) {
 	e := newEnv(t, credsV1, 3)
-	cloud, _ := withQueue(e, nil, state.QueueCredsState{})
+	withQueue(e, nil, state.QueueCredsState{})
 	res := e.mustHandle(`{}`)
 	if res.Outcome != OutcomeRefreshed || res.QueueCredentials != "refreshed" || res.AuthCalls != 2 {
 		t.Fatalf("result %+v", res)
 	}
-	if len(cloud.calls) != 1 || cloud.calls[0] != e.slot(0).AccessToken {
-		t.Fatalf("cloud credentials asked with %v, want the new token", cloud.calls)
+	if len(e.rdp.cloudCalls) != 1 || e.rdp.cloudCalls[0] != e.slot(0).AccessToken {
+		t.Fatalf("cloud credentials asked with %v, want the new token", e.rdp.cloudCalls)
 	}
 }
 
@@ -261,8 +210,8 @@ func TestQueueCredentialsRateLimited(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, credsV1, 3)
 			e.seed(0, 1, 4*time.Minute, 6*time.Minute)
-			cloud, _ := withQueue(e, nil, state.QueueCredsState{})
-			cloud.err = tt.err
+			withQueue(e, nil, state.QueueCredsState{})
+			e.rdp.CloudErr = tt.err
 			if res := e.mustHandle(`{}`); res.QueueCredentials != tt.wantOutcome {
 				t.Fatalf("first run: QueueCredentials = %q, want %q", res.QueueCredentials, tt.wantOutcome)
 			}
@@ -276,12 +225,12 @@ func TestQueueCredentialsRateLimited(t *testing.T) {
 			if st.LeaseOwner != "" && st.LeaseUntil.After(t0) {
 				t.Errorf("auth lease still held by %s after the run", st.LeaseOwner)
 			}
-			cloud.err = nil
+			e.rdp.CloudErr = nil
 			e.clk.Advance(tt.later)
 			res := e.mustHandle(`{}`)
-			if res.QueueCredentials != tt.wantSecond || len(cloud.calls) != tt.wantCalls {
+			if res.QueueCredentials != tt.wantSecond || len(e.rdp.cloudCalls) != tt.wantCalls {
 				t.Fatalf("second run after %s: QueueCredentials = %q with %d requests, want %q with %d",
-					tt.later, res.QueueCredentials, len(cloud.calls), tt.wantSecond, tt.wantCalls)
+					tt.later, res.QueueCredentials, len(e.rdp.cloudCalls), tt.wantSecond, tt.wantCalls)
 			}
 			if tt.wantSecond == "backoff" && sum(e.metric("QueueCredentialsFailures")) != 1 {
 				t.Errorf("a wait counted as a failure: %s", e.emf)
