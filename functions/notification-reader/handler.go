@@ -181,18 +181,10 @@ func checkEvent(payload []byte) error {
 	return nil
 }
 
-func (h *Handler) readSecret(ctx context.Context, id string) (string, error) {
-	out, err := h.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &id})
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.SecretString), nil
-}
-
 // run reads the configuration and receives until the deadline.
 func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	var res Result
-	raw, err := h.readSecret(ctx, h.SubscriptionSecretID)
+	raw, err := notify.ReadSecret(ctx, h.Secrets, h.SubscriptionSecretID)
 	if err != nil {
 		return res, fmt.Errorf("read subscription secret: %w", err)
 	}
@@ -200,7 +192,7 @@ func (h *Handler) run(ctx context.Context, log *slog.Logger) (Result, error) {
 	if err != nil {
 		return res, lambdaerr.Config(err)
 	}
-	raw, err = h.readSecret(ctx, h.CredentialsSecretID)
+	raw, err = notify.ReadSecret(ctx, h.Secrets, h.CredentialsSecretID)
 	if err != nil {
 		return res, fmt.Errorf("read queue credentials secret: %w", err)
 	}

@@ -105,7 +105,7 @@ func (r *run) upkeepQueueCreds(ctx context.Context) string {
 
 func (r *run) queueCreds(ctx context.Context, o QueueCredsOptions) (string, error) {
 	h := r.h
-	raw, err := readSecret(ctx, h.SM, o.SubscriptionSecretID)
+	raw, err := notify.ReadSecret(ctx, h.SM, o.SubscriptionSecretID)
 	if err != nil {
 		return "", fmt.Errorf("read subscription secret: %w", err)
 	}
@@ -113,7 +113,7 @@ func (r *run) queueCreds(ctx context.Context, o QueueCredsOptions) (string, erro
 	if err != nil {
 		return "", err
 	}
-	raw, err = readSecret(ctx, h.SM, o.CredentialsSecretID)
+	raw, err = notify.ReadSecret(ctx, h.SM, o.CredentialsSecretID)
 	if err != nil {
 		return "", fmt.Errorf("read queue credentials secret: %w", err)
 	}
@@ -190,14 +190,6 @@ func (r *run) fetchQueueCreds(ctx context.Context, access, endpoint string) (*rd
 		return nil, fmt.Errorf("get queue credentials: %w", err)
 	}
 	return creds, nil
-}
-
-func readSecret(ctx context.Context, sm SecretsAPI, id string) (string, error) {
-	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.SecretString), nil
 }
 
 // writeQueueCreds puts qc into its secret (idempotent per generation).

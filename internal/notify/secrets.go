@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +9,29 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 )
+
+// SecretReader is the part of Secrets Manager that reads the notification
+// secrets.
+type SecretReader interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+var _ SecretReader = (*secretsmanager.Client)(nil)
+
+// ReadSecret returns the string value of secret id ("" when it has none),
+// for ParseSubscription and ParseQueueCredentials; the caller names the
+// secret in the error.
+func ReadSecret(ctx context.Context, sm SecretReader, id string) (string, error) {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.SecretString), nil
+}
 
 // Subscription is the content of the subscription secret
 // (NOTIFY_SUBSCRIPTION_SECRET_ID), written by `cfsync notifications
