@@ -50,7 +50,7 @@ func NewHandler[C any, PC interface {
 	Config
 }, H lambda.Handler](ctx context.Context, function string, build func(*Env, *C) (H, error), tune ...func(*aws.Config)) (H, error) {
 	var cfg C
-	env, err := Setup(ctx, function, &cfg, PC(&cfg).Shared(), tune...)
+	env, err := Setup(ctx, function, PC(&cfg), tune...)
 	if err != nil {
 		var zero H
 		return zero, err
@@ -69,14 +69,14 @@ type Env struct {
 	Table    *state.Table
 }
 
-// Setup loads cfg (a pointer to the function's config struct, whose embedded
-// config.Common is common) from the environment, then the logger, the AWS
-// configuration (adjusted by each tune before any client is made), the
-// Secrets Manager client and the state table.
-func Setup(ctx context.Context, function string, cfg any, common *config.Common, tune ...func(*aws.Config)) (*Env, error) {
+// Setup loads cfg (a pointer to the function's config struct) from the
+// environment, then the logger, the AWS configuration (adjusted by each tune
+// before any client is made), the Secrets Manager client and the state table.
+func Setup(ctx context.Context, function string, cfg Config, tune ...func(*aws.Config)) (*Env, error) {
 	if err := config.Load(cfg); err != nil {
 		return nil, err
 	}
+	common := cfg.Shared()
 	level, err := logx.ParseLevel(common.LogLevel)
 	if err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ func TestSetupWiresTheSharedClients(t *testing.T) {
 	setEnv(t, "https://rdp.example")
 	var cfg testConfig
 	tuned := false
-	env, err := Setup(context.Background(), "fn", &cfg, &cfg.Common, func(c *aws.Config) { tuned = c.Region == "eu-west-1" })
+	env, err := Setup(context.Background(), "fn", &cfg, func(c *aws.Config) { tuned = c.Region == "eu-west-1" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +53,13 @@ func TestSetupNamesTheBadField(t *testing.T) {
 	setEnv(t, "https://rdp.example")
 	t.Setenv("STATE_TABLE", "")
 	var cfg testConfig
-	_, err := Setup(context.Background(), "fn", &cfg, &cfg.Common)
+	_, err := Setup(context.Background(), "fn", &cfg)
 	if err == nil || !strings.Contains(err.Error(), "STATE_TABLE") {
 		t.Errorf("err = %v, want one naming STATE_TABLE", err)
 	}
 	setEnv(t, "https://rdp.example")
 	t.Setenv("LOG_LEVEL", "loud")
-	if _, err := Setup(context.Background(), "fn", &cfg, &cfg.Common); err == nil {
+	if _, err := Setup(context.Background(), "fn", &cfg); err == nil {
 		t.Error("bad LOG_LEVEL accepted")
 	}
 }
@@ -67,7 +67,7 @@ func TestSetupNamesTheBadField(t *testing.T) {
 func TestRDPClientNamesABadBaseURL(t *testing.T) {
 	setEnv(t, "://not a url")
 	var cfg testConfig
-	env, err := Setup(context.Background(), "fn", &cfg, &cfg.Common)
+	env, err := Setup(context.Background(), "fn", &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestStackWideMetricsCarryTheStateTable(t *testing.T) {
 	stdout := os.Stdout
 	os.Stdout = w
 	var cfg testConfig
-	env, err := Setup(context.Background(), "fn", &cfg, &cfg.Common)
+	env, err := Setup(context.Background(), "fn", &cfg)
 	os.Stdout = stdout
 	if err != nil {
 		t.Fatal(err)
