@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
+	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/internal/tokenring"
@@ -180,25 +181,14 @@ func TestIntegration(t *testing.T) {
 	if !strings.Contains(logs, `"AuthRequests"`) || !strings.Contains(logs, `"token written to the ring"`) {
 		t.Errorf("expected log lines and metrics missing:\n%s", logs)
 	}
-	secrets := []string{password, appKey}
-	for _, id := range ids {
-		out, err := sm.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range out.Versions {
-			val, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: v.VersionId})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s, err := tokenring.ParseSlot(aws.ToString(val.SecretString)); err == nil {
-				secrets = append(secrets, s.AccessToken, s.RefreshToken)
-			}
-		}
+	tokens, err := (&pipeline.Pipeline{Secrets: sm, Res: pipeline.Resources{TokenSecretIDs: ids}}).RingTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(secrets) < 8 {
-		t.Fatalf("only %d secrets collected", len(secrets))
+	if len(tokens) < 6 {
+		t.Fatalf("only %d ring tokens collected, want the 3 generations' access and refresh tokens", len(tokens))
 	}
+	secrets := append([]string{password, appKey}, tokens...)
 	for _, s := range secrets {
 		if strings.Contains(logs, s) {
 			t.Errorf("the function's output contains a secret (%d chars)", len(s))
