@@ -12,7 +12,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
-	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
 	"github.com/cfsync/cfsync/internal/state"
@@ -158,8 +158,6 @@ func (h *Handler) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Logger) }
-
 // stopAt is when listings stop fetching pages: the deadline less
 // listingReserve or a quarter of the time left, whichever is smaller.
 // Zero (no budget) without a deadline.
@@ -183,7 +181,8 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // an empty ring ends the invocation at once.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result, error) {
 	start := time.Now()
-	log := logx.WithRequest(ctx, h.logger())
+	log, end := lambdamain.StartInvocation(ctx, h.Logger, h.Metrics)
+	defer end()
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("bad event", "error", err.Error())
@@ -372,7 +371,6 @@ func (h *Handler) putMetrics(res *Result, errs int) {
 		m.Add("FilesStuck", float64(res.Sweep.Stuck))
 	}
 	m.Put("PollSeconds", metrics.Seconds, res.DurationSeconds)
-	_ = m.Flush()
 }
 
 // resolvePackages lists the packages of a bucket/* subscription.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
-	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/state"
@@ -137,8 +137,6 @@ func (h *Handler) now() time.Time {
 	return h.Now()
 }
 
-func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Log) }
-
 // Invoke implements lambda.Handler: the raw payload goes through Handle
 // (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
@@ -147,12 +145,8 @@ func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 
 // Handle runs one invocation. Any JSON object is a scheduled event.
 func (h *Handler) Handle(ctx context.Context, payload []byte) (Result, error) {
-	log := logx.WithRequest(ctx, h.logger())
-	defer func() {
-		if err := h.Metrics.Flush(); err != nil {
-			log.Warn("flush metrics", "error", err.Error())
-		}
-	}()
+	log, end := lambdamain.StartInvocation(ctx, h.Log, h.Metrics)
+	defer end()
 	if err := checkEvent(payload); err != nil {
 		log.Error("rejected event", "error", err.Error())
 		return Result{Outcome: OutcomeFailed}, lambdaerr.Malformed(err)

@@ -16,7 +16,7 @@ import (
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/credentials"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
-	"github.com/cfsync/cfsync/internal/logx"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/tokenring"
@@ -204,8 +204,6 @@ func (h *Handler) now() time.Time {
 	return h.Now().UTC()
 }
 
-func (h *Handler) logger() *slog.Logger { return logx.OrDiscard(h.Log) }
-
 // Invoke implements lambda.Handler: the raw payload goes through Handle
 // (see lambdaerr.Invoke).
 func (h *Handler) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
@@ -220,12 +218,8 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (Result, 
 	if h.cache == nil {
 		h.cache = &ringCache{}
 	}
-	log := logx.WithRequest(ctx, h.logger())
-	defer func() {
-		if err := h.Metrics.Flush(); err != nil {
-			log.Warn("flush metrics", "error", err.Error())
-		}
-	}()
+	log, end := lambdamain.StartInvocation(ctx, h.Log, h.Metrics)
+	defer end()
 	ev, err := ParseEvent(payload)
 	if err != nil {
 		log.Error("rejected event", "error", err.Error())
