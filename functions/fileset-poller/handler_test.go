@@ -684,6 +684,22 @@ func TestLogsAndMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsFlushFailureLogged: EMF metrics that cannot be written are a
+// warning in the log, not lost without a trace.
+func TestMetricsFlushFailureLogged(t *testing.T) {
+	f := newFixture("bulk-ESG/p1")
+	f.files.add(mkSets("bulk-ESG", "p1", 0, 1, 1, t0.Add(-time.Hour))...)
+	f.h.Metrics = metrics.New(failingWriter{}, "fileset-poller")
+	f.mustHandle(t, `{}`)
+	if !strings.Contains(f.logs.String(), `"msg":"flush metrics"`) || !strings.Contains(f.logs.String(), "stdout closed") {
+		t.Errorf("failed metrics flush not logged:\n%s", f.logs)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("stdout closed") }
+
 func TestNoSubscriptions(t *testing.T) {
 	f := newFixture()
 	if _, err := f.handle(t, `{}`); err == nil || !strings.Contains(err.Error(), "SUBSCRIPTIONS is empty") {
