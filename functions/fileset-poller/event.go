@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/cfsync/cfsync/internal/lambdamain"
 )
 
 // Event is a parsed invocation event (docs/design.md#events).
@@ -26,20 +28,9 @@ type Event struct {
 // the problem; unknown fields (EventBridge's own) are ignored.
 func ParseEvent(payload []byte) (Event, error) {
 	var ev Event
-	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) == 0 {
-		return ev, errors.New("event: empty payload, want a JSON object")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &fields); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return ev, fmt.Errorf("event: want a JSON object, got JSON %s", te.Value)
-		}
-		return ev, fmt.Errorf("event: not JSON: %s", describeJSONError(err))
-	}
-	if fields == nil { // the JSON literal null
-		return ev, errors.New("event: want a JSON object, got null")
+	fields, err := lambdamain.EventFields(payload)
+	if err != nil {
+		return ev, fmt.Errorf("event: %w", err)
 	}
 	if raw, ok := fields["subscriptions"]; ok {
 		var subs []string
@@ -57,15 +48,6 @@ func ParseEvent(payload []byte) (Event, error) {
 		}
 	}
 	return ev, nil
-}
-
-// describeJSONError says what is wrong without quoting the input.
-func describeJSONError(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	}
-	return "invalid JSON"
 }
 
 // jsonKind names the JSON type of raw (for error messages).

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -168,9 +166,8 @@ func (h *Handler) Handle(ctx context.Context, payload []byte) (Result, error) {
 }
 
 func checkEvent(payload []byte) error {
-	var v map[string]json.RawMessage
-	if err := json.Unmarshal(bytes.TrimSpace(payload), &v); err != nil || v == nil {
-		return errors.New("event: want a JSON object (a scheduled event)")
+	if _, err := lambdamain.EventFields(payload); err != nil {
+		return fmt.Errorf("event: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/cfsync/cfsync/internal/lambdamain"
 )
 
 // Actions of the refresher's own events (docs/design.md#events).
@@ -30,10 +32,9 @@ var ErrMalformedEvent = errors.New("malformed event")
 // {"action":"revoke"} are the operator's. Non-JSON input, an unknown action
 // or a field of the wrong type is an error naming it.
 func ParseEvent(raw []byte) (Event, error) {
-	raw = bytes.TrimSpace(raw)
-	var obj map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &obj) != nil {
-		return Event{}, fmt.Errorf("%w: want a JSON object", ErrMalformedEvent)
+	obj, err := lambdamain.EventFields(raw)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}
 	rawAction, hasAction := obj["action"]
 	rawForce, hasForce := obj["force"]
