@@ -48,6 +48,8 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		{"no session lifetime", deps, testSettings([]string{"a"}, func(o *Options) { o.SessionMaxLifetime = 0 }), "RDP_SESSION_MAX_LIFETIME"},
 		{"margin not above the readers' skew", deps, testSettings([]string{"a"}, func(o *Options) { o.RefreshMargin = o.ReaderSkew }), "must exceed ReaderSkew (TOKEN_SKEW"},
 		{"no queue credentials refresh", deps, Settings{Opts: testSettings([]string{"a"}, nil).Opts, Queue: QueueCredsOptions{SubscriptionSecretID: "s"}}, "QUEUE_CREDENTIALS_REFRESH"},
+		{"subscription without queue credentials secret", deps, Settings{Opts: testSettings([]string{"a"}, nil).Opts, Queue: QueueCredsOptions{SubscriptionSecretID: "s", RefreshAfter: time.Hour}}, "NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are set together"},
+		{"queue credentials secret without subscription", deps, Settings{Opts: testSettings([]string{"a"}, nil).Opts, Queue: QueueCredsOptions{CredentialsSecretID: "q"}}, "NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are set together"},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.d, tt.s); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -144,6 +144,8 @@ func New(d Deps, s Settings) (*Handler, error) {
 		return nil, fmt.Errorf("token-refresher: Opts.RefreshMargin (TOKEN_REFRESH_MARGIN, %s) must exceed ReaderSkew (TOKEN_SKEW, %s): readers would stop using a token before it is refreshed", s.Opts.RefreshMargin, s.Opts.ReaderSkew)
 	case s.Queue.SubscriptionSecretID != "" && s.Queue.RefreshAfter <= 0:
 		return nil, errors.New("token-refresher: Queue.RefreshAfter (QUEUE_CREDENTIALS_REFRESH) must be positive")
+	case (s.Queue.SubscriptionSecretID == "") != (s.Queue.CredentialsSecretID == ""):
+		return nil, errors.New("token-refresher: Queue.SubscriptionSecretID and CredentialsSecretID (NOTIFY_SUBSCRIPTION_SECRET_ID, NOTIFY_CREDENTIALS_SECRET_ID) are set together (notifications on) or not at all")
 	}
 	return &Handler{Deps: d, Settings: s}, nil
 }

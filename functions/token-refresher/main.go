@@ -5,8 +5,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdamain"
 )
@@ -20,9 +18,6 @@ func newHandler(env *lambdamain.Env, cfg *config.Refresher) (*Handler, error) {
 	client, err := env.RDPClient()
 	if err != nil {
 		return nil, err
-	}
-	if (cfg.NotifySubscriptionSecretID == "") != (cfg.NotifyCredentialsSecretID == "") {
-		return nil, errors.New("config: NOTIFY_SUBSCRIPTION_SECRET_ID and NOTIFY_CREDENTIALS_SECRET_ID are set together (notifications on) or not at all")
 	}
 	return New(Deps{
 		SM:         env.Secrets,
