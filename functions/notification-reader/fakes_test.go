@@ -148,10 +148,10 @@ func (r *fakeReporter) ReportQueueCredentials(_ context.Context, gen int64, _ st
 }
 
 var (
-	_ SecretsAPI = fakeSecrets(nil)
-	_ QueueAPI   = (*fakeQueue)(nil)
-	_ Enqueuer   = (*fakeEnqueuer)(nil)
-	_ Reporter   = (*fakeReporter)(nil)
+	_ notify.SecretReader = fakeSecrets(nil)
+	_ QueueAPI            = (*fakeQueue)(nil)
+	_ Enqueuer            = (*fakeEnqueuer)(nil)
+	_ Reporter            = (*fakeReporter)(nil)
 )
 
 func expiredToken() error {

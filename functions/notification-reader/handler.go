@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cfsync/cfsync/internal/config"
@@ -20,13 +19,6 @@ import (
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/pkg/rdp"
 )
-
-// SecretsAPI reads the subscription and queue-credentials secrets.
-type SecretsAPI interface {
-	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-var _ SecretsAPI = (*secretsmanager.Client)(nil)
 
 // QueueAPI is the part of SQS the reader uses on LSEG's queue.
 type QueueAPI interface {
@@ -72,7 +64,7 @@ type Handler struct {
 
 // Deps are the reader's collaborators.
 type Deps struct {
-	Secrets  SecretsAPI
+	Secrets  notify.SecretReader // the subscription and queue-credentials secrets
 	NewQueue QueueFactory
 	Handoff  Enqueuer
 	Reports  Reporter
