@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +33,20 @@ var _ QueueAPI = (*sqs.Client)(nil)
 // QueueFactory makes a client of the subscription's queue with its
 // temporary credentials.
 type QueueFactory func(creds aws.Credentials, endpoint string) QueueAPI
+
+// QueueRegion returns the region of an SQS queue URL
+// (https://sqs.<region>.amazonaws.com/<account>/<name>), us-east-1 by default
+// (the region of LSEG's queues in its FileNoti sample).
+func QueueRegion(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err == nil {
+		parts := strings.Split(u.Hostname(), ".")
+		if len(parts) >= 4 && parts[0] == "sqs" && strings.HasSuffix(u.Hostname(), ".amazonaws.com") {
+			return parts[1]
+		}
+	}
+	return "us-east-1"
+}
 
 // Enqueuer is the claim-then-queue hand-off.
 type Enqueuer interface {

@@ -8,8 +8,6 @@ package main
 
 import (
 	"context"
-	"net/url"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -53,18 +51,4 @@ func queueFactory(base aws.Config, endpointOverride string) QueueFactory {
 			}
 		})
 	}
-}
-
-// QueueRegion returns the region of an SQS queue URL
-// (https://sqs.<region>.amazonaws.com/<account>/<name>), us-east-1 by default
-// (the region of LSEG's queues in its FileNoti sample).
-func QueueRegion(endpoint string) string {
-	u, err := url.Parse(endpoint)
-	if err == nil {
-		parts := strings.Split(u.Hostname(), ".")
-		if len(parts) >= 4 && parts[0] == "sqs" && strings.HasSuffix(u.Hostname(), ".amazonaws.com") {
-			return parts[1]
-		}
-	}
-	return "us-east-1"
 }
