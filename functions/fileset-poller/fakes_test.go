@@ -227,6 +227,9 @@ type fakeState struct {
 
 	ClaimErr      func(id string) error
 	MarkQueuedErr func(id string) error
+	// IndexLag: files a query with a time bound does not see yet (the index
+	// is eventually consistent, or MarkNonFinal indexed them meanwhile).
+	IndexLag map[string]bool
 }
 
 func newFakeState(now func() time.Time) *fakeState {
@@ -355,7 +358,7 @@ func (s *fakeState) QueryNonFinal(ctx context.Context, before time.Time, limit i
 	s.mu.Lock()
 	var out []state.FileItem
 	for _, it := range s.files {
-		if it.NonFinal == "" {
+		if it.NonFinal == "" || (!before.IsZero() && s.IndexLag[it.FileID]) {
 			continue
 		}
 		if before.IsZero() || it.UpdatedAt.Before(before) {

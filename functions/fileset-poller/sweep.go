@@ -23,8 +23,8 @@ type SweepResult struct {
 	// file last moved (0 when there is none).
 	OldestAgeSeconds float64 `json:"oldestNonFinalAgeSeconds"`
 	// Stuck counts the swept files not updated for twice StuckAfter although
-	// every sweep re-sends them: FilesStuckAlarm's metric. The sweep reads the
-	// least recently updated first, so it is at least 1 when the oldest is.
+	// every sweep re-sends them: FilesStuckAlarm's metric, at least 1 when the
+	// oldest non-final file is that old.
 	Stuck int `json:"stuck"`
 }
 
@@ -79,6 +79,12 @@ func (h *Handler) sweep(ctx context.Context, log *slog.Logger) (SweepResult, err
 	})
 	if err != nil {
 		return res, fmt.Errorf("sweep: %w", err)
+	}
+	// The second query can see an older file than the first did (the index
+	// is eventually consistent; MarkNonFinal may index an old file between
+	// the two): the alarm must still fire.
+	if res.Stuck == 0 && res.OldestAgeSeconds > (2*h.StuckAfter).Seconds() {
+		res.Stuck = 1
 	}
 	if res.Stale > 0 {
 		log.Warn("stale files swept", "stale", res.Stale, "resent", res.Resent, "expired", res.Expired,

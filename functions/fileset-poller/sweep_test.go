@@ -162,12 +162,15 @@ func TestSweepCountsStuckFiles(t *testing.T) {
 		limit      int // SweepLimit; 0: the default
 		wantStuck  int
 		wantOldest time.Duration
+		lag        string // a file the sweep's first query misses
 	}{
-		{"none past 12 h", map[string]time.Duration{"lost-7h": 7 * time.Hour, "lost-11h": 11 * time.Hour}, 0, 0, 0},
-		{"two past 12 h", map[string]time.Duration{"lost-13h": 13 * time.Hour, "held-30h": 30 * time.Hour, "lost-9h": 9 * time.Hour}, 0, 2, 30 * time.Hour},
+		{"none past 12 h", map[string]time.Duration{"lost-7h": 7 * time.Hour, "lost-11h": 11 * time.Hour}, 0, 0, 0, ""},
+		{"two past 12 h", map[string]time.Duration{"lost-13h": 13 * time.Hour, "held-30h": 30 * time.Hour, "lost-9h": 9 * time.Hour}, 0, 2, 30 * time.Hour, ""},
 		// Only the swept files count, least recently updated first: the
 		// oldest is among them, so a stuck file is never missed.
-		{"limit 1 sweeps the oldest", map[string]time.Duration{"lost-13h": 13 * time.Hour, "lost-30h": 30 * time.Hour}, 1, 1, 13 * time.Hour},
+		{"limit 1 sweeps the oldest", map[string]time.Duration{"lost-13h": 13 * time.Hour, "lost-30h": 30 * time.Hour}, 1, 1, 13 * time.Hour, ""},
+		// The oldest-age query sees a stuck file the first query missed.
+		{"index lag", map[string]time.Duration{"lost-7h": 7 * time.Hour, "late-30h": 30 * time.Hour}, 0, 1, 30 * time.Hour, "late-30h"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture("bulk-ESG/p1")
@@ -178,6 +181,7 @@ func TestSweepCountsStuckFiles(t *testing.T) {
 			for id, ago := range tc.ages {
 				f.stale(id, state.StatusDownloading, ago, f.now.Add(30*24*time.Hour))
 			}
+			f.st.IndexLag = map[string]bool{tc.lag: true}
 			f.st.uploads["held-30h"] = state.Upload{FileID: "held-30h", Owner: "inv-1", LeaseUntilMs: f.now.Add(time.Hour).UnixMilli()}
 			res := f.mustHandle(t, `{}`)
 			if res.Sweep == nil || res.Sweep.Stuck != tc.wantStuck {
