@@ -137,8 +137,7 @@ type DownloaderKnobs struct {
 	// final (upload aborted, state FAILED with the reason).
 	MaxReceiveCount int `env:"MAX_RECEIVE_COUNT" default:"5" min:"1"`
 
-	// Fixed settings (no variable).
-
+	// Fixed settings (no env tag: always the default tag).
 	// MaxURLRefreshes bounds the new URLs asked of /stream per file and
 	// invocation after 403s.
 	MaxURLRefreshes int `default:"8" min:"1"`
