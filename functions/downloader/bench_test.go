@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,22 +51,11 @@ const (
 	benchRegion = "us-east-1"
 )
 
-// versitygwBinary finds versitygw on PATH or in GOPATH/bin.
+// versitygwBinary finds versitygw on PATH, in $GOBIN or in $GOPATH/bin
+// ("" if none).
 func versitygwBinary() string {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			gopath = filepath.Join(home, "go")
-		}
-	}
-	p := filepath.Join(gopath, "bin", "versitygw")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return ""
+	p, _ := lambdarun.FindTool("versitygw", "")
+	return p
 }
 
 // startVersitygw runs versitygw on a free port over a temporary directory

@@ -78,20 +78,11 @@ type Sender interface {
 
 var _ Sender = (*queue.Sender)(nil)
 
-// Settings are the downloader's knobs: its configuration (validated) and
-// the settings below, which have no variable of their own.
+// Settings are the downloader's knobs, config.DownloaderKnobs: a loaded
+// config's (tests: config.Defaults[config.Downloader]()'s), and the
+// function's memory. New rejects a knob its tags do not allow.
 type Settings struct {
-	config.Downloader
-	// MaxURLRefreshes bounds the new URLs asked of /stream per file and
-	// invocation after 403s (default 8).
-	MaxURLRefreshes int
-	// MaxNoProgress: after this many consecutive invocations that completed
-	// no part, the file fails instead of continuing (default 3).
-	MaxNoProgress int
-	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
-	// continuation message) done after the work context ended (default 10s);
-	// it never runs past the invocation's deadline.
-	CleanupTimeout time.Duration
+	config.DownloaderKnobs
 	// MemoryMB is the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
 	// 0: unknown, not checked).
 	MemoryMB int
@@ -101,59 +92,16 @@ type Settings struct {
 // (runtime, SDK clients, HTTP buffers): the memory guard's allowance.
 const memoryOverhead = 64 * MiB
 
+// validate runs config.DownloaderKnobs' tag checks and those tags cannot
+// express: the retry delays' order and the memory guard.
 func (s *Settings) validate() error {
-	if s.DestBucket == "" {
-		return errors.New("config: DEST_BUCKET is required")
-	}
-	if s.PartSize != 0 && (s.PartSize < minPartSize || s.PartSize > maxPartSize) {
-		return fmt.Errorf("config: PART_SIZE=%d: must be between %d (5 MiB) and %d (5 GiB)", s.PartSize, minPartSize, maxPartSize)
-	}
-	if s.ParallelRanges < 1 {
-		return fmt.Errorf("config: PARALLEL_RANGES=%d: must be at least 1", s.ParallelRanges)
-	}
-	if s.MessageConcurrency < 1 {
-		s.MessageConcurrency = 1
-	}
-	if s.RangeAttempts < 1 {
-		s.RangeAttempts = 1
-	}
-	if s.RetryMaxDelay < s.RetryBaseDelay {
-		s.RetryMaxDelay = s.RetryBaseDelay
-	}
-	if s.MaxURLRefreshes <= 0 {
-		s.MaxURLRefreshes = 8
-	}
-	if s.MaxNoProgress <= 0 {
-		s.MaxNoProgress = 3
-	}
-	if s.CleanupTimeout <= 0 {
-		s.CleanupTimeout = 10 * time.Second
-	}
-	if s.DeferMaxDelay > queue.MaxDelay {
-		s.DeferMaxDelay = queue.MaxDelay
-	}
-	if err := s.checkPositive(); err != nil {
+	if err := config.Check(s.DownloaderKnobs); err != nil {
 		return err
 	}
+	if s.RetryMaxDelay < s.RetryBaseDelay {
+		return fmt.Errorf("config: RETRY_MAX_DELAY=%s is below RETRY_BASE_DELAY=%s", s.RetryMaxDelay, s.RetryBaseDelay)
+	}
 	return s.checkMemory()
-}
-
-// checkPositive rejects a zero knob whose default is config.Downloader's
-// tag (a loaded config never has one).
-func (s *Settings) checkPositive() error {
-	for _, k := range []struct {
-		name string
-		v    time.Duration
-	}{{"RANGE_READ_TIMEOUT", s.RangeReadTimeout}, {"CHECKPOINT_INTERVAL", s.CheckpointInterval},
-		{"DEFER_BASE_DELAY", s.DeferBaseDelay}, {"DEFER_MAX_DELAY", s.DeferMaxDelay}} {
-		if k.v <= 0 {
-			return fmt.Errorf("config: %s must be positive", k.name)
-		}
-	}
-	if s.MaxReceiveCount <= 0 {
-		return fmt.Errorf("config: %s must be positive", "MAX_RECEIVE_COUNT")
-	}
-	return nil
 }
 
 // checkMemory is the start-up memory guard: the part buffers (part size ×

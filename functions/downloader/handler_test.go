@@ -41,7 +41,7 @@ type rig struct {
 
 func testSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
-	s := Settings{Downloader: config.Defaults[config.Downloader]()}
+	s := Settings{DownloaderKnobs: config.Defaults[config.Downloader]().DownloaderKnobs}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour
@@ -748,7 +748,7 @@ func TestHandleEventMalformed(t *testing.T) {
 // TestLeaseLost: when a checkpoint finds the lease taken over, the upload
 // (now someone else's) is neither aborted nor deleted.
 func TestLeaseLost(t *testing.T) {
-	r := bigFileRig(t, func(s *Settings) { s.CheckpointInterval = 50 * time.Millisecond })
+	r := bigFileRig(t, func(s *Settings) { s.CheckpointInterval = time.Second }) // CHECKPOINT_INTERVAL's least
 	var once sync.Once
 	r.rdp.Delay = func(off int64) time.Duration {
 		if off >= 10*MiB {
@@ -757,7 +757,9 @@ func TestLeaseLost(t *testing.T) {
 				r.st.uploads["f1"].Owner = "usurper"
 				r.st.mu.Unlock()
 			})
-			return 200 * time.Millisecond
+		}
+		if off == 10*MiB {
+			return 1200 * time.Millisecond // the first checkpoint falls in part 3
 		}
 		return 0
 	}
@@ -774,10 +776,12 @@ func TestLeaseLost(t *testing.T) {
 	}
 }
 
-// TestNewChecksSettings: New applies no defaults of its own (they are
-// config.Downloader's tags): a zero knob is a start-up error naming its
-// variable. The memory guard: part size × (PARALLEL_RANGES + 1) + overhead
-// must fit the function's memory, or the error names the variables.
+// TestNewChecksSettings: New applies no defaults of its own and clamps
+// nothing (the defaults and bounds are config.DownloaderKnobs' tags): a knob
+// out of bounds is a start-up error naming its variable (a fixed setting:
+// its field). RETRY_MAX_DELAY below RETRY_BASE_DELAY names both. The memory
+// guard: part size × (PARALLEL_RANGES + 1) + overhead must fit the
+// function's memory, or the error names the variables.
 func TestNewChecksSettings(t *testing.T) {
 	memory := []string{"PART_SIZE", "PARALLEL_RANGES", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}
 	sizes := func(part int64, ranges, mb int) func(*Settings) {
@@ -788,6 +792,27 @@ func TestNewChecksSettings(t *testing.T) {
 		set   func(*Settings)
 		names []string // the variables the error names; none: New succeeds
 	}{
+		{"the test defaults", func(*Settings) {}, nil},
+		{"config's defaults", func(s *Settings) {
+			s.DownloaderKnobs = config.Defaults[config.Downloader]().DownloaderKnobs
+			s.DestBucket = "dest"
+		}, nil},
+		{"empty DEST_BUCKET", func(s *Settings) { s.DestBucket = "" }, []string{"DEST_BUCKET"}},
+		{"PART_SIZE unset: chosen", sizes(0, 4, 0), nil},
+		{"PART_SIZE at S3's minimum", sizes(minPartSize, 4, 0), nil},
+		{"PART_SIZE below S3's minimum", sizes(minPartSize-1, 4, 0), []string{"PART_SIZE"}},
+		{"PART_SIZE at S3's maximum", sizes(maxPartSize, 4, 0), nil},
+		{"PART_SIZE above S3's maximum", sizes(maxPartSize+1, 4, 0), []string{"PART_SIZE"}},
+		{"zero PARALLEL_RANGES", sizes(8*MiB, 0, 0), []string{"PARALLEL_RANGES"}},
+		{"zero MESSAGE_CONCURRENCY", func(s *Settings) { s.MessageConcurrency = 0 }, []string{"MESSAGE_CONCURRENCY"}},
+		{"zero RANGE_ATTEMPTS", func(s *Settings) { s.RangeAttempts = 0 }, []string{"RANGE_ATTEMPTS"}},
+		{"RETRY_MAX_DELAY below RETRY_BASE_DELAY", func(s *Settings) { s.RetryBaseDelay, s.RetryMaxDelay = time.Second, time.Second-1 }, []string{"RETRY_MAX_DELAY", "RETRY_BASE_DELAY"}},
+		{"RETRY_MAX_DELAY equal to RETRY_BASE_DELAY", func(s *Settings) { s.RetryBaseDelay, s.RetryMaxDelay = time.Second, time.Second }, nil},
+		{"DEFER_MAX_DELAY at SQS's maximum delay", func(s *Settings) { s.DeferMaxDelay = queue.MaxDelay }, nil},
+		{"DEFER_MAX_DELAY above SQS's maximum delay", func(s *Settings) { s.DeferMaxDelay = queue.MaxDelay + time.Second }, []string{"DEFER_MAX_DELAY"}},
+		{"zero MaxURLRefreshes", func(s *Settings) { s.MaxURLRefreshes = 0 }, []string{"MaxURLRefreshes"}},
+		{"zero MaxNoProgress", func(s *Settings) { s.MaxNoProgress = 0 }, []string{"MaxNoProgress"}},
+		{"zero CleanupTimeout", func(s *Settings) { s.CleanupTimeout = 0 }, []string{"CleanupTimeout"}},
 		{"zero RANGE_READ_TIMEOUT", func(s *Settings) { s.RangeReadTimeout = 0 }, []string{"RANGE_READ_TIMEOUT"}},
 		{"zero CHECKPOINT_INTERVAL", func(s *Settings) { s.CheckpointInterval = 0 }, []string{"CHECKPOINT_INTERVAL"}},
 		{"zero DEFER_BASE_DELAY", func(s *Settings) { s.DeferBaseDelay = 0 }, []string{"DEFER_BASE_DELAY"}},

@@ -5,16 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -76,10 +71,10 @@ func BenchmarkHugeFile(b *testing.B) {
 	}
 }
 
-// hugeEnv is benchEnv with counting proxies in front of moto and versitygw.
+// hugeEnv is benchEnv with request counters in front of moto and versitygw.
 type hugeEnv struct {
 	*benchEnv
-	aws, s3c *countingProxy
+	aws, s3c *pipeline.RequestCounter
 }
 
 func newHugeEnv(b *testing.B) *hugeEnv {
@@ -87,17 +82,23 @@ func newHugeEnv(b *testing.B) *hugeEnv {
 	// a 60 s invocation moves at most ~2.8 GiB whatever else the machine
 	// runs: 20 GiB take 8 or more invocations.
 	be := newBenchEnv(b, rdptest.Options{AccessTokenTTL: 2 * time.Hour, BandwidthPerConn: 16 << 20})
-	return &hugeEnv{benchEnv: be, aws: newCountingProxy(b, be.Moto.Endpoint), s3c: newCountingProxy(b, be.s3Endpoint)}
+	return &hugeEnv{benchEnv: be, aws: countRequests(b, be.Moto.Endpoint), s3c: countRequests(b, be.s3Endpoint)}
 }
 
-// countingProxy counts and times the AWS requests passing through it by
-// service and operation. Unlike pipeline's RequestCounter (made for moto,
-// which checks no signature) it keeps the Host header the request was
-// signed for, as versitygw checks signatures.
-type countingProxy struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	reqs map[string]*opStats
+// countRequests is a request counter for the bootstrap in front of target.
+// It keeps the Host header the requests were signed for, as versitygw
+// checks signatures.
+func countRequests(b *testing.B, target string) *pipeline.RequestCounter {
+	c, err := pipeline.NewRequestCounter(function)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	c.KeepHost(true)
+	if err := c.Point(target); err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
 
 // opStats is the count and the summed duration of one kind of request.
@@ -106,36 +107,14 @@ type opStats struct {
 	d time.Duration
 }
 
-func newCountingProxy(b *testing.B, target string) *countingProxy {
-	u, err := url.Parse(target)
-	if err != nil {
-		b.Fatal(err)
+// take returns c's requests by "service:Operation" and zeroes them.
+func take(c *pipeline.RequestCounter) map[string]*opStats {
+	counts, took := c.Counts(), c.Took()
+	c.Reset()
+	m := map[string]*opStats{}
+	for k, n := range counts {
+		m[k.Service+":"+k.Operation] = &opStats{n: n, d: took[k]}
 	}
-	c := &countingProxy{reqs: map[string]*opStats{}}
-	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u); r.Out.Host = r.In.Host }}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		service, op := pipeline.ClassifyAWSRequest(r)
-		start := time.Now()
-		rp.ServeHTTP(w, r)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		k := service + ":" + op
-		if c.reqs[k] == nil {
-			c.reqs[k] = &opStats{}
-		}
-		c.reqs[k].n++
-		c.reqs[k].d += time.Since(start)
-	}))
-	b.Cleanup(c.srv.Close)
-	return c
-}
-
-// take returns the requests by "service:Operation" and zeroes them.
-func (c *countingProxy) take() map[string]*opStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.reqs
-	c.reqs = map[string]*opStats{}
 	return m
 }
 
@@ -153,7 +132,7 @@ type invocationStats struct {
 // land downloads f through as many invocations as it takes and logs each.
 func (he *hugeEnv) land(b *testing.B, f rdptest.File) {
 	ctx := context.Background()
-	env := append(he.bootstrapEnv(), "AWS_ENDPOINT_URL="+he.aws.srv.URL, "AWS_ENDPOINT_URL_S3="+he.s3c.srv.URL,
+	env := append(he.bootstrapEnv(), "AWS_ENDPOINT_URL="+he.aws.URL(function), "AWS_ENDPOINT_URL_S3="+he.s3c.URL(function),
 		"AWS_SESSION_TOKEN=", "LOG_LEVEL=info", "GODEBUG=gctrace=1")
 	short := he.runner(b, time.Minute, env)
 	var final *lambdarun.Runner
@@ -209,8 +188,8 @@ func (he *hugeEnv) bytesLeft(b *testing.B, f rdptest.File) int64 {
 func (he *hugeEnv) invokeOnce(b *testing.B, r *lambdarun.Runner, f rdptest.File, body string) (invocationStats, string) {
 	ctx := context.Background()
 	st := invocationStats{chunkItems: he.chunkItems(b, f.ID)}
-	he.aws.take()
-	he.s3c.take()
+	he.aws.Reset()
+	he.s3c.Reset()
 	he.Sim.ResetCounters()
 	if pid := r.PID(); pid != 0 {
 		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) // reset VmHWM
@@ -230,8 +209,8 @@ func (he *hugeEnv) invokeOnce(b *testing.B, r *lambdarun.Runner, f rdptest.File,
 	if ns := first.Load(); ns > 0 {
 		st.firstByte = time.Duration(ns - start.UnixNano())
 	}
-	st.aws = he.aws.take()
-	maps.Copy(st.aws, he.s3c.take())
+	st.aws = take(he.aws)
+	maps.Copy(st.aws, take(he.s3c))
 	if up := st.aws["s3:UploadPart"]; up != nil {
 		st.uploadParts = up.n
 		delete(st.aws, "s3:UploadPart")

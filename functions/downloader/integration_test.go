@@ -64,7 +64,7 @@ func (e *dlEnv) writeToken(t testing.TB, slot, token string, gen int64) {
 
 func itSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
-	s := Settings{Downloader: config.Defaults[config.Downloader]()}
+	s := Settings{DownloaderKnobs: config.Defaults[config.Downloader]().DownloaderKnobs}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = itDest, itPrefix, 5*MiB, 4
 	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 4, time.Second, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = 20*time.Millisecond, 200*time.Millisecond, time.Second
@@ -81,7 +81,7 @@ func (e *dlEnv) handler(t testing.TB, mod func(*Settings)) (*Handler, *syncBuffe
 		mod(&s)
 	}
 	client := e.RDPClient(t, "",
-		withDownloadTransport(s.Downloader),
+		withDownloadTransport(s.DownloaderKnobs),
 		rdp.WithRetryPolicy(rdp.RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 2 * time.Second}))
 	logs, emf := &syncBuffer{}, &syncBuffer{}
 	h := newTestHandler(t, Deps{S3: e.s3, RDP: client, State: e.Table, Sender: &queue.Sender{SQS: e.SQS, QueueURL: e.queue}}, s, logs, emf)

@@ -36,7 +36,7 @@ func main() { lambdamain.Main(function, newHandler, s3Retryer) }
 // newHandler wires clients → New.
 func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	setMemoryLimit(env.Log)
-	client, err := env.TokenRDPClient(cfg.Reader, withDownloadTransport(*cfg))
+	client, err := env.TokenRDPClient(cfg.Reader, withDownloadTransport(cfg.DownloaderKnobs))
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func newHandler(env *lambdamain.Env, cfg *config.Downloader) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings := Settings{Downloader: *cfg}
+	settings := Settings{DownloaderKnobs: cfg.DownloaderKnobs}
 	settings.MemoryMB, _ = strconv.Atoi(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")) // unset: not checked
 	return New(Deps{
 		S3:      s3c,
@@ -74,7 +74,7 @@ func s3Retryer(awsCfg *aws.Config) {
 // withDownloadTransport gives the RDP client the presigned host's transport:
 // one connection per range in flight, and no overall timeout (stalls are
 // caught per range).
-func withDownloadTransport(cfg config.Downloader) rdp.Option {
+func withDownloadTransport(cfg config.DownloaderKnobs) rdp.Option {
 	conns := max(cfg.ParallelRanges, 1) * 2
 	return rdp.WithDownloadHTTPClient(&http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,

@@ -52,3 +52,45 @@ func TestLoadNonzero(t *testing.T) {
 		}
 	}
 }
+
+// TestFixedAndUnsetTags: a field with a default and no env tag always gets
+// its default (the environment cannot set it; EnvNames omits it) and its
+// errors name the field; a zero:"unset" field may be zero, other values
+// must be within its bounds.
+func TestFixedAndUnsetTags(t *testing.T) {
+	type knobs struct {
+		Fixed int   `default:"8" min:"1"`
+		Size  int64 `env:"SIZE" zero:"unset" min:"5" max:"10"`
+	}
+	if k := Defaults[knobs](); k != (knobs{Fixed: 8}) {
+		t.Errorf("Defaults = %+v, want Fixed 8, Size 0", k)
+	}
+	var k knobs
+	if err := LoadFrom(env(map[string]string{"Fixed": "3", "SIZE": "0"}), &k); err != nil || k != (knobs{Fixed: 8}) {
+		t.Errorf("Load = %+v, %v; want Fixed 8 (not from the environment), Size 0", k, err)
+	}
+	if names := EnvNames(knobs{}); len(names) != 1 || names[0] != "SIZE" {
+		t.Errorf("EnvNames = %v, want [SIZE]", names)
+	}
+	for _, size := range []string{"4", "11"} {
+		if err := LoadFrom(env(map[string]string{"SIZE": size}), &k); err == nil || !strings.Contains(err.Error(), `SIZE="`+size+`"`) {
+			t.Errorf("SIZE=%s: Load = %v, want an error naming it", size, err)
+		}
+	}
+	for _, tc := range []struct {
+		k    knobs
+		want string // "" accepted, else what the error names
+	}{
+		{knobs{Fixed: 1}, ""},
+		{knobs{Fixed: 1, Size: 5}, ""},
+		{knobs{Fixed: 1, Size: 10}, ""},
+		{knobs{Fixed: 0}, "Fixed=0: must be at least 1"},
+		{knobs{Fixed: 1, Size: 4}, "SIZE=4: must be at least 5"},
+		{knobs{Fixed: 1, Size: 11}, "SIZE=11: must be at most 10"},
+	} {
+		err := Check(tc.k)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Check(%+v) = %v, want %q", tc.k, err, tc.want)
+		}
+	}
+}

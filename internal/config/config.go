@@ -1,14 +1,17 @@
 // Package config loads function configuration from environment variables.
 //
 // Each field of a config struct carries an `env:"NAME"` tag and optionally
-// `default:"value"`, `required:"true"`, `nonzero:"true"`, `min:"n"` and
-// `max:"n"`. Supported field types are string, []string (comma-separated,
+// `default:"value"`, `required:"true"`, `nonzero:"true"`, `min:"n"`,
+// `max:"n"` and `zero:"unset"` (zero means unset: the bounds apply to other
+// values). A field with a default but no env tag is a fixed setting: it
+// always gets its default, and errors name the field. Supported field types are string, []string (comma-separated,
 // blanks dropped), int, bool and time.Duration (Go duration strings such
 // as "90s"). A bad value is an error naming the variable, so a
 // misconfigured function fails at start-up, not mid-run.
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"reflect"
@@ -60,11 +63,14 @@ func load(getenv Getenv, v reflect.Value, required bool) error {
 			}
 			continue
 		}
-		name := f.Tag.Get("env")
+		name, fixed := fieldName(f)
 		if name == "" {
 			continue
 		}
-		raw, ok := getenv(name)
+		raw, ok := "", false
+		if !fixed {
+			raw, ok = getenv(name)
+		}
 		raw = strings.TrimSpace(raw)
 		if !ok || raw == "" {
 			if required && f.Tag.Get("required") == "true" {
@@ -84,6 +90,18 @@ func load(getenv Getenv, v reflect.Value, required bool) error {
 		}
 	}
 	return nil
+}
+
+// fieldName is the name a field's errors give: its variable, or for a fixed
+// setting (a default, no env tag) the field's name; "" for neither.
+func fieldName(f reflect.StructField) (name string, fixed bool) {
+	if name := f.Tag.Get("env"); name != "" {
+		return name, false
+	}
+	if _, ok := f.Tag.Lookup("default"); ok {
+		return f.Name, true
+	}
+	return "", false
 }
 
 // Check applies the nonzero, min and max tags of v (a config struct, or
@@ -110,17 +128,20 @@ func check(v reflect.Value) error {
 			}
 			continue
 		}
-		if name := f.Tag.Get("env"); name != "" {
-			if err := checkBounds(f.Tag, fv); err != nil {
-				return fmt.Errorf("config: %s=%v: %w", name, fv.Interface(), err)
-			}
+		name := cmp.Or(f.Tag.Get("env"), f.Name)
+		if err := checkBounds(f.Tag, fv); err != nil {
+			return fmt.Errorf("config: %s=%v: %w", name, fv.Interface(), err)
 		}
 	}
 	return nil
 }
 
-// checkBounds applies a field's nonzero, max and min tags.
+// checkBounds applies a field's nonzero, max and min tags (none to a zero
+// value tagged zero:"unset").
 func checkBounds(tag reflect.StructTag, fv reflect.Value) error {
+	if tag.Get("zero") == "unset" && fv.IsZero() {
+		return nil
+	}
 	if tag.Get("nonzero") == "true" && fv.IsZero() {
 		return fmt.Errorf("must not be zero")
 	}

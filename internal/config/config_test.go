@@ -96,7 +96,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Defaults[Refresher]() filled a required field without a default: %+v", r)
 	}
 	d := Defaults[Downloader]()
-	if d.TokenSkew != 30*time.Second || d.DeferMaxDelay != 15*time.Minute || d.PartSize != 0 || d.MaxReceiveCount != 5 {
+	if d.TokenSkew != 30*time.Second || d.DeferMaxDelay != 15*time.Minute || d.PartSize != 0 || d.MaxReceiveCount != 5 || d.MaxURLRefreshes != 8 || d.CleanupTimeout != 10*time.Second {
 		t.Errorf("Defaults[Downloader]() = %+v, want the tag defaults (embedded structs included)", d)
 	}
 	// The defaults are exactly what Load gives an environment holding only the required variables.

@@ -90,11 +90,17 @@ type PollerKnobs struct {
 // Downloader configures functions/downloader.
 type Downloader struct {
 	Worker
-	DestBucket string `env:"DEST_BUCKET" required:"true"`
+	DownloaderKnobs
+}
+
+// DownloaderKnobs are the downloader's own settings (its Settings embed
+// them).
+type DownloaderKnobs struct {
+	DestBucket string `env:"DEST_BUCKET" required:"true" nonzero:"true"`
 	DestPrefix string `env:"DEST_PREFIX"`
 	// PartSize overrides the multipart part size in bytes (S3: 5 MiB–5 GiB);
 	// 0 chooses it from the file size (≥ 8 MiB, ≤ 10,000 parts).
-	PartSize int64 `env:"PART_SIZE" min:"5242880"`
+	PartSize int64 `env:"PART_SIZE" zero:"unset" min:"5242880" max:"5368709120"`
 	// SinglePutMax: a file up to this size whose ranges fit the
 	// PARALLEL_RANGES buffers is fetched in parallel ranges into them and
 	// stored with one PutObject instead of a multipart upload (its first
@@ -115,14 +121,14 @@ type Downloader struct {
 	// RangeAttempts bounds the attempts of one range (faults, 5xx, throttling).
 	RangeAttempts int `env:"RANGE_ATTEMPTS" default:"6" min:"1"`
 	// RetryBaseDelay and RetryMaxDelay shape the jittered exponential backoff
-	// between attempts of a range.
+	// between attempts of a range (RETRY_MAX_DELAY ≥ RETRY_BASE_DELAY).
 	RetryBaseDelay time.Duration `env:"RETRY_BASE_DELAY" default:"500ms"`
 	RetryMaxDelay  time.Duration `env:"RETRY_MAX_DELAY" default:"20s"`
 	// DeferBaseDelay and DeferMaxDelay: during an RDP outage (no usable token,
 	// 429/5xx) the work is re-enqueued with a jittered delay of
 	// DEFER_BASE_DELAY × 2^deferrals, at most DEFER_MAX_DELAY (≤ 15m, SQS's limit).
-	DeferBaseDelay time.Duration `env:"DEFER_BASE_DELAY" default:"30s"`
-	DeferMaxDelay  time.Duration `env:"DEFER_MAX_DELAY" default:"15m"`
+	DeferBaseDelay time.Duration `env:"DEFER_BASE_DELAY" default:"30s" nonzero:"true"`
+	DeferMaxDelay  time.Duration `env:"DEFER_MAX_DELAY" default:"15m" nonzero:"true" max:"15m"`
 	// CheckpointInterval: how often a running multipart upload saves its
 	// progress (so a crash loses at most this much work).
 	CheckpointInterval time.Duration `env:"CHECKPOINT_INTERVAL" default:"30s" min:"1s"`
@@ -130,6 +136,18 @@ type Downloader struct {
 	// the receive that is the last before the DLQ, any failure of a file is
 	// final (upload aborted, state FAILED with the reason).
 	MaxReceiveCount int `env:"MAX_RECEIVE_COUNT" default:"5" min:"1"`
+
+	// Fixed settings (no env tag: always the default tag).
+	// MaxURLRefreshes bounds the new URLs asked of /stream per file and
+	// invocation after 403s.
+	MaxURLRefreshes int `default:"8" min:"1"`
+	// MaxNoProgress: after this many consecutive invocations that completed
+	// no part, the file fails instead of continuing.
+	MaxNoProgress int `default:"3" min:"1"`
+	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
+	// continuation message) done after the work context ended; it never
+	// runs past the invocation's deadline.
+	CleanupTimeout time.Duration `default:"10s" nonzero:"true"`
 }
 
 // NotificationReader configures functions/notification-reader (push

@@ -38,13 +38,23 @@ const (
 )
 
 // FindEmulator returns the aws-lambda-rie executable: $CFSYNC_LAMBDA_RIE,
-// else aws-lambda-rie on PATH, else in $GOBIN or $(go env GOPATH)/bin, where
-// `make tools` installs it.
+// else as FindTool finds it (`make tools` installs it).
 func FindEmulator() (string, error) {
-	if p := os.Getenv(EmulatorEnv); p != "" {
+	p, err := FindTool(emulatorName, EmulatorEnv)
+	if err != nil {
+		return "", fmt.Errorf("%w: run `make tools`", err)
+	}
+	return p, nil
+}
+
+// FindTool returns the executable name: $envVar when envVar names a set
+// variable, else name on PATH, else in $GOBIN or $(go env GOPATH)/bin,
+// where `go install` puts it.
+func FindTool(name, envVar string) (string, error) {
+	if p := os.Getenv(envVar); envVar != "" && p != "" {
 		return p, nil
 	}
-	if p, err := exec.LookPath(emulatorName); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
 	gopath := os.Getenv("GOPATH")
@@ -58,12 +68,15 @@ func FindEmulator() (string, error) {
 		dirs = append(dirs, filepath.Join(dir, "bin"))
 	}
 	for _, dir := range dirs {
-		p := filepath.Join(dir, emulatorName)
+		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); dir != "" && err == nil && !st.IsDir() {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s not found on PATH, in $GOPATH/bin or in $%s: run `make tools`", emulatorName, EmulatorEnv)
+	if envVar != "" {
+		return "", fmt.Errorf("%s not found on PATH, in $GOBIN, in $GOPATH/bin or in $%s", name, envVar)
+	}
+	return "", fmt.Errorf("%s not found on PATH, in $GOBIN or in $GOPATH/bin", name)
 }
 
 // emulator is one aws-lambda-rie process serving one function.

@@ -662,4 +662,20 @@ func TestFindEmulator(t *testing.T) {
 			t.Errorf("Start: %v, want the emulator named", err)
 		}
 	})
+	t.Run("another tool, no variable, in GOBIN", func(t *testing.T) {
+		gobin := t.TempDir()
+		bin := filepath.Join(gobin, "sometool")
+		if err := os.WriteFile(bin, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("PATH", t.TempDir())
+		t.Setenv("GOBIN", gobin)
+		t.Setenv("GOPATH", t.TempDir())
+		if got, err := FindTool("sometool", ""); err != nil || got != bin {
+			t.Errorf("FindTool = %q, %v; want %s", got, err, bin)
+		}
+		if _, err := FindTool("othertool", ""); err == nil || !strings.Contains(err.Error(), "othertool not found") {
+			t.Errorf("FindTool(othertool) err = %v, want one naming it", err)
+		}
+	})
 }

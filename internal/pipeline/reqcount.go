@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // RequestCounter is an HTTP proxy in front of moto_server that counts every
@@ -30,8 +31,12 @@ type RequestCounter struct {
 	// parallel, when set, lets DynamoDB requests through at once (benchmarks
 	// in which no two callers ever write one item).
 	parallel atomic.Bool
+	// keepHost, when set, forwards the Host header a request was signed
+	// for (targets that check signatures, unlike moto: versitygw).
+	keepHost atomic.Bool
 	mu       sync.Mutex
 	counts   map[RequestKey]int
+	took     map[RequestKey]time.Duration
 	servers  map[string]*http.Server
 	urls     map[string]string
 }
@@ -48,8 +53,13 @@ func (k RequestKey) String() string { return k.Caller + " " + k.Service + ":" + 
 // NewRequestCounter listens on one loopback port per caller. Requests are
 // refused with 503 until Point gives the target.
 func NewRequestCounter(callers ...string) (*RequestCounter, error) {
-	c := &RequestCounter{counts: map[RequestKey]int{}, servers: map[string]*http.Server{}, urls: map[string]string{}}
-	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(c.target.Load()) }}
+	c := &RequestCounter{counts: map[RequestKey]int{}, took: map[RequestKey]time.Duration{}, servers: map[string]*http.Server{}, urls: map[string]string{}}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(c.target.Load())
+		if c.keepHost.Load() {
+			r.Out.Host = r.In.Host
+		}
+	}}
 	for _, caller := range callers {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -71,14 +81,19 @@ func (c *RequestCounter) handler(caller string, rp http.Handler) http.Handler {
 			return
 		}
 		service, op := ClassifyAWSRequest(r)
+		key := RequestKey{caller, service, op}
 		c.mu.Lock()
-		c.counts[RequestKey{caller, service, op}]++
+		c.counts[key]++
 		c.mu.Unlock()
 		if service == "dynamodb" && !c.parallel.Load() {
 			c.serial.Lock()
 			defer c.serial.Unlock()
 		}
+		start := time.Now()
 		rp.ServeHTTP(w, r)
+		c.mu.Lock()
+		c.took[key] += time.Since(start)
+		c.mu.Unlock()
 	})
 }
 
@@ -97,6 +112,10 @@ func (c *RequestCounter) Point(endpoint string) error {
 // one item's condition.
 func (c *RequestCounter) SerializeDynamoDB(on bool) { c.parallel.Store(!on) }
 
+// KeepHost sets whether requests reach the target with the Host header
+// they were signed for (off by default: moto checks no signature).
+func (c *RequestCounter) KeepHost(on bool) { c.keepHost.Store(on) }
+
 // URL is the endpoint a caller uses ("" for a caller not given to New).
 func (c *RequestCounter) URL(caller string) string { return c.urls[caller] }
 
@@ -107,11 +126,20 @@ func (c *RequestCounter) Counts() map[RequestKey]int {
 	return maps.Clone(c.counts)
 }
 
-// Reset zeroes the counts.
+// Took returns a copy of the time the target took to answer each kind of
+// request so far, summed.
+func (c *RequestCounter) Took() map[RequestKey]time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.took)
+}
+
+// Reset zeroes the counts and times.
 func (c *RequestCounter) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.counts)
+	clear(c.took)
 }
 
 // Close stops the listeners.

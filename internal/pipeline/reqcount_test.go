@@ -172,3 +172,39 @@ func TestRequestCounterSerializesDynamoDB(t *testing.T) {
 		t.Errorf("S3: at most %d requests at once, want them concurrent", m)
 	}
 }
+
+// TestRequestCounterKeepHost: by default the target sees its own Host;
+// with KeepHost the one the request was signed for. Took sums the time the
+// target took per kind of request.
+func TestRequestCounterKeepHost(t *testing.T) {
+	hosts := make(chan string, 2)
+	c := countInFrontOf(t, func(w http.ResponseWriter, r *http.Request) {
+		hosts <- r.Host
+		time.Sleep(20 * time.Millisecond)
+	}, "downloader")
+	for _, keep := range []bool{false, true} {
+		c.KeepHost(keep)
+		req, err := http.NewRequest(http.MethodHead, c.URL("downloader")+"/b/k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "signed.example"
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261205/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := <-hosts; (got == "signed.example") != keep {
+			t.Errorf("KeepHost(%v): the target saw Host %q", keep, got)
+		}
+	}
+	key := RequestKey{"downloader", "s3", "HeadObject"}
+	if n, d := c.Counts()[key], c.Took()[key]; n != 2 || d < 40*time.Millisecond {
+		t.Errorf("%s: counted %d taking %s, want 2 taking ≥ 40ms", key, n, d)
+	}
+	c.Reset()
+	if n := len(c.Took()); n != 0 {
+		t.Errorf("after Reset: %d kinds timed", n)
+	}
+}
