@@ -18,6 +18,7 @@ import (
 	"github.com/cfsync/cfsync/internal/backoff"
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/lambdaerr"
+	"github.com/cfsync/cfsync/internal/lambdamain"
 	"github.com/cfsync/cfsync/internal/logx"
 	"github.com/cfsync/cfsync/internal/metrics"
 	"github.com/cfsync/cfsync/internal/queue"
@@ -198,7 +199,8 @@ func New(d Deps, s Settings) (*Handler, error) {
 // maxReceiveCount, to the DLQ). A transient failure keeps the file's upload
 // for the redelivery, except on the last receive (see lastReceive).
 func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEventResponse, error) {
-	log := logx.WithRequest(ctx, h.log)
+	log, end := lambdamain.StartInvocation(ctx, h.log, h.metrics)
+	defer end()
 	type failure struct {
 		idx int
 		id  string
@@ -227,9 +229,6 @@ func (h *Handler) Handle(ctx context.Context, evt events.SQSEvent) (events.SQSEv
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for _, f := range failures {
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: f.id})
-	}
-	if err := h.metrics.Flush(); err != nil {
-		log.Warn("flush metrics", "error", err)
 	}
 	return resp, nil
 }
