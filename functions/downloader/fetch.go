@@ -63,11 +63,6 @@ func (e *sizeMismatchError) Error() string {
 // than the first one (another ETag, or 412 to If-Match).
 var errSourceChanged = errors.New("the source object changed during the download")
 
-// expiredCredentialCodes are the S3 error codes of a presigned URL whose
-// temporary credentials ended (S3 answers them with 400, not 403): the URL
-// is dead, /stream gives a new one.
-var expiredCredentialCodes = map[string]bool{"ExpiredToken": true, "TokenRefreshRequired": true, "InvalidToken": true}
-
 // etagPin is the source object's ETag a file's ranges must all share.
 type etagPin struct {
 	mu   sync.Mutex
@@ -108,9 +103,7 @@ func classify(err error) decision {
 		return decision{actFail, "size-mismatch"}
 	case errors.Is(err, errSourceChanged), errors.Is(err, rdp.ErrSourceChanged):
 		return decision{actFail, "source-changed"}
-	case errors.Is(err, rdp.ErrURLExpired):
-		return decision{actRefreshURL, kindURLExpired}
-	case errors.As(err, &pe) && pe.StatusCode == http.StatusBadRequest && expiredCredentialCodes[pe.Code]:
+	case errors.Is(err, rdp.ErrURLExpired): // 403, and 400 ExpiredToken and the like (rdp.PresignedError.Is)
 		return decision{actRefreshURL, kindURLExpired}
 	case errors.Is(err, rdp.ErrNotFound):
 		return decision{actFail, "gone"}
