@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 // Progress is a snapshot of the pipeline's state, read from the state table
@@ -94,18 +95,13 @@ func (p *Pipeline) queueDepth(ctx context.Context, url string) (visible, inFligh
 // WaitFor polls Progress every interval until done returns true, ctx ends
 // (its error is returned with the last snapshot) or a read fails.
 func (p *Pipeline) WaitFor(ctx context.Context, interval time.Duration, done func(Progress) bool) (Progress, error) {
-	for {
-		pr, err := p.Progress(ctx)
-		if err == nil && done(pr) {
-			return pr, nil
-		}
-		if err != nil && ctx.Err() == nil {
-			return pr, err
-		}
-		select {
-		case <-ctx.Done():
-			return pr, ctx.Err()
-		case <-time.After(interval):
-		}
+	var pr Progress
+	var err error
+	if werr := testenv.Poll(ctx, interval, func() bool {
+		pr, err = p.Progress(ctx)
+		return err == nil && done(pr) || err != nil && ctx.Err() == nil
+	}); werr != nil {
+		return pr, werr
 	}
+	return pr, err
 }
