@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -67,12 +65,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Fast knobs for the tests (the defaults are minutes; the simulator's tokens
 // live 60 s here). Each is a tuning variable the functions document.
 var (
@@ -123,7 +115,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	sim := rdptest.NewServer(o.sim)
 	t.Cleanup(sim.Close)
-	u := pipeline.AddSimUser(sim, "e2e-"+randomHex(4)+"@example.com")
+	u := pipeline.AddSimUser(sim, "e2e-"+rdptest.RandomHex(4)+"@example.com")
 	e := &env{t: t, sim: sim, user: u.Username, password: u.Password, appKey: u.AppKey, subs: o.subs}
 	if o.seed != nil {
 		o.seed(sim)
