@@ -157,16 +157,21 @@ func TestHappyPath(t *testing.T) {
 // newestGeneration reads the ring's highest generation.
 func (e *env) newestGeneration() int64 {
 	e.t.Helper()
-	ring := &tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}
-	vals, err := ring.Read(context.Background())
+	latest, ok, err := e.ringGeneration()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	latest, ok := tokenring.Latest(vals)
 	if !ok {
 		e.t.Fatal("the ring holds no token")
 	}
-	return latest.Slot.Generation
+	return latest
+}
+
+// ringGeneration reads the ring's highest generation (ok false: no token).
+func (e *env) ringGeneration() (latest int64, ok bool, err error) {
+	vals, err := (&tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}).Read(context.Background())
+	slot, ok := tokenring.Latest(vals)
+	return slot.Slot.Generation, ok, err
 }
 
 // checkSlotWriteInterval checks docs/design.md#slot-write-interval on every slot's version history.

@@ -104,6 +104,8 @@ type env struct {
 	subs     []string
 	// extra holds more text the leak scan covers (invocation results).
 	extra []string
+	// diagnose, when set, adds to the failure message of a wait.
+	diagnose func() string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -214,17 +216,32 @@ func (e *env) waitToken() {
 	}
 }
 
-// waitLanded waits until every file of want is DONE (or FAILED) and the
-// download queue is drained.
+// waitLanded waits until want files are DONE (or FAILED) and the download
+// queue is drained.
 func (e *env) waitLanded(want int, timeout time.Duration) pipeline.Progress {
+	e.t.Helper()
+	return e.waitProgress(fmt.Sprintf("%d files", want), timeout, func(pr pipeline.Progress) bool { return drained(pr, want) })
+}
+
+// drained reports whether want files are DONE (or FAILED) and the download
+// queue is empty in pr.
+func drained(pr pipeline.Progress, want int) bool {
+	return pr.Done()+pr.Failed() >= want && pr.Queued == 0 && pr.InFlight == 0
+}
+
+// waitProgress waits until done accepts a snapshot of the pipeline and
+// returns it; after timeout it fails the test, naming what it waited for.
+func (e *env) waitProgress(what string, timeout time.Duration, done func(pipeline.Progress) bool) pipeline.Progress {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, func(pr pipeline.Progress) bool {
-		return pr.Done()+pr.Failed() >= want && pr.Queued == 0 && pr.InFlight == 0
-	})
+	pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, done)
 	if err != nil {
-		e.t.Fatalf("waiting for %d files: %v; progress: %s", want, err, describe(pr))
+		more := ""
+		if e.diagnose != nil {
+			more = "; " + e.diagnose()
+		}
+		e.t.Fatalf("waiting for %s: %v; progress: %s%s", what, err, describe(pr), more)
 	}
 	return pr
 }

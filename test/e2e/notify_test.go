@@ -95,6 +95,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 		extraEnv: map[string][]string{pipeline.Refresher: append(notifyVars, "QUEUE_CREDENTIALS_REFRESH=1m")},
 	})
 	e := ne.env
+	e.diagnose = func() string { return fmt.Sprintf("reader results %v", tail(ne.readerResults(), 5)) }
 	// The subscription's queue (LSEG's, in its own account) lives in moto's SQS.
 	e.sim.EnableNotifications(pipeline.NotificationQueues(e.p.SQS), 10*time.Minute)
 	ctx := context.Background()
@@ -194,25 +195,14 @@ func (ne *notifyEnv) publish(name string, n int) (rdptest.FileSet, time.Time) {
 }
 
 // waitDone waits until every file of fs is DONE and returns when the last landed.
-func (ne *notifyEnv) waitDone(t *testing.T, fs rdptest.FileSet, timeout time.Duration) time.Time {
-	t.Helper()
+func (ne *notifyEnv) waitDone(fs rdptest.FileSet, timeout time.Duration) time.Time {
+	ne.t.Helper()
 	var last time.Time
-	done := 0
-	if !testenv.WaitUntil(timeout, 100*time.Millisecond, func() bool {
-		last, done = time.Time{}, 0
-		for _, f := range fs.Files {
-			it, err := ne.p.State.GetFile(context.Background(), f.ID)
-			if err == nil && it.Status == state.StatusDone {
-				done++
-				if it.DoneAt.After(last) {
-					last = it.DoneAt
-				}
-			}
-		}
-		return done == len(fs.Files)
-	}) {
-		t.Fatalf("file-set %s: %d of %d files DONE after %s; reader results %v", fs.Name, done, len(fs.Files), timeout, tail(ne.readerResults(), 5))
-	}
+	ne.waitProgress("file-set "+fs.Name+" DONE", timeout, func(pr pipeline.Progress) bool {
+		var ok bool
+		last, ok = pr.LandedAt(fs)
+		return ok
+	})
 	return last
 }
 
@@ -269,7 +259,7 @@ func TestNotifications(t *testing.T) {
 	var lat []time.Duration
 	for i := range 8 {
 		fs, at := ne.publish(fmt.Sprintf("ESG-Live-%02d", i), 2)
-		landed := ne.waitDone(t, fs, 60*time.Second)
+		landed := ne.waitDone(fs, 60*time.Second)
 		lat = append(lat, landed.Sub(at))
 	}
 	p50, p95 := pipeline.Percentile(lat, 50), pipeline.Percentile(lat, 95)
@@ -282,8 +272,8 @@ func TestNotifications(t *testing.T) {
 	ne.sim.SetNotificationFaults(rdptest.NotificationFaults{Duplicate: 2, Undecryptable: 1})
 	dupA, _ := ne.publish("ESG-Dup-A", 2)
 	dupB, _ := ne.publish("ESG-Dup-B", 1)
-	ne.waitDone(t, dupA, 60*time.Second)
-	ne.waitDone(t, dupB, 60*time.Second)
+	ne.waitDone(dupA, 60*time.Second)
+	ne.waitDone(dupB, 60*time.Second)
 
 	// 3. A lost notification: nothing lands until the reconciliation.
 	ne.sim.SetNotificationFaults(rdptest.NotificationFaults{Lose: 1})
@@ -295,14 +285,14 @@ func TestNotifications(t *testing.T) {
 	if res := ne.invoke(pipeline.Poller, `{}`); res.Err != nil {
 		t.Fatalf("poller: %v %s", res.Err, res.Payload)
 	}
-	ne.waitDone(t, lost, 60*time.Second)
+	ne.waitDone(lost, 60*time.Second)
 
 	// 4. Expired queue credentials: reported, renewed by the refresher, the
 	// message waiting in the queue meanwhile is landed.
 	before := ne.waitCredentials(t)
 	ne.sim.ExpireCloudCredentials()
 	exp, _ := ne.publish("ESG-After-Expiry", 1)
-	ne.waitDone(t, exp, 90*time.Second)
+	ne.waitDone(exp, 90*time.Second)
 	// A long poll already in flight may deliver the message before AWS rejects
 	// the credentials (its delete then fails): the renewal can come after the
 	// file landed, so wait for it.
