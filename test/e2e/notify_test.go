@@ -103,15 +103,12 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 
 	// The operator's subscribe step (cmd/cfsync notifications subscribe does
 	// the same with the ring's token).
-	c, err := rdp.NewClient(rdp.WithBaseURL(e.sim.URL()), rdp.WithHTTPClient(&http.Client{Transport: bearerTransport(e.sim.IssueServiceToken("e2e-operator"))}))
-	if err != nil {
+	var subJSON string
+	var err error
+	if ne.sub, subJSON, err = pipeline.SubscribeSim(ctx, e.sim, "bulk-ESG", pkgESG, "e2e-operator"); err != nil {
 		t.Fatal(err)
 	}
-	if ne.sub, err = c.Subscribe(ctx, rdp.ReadyQuery("bulk-ESG", pkgESG)); err != nil {
-		t.Fatal(err)
-	}
-	subJSON, _ := json.Marshal(notify.Subscription{SubscriptionID: ne.sub.ID, Endpoint: ne.sub.Endpoint, CryptographyKey: ne.sub.CryptographyKey})
-	for id, v := range map[string]string{ne.subSecret: string(subJSON), ne.credsSecret: "{}"} {
+	for id, v := range map[string]string{ne.subSecret: subJSON, ne.credsSecret: "{}"} {
 		if _, err := e.p.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(v)}); err != nil {
 			t.Fatal(err)
 		}
@@ -123,14 +120,6 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	ne.rdpProxy = newPathRecorder(t, e.sim.URL())
 	ne.startReader(t, notifyVars)
 	return ne
-}
-
-type bearerTransport string
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+string(b))
-	return http.DefaultTransport.RoundTrip(r)
 }
 
 // startReader builds the reader and runs it every 500 ms (each run polls
