@@ -55,10 +55,10 @@ func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
 	if err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
-	if pr.Queued, pr.InFlight, err = p.queueDepth(ctx, p.Res.QueueURL); err != nil {
+	if pr.Queued, pr.InFlight, err = queueDepth(ctx, p.SQS, p.Res.QueueURL); err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
-	if pr.DLQ, _, err = p.queueDepth(ctx, p.Res.DLQURL); err != nil {
+	if pr.DLQ, _, err = queueDepth(ctx, p.SQS, p.Res.DLQURL); err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
 	if p.Events != nil {
@@ -76,8 +76,9 @@ func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
 	return pr, nil
 }
 
-func (p *Pipeline) queueDepth(ctx context.Context, url string) (visible, inFlight int, err error) {
-	out, err := p.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+// queueDepth reads the visible and in-flight messages of the queue at url.
+func queueDepth(ctx context.Context, c *sqs.Client, url string) (visible, inFlight int, err error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: &url,
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages,
