@@ -189,21 +189,21 @@ func (e *env) refresherRun(rc *pipeline.RequestCounter) (cost.Scenario, string) 
 // own write left) and the run after that (ring fresh, steady state).
 func (e *env) measureRefresher(rc *pipeline.RequestCounter, m *cost.Measured) {
 	e.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	if !testenv.WaitUntil(2*time.Minute, 2*time.Second, func() bool {
 		w, out := e.refresherRun(rc)
 		if out != "refreshed" {
-			time.Sleep(2 * time.Second)
-			continue
+			return false
 		}
 		first, out1 := e.refresherRun(rc)
 		steady, out2 := e.refresherRun(rc)
-		if out1 == "fresh" && out2 == "fresh" {
-			m.RefresherWrite, m.RefresherFirstIdle, m.RefresherIdle = w, first, steady
-			return
+		if out1 != "fresh" || out2 != "fresh" {
+			return false
 		}
+		m.RefresherWrite, m.RefresherFirstIdle, m.RefresherIdle = w, first, steady
+		return true
+	}) {
+		e.t.Fatal("no refresher write followed by two fresh runs within 2 minutes")
 	}
-	e.t.Fatal("no refresher write followed by two fresh runs within 2 minutes")
 }
 
 // pollOnce invokes the poller as its schedule does.
@@ -391,15 +391,13 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	if err := rc.Point(p.Endpoint); err != nil {
 		b.Fatal(err)
 	}
-	for range 10 {
+	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
 		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
-		if err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			return &benchEnv{rc: rc, p: p, sim: sim}
-		}
-		time.Sleep(time.Second)
+		return err == nil && strings.Contains(string(res.Payload), `"generation"`)
+	}) {
+		b.Fatal("no token in the ring")
 	}
-	b.Fatal("no token in the ring")
-	return nil
+	return &benchEnv{rc: rc, p: p, sim: sim}
 }
 
 // BenchmarkResume measures what a continuation costs: one large file whose
