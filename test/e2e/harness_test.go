@@ -203,16 +203,26 @@ func (e *env) invoke(fn, payload string) lambdarun.Result {
 	return res
 }
 
-// waitToken invokes the refresher until the ring holds a token (the first
-// write waits for SECRET_MIN_WRITE_INTERVAL after the stack created the slots).
+// waitToken invokes the refresher until the ring holds a token (see
+// [waitRefresherToken]); the results join the leak scan.
 func (e *env) waitToken() {
 	e.t.Helper()
+	waitRefresherToken(e.t, func() (lambdarun.Result, error) { return e.invoke(pipeline.Refresher, `{}`), nil })
+}
+
+// waitRefresherToken calls invoke (an invocation of the refresher) every
+// second until one writes a token (the first write waits for
+// SECRET_MIN_WRITE_INTERVAL after the stack created the slots); it fails tb
+// after 30 s.
+func waitRefresherToken(tb testing.TB, invoke func() (lambdarun.Result, error)) {
+	tb.Helper()
 	var res lambdarun.Result
+	var err error
 	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
-		res = e.invoke(pipeline.Refresher, `{}`)
-		return res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+		res, err = invoke()
+		return err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
 	}) {
-		e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
+		tb.Fatalf("no token in the ring after 30s; last refresher result: %s %v", res.Payload, err)
 	}
 }
 

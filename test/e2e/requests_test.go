@@ -18,6 +18,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/cost"
+	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -391,12 +392,7 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	if err := rc.Point(p.Endpoint); err != nil {
 		b.Fatal(err)
 	}
-	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
-		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
-		return err == nil && strings.Contains(string(res.Payload), `"generation"`)
-	}) {
-		b.Fatal("no token in the ring")
-	}
+	waitRefresherToken(b, func() (lambdarun.Result, error) { return p.Invoke(ctx, pipeline.Refresher, []byte(`{}`)) })
 	return &benchEnv{rc: rc, p: p, sim: sim}
 }
 
