@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -176,14 +174,6 @@ type startLine struct {
 	Note      string            `json:"note,omitempty"`
 }
 
-func genSecret(prefix string) string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return prefix + hex.EncodeToString(b)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
@@ -192,7 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	generated := map[string]string{}
 	gen := func(dst *string, key, prefix string) {
 		if *dst == "" {
-			*dst = genSecret(prefix)
+			*dst = prefix + rdptest.RandomHex(16)
 			generated[key] = *dst
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,25 +222,21 @@ func TestEventSource(t *testing.T) {
 				BatchSize: 10, Concurrency: 2, VisibilityTimeout: time.Second, WaitTime: time.Second,
 			}
 			runCtx, cancel := context.WithCancel(ctx)
-			var done atomic.Bool
-			go func() { _ = es.Run(runCtx); done.Store(true) }()
-			defer func() {
-				cancel()
-				for !done.Load() {
-					time.Sleep(10 * time.Millisecond)
+			done := make(chan struct{})
+			go func() { _ = es.Run(runCtx); close(done) }()
+			defer func() { cancel(); <-done }()
+			var vis, inflight, dlqN int
+			if !testenv.WaitUntil(30*time.Second, 200*time.Millisecond, func() bool {
+				var err error
+				if vis, inflight, err = queueDepth(ctx, client, aws.ToString(q.QueueUrl)); err != nil {
+					t.Fatal(err)
 				}
-			}()
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				vis, inflight := depth(t, client, aws.ToString(q.QueueUrl))
-				dlqN, _ := depth(t, client, aws.ToString(dlq.QueueUrl))
-				if vis == 0 && inflight == 0 && dlqN == tt.wantDLQ {
-					break
+				if dlqN, _, err = queueDepth(ctx, client, aws.ToString(dlq.QueueUrl)); err != nil {
+					t.Fatal(err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("queue not drained: visible %d, in flight %d, dlq %d (want %d); stats %+v", vis, inflight, dlqN, tt.wantDLQ, es.Stats())
-				}
-				time.Sleep(200 * time.Millisecond)
+				return vis == 0 && inflight == 0 && dlqN == tt.wantDLQ
+			}) {
+				t.Fatalf("queue not drained: visible %d, in flight %d, dlq %d (want %d); stats %+v", vis, inflight, dlqN, tt.wantDLQ, es.Stats())
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -260,18 +255,4 @@ func TestEventSource(t *testing.T) {
 			}
 		})
 	}
-}
-
-func depth(t *testing.T, c *sqs.Client, url string) (visible, inflight int) {
-	t.Helper()
-	out, err := c.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
-		QueueUrl:       &url,
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	visible, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
-	inflight, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
-	return visible, inflight
 }

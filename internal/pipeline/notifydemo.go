@@ -76,20 +76,12 @@ func (n *Notifications) Prepare(ctx context.Context, p *Pipeline) error {
 		return fmt.Errorf("notifications: %w", err)
 	}
 	n.Gate = gate
-	hc := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: n.Sim.IssueServiceToken("cfsync-local-operator")}))
-	c, err := rdp.NewClient(rdp.WithBaseURL(n.Sim.URL()), rdp.WithHTTPClient(hc))
-	if err != nil {
-		return fmt.Errorf("notifications: %w", err)
-	}
-	if n.Subscription, err = c.Subscribe(ctx, rdp.ReadyQuery(n.Package.Bucket, n.Package.ID)); err != nil {
-		return fmt.Errorf("notifications: %w", err)
-	}
-	b, err := json.Marshal(notify.Subscription{SubscriptionID: n.Subscription.ID, Endpoint: n.Subscription.Endpoint, CryptographyKey: n.Subscription.CryptographyKey})
-	if err != nil {
+	var secret string
+	if n.Subscription, secret, err = SubscribeSim(ctx, n.Sim, n.Package.Bucket, n.Package.ID, "cfsync-local-operator"); err != nil {
 		return fmt.Errorf("notifications: %w", err)
 	}
 	if _, err := p.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-		SecretId: aws.String(p.Res.NotifySubscriptionSecret), SecretString: aws.String(string(b)),
+		SecretId: aws.String(p.Res.NotifySubscriptionSecret), SecretString: aws.String(secret),
 	}); err != nil {
 		return fmt.Errorf("notifications: write the subscription secret: %w", err)
 	}
@@ -98,6 +90,27 @@ func (n *Notifications) Prepare(ctx context.Context, p *Pipeline) error {
 	}
 	p.Config.Env[Reader] = append(p.Config.Env[Reader], "NOTIFY_QUEUE_ENDPOINT_URL="+gate.URL())
 	return nil
+}
+
+// SubscribeSim subscribes to the READY file-sets of bucket/packageID in sim
+// as `cfsync notifications subscribe` does, with a simulator-issued token of
+// the service account operator (no /auth request), and returns the
+// subscription with the subscription secret's JSON.
+func SubscribeSim(ctx context.Context, sim *rdptest.Server, bucket, packageID, operator string) (*rdp.Subscription, string, error) {
+	hc := oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: sim.IssueServiceToken(operator)}))
+	c, err := rdp.NewClient(rdp.WithBaseURL(sim.URL()), rdp.WithHTTPClient(hc))
+	if err != nil {
+		return nil, "", fmt.Errorf("subscribe: %w", err)
+	}
+	sub, err := c.Subscribe(ctx, rdp.ReadyQuery(bucket, packageID))
+	if err != nil {
+		return nil, "", fmt.Errorf("subscribe: %w", err)
+	}
+	b, err := json.Marshal(notify.Subscription{SubscriptionID: sub.ID, Endpoint: sub.Endpoint, CryptographyKey: sub.CryptographyKey})
+	if err != nil {
+		return nil, "", fmt.Errorf("subscribe: %w", err)
+	}
+	return sub, string(b), nil
 }
 
 // Close stops the gate.

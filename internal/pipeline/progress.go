@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cfsync/cfsync/internal/state"
+	"github.com/cfsync/cfsync/internal/testenv"
 )
 
 // Progress is a snapshot of the pipeline's state, read from the state table
@@ -54,10 +55,10 @@ func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
 	if err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
-	if pr.Queued, pr.InFlight, err = p.queueDepth(ctx, p.Res.QueueURL); err != nil {
+	if pr.Queued, pr.InFlight, err = queueDepth(ctx, p.SQS, p.Res.QueueURL); err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
-	if pr.DLQ, _, err = p.queueDepth(ctx, p.Res.DLQURL); err != nil {
+	if pr.DLQ, _, err = queueDepth(ctx, p.SQS, p.Res.DLQURL); err != nil {
 		return pr, fmt.Errorf("progress: %w", err)
 	}
 	if p.Events != nil {
@@ -75,8 +76,9 @@ func (p *Pipeline) Progress(ctx context.Context) (Progress, error) {
 	return pr, nil
 }
 
-func (p *Pipeline) queueDepth(ctx context.Context, url string) (visible, inFlight int, err error) {
-	out, err := p.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+// queueDepth reads the visible and in-flight messages of the queue at url.
+func queueDepth(ctx context.Context, c *sqs.Client, url string) (visible, inFlight int, err error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: &url,
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages,
@@ -94,18 +96,13 @@ func (p *Pipeline) queueDepth(ctx context.Context, url string) (visible, inFligh
 // WaitFor polls Progress every interval until done returns true, ctx ends
 // (its error is returned with the last snapshot) or a read fails.
 func (p *Pipeline) WaitFor(ctx context.Context, interval time.Duration, done func(Progress) bool) (Progress, error) {
-	for {
-		pr, err := p.Progress(ctx)
-		if err == nil && done(pr) {
-			return pr, nil
-		}
-		if err != nil && ctx.Err() == nil {
-			return pr, err
-		}
-		select {
-		case <-ctx.Done():
-			return pr, ctx.Err()
-		case <-time.After(interval):
-		}
+	var pr Progress
+	var err error
+	if werr := testenv.Poll(ctx, interval, func() bool {
+		pr, err = p.Progress(ctx)
+		return err == nil && done(pr) || err != nil && ctx.Err() == nil
+	}); werr != nil {
+		return pr, werr
 	}
+	return pr, err
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -213,41 +214,71 @@ func (p *Pipeline) download(ctx context.Context, key, dst string) (err error) {
 // token ring (all versions of every slot), for tests that check no token
 // leaks into logs.
 func (p *Pipeline) RingTokens(ctx context.Context) ([]string, error) {
+	hist, err := p.RingHistory(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ring tokens: %w", err)
+	}
 	seen := map[string]bool{}
 	var toks []string
-	for _, id := range p.Res.TokenSecretIDs {
-		var versions []string
-		pg := secretsmanager.NewListSecretVersionIdsPaginator(p.Secrets, &secretsmanager.ListSecretVersionIdsInput{
-			SecretId: aws.String(id), IncludeDeprecated: aws.Bool(true),
-		})
-		for pg.HasMorePages() {
-			page, err := pg.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("ring tokens: list versions of %s: %w", id, err)
-			}
-			for _, v := range page.Versions {
-				versions = append(versions, aws.ToString(v.VersionId))
-			}
-		}
-		for _, v := range versions {
-			out, err := p.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: aws.String(v)})
-			if err != nil {
-				return nil, fmt.Errorf("ring tokens: read %s version %s: %w", id, v, err)
-			}
-			slot, err := tokenring.ParseSlot(aws.ToString(out.SecretString))
-			if errors.Is(err, tokenring.ErrEmptySlot) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("ring tokens: %s version %s: %w", id, v, err)
-			}
-			for _, t := range []string{slot.AccessToken, slot.RefreshToken} {
-				if t != "" && !seen[t] {
-					seen[t] = true
-					toks = append(toks, t)
-				}
+	for _, v := range hist {
+		for _, t := range []string{v.Slot.AccessToken, v.Slot.RefreshToken} {
+			if t != "" && !seen[t] {
+				seen[t] = true
+				toks = append(toks, t)
 			}
 		}
 	}
 	return toks, nil
+}
+
+// SlotVersion is one version of a token-ring slot.
+type SlotVersion struct {
+	SecretID string
+	Created  time.Time // GetSecretValue's CreatedDate (moto's ListSecretVersionIds reports the current time)
+	Slot     tokenring.Slot
+}
+
+// RingHistory returns every version of every ring slot that holds a token;
+// the template's empty placeholder is skipped (docs/design.md#slot-format).
+func (p *Pipeline) RingHistory(ctx context.Context) ([]SlotVersion, error) {
+	var out []SlotVersion
+	for _, id := range p.Res.TokenSecretIDs {
+		versions, err := p.secretVersions(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range versions {
+			val, err := p.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: aws.String(v)})
+			if err != nil {
+				return nil, fmt.Errorf("ring history: read %s version %s: %w", id, v, err)
+			}
+			slot, err := tokenring.ParseSlot(aws.ToString(val.SecretString))
+			if errors.Is(err, tokenring.ErrEmptySlot) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("ring history: %s version %s: %w", id, v, err)
+			}
+			out = append(out, SlotVersion{SecretID: id, Created: aws.ToTime(val.CreatedDate), Slot: slot})
+		}
+	}
+	return out, nil
+}
+
+// secretVersions lists the version ids of secret id, deprecated ones included.
+func (p *Pipeline) secretVersions(ctx context.Context, id string) ([]string, error) {
+	var versions []string
+	pg := secretsmanager.NewListSecretVersionIdsPaginator(p.Secrets, &secretsmanager.ListSecretVersionIdsInput{
+		SecretId: aws.String(id), IncludeDeprecated: aws.Bool(true),
+	})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list versions of %s: %w", id, err)
+		}
+		for _, v := range page.Versions {
+			versions = append(versions, aws.ToString(v.VersionId))
+		}
+	}
+	return versions, nil
 }

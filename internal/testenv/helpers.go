@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -88,14 +89,22 @@ func RepoFile(t testing.TB, rel string) string {
 }
 
 // WaitUntil calls done every interval until it returns true or timeout has
-// passed, and reports whether it returned true.
+// passed, and reports whether it returned true (see [Poll]).
 func WaitUntil(timeout, interval time.Duration, done func() bool) bool {
-	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return Poll(ctx, interval, done) == nil
+}
+
+// Poll calls done at once and then every interval until it returns true (nil)
+// or ctx ends (ctx's error).
+func Poll(ctx context.Context, interval time.Duration, done func() bool) error {
 	for !done() {
-		if time.Now().After(deadline) {
-			return false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
 		}
-		time.Sleep(interval)
 	}
-	return true
+	return nil
 }

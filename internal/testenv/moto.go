@@ -146,27 +146,41 @@ func StartMoto(ctx context.Context, root string) (*MotoServer, error) {
 		cmd: cmd, out: out, exited: make(chan struct{}),
 	}
 	go func() { _ = cmd.Wait(); close(m.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
+	if err := m.waitUp(ctx); err != nil {
+		m.Stop()
+		return nil, fmt.Errorf("start moto_server: %w", err)
+	}
+	return m, nil
+}
+
+// waitUp polls moto_server until it answers; it fails when moto_server exits,
+// ctx ends or 60 s pass.
+func (m *MotoServer) waitUp(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := client.Get(m.Endpoint + "/moto-api/")
-		if err == nil {
+	exited := false
+	err := Poll(wctx, 100*time.Millisecond, func() bool {
+		if resp, err := client.Get(m.Endpoint + "/moto-api/"); err == nil {
 			resp.Body.Close()
-			return m, nil
+			return true
 		}
 		select {
 		case <-m.exited:
-			return nil, fmt.Errorf("start moto_server: it exited: %s", out.String())
-		case <-ctx.Done():
-			m.Stop()
-			return nil, fmt.Errorf("start moto_server: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			exited = true
+		default:
 		}
-		if time.Now().After(deadline) {
-			m.Stop()
-			return nil, fmt.Errorf("start moto_server: no answer on %s after 60s: %s", m.Endpoint, out.String())
-		}
+		return exited
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("it exited: %s", m.out.String())
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("no answer on %s after 60s: %s", m.Endpoint, m.out.String())
 	}
+	return nil
 }
 
 // Stop terminates moto_server and its process group (SIGTERM, then SIGKILL

@@ -130,14 +130,9 @@ func TestBadInput(t *testing.T) {
 		go func() { _ = es.Run(runCtx); close(done) }()
 		defer func() { cancel(); <-done }()
 
-		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer wcancel()
-		pr, err := e.p.WaitFor(wctx, 500*time.Millisecond, func(pr pipeline.Progress) bool {
+		e.waitProgress("4 messages in the DLQ", 2*time.Minute, func(pr pipeline.Progress) bool {
 			return pr.DLQ == 4 && pr.Queued == 0 && pr.InFlight == 0
 		})
-		if err != nil {
-			t.Fatalf("waiting for 4 messages in the DLQ: %v; %s", err, describe(pr))
-		}
 		e.verify([]rdptest.File{good})
 		for _, f := range []rdptest.File{wrongMD5, gone} {
 			it, err := e.p.State.GetFile(ctx, f.ID)

@@ -206,10 +206,7 @@ func TestDemo(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for _, pid := range append(boots, motoPID) {
-			for lambdarun.Alive(pid) && ctx.Err() == nil {
-				time.Sleep(100 * time.Millisecond)
-			}
-			if lambdarun.Alive(pid) {
+			if testenv.Poll(ctx, 100*time.Millisecond, func() bool { return !lambdarun.Alive(pid) }) != nil {
 				t.Errorf("process %d outlived a SIGKILLed cfsync-local by 10s (orphan)", pid)
 			}
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/testenv"
-	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -154,11 +153,9 @@ func TestEveryFault(t *testing.T) {
 // waitGeneration waits until the ring holds a token of generation >= gen.
 func (e *env) waitGeneration(gen int64, timeout time.Duration) {
 	e.t.Helper()
-	ring := &tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}
 	if !testenv.WaitUntil(timeout, 300*time.Millisecond, func() bool {
-		vals, err := ring.Read(context.Background())
-		latest, ok := tokenring.Latest(vals)
-		return err == nil && ok && latest.Slot.Generation >= gen
+		latest, ok, err := e.ringGeneration()
+		return err == nil && ok && latest >= gen
 	}) {
 		e.t.Fatalf("no token of generation %d in the ring after %s; auth log %+v", gen, timeout, e.sim.AuthLog())
 	}
@@ -195,7 +192,7 @@ func TestTokenExpiryAndRevocation(t *testing.T) {
 	want := e.expected()
 	wait := func(n int) {
 		e.t.Helper()
-		e.waitLandedAtLeast(n, time.Minute)
+		e.waitProgress(fmt.Sprintf("%d files DONE", n), time.Minute, func(pr pipeline.Progress) bool { return pr.Done() >= n })
 	}
 
 	wait(2)
@@ -270,15 +267,5 @@ func (e *env) waitAuth(from int, grant string, status int, timeout time.Duration
 	e.t.Helper()
 	if !testenv.WaitUntil(timeout, 200*time.Millisecond, func() bool { return indexAuth(e.sim.AuthLog()[from:], grant, status) >= 0 }) {
 		e.t.Fatalf("no %s grant answered %d after %s: auth log since: %+v", grant, status, timeout, e.sim.AuthLog()[from:])
-	}
-}
-
-// waitLandedAtLeast waits until at least n files are DONE.
-func (e *env) waitLandedAtLeast(n int, timeout time.Duration) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if pr, err := e.p.WaitFor(ctx, 200*time.Millisecond, func(pr pipeline.Progress) bool { return pr.Done() >= n }); err != nil {
-		e.t.Fatalf("fewer than %d files landed after %s: %v; %s", n, timeout, err, describe(pr))
 	}
 }

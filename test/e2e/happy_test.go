@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/tokenring"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -157,42 +154,35 @@ func TestHappyPath(t *testing.T) {
 // newestGeneration reads the ring's highest generation.
 func (e *env) newestGeneration() int64 {
 	e.t.Helper()
-	ring := &tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}
-	vals, err := ring.Read(context.Background())
+	latest, ok, err := e.ringGeneration()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	latest, ok := tokenring.Latest(vals)
 	if !ok {
 		e.t.Fatal("the ring holds no token")
 	}
-	return latest.Slot.Generation
+	return latest
+}
+
+// ringGeneration reads the ring's highest generation (ok false: no token).
+func (e *env) ringGeneration() (latest int64, ok bool, err error) {
+	vals, err := (&tokenring.Ring{SM: e.p.Secrets, IDs: e.p.Res.TokenSecretIDs}).Read(context.Background())
+	slot, ok := tokenring.Latest(vals)
+	return slot.Slot.Generation, ok, err
 }
 
 // checkSlotWriteInterval checks docs/design.md#slot-write-interval on every slot's version history.
 func (e *env) checkSlotWriteInterval(min time.Duration) {
 	e.t.Helper()
-	ctx := context.Background()
-	for _, id := range e.p.Res.TokenSecretIDs {
-		out, err := e.p.Secrets.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String(id), IncludeDeprecated: aws.Bool(true)})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		// moto's ListSecretVersionIds reports the current time as every
-		// version's CreatedDate; GetSecretValue reports the real one.
-		var times []time.Time
-		for _, v := range out.Versions {
-			val, err := e.p.Secrets.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id), VersionId: v.VersionId})
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			// The template's placeholder ({}) is an empty slot (docs/design.md#slot-format): only
-			// the refresher's token writes count.
-			if _, err := tokenring.ParseSlot(aws.ToString(val.SecretString)); err != nil {
-				continue
-			}
-			times = append(times, aws.ToTime(val.CreatedDate))
-		}
+	hist, err := e.p.RingHistory(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	bySlot := map[string][]time.Time{}
+	for _, v := range hist {
+		bySlot[v.SecretID] = append(bySlot[v.SecretID], v.Created)
+	}
+	for id, times := range bySlot {
 		sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 		for i := 1; i < len(times); i++ {
 			// CreatedDate has whole-second precision in moto: allow 1 s.

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -67,12 +65,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Fast knobs for the tests (the defaults are minutes; the simulator's tokens
 // live 60 s here). Each is a tuning variable the functions document.
 var (
@@ -112,6 +104,8 @@ type env struct {
 	subs     []string
 	// extra holds more text the leak scan covers (invocation results).
 	extra []string
+	// diagnose, when set, adds to the failure message of a wait.
+	diagnose func() string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -123,7 +117,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	sim := rdptest.NewServer(o.sim)
 	t.Cleanup(sim.Close)
-	u := pipeline.AddSimUser(sim, "e2e-"+randomHex(4)+"@example.com")
+	u := pipeline.AddSimUser(sim, "e2e-"+rdptest.RandomHex(4)+"@example.com")
 	e := &env{t: t, sim: sim, user: u.Username, password: u.Password, appKey: u.AppKey, subs: o.subs}
 	if o.seed != nil {
 		o.seed(sim)
@@ -209,30 +203,55 @@ func (e *env) invoke(fn, payload string) lambdarun.Result {
 	return res
 }
 
-// waitToken invokes the refresher until the ring holds a token (the first
-// write waits for SECRET_MIN_WRITE_INTERVAL after the stack created the slots).
+// waitToken invokes the refresher until the ring holds a token (see
+// [waitRefresherToken]); the results join the leak scan.
 func (e *env) waitToken() {
 	e.t.Helper()
+	waitRefresherToken(e.t, func() (lambdarun.Result, error) { return e.invoke(pipeline.Refresher, `{}`), nil })
+}
+
+// waitRefresherToken calls invoke (an invocation of the refresher) every
+// second until one writes a token (the first write waits for
+// SECRET_MIN_WRITE_INTERVAL after the stack created the slots); it fails tb
+// after 30 s.
+func waitRefresherToken(tb testing.TB, invoke func() (lambdarun.Result, error)) {
+	tb.Helper()
 	var res lambdarun.Result
+	var err error
 	if !testenv.WaitUntil(30*time.Second, time.Second, func() bool {
-		res = e.invoke(pipeline.Refresher, `{}`)
-		return res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
+		res, err = invoke()
+		return err == nil && res.Err == nil && strings.Contains(string(res.Payload), `"generation"`)
 	}) {
-		e.t.Fatalf("no token in the ring after 30s; last refresher result: %s", res.Payload)
+		tb.Fatalf("no token in the ring after 30s; last refresher result: %s %v", res.Payload, err)
 	}
 }
 
-// waitLanded waits until every file of want is DONE (or FAILED) and the
-// download queue is drained.
+// waitLanded waits until want files are DONE (or FAILED) and the download
+// queue is drained.
 func (e *env) waitLanded(want int, timeout time.Duration) pipeline.Progress {
+	e.t.Helper()
+	return e.waitProgress(fmt.Sprintf("%d files", want), timeout, func(pr pipeline.Progress) bool { return drained(pr, want) })
+}
+
+// drained reports whether want files are DONE (or FAILED) and the download
+// queue is empty in pr.
+func drained(pr pipeline.Progress, want int) bool {
+	return pr.Done()+pr.Failed() >= want && pr.Queued == 0 && pr.InFlight == 0
+}
+
+// waitProgress waits until done accepts a snapshot of the pipeline and
+// returns it; after timeout it fails the test, naming what it waited for.
+func (e *env) waitProgress(what string, timeout time.Duration, done func(pipeline.Progress) bool) pipeline.Progress {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, func(pr pipeline.Progress) bool {
-		return pr.Done()+pr.Failed() >= want && pr.Queued == 0 && pr.InFlight == 0
-	})
+	pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, done)
 	if err != nil {
-		e.t.Fatalf("waiting for %d files: %v; progress: %s", want, err, describe(pr))
+		more := ""
+		if e.diagnose != nil {
+			more = "; " + e.diagnose()
+		}
+		e.t.Fatalf("waiting for %s: %v; progress: %s%s", what, err, describe(pr), more)
 	}
 	return pr
 }

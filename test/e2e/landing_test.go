@@ -65,7 +65,7 @@ type eventCapture struct {
 func (e *env) captureEvents(pattern string) *eventCapture {
 	e.t.Helper()
 	ctx := context.Background()
-	name := "landed-" + randomHex(4)
+	name := "landed-" + rdptest.RandomHex(4)
 	q, err := e.p.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		e.t.Fatal(err)

@@ -87,7 +87,7 @@ type notifyEnv struct {
 // the notification reader on a compressed schedule.
 func newNotifyEnv(t *testing.T) *notifyEnv {
 	t.Helper()
-	ne := &notifyEnv{subSecret: "e2e-notify-subscription-" + randomHex(4), credsSecret: "e2e-notify-queue-creds-" + randomHex(4)}
+	ne := &notifyEnv{subSecret: "e2e-notify-subscription-" + rdptest.RandomHex(4), credsSecret: "e2e-notify-queue-creds-" + rdptest.RandomHex(4)}
 	notifyVars := []string{"NOTIFY_SUBSCRIPTION_SECRET_ID=" + ne.subSecret, "NOTIFY_CREDENTIALS_SECRET_ID=" + ne.credsSecret}
 	ne.env = newEnv(t, envOptions{
 		subs: []string{"bulk-ESG/" + pkgESG}, refreshEvery: time.Second,
@@ -95,6 +95,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 		extraEnv: map[string][]string{pipeline.Refresher: append(notifyVars, "QUEUE_CREDENTIALS_REFRESH=1m")},
 	})
 	e := ne.env
+	e.diagnose = func() string { return fmt.Sprintf("reader results %v", tail(ne.readerResults(), 5)) }
 	// The subscription's queue (LSEG's, in its own account) lives in moto's SQS.
 	e.sim.EnableNotifications(pipeline.NotificationQueues(e.p.SQS), 10*time.Minute)
 	ctx := context.Background()
@@ -102,15 +103,12 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 
 	// The operator's subscribe step (cmd/cfsync notifications subscribe does
 	// the same with the ring's token).
-	c, err := rdp.NewClient(rdp.WithBaseURL(e.sim.URL()), rdp.WithHTTPClient(&http.Client{Transport: bearerTransport(e.sim.IssueServiceToken("e2e-operator"))}))
-	if err != nil {
+	var subJSON string
+	var err error
+	if ne.sub, subJSON, err = pipeline.SubscribeSim(ctx, e.sim, "bulk-ESG", pkgESG, "e2e-operator"); err != nil {
 		t.Fatal(err)
 	}
-	if ne.sub, err = c.Subscribe(ctx, rdp.ReadyQuery("bulk-ESG", pkgESG)); err != nil {
-		t.Fatal(err)
-	}
-	subJSON, _ := json.Marshal(notify.Subscription{SubscriptionID: ne.sub.ID, Endpoint: ne.sub.Endpoint, CryptographyKey: ne.sub.CryptographyKey})
-	for id, v := range map[string]string{ne.subSecret: string(subJSON), ne.credsSecret: "{}"} {
+	for id, v := range map[string]string{ne.subSecret: subJSON, ne.credsSecret: "{}"} {
 		if _, err := e.p.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(id), SecretString: aws.String(v)}); err != nil {
 			t.Fatal(err)
 		}
@@ -124,20 +122,12 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	return ne
 }
 
-type bearerTransport string
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+string(b))
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // startReader builds the reader and runs it every 500 ms (each run polls
 // until 2 s before its 10 s timeout: nearly always one long poll waiting,
 // as with the template's 1-minute schedule and 60 s timeout).
 func (ne *notifyEnv) startReader(t *testing.T, notifyVars []string) {
 	t.Helper()
-	dir := filepath.Join(binDir, notificationReader+"-"+randomHex(3))
+	dir := filepath.Join(binDir, notificationReader+"-"+rdptest.RandomHex(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bins, err := pipeline.BuildFunctions(ctx, repoRoot, dir, false, notificationReader)
@@ -194,25 +184,14 @@ func (ne *notifyEnv) publish(name string, n int) (rdptest.FileSet, time.Time) {
 }
 
 // waitDone waits until every file of fs is DONE and returns when the last landed.
-func (ne *notifyEnv) waitDone(t *testing.T, fs rdptest.FileSet, timeout time.Duration) time.Time {
-	t.Helper()
+func (ne *notifyEnv) waitDone(fs rdptest.FileSet, timeout time.Duration) time.Time {
+	ne.t.Helper()
 	var last time.Time
-	done := 0
-	if !testenv.WaitUntil(timeout, 100*time.Millisecond, func() bool {
-		last, done = time.Time{}, 0
-		for _, f := range fs.Files {
-			it, err := ne.p.State.GetFile(context.Background(), f.ID)
-			if err == nil && it.Status == state.StatusDone {
-				done++
-				if it.DoneAt.After(last) {
-					last = it.DoneAt
-				}
-			}
-		}
-		return done == len(fs.Files)
-	}) {
-		t.Fatalf("file-set %s: %d of %d files DONE after %s; reader results %v", fs.Name, done, len(fs.Files), timeout, tail(ne.readerResults(), 5))
-	}
+	ne.waitProgress("file-set "+fs.Name+" DONE", timeout, func(pr pipeline.Progress) bool {
+		var ok bool
+		last, ok = pr.LandedAt(fs)
+		return ok
+	})
 	return last
 }
 
@@ -269,7 +248,7 @@ func TestNotifications(t *testing.T) {
 	var lat []time.Duration
 	for i := range 8 {
 		fs, at := ne.publish(fmt.Sprintf("ESG-Live-%02d", i), 2)
-		landed := ne.waitDone(t, fs, 60*time.Second)
+		landed := ne.waitDone(fs, 60*time.Second)
 		lat = append(lat, landed.Sub(at))
 	}
 	p50, p95 := pipeline.Percentile(lat, 50), pipeline.Percentile(lat, 95)
@@ -282,8 +261,8 @@ func TestNotifications(t *testing.T) {
 	ne.sim.SetNotificationFaults(rdptest.NotificationFaults{Duplicate: 2, Undecryptable: 1})
 	dupA, _ := ne.publish("ESG-Dup-A", 2)
 	dupB, _ := ne.publish("ESG-Dup-B", 1)
-	ne.waitDone(t, dupA, 60*time.Second)
-	ne.waitDone(t, dupB, 60*time.Second)
+	ne.waitDone(dupA, 60*time.Second)
+	ne.waitDone(dupB, 60*time.Second)
 
 	// 3. A lost notification: nothing lands until the reconciliation.
 	ne.sim.SetNotificationFaults(rdptest.NotificationFaults{Lose: 1})
@@ -295,14 +274,14 @@ func TestNotifications(t *testing.T) {
 	if res := ne.invoke(pipeline.Poller, `{}`); res.Err != nil {
 		t.Fatalf("poller: %v %s", res.Err, res.Payload)
 	}
-	ne.waitDone(t, lost, 60*time.Second)
+	ne.waitDone(lost, 60*time.Second)
 
 	// 4. Expired queue credentials: reported, renewed by the refresher, the
 	// message waiting in the queue meanwhile is landed.
 	before := ne.waitCredentials(t)
 	ne.sim.ExpireCloudCredentials()
 	exp, _ := ne.publish("ESG-After-Expiry", 1)
-	ne.waitDone(t, exp, 90*time.Second)
+	ne.waitDone(exp, 90*time.Second)
 	// A long poll already in flight may deliver the message before AWS rejects
 	// the credentials (its delete then fails): the renewal can come after the
 	// file landed, so wait for it.

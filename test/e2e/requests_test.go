@@ -18,6 +18,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/config"
 	"github.com/cfsync/cfsync/internal/cost"
+	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -132,7 +133,7 @@ func pieces(sizes []int64) int {
 func publishFiles(tb testing.TB, sim *rdptest.Server, kind string, sizes []int64) []rdptest.File {
 	tb.Helper()
 	ts := time.Now().UTC().Add(-time.Minute)
-	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Req-" + kind + "-" + randomHex(3), Created: ts, Modified: ts}
+	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Req-" + kind + "-" + rdptest.RandomHex(3), Created: ts, Modified: ts}
 	for i, size := range sizes {
 		spec.Files = append(spec.Files, rdptest.FileSpec{Name: fmt.Sprintf("RFT-Req-%s-Part%03d.jsonl.gz", kind, i+1), Size: size})
 	}
@@ -189,21 +190,21 @@ func (e *env) refresherRun(rc *pipeline.RequestCounter) (cost.Scenario, string) 
 // own write left) and the run after that (ring fresh, steady state).
 func (e *env) measureRefresher(rc *pipeline.RequestCounter, m *cost.Measured) {
 	e.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	if !testenv.WaitUntil(2*time.Minute, 2*time.Second, func() bool {
 		w, out := e.refresherRun(rc)
 		if out != "refreshed" {
-			time.Sleep(2 * time.Second)
-			continue
+			return false
 		}
 		first, out1 := e.refresherRun(rc)
 		steady, out2 := e.refresherRun(rc)
-		if out1 == "fresh" && out2 == "fresh" {
-			m.RefresherWrite, m.RefresherFirstIdle, m.RefresherIdle = w, first, steady
-			return
+		if out1 != "fresh" || out2 != "fresh" {
+			return false
 		}
+		m.RefresherWrite, m.RefresherFirstIdle, m.RefresherIdle = w, first, steady
+		return true
+	}) {
+		e.t.Fatal("no refresher write followed by two fresh runs within 2 minutes")
 	}
-	e.t.Fatal("no refresher write followed by two fresh runs within 2 minutes")
 }
 
 // pollOnce invokes the poller as its schedule does.
@@ -377,7 +378,7 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	b.Cleanup(sim.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randomHex(2),
+	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + rdptest.RandomHex(2),
 		Credentials: pipeline.AddSimUser(sim, "bench@example.com").Secret, NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
 		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
 		Env: map[string][]string{
@@ -391,15 +392,8 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	if err := rc.Point(p.Endpoint); err != nil {
 		b.Fatal(err)
 	}
-	for range 10 {
-		res, err := p.Invoke(ctx, pipeline.Refresher, []byte(`{}`))
-		if err == nil && strings.Contains(string(res.Payload), `"generation"`) {
-			return &benchEnv{rc: rc, p: p, sim: sim}
-		}
-		time.Sleep(time.Second)
-	}
-	b.Fatal("no token in the ring")
-	return nil
+	waitRefresherToken(b, func() (lambdarun.Result, error) { return p.Invoke(ctx, pipeline.Refresher, []byte(`{}`)) })
+	return &benchEnv{rc: rc, p: p, sim: sim}
 }
 
 // BenchmarkResume measures what a continuation costs: one large file whose

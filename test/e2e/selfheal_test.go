@@ -256,7 +256,7 @@ func TestOutageLongerThanRedrive(t *testing.T) {
 	e.waitGeneration(1, time.Minute)
 	e.p.PollSchedule.Resume()
 	queued := len(e.expected())
-	e.waitQueued(queued, time.Minute)
+	e.waitProgress(fmt.Sprintf("%d queued messages", queued), time.Minute, func(pr pipeline.Progress) bool { return pr.Queued >= queued })
 
 	// The outage: no refresher, every token refused, the messages waiting
 	// are delivered, a new file-set is published and polls keep running.
@@ -287,16 +287,6 @@ func TestOutageLongerThanRedrive(t *testing.T) {
 	pr = e.waitLanded(len(want), 5*time.Minute)
 	e.checkOnce(pr, want, proxy)
 	t.Logf("landed %s after the outage ended; downloader %+v", time.Since(end).Round(time.Second), pr.Events)
-}
-
-// waitQueued waits until the download queue holds n visible messages.
-func (e *env) waitQueued(n int, timeout time.Duration) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, func(pr pipeline.Progress) bool { return pr.Queued >= n }); err != nil {
-		e.t.Fatalf("waiting for %d queued messages: %v; %s", n, err, describe(pr))
-	}
 }
 
 // TestSameMessageTwoEnvironments: two downloader execution environments
@@ -428,16 +418,11 @@ func TestShortTimeoutLargeFile(t *testing.T) {
 		t.Fatalf("poller: %s", res.Payload)
 	}
 	want := e.expected()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	maxDepth := 0
-	pr, err := e.p.WaitFor(ctx, 300*time.Millisecond, func(pr pipeline.Progress) bool {
+	pr := e.waitProgress("the 300 MiB file", 5*time.Minute, func(pr pipeline.Progress) bool {
 		maxDepth = max(maxDepth, pr.Queued+pr.InFlight)
-		return pr.Done()+pr.Failed() >= len(want) && pr.Queued == 0 && pr.InFlight == 0
+		return drained(pr, len(want))
 	})
-	if err != nil {
-		t.Fatalf("the 300 MiB file did not land: %v; %s", err, describe(pr))
-	}
 	e.checkOnce(pr, want, proxy)
 	st := pr.Events
 	fresh := st.Messages - st.Redelivered // distinct messages (the poller's and the chain's)

@@ -136,7 +136,7 @@ func (s *Server) ExpireAccessTokens() {
 // newSession creates a session with fresh tokens; it returns the access and refresh token.
 func (s *Server) newSession(a *account, clientID string, now time.Time) (string, string) {
 	se := &session{
-		id: randomHex(8), username: a.username, clientID: clientID,
+		id: RandomHex(8), username: a.username, clientID: clientID,
 		start: now, maxEnd: now.Add(s.opts.RefreshMaxLifetime),
 	}
 	s.sessions[se.id] = se
@@ -161,7 +161,7 @@ func (s *Server) issueV1(se *session, now time.Time) (string, string) {
 
 // newToken makes an opaque, JWT-looking token.
 func newToken(kind string) string {
-	return "eyJ" + kind + "." + randomHex(48) + "." + randomHex(16)
+	return "eyJ" + kind + "." + RandomHex(48) + "." + RandomHex(16)
 }
 
 // allow applies a rolling-window limit: it records now and reports true, or reports the wait

@@ -91,7 +91,7 @@ func (s *Server) IssueServiceToken(clientID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.services[clientID] == nil {
-		s.services[clientID] = &serviceAccount{clientID: clientID, secret: randomHex(16)}
+		s.services[clientID] = &serviceAccount{clientID: clientID, secret: RandomHex(16)}
 	}
 	at := newToken("sa")
 	s.access[at] = &accessToken{service: clientID, exp: s.now().Add(s.opts.ServiceTokenTTL)}

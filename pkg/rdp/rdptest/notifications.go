@@ -458,8 +458,8 @@ func (s *Server) handleCloudCredentials(w http.ResponseWriter, r *http.Request) 
 		gatewayError(w, status, "no such endpoint")
 		return
 	}
-	akid := "ASIASIM" + strings.ToUpper(randomHex(8))
-	c := &cloudCred{secret: randomHex(20), session: "FwoGZXIvYXdzE" + randomHex(32), endpoint: endpoint, exp: s.now().Add(n.ttl)}
+	akid := "ASIASIM" + strings.ToUpper(RandomHex(8))
+	c := &cloudCred{secret: RandomHex(20), session: "FwoGZXIvYXdzE" + RandomHex(32), endpoint: endpoint, exp: s.now().Add(n.ttl)}
 	n.mu.Lock()
 	n.creds[akid] = c
 	n.c.CloudCredentials++

@@ -456,7 +456,9 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+// RandomHex is n random bytes in hex (2n digits): unique names and secrets for
+// tests and the simulator.
+func RandomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
 
 func newUUID() string {
 	b := randomBytes(16)
