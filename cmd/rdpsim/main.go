@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cfsync/cfsync/internal/randid"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
 
@@ -182,7 +183,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	generated := map[string]string{}
 	gen := func(dst *string, key, prefix string) {
 		if *dst == "" {
-			*dst = prefix + rdptest.RandomHex(16)
+			*dst = prefix + randid.Hex(16)
 			generated[key] = *dst
 		}
 	}

@@ -20,8 +20,6 @@
 package lambdarun
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // MaxPayload is the largest request or response payload, as for
@@ -152,7 +152,7 @@ func (o Options) environ() []string {
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + o.Name,
-		"AWS_LAMBDA_LOG_STREAM_NAME=" + time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + randomHex(16),
+		"AWS_LAMBDA_LOG_STREAM_NAME=" + time.Now().UTC().Format("2006/01/02") + "/[$LATEST]" + randid.Hex(8),
 		"AWS_REGION=" + region,
 		"AWS_DEFAULT_REGION=" + region,
 		"AWS_ACCESS_KEY_ID=test", // dummy credentials: never the developer's
@@ -186,21 +186,6 @@ type Result struct {
 	// Duration runs from sending the event to the emulator to its answer; on
 	// a cold start it includes init (see [Runner.ColdStart]).
 	Duration time.Duration
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-func randomHex(n int) string {
-	b := make([]byte, (n+1)/2)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)[:n]
 }
 
 // classify turns the emulator's answer into a Result. The emulator answers

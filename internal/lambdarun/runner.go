@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // Runner is one execution environment of a function: one emulator, serial
@@ -108,7 +110,7 @@ func (r *Runner) Invoke(ctx context.Context, payload []byte) (Result, error) {
 	if len(payload) > MaxPayload {
 		return Result{}, fmt.Errorf("invoke %s: request payload of %d bytes exceeds %d", r.opts.Name, len(payload), MaxPayload)
 	}
-	id := newRequestID()
+	id := randid.UUID()
 	fail := func(err error) (Result, error) {
 		return Result{RequestID: id}, fmt.Errorf("invoke %s (request %s): %w", r.opts.Name, id, err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/randid"
 	"github.com/cfsync/cfsync/internal/repo"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
@@ -117,7 +118,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	sim := rdptest.NewServer(o.sim)
 	t.Cleanup(sim.Close)
-	u := pipeline.AddSimUser(sim, "e2e-"+rdptest.RandomHex(4)+"@example.com")
+	u := pipeline.AddSimUser(sim, "e2e-"+randid.Hex(4)+"@example.com")
 	e := &env{t: t, sim: sim, user: u.Username, password: u.Password, appKey: u.AppKey, subs: o.subs}
 	if o.seed != nil {
 		o.seed(sim)

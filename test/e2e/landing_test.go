@@ -20,6 +20,7 @@ import (
 	"github.com/cfsync/cfsync/internal/landing"
 	"github.com/cfsync/cfsync/internal/pipeline"
 	"github.com/cfsync/cfsync/internal/queue"
+	"github.com/cfsync/cfsync/internal/randid"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -65,7 +66,7 @@ type eventCapture struct {
 func (e *env) captureEvents(pattern string) *eventCapture {
 	e.t.Helper()
 	ctx := context.Background()
-	name := "landed-" + rdptest.RandomHex(4)
+	name := "landed-" + randid.Hex(4)
 	q, err := e.p.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		e.t.Fatal(err)

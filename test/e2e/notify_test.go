@@ -25,6 +25,7 @@ import (
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/notify"
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/randid"
 	"github.com/cfsync/cfsync/internal/state"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp"
@@ -87,7 +88,7 @@ type notifyEnv struct {
 // the notification reader on a compressed schedule.
 func newNotifyEnv(t *testing.T) *notifyEnv {
 	t.Helper()
-	ne := &notifyEnv{subSecret: "e2e-notify-subscription-" + rdptest.RandomHex(4), credsSecret: "e2e-notify-queue-creds-" + rdptest.RandomHex(4)}
+	ne := &notifyEnv{subSecret: "e2e-notify-subscription-" + randid.Hex(4), credsSecret: "e2e-notify-queue-creds-" + randid.Hex(4)}
 	notifyVars := []string{"NOTIFY_SUBSCRIPTION_SECRET_ID=" + ne.subSecret, "NOTIFY_CREDENTIALS_SECRET_ID=" + ne.credsSecret}
 	ne.env = newEnv(t, envOptions{
 		subs: []string{"bulk-ESG/" + pkgESG}, refreshEvery: time.Second,
@@ -127,7 +128,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 // as with the template's 1-minute schedule and 60 s timeout).
 func (ne *notifyEnv) startReader(t *testing.T, notifyVars []string) {
 	t.Helper()
-	dir := filepath.Join(binDir, notificationReader+"-"+rdptest.RandomHex(3))
+	dir := filepath.Join(binDir, notificationReader+"-"+randid.Hex(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bins, err := pipeline.BuildFunctions(ctx, repoRoot, dir, false, notificationReader)

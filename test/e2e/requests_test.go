@@ -20,6 +20,7 @@ import (
 	"github.com/cfsync/cfsync/internal/cost"
 	"github.com/cfsync/cfsync/internal/lambdarun"
 	"github.com/cfsync/cfsync/internal/pipeline"
+	"github.com/cfsync/cfsync/internal/randid"
 	"github.com/cfsync/cfsync/internal/testenv"
 	"github.com/cfsync/cfsync/pkg/rdp/rdptest"
 )
@@ -133,7 +134,7 @@ func pieces(sizes []int64) int {
 func publishFiles(tb testing.TB, sim *rdptest.Server, kind string, sizes []int64) []rdptest.File {
 	tb.Helper()
 	ts := time.Now().UTC().Add(-time.Minute)
-	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Req-" + kind + "-" + rdptest.RandomHex(3), Created: ts, Modified: ts}
+	spec := rdptest.FileSetSpec{Bucket: "bulk-Req", PackageID: pkgRequests, Name: "Req-" + kind + "-" + randid.Hex(3), Created: ts, Modified: ts}
 	for i, size := range sizes {
 		spec.Files = append(spec.Files, rdptest.FileSpec{Name: fmt.Sprintf("RFT-Req-%s-Part%03d.jsonl.gz", kind, i+1), Size: size})
 	}
@@ -378,7 +379,7 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	b.Cleanup(sim.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + rdptest.RandomHex(2),
+	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randid.Hex(2),
 		Credentials: pipeline.AddSimUser(sim, "bench@example.com").Secret, NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
 		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
 		Env: map[string][]string{

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // GrantedScope is the scope the simulator grants (whatever "trapi…" scope was asked for).
@@ -136,7 +138,7 @@ func (s *Server) ExpireAccessTokens() {
 // newSession creates a session with fresh tokens; it returns the access and refresh token.
 func (s *Server) newSession(a *account, clientID string, now time.Time) (string, string) {
 	se := &session{
-		id: RandomHex(8), username: a.username, clientID: clientID,
+		id: randid.Hex(8), username: a.username, clientID: clientID,
 		start: now, maxEnd: now.Add(s.opts.RefreshMaxLifetime),
 	}
 	s.sessions[se.id] = se
@@ -161,7 +163,7 @@ func (s *Server) issueV1(se *session, now time.Time) (string, string) {
 
 // newToken makes an opaque, JWT-looking token.
 func newToken(kind string) string {
-	return "eyJ" + kind + "." + RandomHex(48) + "." + RandomHex(16)
+	return "eyJ" + kind + "." + randid.Hex(48) + "." + randid.Hex(16)
 }
 
 // allow applies a rolling-window limit: it records now and reports true, or reports the wait

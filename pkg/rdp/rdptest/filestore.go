@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // Attribute is a file-set attribute.
@@ -390,7 +392,7 @@ func (s *Server) LookupFile(fileID string) (File, bool) {
 // gatewayError writes the API gateway's error shape.
 func gatewayError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{
-		"id": newUUID(), "code": strconv.Itoa(status), "message": msg, "status": strings.ReplaceAll(http.StatusText(status), " ", ""),
+		"id": randid.UUID(), "code": strconv.Itoa(status), "message": msg, "status": strings.ReplaceAll(http.StatusText(status), " ", ""),
 	}})
 }
 

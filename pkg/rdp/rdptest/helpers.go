@@ -3,6 +3,8 @@ package rdptest
 import (
 	"sync"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // Clock is a manual clock for Options.Now: it moves only when told to.
@@ -91,7 +93,7 @@ func (s *Server) IssueServiceToken(clientID string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.services[clientID] == nil {
-		s.services[clientID] = &serviceAccount{clientID: clientID, secret: RandomHex(16)}
+		s.services[clientID] = &serviceAccount{clientID: clientID, secret: randid.Hex(16)}
 	}
 	at := newToken("sa")
 	s.access[at] = &accessToken{service: clientID, exp: s.now().Add(s.opts.ServiceTokenTTL)}

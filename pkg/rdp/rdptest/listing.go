@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // Listings: page sizes, skipTokens and filters, and the file-set listing in RDP's order:
@@ -365,7 +367,7 @@ func (s *Server) pageBySeqLocked(r *http.Request, filter setFilter, size int) (s
 // status a number (unlike the gateway's 401 body).
 func cfsNotFound(w http.ResponseWriter, code, what string) {
 	writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{
-		"id": newUUID(), "code": code, "status": http.StatusNotFound, "message": "No resource found for: " + what,
+		"id": randid.UUID(), "code": code, "status": http.StatusNotFound, "message": "No resource found for: " + what,
 	}})
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 // CFS file-store notifications, as LSEG's FileNoti sample tool shows them
@@ -293,7 +295,7 @@ func (s *Server) notificationJSON(sub *subscription, fs *fileSet) []byte {
 		pkgName = p.name
 	}
 	b, _ := json.Marshal(map[string]any{
-		"ecpMessageID": "urn:uuid:" + newUUID(), "distributionSeqNo": sub.seqNo,
+		"ecpMessageID": "urn:uuid:" + randid.UUID(), "distributionSeqNo": sub.seqNo,
 		"payload": map[string]any{"FileStoreNotification": map[string]any{
 			"currentAt": fmtTime(s.now()),
 			"fileset": map[string]any{"id": fs.id, "bucketName": fs.bucket, "packageId": fs.packageID, "packageName": pkgName,
@@ -367,7 +369,7 @@ func handleSubscribe(w http.ResponseWriter, r *http.Request, n *notifier) {
 	if len(req.Query) == 0 {
 		req.Query = json.RawMessage(`{}`)
 	}
-	sub := &subscription{id: newUUID(), key: base64.StdEncoding.EncodeToString(randomBytes(32)), query: req.Query}
+	sub := &subscription{id: randid.UUID(), key: base64.StdEncoding.EncodeToString(randomBytes(32)), query: req.Query}
 	endpoint, err := n.queues.CreateQueue(sub.id)
 	if err != nil {
 		gatewayError(w, http.StatusInternalServerError, "cannot create the queue")
@@ -458,8 +460,8 @@ func (s *Server) handleCloudCredentials(w http.ResponseWriter, r *http.Request) 
 		gatewayError(w, status, "no such endpoint")
 		return
 	}
-	akid := "ASIASIM" + strings.ToUpper(RandomHex(8))
-	c := &cloudCred{secret: RandomHex(20), session: "FwoGZXIvYXdzE" + RandomHex(32), endpoint: endpoint, exp: s.now().Add(n.ttl)}
+	akid := "ASIASIM" + strings.ToUpper(randid.Hex(8))
+	c := &cloudCred{secret: randid.Hex(20), session: "FwoGZXIvYXdzE" + randid.Hex(32), endpoint: endpoint, exp: s.now().Add(n.ttl)}
 	n.mu.Lock()
 	n.creds[akid] = c
 	n.c.CloudCredentials++

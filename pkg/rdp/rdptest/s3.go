@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cfsync/cfsync/internal/randid"
 )
 
 const s3Region = "us-east-1"
@@ -41,13 +43,13 @@ func (s *Server) presignLocked(f *fileRec, now, tokenEnd time.Time) string {
 	}
 	s.sessionTokens[token] = tokenEnd
 	q := []queryParam{
-		{"x-request-Id", newUUID()},
+		{"x-request-Id", randid.UUID()},
 		{"X-Amz-Security-Token", token},
 		{"X-Amz-Algorithm", "AWS4-HMAC-SHA256"},
 		{"X-Amz-Date", now.Format(amzDateFmt)},
 		{"X-Amz-SignedHeaders", "host"},
 		{"X-Amz-Expires", strconv.Itoa(int(s.opts.URLExpiry / time.Second))},
-		{"X-Amz-Credential", "ASIA" + strings.ToUpper(RandomHex(8)) + "/" + now.Format(amzShortDate) + "/" + s3Region + "/s3/aws4_request"},
+		{"X-Amz-Credential", "ASIA" + strings.ToUpper(randid.Hex(8)) + "/" + now.Format(amzShortDate) + "/" + s3Region + "/s3/aws4_request"},
 	}
 	var b strings.Builder
 	for i, p := range q {
@@ -127,8 +129,8 @@ type s3Error struct {
 }
 
 func writeS3Error(w http.ResponseWriter, r *http.Request, status int, e s3Error) {
-	e.RequestID = strings.ToUpper(RandomHex(8))
-	e.HostID = RandomHex(24)
+	e.RequestID = strings.ToUpper(randid.Hex(8))
+	e.HostID = randid.Hex(24)
 	b, err := xml.Marshal(e)
 	if err != nil {
 		panic(err)
@@ -399,7 +401,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, f *fileRec,
 		h.Set("ETag", etag)
 	}
 	h.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
-	h.Set("x-amz-request-id", strings.ToUpper(RandomHex(8)))
+	h.Set("x-amz-request-id", strings.ToUpper(randid.Hex(8)))
 	h.Set("Server", "AmazonS3")
 	if im := r.Header.Get("If-Match"); im != "" && (etag == "" || (im != "*" && im != etag)) {
 		writeS3Error(w, r, http.StatusPreconditionFailed, s3Error{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"})

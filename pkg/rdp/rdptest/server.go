@@ -17,7 +17,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -454,18 +453,6 @@ func randomBytes(n int) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// RandomHex is n random bytes in hex (2n digits): unique names and secrets for
-// tests and the simulator.
-func RandomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
-
-func newUUID() string {
-	b := randomBytes(16)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // s3Escape percent-encodes s the way AWS SigV4 does: everything but A-Z a-z 0-9 - _ . ~ is
