@@ -152,7 +152,7 @@ func configureReal(cfg *pipeline.Config, o *options, t *realTarget, stdout io.Wr
 	fmt.Fprintf(stdout, "cfsync-local: REAL RDP at %s (%s), subscriptions %s\n", t.baseURL, t.kind, strings.Join(t.subs, ","))
 	fmt.Fprintln(stdout, "  the token-refresher signs in with your credentials (default auth budget: 20 requests per 5 minutes)")
 	cfg.Credentials = t.creds
-	cfg.Params = map[string]string{"RdpBaseUrl": t.baseURL, "Subscriptions": strings.Join(t.subs, ",")}
+	cfg.Params = pipeline.StackParams(t.baseURL, t.subs...)
 	if o.timeout == defaultTimeout {
 		o.timeout = 0 // real files take as long as they take
 	}

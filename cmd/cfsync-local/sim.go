@@ -31,7 +31,7 @@ func configureSim(cfg *pipeline.Config, o *options, stdout io.Writer) (*rdptest.
 	cfg.Credentials = pipeline.AddSimUser(sim, "demo-user@example.com").Secret
 	expected := pipeline.SeedDemo(sim, o.sets)
 	subs := pipeline.DemoSubscriptions()
-	cfg.Params = map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(subs, ",")}
+	cfg.Params = pipeline.StackParams(sim.URL(), subs...)
 	// Compressed token timing (docs/local.md#compressed-timing): refresh when a third of the
 	// token's life is left, readers skip a token a sixth early, a ring slot
 	// may be rewritten 10 s after its last write (3 slots, a refresh every

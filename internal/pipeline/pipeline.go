@@ -64,7 +64,8 @@ type Config struct {
 	// pipelines can share one moto_server with different stack names.
 	StackName string
 	// Params are template parameter values (Subscriptions, RdpBaseUrl,
-	// DestPrefix, LogLevel, TokenSlots, …); the rest keep their defaults.
+	// DestPrefix, LogLevel, TokenSlots, …; StackParams gives the two every
+	// run needs); the rest keep their defaults.
 	Params map[string]string
 	// Credentials is the JSON written into the stack's credentials secret
 	// (docs/configuration.md#the-credentials-secret-rdp_credentials_secret_id: v1, v2 or pre-issued refresh token).
@@ -574,4 +575,10 @@ func (p *Pipeline) Close() {
 			_ = os.RemoveAll(p.tmpDir)
 		}
 	})
+}
+
+// StackParams are the template parameters every run sets: the RDP base URL
+// and the subscriptions ("bucket/packageId" entries).
+func StackParams(baseURL string, subs ...string) map[string]string {
+	return map[string]string{"RdpBaseUrl": baseURL, "Subscriptions": strings.Join(subs, ",")}
 }

@@ -39,7 +39,7 @@ func BenchmarkColdStart(b *testing.B) {
 	p, err := pipeline.Start(ctx, pipeline.Config{
 		Root: repoRoot, MotoEndpoint: moto, Binaries: bins, StackName: "bench",
 		Credentials:   pipeline.AddSimUser(sim, "bench2@example.com").Secret,
-		Params:        map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-ESG/" + pkgESG},
+		Params:        pipeline.StackParams(sim.URL(), "bulk-ESG/"+pkgESG),
 		CommonEnv:     readerEnv, // refresherEnv's margin must exceed the readers' skew
 		Env:           map[string][]string{pipeline.Refresher: refresherEnv},
 		NoEventSource: true,

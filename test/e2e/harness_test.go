@@ -140,7 +140,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	for k, v := range o.extraEnv {
 		envs[k] = append(append([]string(nil), envs[k]...), v...)
 	}
-	params := map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": strings.Join(o.subs, ",")}
+	params := pipeline.StackParams(sim.URL(), o.subs...)
 	if o.tokenSlots > 0 {
 		params["TokenSlots"] = fmt.Sprint(o.tokenSlots)
 	}

@@ -381,7 +381,7 @@ func startBenchEnvWith(b *testing.B, downloaderEnv []string, simOpts rdptest.Opt
 	defer cancel()
 	p, err := pipeline.Start(ctx, pipeline.Config{Root: repoRoot, MotoEndpoint: moto.Endpoint, Binaries: bins, StackName: "bench" + randid.Hex(2),
 		Credentials: pipeline.AddSimUser(sim, "bench@example.com").Secret, NoEventSource: true, Timeouts: map[string]time.Duration{pipeline.Downloader: timeout},
-		Params: map[string]string{"RdpBaseUrl": sim.URL(), "Subscriptions": "bulk-Req/" + pkgRequests},
+		Params: pipeline.StackParams(sim.URL(), "bulk-Req/"+pkgRequests),
 		Env: map[string][]string{
 			pipeline.Downloader: append([]string{"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Downloader)}, downloaderEnv...),
 			pipeline.Poller:     {"AWS_ENDPOINT_URL=" + rc.URL(pipeline.Poller)},
