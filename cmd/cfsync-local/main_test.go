@@ -53,9 +53,9 @@ func TestRateAndClock(t *testing.T) {
 func TestFormatGrants(t *testing.T) {
 	ok, failed := authByGrant([]rdptest.AuthRecord{
 		{Grant: "password", Status: 200}, {Grant: "refresh_token", Status: 200}, {Grant: "refresh_token", Status: 200},
-		{Grant: "refresh_token", Status: 400, Error: "invalid_grant"}, {Grant: "revoke", Status: 200},
+		{Grant: "refresh_token", Status: 400, Error: "invalid_grant"}, {Grant: "revoke", Status: 200}, {Status: 401},
 	})
-	if got, want := formatGrants(ok, failed), "5: password 1, refresh_token 2 (+1 failed), revoke 1"; got != want {
+	if got, want := formatGrants(ok, failed), "6: password 1, refresh_token 2 (+1 failed), revoke 1, unknown 0 (+1 failed)"; got != want {
 		t.Errorf("formatGrants = %q, want %q", got, want)
 	}
 	if got := formatGrants(map[string]int{}, map[string]int{}); got != "0" {

@@ -125,10 +125,7 @@ func (l *liveWriter) endLive() {
 func authByGrant(log []rdptest.AuthRecord) (ok map[string]int, failed map[string]int) {
 	ok, failed = map[string]int{}, map[string]int{}
 	for _, r := range log {
-		g := r.Grant
-		if g == "" {
-			g = "other"
-		}
+		g := grantName(r.Grant)
 		if r.Status == 200 {
 			ok[g]++
 		} else {
