@@ -759,7 +759,7 @@ func TestLeaseLost(t *testing.T) {
 			})
 		}
 		if off == 10*MiB {
-			return 1200 * time.Millisecond // the first checkpoint falls in part 3
+			return 2500 * time.Millisecond // the first checkpoints fall in part 3, well before Complete
 		}
 		return 0
 	}
@@ -817,6 +817,8 @@ func TestNewChecksSettings(t *testing.T) {
 		{"zero CHECKPOINT_INTERVAL", func(s *Settings) { s.CheckpointInterval = 0 }, []string{"CHECKPOINT_INTERVAL"}},
 		{"zero DEFER_BASE_DELAY", func(s *Settings) { s.DeferBaseDelay = 0 }, []string{"DEFER_BASE_DELAY"}},
 		{"zero DEFER_MAX_DELAY", func(s *Settings) { s.DeferMaxDelay = 0 }, []string{"DEFER_MAX_DELAY"}},
+		{"negative DEFER_BASE_DELAY", func(s *Settings) { s.DeferBaseDelay = -time.Second }, []string{"DEFER_BASE_DELAY"}},
+		{"negative CleanupTimeout", func(s *Settings) { s.CleanupTimeout = -time.Second }, []string{"CleanupTimeout"}},
 		{"zero MAX_RECEIVE_COUNT", func(s *Settings) { s.MaxReceiveCount = 0 }, []string{"MAX_RECEIVE_COUNT"}},
 		{"64 MiB parts × 4 in 128 MB", sizes(64*MiB, 4, 128), memory},
 		{"chosen parts × 16 in 128 MB", sizes(0, 16, 128), memory},

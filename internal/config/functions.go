@@ -127,8 +127,8 @@ type DownloaderKnobs struct {
 	// DeferBaseDelay and DeferMaxDelay: during an RDP outage (no usable token,
 	// 429/5xx) the work is re-enqueued with a jittered delay of
 	// DEFER_BASE_DELAY × 2^deferrals, at most DEFER_MAX_DELAY (≤ 15m, SQS's limit).
-	DeferBaseDelay time.Duration `env:"DEFER_BASE_DELAY" default:"30s" nonzero:"true"`
-	DeferMaxDelay  time.Duration `env:"DEFER_MAX_DELAY" default:"15m" nonzero:"true" max:"15m"`
+	DeferBaseDelay time.Duration `env:"DEFER_BASE_DELAY" default:"30s" min:"1ms"`
+	DeferMaxDelay  time.Duration `env:"DEFER_MAX_DELAY" default:"15m" min:"1ms" max:"15m"`
 	// CheckpointInterval: how often a running multipart upload saves its
 	// progress (so a crash loses at most this much work).
 	CheckpointInterval time.Duration `env:"CHECKPOINT_INTERVAL" default:"30s" min:"1s"`
@@ -147,7 +147,7 @@ type DownloaderKnobs struct {
 	// CleanupTimeout bounds the bookkeeping (checkpoint, abort, state, the
 	// continuation message) done after the work context ended; it never
 	// runs past the invocation's deadline.
-	CleanupTimeout time.Duration `default:"10s" nonzero:"true"`
+	CleanupTimeout time.Duration `default:"10s" min:"1ms"`
 }
 
 // NotificationReader configures functions/notification-reader (push
