@@ -43,7 +43,7 @@ func (r *rig) handleOne(t *testing.T, m queue.Message, receive int, timeout time
 func TestSupersededCopyDropped(t *testing.T) {
 	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-	if f := r.handleOne(t, msgFor("f1"), 1, testMargin+250*time.Millisecond); len(f) != 0 || len(r.snd.messages()) != 1 {
+	if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 || len(r.snd.messages()) != 1 {
 		t.Fatalf("first invocation: failures %v, %d continuations", f, len(r.snd.messages()))
 	}
 	ranges := r.rdp.Ranges()
@@ -114,7 +114,7 @@ func TestBookkeepingWithinDeadline(t *testing.T) {
 	r.rdp.add("f1", "big.bin", 25*MiB, true)
 	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
 	r.snd.Hang = true
-	ctx, cancel := context.WithTimeout(context.Background(), testMargin+200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
@@ -271,7 +271,7 @@ func TestSourceChanged(t *testing.T) {
 		r := bigFileRig(t, nil)
 		old := r.rdp.files["f1"].etag
 		r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-		if f := r.handleOne(t, msgFor("f1"), 1, testMargin+250*time.Millisecond); len(f) != 0 {
+		if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 {
 			t.Fatalf("failures %v", f)
 		}
 		if up := r.st.upload("f1"); up.SourceETag != old || up.UploadID == "" {

@@ -36,7 +36,7 @@ func TestContinuation(t *testing.T) {
 			// Ranges take 150 ms; no range starts after ~410 ms (550 ms minus a
 			// margin of a quarter of the time left).
 			r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-			ctx, cancel := context.WithTimeout(context.Background(), testMargin+250*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 			defer cancel()
 			resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 			if len(resp.BatchItemFailures) != 0 {
@@ -121,7 +121,7 @@ func TestContinuationSendFails(t *testing.T) {
 	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 100 * time.Millisecond }
 	r.snd.Err = context.Canceled
-	ctx, cancel := context.WithTimeout(context.Background(), testMargin+250*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	defer cancel()
 	// The first of several receives: a redelivery follows (on the last
 	// receive the failure is final: TestEveryReceiveFails).
@@ -169,7 +169,7 @@ func TestResumeStartsOverWhenUploadGone(t *testing.T) {
 func TestNoTimeKeepsCheckpoint(t *testing.T) {
 	r := bigFileRig(t, nil)
 	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-	ctx, cancel := context.WithTimeout(context.Background(), testMargin+250*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 	cancel()
 	saved := r.st.upload("f1")
@@ -220,7 +220,7 @@ func TestStaleCheckpointPartSize(t *testing.T) {
 			return &rdp.RangeResponse{Body: stallBody{ctx}, Offset: o, Length: n, TotalSize: size}, nil
 		}
 		old := stale(r)
-		ctx, cancel := context.WithTimeout(context.Background(), testMargin+200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
 		resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 		if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 1 {

@@ -39,17 +39,11 @@ type rig struct {
 	cfg     Settings
 }
 
-// testMargin is the tests' DEADLINE_MARGIN. A test that gives an invocation
-// testMargin+250ms has 250 ms to start ranges and the margin for the
-// bookkeeping after them (checkpoint, continuation, state), which a loaded
-// machine must still fit: keep the bookkeeping's share generous.
-const testMargin = 600 * time.Millisecond
-
 func testSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
 	s := Settings{DownloaderKnobs: config.Defaults[config.Downloader]().DownloaderKnobs}
 	s.DestBucket, s.DestPrefix, s.PartSize, s.ParallelRanges = "dest", "cfs/", 5*MiB, 3
-	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, testMargin, time.Second, 4
+	s.MessageConcurrency, s.DeadlineMargin, s.RangeReadTimeout, s.RangeAttempts = 2, 300*time.Millisecond, time.Second, 4
 	s.RetryBaseDelay, s.RetryMaxDelay, s.CheckpointInterval = time.Millisecond, 5*time.Millisecond, time.Hour
 	s.SinglePutMax = 0 // multipart, as these tests were written for; the single-PUT tests turn it on
 	return s

@@ -58,7 +58,7 @@ func TestLandingStepWithoutReread(t *testing.T) {
 			r.rdp.add("f1", "big.bin", 30*MiB, true)
 			r.rdp.Delay = func(int64) time.Duration { return time.Second } // no range completes in 500 ms
 		}, run: func(t *testing.T, r *rig) []string {
-			failed := r.handleOne(t, msgFor("f1"), 1, testMargin+200*time.Millisecond)
+			failed := r.handleOne(t, msgFor("f1"), 1, 500*time.Millisecond)
 			if len(r.snd.messages()) != 1 {
 				t.Fatalf("messages %v, want a continuation", r.snd.messages())
 			}
