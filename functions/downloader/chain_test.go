@@ -42,8 +42,8 @@ func (r *rig) handleOne(t *testing.T, m queue.Message, receive int, timeout time
 // gone (no move for chainStaleAfter) is taken over by any message.
 func TestSupersededCopyDropped(t *testing.T) {
 	r := bigFileRig(t, nil)
-	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-	if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 || len(r.snd.messages()) != 1 {
+	r.rdp.Delay = func(int64) time.Duration { return ms(150) }
+	if f := r.handleOne(t, msgFor("f1"), 1, ms(550)); len(f) != 0 || len(r.snd.messages()) != 1 {
 		t.Fatalf("first invocation: failures %v, %d continuations", f, len(r.snd.messages()))
 	}
 	ranges := r.rdp.Ranges()
@@ -112,9 +112,9 @@ func TestShortTimeoutMakesProgress(t *testing.T) {
 func TestBookkeepingWithinDeadline(t *testing.T) {
 	r := newRig(t, func(s *Settings) { s.CleanupTimeout = time.Minute; s.RangeReadTimeout = 5 * time.Second })
 	r.rdp.add("f1", "big.bin", 25*MiB, true)
-	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
+	r.rdp.Delay = func(int64) time.Duration { return ms(150) }
 	r.snd.Hang = true
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), ms(500))
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
@@ -270,8 +270,8 @@ func TestSourceChanged(t *testing.T) {
 	t.Run("between two invocations: If-Match from the checkpoint", func(t *testing.T) {
 		r := bigFileRig(t, nil)
 		old := r.rdp.files["f1"].etag
-		r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-		if f := r.handleOne(t, msgFor("f1"), 1, 550*time.Millisecond); len(f) != 0 {
+		r.rdp.Delay = func(int64) time.Duration { return ms(150) }
+		if f := r.handleOne(t, msgFor("f1"), 1, ms(550)); len(f) != 0 {
 			t.Fatalf("failures %v", f)
 		}
 		if up := r.st.upload("f1"); up.SourceETag != old || up.UploadID == "" {

@@ -35,8 +35,8 @@ func TestContinuation(t *testing.T) {
 			r.rdp.add("f1", "big.bin", size, tt.md5)
 			// Ranges take 150 ms; no range starts after ~410 ms (550 ms minus a
 			// margin of a quarter of the time left).
-			r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-			ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+			r.rdp.Delay = func(int64) time.Duration { return ms(150) }
+			ctx, cancel := context.WithTimeout(context.Background(), ms(550))
 			defer cancel()
 			resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 			if len(resp.BatchItemFailures) != 0 {
@@ -119,9 +119,9 @@ func TestNoProgressFails(t *testing.T) {
 // message fails; its redelivery resumes from the saved checkpoint.
 func TestContinuationSendFails(t *testing.T) {
 	r := bigFileRig(t, nil)
-	r.rdp.Delay = func(int64) time.Duration { return 100 * time.Millisecond }
+	r.rdp.Delay = func(int64) time.Duration { return ms(100) }
 	r.snd.Err = context.Canceled
-	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), ms(550))
 	defer cancel()
 	// The first of several receives: a redelivery follows (on the last
 	// receive the failure is final: TestEveryReceiveFails).
@@ -168,15 +168,15 @@ func TestResumeStartsOverWhenUploadGone(t *testing.T) {
 // file continues it without touching the saved parts.
 func TestNoTimeKeepsCheckpoint(t *testing.T) {
 	r := bigFileRig(t, nil)
-	r.rdp.Delay = func(int64) time.Duration { return 150 * time.Millisecond }
-	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	r.rdp.Delay = func(int64) time.Duration { return ms(150) }
+	ctx, cancel := context.WithTimeout(context.Background(), ms(550))
 	resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 	cancel()
 	saved := r.st.upload("f1")
 	if len(resp.BatchItemFailures) != 0 || saved == nil || saved.PartsDone == 0 {
 		t.Fatalf("first invocation: failures %v, checkpoint %+v", failedIDs(resp), saved)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond) // too short for a part
+	ctx, cancel = context.WithTimeout(context.Background(), ms(100)) // too short for a part
 	resp, _ = r.h.Handle(ctx, event(r.snd.messages()[0].Encode()))
 	cancel()
 	if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 2 {
@@ -220,7 +220,7 @@ func TestStaleCheckpointPartSize(t *testing.T) {
 			return &rdp.RangeResponse{Body: stallBody{ctx}, Offset: o, Length: n, TotalSize: size}, nil
 		}
 		old := stale(r)
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), ms(500))
 		defer cancel()
 		resp, _ := r.h.Handle(ctx, event(msgFor("f1").Encode()))
 		if len(resp.BatchItemFailures) != 0 || len(r.snd.messages()) != 1 {

@@ -39,6 +39,16 @@ type rig struct {
 	cfg     Settings
 }
 
+// ms is n milliseconds of a deadline test, times deadlineScale. A deadline
+// test's range delays and invocation timeout are scaled together: what fits
+// before the soft deadline stays the same, while the bookkeeping after it
+// (the margin, a quarter of the invocation: marginShare) gets more time on a
+// loaded machine. Keep a scaled timeout under 4 × the DeadlineMargin below,
+// or the margin stops growing with it.
+func ms(n int) time.Duration { return time.Duration(n*deadlineScale) * time.Millisecond }
+
+const deadlineScale = 2
+
 func testSettings() Settings {
 	// config.Downloader's defaults, changed for quick tests.
 	s := Settings{DownloaderKnobs: config.Defaults[config.Downloader]().DownloaderKnobs}

@@ -56,9 +56,9 @@ func TestLandingStepWithoutReread(t *testing.T) {
 		}, want: []string{"FileDone f1 fs-done"}},
 		{name: "continuation: no landing step", setup: func(r *rig) {
 			r.rdp.add("f1", "big.bin", 30*MiB, true)
-			r.rdp.Delay = func(int64) time.Duration { return time.Second } // no range completes in 500 ms
+			r.rdp.Delay = func(int64) time.Duration { return ms(1000) } // no range completes in the invocation
 		}, run: func(t *testing.T, r *rig) []string {
-			failed := r.handleOne(t, msgFor("f1"), 1, 500*time.Millisecond)
+			failed := r.handleOne(t, msgFor("f1"), 1, ms(500))
 			if len(r.snd.messages()) != 1 {
 				t.Fatalf("messages %v, want a continuation", r.snd.messages())
 			}

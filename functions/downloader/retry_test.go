@@ -267,9 +267,9 @@ func TestEveryReceiveFails(t *testing.T) {
 				t.Fatalf("setup: failures %v\n%s", failedIDs(resp), r.logs.String())
 			}
 			tt.set(r)
-			delay.Store(int64(150 * time.Millisecond)) // at most three parts per receive
+			delay.Store(int64(ms(150))) // at most three parts per receive
 			for receive := 1; receive <= 5; receive++ {
-				if resp := deadlineRun(r, receive, 550*time.Millisecond); len(resp.BatchItemFailures) != 1 {
+				if resp := deadlineRun(r, receive, ms(550)); len(resp.BatchItemFailures) != 1 {
 					t.Fatalf("receive %d: failures %v, want the message to fail", receive, failedIDs(resp))
 				}
 				f := r.st.file("f1")
