@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,18 +24,21 @@ import (
 // It also counts the S3 writes per key that succeeded or may have
 // (PutObject and CompleteMultipartUpload answered 2xx, or left by their
 // client before moto answered), so a test can show each key was written
-// once.
+// once. A Complete sent again for the same upload (the first one cut by
+// the invocation's deadline: docs/design.md#completing-a-multipart-upload)
+// is the same write, so writes are told apart by upload id.
 type serialProxy struct {
 	mu     sync.Mutex
 	target atomic.Pointer[url.URL]
 	srv    *httptest.Server
 
 	wmu    sync.Mutex
-	writes map[string]int // object path (/bucket/key) -> successful writes
+	writes map[string]map[string]bool // object path (/bucket/key) -> its writes (a PUT's sequence number or an upload id)
+	puts   int
 }
 
 func newSerialProxy(t *testing.T) *serialProxy {
-	p := &serialProxy{writes: map[string]int{}}
+	p := &serialProxy{writes: map[string]map[string]bool{}}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(p.target.Load()) }}
 	// A request whose client gave up (e.g. an invocation's deadline during a
 	// slow CompleteMultipartUpload) may still have been carried out by moto:
@@ -57,9 +61,7 @@ func newSerialProxy(t *testing.T) *serialProxy {
 		sw := &statusWriter{ResponseWriter: w}
 		rp.ServeHTTP(sw, r)
 		if isObjectWrite(r) && (sw.status/100 == 2 || sw.unknown) {
-			p.wmu.Lock()
-			p.writes[r.URL.Path]++
-			p.wmu.Unlock()
+			p.recordWrite(r)
 		}
 	}))
 	t.Cleanup(p.srv.Close)
@@ -82,13 +84,30 @@ func isObjectWrite(r *http.Request) bool {
 	return false
 }
 
-// writesPerKey returns the successful writes by object path.
+// recordWrite notes an object write: each PutObject is a write of its own,
+// Completes of one upload are one write.
+func (p *serialProxy) recordWrite(r *http.Request) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	id := "upload " + r.URL.Query().Get("uploadId")
+	if r.Method == http.MethodPut {
+		p.puts++
+		id = fmt.Sprintf("put %d", p.puts)
+	}
+	if p.writes[r.URL.Path] == nil {
+		p.writes[r.URL.Path] = map[string]bool{}
+	}
+	p.writes[r.URL.Path][id] = true
+}
+
+// writesPerKey returns the writes (successful or of unknown outcome) by
+// object path.
 func (p *serialProxy) writesPerKey() map[string]int {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	out := make(map[string]int, len(p.writes))
 	for k, v := range p.writes {
-		out[k] = v
+		out[k] = len(v)
 	}
 	return out
 }
