@@ -265,6 +265,10 @@ func decodeThen[T any](raw map[string]types.AttributeValue, fn func(*T) error) e
 	return fn(&it)
 }
 
+// unprocessedBackoff spaces the retries of keys BatchGetItem left
+// unprocessed (internal/backoff's full jitter).
+var unprocessedBackoff = backoff.Policy{Base: 20 * time.Millisecond, Max: time.Second}
+
 // batchGet reads the items at keys (consistent reads, 100 keys per request,
 // unprocessed keys retried with a growing pause) and calls fn with each,
 // decoded as a T. It returns the number of requests sent.
@@ -280,8 +284,10 @@ func batchGet[T any](ctx context.Context, t *Table, keys []primaryKey, fn func(*
 			if attempt > 8 {
 				return calls, fmt.Errorf("unprocessed keys after %d attempts", attempt)
 			}
-			if err := backoff.Sleep(ctx, time.Duration(attempt*attempt)*20*time.Millisecond); err != nil {
-				return calls, err
+			if attempt > 0 {
+				if err := backoff.Sleep(ctx, unprocessedBackoff.Delay(attempt)); err != nil {
+					return calls, err
+				}
 			}
 			out, err := t.DB.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 			calls++
